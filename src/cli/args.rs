@@ -1,0 +1,77 @@
+//! The command line as clap parses it. These types are the wire format only: commands turn them into
+//! plain values before doing anything.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jobs",
+    version,
+    about = "Run jobs from spec files on cron or interval schedules, and keep a record of every run.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The directory holding jobs/, db/ and runs/ [default: the current directory]
+    #[arg(long, global = true, env = "JOBS_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Print one JSON document to stdout instead of human output
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// When to colour human output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Log more to stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check spec files against the schema and report every problem with its position
+    Validate {
+        /// Files or directories to check [default: jobs/]
+        paths: Vec<PathBuf>,
+    },
+    /// List the jobs with their schedule, next slot and state
+    List,
+    /// Show one job in detail: schedule in words, next slots, state, runs
+    Show {
+        /// The job's id
+        id: String,
+    },
+    /// Print the next slots of a job in its time zone and in UTC, marking DST changes
+    Next {
+        /// The job's id
+        id: String,
+        /// How many slots
+        #[arg(short = 'n', long = "count", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        count: u16,
+        /// Start after this instant instead of now (RFC 3339, e.g. 2026-03-08T00:00:00-05:00)
+        #[arg(long, value_name = "TIME", value_parser = parse_instant)]
+        after: Option<DateTime<Utc>>,
+    },
+    /// Print the JSON Schema of job specs
+    Schema,
+}
+
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("not an RFC 3339 time such as 2026-03-08T00:00:00Z: {e}"))
+}

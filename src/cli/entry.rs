@@ -1,0 +1,110 @@
+//! The entry point: parse the command line, run one command, print its outcome, return its exit code.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use super::args::{Cli, ColorChoice, Command};
+use super::output::{Output, Report};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result, exit};
+use crate::home::Home;
+
+/// What every command gets: where the home is, how to print, and what time it is.
+pub struct Ctx {
+    pub home: Home,
+    pub out: Output,
+    pub clock: Box<dyn Clock>,
+}
+
+pub fn run() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error, args.iter().any(|a| a == "--json")),
+    };
+    init_tracing(cli.verbose);
+    let out = Output {
+        json: cli.json,
+        color: use_color(cli.color),
+    };
+    let home = match cli.home.clone().map_or_else(std::env::current_dir, Ok) {
+        Ok(root) => Home::new(root),
+        Err(e) => {
+            let error = Error::io("find the current directory", PathBuf::from("."), e);
+            out.error(&error);
+            return ExitCode::from(error.exit_code());
+        }
+    };
+    let ctx = Ctx {
+        home,
+        out,
+        clock: Box::new(SystemClock),
+    };
+    match dispatch(&ctx, cli.command) {
+        Ok(report) => {
+            ctx.out.report(&report);
+            ExitCode::from(report.error.as_ref().map_or(exit::OK, Error::exit_code))
+        }
+        Err(error) => {
+            ctx.out.error(&error);
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
+    match command {
+        Command::Validate { paths } => super::validate::run(ctx, &paths),
+        Command::List => super::list::run(ctx),
+        Command::Show { id } => super::show::run(ctx, &id),
+        Command::Next { id, count, after } => super::next::run(ctx, &id, usize::from(count), after),
+        Command::Schema => Ok(super::schema::run()),
+    }
+}
+
+/// clap's own errors: help and version print as usual; real usage errors become `usage` (exit 2),
+/// as JSON when `--json` was on the command line.
+fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
+    let code = u8::try_from(error.exit_code()).unwrap_or(exit::USAGE);
+    if code == exit::OK || !json {
+        let _ = error.print();
+        return ExitCode::from(code);
+    }
+    let rendered = error.render().to_string();
+    let first_line = rendered.lines().next().unwrap_or_default();
+    let message = first_line.trim_start_matches("error: ").to_owned();
+    let error = Error::Usage { message };
+    Output {
+        json: true,
+        color: false,
+    }
+    .error(&error);
+    ExitCode::from(error.exit_code())
+}
+
+fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

@@ -1,0 +1,13 @@
+//! The command line: clap wire types in `args`, one file per command, rendering in `output`, and the
+//! entry point that turns any outcome into output and an exit code.
+
+mod args;
+mod entry;
+mod list;
+mod next;
+mod output;
+mod schema;
+mod show;
+mod validate;
+
+pub use entry::run;

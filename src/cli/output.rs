@@ -1,0 +1,256 @@
+//! Rendering: the `--json` envelope, colour, aligned tables and how instants are shown to people.
+
+use std::io::Write;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use serde_json::{Value, json};
+
+use crate::error::Error;
+
+/// What a command produced: the JSON `data`, the human rendering of the same, and, when the command
+/// completed but found something wrong (invalid specs), the error that decides the exit code.
+pub struct Report {
+    pub data: Value,
+    pub human: String,
+    pub error: Option<Error>,
+}
+
+impl Report {
+    pub fn ok(data: Value, human: String) -> Self {
+        Self {
+            data,
+            human,
+            error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+    pub color: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    Bold,
+    Dim,
+    Red,
+    Green,
+    Yellow,
+}
+
+impl Output {
+    pub fn paint(&self, style: Style, text: &str) -> String {
+        let code = match style {
+            _ if !self.color => return text.to_owned(),
+            Style::Plain => return text.to_owned(),
+            Style::Bold => "1",
+            Style::Dim => "2",
+            Style::Red => "31",
+            Style::Green => "32",
+            Style::Yellow => "33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+
+    /// Prints a report: the envelope in JSON mode, else its human text.
+    pub fn report(&self, report: &Report) {
+        if self.json {
+            let mut document = json!({ "ok": report.error.is_none(), "data": report.data });
+            if let Some(error) = &report.error {
+                document["error"] = error_json(error);
+            }
+            print_stdout(&format!("{document:#}\n"));
+        } else {
+            print_stdout(&report.human);
+            if let Some(error) = &report.error {
+                self.error(error);
+            }
+        }
+    }
+
+    /// Prints a failure: the JSON envelope on stdout, or `error: …` and a hint on stderr.
+    pub fn error(&self, error: &Error) {
+        if self.json {
+            print_stdout(&format!(
+                "{:#}\n",
+                json!({ "ok": false, "error": error_json(error) })
+            ));
+        } else {
+            let mut text = format!("{} {error}\n", self.paint(Style::Red, "error:"));
+            if let Some(hint) = error.hint() {
+                text.push_str(&format!("{} {hint}\n", self.paint(Style::Dim, "hint:")));
+            }
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }
+    }
+}
+
+fn error_json(error: &Error) -> Value {
+    json!({ "code": error.code(), "message": error.to_string(), "hint": error.hint() })
+}
+
+/// Writes to stdout, treating a closed pipe (`jobs list | head`) as done rather than as a failure.
+fn print_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// A table with aligned columns; the last column is not padded.
+pub struct Table {
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<(String, Style)>>,
+}
+
+impl Table {
+    pub fn new(headers: Vec<&'static str>) -> Self {
+        Self {
+            headers,
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<(String, Style)>) {
+        self.rows.push(cells);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn render(&self, out: &Output) -> String {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, (text, _)) in row.iter().enumerate() {
+                if let Some(width) = widths.get_mut(i) {
+                    *width = (*width).max(text.chars().count());
+                }
+            }
+        }
+        let mut text = String::new();
+        let header: Vec<(String, Style)> = self
+            .headers
+            .iter()
+            .map(|h| ((*h).to_owned(), Style::Bold))
+            .collect();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let last = row.len().saturating_sub(1);
+            let mut line = String::new();
+            for (i, (cell, style)) in row.iter().enumerate() {
+                line.push_str(&out.paint(*style, cell));
+                if i < last {
+                    let pad = widths.get(i).copied().unwrap_or(0) - cell.chars().count();
+                    line.push_str(&" ".repeat(pad + 2));
+                }
+            }
+            text.push_str(line.trim_end());
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// An instant for machines: RFC 3339 in UTC with milliseconds.
+pub fn utc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// An instant in a zone for machines: RFC 3339 with the zone's offset.
+pub fn zoned(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// An instant for people, in the job's zone: `2026-11-23 02:30:00 EST`.
+pub fn local(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// How far `t` is from `now` in words: `in 3h 12m`, `5m ago`, `now`.
+pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let delta = (t - now).num_seconds();
+    let span = delta.unsigned_abs();
+    if span == 0 {
+        return "now".into();
+    }
+    let (days, hours, minutes, seconds) =
+        (span / 86_400, span / 3_600 % 24, span / 60 % 60, span % 60);
+    let words = if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m {seconds}s")
+    } else {
+        format!("{seconds}s")
+    };
+    if delta > 0 {
+        format!("in {words}")
+    } else {
+        format!("{words} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = at("2026-11-22T12:00:00Z");
+        assert_eq!(relative(at("2026-11-22T12:00:00Z"), now), "now");
+        assert_eq!(relative(at("2026-11-22T12:00:09Z"), now), "in 9s");
+        assert_eq!(relative(at("2026-11-22T12:03:05Z"), now), "in 3m 5s");
+        assert_eq!(relative(at("2026-11-22T15:12:00Z"), now), "in 3h 12m");
+        assert_eq!(relative(at("2026-11-24T13:00:00Z"), now), "in 2d 1h");
+        assert_eq!(relative(at("2026-11-22T11:55:00Z"), now), "5m 0s ago");
+    }
+
+    #[test]
+    fn tables_align_and_do_not_pad_the_last_column() {
+        let out = Output {
+            json: false,
+            color: false,
+        };
+        let mut table = Table::new(vec!["ID", "STATE"]);
+        table.row(vec![
+            ("heartbeat".into(), Style::Plain),
+            ("active".into(), Style::Green),
+        ]);
+        table.row(vec![
+            ("a".into(), Style::Plain),
+            ("paused".into(), Style::Yellow),
+        ]);
+        assert_eq!(
+            table.render(&out),
+            "ID         STATE\nheartbeat  active\na          paused\n"
+        );
+    }
+
+    #[test]
+    fn zones_render_with_offset_and_abbreviation() {
+        let t = at("2026-11-23T07:30:00Z");
+        assert_eq!(
+            zoned(t, chrono_tz::America::New_York),
+            "2026-11-23T02:30:00-05:00"
+        );
+        assert_eq!(
+            local(t, chrono_tz::America::New_York),
+            "2026-11-23 02:30:00 EST"
+        );
+        assert_eq!(utc(t), "2026-11-23T07:30:00.000Z");
+    }
+}

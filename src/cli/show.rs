@@ -1,0 +1,200 @@
+//! `jobs show <id>`: one job in detail: its schedule in words, next slots, operator state, spec and
+//! run record.
+
+use serde_json::json;
+
+use super::entry::Ctx;
+use super::list::state_style;
+use super::output::{Report, Style, local, relative, utc, zoned};
+use crate::catalog::Catalog;
+use crate::error::Result;
+
+const NEXT_SLOTS: usize = 5;
+
+pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
+    let now = ctx.clock.now();
+    let catalog = Catalog::open(&ctx.home, now)?;
+    let job = catalog.job(id)?;
+    let out = &ctx.out;
+    let state = job.state();
+    let row = &job.row;
+    let spec = job.spec.as_ref();
+    let schedule = job.schedule.as_ref();
+    let tz = schedule.map(|s| s.timezone());
+    let slots = match (schedule, job.next_slot(now)) {
+        (Some(schedule), Some(_)) => schedule.slots_after(now, NEXT_SLOTS),
+        _ => Vec::new(),
+    };
+
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    lines.push((
+        "description",
+        spec.and_then(|s| s.description.clone())
+            .unwrap_or_else(|| "-".into()),
+    ));
+    lines.push(("spec", row.spec_path.clone()));
+    let mut state_text = out.paint(state_style(state, !job.problems.is_empty()), state.as_str());
+    if let Some(by) = &row.state_by {
+        state_text.push_str(&format!(" (by {by}"));
+        if let Some(at) = row
+            .state_at
+            .and_then(chrono::DateTime::from_timestamp_millis)
+        {
+            state_text.push_str(&format!(", {}", relative(at, now)));
+        }
+        if let Some(reason) = &row.state_reason {
+            state_text.push_str(&format!(": {reason}"));
+        }
+        state_text.push(')');
+    }
+    if spec.is_some_and(|s| !s.enabled) {
+        state_text.push_str(" (enabled: false in the spec)");
+    }
+    lines.push(("state", state_text));
+    match (schedule, tz) {
+        (Some(schedule), Some(tz)) => {
+            lines.push((
+                "schedule",
+                format!("{} ({})", schedule.expression(), tz.name()),
+            ));
+            lines.push(("in words", schedule.describe()));
+        }
+        _ => lines.push(("schedule", "manual: runs only with `jobs run`".into())),
+    }
+    if let Some(jitter) = spec
+        .and_then(|s| s.schedule.as_ref())
+        .and_then(|s| s.jitter)
+    {
+        lines.push(("jitter", format!("up to {jitter}, fixed per slot")));
+    }
+    if let Some(tz) = tz {
+        for (i, slot) in slots.iter().enumerate() {
+            let note = slot
+                .note
+                .map(|n| format!("  [{}]", n.code()))
+                .unwrap_or_default();
+            let text = format!(
+                "{}  {}  ({}){note}",
+                local(slot.at, tz),
+                utc(slot.at),
+                relative(slot.at, now)
+            );
+            lines.push((if i == 0 { "next slots" } else { "" }, text));
+        }
+    }
+    if let Some(spec) = spec {
+        let run = &spec.run;
+        let command = match (&run.command, &run.shell) {
+            (Some(argv), _) => argv.join(" "),
+            (None, Some(shell)) => format!("sh -c {shell:?}"),
+            (None, None) => "-".into(),
+        };
+        lines.push(("command", command));
+        lines.push(("cwd", run.cwd.clone()));
+        if !run.env.is_empty() {
+            lines.push((
+                "env",
+                run.env.keys().cloned().collect::<Vec<_>>().join(", "),
+            ));
+        }
+        lines.push((
+            "timeout",
+            run.timeout.map_or("none".into(), |t| {
+                format!("{t}, then SIGTERM, SIGKILL after {}", run.kill_grace)
+            }),
+        ));
+        let policy = &spec.policy;
+        lines.push((
+            "policy",
+            format!(
+                "max_instances {}, overlap {}, coalesce {}, misfire_grace {}",
+                policy.max_instances,
+                json!(policy.overlap).as_str().unwrap_or_default(),
+                policy.coalesce,
+                policy.misfire_grace
+            ),
+        ));
+        let retry = &spec.retry;
+        lines.push((
+            "retry",
+            if retry.max_attempts <= 1 {
+                "none (1 attempt)".into()
+            } else {
+                format!(
+                    "{} attempts, backoff {} doubling up to {}",
+                    retry.max_attempts, retry.backoff, retry.max_backoff
+                )
+            },
+        ));
+        if !spec.tags.is_empty() {
+            lines.push(("tags", spec.tags.join(", ")));
+        }
+    }
+    lines.push(("last run", "-".into()));
+    lines.push(("last success", "-".into()));
+    lines.push(("last failure", "-".into()));
+    lines.push(("failure streak", "0".into()));
+    lines.push(("counts", "0 runs, 0 skipped, 0 missed".into()));
+    for (i, problem) in job.problems.iter().enumerate() {
+        let text = format!(
+            "{}:{}:{}: {} {}",
+            row.spec_path, problem.line, problem.column, problem.pointer, problem.message
+        );
+        lines.push((
+            if i == 0 { "problems" } else { "" },
+            out.paint(Style::Yellow, &text),
+        ));
+    }
+
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut human = format!("{}\n", out.paint(Style::Bold, id));
+    for (key, value) in &lines {
+        human.push_str(&format!("  {key:width$}  {value}\n"));
+    }
+
+    let data = json!({
+        "id": id,
+        "description": spec.and_then(|s| s.description.clone()),
+        "spec_path": row.spec_path,
+        "state": state.as_str(),
+        "operator_state": {
+            "state": row.state,
+            "reason": row.state_reason,
+            "by": row.state_by,
+            "at": row.state_at.and_then(chrono::DateTime::from_timestamp_millis).map(utc),
+        },
+        "enabled": spec.is_some_and(|s| s.enabled),
+        "schedule": schedule.map(|s| json!({
+            "expression": s.expression(),
+            "kind": if spec.and_then(|x| x.schedule.as_ref()).is_some_and(|x| x.cron.is_some()) { "cron" } else { "every" },
+            "description": s.describe(),
+            "timezone": s.timezone().name(),
+            "jitter": spec.and_then(|x| x.schedule.as_ref()).and_then(|x| x.jitter).map(|j| j.to_string()),
+        })),
+        "next_slots": tz.map(|tz| slots.iter().map(|slot| json!({
+            "local": zoned(slot.at, tz),
+            "utc": utc(slot.at),
+            "note": slot.note.map(|n| n.code()),
+        })).collect::<Vec<_>>()).unwrap_or_default(),
+        // Env values stay out of every output; only their names are shown.
+        "run": spec.map(|s| json!({
+            "command": s.run.command,
+            "shell": s.run.shell,
+            "cwd": s.run.cwd,
+            "env_names": s.run.env.keys().collect::<Vec<_>>(),
+            "timeout": s.run.timeout.map(|t| t.to_string()),
+            "kill_grace": s.run.kill_grace.to_string(),
+        })),
+        "policy": spec.map(|s| json!(s.policy)),
+        "retry": spec.map(|s| json!(s.retry)),
+        "retention": spec.map(|s| json!(s.retention)),
+        "tags": spec.map(|s| s.tags.clone()).unwrap_or_default(),
+        "last_run": null,
+        "last_success": null,
+        "last_failure": null,
+        "failure_streak": 0,
+        "counts": { "runs": 0, "succeeded": 0, "failed": 0, "skipped": 0, "missed": 0 },
+        "problems": job.problems,
+    });
+    Ok(Report::ok(data, human))
+}

@@ -1,0 +1,81 @@
+//! `jobs validate [PATH...]`: check spec files and report every problem as `path:line:col: pointer:
+//! message`. Touches nothing but the files it reads.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::entry::Ctx;
+use super::output::{Report, Style};
+use crate::error::{Error, Result};
+use crate::spec::{SpecFile, load_dir, load_file};
+
+pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
+    let now = ctx.clock.now();
+    let mut files: Vec<(String, SpecFile)> = Vec::new();
+    if paths.is_empty() {
+        for file in load_dir(&ctx.home.jobs_dir(), now)? {
+            files.push((ctx.home.display_path(&file.path), file));
+        }
+    } else {
+        for path in paths {
+            // Relative to the current directory, as a shell user expects.
+            if path.is_dir() {
+                for file in load_dir(path, now)? {
+                    files.push((file.path.display().to_string(), file));
+                }
+            } else {
+                files.push((path.display().to_string(), load_file(path, now)));
+            }
+        }
+    }
+
+    let out = &ctx.out;
+    let invalid = files.iter().filter(|(_, f)| !f.is_ok()).count();
+    let mut human = String::new();
+    for (shown, file) in &files {
+        for problem in file.problems() {
+            let place = out.paint(
+                Style::Bold,
+                &format!("{shown}:{}:{}:", problem.line, problem.column),
+            );
+            if problem.pointer.is_empty() {
+                human.push_str(&format!("{place} {}\n", problem.message));
+            } else {
+                human.push_str(&format!(
+                    "{place} {}: {}\n",
+                    problem.pointer, problem.message
+                ));
+            }
+        }
+    }
+    let summary = match (files.len(), invalid) {
+        (0, _) => "no spec files found".to_owned(),
+        (total, 0) => out.paint(
+            Style::Green,
+            &format!("{total} spec file{} valid", plural(total)),
+        ),
+        (total, bad) => out.paint(
+            Style::Red,
+            &format!("{bad} of {total} spec file{} invalid", plural(total)),
+        ),
+    };
+    human.push_str(&summary);
+    human.push('\n');
+
+    let data = json!({
+        "files": files.iter().map(|(shown, file)| json!({
+            "path": shown,
+            "ok": file.is_ok(),
+            "problems": file.problems(),
+        })).collect::<Vec<_>>(),
+        "total": files.len(),
+        "invalid": invalid,
+    });
+    let error = (invalid > 0).then_some(Error::InvalidSpecs { count: invalid });
+    Ok(Report { data, human, error })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,234 @@
+//! The one error type of `jobs`: every failure a command can report, its stable code, its exit code and
+//! its wording. Messages live here and only here, so they stay consistent and reviewable in one place.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Process exit codes. Documented in the README; scripts depend on them, so they never change meaning.
+pub mod exit {
+    /// Everything asked for was done.
+    pub const OK: u8 = 0;
+    /// A run failed or timed out.
+    pub const RUN_FAILED: u8 = 1;
+    /// The command line was wrong.
+    pub const USAGE: u8 = 2;
+    /// A job or run does not exist.
+    pub const NOT_FOUND: u8 = 3;
+    /// A spec file is invalid.
+    pub const INVALID_SPEC: u8 = 4;
+    /// The request conflicts with the current state (disabled job, scheduler already running, ...).
+    pub const CONFLICT: u8 = 5;
+    /// The store or the file system failed.
+    pub const STORE_OR_IO: u8 = 6;
+    /// A bug in `jobs` itself.
+    pub const INTERNAL: u8 = 70;
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The command line parsed but asks for something meaningless.
+    Usage {
+        message: String,
+    },
+    JobNotFound {
+        id: String,
+        close: Vec<String>,
+    },
+    /// `count` spec files failed validation; their problems were already printed.
+    InvalidSpecs {
+        count: usize,
+    },
+    /// A job whose spec file is invalid and that has no last good version to fall back on.
+    InvalidSpec {
+        id: String,
+        path: PathBuf,
+        first_problem: String,
+    },
+    Store {
+        action: String,
+        source: rusqlite::Error,
+    },
+    /// The store was written by a newer `jobs` whose schema this one does not know.
+    StoreTooNew {
+        found: i64,
+        known: i64,
+    },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    Internal {
+        message: String,
+    },
+}
+
+impl Error {
+    pub fn store(action: impl Into<String>, source: rusqlite::Error) -> Self {
+        Self::Store {
+            action: action.into(),
+            source,
+        }
+    }
+
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The stable snake_case code shown in `--json` output and in the store.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Usage { .. } => "usage",
+            Self::JobNotFound { .. } => "job_not_found",
+            Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => "job_invalid_spec",
+            Self::Store { .. } | Self::StoreTooNew { .. } => "store_error",
+            Self::Io { .. } => "io_error",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage { .. } => exit::USAGE,
+            Self::JobNotFound { .. } => exit::NOT_FOUND,
+            Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => exit::INVALID_SPEC,
+            Self::Store { .. } | Self::StoreTooNew { .. } | Self::Io { .. } => exit::STORE_OR_IO,
+            Self::Internal { .. } => exit::INTERNAL,
+        }
+    }
+
+    /// What the operator can do about it, when there is something useful to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Usage { .. } => Some("run `jobs --help` for usage".into()),
+            Self::JobNotFound { close, .. } if !close.is_empty() => {
+                Some(format!("did you mean: {}?", close.join(", ")))
+            }
+            Self::JobNotFound { .. } => Some("run `jobs list` to see the known jobs".into()),
+            Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => {
+                Some("run `jobs validate` for every problem with its position".into())
+            }
+            Self::Store { .. } => Some(
+                "check that db/ under JOBS_HOME is writable and not on a network file system"
+                    .into(),
+            ),
+            Self::StoreTooNew { .. } => {
+                Some("upgrade jobs, or restore a backup of the store".into())
+            }
+            Self::Io { .. } => Some("check that the path exists and is readable".into()),
+            Self::Internal { .. } => Some("this is a bug in jobs; please report it".into()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Usage { message } => write!(f, "{message}"),
+            Self::JobNotFound { id, .. } => write!(f, "no job with id `{id}`"),
+            Self::InvalidSpecs { count: 1 } => write!(f, "1 spec file is invalid"),
+            Self::InvalidSpecs { count } => write!(f, "{count} spec files are invalid"),
+            Self::InvalidSpec {
+                id,
+                path,
+                first_problem,
+            } => write!(
+                f,
+                "job `{id}` has no valid spec: {}: {first_problem}",
+                path.display()
+            ),
+            Self::Store { action, source } => write!(f, "failed to {action}: {source}"),
+            Self::StoreTooNew { found, known } => write!(
+                f,
+                "the store is at schema version {found} but this jobs knows only up to {known}"
+            ),
+            Self::Io {
+                action,
+                path,
+                source,
+            } => {
+                write!(f, "failed to {action} {}: {source}", path.display())
+            }
+            Self::Internal { message } => write!(f, "internal error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Store { source, .. } => Some(source),
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_exit_codes_follow_the_design_table() {
+        let cases: Vec<(Error, &str, u8)> = vec![
+            (
+                Error::Usage {
+                    message: "x".into(),
+                },
+                "usage",
+                2,
+            ),
+            (
+                Error::JobNotFound {
+                    id: "a".into(),
+                    close: vec![],
+                },
+                "job_not_found",
+                3,
+            ),
+            (Error::InvalidSpecs { count: 2 }, "job_invalid_spec", 4),
+            (
+                Error::store("open the store", rusqlite::Error::InvalidQuery),
+                "store_error",
+                6,
+            ),
+            (
+                Error::io("read", "x", io::Error::other("boom")),
+                "io_error",
+                6,
+            ),
+            (
+                Error::Internal {
+                    message: "x".into(),
+                },
+                "internal",
+                70,
+            ),
+        ];
+        for (error, code, exit_code) in cases {
+            assert_eq!(error.code(), code, "{error}");
+            assert_eq!(error.exit_code(), exit_code, "{error}");
+            let message = error.to_string();
+            assert!(
+                message.chars().next().is_some_and(|c| !c.is_uppercase()),
+                "messages are lowercase: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn job_not_found_hint_lists_close_ids() {
+        let error = Error::JobNotFound {
+            id: "hartbeat".into(),
+            close: vec!["heartbeat".into()],
+        };
+        assert_eq!(error.hint().as_deref(), Some("did you mean: heartbeat?"));
+    }
+}

@@ -1,0 +1,51 @@
+//! The layout of a JOBS_HOME: where specs, the store and run directories live. Every path `jobs` touches
+//! comes from here, so tests (and operators) move all of them by pointing `--home` elsewhere.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Spec files, one job each: `jobs/<id>.yaml`.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
+    pub fn db_dir(&self) -> PathBuf {
+        self.root.join("db")
+    }
+
+    /// The SQLite store.
+    pub fn db_path(&self) -> PathBuf {
+        self.db_dir().join("jobs.sqlite3")
+    }
+
+    /// Held (flock) by the one running scheduler.
+    pub fn scheduler_lock_path(&self) -> PathBuf {
+        self.db_dir().join("scheduler.lock")
+    }
+
+    /// Run directories: `runs/<job_id>/<seq>/`.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// A path as the operator should see it: relative to the home when it lies inside.
+    pub fn display_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+}

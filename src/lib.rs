@@ -1,0 +1,12 @@
+//! `jobs`: a spec-file driven job orchestrator. The binary is a thin shell around [`cli::run`].
+
+pub mod catalog;
+pub mod cli;
+pub mod clock;
+pub mod digest;
+pub mod error;
+pub mod home;
+pub mod schedule;
+pub mod spec;
+pub mod store;
+pub mod text;

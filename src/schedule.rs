@@ -1,0 +1,200 @@
+//! When a job fires: cron patterns read in an IANA time zone, or fixed intervals counted from an anchor.
+//! Pure: every answer is a function of the schedule and the instant passed in. No clock, no I/O.
+//!
+//! DST follows croner (OCPS): a wall time that falls in a spring-forward gap fires at the first instant
+//! after the gap, and a wall time that occurs twice in a fall-back fold fires once, at its first pass
+//! (wildcard hours fire in both passes, since each pass is a distinct instant).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, LocalResult, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+
+use crate::digest::fnv1a;
+use crate::spec::duration::SpecDuration;
+use crate::spec::model::ScheduleSpec;
+use crate::text::lowercase_first;
+
+/// How far ahead a pattern must have an occurrence to be accepted.
+pub const MAX_FIRST_SLOT_DAYS: i64 = 5 * 366;
+
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Cron {
+        pattern: String,
+        cron: Box<Cron>,
+        tz: Tz,
+    },
+    Every {
+        every: SpecDuration,
+        anchor: DateTime<Utc>,
+        tz: Tz,
+    },
+}
+
+/// Why a slot's wall time is unusual in its zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DstNote {
+    /// The pattern's wall time did not exist that day; the slot is the first instant after the gap.
+    Gap,
+    /// The slot's wall time occurs twice that day (clocks went back).
+    Fold,
+}
+
+impl DstNote {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Gap => "dst_gap",
+            Self::Fold => "dst_fold",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub at: DateTime<Utc>,
+    pub note: Option<DstNote>,
+}
+
+/// Parses a cron pattern the way specs accept it: 5 fields, 6 fields (seconds first) or an alias.
+pub fn parse_cron(pattern: &str) -> Result<Cron, String> {
+    Cron::from_str(pattern).map_err(|e| lowercase_first(&e.to_string()))
+}
+
+/// Resolves an IANA zone name, case-sensitively, as the tz database spells it.
+pub fn parse_timezone(name: &str) -> Result<Tz, String> {
+    Tz::from_str(name).map_err(|_| format!("unknown time zone \"{name}\""))
+}
+
+impl Schedule {
+    /// Builds the schedule of a spec whose fields were already checked by the loader.
+    pub fn from_spec(spec: &ScheduleSpec) -> Result<Self, String> {
+        let tz = match &spec.timezone {
+            Some(name) => parse_timezone(name)?,
+            None => Tz::UTC,
+        };
+        match (&spec.cron, spec.every) {
+            (Some(pattern), None) => Ok(Self::Cron {
+                pattern: pattern.clone(),
+                cron: Box::new(parse_cron(pattern)?),
+                tz,
+            }),
+            (None, Some(every)) if !every.is_zero() => Ok(Self::Every {
+                every,
+                anchor: spec.anchor.unwrap_or(DateTime::UNIX_EPOCH),
+                tz,
+            }),
+            (None, Some(_)) => Err("every must be longer than zero".into()),
+            _ => Err("a schedule needs exactly one of cron or every".into()),
+        }
+    }
+
+    pub fn timezone(&self) -> Tz {
+        match self {
+            Self::Cron { tz, .. } | Self::Every { tz, .. } => *tz,
+        }
+    }
+
+    /// The first slot strictly after `after`, or `None` when there is none (an impossible date, or
+    /// past the end of representable time).
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Cron { cron, tz, .. } => cron
+                .find_next_occurrence(&after.with_timezone(tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            Self::Every { every, anchor, .. } => {
+                let every = every.as_millis();
+                let anchor_ms = anchor.timestamp_millis();
+                let after_ms = after.timestamp_millis();
+                let slot_ms = if after_ms < anchor_ms {
+                    anchor_ms
+                } else {
+                    let k = (after_ms - anchor_ms) / every + 1;
+                    anchor_ms.checked_add(k.checked_mul(every)?)?
+                };
+                DateTime::from_timestamp_millis(slot_ms)
+            }
+        }
+    }
+
+    /// The next `count` slots after `after`, each with its DST note.
+    pub fn slots_after(&self, after: DateTime<Utc>, count: usize) -> Vec<Slot> {
+        let mut slots = Vec::with_capacity(count);
+        let mut cursor = after;
+        while slots.len() < count {
+            let Some(at) = self.next_after(cursor) else {
+                break;
+            };
+            slots.push(Slot {
+                at,
+                note: self.dst_note(at),
+            });
+            cursor = at;
+        }
+        slots
+    }
+
+    /// Whether `slot` was moved by a DST gap or lies in a repeated (folded) hour of its zone.
+    pub fn dst_note(&self, slot: DateTime<Utc>) -> Option<DstNote> {
+        let tz = self.timezone();
+        let local = slot.with_timezone(&tz);
+        if let Self::Cron { cron, .. } = self
+            && !cron.is_time_matching(&local).unwrap_or(true)
+        {
+            return Some(DstNote::Gap);
+        }
+        match tz.from_local_datetime(&local.naive_local()) {
+            LocalResult::Ambiguous(..) => Some(DstNote::Fold),
+            _ => None,
+        }
+    }
+
+    /// The schedule in words, for `jobs show`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Cron { cron, .. } => lowercase_first(&cron.describe()),
+            Self::Every { every, anchor, .. } => {
+                if *anchor == DateTime::UNIX_EPOCH {
+                    format!("every {every}")
+                } else {
+                    format!("every {every}, counted from {}", anchor.to_rfc3339())
+                }
+            }
+        }
+    }
+
+    /// The schedule as written, e.g. `0 30 2 * * *` or `every 15m`.
+    pub fn expression(&self) -> String {
+        match self {
+            Self::Cron { pattern, .. } => pattern.clone(),
+            Self::Every { every, .. } => format!("every {every}"),
+        }
+    }
+}
+
+/// The deterministic delay of a run behind its nominal `slot`: a hash of (job, slot) mapped into
+/// `[0, jitter)`, narrowed so that the run still starts before `next_slot`.
+pub fn jitter_delay(
+    job_id: &str,
+    slot: DateTime<Utc>,
+    jitter: Duration,
+    next_slot: Option<DateTime<Utc>>,
+) -> Duration {
+    let mut window = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
+    if let Some(next) = next_slot {
+        let gap = u64::try_from((next - slot).num_milliseconds()).unwrap_or(0);
+        window = window.min(gap);
+    }
+    if window == 0 {
+        return Duration::ZERO;
+    }
+    let seed = fnv1a(&[
+        job_id.as_bytes(),
+        &[0],
+        &slot.timestamp_millis().to_le_bytes(),
+    ]);
+    Duration::from_millis(seed % window)
+}

@@ -1,0 +1,845 @@
+//! Turning a spec file into a checked [`JobSpec`]: bytes -> YAML with positions -> JSON -> JSON Schema
+//! -> semantic checks -> typed spec. Every problem names a line, a column, a JSON pointer and says what
+//! to fix. Nothing here panics on any input, and one bad file never affects another.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use jsonschema::error::ValidationErrorKind;
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::duration::SpecDuration;
+use super::model::JobSpec;
+use crate::digest::content_hash;
+use crate::error::{Error, Result};
+use crate::schedule::{self, MAX_FIRST_SLOT_DAYS, Schedule};
+use crate::text::lowercase_first;
+
+/// The JSON Schema of a job spec, as shipped in `schemas/job.schema.json`.
+pub const JOB_SCHEMA: &str = include_str!("../../schemas/job.schema.json");
+
+/// Spec files larger than this are refused unread: a job spec is a few hundred bytes.
+pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
+
+/// One thing wrong with a spec file. `code` is stable; `message` is for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub code: &'static str,
+    pub line: usize,
+    pub column: usize,
+    pub pointer: String,
+    pub message: String,
+}
+
+/// A spec that passed every check.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    pub spec: JobSpec,
+    /// `None` for a manual-only job.
+    pub schedule: Option<Schedule>,
+    /// The spec as JSON with defaults filled in: what the store keeps as the last good version.
+    pub json: Value,
+}
+
+/// The result of loading one file: where it is, what its content hash is, and either the spec or the
+/// problems, in document order.
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    pub path: PathBuf,
+    /// The id the file name implies, when the name is a valid id.
+    pub stem_id: Option<String>,
+    pub hash: String,
+    pub outcome: Result<LoadedSpec, Vec<Problem>>,
+}
+
+impl SpecFile {
+    pub fn is_ok(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    pub fn problems(&self) -> &[Problem] {
+        match &self.outcome {
+            Ok(_) => &[],
+            Err(problems) => problems,
+        }
+    }
+}
+
+/// Whether a directory entry is a spec file: `*.yaml` or `*.yml`, not hidden, not an editor's backup.
+pub fn is_spec_file_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && !name.ends_with('~')
+        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+/// Loads every spec file in `dir`, sorted by file name. A missing directory holds no specs. Two files
+/// claiming the same id (`a.yaml` and `a.yml`) both load, and the later one gets a problem.
+pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read the spec directory", dir, e)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read the spec directory", dir, e))?;
+        let name = entry.file_name();
+        if name.to_str().is_some_and(is_spec_file_name) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    let mut seen = HashSet::new();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let mut file = load_file(&path, now);
+        if let Some(id) = &file.stem_id
+            && !seen.insert(id.clone())
+        {
+            let problem = Problem {
+                code: "duplicate_id",
+                line: 1,
+                column: 1,
+                pointer: String::new(),
+                message: format!(
+                    "another file in this directory already defines job \"{id}\"; keep one of them"
+                ),
+            };
+            file.outcome = Err(vec![problem]);
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// Loads one spec file. Read failures become problems of the file, like any other.
+pub fn load_file(path: &Path, now: DateTime<Utc>) -> SpecFile {
+    let stem_id = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| is_valid_id(s))
+        .map(str::to_owned);
+    let bytes = match read_limited(path) {
+        Ok(bytes) => bytes,
+        Err(problem) => {
+            return SpecFile {
+                path: path.to_owned(),
+                stem_id,
+                hash: String::new(),
+                outcome: Err(vec![problem]),
+            };
+        }
+    };
+    let hash = content_hash(&bytes);
+    let expected_id = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let outcome = load_bytes(&bytes, expected_id, now);
+    SpecFile {
+        path: path.to_owned(),
+        stem_id,
+        hash,
+        outcome,
+    }
+}
+
+/// Loads a spec from text, for tests and benchmarks; `expected_id` stands for the file stem.
+pub fn load_source(
+    source: &str,
+    expected_id: &str,
+    now: DateTime<Utc>,
+) -> Result<LoadedSpec, Vec<Problem>> {
+    load_bytes(source.as_bytes(), expected_id, now)
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
+    let unreadable = |e: std::io::Error| {
+        problem_at(1, 1, "", "unreadable", format!("cannot read the file: {e}"))
+    };
+    let file = fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SPEC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(problem_at(
+            1,
+            1,
+            "",
+            "file_too_large",
+            "the file is larger than 1 MiB; a job spec should be a few hundred bytes".into(),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn load_bytes(
+    bytes: &[u8],
+    expected_id: &str,
+    now: DateTime<Utc>,
+) -> Result<LoadedSpec, Vec<Problem>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_column(bytes, e.valid_up_to());
+        vec![problem_at(
+            line,
+            column,
+            "",
+            "not_utf8",
+            "the file is not valid UTF-8".into(),
+        )]
+    })?;
+    let root = parse_yaml(text)?;
+    let mut problems = Vec::new();
+    let json = to_json(&root, &mut String::new(), &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let Some(Value::Object(mut object)) = json else {
+        let found = describe_node(&root);
+        return Err(vec![problem_at(
+            root.span.start.line(),
+            root.span.start.col() + 1,
+            "",
+            "not_a_mapping",
+            format!(
+                "the top level must be a mapping of fields such as id: and run:, found {found}"
+            ),
+        )]);
+    };
+
+    let json = Value::Object(std::mem::take(&mut object));
+    for error in validator().iter_errors(&json) {
+        problems.push(schema_problem(&root, &error));
+    }
+    let mut reported: HashSet<String> = problems.iter().map(|p| p.pointer.clone()).collect();
+    for (pointer, code, message) in semantic_problems(&json, expected_id, now) {
+        if reported.insert(pointer.clone()) {
+            problems.push(locate_problem(&root, &pointer, code, message));
+        }
+    }
+    if !problems.is_empty() {
+        problems
+            .sort_by(|a, b| (a.line, a.column, &a.pointer).cmp(&(b.line, b.column, &b.pointer)));
+        return Err(problems);
+    }
+
+    let spec: JobSpec = serde_json::from_value(json).map_err(|e| {
+        vec![problem_at(
+            1,
+            1,
+            "",
+            "internal",
+            format!(
+                "the spec passed the schema but does not fit the model ({e}); this is a bug in jobs"
+            ),
+        )]
+    })?;
+    let schedule = match &spec.schedule {
+        Some(s) => Some(Schedule::from_spec(s).map_err(|message| {
+            vec![locate_problem(
+                &root,
+                "/schedule",
+                "invalid_schedule",
+                message,
+            )]
+        })?),
+        None => None,
+    };
+    // Serializing the typed spec fills in every default, so the stored copy says exactly what ran.
+    let json = serde_json::to_value(&spec).map_err(|e| {
+        vec![problem_at(
+            1,
+            1,
+            "",
+            "internal",
+            format!("cannot serialize the spec: {e}"),
+        )]
+    })?;
+    Ok(LoadedSpec {
+        spec,
+        schedule,
+        json,
+    })
+}
+
+/// The ids `jobs` accepts, as in the schema: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+pub fn is_valid_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+}
+
+fn parse_yaml(text: &str) -> Result<MarkedYaml<'_>, Vec<Problem>> {
+    let documents = MarkedYaml::load_from_str(text).map_err(|e| {
+        let marker = e.marker();
+        vec![problem_at(
+            marker.line().max(1),
+            marker.col() + 1,
+            "",
+            if e.info().contains("duplicated key") {
+                "duplicate_key"
+            } else {
+                "yaml_syntax"
+            },
+            yaml_message(e.info()),
+        )]
+    })?;
+    let mut documents = documents.into_iter();
+    let Some(first) = documents.next() else {
+        return Err(vec![problem_at(
+            1,
+            1,
+            "",
+            "empty_file",
+            "the file is empty; a spec needs at least id: and run:".into(),
+        )]);
+    };
+    if let Some(second) = documents.next() {
+        return Err(vec![problem_at(
+            second.span.start.line().max(1),
+            second.span.start.col() + 1,
+            "",
+            "multiple_documents",
+            "the file holds more than one YAML document; put one job per file".into(),
+        )]);
+    }
+    if matches!(first.data, YamlData::Value(Scalar::Null)) {
+        return Err(vec![problem_at(
+            1,
+            1,
+            "",
+            "empty_file",
+            "the file is empty; a spec needs at least id: and run:".into(),
+        )]);
+    }
+    Ok(first)
+}
+
+fn yaml_message(info: &str) -> String {
+    let info = info.trim();
+    if info.contains("duplicated key") {
+        return "this key appears twice in the same mapping; keep one".into();
+    }
+    if info.contains("alias expansion exceeded") {
+        return "aliases expand to too many nodes; write the values out instead".into();
+    }
+    format!("invalid YAML: {info}")
+}
+
+/// Converts the YAML tree to JSON, reporting anything JSON cannot carry (non-text keys, tags, NaN).
+fn to_json(
+    node: &MarkedYaml<'_>,
+    pointer: &mut String,
+    problems: &mut Vec<Problem>,
+) -> Option<Value> {
+    let at = |problems: &mut Vec<Problem>, pointer: &str, code: &'static str, message: String| {
+        problems.push(problem_at(
+            node.span.start.line().max(1),
+            node.span.start.col() + 1,
+            pointer,
+            code,
+            message,
+        ));
+    };
+    match &node.data {
+        YamlData::Value(scalar) => match scalar {
+            Scalar::Null => Some(Value::Null),
+            Scalar::Boolean(b) => Some(Value::Bool(*b)),
+            Scalar::Integer(i) => Some(Value::from(*i)),
+            Scalar::FloatingPoint(f) => match serde_json::Number::from_f64(f.into_inner()) {
+                Some(n) => Some(Value::Number(n)),
+                None => {
+                    at(
+                        problems,
+                        pointer,
+                        "yaml_value",
+                        "infinite and NaN numbers are not allowed".into(),
+                    );
+                    None
+                }
+            },
+            Scalar::String(s) => Some(Value::String(s.to_string())),
+        },
+        YamlData::Sequence(items) => {
+            let mut array = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&index.to_string());
+                if let Some(value) = to_json(item, pointer, problems) {
+                    array.push(value);
+                }
+                pointer.truncate(len);
+            }
+            Some(Value::Array(array))
+        }
+        YamlData::Mapping(mapping) => {
+            let mut object = Map::new();
+            for (key, value) in mapping {
+                let YamlData::Value(Scalar::String(name)) = &key.data else {
+                    problems.push(problem_at(
+                        key.span.start.line().max(1),
+                        key.span.start.col() + 1,
+                        pointer,
+                        "yaml_key",
+                        format!("keys must be plain text, found {}", describe_node(key)),
+                    ));
+                    continue;
+                };
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+                if let Some(value) = to_json(value, pointer, problems) {
+                    object.insert(name.to_string(), value);
+                }
+                pointer.truncate(len);
+            }
+            Some(Value::Object(object))
+        }
+        YamlData::Tagged(tag, _) => {
+            at(
+                problems,
+                pointer,
+                "yaml_tag",
+                format!("YAML tags such as {tag} are not supported; remove the tag"),
+            );
+            None
+        }
+        YamlData::Alias(_) | YamlData::Representation(..) | YamlData::BadValue => {
+            at(
+                problems,
+                pointer,
+                "yaml_value",
+                "this value cannot be read; write it out plainly".into(),
+            );
+            None
+        }
+    }
+}
+
+fn describe_node(node: &MarkedYaml<'_>) -> String {
+    match &node.data {
+        YamlData::Sequence(_) => "a list".into(),
+        YamlData::Mapping(_) => "a mapping".into(),
+        YamlData::Value(Scalar::Null) => "null".into(),
+        YamlData::Value(Scalar::Boolean(b)) => format!("the boolean {b}"),
+        YamlData::Value(Scalar::Integer(i)) => format!("the number {i}"),
+        YamlData::Value(Scalar::FloatingPoint(f)) => format!("the number {f}"),
+        YamlData::Value(Scalar::String(s)) => format!("the text \"{s}\""),
+        _ => "a value".into(),
+    }
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        // The schema is compiled into the binary and tested, so failing here is a build defect.
+        #[expect(
+            clippy::expect_used,
+            reason = "the embedded schema is tested to parse and compile"
+        )]
+        let schema: Value =
+            serde_json::from_str(JOB_SCHEMA).expect("embedded job schema is valid JSON");
+        #[expect(
+            clippy::expect_used,
+            reason = "the embedded schema is tested to parse and compile"
+        )]
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("embedded job schema compiles")
+    })
+}
+
+fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>) -> Problem {
+    let pointer = error.instance_path().as_str().to_owned();
+    let instance = error.instance();
+    let (pointer, message) = match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let name = unexpected.first().cloned().unwrap_or_default();
+            let known = known_properties(&pointer);
+            let hint = crate::text::closest(&name, known.iter().map(String::as_str), 1)
+                .into_iter()
+                .next()
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_else(|| {
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; known fields: {}", known.join(", "))
+                    }
+                });
+            (
+                format!("{pointer}/{}", escape_pointer(&name)),
+                format!("unknown field \"{name}\"{hint}"),
+            )
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            (pointer, format!("missing required field \"{name}\""))
+        }
+        ValidationErrorKind::Type { .. } => (
+            pointer.clone(),
+            format!(
+                "expected {}, found {}",
+                expected_type(&pointer),
+                json_kind(instance)
+            ),
+        ),
+        ValidationErrorKind::Pattern { .. } => {
+            (pointer.clone(), pattern_message(&pointer, instance))
+        }
+        ValidationErrorKind::Enum { options } => (
+            pointer,
+            format!("{instance} is not one of {}", join_json(options)),
+        ),
+        ValidationErrorKind::AnyOf { .. } if pointer == "/policy/misfire_grace" => (
+            pointer,
+            format!("{instance} is not a duration such as 5m or 1h, nor \"unlimited\""),
+        ),
+        ValidationErrorKind::MinItems { limit: 1 } => {
+            (pointer, "the list must not be empty".into())
+        }
+        ValidationErrorKind::MinLength { limit: 1 | 2 } if instance.as_str() == Some("") => {
+            (pointer, "must not be empty".into())
+        }
+        ValidationErrorKind::Format { format } if format == "date-time" => (
+            pointer,
+            format!("{instance} is not an RFC 3339 date-time such as 2026-01-01T00:00:00Z"),
+        ),
+        _ => (pointer, lowercase_first(&error.to_string())),
+    };
+    locate_problem(root, &pointer, "schema", message)
+}
+
+/// The property names the schema allows in the object at `pointer`, for "did you mean".
+fn known_properties(pointer: &str) -> Vec<String> {
+    let Ok(schema) = serde_json::from_str::<Value>(JOB_SCHEMA) else {
+        return Vec::new();
+    };
+    let mut node = &schema;
+    for token in pointer.split('/').skip(1) {
+        match node.get("properties").and_then(|p| p.get(token)) {
+            Some(child) => node = child,
+            None => return Vec::new(),
+        }
+    }
+    node.get("properties")
+        .and_then(Value::as_object)
+        .map(|props| props.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn expected_type(pointer: &str) -> &'static str {
+    match pointer {
+        "/enabled" | "/policy/coalesce" => "true or false",
+        "/policy/max_instances"
+        | "/retry/max_attempts"
+        | "/retention/keep_last"
+        | "/retention/keep_days" => "a whole number",
+        "" | "/schedule" | "/run" | "/policy" | "/retry" | "/retention" | "/run/env" => "a mapping",
+        "/run/command" | "/tags" | "/retry/retry_on" => "a list",
+        _ => "text",
+    }
+}
+
+fn json_kind(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the text \"{s}\""),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+fn pattern_message(pointer: &str, instance: &Value) -> String {
+    if pointer == "/id" {
+        format!(
+            "{instance} is not a valid id: use 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    } else if pointer.starts_with("/tags/") {
+        format!("{instance} is not a valid tag: use lowercase letters, digits, '.', '-' or '_'")
+    } else if pointer.starts_with("/run/env") {
+        format!("{instance} is not a valid environment variable name")
+    } else {
+        format!("{instance} is not a duration such as 500ms, 30s, 10m, 1h30m or 2d")
+    }
+}
+
+fn join_json(options: &Value) -> String {
+    match options.as_array() {
+        Some(items) => items
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => options.to_string(),
+    }
+}
+
+/// Checks the schema cannot express. Each is skipped when its field is absent or of the wrong type,
+/// since the schema reports those.
+fn semantic_problems(
+    json: &Value,
+    expected_id: &str,
+    now: DateTime<Utc>,
+) -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str);
+
+    if let Some(id) = text("/id")
+        && id != expected_id
+        && is_valid_id(id)
+    {
+        out.push((
+            "/id".into(),
+            "id_mismatch",
+            format!(
+                "id \"{id}\" does not match the file name \"{expected_id}\"; rename the file or change the id"
+            ),
+        ));
+    }
+
+    for pointer in DURATION_POINTERS {
+        if let Some(value) = text(pointer) {
+            if value == "unlimited" && *pointer == "/policy/misfire_grace" {
+                continue;
+            }
+            match value.parse::<SpecDuration>() {
+                Ok(d) if d.is_zero() && ["/schedule/every", "/run/timeout"].contains(pointer) => {
+                    out.push((
+                        (*pointer).into(),
+                        "invalid_duration",
+                        "must be longer than zero".into(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if has_duration_shape(value) => {
+                    out.push((
+                        (*pointer).into(),
+                        "invalid_duration",
+                        format!("\"{value}\" is not a valid duration: {e}"),
+                    ));
+                }
+                Err(_) => {} // the schema's pattern reports it
+            }
+        }
+    }
+
+    if let Some(schedule) = json.get("schedule").and_then(Value::as_object) {
+        match (schedule.contains_key("cron"), schedule.contains_key("every")) {
+            (true, true) => out.push((
+                "/schedule/every".into(),
+                "schedule_conflict",
+                "use either cron or every, not both".into(),
+            )),
+            (false, false) => out.push((
+                "/schedule".into(),
+                "schedule_empty",
+                "a schedule needs cron or every; leave schedule out for a job that only runs by hand".into(),
+            )),
+            _ => {}
+        }
+        if schedule.contains_key("cron") && schedule.contains_key("anchor") {
+            out.push((
+                "/schedule/anchor".into(),
+                "schedule_conflict",
+                "anchor only applies to every; remove it or use every".into(),
+            ));
+        }
+        if let Some(anchor) = text("/schedule/anchor")
+            && DateTime::parse_from_rfc3339(anchor).is_err()
+        {
+            out.push((
+                "/schedule/anchor".into(),
+                "invalid_anchor",
+                format!("\"{anchor}\" is not an RFC 3339 date-time such as 2026-01-01T00:00:00Z"),
+            ));
+        }
+        let tz = text("/schedule/timezone").map(|name| {
+            schedule::parse_timezone(name).map_err(|message| {
+                let close = crate::text::closest(
+                    name,
+                    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()),
+                    3,
+                );
+                let hint = if close.is_empty() {
+                    "; use an IANA name such as Europe/Berlin or UTC".to_string()
+                } else {
+                    format!("; did you mean {}?", close.join(", "))
+                };
+                out.push((
+                    "/schedule/timezone".into(),
+                    "unknown_timezone",
+                    format!("{message}{hint}"),
+                ));
+            })
+        });
+        if let Some(pattern) = text("/schedule/cron") {
+            match schedule::parse_cron(pattern) {
+                Err(message) => out.push((
+                    "/schedule/cron".into(),
+                    "invalid_cron",
+                    format!("\"{pattern}\" is not a valid cron pattern: {message}"),
+                )),
+                Ok(cron) => {
+                    if let Some(Ok(tz)) = tz {
+                        let horizon = now + chrono::Duration::days(MAX_FIRST_SLOT_DAYS);
+                        let next = cron
+                            .find_next_occurrence(&now.with_timezone(&tz), false)
+                            .ok();
+                        if next.is_none_or(|t| t.with_timezone(&Utc) > horizon) {
+                            out.push((
+                                "/schedule/cron".into(),
+                                "cron_never_fires",
+                                format!("\"{pattern}\" has no occurrence in the next 5 years; check day and month"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some(run) = json.get("run").and_then(Value::as_object) {
+        match (run.contains_key("command"), run.contains_key("shell")) {
+            (true, true) => out.push((
+                "/run/shell".into(),
+                "run_conflict",
+                "use either command or shell, not both".into(),
+            )),
+            (false, false) => out.push((
+                "/run".into(),
+                "run_empty",
+                "run needs command (a list: program and arguments) or shell (a command line)"
+                    .into(),
+            )),
+            _ => {}
+        }
+        if let Some(env) = run.get("env").and_then(Value::as_object) {
+            for name in env.keys().filter(|name| name.starts_with("JOBS_")) {
+                out.push((
+                    format!("/run/env/{}", escape_pointer(name)),
+                    "reserved_env",
+                    format!("\"{name}\" is reserved: jobs sets JOBS_* variables for every run"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+const DURATION_POINTERS: &[&str] = &[
+    "/schedule/every",
+    "/schedule/jitter",
+    "/run/timeout",
+    "/run/kill_grace",
+    "/policy/misfire_grace",
+    "/retry/backoff",
+    "/retry/max_backoff",
+];
+
+/// Whether `text` has the shape the schema's duration pattern accepts, so that a parse failure is
+/// ours to report (e.g. a number too large) rather than the schema's.
+fn has_duration_shape(text: &str) -> bool {
+    text.len() >= 2
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'd' | b'h' | b'm' | b's'))
+        && text.bytes().next().is_some_and(|b| b.is_ascii_digit())
+}
+
+fn escape_pointer(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+fn unescape_pointer(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
+}
+
+/// Positions a problem at the node `pointer` names: a mapping entry's key, a list item, or the
+/// deepest existing node on the way when the pointer names something absent.
+fn locate_problem(
+    root: &MarkedYaml<'_>,
+    pointer: &str,
+    code: &'static str,
+    message: String,
+) -> Problem {
+    let (line, column) = locate(root, pointer);
+    problem_at(line, column, pointer, code, message)
+}
+
+fn locate(root: &MarkedYaml<'_>, pointer: &str) -> (usize, usize) {
+    let mut node = root;
+    let mut mark = root.span.start;
+    for token in pointer.split('/').skip(1) {
+        let token = unescape_pointer(token);
+        let next = match &node.data {
+            YamlData::Mapping(mapping) => mapping.iter().find_map(|(key, value)| match &key.data {
+                YamlData::Value(Scalar::String(name)) if *name == token => {
+                    Some((key.span.start, value))
+                }
+                _ => None,
+            }),
+            YamlData::Sequence(items) => token
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| items.get(i))
+                .map(|item| (item.span.start, item)),
+            _ => None,
+        };
+        match next {
+            Some((at, child)) => {
+                mark = at;
+                node = child;
+            }
+            None => break,
+        }
+    }
+    (mark.line().max(1), mark.col() + 1)
+}
+
+fn problem_at(
+    line: usize,
+    column: usize,
+    pointer: &str,
+    code: &'static str,
+    message: String,
+) -> Problem {
+    Problem {
+        code,
+        line,
+        column,
+        pointer: pointer.to_owned(),
+        message,
+    }
+}
+
+/// 1-based line and column of byte `offset`, counting columns in characters.
+fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}

@@ -1,0 +1,9 @@
+//! Job specs: the typed model, durations, and loading a YAML file into a checked spec with positioned
+//! problems.
+
+pub mod duration;
+pub mod load;
+pub mod model;
+
+pub use load::{LoadedSpec, Problem, SpecFile, load_dir, load_file, load_source};
+pub use model::JobSpec;

@@ -1,0 +1,160 @@
+//! The typed job spec: what a validated spec file means. Field names, defaults and ranges mirror
+//! `schemas/job.schema.json`; a test keeps the two in step.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::duration::{Limit, SpecDuration};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleSpec>,
+    pub run: RunSpec,
+    #[serde(default)]
+    pub policy: PolicySpec,
+    #[serde(default)]
+    pub retry: RetrySpec,
+    #[serde(default)]
+    pub retention: RetentionSpec,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<SpecDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<SpecDuration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    #[serde(default = "dot")]
+    pub cwd: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<SpecDuration>,
+    #[serde(default = "ten_seconds")]
+    pub kill_grace: SpecDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    Skip,
+    Queue,
+    Replace,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    #[serde(default = "one")]
+    pub max_instances: u32,
+    #[serde(default = "skip")]
+    pub overlap: Overlap,
+    #[serde(default = "yes")]
+    pub coalesce: bool,
+    #[serde(default = "five_minutes")]
+    pub misfire_grace: Limit,
+}
+
+impl Default for PolicySpec {
+    fn default() -> Self {
+        Self {
+            max_instances: one(),
+            overlap: skip(),
+            coalesce: true,
+            misfire_grace: five_minutes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    Failed,
+    TimedOut,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    #[serde(default = "one")]
+    pub max_attempts: u32,
+    #[serde(default = "ten_seconds")]
+    pub backoff: SpecDuration,
+    #[serde(default = "ten_minutes")]
+    pub max_backoff: SpecDuration,
+    #[serde(default = "failed_or_timed_out")]
+    pub retry_on: Vec<RetryOn>,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        Self {
+            max_attempts: one(),
+            backoff: ten_seconds(),
+            max_backoff: ten_minutes(),
+            retry_on: failed_or_timed_out(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn dot() -> String {
+    ".".into()
+}
+fn skip() -> Overlap {
+    Overlap::Skip
+}
+fn ten_seconds() -> SpecDuration {
+    SpecDuration::from_millis(10_000)
+}
+fn ten_minutes() -> SpecDuration {
+    SpecDuration::from_millis(600_000)
+}
+fn five_minutes() -> Limit {
+    Limit::Within(SpecDuration::from_millis(300_000))
+}
+fn failed_or_timed_out() -> Vec<RetryOn> {
+    vec![RetryOn::Failed, RetryOn::TimedOut]
+}

@@ -1,0 +1,145 @@
+//! Opening the store: pragmas, WAL, and the embedded migrations applied in order under one IMMEDIATE
+//! transaction, tracked by `PRAGMA user_version`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// The migrations in `db/migrations/`, in order. Migration N (1-based) brings `user_version` to N.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_jobs.sql",
+    include_str!("../../db/migrations/0001_jobs.sql"),
+)];
+
+/// How long a statement waits for another process's write lock before giving up. Writers hold the lock
+/// for milliseconds, so reaching this means something is badly wrong.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Store {
+    pub(crate) conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io("create the store directory", dir, e))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| Error::store(format!("open the store {}", path.display()), e))?;
+        let mut store = Self { conn };
+        store
+            .configure()
+            .map_err(|e| Error::store(format!("configure the store {}", path.display()), e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn configure(&mut self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL lets readers (every CLI command) proceed while the scheduler writes.
+        self.conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        // FULL: a committed claim survives power loss, which is what "never twice" rests on.
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let fail = |e| Error::store("migrate the store", e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(fail)?;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if version > known {
+            return Err(Error::StoreTooNew {
+                found: version,
+                known,
+            });
+        }
+        for (index, (name, sql)) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            tx.execute_batch(sql)
+                .map_err(|e| Error::store(format!("apply migration {name}"), e))?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(index + 1).unwrap_or(i64::MAX),
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// The schema version the store is at.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| Error::store("read the store version", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("db/migrations");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("db/migrations exists")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        names.sort();
+        let embedded: Vec<&str> = MIGRATIONS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, embedded);
+    }
+
+    #[test]
+    fn opening_twice_migrates_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db/jobs.sqlite3");
+        let first = Store::open(&path).expect("open");
+        assert_eq!(
+            first.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
+        drop(first);
+        let second = Store::open(&path).expect("reopen");
+        assert_eq!(
+            second.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
+        let mode: String = second
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_store_from_a_newer_jobs_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.sqlite3");
+        drop(Store::open(&path).expect("open"));
+        let conn = Connection::open(&path).expect("raw open");
+        conn.pragma_update(None, "user_version", 999).expect("bump");
+        drop(conn);
+        let error = Store::open(&path).err().expect("refused");
+        assert_eq!(error.code(), "store_error");
+        assert!(error.to_string().contains("schema version 999"), "{error}");
+    }
+}

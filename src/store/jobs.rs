@@ -1,0 +1,351 @@
+//! The `jobs` table: syncing loaded spec files into it and reading it back.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use serde_json::Value;
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::spec::SpecFile;
+
+/// A job as the store knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: String,
+    pub spec_path: String,
+    pub spec_hash: String,
+    /// The last good spec, defaults filled in.
+    pub spec_json: Option<Value>,
+    /// The file's current problems (a JSON array), when it is invalid.
+    pub load_error: Option<Value>,
+    pub present: bool,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub state_by: Option<String>,
+    pub state_at: Option<i64>,
+    pub next_slot: Option<i64>,
+    pub last_slot: Option<i64>,
+    pub schedule_changed_at: Option<i64>,
+    pub run_counter: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub removed_at: Option<i64>,
+}
+
+/// What a sync changed, by job id.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    /// Jobs whose schedule changed: their pending slot was dropped so it is recomputed from now.
+    pub rescheduled: Vec<String>,
+    pub invalid: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl SyncReport {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.updated.is_empty()
+            && self.invalid.is_empty()
+            && self.removed.is_empty()
+    }
+}
+
+/// One change a sync makes to the `jobs` table.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    Insert {
+        id: String,
+        path: String,
+        hash: String,
+        spec: Option<String>,
+        problems: Option<String>,
+    },
+    Good {
+        id: String,
+        path: String,
+        hash: String,
+        spec: String,
+        schedule_changed: bool,
+    },
+    Invalid {
+        id: String,
+        path: String,
+        hash: String,
+        problems: String,
+    },
+    Removed {
+        id: String,
+    },
+}
+
+/// The columns a sync compares against.
+struct SyncState {
+    spec_path: String,
+    spec_hash: String,
+    good_hash: Option<String>,
+    spec_json: Option<Value>,
+    invalid: bool,
+    present: bool,
+}
+
+const JOB_COLUMNS: &str = "id, spec_path, spec_hash, spec_json, load_error, present, state, state_reason, \
+     state_by, state_at, next_slot, last_slot, schedule_changed_at, run_counter, created_at, updated_at, removed_at";
+
+impl Store {
+    /// Brings the `jobs` table in line with the spec files just loaded: new jobs are added, changed
+    /// specs replace the last good version (a changed schedule drops the pending slot), invalid files
+    /// keep the last good version and record their problems, and jobs whose file is gone are marked
+    /// removed with their history kept. Writes nothing when nothing changed.
+    pub fn sync_specs(
+        &mut self,
+        files: &[SpecFile],
+        display_path: impl Fn(&SpecFile) -> String,
+        now_ms: i64,
+    ) -> Result<SyncReport> {
+        let fail = |e| Error::store("sync the specs into the store", e);
+        let changes = plan(
+            &read_sync_state(&self.conn).map_err(fail)?,
+            files,
+            &display_path,
+        );
+        if changes.is_empty() {
+            return Ok(SyncReport::default());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        // Plan again under the write lock: another process may have synced in between.
+        let changes = plan(&read_sync_state(&tx).map_err(fail)?, files, &display_path);
+        let mut report = SyncReport::default();
+        for change in changes {
+            apply(&tx, &change, now_ms, &mut report).map_err(fail)?;
+        }
+        tx.commit().map_err(fail)?;
+        Ok(report)
+    }
+
+    pub fn job_rows(&self) -> Result<Vec<JobRow>> {
+        let fail = |e| Error::store("read the jobs", e);
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))
+            .map_err(fail)?;
+        let rows = statement.query_map([], job_row).map_err(fail)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(fail)
+    }
+
+    pub fn job_row(&self, id: &str) -> Result<Option<JobRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_row,
+            )
+            .optional()
+            .map_err(|e| Error::store(format!("read job {id}"), e))
+    }
+}
+
+fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
+    let json = |index: usize| -> rusqlite::Result<Option<Value>> {
+        let text: Option<String> = row.get(index)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    };
+    Ok(JobRow {
+        id: row.get(0)?,
+        spec_path: row.get(1)?,
+        spec_hash: row.get(2)?,
+        spec_json: json(3)?,
+        load_error: json(4)?,
+        present: row.get::<_, i64>(5)? == 1,
+        state: row.get(6)?,
+        state_reason: row.get(7)?,
+        state_by: row.get(8)?,
+        state_at: row.get(9)?,
+        next_slot: row.get(10)?,
+        last_slot: row.get(11)?,
+        schedule_changed_at: row.get(12)?,
+        run_counter: row.get(13)?,
+        created_at: row.get(14)?,
+        updated_at: row.get(15)?,
+        removed_at: row.get(16)?,
+    })
+}
+
+fn read_sync_state(conn: &rusqlite::Connection) -> rusqlite::Result<HashMap<String, SyncState>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, spec_path, spec_hash, good_hash, spec_json, load_error IS NOT NULL, present FROM jobs",
+    )?;
+    let rows = statement.query_map([], |row| {
+        let spec_json: Option<String> = row.get(4)?;
+        Ok((
+            row.get::<_, String>(0)?,
+            SyncState {
+                spec_path: row.get(1)?,
+                spec_hash: row.get(2)?,
+                good_hash: row.get(3)?,
+                spec_json: spec_json.and_then(|t| serde_json::from_str(&t).ok()),
+                invalid: row.get(5)?,
+                present: row.get::<_, i64>(6)? == 1,
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
+/// Pure: the changes that bring `rows` in line with `files`. The first file of an id wins, so a
+/// duplicate (`a.yaml` beside `a.yml`) never disturbs the job.
+fn plan(
+    rows: &HashMap<String, SyncState>,
+    files: &[SpecFile],
+    display_path: &dyn Fn(&SpecFile) -> String,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut seen = HashSet::new();
+    for file in files {
+        let Some(id) = &file.stem_id else { continue };
+        if !seen.insert(id.as_str()) {
+            continue;
+        }
+        let path = display_path(file);
+        let row = rows.get(id);
+        match (&file.outcome, row) {
+            (Ok(loaded), None) => changes.push(Change::Insert {
+                id: id.clone(),
+                path,
+                hash: file.hash.clone(),
+                spec: Some(loaded.json.to_string()),
+                problems: None,
+            }),
+            (Ok(loaded), Some(row)) => {
+                let unchanged = row.good_hash.as_deref() == Some(file.hash.as_str())
+                    && row.spec_hash == file.hash
+                    && !row.invalid
+                    && row.present
+                    && row.spec_path == path
+                    && row.spec_json.as_ref() == Some(&loaded.json);
+                if !unchanged {
+                    let old_schedule = row.spec_json.as_ref().and_then(|s| s.get("schedule"));
+                    changes.push(Change::Good {
+                        id: id.clone(),
+                        path,
+                        hash: file.hash.clone(),
+                        spec: loaded.json.to_string(),
+                        schedule_changed: old_schedule != loaded.json.get("schedule"),
+                    });
+                }
+            }
+            (Err(problems), row) => {
+                let problems = serde_json::to_string(problems).unwrap_or_else(|_| "[]".into());
+                match row {
+                    None => changes.push(Change::Insert {
+                        id: id.clone(),
+                        path,
+                        hash: file.hash.clone(),
+                        spec: None,
+                        problems: Some(problems),
+                    }),
+                    Some(row)
+                        if row.spec_hash != file.hash
+                            || !row.invalid
+                            || !row.present
+                            || row.spec_path != path =>
+                    {
+                        changes.push(Change::Invalid {
+                            id: id.clone(),
+                            path,
+                            hash: file.hash.clone(),
+                            problems,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    let mut gone: Vec<&String> = rows
+        .iter()
+        .filter(|(id, row)| row.present && !seen.contains(id.as_str()))
+        .map(|(id, _)| id)
+        .collect();
+    gone.sort();
+    changes.extend(
+        gone.into_iter()
+            .map(|id| Change::Removed { id: id.clone() }),
+    );
+    changes
+}
+
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    change: &Change,
+    now: i64,
+    report: &mut SyncReport,
+) -> rusqlite::Result<()> {
+    match change {
+        Change::Insert {
+            id,
+            path,
+            hash,
+            spec,
+            problems,
+        } => {
+            tx.execute(
+                "INSERT INTO jobs (id, spec_path, spec_hash, spec_json, good_hash, load_error, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END, ?5, ?6, ?6)",
+                params![id, path, hash, spec, problems, now],
+            )?;
+            if problems.is_some() {
+                report.invalid.push(id.clone());
+            } else {
+                report.added.push(id.clone());
+            }
+        }
+        Change::Good {
+            id,
+            path,
+            hash,
+            spec,
+            schedule_changed,
+        } => {
+            tx.execute(
+                "UPDATE jobs SET spec_path = ?2, spec_hash = ?3, good_hash = ?3, spec_json = ?4, load_error = NULL,
+                     present = 1, removed_at = NULL, updated_at = ?5,
+                     next_slot = CASE WHEN ?6 THEN NULL ELSE next_slot END,
+                     schedule_changed_at = CASE WHEN ?6 THEN ?5 ELSE schedule_changed_at END
+                 WHERE id = ?1",
+                params![id, path, hash, spec, now, schedule_changed],
+            )?;
+            report.updated.push(id.clone());
+            if *schedule_changed {
+                report.rescheduled.push(id.clone());
+            }
+        }
+        Change::Invalid {
+            id,
+            path,
+            hash,
+            problems,
+        } => {
+            tx.execute(
+                "UPDATE jobs SET spec_path = ?2, spec_hash = ?3, load_error = ?4, present = 1, removed_at = NULL,
+                     updated_at = ?5
+                 WHERE id = ?1",
+                params![id, path, hash, problems, now],
+            )?;
+            report.invalid.push(id.clone());
+        }
+        Change::Removed { id } => {
+            tx.execute(
+                "UPDATE jobs SET present = 0, removed_at = ?2, updated_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            report.removed.push(id.clone());
+        }
+    }
+    Ok(())
+}

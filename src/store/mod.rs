@@ -1,0 +1,8 @@
+//! The SQLite store: the only code that speaks SQL. Opening applies migrations; every state change is
+//! one transaction, and read-then-write decisions take the write lock first (`BEGIN IMMEDIATE`).
+
+pub mod connection;
+pub mod jobs;
+
+pub use connection::Store;
+pub use jobs::{JobRow, SyncReport};
