@@ -60,7 +60,14 @@ pub struct Slot {
 
 /// Parses a cron pattern the way specs accept it: 5 fields, 6 fields (seconds first) or an alias.
 pub fn parse_cron(pattern: &str) -> Result<Cron, String> {
-    Cron::from_str(pattern).map_err(|e| lowercase_first(&e.to_string()))
+    Cron::from_str(pattern).map_err(|e| {
+        let text = e.to_string();
+        // croner says "Invalid pattern: Pattern must …."; keep the part that says what is wrong.
+        let detail = text
+            .split_once(": ")
+            .map_or(text.as_str(), |(_, rest)| rest);
+        lowercase_first(detail.trim_end_matches('.'))
+    })
 }
 
 /// Resolves an IANA zone name, case-sensitively, as the tz database spells it.

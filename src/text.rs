@@ -1,6 +1,7 @@
 //! Small helpers for the wording of messages: "did you mean" suggestions and casing.
 
-/// The candidates within a small edit distance of `wanted`, closest first, at most `limit` of them.
+/// The candidates nearest to `wanted` by edit distance (a substring counts as distance 1), if they are
+/// near enough to be a plausible typo; only the nearest tie is kept, at most `limit` of it.
 pub fn closest<'a, I>(wanted: &str, candidates: I, limit: usize) -> Vec<String>
 where
     I: IntoIterator<Item = &'a str>,
@@ -21,8 +22,10 @@ where
         .collect();
     scored.sort();
     scored.dedup_by(|a, b| a.1 == b.1);
+    let best = scored.first().map(|(d, _)| *d);
     scored
         .into_iter()
+        .take_while(|(d, _)| Some(*d) == best)
         .take(limit)
         .map(|(_, c)| c.to_string())
         .collect()

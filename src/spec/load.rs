@@ -137,11 +137,25 @@ pub fn load_file(path: &Path, now: DateTime<Utc>) -> SpecFile {
         }
     };
     let hash = content_hash(&bytes);
-    let expected_id = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
-    let outcome = load_bytes(&bytes, expected_id, now);
+    let outcome = match &stem_id {
+        Some(id) => load_bytes(&bytes, id, now),
+        None => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Err(vec![problem_at(
+                1,
+                1,
+                "",
+                "invalid_file_name",
+                format!(
+                    "\"{stem}\" is not a valid job id, and a spec file is named after its job; \
+                     use lowercase letters, digits, '-' and '_'"
+                ),
+            )])
+        }
+    };
     SpecFile {
         path: path.to_owned(),
         stem_id,
@@ -412,7 +426,7 @@ fn to_json(
                 problems,
                 pointer,
                 "yaml_tag",
-                format!("YAML tags such as {tag} are not supported; remove the tag"),
+                format!("tags such as {tag} are not supported in specs; remove the tag"),
             );
             None
         }
@@ -485,6 +499,13 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
                 format!("{pointer}/{}", escape_pointer(&name)),
                 format!("unknown field \"{name}\"{hint}"),
             )
+        }
+        ValidationErrorKind::PropertyNames { error } => {
+            // Point at the offending key itself, not at the mapping that holds it.
+            let name = error.instance().as_str().unwrap_or_default().to_owned();
+            let pointer = format!("{pointer}/{}", escape_pointer(&name));
+            let message = pattern_message(&pointer, &Value::String(name));
+            (pointer, message)
         }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
