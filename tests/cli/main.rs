@@ -1,5 +1,13 @@
 //! Integration tests that drive the real `jobs` binary in temporary homes. One test binary, so the
 //! suite links once.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a test helper that cannot set up must fail the test loudly"
+)]
+
+mod commands;
 mod common;
+mod contract;
+mod store_sync;
 mod validate;
