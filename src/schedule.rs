@@ -1,9 +1,15 @@
 //! When a job fires: cron patterns read in an IANA time zone, or fixed intervals counted from an anchor.
 //! Pure: every answer is a function of the schedule and the instant passed in. No clock, no I/O.
 //!
-//! DST follows croner (OCPS): a wall time that falls in a spring-forward gap fires at the first instant
-//! after the gap, and a wall time that occurs twice in a fall-back fold fires once, at its first pass
-//! (wildcard hours fire in both passes, since each pass is a distinct instant).
+//! DST follows croner, which implements the Open Cron Pattern Specification (OCPS):
+//! - a fixed-time pattern (seconds, minutes and hours each one value, e.g. `0 30 2 * * *`) fires once a
+//!   day: a wall time that falls in a spring-forward gap fires at the first instant after the gap, and a
+//!   wall time that occurs twice in a fall-back fold fires at its first pass only;
+//! - any other pattern (a list, range or step in those fields, e.g. `0 0 2,14 * * *` or `*/30 * * * *`)
+//!   follows real time: times inside a gap do not exist and are skipped, and times in a fold fire in
+//!   both passes.
+//!
+//! `every` schedules count real time from their anchor and know nothing of DST.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -78,6 +84,11 @@ pub fn parse_timezone(name: &str) -> Result<Tz, String> {
 impl Schedule {
     /// Builds the schedule of a spec whose fields were already checked by the loader.
     pub fn from_spec(spec: &ScheduleSpec) -> Result<Self, String> {
+        Self::build(spec, None)
+    }
+
+    /// As [`Schedule::from_spec`], reusing `cron` when the caller already parsed the pattern.
+    pub fn build(spec: &ScheduleSpec, cron: Option<Cron>) -> Result<Self, String> {
         let tz = match &spec.timezone {
             Some(name) => parse_timezone(name)?,
             None => Tz::UTC,
@@ -85,14 +96,19 @@ impl Schedule {
         match (&spec.cron, spec.every) {
             (Some(pattern), None) => Ok(Self::Cron {
                 pattern: pattern.clone(),
-                cron: Box::new(parse_cron(pattern)?),
+                cron: Box::new(match cron {
+                    Some(cron) => cron,
+                    None => parse_cron(pattern)?,
+                }),
                 tz,
             }),
-            (None, Some(every)) if !every.is_zero() => Ok(Self::Every {
-                every,
-                anchor: spec.anchor.unwrap_or(DateTime::UNIX_EPOCH),
-                tz,
-            }),
+            (None, Some(every)) if !every.is_zero() => {
+                let anchor = spec.anchor.unwrap_or(DateTime::UNIX_EPOCH);
+                if !anchor.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+                    return Err("the anchor must be in whole milliseconds".into());
+                }
+                Ok(Self::Every { every, anchor, tz })
+            }
             (None, Some(_)) => Err("every must be longer than zero".into()),
             _ => Err("a schedule needs exactly one of cron or every".into()),
         }

@@ -233,7 +233,8 @@ fn load_bytes(
         problems.push(schema_problem(&root, &error));
     }
     let mut reported: HashSet<String> = problems.iter().map(|p| p.pointer.clone()).collect();
-    for (pointer, code, message) in semantic_problems(&json, expected_id, now) {
+    let mut parsed_cron = None;
+    for (pointer, code, message) in semantic_problems(&json, expected_id, now, &mut parsed_cron) {
         if reported.insert(pointer.clone()) {
             problems.push(locate_problem(&root, &pointer, code, message));
         }
@@ -256,7 +257,7 @@ fn load_bytes(
         )]
     })?;
     let schedule = match &spec.schedule {
-        Some(s) => Some(Schedule::from_spec(s).map_err(|message| {
+        Some(s) => Some(Schedule::build(s, parsed_cron).map_err(|message| {
             vec![locate_problem(
                 &root,
                 "/schedule",
@@ -455,24 +456,27 @@ fn describe_node(node: &MarkedYaml<'_>) -> String {
     }
 }
 
+/// The embedded schema, parsed once.
+fn schema_value() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        // The schema is compiled into the binary and tested, so failing here is a build defect.
+        #[expect(clippy::expect_used, reason = "the embedded schema is tested to parse")]
+        serde_json::from_str(JOB_SCHEMA).expect("embedded job schema is valid JSON")
+    })
+}
+
 fn validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        // The schema is compiled into the binary and tested, so failing here is a build defect.
         #[expect(
             clippy::expect_used,
-            reason = "the embedded schema is tested to parse and compile"
-        )]
-        let schema: Value =
-            serde_json::from_str(JOB_SCHEMA).expect("embedded job schema is valid JSON");
-        #[expect(
-            clippy::expect_used,
-            reason = "the embedded schema is tested to parse and compile"
+            reason = "the embedded schema is tested to compile"
         )]
         jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .should_validate_formats(true)
-            .build(&schema)
+            .build(schema_value())
             .expect("embedded job schema compiles")
     })
 }
@@ -547,10 +551,7 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
 
 /// The property names the schema allows in the object at `pointer`, for "did you mean".
 fn known_properties(pointer: &str) -> Vec<String> {
-    let Ok(schema) = serde_json::from_str::<Value>(JOB_SCHEMA) else {
-        return Vec::new();
-    };
-    let mut node = &schema;
+    let mut node = schema_value();
     for token in pointer.split('/').skip(1) {
         match node.get("properties").and_then(|p| p.get(token)) {
             Some(child) => node = child,
@@ -613,11 +614,13 @@ fn join_json(options: &Value) -> String {
 }
 
 /// Checks the schema cannot express. Each is skipped when its field is absent or of the wrong type,
-/// since the schema reports those.
+/// since the schema reports those. A cron pattern that parses is handed back in `parsed_cron`, since
+/// parsing is the costly part of loading a spec.
 fn semantic_problems(
     json: &Value,
     expected_id: &str,
     now: DateTime<Utc>,
+    parsed_cron: &mut Option<croner::Cron>,
 ) -> Vec<(String, &'static str, String)> {
     let mut out = Vec::new();
     let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str);
@@ -682,14 +685,20 @@ fn semantic_problems(
                 "anchor only applies to every; remove it or use every".into(),
             ));
         }
-        if let Some(anchor) = text("/schedule/anchor")
-            && DateTime::parse_from_rfc3339(anchor).is_err()
-        {
-            out.push((
-                "/schedule/anchor".into(),
-                "invalid_anchor",
-                format!("\"{anchor}\" is not an RFC 3339 date-time such as 2026-01-01T00:00:00Z"),
-            ));
+        if let Some(anchor) = text("/schedule/anchor") {
+            match DateTime::parse_from_rfc3339(anchor) {
+                Err(_) => out.push((
+                    "/schedule/anchor".into(),
+                    "invalid_anchor",
+                    format!("\"{anchor}\" is not an RFC 3339 date-time such as 2026-01-01T00:00:00Z"),
+                )),
+                Ok(t) if !t.timestamp_subsec_nanos().is_multiple_of(1_000_000) => out.push((
+                    "/schedule/anchor".into(),
+                    "invalid_anchor",
+                    format!("\"{anchor}\" is finer than a millisecond; the anchor must be in whole milliseconds"),
+                )),
+                Ok(_) => {}
+            }
         }
         let tz = text("/schedule/timezone").map(|name| {
             schedule::parse_timezone(name).map_err(|message| {
@@ -731,6 +740,7 @@ fn semantic_problems(
                             ));
                         }
                     }
+                    *parsed_cron = Some(cron);
                 }
             }
         }
