@@ -1,6 +1,9 @@
 //! The jobs of a home as commands see them: the spec files on disk merged with their store rows. Opening
 //! a catalog loads every spec and syncs it into the store, so every command works on current state.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
@@ -10,7 +13,9 @@ use crate::spec::{JobSpec, Problem, SpecFile, load_dir};
 use crate::store::{JobRow, Store, SyncReport};
 
 pub struct Catalog {
-    pub files: Vec<SpecFile>,
+    /// Spec files that are not jobs (a name that is not a valid id, a second file for an id), with the
+    /// reason each is ignored.
+    pub stray_files: Vec<(PathBuf, String)>,
     pub store: Store,
     pub jobs: Vec<Job>,
     pub sync: SyncReport,
@@ -89,13 +94,34 @@ impl Catalog {
             |f| home.display_path(&f.path),
             now.timestamp_millis(),
         )?;
+        let mut stray_files = Vec::new();
+        let mut by_id: HashMap<String, SpecFile> = HashMap::with_capacity(files.len());
+        for file in files {
+            // The first file of an id is the job; the loader flagged any later one as a duplicate.
+            match file.stem_id.clone() {
+                Some(id) if !by_id.contains_key(&id) => {
+                    by_id.insert(id, file);
+                }
+                _ => {
+                    let reason = file
+                        .problems()
+                        .first()
+                        .map(|p| p.message.clone())
+                        .unwrap_or_default();
+                    stray_files.push((file.path, reason));
+                }
+            }
+        }
         let jobs = store
             .job_rows()?
             .into_iter()
-            .map(|row| merge(row, &files))
+            .map(|row| {
+                let file = by_id.remove(&row.id);
+                merge(row, file)
+            })
             .collect();
         Ok(Self {
-            files,
+            stray_files,
             store,
             jobs,
             sync,
@@ -112,44 +138,36 @@ impl Catalog {
                 close: crate::text::closest(id, self.jobs.iter().map(Job::id), 3),
             })
     }
-
-    /// Spec files that are not jobs at all (their name is not a valid id) and so appear in no row.
-    pub fn stray_files(&self) -> impl Iterator<Item = &SpecFile> {
-        self.files.iter().filter(|f| f.stem_id.is_none())
-    }
 }
 
-fn merge(row: JobRow, files: &[SpecFile]) -> Job {
-    let file = files
-        .iter()
-        .find(|f| f.stem_id.as_deref() == Some(row.id.as_str()));
-    let (spec, schedule, problems) = match file.map(|f| &f.outcome) {
-        Some(Ok(loaded)) => (
-            Some(loaded.spec.clone()),
-            loaded.schedule.clone(),
-            Vec::new(),
-        ),
+fn merge(row: JobRow, file: Option<SpecFile>) -> Job {
+    match file.map(|f| f.outcome) {
+        Some(Ok(loaded)) => Job {
+            row,
+            spec: Some(loaded.spec),
+            schedule: loaded.schedule,
+            problems: Vec::new(),
+        },
         other => {
             let problems = match other {
-                Some(Err(problems)) => problems.clone(),
+                Some(Err(problems)) => problems,
                 _ => Vec::new(),
             };
             // Fall back on the last good version the store kept.
             let spec: Option<JobSpec> = row
                 .spec_json
-                .clone()
-                .and_then(|v| serde_json::from_value(v).ok());
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok());
             let schedule = spec
                 .as_ref()
                 .and_then(|s| s.schedule.as_ref())
                 .and_then(|s| Schedule::from_spec(s).ok());
-            (spec, schedule, problems)
+            Job {
+                row,
+                spec,
+                schedule,
+                problems,
+            }
         }
-    };
-    Job {
-        row,
-        spec,
-        schedule,
-        problems,
     }
 }

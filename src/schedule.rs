@@ -11,7 +11,9 @@
 //!
 //! `every` schedules count real time from their anchor and know nothing of DST.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, TimeZone, Utc};
@@ -30,7 +32,7 @@ pub const MAX_FIRST_SLOT_DAYS: i64 = 5 * 366;
 pub enum Schedule {
     Cron {
         pattern: String,
-        cron: Box<Cron>,
+        cron: Arc<Cron>,
         tz: Tz,
     },
     Every {
@@ -65,15 +67,27 @@ pub struct Slot {
 }
 
 /// Parses a cron pattern the way specs accept it: 5 fields, 6 fields (seconds first) or an alias.
-pub fn parse_cron(pattern: &str) -> Result<Cron, String> {
-    Cron::from_str(pattern).map_err(|e| {
+///
+/// Parsed patterns are shared: croner keeps a bitfield per possible year in every pattern (about 5 KB),
+/// and many jobs use the same few patterns, so 10,000 jobs cost a few parsed patterns, not 50 MB.
+pub fn parse_cron(pattern: &str) -> Result<Arc<Cron>, String> {
+    static PARSED: OnceLock<Mutex<HashMap<String, Arc<Cron>>>> = OnceLock::new();
+    let parsed = PARSED.get_or_init(Mutex::default);
+    if let Some(cron) = parsed.lock().ok().and_then(|map| map.get(pattern).cloned()) {
+        return Ok(cron);
+    }
+    let cron = Arc::new(Cron::from_str(pattern).map_err(|e| {
         let text = e.to_string();
         // croner says "Invalid pattern: Pattern must …."; keep the part that says what is wrong.
         let detail = text
             .split_once(": ")
             .map_or(text.as_str(), |(_, rest)| rest);
         lowercase_first(detail.trim_end_matches('.'))
-    })
+    })?);
+    if let Ok(mut map) = parsed.lock() {
+        map.insert(pattern.to_owned(), Arc::clone(&cron));
+    }
+    Ok(cron)
 }
 
 /// Resolves an IANA zone name, case-sensitively, as the tz database spells it.
@@ -88,7 +102,7 @@ impl Schedule {
     }
 
     /// As [`Schedule::from_spec`], reusing `cron` when the caller already parsed the pattern.
-    pub fn build(spec: &ScheduleSpec, cron: Option<Cron>) -> Result<Self, String> {
+    pub fn build(spec: &ScheduleSpec, cron: Option<Arc<Cron>>) -> Result<Self, String> {
         let tz = match &spec.timezone {
             Some(name) => parse_timezone(name)?,
             None => Tz::UTC,
@@ -96,10 +110,10 @@ impl Schedule {
         match (&spec.cron, spec.every) {
             (Some(pattern), None) => Ok(Self::Cron {
                 pattern: pattern.clone(),
-                cron: Box::new(match cron {
+                cron: match cron {
                     Some(cron) => cron,
                     None => parse_cron(pattern)?,
-                }),
+                },
                 tz,
             }),
             (None, Some(every)) if !every.is_zero() => {

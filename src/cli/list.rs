@@ -76,7 +76,7 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
         .iter()
         .filter(|j| !j.problems.is_empty())
         .collect();
-    let stray: Vec<_> = catalog.stray_files().collect();
+    let stray = &catalog.stray_files;
     if !broken.is_empty() || !stray.is_empty() {
         human.push('\n');
         for job in &broken {
@@ -99,13 +99,10 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
                 ),
             ));
         }
-        for file in &stray {
+        for (path, reason) in stray {
             human.push_str(&out.paint(
                 Style::Yellow,
-                &format!(
-                    "{}: ignored: the file name is not a valid job id\n",
-                    ctx.home.display_path(&file.path)
-                ),
+                &format!("{}: ignored: {reason}\n", ctx.home.display_path(path)),
             ));
         }
         human.push_str("run `jobs validate` for details\n");

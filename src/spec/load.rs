@@ -43,8 +43,13 @@ pub struct LoadedSpec {
     pub spec: JobSpec,
     /// `None` for a manual-only job.
     pub schedule: Option<Schedule>,
-    /// The spec as JSON with defaults filled in: what the store keeps as the last good version.
-    pub json: Value,
+}
+
+impl LoadedSpec {
+    /// The spec as JSON with every default filled in: what the store keeps as the last good version.
+    pub fn json(&self) -> Value {
+        serde_json::to_value(&self.spec).unwrap_or(Value::Null)
+    }
 }
 
 /// The result of loading one file: where it is, what its content hash is, and either the spec or the
@@ -267,21 +272,7 @@ fn load_bytes(
         })?),
         None => None,
     };
-    // Serializing the typed spec fills in every default, so the stored copy says exactly what ran.
-    let json = serde_json::to_value(&spec).map_err(|e| {
-        vec![problem_at(
-            1,
-            1,
-            "",
-            "internal",
-            format!("cannot serialize the spec: {e}"),
-        )]
-    })?;
-    Ok(LoadedSpec {
-        spec,
-        schedule,
-        json,
-    })
+    Ok(LoadedSpec { spec, schedule })
 }
 
 /// The ids `jobs` accepts, as in the schema: `^[a-z0-9][a-z0-9_-]{0,62}$`.
@@ -620,7 +611,7 @@ fn semantic_problems(
     json: &Value,
     expected_id: &str,
     now: DateTime<Utc>,
-    parsed_cron: &mut Option<croner::Cron>,
+    parsed_cron: &mut Option<std::sync::Arc<croner::Cron>>,
 ) -> Vec<(String, &'static str, String)> {
     let mut out = Vec::new();
     let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str);

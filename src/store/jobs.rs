@@ -15,8 +15,8 @@ pub struct JobRow {
     pub id: String,
     pub spec_path: String,
     pub spec_hash: String,
-    /// The last good spec, defaults filled in.
-    pub spec_json: Option<Value>,
+    /// The last good spec, defaults filled in, as stored (JSON text).
+    pub spec_json: Option<String>,
     /// The file's current problems (a JSON array), when it is invalid.
     pub load_error: Option<Value>,
     pub present: bool,
@@ -86,7 +86,7 @@ struct SyncState {
     spec_path: String,
     spec_hash: String,
     good_hash: Option<String>,
-    spec_json: Option<Value>,
+    spec_json: Option<String>,
     invalid: bool,
     present: bool,
 }
@@ -159,7 +159,7 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         id: row.get(0)?,
         spec_path: row.get(1)?,
         spec_hash: row.get(2)?,
-        spec_json: json(3)?,
+        spec_json: row.get(3)?,
         load_error: json(4)?,
         present: row.get::<_, i64>(5)? == 1,
         state: row.get(6)?,
@@ -181,14 +181,13 @@ fn read_sync_state(conn: &rusqlite::Connection) -> rusqlite::Result<HashMap<Stri
         "SELECT id, spec_path, spec_hash, good_hash, spec_json, load_error IS NOT NULL, present FROM jobs",
     )?;
     let rows = statement.query_map([], |row| {
-        let spec_json: Option<String> = row.get(4)?;
         Ok((
             row.get::<_, String>(0)?,
             SyncState {
                 spec_path: row.get(1)?,
                 spec_hash: row.get(2)?,
                 good_hash: row.get(3)?,
-                spec_json: spec_json.and_then(|t| serde_json::from_str(&t).ok()),
+                spec_json: row.get(4)?,
                 invalid: row.get(5)?,
                 present: row.get::<_, i64>(6)? == 1,
             },
@@ -218,7 +217,7 @@ fn plan(
                 id: id.clone(),
                 path,
                 hash: file.hash.clone(),
-                spec: Some(loaded.json.to_string()),
+                spec: Some(loaded.json().to_string()),
                 problems: None,
             }),
             (Ok(loaded), Some(row)) => {
@@ -226,16 +225,24 @@ fn plan(
                     && row.spec_hash == file.hash
                     && !row.invalid
                     && row.present
-                    && row.spec_path == path
-                    && row.spec_json.as_ref() == Some(&loaded.json);
+                    && row.spec_path == path;
                 if !unchanged {
-                    let old_schedule = row.spec_json.as_ref().and_then(|s| s.get("schedule"));
+                    let old_spec: Option<Value> = row
+                        .spec_json
+                        .as_deref()
+                        .and_then(|t| serde_json::from_str(t).ok());
+                    let old_schedule = old_spec
+                        .as_ref()
+                        .map(|s| s.get("schedule").unwrap_or(&Value::Null));
                     changes.push(Change::Good {
                         id: id.clone(),
                         path,
                         hash: file.hash.clone(),
-                        spec: loaded.json.to_string(),
-                        schedule_changed: old_schedule != loaded.json.get("schedule"),
+                        spec: loaded.json().to_string(),
+                        schedule_changed: old_schedule
+                            != Some(
+                                &serde_json::to_value(&loaded.spec.schedule).unwrap_or_default(),
+                            ),
                     });
                 }
             }

@@ -74,7 +74,8 @@ fn the_maximal_specs_cover_the_schema_and_round_trip_through_the_model() {
         let loaded =
             load_source(&spec.to_string(), "maximal", now()).unwrap_or_else(|p| panic!("{p:#?}"));
         assert_eq!(
-            loaded.json, spec,
+            loaded.json(),
+            spec,
             "nothing lost or renamed between the schema and the model"
         );
     }
@@ -108,7 +109,7 @@ fn schema_defaults_are_the_model_defaults() {
             continue; // a minimal spec has no schedule to fill in
         }
         assert_eq!(
-            loaded.json.pointer(&path),
+            loaded.json().pointer(&path),
             Some(default),
             "default of {path}"
         );
@@ -124,9 +125,9 @@ fn the_filled_in_model_is_valid_under_the_schema() {
         .with_draft(jsonschema::Draft::Draft202012)
         .build(&schema())
         .expect("schema compiles");
-    assert!(validator.is_valid(&loaded.json));
+    assert!(validator.is_valid(&loaded.json()));
     let minimal = load_source("id: m\nrun:\n  shell: \"true\"\n", "m", now()).expect("valid");
-    assert!(validator.is_valid(&minimal.json));
+    assert!(validator.is_valid(&minimal.json()));
 }
 
 /// Values to try at each field: some right, most wrong in some way.
