@@ -61,6 +61,11 @@ impl Job {
         &self.row.id
     }
 
+    /// The content hash of the spec the job runs with (its last good version).
+    pub fn spec_hash(&self) -> &str {
+        self.row.good_hash.as_deref().unwrap_or(&self.row.spec_hash)
+    }
+
     pub fn state(&self) -> JobState {
         if !self.row.present {
             JobState::Removed
@@ -126,6 +131,26 @@ impl Catalog {
             jobs,
             sync,
         })
+    }
+
+    /// The job with `id` and the spec it runs with, if it can run now: not removed, valid (or with a last
+    /// good version), and not disabled unless `force`.
+    pub fn runnable(&self, id: &str, force: bool) -> Result<(&Job, &JobSpec)> {
+        let job = self.job(id)?;
+        match (job.state(), &job.spec) {
+            (JobState::Removed, _) => Err(Error::JobRemoved { id: id.to_owned() }),
+            (JobState::Disabled, _) if !force => Err(Error::JobDisabled { id: id.to_owned() }),
+            (_, Some(spec)) => Ok((job, spec)),
+            (_, None) => Err(Error::InvalidSpec {
+                id: id.to_owned(),
+                path: job.row.spec_path.clone().into(),
+                first_problem: job
+                    .problems
+                    .first()
+                    .map(|p| p.message.clone())
+                    .unwrap_or_default(),
+            }),
+        }
     }
 
     /// The job with `id`, or `job_not_found` naming the closest ids.

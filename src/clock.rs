@@ -1,7 +1,7 @@
-//! Where "now" comes from. Deciding code never reads the clock itself: it takes `now` as a parameter,
+//! Where "now" comes from, and how instants are written down for machines. Deciding code never reads the clock itself: it takes `now` as a parameter,
 //! and the edges (the CLI, the scheduler) get it from a [`Clock`], which tests replace with a fixed one.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
@@ -25,4 +25,19 @@ impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
         self.0
     }
+}
+
+/// An instant as every artifact and `--json` output writes it: RFC 3339, UTC, milliseconds, `Z`.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// [`rfc3339`] of milliseconds since the epoch, as the store keeps instants.
+pub fn rfc3339_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), rfc3339)
+}
+
+/// Milliseconds since the epoch, as the store keeps instants.
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
 }

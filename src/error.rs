@@ -61,6 +61,29 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// Runs ended in failure (failed, timed out, cancelled, interrupted); the report says which.
+    RunsFailed {
+        failed: usize,
+        total: usize,
+    },
+    /// The job's `max_instances` runs are in flight and its overlap policy does not queue another.
+    MaxInstancesReached {
+        id: String,
+        running: i64,
+        max: u32,
+    },
+    JobDisabled {
+        id: String,
+    },
+    /// The job's spec file is gone; its history is kept but it cannot run.
+    JobRemoved {
+        id: String,
+    },
+    /// A run directory or artifact could not be written.
+    ArtifactWrite {
+        path: PathBuf,
+        source: io::Error,
+    },
     Internal {
         message: String,
     },
@@ -90,6 +113,11 @@ impl Error {
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => "job_invalid_spec",
             Self::Store { .. } | Self::StoreTooNew { .. } => "store_error",
             Self::Io { .. } => "io_error",
+            Self::RunsFailed { .. } => "run_failed",
+            Self::MaxInstancesReached { .. } => "max_instances_reached",
+            Self::JobDisabled { .. } => "job_disabled",
+            Self::JobRemoved { .. } => "job_not_found",
+            Self::ArtifactWrite { .. } => "artifact_write_failed",
             Self::Internal { .. } => "internal",
         }
     }
@@ -100,6 +128,10 @@ impl Error {
             Self::JobNotFound { .. } => exit::NOT_FOUND,
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => exit::INVALID_SPEC,
             Self::Store { .. } | Self::StoreTooNew { .. } | Self::Io { .. } => exit::STORE_OR_IO,
+            Self::RunsFailed { .. } => exit::RUN_FAILED,
+            Self::MaxInstancesReached { .. } | Self::JobDisabled { .. } => exit::CONFLICT,
+            Self::JobRemoved { .. } => exit::NOT_FOUND,
+            Self::ArtifactWrite { .. } => exit::STORE_OR_IO,
             Self::Internal { .. } => exit::INTERNAL,
         }
     }
@@ -123,6 +155,15 @@ impl Error {
                 Some("upgrade jobs, or restore a backup of the store".into())
             }
             Self::Io { .. } => Some("check that the path exists and is readable".into()),
+            Self::RunsFailed { .. } => {
+                Some("see the run directories (summary.md, stderr.log) or `jobs history --status failed`".into())
+            }
+            Self::MaxInstancesReached { id, .. } => Some(format!(
+                "wait for the run in flight to finish (`jobs history {id} --status running`), or raise policy.max_instances"
+            )),
+            Self::JobDisabled { id } => Some(format!("run `jobs enable {id}`, or pass --force to run it once anyway")),
+            Self::JobRemoved { .. } => Some("restore the spec file to run it again; its history is kept".into()),
+            Self::ArtifactWrite { .. } => Some("check free space and permissions under runs/".into()),
             Self::Internal { .. } => Some("this is a bug in jobs; please report it".into()),
         }
     }
@@ -156,6 +197,22 @@ impl fmt::Display for Error {
             } => {
                 write!(f, "failed to {action} {}: {source}", path.display())
             }
+            Self::RunsFailed {
+                failed: 1,
+                total: 1,
+            } => write!(f, "the run did not succeed"),
+            Self::RunsFailed { failed, total } => {
+                write!(f, "{failed} of {total} runs did not succeed")
+            }
+            Self::MaxInstancesReached { id, running, max } => write!(
+                f,
+                "job `{id}` already has {running} run(s) in flight, its max_instances is {max}"
+            ),
+            Self::JobDisabled { id } => write!(f, "job `{id}` is disabled"),
+            Self::JobRemoved { id } => write!(f, "job `{id}` was removed: its spec file is gone"),
+            Self::ArtifactWrite { path, source } => {
+                write!(f, "failed to write {}: {source}", path.display())
+            }
             Self::Internal { message } => write!(f, "internal error: {message}"),
         }
     }
@@ -165,7 +222,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Store { source, .. } => Some(source),
-            Self::Io { source, .. } => Some(source),
+            Self::Io { source, .. } | Self::ArtifactWrite { source, .. } => Some(source),
             _ => None,
         }
     }

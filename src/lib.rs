@@ -1,11 +1,14 @@
 //! `jobs`: a spec-file driven job orchestrator. The binary is a thin shell around [`cli::run`].
 
+pub mod artifacts;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod digest;
 pub mod error;
 pub mod home;
+pub mod run;
+pub mod runner;
 pub mod schedule;
 pub mod spec;
 pub mod store;

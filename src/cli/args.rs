@@ -68,6 +68,76 @@ pub enum Command {
     },
     /// Print the JSON Schema of job specs
     Schema,
+    /// Run jobs now and stream their output; exits 0 only if every run succeeded
+    Run {
+        /// The jobs to run
+        ids: Vec<String>,
+        /// Run every job that is not disabled
+        #[arg(long)]
+        all: bool,
+        /// One job after another instead of all at once
+        #[arg(long)]
+        sequential: bool,
+        /// Start each run in the background and return at once, printing the run ids
+        #[arg(long)]
+        detach: bool,
+        /// Run a disabled job anyway
+        #[arg(long)]
+        force: bool,
+    },
+    /// Past runs, newest first
+    History {
+        /// Only this job's runs
+        id: Option<String>,
+        /// Only runs with this status
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        /// How many runs to show
+        #[arg(short = 'n', long = "limit", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+        /// Only runs claimed since this time: RFC 3339, or a duration ago such as 2h or 7d
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+    /// The background side of `jobs run --detach`
+    #[command(name = "__exec", hide = true)]
+    Exec {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Run statuses as `--status` accepts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum StatusArg {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Interrupted,
+    Skipped,
+    Missed,
+}
+
+impl StatusArg {
+    pub fn status(self) -> crate::run::RunStatus {
+        use crate::run::RunStatus;
+        match self {
+            Self::Queued => RunStatus::Queued,
+            Self::Running => RunStatus::Running,
+            Self::Succeeded => RunStatus::Succeeded,
+            Self::Failed => RunStatus::Failed,
+            Self::TimedOut => RunStatus::TimedOut,
+            Self::Cancelled => RunStatus::Cancelled,
+            Self::Interrupted => RunStatus::Interrupted,
+            Self::Skipped => RunStatus::Skipped,
+            Self::Missed => RunStatus::Missed,
+        }
+    }
 }
 
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {

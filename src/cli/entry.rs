@@ -62,6 +62,35 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::Show { id } => super::show::run(ctx, &id),
         Command::Next { id, count, after } => super::next::run(ctx, &id, usize::from(count), after),
         Command::Schema => Ok(super::schema::run()),
+        Command::Run {
+            ids,
+            all,
+            sequential,
+            detach,
+            force,
+        } => super::run::run(
+            ctx,
+            &super::run::RunArgs {
+                ids,
+                all,
+                sequential,
+                detach,
+                force,
+            },
+        ),
+        Command::History {
+            id,
+            status,
+            limit,
+            since,
+        } => super::history::run(
+            ctx,
+            id.as_deref(),
+            status.map(|s| s.status()),
+            limit,
+            since.as_deref(),
+        ),
+        Command::Exec { id, force } => super::run::exec_detached(ctx, &id, force),
     }
 }
 

@@ -3,9 +3,11 @@
 
 mod args;
 mod entry;
+mod history;
 mod list;
 mod next;
 mod output;
+mod run;
 mod schema;
 mod show;
 mod validate;

@@ -157,7 +157,7 @@ impl Table {
 
 /// An instant for machines: RFC 3339 in UTC with milliseconds.
 pub fn utc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    crate::clock::rfc3339(t)
 }
 
 /// An instant in a zone for machines: RFC 3339 with the zone's offset.

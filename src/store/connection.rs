@@ -9,10 +9,16 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The migrations in `db/migrations/`, in order. Migration N (1-based) brings `user_version` to N.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_jobs.sql",
-    include_str!("../../db/migrations/0001_jobs.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_jobs.sql",
+        include_str!("../../db/migrations/0001_jobs.sql"),
+    ),
+    (
+        "0002_runs.sql",
+        include_str!("../../db/migrations/0002_runs.sql"),
+    ),
+];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock
 /// for milliseconds, so reaching this means something is badly wrong.

@@ -15,6 +15,8 @@ pub struct JobRow {
     pub id: String,
     pub spec_path: String,
     pub spec_hash: String,
+    /// The content hash of the file that produced `spec_json`.
+    pub good_hash: Option<String>,
     /// The last good spec, defaults filled in, as stored (JSON text).
     pub spec_json: Option<String>,
     /// The file's current problems (a JSON array), when it is invalid.
@@ -92,7 +94,8 @@ struct SyncState {
 }
 
 const JOB_COLUMNS: &str = "id, spec_path, spec_hash, spec_json, load_error, present, state, state_reason, \
-     state_by, state_at, next_slot, last_slot, schedule_changed_at, run_counter, created_at, updated_at, removed_at";
+     state_by, state_at, next_slot, last_slot, schedule_changed_at, run_counter, created_at, updated_at, removed_at, \
+     good_hash";
 
 impl Store {
     /// Brings the `jobs` table in line with the spec files just loaded: new jobs are added, changed
@@ -173,6 +176,7 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         created_at: row.get(14)?,
         updated_at: row.get(15)?,
         removed_at: row.get(16)?,
+        good_hash: row.get(17)?,
     })
 }
 

@@ -3,6 +3,8 @@
 
 pub mod connection;
 pub mod jobs;
+pub mod runs;
 
 pub use connection::Store;
 pub use jobs::{JobRow, SyncReport};
+pub use runs::{ClaimRequest, Claimed, Finish, HistoryFilter, RunRow, RunStats};

@@ -1,0 +1,291 @@
+//! `events.jsonl`: what happened during a run, one JSON object per line. Each line is written whole with
+//! a single `write` on a file opened for appending, and `seq` increases strictly, so a reader (`jobs
+//! tail`) sees either a complete event or nothing of it, and a crash can only tear the very last line.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::rundir::open_append;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::run::{RunStatus, Trigger};
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    /// RFC 3339, UTC, milliseconds.
+    pub ts: String,
+    pub job_id: String,
+    pub run: i64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The closed set of event types. Optional fields are always present (as null) so every line of a
+/// type has the same shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The run waits for an instance of its job to free up (overlap `queue`).
+    RunQueued {
+        trigger: Trigger,
+    },
+    RunStarted {
+        trigger: Trigger,
+        slot: Option<String>,
+        max_attempts: u32,
+    },
+    AttemptStarted {
+        attempt: u32,
+        pid: Option<u32>,
+    },
+    Output {
+        attempt: u32,
+        stream: Stream,
+        line: String,
+        /// The line was longer than the limit and was cut; the `.log` file has it whole.
+        truncated: bool,
+    },
+    AttemptFinished {
+        attempt: u32,
+        status: RunStatus,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        duration_ms: u64,
+        error_code: Option<String>,
+        message: Option<String>,
+    },
+    RetryScheduled {
+        next_attempt: u32,
+        delay_ms: u64,
+    },
+    Timeout {
+        attempt: u32,
+        timeout_ms: u64,
+    },
+    KillSent {
+        attempt: u32,
+        signal: String,
+    },
+    RunFinished {
+        status: RunStatus,
+        attempts: u32,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        duration_ms: u64,
+        error_code: Option<String>,
+        message: Option<String>,
+    },
+    /// Scheduler side: a slot that did not run.
+    SlotSkipped {
+        slot: String,
+        reason: String,
+    },
+    SlotMissed {
+        first_slot: String,
+        last_slot: String,
+        count: u64,
+    },
+    SlotsCoalesced {
+        first_slot: String,
+        last_slot: String,
+        count: u64,
+    },
+}
+
+impl EventKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::RunQueued { .. } => "run_queued",
+            Self::RunStarted { .. } => "run_started",
+            Self::AttemptStarted { .. } => "attempt_started",
+            Self::Output { .. } => "output",
+            Self::AttemptFinished { .. } => "attempt_finished",
+            Self::RetryScheduled { .. } => "retry_scheduled",
+            Self::Timeout { .. } => "timeout",
+            Self::KillSent { .. } => "kill_sent",
+            Self::RunFinished { .. } => "run_finished",
+            Self::SlotSkipped { .. } => "slot_skipped",
+            Self::SlotMissed { .. } => "slot_missed",
+            Self::SlotsCoalesced { .. } => "slots_coalesced",
+        }
+    }
+}
+
+/// Called with every event as it is written, e.g. to stream a run's output to the terminal.
+pub type Observer = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// The writer of one run's `events.jsonl`. Shared by the tasks of a run; the mutex keeps `seq` and
+/// line order in step.
+pub struct EventLog {
+    job_id: String,
+    run: i64,
+    clock: Arc<dyn Clock>,
+    observer: Option<Observer>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    file: File,
+    path: PathBuf,
+    next_seq: u64,
+    /// The first write that failed: the run reports `artifact_write_failed` at its end.
+    error: Option<io::Error>,
+}
+
+impl EventLog {
+    pub fn create(
+        path: &Path,
+        job_id: &str,
+        run: i64,
+        clock: Arc<dyn Clock>,
+        observer: Option<Observer>,
+    ) -> Result<Self> {
+        let file = open_append(path)?;
+        Ok(Self {
+            job_id: job_id.to_owned(),
+            run,
+            clock,
+            observer,
+            inner: Mutex::new(Inner {
+                file,
+                path: path.to_owned(),
+                next_seq: 1,
+                error: None,
+            }),
+        })
+    }
+
+    /// Appends one event. A failed write does not stop the run: it is remembered and reported by
+    /// [`EventLog::error`].
+    pub fn emit(&self, kind: EventKind) -> Event {
+        let mut inner = match self.inner.lock() {
+            Ok(inner) => inner,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let event = Event {
+            seq: inner.next_seq,
+            ts: crate::clock::rfc3339(self.clock.now()),
+            job_id: self.job_id.clone(),
+            run: self.run,
+            kind,
+        };
+        inner.next_seq += 1;
+        match serde_json::to_vec(&event) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                // One write of the whole line: a regular file opened O_APPEND takes it in one piece.
+                if let Err(e) = inner.file.write_all(&line) {
+                    inner.error.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                inner.error.get_or_insert(io::Error::other(e));
+            }
+        }
+        if let Some(observer) = &self.observer {
+            observer(&event);
+        }
+        event
+    }
+
+    /// The first write error, if any write failed.
+    pub fn error(&self) -> Option<Error> {
+        let inner = self.inner.lock().ok()?;
+        let source = inner.error.as_ref()?;
+        Some(Error::ArtifactWrite {
+            path: inner.path.clone(),
+            source: io::Error::new(source.kind(), source.to_string()),
+        })
+    }
+}
+
+/// Reads `events.jsonl`. A last line without its newline is a write in progress (or torn by a crash):
+/// it is returned separately, not parsed. A complete line that does not parse is an error.
+pub fn read_events(path: &Path) -> io::Result<(Vec<Event>, Option<String>)> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut events = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok((events, None));
+        }
+        if line.last() != Some(&b'\n') {
+            return Ok((events, Some(String::from_utf8_lossy(&line).into_owned())));
+        }
+        let event = serde_json::from_slice(&line).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("event {}: {e}", events.len() + 1),
+            )
+        })?;
+        events.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+    use chrono::DateTime;
+
+    fn log(path: &Path) -> EventLog {
+        let clock = Arc::new(FixedClock(DateTime::UNIX_EPOCH));
+        EventLog::create(path, "job", 3, clock, None).expect("create")
+    }
+
+    #[test]
+    fn events_are_whole_lines_with_increasing_seq() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let events = log(&path);
+        events.emit(EventKind::RunStarted {
+            trigger: Trigger::Manual,
+            slot: None,
+            max_attempts: 1,
+        });
+        events.emit(EventKind::Output {
+            attempt: 1,
+            stream: Stream::Stdout,
+            line: "hi".into(),
+            truncated: false,
+        });
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            r#"{"seq":1,"ts":"1970-01-01T00:00:00.000Z","job_id":"job","run":3,"type":"run_started","trigger":"manual","slot":null,"max_attempts":1}"#
+        );
+        let (read, torn) = read_events(&path).expect("read");
+        assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert!(torn.is_none());
+    }
+
+    #[test]
+    fn a_half_written_last_line_is_held_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        log(&path).emit(EventKind::AttemptStarted {
+            attempt: 1,
+            pid: Some(42),
+        });
+        let mut file = open_append(&path).expect("open");
+        file.write_all(br#"{"seq":2,"ts":"#).expect("write");
+        let (events, torn) = read_events(&path).expect("read");
+        assert_eq!(events.len(), 1);
+        assert_eq!(torn.as_deref(), Some(r#"{"seq":2,"ts":"#));
+    }
+}

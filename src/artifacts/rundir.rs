@@ -1,0 +1,180 @@
+//! A run directory, `runs/<job_id>/<seq>/`, created owner-only, and its `.lock`: held (flock) by the
+//! process executing the run for as long as it runs. flock is released by the kernel when its holder
+//! exits, even by SIGKILL, so a free lock on an unfinished run means its owner is gone.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::spec::load::is_valid_id;
+
+pub const LOCK_FILE: &str = ".lock";
+pub const RECEIPT_FILE: &str = "run_receipt.json";
+pub const EVENTS_FILE: &str = "events.jsonl";
+pub const SUMMARY_FILE: &str = "summary.md";
+pub const STDOUT_FILE: &str = "stdout.log";
+pub const STDERR_FILE: &str = "stderr.log";
+
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    /// Held for the life of this value.
+    _lock: File,
+}
+
+impl RunDir {
+    /// Creates `runs_root/<job_id>/<seq>/` (owner-only) and takes its lock. The directory must not exist
+    /// yet: a leftover one (or a symlink planted there) is an error, never reused.
+    pub fn create(runs_root: &Path, job_id: &str, seq: i64) -> Result<Self> {
+        // Ids are validated when specs load; checking again here keeps every path under runs/.
+        if !is_valid_id(job_id) || seq < 1 {
+            return Err(Error::Internal {
+                message: format!("refusing run directory for {job_id:?}#{seq}"),
+            });
+        }
+        let job_dir = runs_root.join(job_id);
+        let write_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source: io::Error| Error::ArtifactWrite { path, source }
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&job_dir)
+            .map_err(write_error(&job_dir))?;
+        let path = job_dir.join(seq.to_string());
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(write_error(&path))?;
+        let lock_path = path.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(write_error(&lock_path))?;
+        lock.try_lock().map_err(|e| match e {
+            TryLockError::Error(source) => Error::ArtifactWrite {
+                path: lock_path.clone(),
+                source,
+            },
+            TryLockError::WouldBlock => Error::Internal {
+                message: format!("{} is locked already", lock_path.display()),
+            },
+        })?;
+        Ok(Self { path, _lock: lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Whether some process holds the lock of the run directory at `path`. A missing directory or lock
+    /// file has no holder.
+    pub fn is_locked(path: &Path) -> bool {
+        let Ok(file) = File::open(path.join(LOCK_FILE)) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+    }
+}
+
+/// Opens an artifact for appending, creating it owner-only.
+pub fn open_append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| Error::ArtifactWrite {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Replaces `path` with `bytes` atomically: a temporary file beside it, then a rename. With `durable`,
+/// the data and the directory entry are synced first, so the new content survives a power cut.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let fail = |source: io::Error| Error::ArtifactWrite {
+        path: path.to_owned(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.tmp"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(fail)?;
+    io::Write::write_all(&mut file, bytes).map_err(fail)?;
+    if durable {
+        file.sync_all().map_err(fail)?;
+    }
+    drop(file);
+    fs::rename(&temp, path).map_err(fail)?;
+    if durable && let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_created_run_dir_is_locked_until_dropped() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = RunDir::create(root.path(), "job", 1).expect("create");
+        let path = dir.path().to_owned();
+        assert!(RunDir::is_locked(&path));
+        drop(dir);
+        assert!(!RunDir::is_locked(&path));
+        assert!(
+            !RunDir::is_locked(&root.path().join("job/2")),
+            "no directory, no holder"
+        );
+    }
+
+    #[test]
+    fn run_dirs_are_owner_only_and_never_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = RunDir::create(root.path(), "job", 7).expect("create");
+        let mode = fs::metadata(dir.path()).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        drop(dir);
+        let again = RunDir::create(root.path(), "job", 7).expect_err("exists");
+        assert_eq!(again.code(), "artifact_write_failed");
+    }
+
+    #[test]
+    fn ids_that_could_escape_runs_are_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for id in ["../x", "a/b", "", ".."] {
+            assert!(RunDir::create(root.path(), id, 1).is_err(), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("r.json");
+        write_atomic(&path, b"first", true).expect("write");
+        write_atomic(&path, b"second", false).expect("write");
+        assert_eq!(fs::read(&path).expect("read"), b"second");
+        assert!(!root.path().join(".r.json.tmp").exists());
+    }
+}

@@ -1,0 +1,154 @@
+//! `jobs history [<id>]`: past runs, newest first (ties broken by seq), filtered by job, status and
+//! time.
+
+use chrono::{DateTime, Local, Utc};
+use serde_json::{Value, json};
+
+use super::entry::Ctx;
+use super::output::{Report, Style, Table, relative};
+use crate::catalog::Catalog;
+use crate::clock::{millis, rfc3339_ms};
+use crate::error::{Error, Result};
+use crate::run::{RunStatus, run_name};
+use crate::runner::execute::run_is_alive;
+use crate::spec::duration::SpecDuration;
+use crate::store::{HistoryFilter, RunRow};
+
+pub fn run(
+    ctx: &Ctx,
+    id: Option<&str>,
+    status: Option<RunStatus>,
+    limit: u32,
+    since: Option<&str>,
+) -> Result<Report> {
+    let now = ctx.clock.now();
+    let since = since.map(|text| parse_since(text, now)).transpose()?;
+    let mut catalog = Catalog::open(&ctx.home, now)?;
+    if let Some(id) = id {
+        catalog.job(id)?;
+    }
+    // Runs whose process died show as interrupted, not as running forever.
+    let home = ctx.home.root().to_owned();
+    catalog
+        .store
+        .reap_dead_runs(id, |dir| run_is_alive(&home, dir), millis(now))?;
+    let filter = HistoryFilter {
+        job_id: id.map(str::to_owned),
+        status,
+        since: since.map(millis),
+        limit: i64::from(limit),
+    };
+    let (rows, total) = catalog.store.history(&filter)?;
+
+    let mut table = Table::new(vec![
+        "RUN", "TRIGGER", "STATUS", "STARTED", "DURATION", "EXIT", "ATTEMPTS", "ERROR",
+    ]);
+    for row in &rows {
+        let started = row
+            .started_at
+            .or(Some(row.claimed_at))
+            .and_then(DateTime::from_timestamp_millis);
+        table.row(vec![
+            (run_name(&row.job_id, row.seq), Style::Bold),
+            (trigger_text(row), Style::Plain),
+            (row.status.as_str().to_owned(), status_style(row.status)),
+            (
+                started.map_or("-".into(), |t| {
+                    format!(
+                        "{} ({})",
+                        t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
+                        relative(t, now)
+                    )
+                }),
+                Style::Plain,
+            ),
+            (
+                duration_ms(row).map_or("-".into(), |ms| format!("{:.3} s", ms as f64 / 1000.0)),
+                Style::Plain,
+            ),
+            (exit_text(row), Style::Plain),
+            (row.attempts.to_string(), Style::Plain),
+            (row.message.clone().unwrap_or_default(), Style::Dim),
+        ]);
+    }
+    let human = if rows.is_empty() {
+        "no runs yet\n".to_owned()
+    } else {
+        let mut text = table.render(&ctx.out);
+        if total > rows.len() as i64 {
+            text.push_str(&ctx.out.paint(
+                Style::Dim,
+                &format!("{} of {total} runs shown; -n for more\n", rows.len()),
+            ));
+        }
+        text
+    };
+    let entries: Vec<Value> = rows.iter().map(entry).collect();
+    Ok(Report::ok(
+        json!({ "entries": entries, "total": total }),
+        human,
+    ))
+}
+
+/// One history entry as `--json` shows it.
+pub fn entry(row: &RunRow) -> Value {
+    json!({
+        "job_id": row.job_id,
+        "run": row.seq,
+        "trigger": row.trigger.as_str(),
+        "slot": row.slot.map(rfc3339_ms),
+        "status": row.status.as_str(),
+        "claimed_at": rfc3339_ms(row.claimed_at),
+        "started_at": row.started_at.map(rfc3339_ms),
+        "finished_at": row.finished_at.map(rfc3339_ms),
+        "duration_ms": duration_ms(row),
+        "exit_code": row.exit_code,
+        "signal": row.signal,
+        "attempts": row.attempts,
+        "slot_count": row.slot_count,
+        "replay_of": row.replay_of,
+        "run_dir": row.run_dir,
+        "error": row.error_code.as_ref().map(|code| json!({ "code": code, "message": row.message })),
+    })
+}
+
+fn duration_ms(row: &RunRow) -> Option<i64> {
+    Some(row.finished_at? - row.started_at?)
+}
+
+fn trigger_text(row: &RunRow) -> String {
+    match row.replay_of {
+        Some(original) => format!("replay of #{original}"),
+        None => row.trigger.as_str().to_owned(),
+    }
+}
+
+fn exit_text(row: &RunRow) -> String {
+    match (row.exit_code, row.signal) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "-".into(),
+    }
+}
+
+pub fn status_style(status: RunStatus) -> Style {
+    match status {
+        RunStatus::Succeeded => Style::Green,
+        RunStatus::Queued | RunStatus::Running => Style::Bold,
+        RunStatus::Skipped | RunStatus::Missed | RunStatus::Cancelled => Style::Yellow,
+        RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted => Style::Red,
+    }
+}
+
+/// `--since`: an RFC 3339 instant, or a duration before now (`2h`, `7d`).
+fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let ago: SpecDuration = text.parse().map_err(|_| Error::Usage {
+        message: format!(
+            "--since {text:?} is neither an RFC 3339 time nor a duration such as 2h or 7d"
+        ),
+    })?;
+    Ok(now - chrono::Duration::milliseconds(ago.as_millis()))
+}

@@ -1,0 +1,435 @@
+//! `jobs run <id>... | --all`: run jobs now, in parallel or one after another, streaming their output;
+//! or with `--detach`, hand each run to a background process of its own and return at once.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::entry::Ctx;
+use super::output::{Report, Style, Table};
+use crate::artifacts::events::Observer;
+use crate::artifacts::{EventKind, Stream};
+use crate::catalog::{Catalog, JobState};
+use crate::clock::SystemClock;
+use crate::error::{Error, Result};
+use crate::run::{RunStatus, owner, run_name};
+use crate::runner::{ClaimOf, RunOutcome, claim_run, execute};
+
+pub struct RunArgs {
+    pub ids: Vec<String>,
+    pub all: bool,
+    pub sequential: bool,
+    pub detach: bool,
+    pub force: bool,
+}
+
+pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<Report> {
+    let now = ctx.clock.now();
+    let catalog = Catalog::open(&ctx.home, now)?;
+    let ids = targets(&catalog, args)?;
+    if args.detach {
+        return detach(ctx, &ids, args.force);
+    }
+    let Catalog { jobs, store, .. } = catalog;
+    let store = Arc::new(Mutex::new(store));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal {
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    let several = ids.len() > 1;
+    let out = ctx.out;
+    let home = ctx.home.root().to_owned();
+    let outcomes = runtime.block_on(async move {
+        let (cancel_tx, cancel) = watch::channel(false);
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = cancel_tx.send(true);
+        });
+        let me = owner();
+        let mut results: Vec<(String, Result<RunOutcome>)> = Vec::new();
+        let mut pending = Vec::new();
+        for id in &ids {
+            let Some(job) = jobs.iter().find(|j| j.id() == id) else {
+                continue;
+            };
+            let Some(spec) = job.spec.clone() else {
+                continue;
+            };
+            let plan = store.lock().map_err(|_| poisoned()).and_then(|mut store| {
+                claim_run(
+                    &mut store,
+                    &home,
+                    id,
+                    &spec,
+                    job.spec_hash(),
+                    ClaimOf::manual(),
+                    &me,
+                    chrono::Utc::now(),
+                )
+            });
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(e) => {
+                    results.push((id.clone(), Err(e)));
+                    continue;
+                }
+            };
+            let observer = (!out.json).then(|| live_output(id, several));
+            let run = execute(
+                plan,
+                Arc::clone(&store),
+                Arc::new(SystemClock),
+                observer,
+                cancel.clone(),
+            );
+            if args.sequential {
+                results.push((id.clone(), Ok(run.await)));
+            } else {
+                pending.push((id.clone(), tokio::spawn(run)));
+            }
+        }
+        for (id, task) in pending {
+            let outcome = task.await.map_err(|e| Error::Internal {
+                message: format!("run task failed: {e}"),
+            });
+            results.push((id, outcome));
+        }
+        results
+    });
+    Ok(report(ctx, outcomes))
+}
+
+/// The ids to run, checked: each exists, can run, and is not disabled unless forced.
+fn targets(catalog: &Catalog, args: &RunArgs) -> Result<Vec<String>> {
+    if args.all {
+        if !args.ids.is_empty() {
+            return Err(Error::Usage {
+                message: "give job ids or --all, not both".into(),
+            });
+        }
+        return Ok(catalog
+            .jobs
+            .iter()
+            .filter(|j| matches!(j.state(), JobState::Active | JobState::Paused))
+            .map(|j| j.id().to_owned())
+            .collect());
+    }
+    if args.ids.is_empty() {
+        return Err(Error::Usage {
+            message: "name at least one job to run, or pass --all".into(),
+        });
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for id in &args.ids {
+        catalog.runnable(id, args.force)?;
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    Ok(ids)
+}
+
+/// Prints each output line as it arrives: stdout to stdout, stderr to stderr, prefixed by the job id
+/// when several jobs run at once.
+fn live_output(id: &str, prefixed: bool) -> Observer {
+    let prefix = if prefixed {
+        format!("[{id}] ")
+    } else {
+        String::new()
+    };
+    Box::new(move |event| {
+        if let EventKind::Output { stream, line, .. } = &event.kind {
+            let text = format!("{prefix}{line}\n");
+            let _ = match stream {
+                Stream::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
+                Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+            };
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM: the runs in flight are then stopped and recorded as cancelled.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Internal {
+        message: "the store lock was poisoned by a panic".into(),
+    }
+}
+
+fn report(ctx: &Ctx, results: Vec<(String, Result<RunOutcome>)>) -> Report {
+    let out = &ctx.out;
+    let mut table = Table::new(vec!["JOB", "RUN", "STATUS", "EXIT", "DURATION", "RUN DIR"]);
+    let mut entries = Vec::new();
+    let (mut succeeded, mut failed) = (0, 0);
+    let mut refusals = Vec::new();
+    for (id, result) in results {
+        match result {
+            Ok(outcome) => {
+                if outcome.status == RunStatus::Succeeded {
+                    succeeded += 1;
+                } else {
+                    failed += 1;
+                }
+                let exit = match (outcome.exit_code, outcome.signal) {
+                    (Some(code), _) => code.to_string(),
+                    (None, Some(signal)) => format!("signal {signal}"),
+                    (None, None) => "-".into(),
+                };
+                let style = if outcome.status == RunStatus::Succeeded {
+                    Style::Green
+                } else {
+                    Style::Red
+                };
+                let run_dir = ctx.home.display_path(&outcome.run_dir);
+                table.row(vec![
+                    (id.clone(), Style::Bold),
+                    (run_name(&id, outcome.seq), Style::Plain),
+                    (outcome.status.as_str().to_owned(), style),
+                    (exit, Style::Plain),
+                    (
+                        format!("{:.3} s", outcome.duration_ms as f64 / 1000.0),
+                        Style::Plain,
+                    ),
+                    (run_dir.clone(), Style::Dim),
+                ]);
+                entries.push(json!({
+                    "job_id": id,
+                    "run": outcome.seq,
+                    "status": outcome.status.as_str(),
+                    "exit_code": outcome.exit_code,
+                    "signal": outcome.signal,
+                    "duration_ms": outcome.duration_ms,
+                    "attempts": outcome.attempts,
+                    "run_dir": run_dir,
+                    "error": outcome.error_code.as_ref().map(|code| json!({ "code": code, "message": outcome.message })),
+                }));
+            }
+            Err(error) => {
+                table.row(vec![
+                    (id.clone(), Style::Bold),
+                    ("-".into(), Style::Plain),
+                    ("refused".into(), Style::Yellow),
+                    ("-".into(), Style::Plain),
+                    ("-".into(), Style::Plain),
+                    (error.to_string(), Style::Dim),
+                ]);
+                entries.push(json!({
+                    "job_id": id,
+                    "run": null,
+                    "status": "refused",
+                    "exit_code": null,
+                    "duration_ms": null,
+                    "run_dir": null,
+                    "error": { "code": error.code(), "message": error.to_string() },
+                }));
+                refusals.push(error);
+            }
+        }
+    }
+    let total = entries.len();
+    let data = json!({ "jobs_run": Value::Array(entries), "total": total, "succeeded": succeeded, "failed": failed });
+    let mut human = String::new();
+    if total > 0 {
+        human.push('\n');
+        human.push_str(&table.render(out));
+    }
+    let error = if failed > 0 {
+        Some(Error::RunsFailed {
+            failed: failed + refusals.len(),
+            total,
+        })
+    } else if refusals.len() == 1 && total == 1 {
+        refusals.pop()
+    } else if !refusals.is_empty() {
+        // Several refused and nothing failed: the conflict is the answer, with its own exit code.
+        refusals.into_iter().next()
+    } else {
+        None
+    };
+    Report { data, human, error }
+}
+
+/// `--detach`: each run goes to a background process of its own (`jobs __exec`), in a new process
+/// group that ignores the terminal's hangup, so it outlives this command and the terminal. Each child
+/// claims its run and reports the run id on its stdout before it starts executing.
+fn detach(ctx: &Ctx, ids: &[String], force: bool) -> Result<Report> {
+    let exe =
+        std::env::current_exe().map_err(|e| Error::io("find the jobs executable", "jobs", e))?;
+    let mut started = Vec::new();
+    let mut errors = Vec::new();
+    for id in ids {
+        let mut command = std::process::Command::new(&exe);
+        command
+            .arg("--home")
+            .arg(ctx.home.root())
+            .arg("__exec")
+            .arg(id);
+        if force {
+            command.arg("--force");
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                errors.push(Error::io("start a background run of", id.as_str(), e));
+                continue;
+            }
+        };
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = BufReader::new(stdout).read_line(&mut line);
+        }
+        let reply: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if reply["ok"] == true {
+            started.push(json!({ "job_id": id, "run": reply["run"], "run_dir": reply["run_dir"], "pid": child.id() }));
+        } else {
+            errors.push(detached_error(id, &reply));
+        }
+        // The child carries on alone; it is reaped by init when this process exits.
+        drop(child);
+    }
+    let mut human = String::new();
+    for entry in &started {
+        let id = entry["job_id"].as_str().unwrap_or_default();
+        let run = entry["run"].as_i64().unwrap_or_default();
+        human.push_str(&format!(
+            "started {} in the background: {} (follow it with `jobs tail {id} --run {run} -f`)\n",
+            run_name(id, run),
+            entry["run_dir"].as_str().unwrap_or_default()
+        ));
+    }
+    let total = started.len();
+    let data = json!({ "started": started, "total": total });
+    Ok(Report {
+        data,
+        human,
+        error: errors.into_iter().next(),
+    })
+}
+
+fn detached_error(id: &str, reply: &Value) -> Error {
+    let code = reply["error"]["code"].as_str().unwrap_or_default();
+    let message = reply["error"]["message"]
+        .as_str()
+        .unwrap_or("the background run did not start")
+        .to_owned();
+    match code {
+        "max_instances_reached" => Error::MaxInstancesReached {
+            id: id.to_owned(),
+            running: 0,
+            max: 0,
+        },
+        "job_disabled" => Error::JobDisabled { id: id.to_owned() },
+        _ => Error::Internal {
+            message: format!("background run of {id}: {message}"),
+        },
+    }
+}
+
+/// `jobs __exec <id>`: the background side of `--detach`. Claims the run, tells the parent its id on
+/// stdout (one JSON line), then executes it with nothing attached to the terminal.
+pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
+    let reply = |value: Value| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{value}").and_then(|()| stdout.flush());
+    };
+    let now = ctx.clock.now();
+    let prepared = Catalog::open(&ctx.home, now).and_then(|catalog| {
+        let (job, spec) = catalog.runnable(id, force)?;
+        let (spec, hash) = (spec.clone(), job.spec_hash().to_owned());
+        let Catalog { mut store, .. } = catalog;
+        let plan = claim_run(
+            &mut store,
+            ctx.home.root(),
+            id,
+            &spec,
+            &hash,
+            ClaimOf::manual(),
+            &owner(),
+            now,
+        )?;
+        Ok((store, plan))
+    });
+    let (store, plan) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            reply(
+                json!({ "ok": false, "error": { "code": error.code(), "message": error.to_string() } }),
+            );
+            return Err(error);
+        }
+    };
+    reply(
+        json!({ "ok": true, "run": plan.seq, "run_dir": ctx.home.display_path(plan.run_dir.path()) }),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal {
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    let outcome = runtime.block_on(async move {
+        let (cancel_tx, cancel) = watch::channel(false);
+        tokio::spawn(async move {
+            detached_stop_signal().await;
+            let _ = cancel_tx.send(true);
+        });
+        execute(
+            plan,
+            Arc::new(Mutex::new(store)),
+            Arc::new(SystemClock),
+            None,
+            cancel,
+        )
+        .await
+    });
+    Ok(Report {
+        data: json!({ "status": outcome.status.as_str() }),
+        human: String::new(),
+        error: (outcome.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
+            failed: 1,
+            total: 1,
+        }),
+    })
+}
+
+/// As [`stop_signal`], and a hangup (the terminal closing) is ignored rather than fatal.
+async fn detached_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return stop_signal().await;
+    };
+    tokio::select! {
+        () = stop_signal() => {}
+        () = async {
+            // A hangup is ignored: keep listening, so the default action (exit) never applies.
+            while hangup.recv().await.is_some() {}
+            std::future::pending::<()>().await;
+        } => {}
+    }
+}

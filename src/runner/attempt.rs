@@ -1,0 +1,325 @@
+//! One attempt: start the command in its own process group, copy its output to the `.log` files and
+//! to `output` events, and stop the whole group on timeout or cancellation (SIGTERM, a grace period,
+//! SIGKILL). Failing to start is a failed attempt, never a crash.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::artifacts::{EventKind, EventLog, Stream};
+use crate::run::RunStatus;
+
+/// Output lines longer than this are cut in their `output` event (the `.log` file keeps them whole).
+pub const MAX_EVENT_LINE: usize = 16 * 1024;
+
+/// How long output pipes may stay open after the command exited normally: a background process that
+/// inherited them would otherwise keep the run open forever.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// What to execute, resolved from the spec.
+#[derive(Debug, Clone)]
+pub struct AttemptSpec {
+    /// Program and arguments; a shell command is `["/bin/sh", "-c", line]`.
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    /// Succeeded, Failed, TimedOut or Cancelled.
+    pub status: RunStatus,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration: Duration,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Where an attempt's output goes besides the events: the raw logs and the last lines for the summary.
+pub struct OutputSinks {
+    pub stdout_log: File,
+    pub stderr_log: File,
+    pub tail: Arc<Mutex<VecDeque<(Stream, String)>>>,
+    pub tail_len: usize,
+}
+
+/// Runs one attempt. `cancel` turning true stops it like a timeout does, with status Cancelled.
+pub async fn run_attempt(
+    spec: &AttemptSpec,
+    attempt: u32,
+    extra_env: &[(String, String)],
+    events: &Arc<EventLog>,
+    sinks: &OutputSinks,
+    cancel: &mut watch::Receiver<bool>,
+) -> AttemptResult {
+    let started = Instant::now();
+    let failed = |code: &str, message: String| AttemptResult {
+        status: RunStatus::Failed,
+        pid: None,
+        exit_code: None,
+        signal: None,
+        duration: started.elapsed(),
+        error_code: Some(code.to_owned()),
+        message: Some(message),
+    };
+    if !spec.cwd.is_dir() {
+        return failed(
+            "bad_cwd",
+            format!(
+                "working directory {} does not exist or is not a directory",
+                spec.cwd.display()
+            ),
+        );
+    }
+    let Some((program, args)) = spec.argv.split_first() else {
+        return failed("spawn_failed", "the command is empty".into());
+    };
+    let (Ok(stdout_log), Ok(stderr_log)) =
+        (sinks.stdout_log.try_clone(), sinks.stderr_log.try_clone())
+    else {
+        return failed(
+            "artifact_write_failed",
+            "cannot open the output logs".into(),
+        );
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(extra_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: signals reach everything it started, and the terminal's Ctrl-C
+        // reaches only us, so we decide how the run ends.
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return failed("spawn_failed", format!("failed to start {program}: {e}")),
+    };
+    let pid = child.id();
+    events.emit(EventKind::AttemptStarted { attempt, pid });
+
+    let mut readers = Vec::with_capacity(2);
+    if let Some(pipe) = child.stdout.take() {
+        readers.push(tokio::spawn(pump(
+            pipe,
+            Stream::Stdout,
+            stdout_log,
+            attempt,
+            events,
+            sinks,
+        )));
+    }
+    if let Some(pipe) = child.stderr.take() {
+        readers.push(tokio::spawn(pump(
+            pipe,
+            Stream::Stderr,
+            stderr_log,
+            attempt,
+            events,
+            sinks,
+        )));
+    }
+
+    let group = pid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(Pid::from_raw);
+    let signal_group = |signal: Signal, name: &str| {
+        if let Some(group) = group {
+            // ESRCH only means everyone is gone already.
+            let _ = kill_process_group(group, signal);
+            events.emit(EventKind::KillSent {
+                attempt,
+                signal: name.to_owned(),
+            });
+        }
+    };
+
+    let timeout = spec.timeout.map(|t| tokio::time::sleep(t));
+    let mut stopped: Option<RunStatus> = None;
+    let wait = tokio::select! {
+        status = child.wait() => Some(status),
+        () = async { match timeout { Some(t) => t.await, None => std::future::pending().await } } => {
+            let timeout_ms = spec.timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+            events.emit(EventKind::Timeout { attempt, timeout_ms });
+            stopped = Some(RunStatus::TimedOut);
+            None
+        }
+        () = cancelled(cancel) => {
+            stopped = Some(RunStatus::Cancelled);
+            None
+        }
+    };
+    let status = match wait {
+        Some(status) => status,
+        None => {
+            signal_group(Signal::TERM, "SIGTERM");
+            match tokio::time::timeout(spec.kill_grace, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    signal_group(Signal::KILL, "SIGKILL");
+                    child.wait().await
+                }
+            }
+        }
+    };
+    let duration = started.elapsed();
+    if stopped.is_some() {
+        // Whatever the group left behind (a grandchild ignoring SIGTERM) goes too, so nothing survives
+        // a stopped run and the output pipes close.
+        if let Some(group) = group {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+    }
+    let drained = tokio::time::timeout(DRAIN_AFTER_EXIT, async {
+        for reader in readers {
+            let _ = reader.await;
+        }
+    })
+    .await
+    .is_ok();
+
+    let (exit_code, signal) = match &status {
+        Ok(status) => (status.code(), status.signal()),
+        Err(_) => (None, None),
+    };
+    let (run_status, error_code, mut message) = match (stopped, &status) {
+        (Some(RunStatus::TimedOut), _) => (
+            RunStatus::TimedOut,
+            Some("timed_out"),
+            Some(format!(
+                "stopped after the timeout of {} s",
+                spec.timeout.map_or(0.0, |t| t.as_secs_f64())
+            )),
+        ),
+        (Some(_), _) => (
+            RunStatus::Cancelled,
+            Some("cancelled"),
+            Some("stopped on request".to_owned()),
+        ),
+        (None, Err(e)) => (
+            RunStatus::Failed,
+            Some("wait_failed"),
+            Some(format!("lost track of the process: {e}")),
+        ),
+        (None, Ok(s)) if s.success() => (RunStatus::Succeeded, None, None),
+        (None, Ok(s)) => match (s.code(), s.signal()) {
+            (Some(code), _) => (
+                RunStatus::Failed,
+                Some("exit_nonzero"),
+                Some(format!("exited with code {code}")),
+            ),
+            (None, Some(signal)) => (
+                RunStatus::Failed,
+                Some("killed_by_signal"),
+                Some(format!("killed by signal {signal}")),
+            ),
+            (None, None) => (
+                RunStatus::Failed,
+                Some("exit_unknown"),
+                Some("ended without an exit code".to_owned()),
+            ),
+        },
+    };
+    if !drained {
+        let note = "a background process still held the output pipes open; output after the exit was not captured";
+        message = Some(message.map_or_else(|| note.to_owned(), |m| format!("{m}; {note}")));
+    }
+    AttemptResult {
+        status: run_status,
+        pid,
+        exit_code,
+        signal,
+        duration,
+        error_code: error_code.map(str::to_owned),
+        message,
+    }
+}
+
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    // A closed channel means no one can cancel any more: wait forever.
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Copies one pipe to its log file byte for byte and to `output` events line by line.
+fn pump<R: AsyncRead + Unpin + Send + 'static>(
+    mut pipe: R,
+    stream: Stream,
+    mut log: File,
+    attempt: u32,
+    events: &Arc<EventLog>,
+    sinks: &OutputSinks,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let events = Arc::clone(events);
+    let tail = Arc::clone(&sinks.tail);
+    let tail_len = sinks.tail_len;
+    async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut line: Vec<u8> = Vec::new();
+        let mut truncated = false;
+        let emit = |line: &mut Vec<u8>, truncated: &mut bool| {
+            let text = String::from_utf8_lossy(line).into_owned();
+            if let Ok(mut tail) = tail.lock() {
+                if tail.len() == tail_len {
+                    tail.pop_front();
+                }
+                tail.push_back((stream, text.clone()));
+            }
+            events.emit(EventKind::Output {
+                attempt,
+                stream,
+                line: text,
+                truncated: *truncated,
+            });
+            line.clear();
+            *truncated = false;
+        };
+        loop {
+            let n = match pipe.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &buffer[..n];
+            // The log keeps the raw bytes; a failed write shows as a shorter log, never a stuck run.
+            let _ = log.write_all(chunk);
+            for piece in chunk.split_inclusive(|b| *b == b'\n') {
+                let (body, complete) = match piece.split_last() {
+                    Some((b'\n', body)) => (body, true),
+                    _ => (piece, false),
+                };
+                let room = MAX_EVENT_LINE.saturating_sub(line.len());
+                if body.len() > room {
+                    line.extend_from_slice(&body[..room]);
+                    truncated = true;
+                } else {
+                    line.extend_from_slice(body);
+                }
+                if complete {
+                    emit(&mut line, &mut truncated);
+                }
+            }
+        }
+        if !line.is_empty() || truncated {
+            emit(&mut line, &mut truncated);
+        }
+    }
+}

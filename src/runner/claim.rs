@@ -1,0 +1,92 @@
+//! Claiming a run: the store decides under its write lock whether the job has a free instance, and the
+//! run directory is created and locked inside that same transaction.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use super::execute::{RunPlan, run_is_alive, stored_run_dir};
+use crate::artifacts::RunDir;
+use crate::clock::millis;
+use crate::error::Result;
+use crate::run::Trigger;
+use crate::spec::JobSpec;
+use crate::store::{ClaimRequest, Claimed, Store};
+
+/// What is being claimed, beyond the job itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimOf {
+    pub trigger: Trigger,
+    pub slot: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub replay_of: Option<i64>,
+    pub slot_count: u64,
+}
+
+impl ClaimOf {
+    pub fn manual() -> Self {
+        Self {
+            trigger: Trigger::Manual,
+            slot: None,
+            due_at: None,
+            replay_of: None,
+            slot_count: 1,
+        }
+    }
+}
+
+/// Claims a run of `job_id` and returns its plan, or `max_instances_reached`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the claim needs each of these and they have no common owner"
+)]
+pub fn claim_run(
+    store: &mut Store,
+    home: &Path,
+    job_id: &str,
+    spec: &JobSpec,
+    spec_hash: &str,
+    of: ClaimOf,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<RunPlan> {
+    let request = ClaimRequest {
+        job_id,
+        trigger: of.trigger,
+        slot: of.slot.map(millis),
+        due_at: of.due_at.map(millis),
+        spec_hash,
+        owner,
+        now: millis(now),
+        max_instances: spec.policy.max_instances,
+        overlap: spec.policy.overlap,
+        replay_of: of.replay_of,
+    };
+    let runs_root = home.join("runs");
+    let (claimed, run_dir) = store.claim(
+        &request,
+        |dir| run_is_alive(home, dir),
+        |seq| {
+            Ok((
+                RunDir::create(&runs_root, job_id, seq)?,
+                stored_run_dir(job_id, seq),
+            ))
+        },
+    )?;
+    Ok(RunPlan {
+        job_id: job_id.to_owned(),
+        seq: claimed.seq(),
+        trigger: of.trigger,
+        slot: of.slot,
+        due_at: of.due_at,
+        replay_of: of.replay_of,
+        slot_count: of.slot_count,
+        claimed_at: now,
+        queued: matches!(claimed, Claimed::Queued(_)),
+        spec: spec.clone(),
+        spec_hash: spec_hash.to_owned(),
+        owner: owner.to_owned(),
+        home: home.to_owned(),
+        run_dir,
+    })
+}

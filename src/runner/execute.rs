@@ -1,0 +1,446 @@
+//! A whole run: wait for an instance if queued, then attempts with retries and backoff, each step an
+//! event; the receipt at the start and, atomically replaced, at the end; the summary; and the store's
+//! record of how it ended. Artifacts are finished before the store, so a crash in between leaves a
+//! terminal receipt beside an unfinished row, which reconciliation can read.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::attempt::{AttemptSpec, OutputSinks, run_attempt};
+use crate::artifacts::events::Observer;
+use crate::artifacts::receipt::Command as ReceiptCommand;
+use crate::artifacts::rundir::{EVENTS_FILE, STDERR_FILE, STDOUT_FILE, open_append};
+use crate::artifacts::{AttemptRecord, EventKind, EventLog, Receipt, RunDir, summary};
+use crate::clock::{Clock, millis, rfc3339};
+use crate::error::Error;
+use crate::run::{RunStatus, Trigger, run_name};
+use crate::spec::JobSpec;
+use crate::spec::model::RetryOn;
+use crate::store::{Finish, Store};
+
+/// How often a queued run checks whether an instance has freed up.
+const QUEUE_POLL: Duration = Duration::from_millis(100);
+
+/// Everything a claimed run needs to execute.
+pub struct RunPlan {
+    pub job_id: String,
+    pub seq: i64,
+    pub trigger: Trigger,
+    pub slot: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub replay_of: Option<i64>,
+    pub slot_count: u64,
+    pub claimed_at: DateTime<Utc>,
+    /// The claim put the run in the queue: it starts when an instance frees up.
+    pub queued: bool,
+    pub spec: JobSpec,
+    pub spec_hash: String,
+    pub owner: String,
+    /// JOBS_HOME: `cwd` is relative to it, and so are stored run directories.
+    pub home: PathBuf,
+    pub run_dir: RunDir,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub job_id: String,
+    pub seq: i64,
+    pub status: RunStatus,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    pub run_dir: PathBuf,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// The run directory as the store records it: relative to the home.
+pub fn stored_run_dir(job_id: &str, seq: i64) -> String {
+    format!("runs/{job_id}/{seq}")
+}
+
+/// Whether the run directory recorded as `stored` (relative to `home`) has a live owner.
+pub fn run_is_alive(home: &Path, stored: &str) -> bool {
+    RunDir::is_locked(&home.join(stored))
+}
+
+pub async fn execute(
+    plan: RunPlan,
+    store: Arc<Mutex<Store>>,
+    clock: Arc<dyn Clock>,
+    observer: Option<Observer>,
+    mut cancel: watch::Receiver<bool>,
+) -> RunOutcome {
+    let dir = plan.run_dir.path().to_owned();
+    let spec = &plan.spec;
+    let run = &spec.run;
+    // `.` components add nothing but noise to the receipt.
+    let cwd: PathBuf = plan
+        .home
+        .join(&run.cwd)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    let argv = match (&run.command, &run.shell) {
+        (Some(argv), _) => argv.clone(),
+        (None, Some(line)) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+        (None, None) => Vec::new(),
+    };
+    let mut env: Vec<(String, String)> = run
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push(("JOBS_JOB_ID".into(), plan.job_id.clone()));
+    env.push(("JOBS_RUN_SEQ".into(), plan.seq.to_string()));
+    env.push(("JOBS_RUN_DIR".into(), dir.display().to_string()));
+    if let Some(slot) = plan.slot {
+        env.push(("JOBS_SLOT".into(), rfc3339(slot)));
+    }
+    let attempt_spec = AttemptSpec {
+        argv,
+        cwd: cwd.clone(),
+        env,
+        timeout: run.timeout.map(|t| t.as_duration()),
+        kill_grace: run.kill_grace.as_duration(),
+    };
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let mut receipt = Receipt {
+        receipt_version: crate::artifacts::receipt::RECEIPT_VERSION,
+        job_id: plan.job_id.clone(),
+        run: plan.seq,
+        name: run_name(&plan.job_id, plan.seq),
+        trigger: plan.trigger,
+        slot: plan.slot.map(rfc3339),
+        due_at: plan.due_at.map(rfc3339),
+        replay_of: plan.replay_of,
+        claimed_at: rfc3339(plan.claimed_at),
+        started_at: None,
+        finished_at: None,
+        duration_ms: None,
+        status: if plan.queued {
+            RunStatus::Queued
+        } else {
+            RunStatus::Running
+        },
+        exit_code: None,
+        signal: None,
+        error_code: None,
+        message: None,
+        slot_count: plan.slot_count,
+        spec_hash: plan.spec_hash.clone(),
+        owner: plan.owner.clone(),
+        command: ReceiptCommand {
+            argv: run.command.clone(),
+            shell: run.shell.clone(),
+        },
+        cwd: cwd.display().to_string(),
+        env_names: run.env.keys().cloned().collect(),
+        timeout_ms: run.timeout.map(|t| ms(t.as_duration())),
+        kill_grace_ms: ms(run.kill_grace.as_duration()),
+        max_attempts: spec.retry.max_attempts,
+        attempts: Vec::new(),
+    };
+
+    let mut artifact_error: Option<Error> = None;
+    let events = match EventLog::create(
+        &dir.join(EVENTS_FILE),
+        &plan.job_id,
+        plan.seq,
+        Arc::clone(&clock),
+        observer,
+    ) {
+        Ok(events) => Arc::new(events),
+        Err(e) => {
+            // Without an events log there is nothing to watch; record the failure and stop.
+            return finish(
+                &plan,
+                &store,
+                &clock,
+                &mut receipt,
+                None,
+                &[],
+                RunStatus::Failed,
+                Some(e),
+            );
+        }
+    };
+    let sinks = match (
+        open_append(&dir.join(STDOUT_FILE)),
+        open_append(&dir.join(STDERR_FILE)),
+    ) {
+        (Ok(stdout_log), Ok(stderr_log)) => OutputSinks {
+            stdout_log,
+            stderr_log,
+            tail: Arc::new(Mutex::new(VecDeque::new())),
+            tail_len: summary::TAIL_LINES,
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            return finish(
+                &plan,
+                &store,
+                &clock,
+                &mut receipt,
+                Some(&events),
+                &[],
+                RunStatus::Failed,
+                Some(e),
+            );
+        }
+    };
+    if let Err(e) = receipt.write(&dir, false) {
+        artifact_error.get_or_insert(e);
+    }
+
+    if plan.queued {
+        events.emit(EventKind::RunQueued {
+            trigger: plan.trigger,
+        });
+        let home = plan.home.clone();
+        loop {
+            let started = store.lock().map_err(|_| ()).and_then(|mut store| {
+                store
+                    .start_queued(
+                        &plan.job_id,
+                        plan.seq,
+                        spec.policy.max_instances,
+                        |d| run_is_alive(&home, d),
+                        millis(clock.now()),
+                    )
+                    .map_err(|_| ())
+            });
+            if started == Ok(true) {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(QUEUE_POLL) => {}
+                () = wait_cancel(&mut cancel) => {
+                    return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], RunStatus::Cancelled, artifact_error);
+                }
+            }
+        }
+    }
+
+    let started_at = clock.now();
+    receipt.started_at = Some(rfc3339(started_at));
+    receipt.status = RunStatus::Running;
+    events.emit(EventKind::RunStarted {
+        trigger: plan.trigger,
+        slot: plan.slot.map(rfc3339),
+        max_attempts: spec.retry.max_attempts,
+    });
+    if plan.queued
+        && let Err(e) = receipt.write(&dir, false)
+    {
+        artifact_error.get_or_insert(e);
+    }
+
+    let mut status = RunStatus::Failed;
+    let mut attempt = 0;
+    while attempt < spec.retry.max_attempts.max(1) {
+        attempt += 1;
+        let attempt_started = clock.now();
+        let extra = [("JOBS_ATTEMPT".to_owned(), attempt.to_string())];
+        let result =
+            run_attempt(&attempt_spec, attempt, &extra, &events, &sinks, &mut cancel).await;
+        let duration_ms = ms(result.duration);
+        events.emit(EventKind::AttemptFinished {
+            attempt,
+            status: result.status,
+            exit_code: result.exit_code,
+            signal: result.signal,
+            duration_ms,
+            error_code: result.error_code.clone(),
+            message: result.message.clone(),
+        });
+        receipt.attempts.push(AttemptRecord {
+            attempt,
+            pid: result.pid,
+            started_at: rfc3339(attempt_started),
+            finished_at: rfc3339(clock.now()),
+            duration_ms,
+            status: result.status,
+            exit_code: result.exit_code,
+            signal: result.signal,
+            error_code: result.error_code.clone(),
+            message: result.message.clone(),
+        });
+        status = result.status;
+        let retryable = match status {
+            RunStatus::Failed => spec.retry.retry_on.contains(&RetryOn::Failed),
+            RunStatus::TimedOut => spec.retry.retry_on.contains(&RetryOn::TimedOut),
+            _ => false,
+        };
+        if !retryable || attempt >= spec.retry.max_attempts {
+            break;
+        }
+        let delay = backoff(
+            spec.retry.backoff.as_duration(),
+            spec.retry.max_backoff.as_duration(),
+            attempt,
+        );
+        events.emit(EventKind::RetryScheduled {
+            next_attempt: attempt + 1,
+            delay_ms: ms(delay),
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = wait_cancel(&mut cancel) => {
+                status = RunStatus::Cancelled;
+                break;
+            }
+        }
+    }
+    if let Some(e) = events.error() {
+        artifact_error.get_or_insert(e);
+    }
+    let tail: Vec<_> = sinks
+        .tail
+        .lock()
+        .map(|t| t.iter().cloned().collect())
+        .unwrap_or_default();
+    finish(
+        &plan,
+        &store,
+        &clock,
+        &mut receipt,
+        Some(&events),
+        &tail,
+        status,
+        artifact_error,
+    )
+}
+
+/// The delay before attempt `after + 1`: `backoff` doubled for each attempt after the first, at most
+/// `max`.
+pub fn backoff(backoff: Duration, max: Duration, after: u32) -> Duration {
+    let factor = 2u32.saturating_pow(after.saturating_sub(1));
+    backoff.saturating_mul(factor).min(max)
+}
+
+async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Ends a run: the last event, the summary, the durable receipt, then the store.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per way a run can end, all in this file"
+)]
+fn finish(
+    plan: &RunPlan,
+    store: &Arc<Mutex<Store>>,
+    clock: &Arc<dyn Clock>,
+    receipt: &mut Receipt,
+    events: Option<&EventLog>,
+    tail: &[(crate::artifacts::Stream, String)],
+    mut status: RunStatus,
+    artifact_error: Option<Error>,
+) -> RunOutcome {
+    let finished_at = clock.now();
+    let last = receipt.attempts.last().cloned();
+    let mut error_code = last.as_ref().and_then(|a| a.error_code.clone());
+    let mut message = last.as_ref().and_then(|a| a.message.clone());
+    if status == RunStatus::Cancelled
+        && last
+            .as_ref()
+            .is_none_or(|a| a.status != RunStatus::Cancelled)
+    {
+        error_code = Some("cancelled".into());
+        message = Some("stopped on request".into());
+    }
+    let mut artifact_error = artifact_error;
+    if let Some(error) = &artifact_error {
+        // A run whose record could not be written is not a success, whatever the command did.
+        if status == RunStatus::Succeeded {
+            status = RunStatus::Failed;
+        }
+        error_code = Some(error.code().into());
+        message = Some(error.to_string());
+    }
+    let duration_ms = receipt
+        .started_at
+        .as_ref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map_or(0, |s| {
+            u64::try_from((finished_at - s.with_timezone(&Utc)).num_milliseconds()).unwrap_or(0)
+        });
+    let exit_code = last.as_ref().and_then(|a| a.exit_code);
+    let signal = last.as_ref().and_then(|a| a.signal);
+    let attempts = u32::try_from(receipt.attempts.len()).unwrap_or(u32::MAX);
+    if let Some(events) = events {
+        events.emit(EventKind::RunFinished {
+            status,
+            attempts,
+            exit_code,
+            signal,
+            duration_ms,
+            error_code: error_code.clone(),
+            message: message.clone(),
+        });
+    }
+    receipt.status = status;
+    receipt.finished_at = Some(rfc3339(finished_at));
+    receipt.duration_ms = Some(duration_ms);
+    receipt.exit_code = exit_code;
+    receipt.signal = signal;
+    receipt.error_code = error_code.clone();
+    receipt.message = message.clone();
+    let dir = plan.run_dir.path();
+    if let Err(e) = summary::write(dir, receipt, tail).and_then(|()| receipt.write(dir, true)) {
+        artifact_error.get_or_insert(e);
+    }
+    let record = Finish {
+        status,
+        finished_at: millis(finished_at),
+        attempts: i64::from(attempts),
+        exit_code: exit_code.map(i64::from),
+        signal: signal.map(i64::from),
+        error_code: error_code.clone(),
+        message: message.clone(),
+    };
+    if let Ok(mut store) = store.lock()
+        && let Err(e) = store.finish_run(&plan.job_id, plan.seq, &record)
+    {
+        tracing::error!(run = %run_name(&plan.job_id, plan.seq), "{e}");
+    }
+    RunOutcome {
+        job_id: plan.job_id.clone(),
+        seq: plan.seq,
+        status,
+        exit_code,
+        signal,
+        attempts,
+        duration_ms,
+        run_dir: dir.to_owned(),
+        error_code,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let (base, cap) = (Duration::from_secs(10), Duration::from_secs(60));
+        let delays: Vec<u64> = (1..=5)
+            .map(|after| backoff(base, cap, after).as_secs())
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 60, 60]);
+        assert_eq!(
+            backoff(base, cap, 200),
+            cap,
+            "no overflow for long runs of retries"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Executing runs: one attempt is a process group with captured output and a timeout; a run is its
+//! attempts and retries, with events, receipt, summary and store records along the way.
+
+pub mod attempt;
+pub mod claim;
+pub mod execute;
+
+pub use claim::{ClaimOf, claim_run};
+pub use execute::{RunOutcome, RunPlan, execute};

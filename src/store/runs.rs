@@ -1,0 +1,429 @@
+//! The `runs` table: claiming runs under the job's `max_instances`, finishing them, finding runs whose
+//! owner died, and reading history.
+
+use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::run::{RunStatus, Trigger};
+use crate::spec::model::Overlap;
+
+/// A run as the store records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub job_id: String,
+    pub seq: i64,
+    pub trigger: Trigger,
+    pub slot: Option<i64>,
+    pub due_at: Option<i64>,
+    pub claimed_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub status: RunStatus,
+    pub attempts: i64,
+    pub exit_code: Option<i64>,
+    pub signal: Option<i64>,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+    pub spec_hash: Option<String>,
+    pub owner: String,
+    pub slot_count: i64,
+    pub replay_of: Option<i64>,
+    pub run_dir: Option<String>,
+}
+
+/// What a process asks for when it wants to start a run.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub job_id: &'a str,
+    pub trigger: Trigger,
+    pub slot: Option<i64>,
+    pub due_at: Option<i64>,
+    pub spec_hash: &'a str,
+    pub owner: &'a str,
+    pub now: i64,
+    pub max_instances: u32,
+    pub overlap: Overlap,
+    pub replay_of: Option<i64>,
+}
+
+/// The outcome of a claim that was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// The run may start now.
+    Running(i64),
+    /// The run waits behind the ones in flight (overlap `queue`); see [`Store::start_queued`].
+    Queued(i64),
+}
+
+impl Claimed {
+    pub fn seq(self) -> i64 {
+        match self {
+            Self::Running(seq) | Self::Queued(seq) => seq,
+        }
+    }
+}
+
+/// How a run ended, as recorded by [`Store::finish_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    pub status: RunStatus,
+    pub finished_at: i64,
+    pub attempts: i64,
+    pub exit_code: Option<i64>,
+    pub signal: Option<i64>,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Which runs `jobs history` lists.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub job_id: Option<String>,
+    pub status: Option<RunStatus>,
+    pub since: Option<i64>,
+    pub limit: i64,
+}
+
+/// What `jobs show` says about a job's runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunStats {
+    pub last_run: Option<RunRow>,
+    pub last_success: Option<RunRow>,
+    pub last_failure: Option<RunRow>,
+    /// Failed, timed-out or interrupted runs since the last success.
+    pub failure_streak: i64,
+    pub runs: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub missed: i64,
+}
+
+const RUN_COLUMNS: &str = "job_id, seq, trigger, slot, due_at, claimed_at, started_at, finished_at, status, \
+     attempts, exit_code, signal, error_code, message, spec_hash, owner, slot_count, replay_of, run_dir";
+
+/// The message recorded on a run whose owner died without finishing it.
+pub const OWNER_GONE: &str = "the process running it is gone: no one holds its run lock";
+
+impl Store {
+    /// Claims a run of a job in one IMMEDIATE transaction: runs whose owner is gone (`is_alive` says
+    /// their run directory's lock is free) are first marked interrupted, then `max_instances` and the
+    /// overlap policy decide. `prepare` runs inside the transaction with the new seq (it creates and
+    /// locks the run directory), so no other process can see the row before its lock is held; if it
+    /// fails, nothing is recorded.
+    pub fn claim<T>(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        is_alive: impl Fn(&str) -> bool,
+        prepare: impl FnOnce(i64) -> Result<(T, String)>,
+    ) -> Result<(Claimed, T)> {
+        let fail = |e| Error::store(format!("claim a run of {}", request.job_id), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        reap(&tx, Some(request.job_id), &is_alive, request.now).map_err(fail)?;
+        let (running, queued) = active_counts(&tx, request.job_id).map_err(fail)?;
+        let max = i64::from(request.max_instances);
+        let queue = running >= max || queued > 0;
+        if queue && (request.overlap != Overlap::Queue || queued > 0) {
+            return Err(Error::MaxInstancesReached {
+                id: request.job_id.to_owned(),
+                running,
+                max: request.max_instances,
+            });
+        }
+        let seq: i64 = tx
+            .query_row(
+                "UPDATE jobs SET run_counter = run_counter + 1 WHERE id = ?1 RETURNING run_counter",
+                [request.job_id],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        let (prepared, run_dir) = prepare(seq)?;
+        let (status, started_at) = if queue {
+            (RunStatus::Queued, None)
+        } else {
+            (RunStatus::Running, Some(request.now))
+        };
+        tx.execute(
+            "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash, owner,
+                               replay_of, run_dir)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                request.job_id,
+                seq,
+                request.trigger.as_str(),
+                request.slot,
+                request.due_at,
+                request.now,
+                started_at,
+                status.as_str(),
+                request.spec_hash,
+                request.owner,
+                request.replay_of,
+                run_dir,
+            ],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        let claimed = if queue {
+            Claimed::Queued(seq)
+        } else {
+            Claimed::Running(seq)
+        };
+        Ok((claimed, prepared))
+    }
+
+    /// Starts a queued run if an instance is free and it is the oldest one waiting. Returns whether
+    /// it started.
+    pub fn start_queued(
+        &mut self,
+        job_id: &str,
+        seq: i64,
+        max_instances: u32,
+        is_alive: impl Fn(&str) -> bool,
+        now: i64,
+    ) -> Result<bool> {
+        let fail = |e| Error::store(format!("start queued run {job_id}#{seq}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        reap(&tx, Some(job_id), &is_alive, now).map_err(fail)?;
+        let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
+        let oldest: Option<i64> = tx
+            .query_row(
+                "SELECT MIN(seq) FROM runs WHERE job_id = ?1 AND status = 'queued'",
+                [job_id],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        if running >= i64::from(max_instances) || oldest != Some(seq) {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE runs SET status = 'running', started_at = ?3 WHERE job_id = ?1 AND seq = ?2 AND status = 'queued'",
+            params![job_id, seq, now],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(true)
+    }
+
+    /// Records how a run ended, in one transaction.
+    pub fn finish_run(&mut self, job_id: &str, seq: i64, finish: &Finish) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?3, finished_at = ?4, attempts = ?5, exit_code = ?6, signal = ?7,
+                     error_code = ?8, message = ?9
+                 WHERE job_id = ?1 AND seq = ?2",
+                params![
+                    job_id,
+                    seq,
+                    finish.status.as_str(),
+                    finish.finished_at,
+                    finish.attempts,
+                    finish.exit_code,
+                    finish.signal,
+                    finish.error_code,
+                    finish.message,
+                ],
+            )
+            .map_err(|e| Error::store(format!("record the end of run {job_id}#{seq}"), e))?;
+        Ok(())
+    }
+
+    /// Marks active runs whose owner is gone as interrupted (all jobs, or one). Returns them.
+    pub fn reap_dead_runs(
+        &mut self,
+        job_id: Option<&str>,
+        is_alive: impl Fn(&str) -> bool,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        let fail = |e| Error::store("check runs in flight", e);
+        // A cheap read first: most of the time nothing is in flight and no write lock is needed.
+        let active: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
+        if active == 0 {
+            return Ok(Vec::new());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let reaped = reap(&tx, job_id, &is_alive, now).map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(reaped)
+    }
+
+    pub fn run_row(&self, job_id: &str, seq: i64) -> Result<Option<RunRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ?1 AND seq = ?2"),
+                params![job_id, seq],
+                run_row,
+            )
+            .optional()
+            .map_err(|e| Error::store(format!("read run {job_id}#{seq}"), e))
+    }
+
+    /// Runs newest first (by claim time, then seq), and how many match the filter in all.
+    pub fn history(&self, filter: &HistoryFilter) -> Result<(Vec<RunRow>, i64)> {
+        let fail = |e| Error::store("read the run history", e);
+        let status = filter.status.map(RunStatus::as_str);
+        let conditions = "(?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR claimed_at >= ?3)";
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE {conditions}
+                 ORDER BY claimed_at DESC, seq DESC, job_id LIMIT ?4"
+            ))
+            .map_err(fail)?;
+        let rows = statement
+            .query_map(
+                params![filter.job_id, status, filter.since, filter.limit],
+                run_row,
+            )
+            .map_err(fail)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(fail)?;
+        let total = self
+            .conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM runs WHERE {conditions}"),
+                params![filter.job_id, status, filter.since],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        Ok((rows, total))
+    }
+
+    /// Last run, last success, last failure, failure streak and counts of one job.
+    pub fn run_stats(&self, job_id: &str) -> Result<RunStats> {
+        let fail = |e| Error::store(format!("read the runs of {job_id}"), e);
+        let latest = |condition: &str| -> Result<Option<RunRow>> {
+            self.conn
+                .query_row(
+                    &format!(
+                        "SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ?1 AND {condition} ORDER BY seq DESC LIMIT 1"
+                    ),
+                    [job_id],
+                    run_row,
+                )
+                .optional()
+                .map_err(fail)
+        };
+        let last_run = latest("status NOT IN ('skipped', 'missed')")?;
+        let last_success = latest("status = 'succeeded'")?;
+        let last_failure = latest("status IN ('failed', 'timed_out', 'interrupted')")?;
+        let failure_streak = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE job_id = ?1 AND status IN ('failed', 'timed_out', 'interrupted')
+                   AND seq > COALESCE((SELECT MAX(seq) FROM runs WHERE job_id = ?1 AND status = 'succeeded'), 0)",
+                [job_id],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        let (runs, succeeded, failed, skipped, missed) = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(SUM(status NOT IN ('skipped', 'missed')), 0), COALESCE(SUM(status = 'succeeded'), 0),
+                        COALESCE(SUM(status IN ('failed', 'timed_out', 'interrupted')), 0),
+                        COALESCE(SUM(CASE WHEN status = 'skipped' THEN slot_count END), 0),
+                        COALESCE(SUM(CASE WHEN status = 'missed' THEN slot_count END), 0)
+                 FROM runs WHERE job_id = ?1",
+                [job_id],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+            )
+            .map_err(fail)?;
+        Ok(RunStats {
+            last_run,
+            last_success,
+            last_failure,
+            failure_streak,
+            runs,
+            succeeded,
+            failed,
+            skipped,
+            missed,
+        })
+    }
+}
+
+/// Marks the active runs (of one job, or all) whose owner is gone as interrupted.
+fn reap(
+    tx: &Transaction<'_>,
+    job_id: Option<&str>,
+    is_alive: &dyn Fn(&str) -> bool,
+    now: i64,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut statement = tx.prepare_cached(
+        "SELECT job_id, seq, COALESCE(run_dir, '') FROM runs
+         WHERE status IN ('queued', 'running') AND (?1 IS NULL OR job_id = ?1)",
+    )?;
+    let active: Vec<(String, i64, String)> = statement
+        .query_map([job_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut reaped = Vec::new();
+    for (job, seq, run_dir) in active {
+        if run_dir.is_empty() || !is_alive(&run_dir) {
+            tx.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ?3, error_code = 'owner_gone', message = ?4
+                 WHERE job_id = ?1 AND seq = ?2",
+                params![job, seq, now, OWNER_GONE],
+            )?;
+            reaped.push((job, seq));
+        }
+    }
+    Ok(reaped)
+}
+
+fn active_counts(tx: &Transaction<'_>, job_id: &str) -> rusqlite::Result<(i64, i64)> {
+    tx.query_row(
+        "SELECT COALESCE(SUM(status = 'running'), 0), COALESCE(SUM(status = 'queued'), 0)
+         FROM runs WHERE job_id = ?1 AND status IN ('queued', 'running')",
+        [job_id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+}
+
+fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
+    let text = |index: usize| -> rusqlite::Result<String> { row.get(index) };
+    let invalid = |index: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            what.to_owned().into(),
+        )
+    };
+    Ok(RunRow {
+        job_id: row.get(0)?,
+        seq: row.get(1)?,
+        trigger: Trigger::parse(&text(2)?).ok_or_else(|| invalid(2, "unknown trigger"))?,
+        slot: row.get(3)?,
+        due_at: row.get(4)?,
+        claimed_at: row.get(5)?,
+        started_at: row.get(6)?,
+        finished_at: row.get(7)?,
+        status: RunStatus::parse(&text(8)?).ok_or_else(|| invalid(8, "unknown status"))?,
+        attempts: row.get(9)?,
+        exit_code: row.get(10)?,
+        signal: row.get(11)?,
+        error_code: row.get(12)?,
+        message: row.get(13)?,
+        spec_hash: row.get(14)?,
+        owner: row.get(15)?,
+        slot_count: row.get(16)?,
+        replay_of: row.get(17)?,
+        run_dir: row.get(18)?,
+    })
+}
