@@ -4,16 +4,27 @@
 use serde_json::json;
 
 use super::entry::Ctx;
+use super::history;
 use super::list::state_style;
 use super::output::{Report, Style, local, relative, utc, zoned};
 use crate::catalog::Catalog;
+use crate::clock::millis;
 use crate::error::Result;
+use crate::run::run_name;
+use crate::runner::execute::run_is_alive;
+use crate::store::RunRow;
 
 const NEXT_SLOTS: usize = 5;
 
 pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
     let now = ctx.clock.now();
-    let catalog = Catalog::open(&ctx.home, now)?;
+    let mut catalog = Catalog::open(&ctx.home, now)?;
+    catalog.job(id)?;
+    let home = ctx.home.root().to_owned();
+    catalog
+        .store
+        .reap_dead_runs(Some(id), |dir| run_is_alive(&home, dir), millis(now))?;
+    let stats = catalog.store.run_stats(id)?;
     let job = catalog.job(id)?;
     let out = &ctx.out;
     let state = job.state();
@@ -130,11 +141,29 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             lines.push(("tags", spec.tags.join(", ")));
         }
     }
-    lines.push(("last run", "-".into()));
-    lines.push(("last success", "-".into()));
-    lines.push(("last failure", "-".into()));
-    lines.push(("failure streak", "0".into()));
-    lines.push(("counts", "0 runs, 0 skipped, 0 missed".into()));
+    let describe = |row: &Option<RunRow>| {
+        row.as_ref().map_or_else(
+            || "-".to_owned(),
+            |r| {
+                let at = r.finished_at.or(r.started_at).unwrap_or(r.claimed_at);
+                let when = chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| relative(t, now))
+                    .unwrap_or_default();
+                format!("{} {} ({when})", run_name(&r.job_id, r.seq), r.status)
+            },
+        )
+    };
+    lines.push(("last run", describe(&stats.last_run)));
+    lines.push(("last success", describe(&stats.last_success)));
+    lines.push(("last failure", describe(&stats.last_failure)));
+    lines.push(("failure streak", stats.failure_streak.to_string()));
+    lines.push((
+        "counts",
+        format!(
+            "{} runs ({} succeeded, {} failed), {} slots skipped, {} missed",
+            stats.runs, stats.succeeded, stats.failed, stats.skipped, stats.missed
+        ),
+    ));
     for (i, problem) in job.problems.iter().enumerate() {
         let text = format!(
             "{}:{}:{}: {} {}",
@@ -189,11 +218,17 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
         "retry": spec.map(|s| json!(s.retry)),
         "retention": spec.map(|s| json!(s.retention)),
         "tags": spec.map(|s| s.tags.clone()).unwrap_or_default(),
-        "last_run": null,
-        "last_success": null,
-        "last_failure": null,
-        "failure_streak": 0,
-        "counts": { "runs": 0, "succeeded": 0, "failed": 0, "skipped": 0, "missed": 0 },
+        "last_run": stats.last_run.as_ref().map(history::entry),
+        "last_success": stats.last_success.as_ref().map(history::entry),
+        "last_failure": stats.last_failure.as_ref().map(history::entry),
+        "failure_streak": stats.failure_streak,
+        "counts": {
+            "runs": stats.runs,
+            "succeeded": stats.succeeded,
+            "failed": stats.failed,
+            "skipped": stats.skipped,
+            "missed": stats.missed,
+        },
         "problems": job.problems,
     });
     Ok(Report::ok(data, human))

@@ -97,3 +97,126 @@ impl TestHome {
 pub fn manual_spec(id: &str) -> String {
     format!("id: {id}\nrun:\n  command: [\"true\"]\n")
 }
+
+impl TestHome {
+    /// A `jobs --home <home> <args>` command to spawn and manage by hand (signals, concurrency).
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("jobs"));
+        command
+            .arg("--home")
+            .arg(self.path())
+            .args(args)
+            .env_remove("JOBS_HOME")
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    pub fn run_dir(&self, job: &str, seq: i64) -> PathBuf {
+        self.path().join("runs").join(job).join(seq.to_string())
+    }
+
+    /// The events of a run, each line parsed; the file must end with a complete line.
+    pub fn events(&self, job: &str, seq: i64) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.run_dir(job, seq).join("events.jsonl"))
+            .expect("read events");
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "events end with a whole line"
+        );
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("event line is JSON"))
+            .collect()
+    }
+
+    pub fn receipt(&self, job: &str, seq: i64) -> Value {
+        let text = std::fs::read_to_string(self.run_dir(job, seq).join("run_receipt.json"))
+            .expect("read receipt");
+        serde_json::from_str(&text).expect("receipt is JSON")
+    }
+
+    /// Checks every artifact of a run against the published schemas and the events' own rules, and
+    /// returns the events.
+    pub fn checked_artifacts(&self, job: &str, seq: i64) -> Vec<Value> {
+        let receipt = self.receipt(job, seq);
+        let errors: Vec<String> = schema("run_receipt")
+            .iter_errors(&receipt)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{job}#{seq} receipt breaks its schema: {errors:?}\n{receipt:#}"
+        );
+        let events = self.events(job, seq);
+        let validator = schema("event");
+        let mut last_seq = 0;
+        for event in &events {
+            let errors: Vec<String> = validator
+                .iter_errors(event)
+                .map(|e| format!("{e} at {}", e.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{job}#{seq} event breaks its schema: {errors:?}\n{event}"
+            );
+            let seq_of_event = event["seq"].as_u64().expect("seq");
+            assert!(
+                seq_of_event > last_seq,
+                "seq strictly increases: {last_seq} then {seq_of_event}"
+            );
+            last_seq = seq_of_event;
+        }
+        for name in ["summary.md", "stdout.log", "stderr.log", ".lock"] {
+            assert!(
+                self.run_dir(job, seq).join(name).exists(),
+                "{job}#{seq} has {name}"
+            );
+        }
+        events
+    }
+
+    /// The store's row of a run: (status, attempts, exit_code, error_code).
+    pub fn run_row(&self, job: &str, seq: i64) -> (String, i64, Option<i64>, Option<String>) {
+        self.db()
+            .query_row(
+                "SELECT status, attempts, exit_code, error_code FROM runs WHERE job_id = ?1 AND seq = ?2",
+                rusqlite::params![job, seq],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("run row")
+    }
+}
+
+/// A compiled schema from `schemas/<name>.schema.json`.
+pub fn schema(name: &str) -> jsonschema::Validator {
+    let path = format!("{}/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read schema"))
+        .expect("schema JSON");
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles")
+}
+
+/// Polls `condition` every 20 ms until it holds, or fails the test after `seconds`.
+pub fn wait_until(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether a process is alive (a zombie counts as gone).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}

@@ -9,5 +9,6 @@
 mod commands;
 mod common;
 mod contract;
+mod runs;
 mod store_sync;
 mod validate;
