@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::schedule::Schedule;
-use crate::spec::{JobSpec, Problem, SpecFile, load_dir};
+use crate::spec::load::{load_dir_trusting, loader_fingerprint};
+use crate::spec::{JobSpec, LoadedSpec, Problem, SpecFile};
 use crate::store::{JobRow, Store, SyncReport};
 
 pub struct Catalog {
@@ -92,13 +93,40 @@ impl Job {
 impl Catalog {
     /// Loads `jobs/`, syncs it into the store and merges the two.
     pub fn open(home: &Home, now: DateTime<Utc>) -> Result<Self> {
-        let files = load_dir(&home.jobs_dir(), now)?;
         let mut store = Store::open(&home.db_path())?;
+        let version = store.data_version()?;
+        let rows = store.job_rows()?;
+        // A file whose content the store already checked (same hash, same loader) is not parsed again.
+        let known: HashMap<&str, &JobRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+        let trusted = |id: &str, hash: &str| -> Option<LoadedSpec> {
+            let row = known.get(id)?;
+            let fresh = row.good_hash.as_deref() == Some(hash)
+                && row.checked_by.as_deref() == Some(loader_fingerprint())
+                && row.load_error.is_none();
+            if !fresh {
+                return None;
+            }
+            let spec: JobSpec = serde_json::from_str(row.spec_json.as_deref()?).ok()?;
+            let schedule = spec
+                .schedule
+                .as_ref()
+                .map(Schedule::from_spec)
+                .transpose()
+                .ok()?;
+            Some(LoadedSpec { spec, schedule })
+        };
+        let files = load_dir_trusting(&home.jobs_dir(), now, &trusted)?;
         let sync = store.sync_specs(
             &files,
             |f| home.display_path(&f.path),
             now.timestamp_millis(),
         )?;
+        // Rows read before the sync are stale if it wrote, or if another process committed meanwhile.
+        let rows = if sync.is_empty() && store.data_version()? == version {
+            rows
+        } else {
+            store.job_rows()?
+        };
         let mut stray_files = Vec::new();
         let mut by_id: HashMap<String, SpecFile> = HashMap::with_capacity(files.len());
         for file in files {
@@ -117,8 +145,7 @@ impl Catalog {
                 }
             }
         }
-        let jobs = store
-            .job_rows()?
+        let jobs = rows
             .into_iter()
             .map(|row| {
                 let file = by_id.remove(&row.id);

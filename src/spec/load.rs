@@ -83,9 +83,31 @@ pub fn is_spec_file_name(name: &str) -> bool {
         && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
+/// A fingerprint of the loader: the schema and the version of jobs. A spec checked by the same loader
+/// and unchanged since need not be checked again.
+pub fn loader_fingerprint() -> &'static str {
+    static FINGERPRINT: OnceLock<String> = OnceLock::new();
+    FINGERPRINT.get_or_init(|| {
+        content_hash(format!("{JOB_SCHEMA}{}", env!("CARGO_PKG_VERSION")).as_bytes())
+    })
+}
+
+/// Given a job id and the content hash of its file, a spec already known to be valid for exactly that
+/// content, if there is one. Lets callers that keep checked specs (the store) skip parsing.
+pub type Trusted<'a> = &'a dyn Fn(&str, &str) -> Option<LoadedSpec>;
+
 /// Loads every spec file in `dir`, sorted by file name. A missing directory holds no specs. Two files
 /// claiming the same id (`a.yaml` and `a.yml`) both load, and the later one gets a problem.
 pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
+    load_dir_trusting(dir, now, &|_, _| None)
+}
+
+/// As [`load_dir`], taking specs from `trusted` when it knows a file's content.
+pub fn load_dir_trusting(
+    dir: &Path,
+    now: DateTime<Utc>,
+    trusted: Trusted<'_>,
+) -> Result<Vec<SpecFile>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -103,7 +125,7 @@ pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
     let mut seen = HashSet::new();
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
-        let mut file = load_file(&path, now);
+        let mut file = load_file_trusting(&path, now, trusted);
         if let Some(id) = &file.stem_id
             && !seen.insert(id.clone())
         {
@@ -125,6 +147,10 @@ pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
 
 /// Loads one spec file. Read failures become problems of the file, like any other.
 pub fn load_file(path: &Path, now: DateTime<Utc>) -> SpecFile {
+    load_file_trusting(path, now, &|_, _| None)
+}
+
+fn load_file_trusting(path: &Path, now: DateTime<Utc>, trusted: Trusted<'_>) -> SpecFile {
     let stem_id = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -143,7 +169,10 @@ pub fn load_file(path: &Path, now: DateTime<Utc>) -> SpecFile {
     };
     let hash = content_hash(&bytes);
     let outcome = match &stem_id {
-        Some(id) => load_bytes(&bytes, id, now),
+        Some(id) => match trusted(id, &hash) {
+            Some(loaded) => Ok(loaded),
+            None => load_bytes(&bytes, id, now),
+        },
         None => {
             let stem = path
                 .file_stem()

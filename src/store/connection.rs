@@ -18,6 +18,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_runs.sql",
         include_str!("../../db/migrations/0002_runs.sql"),
     ),
+    (
+        "0003_checked_by.sql",
+        include_str!("../../db/migrations/0003_checked_by.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock
@@ -87,6 +91,14 @@ impl Store {
             .map_err(fail)?;
         }
         tx.commit().map_err(fail)
+    }
+
+    /// A number that changes whenever another connection commits to the store: a cheap way to learn
+    /// that what was read may be stale.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(|e| Error::store("read the store's data version", e))
     }
 
     /// The schema version the store is at.

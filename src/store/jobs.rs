@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::spec::SpecFile;
+use crate::spec::load::loader_fingerprint;
 
 /// A job as the store knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +18,8 @@ pub struct JobRow {
     pub spec_hash: String,
     /// The content hash of the file that produced `spec_json`.
     pub good_hash: Option<String>,
+    /// The loader fingerprint that checked `spec_json` (see `spec::load::loader_fingerprint`).
+    pub checked_by: Option<String>,
     /// The last good spec, defaults filled in, as stored (JSON text).
     pub spec_json: Option<String>,
     /// The file's current problems (a JSON array), when it is invalid.
@@ -88,6 +91,7 @@ struct SyncState {
     spec_path: String,
     spec_hash: String,
     good_hash: Option<String>,
+    checked_by: Option<String>,
     spec_json: Option<String>,
     invalid: bool,
     present: bool,
@@ -95,7 +99,7 @@ struct SyncState {
 
 const JOB_COLUMNS: &str = "id, spec_path, spec_hash, spec_json, load_error, present, state, state_reason, \
      state_by, state_at, next_slot, last_slot, schedule_changed_at, run_counter, created_at, updated_at, removed_at, \
-     good_hash";
+     good_hash, checked_by";
 
 impl Store {
     /// Brings the `jobs` table in line with the spec files just loaded: new jobs are added, changed
@@ -177,12 +181,13 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         updated_at: row.get(15)?,
         removed_at: row.get(16)?,
         good_hash: row.get(17)?,
+        checked_by: row.get(18)?,
     })
 }
 
 fn read_sync_state(conn: &rusqlite::Connection) -> rusqlite::Result<HashMap<String, SyncState>> {
     let mut statement = conn.prepare_cached(
-        "SELECT id, spec_path, spec_hash, good_hash, spec_json, load_error IS NOT NULL, present FROM jobs",
+        "SELECT id, spec_path, spec_hash, good_hash, spec_json, load_error IS NOT NULL, present, checked_by FROM jobs",
     )?;
     let rows = statement.query_map([], |row| {
         Ok((
@@ -194,6 +199,7 @@ fn read_sync_state(conn: &rusqlite::Connection) -> rusqlite::Result<HashMap<Stri
                 spec_json: row.get(4)?,
                 invalid: row.get(5)?,
                 present: row.get::<_, i64>(6)? == 1,
+                checked_by: row.get(7)?,
             },
         ))
     })?;
@@ -229,7 +235,8 @@ fn plan(
                     && row.spec_hash == file.hash
                     && !row.invalid
                     && row.present
-                    && row.spec_path == path;
+                    && row.spec_path == path
+                    && row.checked_by.as_deref() == Some(loader_fingerprint());
                 if !unchanged {
                     let old_spec: Option<Value> = row
                         .spec_json
@@ -306,9 +313,11 @@ fn apply(
             problems,
         } => {
             tx.execute(
-                "INSERT INTO jobs (id, spec_path, spec_hash, spec_json, good_hash, load_error, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END, ?5, ?6, ?6)",
-                params![id, path, hash, spec, problems, now],
+                "INSERT INTO jobs (id, spec_path, spec_hash, spec_json, good_hash, checked_by, load_error, created_at,
+                                   updated_at)
+                 VALUES (?1, ?2, ?3, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END,
+                         CASE WHEN ?4 IS NULL THEN NULL ELSE ?7 END, ?5, ?6, ?6)",
+                params![id, path, hash, spec, problems, now, loader_fingerprint()],
             )?;
             if problems.is_some() {
                 report.invalid.push(id.clone());
@@ -325,11 +334,12 @@ fn apply(
         } => {
             tx.execute(
                 "UPDATE jobs SET spec_path = ?2, spec_hash = ?3, good_hash = ?3, spec_json = ?4, load_error = NULL,
+                     checked_by = ?7,
                      present = 1, removed_at = NULL, updated_at = ?5,
                      next_slot = CASE WHEN ?6 THEN NULL ELSE next_slot END,
                      schedule_changed_at = CASE WHEN ?6 THEN ?5 ELSE schedule_changed_at END
                  WHERE id = ?1",
-                params![id, path, hash, spec, now, schedule_changed],
+                params![id, path, hash, spec, now, schedule_changed, loader_fingerprint()],
             )?;
             report.updated.push(id.clone());
             if *schedule_changed {
