@@ -7,6 +7,7 @@ pub mod clock;
 pub mod digest;
 pub mod error;
 pub mod home;
+pub mod policy;
 pub mod run;
 pub mod runner;
 pub mod schedule;

@@ -1,0 +1,223 @@
+//! What happens to a job's due slots: fire, queue, replace, skip, coalesce or miss. Pure: a function of
+//! the job's spec, its state, the runs in flight and `now`. It never reads the clock, the disk or the
+//! store; the scheduler gathers the inputs and carries the decisions out.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::run::Trigger;
+use crate::schedule::{Schedule, jitter_delay};
+use crate::spec::duration::Limit;
+use crate::spec::model::{Overlap, PolicySpec};
+
+/// At most this many slots are looked at per job and tick; the rest wait for the next tick. Keeps one
+/// job with a sub-second schedule and a long outage from stalling the others.
+pub const MAX_SLOTS_PER_TICK: usize = 10_000;
+
+/// The operator's state of a job, as far as the scheduler cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Active,
+    Paused,
+}
+
+/// Runs of the job that hold or wait for an instance, manual ones included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InFlight {
+    pub running: u32,
+    pub queued: u32,
+}
+
+/// Everything the decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub job_id: &'a str,
+    pub schedule: &'a Schedule,
+    pub policy: &'a PolicySpec,
+    pub jitter: Option<Duration>,
+    pub operator: Operator,
+    /// The first slot not yet consumed.
+    pub next_slot: DateTime<Utc>,
+    pub in_flight: InFlight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// `max_instances` runs were in flight and the overlap policy is skip (or the queue was full).
+    Overlap,
+    Paused,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Overlap => "overlap",
+            Self::Paused => "paused",
+        }
+    }
+}
+
+/// A run to start, for `slot` (the latest of `count` slots it stands for, the first being `first_slot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fire {
+    pub slot: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub first_slot: DateTime<Utc>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Start a run now.
+    Fire(Fire),
+    /// Claim the run as queued: it starts when an instance frees up.
+    Queue(Fire),
+    /// Stop the oldest run in flight, then start this one.
+    Replace(Fire),
+    /// Record these slots as skipped.
+    Skip { first_slot: DateTime<Utc>, last_slot: DateTime<Utc>, count: u64, reason: SkipReason },
+    /// Record these slots as missed: claimed later than the misfire grace.
+    Miss { first_slot: DateTime<Utc>, last_slot: DateTime<Utc>, count: u64 },
+}
+
+/// The decisions for the slots due at `now`, and the job's next pending slot afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub decisions: Vec<Decision>,
+    /// `None` when the schedule has no further slot.
+    pub next_slot: Option<DateTime<Utc>>,
+}
+
+/// When the run of `slot` is due: the slot plus its deterministic jitter, which never reaches the next
+/// slot.
+pub fn due_at(job_id: &str, schedule: &Schedule, slot: DateTime<Utc>, jitter: Option<Duration>) -> DateTime<Utc> {
+    match jitter {
+        Some(jitter) if !jitter.is_zero() => {
+            let delay = jitter_delay(job_id, slot, jitter, schedule.next_after(slot));
+            slot + chrono::Duration::milliseconds(i64::try_from(delay.as_millis()).unwrap_or(0))
+        }
+        _ => slot,
+    }
+}
+
+/// Decides what happens to the job's slots that are due at `now` (those whose jittered due time has
+/// come). Slots are judged at claim time: a slot whose due time is more than `misfire_grace` before
+/// `now` is missed. With `coalesce`, all due slots stand behind one run for the latest (judged by its
+/// own lateness); without, each on-time slot gets its own run.
+pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
+    let mut due: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    let mut cursor = Some(input.next_slot);
+    while let Some(slot) = cursor {
+        let at = due_at(input.job_id, input.schedule, slot, input.jitter);
+        if at > now || due.len() == MAX_SLOTS_PER_TICK {
+            break;
+        }
+        due.push((slot, at));
+        cursor = input.schedule.next_after(slot);
+    }
+    let Some(&(last_slot, last_due)) = due.last() else {
+        return Plan { decisions: Vec::new(), next_slot: Some(input.next_slot) };
+    };
+    let first_slot = due[0].0;
+    let count = due.len() as u64;
+    let mut decisions = Vec::new();
+
+    if input.operator == Operator::Paused {
+        decisions.push(Decision::Skip { first_slot, last_slot, count, reason: SkipReason::Paused });
+        return Plan { decisions, next_slot: cursor };
+    }
+
+    let late = |due: DateTime<Utc>| match input.policy.misfire_grace {
+        Limit::Unlimited => false,
+        Limit::Within(grace) => now - due > chrono::Duration::milliseconds(grace.as_millis()),
+    };
+    let mut fires = Vec::new();
+    if input.policy.coalesce {
+        if late(last_due) {
+            decisions.push(Decision::Miss { first_slot, last_slot, count });
+        } else {
+            let trigger = if count > 1 { Trigger::Catchup } else { Trigger::Schedule };
+            fires.push(Fire { slot: last_slot, due_at: last_due, trigger, first_slot, count });
+        }
+    } else {
+        let missed: Vec<_> = due.iter().filter(|(_, at)| late(*at)).collect();
+        if let (Some(first), Some(last)) = (missed.first(), missed.last()) {
+            decisions.push(Decision::Miss { first_slot: first.0, last_slot: last.0, count: missed.len() as u64 });
+        }
+        for &(slot, at) in due.iter().filter(|(_, at)| !late(*at)) {
+            let trigger = if slot == last_slot { Trigger::Schedule } else { Trigger::Catchup };
+            fires.push(Fire { slot, due_at: at, trigger, first_slot: slot, count: 1 });
+        }
+    }
+
+    let max = input.policy.max_instances;
+    let mut running = input.in_flight.running;
+    let mut queued = input.in_flight.queued;
+    for fire in fires {
+        if running < max && queued == 0 {
+            decisions.push(Decision::Fire(fire));
+            running += 1;
+            continue;
+        }
+        match input.policy.overlap {
+            Overlap::Queue if queued == 0 => {
+                decisions.push(Decision::Queue(fire));
+                queued += 1;
+            }
+            Overlap::Replace if running > 0 => decisions.push(Decision::Replace(fire)),
+            _ => decisions.push(Decision::Skip {
+                first_slot: fire.first_slot,
+                last_slot: fire.slot,
+                count: fire.count,
+                reason: SkipReason::Overlap,
+            }),
+        }
+    }
+    Plan { decisions, next_slot: cursor }
+}
+
+/// How a resumed job makes up for the slots it skipped while paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Catchup {
+    /// Nothing: the skipped slots stay skipped.
+    None,
+    /// One run standing for all of them, for the latest.
+    Latest,
+    /// One run per skipped slot, oldest first, one after another.
+    All,
+}
+
+/// The catch-up runs owed on resume, given the slots skipped while paused (oldest first).
+pub fn catch_up(mode: Catchup, paused_slots: &[DateTime<Utc>], now: DateTime<Utc>) -> Vec<Fire> {
+    let (Some(&first), Some(&last)) = (paused_slots.first(), paused_slots.last()) else { return Vec::new() };
+    match mode {
+        Catchup::None => Vec::new(),
+        Catchup::Latest => vec![Fire {
+            slot: last,
+            due_at: now,
+            trigger: Trigger::Catchup,
+            first_slot: first,
+            count: paused_slots.len() as u64,
+        }],
+        Catchup::All => paused_slots
+            .iter()
+            .map(|&slot| Fire { slot, due_at: now, trigger: Trigger::Catchup, first_slot: slot, count: 1 })
+            .collect(),
+    }
+}
+
+/// The pending slot after a spec was (re)loaded: an unchanged schedule keeps the slot it had, a new or
+/// changed one starts from the first slot after `now`.
+pub fn pending_slot(
+    kept: Option<DateTime<Utc>>,
+    schedule_changed: bool,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match kept {
+        Some(slot) if !schedule_changed => Some(slot),
+        _ => schedule.next_after(now),
+    }
+}
