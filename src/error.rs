@@ -75,6 +75,12 @@ pub enum Error {
     JobDisabled {
         id: String,
     },
+    /// `jobs status` found no live scheduler.
+    SchedulerNotRunning,
+    /// Another scheduler holds this home's lock; `owner` is its `pid@host`.
+    SchedulerAlreadyRunning {
+        owner: String,
+    },
     /// The job's spec file is gone; its history is kept but it cannot run.
     JobRemoved {
         id: String,
@@ -116,6 +122,8 @@ impl Error {
             Self::RunsFailed { .. } => "run_failed",
             Self::MaxInstancesReached { .. } => "max_instances_reached",
             Self::JobDisabled { .. } => "job_disabled",
+            Self::SchedulerAlreadyRunning { .. } => "scheduler_already_running",
+            Self::SchedulerNotRunning => "scheduler_not_running",
             Self::JobRemoved { .. } => "job_not_found",
             Self::ArtifactWrite { .. } => "artifact_write_failed",
             Self::Internal { .. } => "internal",
@@ -129,7 +137,10 @@ impl Error {
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => exit::INVALID_SPEC,
             Self::Store { .. } | Self::StoreTooNew { .. } | Self::Io { .. } => exit::STORE_OR_IO,
             Self::RunsFailed { .. } => exit::RUN_FAILED,
-            Self::MaxInstancesReached { .. } | Self::JobDisabled { .. } => exit::CONFLICT,
+            Self::MaxInstancesReached { .. }
+            | Self::JobDisabled { .. }
+            | Self::SchedulerAlreadyRunning { .. }
+            | Self::SchedulerNotRunning => exit::CONFLICT,
             Self::JobRemoved { .. } => exit::NOT_FOUND,
             Self::ArtifactWrite { .. } => exit::STORE_OR_IO,
             Self::Internal { .. } => exit::INTERNAL,
@@ -162,6 +173,11 @@ impl Error {
                 "wait for the run in flight to finish (`jobs history {id} --status running`), or raise policy.max_instances"
             )),
             Self::JobDisabled { id } => Some(format!("run `jobs enable {id}`, or pass --force to run it once anyway")),
+            Self::SchedulerNotRunning => Some("start it with `jobs scheduler` (see runbooks/ for a systemd unit)".into()),
+            Self::SchedulerAlreadyRunning { owner } => Some(format!(
+                "only one scheduler runs per home; stop the other one (pid {}) first, or see `jobs status`",
+                owner.split('@').next().unwrap_or_default()
+            )),
             Self::JobRemoved { .. } => Some("restore the spec file to run it again; its history is kept".into()),
             Self::ArtifactWrite { .. } => Some("check free space and permissions under runs/".into()),
             Self::Internal { .. } => Some("this is a bug in jobs; please report it".into()),
@@ -209,6 +225,10 @@ impl fmt::Display for Error {
                 "job `{id}` already has {running} run(s) in flight, its max_instances is {max}"
             ),
             Self::JobDisabled { id } => write!(f, "job `{id}` is disabled"),
+            Self::SchedulerAlreadyRunning { owner } => {
+                write!(f, "a scheduler is already running for this home: {owner}")
+            }
+            Self::SchedulerNotRunning => write!(f, "no scheduler is running for this home"),
             Self::JobRemoved { id } => write!(f, "job `{id}` was removed: its spec file is gone"),
             Self::ArtifactWrite { path, source } => {
                 write!(f, "failed to write {}: {source}", path.display())

@@ -11,6 +11,7 @@ pub mod policy;
 pub mod run;
 pub mod runner;
 pub mod schedule;
+pub mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod text;

@@ -168,9 +168,47 @@ impl EventLog {
         })
     }
 
+    /// Opens an events file to append to it, continuing its `seq`. A torn last line (a crash in the
+    /// middle of a write) is cut off first, so the file stays a sequence of whole lines.
+    pub fn append_to(path: &Path, job_id: &str, run: i64, clock: Arc<dyn Clock>) -> Result<Self> {
+        let fail = |source: io::Error| Error::ArtifactWrite {
+            path: path.to_owned(),
+            source,
+        };
+        let next_seq = match std::fs::read(path) {
+            Ok(bytes) => {
+                let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                if whole < bytes.len() {
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(fail)?;
+                    file.set_len(whole as u64).map_err(fail)?;
+                }
+                bytes[..whole]
+                    .split(|b| *b == b'\n')
+                    .rev()
+                    .find_map(|line| serde_json::from_slice::<Event>(line).ok())
+                    .map_or(1, |event| event.seq + 1)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 1,
+            Err(e) => return Err(fail(e)),
+        };
+        let log = Self::create(path, job_id, run, clock, None)?;
+        if let Ok(mut inner) = log.inner.lock() {
+            inner.next_seq = next_seq;
+        }
+        Ok(log)
+    }
+
     /// Appends one event. A failed write does not stop the run: it is remembered and reported by
     /// [`EventLog::error`].
     pub fn emit(&self, kind: EventKind) -> Event {
+        self.emit_for_run(self.run, kind)
+    }
+
+    /// As [`EventLog::emit`], for a log that speaks of several runs (a job's scheduler log).
+    pub fn emit_for_run(&self, run: i64, kind: EventKind) -> Event {
         let mut inner = match self.inner.lock() {
             Ok(inner) => inner,
             Err(poisoned) => poisoned.into_inner(),
@@ -179,7 +217,7 @@ impl EventLog {
             seq: inner.next_seq,
             ts: crate::clock::rfc3339(self.clock.now()),
             job_id: self.job_id.clone(),
-            run: self.run,
+            run,
             kind,
         };
         inner.next_seq += 1;

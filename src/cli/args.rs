@@ -99,6 +99,48 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
     },
+    /// Run the scheduler: fire every job on its schedule until stopped (SIGINT or SIGTERM)
+    Scheduler {
+        /// Print what starting would do (interrupted runs, missed and due slots) and exit
+        #[arg(long)]
+        dry_run: bool,
+        /// How long to wait for runs in flight when stopping before interrupting them
+        #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+        shutdown_grace: crate::spec::duration::SpecDuration,
+        /// Log lines as text or as JSON objects
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Stop scheduling a job's slots; they are recorded as skipped. Manual runs still work
+    Pause {
+        id: String,
+        /// Why, for `jobs show` and the next person on call
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Schedule a paused job again
+    Resume {
+        id: String,
+        /// Make up for the slots skipped while paused: none, one run for the latest, or one run each
+        #[arg(long, value_enum, default_value_t = CatchupArg::None)]
+        catchup: CatchupArg,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Stop a job entirely: no scheduled runs, and manual runs need --force
+    Disable {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Re-enable a disabled job; it continues from its next slot after now
+    Enable {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Is a scheduler running, what is in flight, what comes next, what is broken
+    Status,
     /// The background side of `jobs run --detach`
     #[command(name = "__exec", hide = true)]
     Exec {
@@ -106,6 +148,24 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CatchupArg {
+    None,
+    Latest,
+    All,
+}
+
+fn parse_duration(text: &str) -> Result<crate::spec::duration::SpecDuration, String> {
+    text.parse()
+        .map_err(|e| format!("not a duration such as 30s or 2m: {e}"))
 }
 
 /// Run statuses as `--status` accepts them.

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use super::args::{Cli, ColorChoice, Command};
+use super::args::{CatchupArg, Cli, ColorChoice, Command, LogFormat};
 use super::output::{Output, Report};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result, exit};
 use crate::home::Home;
+use crate::store::StateChange;
 
 /// What every command gets: where the home is, how to print, and what time it is.
 pub struct Ctx {
@@ -25,7 +26,11 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error, args.iter().any(|a| a == "--json")),
     };
-    init_tracing(cli.verbose);
+    let (daemon, json_logs) = match &cli.command {
+        Command::Scheduler { log_format, .. } => (true, *log_format == LogFormat::Json),
+        _ => (false, false),
+    };
+    init_tracing(cli.verbose, daemon, json_logs);
     let out = Output {
         json: cli.json,
         color: use_color(cli.color),
@@ -91,6 +96,33 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             since.as_deref(),
         ),
         Command::Exec { id, force } => super::run::exec_detached(ctx, &id, force),
+        Command::Scheduler {
+            dry_run,
+            shutdown_grace,
+            ..
+        } => super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration()),
+        Command::Pause { id, reason } => {
+            super::lifecycle::run(ctx, &id, StateChange::Pause, reason.as_deref())
+        }
+        Command::Resume {
+            id,
+            catchup,
+            reason,
+        } => {
+            let catchup = match catchup {
+                CatchupArg::None => None,
+                CatchupArg::Latest => Some("latest"),
+                CatchupArg::All => Some("all"),
+            };
+            super::lifecycle::run(ctx, &id, StateChange::Resume { catchup }, reason.as_deref())
+        }
+        Command::Disable { id, reason } => {
+            super::lifecycle::run(ctx, &id, StateChange::Disable, reason.as_deref())
+        }
+        Command::Enable { id, reason } => {
+            super::lifecycle::run(ctx, &id, StateChange::Enable, reason.as_deref())
+        }
+        Command::Status => super::status::run(ctx),
     }
 }
 
@@ -124,16 +156,22 @@ fn use_color(choice: ColorChoice) -> bool {
     }
 }
 
-fn init_tracing(verbose: u8) {
-    let level = match verbose {
+/// Logs go to stderr. Commands log warnings only unless `-v`; the scheduler logs what it does.
+fn init_tracing(verbose: u8, daemon: bool, json: bool) {
+    let level = match verbose + u8::from(daemon) {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }

@@ -4,12 +4,15 @@
 mod args;
 mod entry;
 mod history;
+mod lifecycle;
 mod list;
 mod next;
 mod output;
 mod run;
+mod scheduler;
 mod schema;
 mod show;
+mod status;
 mod validate;
 
 pub use entry::run;

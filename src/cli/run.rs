@@ -47,10 +47,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<Report> {
     let out = ctx.out;
     let home = ctx.home.root().to_owned();
     let outcomes = runtime.block_on(async move {
-        let (cancel_tx, cancel) = watch::channel(false);
+        let (cancel_tx, cancel) = watch::channel(None);
         tokio::spawn(async move {
             stop_signal().await;
-            let _ = cancel_tx.send(true);
+            let _ = cancel_tx.send(Some(RunStatus::Cancelled));
         });
         let me = owner();
         let mut results: Vec<(String, Result<RunOutcome>)> = Vec::new();
@@ -394,10 +394,10 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
             message: format!("cannot start the async runtime: {e}"),
         })?;
     let outcome = runtime.block_on(async move {
-        let (cancel_tx, cancel) = watch::channel(false);
+        let (cancel_tx, cancel) = watch::channel(None);
         tokio::spawn(async move {
             detached_stop_signal().await;
-            let _ = cancel_tx.send(true);
+            let _ = cancel_tx.send(Some(RunStatus::Cancelled));
         });
         execute(
             plan,

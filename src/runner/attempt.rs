@@ -57,14 +57,15 @@ pub struct OutputSinks {
     pub tail_len: usize,
 }
 
-/// Runs one attempt. `cancel` turning true stops it like a timeout does, with status Cancelled.
+/// Runs one attempt. A status arriving on `stop` (Cancelled, or Interrupted at shutdown) stops it like a
+/// timeout does, and becomes the attempt's status.
 pub async fn run_attempt(
     spec: &AttemptSpec,
     attempt: u32,
     extra_env: &[(String, String)],
     events: &Arc<EventLog>,
     sinks: &OutputSinks,
-    cancel: &mut watch::Receiver<bool>,
+    stop: &mut Stop,
 ) -> AttemptResult {
     let started = Instant::now();
     let failed = |code: &str, message: String| AttemptResult {
@@ -162,8 +163,8 @@ pub async fn run_attempt(
             stopped = Some(RunStatus::TimedOut);
             None
         }
-        () = cancelled(cancel) => {
-            stopped = Some(RunStatus::Cancelled);
+        requested = stop_requested(stop) => {
+            stopped = Some(requested);
             None
         }
     };
@@ -209,11 +210,10 @@ pub async fn run_attempt(
                 spec.timeout.map_or(0.0, |t| t.as_secs_f64())
             )),
         ),
-        (Some(_), _) => (
-            RunStatus::Cancelled,
-            Some("cancelled"),
-            Some("stopped on request".to_owned()),
-        ),
+        (Some(requested), _) => {
+            let (code, message) = stop_reason(requested);
+            (requested, Some(code), Some(message.to_owned()))
+        }
         (None, Err(e)) => (
             RunStatus::Failed,
             Some("wait_failed"),
@@ -253,10 +253,29 @@ pub async fn run_attempt(
     }
 }
 
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    // A closed channel means no one can cancel any more: wait forever.
-    if cancel.wait_for(|c| *c).await.is_err() {
-        std::future::pending::<()>().await;
+/// Tells a run to stop, and which status to record: Cancelled (on request) or Interrupted (the scheduler
+/// is shutting down).
+pub type Stop = watch::Receiver<Option<RunStatus>>;
+
+/// Resolves with the requested status once a stop is requested. A closed channel means no one can stop
+/// the run any more: it then never resolves.
+pub async fn stop_requested(stop: &mut Stop) -> RunStatus {
+    // Copy the status out at once: the borrow of the channel must not live across an await.
+    let requested = stop
+        .wait_for(Option::is_some)
+        .await
+        .map(|r| r.unwrap_or(RunStatus::Cancelled));
+    match requested {
+        Ok(requested) => requested,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// The error code and message recorded for a stopped run.
+pub fn stop_reason(status: RunStatus) -> (&'static str, &'static str) {
+    match status {
+        RunStatus::Interrupted => ("interrupted", "stopped because the scheduler shut down"),
+        _ => ("cancelled", "stopped on request"),
     }
 }
 

@@ -80,6 +80,7 @@ pub fn claim_run(
         slot: of.slot,
         due_at: of.due_at,
         replay_of: of.replay_of,
+        first_slot: None,
         slot_count: of.slot_count,
         claimed_at: now,
         queued: matches!(claimed, Claimed::Queued(_)),

@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 
-use super::attempt::{AttemptSpec, OutputSinks, run_attempt};
+use super::attempt::{AttemptSpec, OutputSinks, Stop, run_attempt, stop_reason, stop_requested};
 use crate::artifacts::events::Observer;
 use crate::artifacts::receipt::Command as ReceiptCommand;
 use crate::artifacts::rundir::{EVENTS_FILE, STDERR_FILE, STDOUT_FILE, open_append};
@@ -34,6 +33,8 @@ pub struct RunPlan {
     pub slot: Option<DateTime<Utc>>,
     pub due_at: Option<DateTime<Utc>>,
     pub replay_of: Option<i64>,
+    /// For a run standing for several slots (coalesced, or a catch-up): the first of them.
+    pub first_slot: Option<DateTime<Utc>>,
     pub slot_count: u64,
     pub claimed_at: DateTime<Utc>,
     /// The claim put the run in the queue: it starts when an instance frees up.
@@ -75,7 +76,7 @@ pub async fn execute(
     store: Arc<Mutex<Store>>,
     clock: Arc<dyn Clock>,
     observer: Option<Observer>,
-    mut cancel: watch::Receiver<bool>,
+    mut stop: Stop,
 ) -> RunOutcome {
     let dir = plan.run_dir.path().to_owned();
     let spec = &plan.spec;
@@ -220,13 +221,23 @@ pub async fn execute(
             }
             tokio::select! {
                 () = tokio::time::sleep(QUEUE_POLL) => {}
-                () = wait_cancel(&mut cancel) => {
-                    return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], RunStatus::Cancelled, artifact_error);
+                requested = stop_requested(&mut stop) => {
+                    return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], requested, artifact_error);
                 }
             }
         }
     }
 
+    if plan.slot_count > 1 {
+        let last = plan.slot.or(plan.first_slot);
+        if let (Some(first), Some(last)) = (plan.first_slot, last) {
+            events.emit(EventKind::SlotsCoalesced {
+                first_slot: rfc3339(first),
+                last_slot: rfc3339(last),
+                count: plan.slot_count,
+            });
+        }
+    }
     let started_at = clock.now();
     receipt.started_at = Some(rfc3339(started_at));
     receipt.status = RunStatus::Running;
@@ -247,8 +258,7 @@ pub async fn execute(
         attempt += 1;
         let attempt_started = clock.now();
         let extra = [("JOBS_ATTEMPT".to_owned(), attempt.to_string())];
-        let result =
-            run_attempt(&attempt_spec, attempt, &extra, &events, &sinks, &mut cancel).await;
+        let result = run_attempt(&attempt_spec, attempt, &extra, &events, &sinks, &mut stop).await;
         let duration_ms = ms(result.duration);
         events.emit(EventKind::AttemptFinished {
             attempt,
@@ -291,8 +301,8 @@ pub async fn execute(
         });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = wait_cancel(&mut cancel) => {
-                status = RunStatus::Cancelled;
+            requested = stop_requested(&mut stop) => {
+                status = requested;
                 break;
             }
         }
@@ -324,12 +334,6 @@ pub fn backoff(backoff: Duration, max: Duration, after: u32) -> Duration {
     backoff.saturating_mul(factor).min(max)
 }
 
-async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
-    if cancel.wait_for(|c| *c).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 /// Ends a run: the last event, the summary, the durable receipt, then the store.
 #[expect(
     clippy::too_many_arguments,
@@ -349,13 +353,12 @@ fn finish(
     let last = receipt.attempts.last().cloned();
     let mut error_code = last.as_ref().and_then(|a| a.error_code.clone());
     let mut message = last.as_ref().and_then(|a| a.message.clone());
-    if status == RunStatus::Cancelled
-        && last
-            .as_ref()
-            .is_none_or(|a| a.status != RunStatus::Cancelled)
+    if matches!(status, RunStatus::Cancelled | RunStatus::Interrupted)
+        && last.as_ref().is_none_or(|a| a.status != status)
     {
-        error_code = Some("cancelled".into());
-        message = Some("stopped on request".into());
+        let (code, text) = stop_reason(status);
+        error_code = Some(code.into());
+        message = Some(text.into());
     }
     let mut artifact_error = artifact_error;
     if let Some(error) = &artifact_error {

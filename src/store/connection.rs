@@ -22,6 +22,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_checked_by.sql",
         include_str!("../../db/migrations/0003_checked_by.sql"),
     ),
+    (
+        "0004_lifecycle.sql",
+        include_str!("../../db/migrations/0004_lifecycle.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

@@ -20,6 +20,9 @@ pub struct JobRow {
     pub good_hash: Option<String>,
     /// The loader fingerprint that checked `spec_json` (see `spec::load::loader_fingerprint`).
     pub checked_by: Option<String>,
+    pub paused_at: Option<i64>,
+    /// A catch-up requested by `jobs resume --catchup`: `latest` or `all`.
+    pub catchup: Option<String>,
     /// The last good spec, defaults filled in, as stored (JSON text).
     pub spec_json: Option<String>,
     /// The file's current problems (a JSON array), when it is invalid.
@@ -99,7 +102,7 @@ struct SyncState {
 
 const JOB_COLUMNS: &str = "id, spec_path, spec_hash, spec_json, load_error, present, state, state_reason, \
      state_by, state_at, next_slot, last_slot, schedule_changed_at, run_counter, created_at, updated_at, removed_at, \
-     good_hash, checked_by";
+     good_hash, checked_by, paused_at, catchup";
 
 impl Store {
     /// Brings the `jobs` table in line with the spec files just loaded: new jobs are added, changed
@@ -157,6 +160,87 @@ impl Store {
     }
 }
 
+/// An operator's change of a job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateChange<'a> {
+    Pause,
+    /// Back to active; `catchup` is `latest` or `all` when the skipped slots are owed.
+    Resume {
+        catchup: Option<&'a str>,
+    },
+    Disable,
+    /// Back to active; the pending slot is recomputed from now, so nothing from the disabled time runs.
+    Enable,
+}
+
+impl Store {
+    /// Applies an operator's state change in one transaction. Returns the state before.
+    pub fn change_state(
+        &mut self,
+        id: &str,
+        change: StateChange<'_>,
+        by: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<String> {
+        let fail = |e| Error::store(format!("change the state of {id}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let before: String = tx
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .map_err(fail)?;
+        let sql = match change {
+            StateChange::Pause => {
+                "UPDATE jobs SET state = 'paused', paused_at = CASE WHEN state = 'paused' THEN paused_at ELSE ?4 END,
+                     catchup = NULL, state_by = ?2, state_reason = ?3, state_at = ?4 WHERE id = ?1"
+            }
+            StateChange::Resume { .. } => {
+                "UPDATE jobs SET state = 'active', catchup = ?5, state_by = ?2, state_reason = ?3, state_at = ?4,
+                     paused_at = CASE WHEN ?5 IS NULL THEN NULL ELSE paused_at END WHERE id = ?1"
+            }
+            StateChange::Disable => {
+                "UPDATE jobs SET state = 'disabled', catchup = NULL, paused_at = NULL, state_by = ?2, state_reason = ?3,
+                     state_at = ?4 WHERE id = ?1"
+            }
+            StateChange::Enable => {
+                "UPDATE jobs SET state = 'active', next_slot = CASE WHEN state = 'disabled' THEN NULL ELSE next_slot END,
+                     catchup = NULL, paused_at = NULL, state_by = ?2, state_reason = ?3, state_at = ?4 WHERE id = ?1"
+            }
+        };
+        let catchup = match change {
+            StateChange::Resume { catchup } => catchup,
+            _ => None,
+        };
+        tx.execute(sql, params![id, by, reason, now, catchup])
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(before)
+    }
+
+    /// Sets the pending slot of jobs, in one transaction.
+    pub fn set_next_slots(&mut self, slots: &[(String, Option<i64>)]) -> Result<()> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let fail = |e| Error::store("record the next slots", e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        {
+            let mut statement = tx
+                .prepare_cached("UPDATE jobs SET next_slot = ?2 WHERE id = ?1")
+                .map_err(fail)?;
+            for (id, slot) in slots {
+                statement.execute(params![id, slot]).map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+}
+
 fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
     let json = |index: usize| -> rusqlite::Result<Option<Value>> {
         let text: Option<String> = row.get(index)?;
@@ -182,6 +266,8 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         removed_at: row.get(16)?,
         good_hash: row.get(17)?,
         checked_by: row.get(18)?,
+        paused_at: row.get(19)?,
+        catchup: row.get(20)?,
     })
 }
 

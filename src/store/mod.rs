@@ -3,8 +3,11 @@
 
 pub mod connection;
 pub mod jobs;
+pub mod owner;
 pub mod runs;
 
 pub use connection::Store;
-pub use jobs::{JobRow, SyncReport};
-pub use runs::{ClaimRequest, Claimed, Finish, HistoryFilter, RunRow, RunStats};
+pub use jobs::{JobRow, StateChange, SyncReport};
+pub use runs::{
+    ClaimRequest, Claimed, Finish, HistoryFilter, RunRow, RunStats, TickRecord, TickResult,
+};

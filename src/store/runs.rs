@@ -427,3 +427,232 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         run_dir: row.get(18)?,
     })
 }
+
+/// One record a scheduler tick writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickRecord {
+    /// A run to start (or to queue). `slot` is NULL for catch-up runs of slots already recorded.
+    Run {
+        job_id: String,
+        trigger: Trigger,
+        slot: Option<i64>,
+        due_at: Option<i64>,
+        first_slot: Option<i64>,
+        last_slot: Option<i64>,
+        count: i64,
+        spec_hash: String,
+        queued: bool,
+    },
+    /// Slots that did not run, and why.
+    Skipped {
+        job_id: String,
+        first_slot: i64,
+        last_slot: i64,
+        count: i64,
+        reason: String,
+    },
+    /// Slots claimed past their misfire grace.
+    Missed {
+        job_id: String,
+        first_slot: i64,
+        last_slot: i64,
+        count: i64,
+        message: String,
+    },
+}
+
+impl TickRecord {
+    pub fn job_id(&self) -> &str {
+        match self {
+            Self::Run { job_id, .. }
+            | Self::Skipped { job_id, .. }
+            | Self::Missed { job_id, .. } => job_id,
+        }
+    }
+}
+
+/// What became of one record of a tick.
+#[derive(Debug)]
+pub enum TickResult<T> {
+    /// Recorded with this seq; for a run, with what `prepare` made (its locked directory).
+    Recorded { seq: i64, prepared: Option<T> },
+    /// The slot already has a record: it was claimed before (never twice).
+    AlreadyClaimed,
+    /// The run directory could not be made; the run is recorded as failed with this error.
+    Failed { seq: i64, error: Error },
+}
+
+impl Store {
+    /// Writes a tick's records, the jobs' new pending slots and cleared catch-up requests in one
+    /// transaction: one fsync for everything due at the same moment. `prepare` creates and locks a run's
+    /// directory while the write lock is held.
+    pub fn commit_tick<T>(
+        &mut self,
+        records: &[TickRecord],
+        next_slots: &[(String, Option<i64>)],
+        catchups_done: &[String],
+        owner: &str,
+        now: i64,
+        mut prepare: impl FnMut(&str, i64) -> Result<(T, String)>,
+    ) -> Result<Vec<TickResult<T>>> {
+        let fail = |e| Error::store("record the scheduler's claims", e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let mut results = Vec::with_capacity(records.len());
+        for record in records {
+            let seq: i64 = tx
+                .query_row(
+                    "UPDATE jobs SET run_counter = run_counter + 1 WHERE id = ?1 RETURNING run_counter",
+                    [record.job_id()],
+                    |row| row.get(0),
+                )
+                .map_err(fail)?;
+            let inserted = match record {
+                TickRecord::Run { job_id, trigger, slot, due_at, first_slot, last_slot, count, spec_hash, queued } => {
+                    let (status, started_at) = if *queued { ("queued", None) } else { ("running", Some(now)) };
+                    tx.execute(
+                        "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
+                                           owner, slot_count, first_slot, last_slot)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+                        params![job_id, seq, trigger.as_str(), slot, due_at, now, started_at, status, spec_hash, owner,
+                                count, first_slot, last_slot],
+                    )
+                    .map_err(fail)?
+                }
+                TickRecord::Skipped { job_id, first_slot, last_slot, count, reason } => tx
+                    .execute(
+                        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
+                                           first_slot, last_slot, error_code, message)
+                         VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, 'skipped', ?5, ?6, ?7, ?3, ?8, ?9) ON CONFLICT DO NOTHING",
+                        params![job_id, seq, last_slot, now, owner, count, first_slot, format!("skipped_{reason}"),
+                                format!("skipped: {reason}")],
+                    )
+                    .map_err(fail)?,
+                TickRecord::Missed { job_id, first_slot, last_slot, count, message } => tx
+                    .execute(
+                        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
+                                           first_slot, last_slot, error_code, message)
+                         VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, 'missed', ?5, ?6, ?7, ?3, 'misfire', ?8) ON CONFLICT DO NOTHING",
+                        params![job_id, seq, last_slot, now, owner, count, first_slot, message],
+                    )
+                    .map_err(fail)?,
+            };
+            if inserted == 0 {
+                results.push(TickResult::AlreadyClaimed);
+                continue;
+            }
+            if !matches!(record, TickRecord::Run { .. }) {
+                results.push(TickResult::Recorded {
+                    seq,
+                    prepared: None,
+                });
+                continue;
+            }
+            match prepare(record.job_id(), seq) {
+                Ok((prepared, run_dir)) => {
+                    tx.execute(
+                        "UPDATE runs SET run_dir = ?3 WHERE job_id = ?1 AND seq = ?2",
+                        params![record.job_id(), seq, run_dir],
+                    )
+                    .map_err(fail)?;
+                    results.push(TickResult::Recorded {
+                        seq,
+                        prepared: Some(prepared),
+                    });
+                }
+                Err(error) => {
+                    // One job's unwritable run directory must not stop the others' claims.
+                    tx.execute(
+                        "UPDATE runs SET status = 'failed', finished_at = ?3, error_code = ?4, message = ?5
+                         WHERE job_id = ?1 AND seq = ?2",
+                        params![record.job_id(), seq, now, error.code(), error.to_string()],
+                    )
+                    .map_err(fail)?;
+                    results.push(TickResult::Failed { seq, error });
+                }
+            }
+        }
+        {
+            let mut statement = tx
+                .prepare_cached("UPDATE jobs SET next_slot = ?2 WHERE id = ?1")
+                .map_err(fail)?;
+            for (id, slot) in next_slots {
+                statement.execute(params![id, slot]).map_err(fail)?;
+            }
+            let mut statement = tx
+                .prepare_cached("UPDATE jobs SET catchup = NULL, paused_at = NULL WHERE id = ?1")
+                .map_err(fail)?;
+            for id in catchups_done {
+                statement.execute([id]).map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(results)
+    }
+
+    /// Running and queued runs per job, manual ones included.
+    pub fn in_flight(&self) -> Result<std::collections::HashMap<String, (u32, u32)>> {
+        let fail = |e| Error::store("count the runs in flight", e);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT job_id, SUM(status = 'running'), SUM(status = 'queued') FROM runs
+                 WHERE status IN ('queued', 'running') GROUP BY job_id",
+            )
+            .map_err(fail)?;
+        let rows = statement
+            .query_map([], |row| {
+                let count = |i: usize| -> rusqlite::Result<u32> {
+                    Ok(u32::try_from(row.get::<_, i64>(i)?).unwrap_or(u32::MAX))
+                };
+                Ok((row.get::<_, String>(0)?, (count(1)?, count(2)?)))
+            })
+            .map_err(fail)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(fail)
+    }
+
+    /// The slot ranges of a job skipped because it was paused, since `since`, oldest first.
+    pub fn paused_skips(&self, job_id: &str, since: i64) -> Result<Vec<(i64, i64)>> {
+        let fail = |e| Error::store(format!("read the paused slots of {job_id}"), e);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(first_slot, slot), slot FROM runs
+                 WHERE job_id = ?1 AND status = 'skipped' AND error_code = 'skipped_paused' AND claimed_at >= ?2
+                 ORDER BY seq",
+            )
+            .map_err(fail)?;
+        let rows = statement
+            .query_map(params![job_id, since], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(fail)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(fail)
+    }
+
+    /// Runs in flight, oldest first.
+    pub fn active_runs(&self) -> Result<Vec<RunRow>> {
+        self.select_runs(
+            "status IN ('queued', 'running') ORDER BY claimed_at, seq",
+            "read the runs in flight",
+        )
+    }
+
+    /// The latest failed, timed-out or interrupted runs, newest first.
+    pub fn recent_failures(&self, limit: i64) -> Result<Vec<RunRow>> {
+        self.select_runs(
+            &format!("status IN ('failed', 'timed_out', 'interrupted') ORDER BY claimed_at DESC, seq DESC LIMIT {limit}"),
+            "read the recent failures",
+        )
+    }
+
+    fn select_runs(&self, condition: &str, action: &str) -> Result<Vec<RunRow>> {
+        let fail = |e| Error::store(action.to_owned(), e);
+        let mut statement = self
+            .conn
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE {condition}"))
+            .map_err(fail)?;
+        let rows = statement.query_map([], run_row).map_err(fail)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(fail)
+    }
+}

@@ -1,0 +1,62 @@
+//! `jobs pause | resume | disable | enable <id>`: the operator's state of a job, recorded with who,
+//! when and why. A running scheduler sees the change within a second.
+
+use serde_json::json;
+
+use super::entry::Ctx;
+use super::output::Report;
+use crate::catalog::Catalog;
+use crate::clock::millis;
+use crate::error::Result;
+use crate::store::StateChange;
+
+pub fn run(ctx: &Ctx, id: &str, change: StateChange<'_>, reason: Option<&str>) -> Result<Report> {
+    let now = ctx.clock.now();
+    let mut catalog = Catalog::open(&ctx.home, now)?;
+    catalog.job(id)?;
+    let by = operator();
+    let before = catalog
+        .store
+        .change_state(id, change, &by, reason, millis(now))?;
+    let (verb, after) = match change {
+        StateChange::Pause => ("paused", "paused"),
+        StateChange::Resume { .. } => ("resumed", "active"),
+        StateChange::Disable => ("disabled", "disabled"),
+        StateChange::Enable => ("enabled", "active"),
+    };
+    let mut human = format!("{id} {verb} (was {before})\n");
+    match change {
+        StateChange::Pause => human.push_str(
+            "its slots are recorded as skipped until `jobs resume`; manual runs still work\n",
+        ),
+        StateChange::Resume {
+            catchup: Some(mode),
+        } => {
+            human.push_str(&format!(
+                "the scheduler makes up for the slots skipped while paused ({mode})\n"
+            ));
+        }
+        StateChange::Disable => {
+            human.push_str("nothing runs until `jobs enable`; `jobs run --force` overrides\n")
+        }
+        _ => {}
+    }
+    let catchup = match change {
+        StateChange::Resume { catchup } => catchup,
+        _ => None,
+    };
+    let data = json!({ "id": id, "state": after, "previous": before, "by": by, "reason": reason, "catchup": catchup });
+    Ok(Report::ok(data, human))
+}
+
+/// Who made the change: the login name and the host.
+fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    format!("{user}@{host}")
+}

@@ -1,0 +1,152 @@
+//! `jobs status`: whether a scheduler is running, what is in flight, what comes next, what is broken.
+//! Exits 0 when a live scheduler holds the lock, 5 when none does.
+
+use chrono::DateTime;
+use serde_json::json;
+
+use super::entry::Ctx;
+use super::history::entry;
+use super::output::{Report, Style, local, relative, utc};
+use crate::catalog::{Catalog, JobState};
+use crate::error::{Error, Result};
+use crate::run::run_name;
+use crate::scheduler::lock::OwnerLock;
+
+pub fn run(ctx: &Ctx) -> Result<Report> {
+    let now = ctx.clock.now();
+    let catalog = Catalog::open(&ctx.home, now)?;
+    let out = &ctx.out;
+    let holder = OwnerLock::holder(&ctx.home.scheduler_lock_path());
+    let owner = catalog.store.owner()?;
+    let mut human = String::new();
+    let scheduler = match (&holder, &owner) {
+        (Some(holder), Some(owner)) => {
+            let started = DateTime::from_timestamp_millis(owner.started_at);
+            let beat = DateTime::from_timestamp_millis(owner.heartbeat_at);
+            human.push_str(&format!(
+                "scheduler: {} (pid {}, host {}, version {}), up since {}, last heartbeat {}\n",
+                out.paint(Style::Green, "running"),
+                owner.pid,
+                owner.host,
+                owner.version,
+                started.map_or("?".into(), |t| relative(t, now)),
+                beat.map_or("?".into(), |t| relative(t, now)),
+            ));
+            json!({
+                "running": true,
+                "owner": holder,
+                "pid": owner.pid,
+                "host": owner.host,
+                "version": owner.version,
+                "started_at": started.map(utc),
+                "uptime_s": started.map(|t| (now - t).num_seconds()),
+                "heartbeat_at": beat.map(utc),
+                "heartbeat_age_s": beat.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
+            })
+        }
+        (Some(holder), None) => {
+            human.push_str(&format!(
+                "scheduler: {} ({holder}), starting up\n",
+                out.paint(Style::Green, "running")
+            ));
+            json!({ "running": true, "owner": holder })
+        }
+        (None, _) => {
+            human.push_str(&format!(
+                "scheduler: {}\n",
+                out.paint(Style::Red, "not running")
+            ));
+            json!({ "running": false })
+        }
+    };
+
+    let mut by_state = std::collections::BTreeMap::new();
+    for job in &catalog.jobs {
+        *by_state.entry(job.state().as_str()).or_insert(0) += 1;
+    }
+    human.push_str(&format!(
+        "jobs: {}\n",
+        by_state
+            .iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    let in_flight = catalog.store.active_runs()?;
+    human.push_str(&format!("in flight: {}\n", in_flight.len()));
+    for run in &in_flight {
+        human.push_str(&format!(
+            "  {} {}\n",
+            run_name(&run.job_id, run.seq),
+            run.status
+        ));
+    }
+
+    let mut upcoming = Vec::new();
+    for job in catalog
+        .jobs
+        .iter()
+        .filter(|j| j.state() == JobState::Active)
+    {
+        if let Some(schedule) = &job.schedule {
+            for slot in schedule.slots_after(now, 5) {
+                upcoming.push((slot.at, job.id().to_owned(), schedule.timezone()));
+            }
+        }
+    }
+    upcoming.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    upcoming.truncate(5);
+    human.push_str("next slots:\n");
+    for (at, id, tz) in &upcoming {
+        human.push_str(&format!(
+            "  {}  {id}  ({})\n",
+            local(*at, *tz),
+            relative(*at, now)
+        ));
+    }
+
+    let broken: Vec<_> = catalog
+        .jobs
+        .iter()
+        .filter(|j| !j.problems.is_empty())
+        .collect();
+    if !broken.is_empty() {
+        human.push_str(&out.paint(Style::Yellow, "spec problems:\n"));
+        for job in &broken {
+            if let Some(problem) = job.problems.first() {
+                human.push_str(&format!(
+                    "  {}:{}:{}: {} {}\n",
+                    job.row.spec_path,
+                    problem.line,
+                    problem.column,
+                    problem.pointer,
+                    problem.message
+                ));
+            }
+        }
+    }
+    let failures = catalog.store.recent_failures(5)?;
+    if !failures.is_empty() {
+        human.push_str("last failures:\n");
+        for run in &failures {
+            human.push_str(&format!(
+                "  {} {} {}\n",
+                run_name(&run.job_id, run.seq),
+                out.paint(Style::Red, run.status.as_str()),
+                run.message.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+
+    let data = json!({
+        "scheduler": scheduler,
+        "jobs": by_state,
+        "in_flight": in_flight.iter().map(entry).collect::<Vec<_>>(),
+        "next_slots": upcoming.iter().map(|(at, id, _)| json!({ "job_id": id, "slot": utc(*at) })).collect::<Vec<_>>(),
+        "spec_problems": broken.iter().map(|j| json!({ "job_id": j.id(), "spec_path": j.row.spec_path, "problems": j.problems })).collect::<Vec<_>>(),
+        "last_failures": failures.iter().map(entry).collect::<Vec<_>>(),
+    });
+    let error = holder.is_none().then_some(Error::SchedulerNotRunning);
+    Ok(Report { data, human, error })
+}

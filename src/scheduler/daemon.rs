@@ -1,0 +1,787 @@
+//! The scheduler's loop. It sleeps until the earliest due time, a spec change, a store change made by
+//! another process (`PRAGMA data_version`), a finished run, or shutdown; it never polls for work. Each
+//! tick claims everything due in one transaction, then starts the runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::lock::OwnerLock;
+use super::reconcile::{orphaned_runs, reconcile_runs};
+use crate::artifacts::{EventKind, EventLog, RunDir};
+use crate::catalog::{Catalog, JobState};
+use crate::clock::{Clock, millis, rfc3339, rfc3339_ms};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::policy::{self, Catchup, Decision, Fire, InFlight, Input, Operator, Plan};
+use crate::run::{RunStatus, Trigger, owner, run_name};
+use crate::runner::execute;
+use crate::runner::execute::{RunOutcome, RunPlan, stored_run_dir};
+use crate::schedule::Schedule;
+use crate::spec::JobSpec;
+use crate::store::owner::Owner;
+use crate::store::{Store, TickRecord, TickResult};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Print what reconciliation would do and exit without changing anything.
+    pub dry_run: bool,
+    /// How long shutdown waits for runs in flight before stopping them.
+    pub shutdown_grace: Duration,
+    /// How often specs are rescanned even without a file event.
+    pub rescan_every: Duration,
+    /// How often the store is checked for changes made by other processes.
+    pub store_poll: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            shutdown_grace: Duration::from_secs(30),
+            rescan_every: Duration::from_secs(30),
+            store_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What `run` reports when it returns.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub dry_run_plan: Vec<String>,
+    pub interrupted_at_start: usize,
+    pub runs_started: usize,
+    pub interrupted_at_shutdown: usize,
+}
+
+/// A scheduled job as the loop keeps it.
+struct Entry {
+    spec: JobSpec,
+    schedule: Schedule,
+    spec_hash: String,
+    operator: Operator,
+    next_slot: Option<DateTime<Utc>>,
+    catchup: Option<Catchup>,
+    paused_at: Option<i64>,
+}
+
+struct Daemon {
+    home: Home,
+    clock: Arc<dyn Clock>,
+    me: String,
+    store: Arc<Mutex<Store>>,
+    jobs: HashMap<String, Entry>,
+    runs: JoinSet<RunOutcome>,
+    stops: HashMap<(String, i64), watch::Sender<Option<RunStatus>>>,
+    scheduler_logs: HashMap<String, EventLog>,
+    data_version: i64,
+    started: usize,
+}
+
+/// Runs the scheduler of `home` until `shutdown` resolves (or, with `dry_run`, just plans).
+pub async fn run(
+    home: Home,
+    options: Options,
+    clock: Arc<dyn Clock>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary> {
+    let me = owner();
+    let _lock = OwnerLock::acquire(&home.scheduler_lock_path(), &me)?;
+    let store = Store::open(&home.db_path())?;
+    if options.dry_run {
+        return dry_run(&home, store, &clock);
+    }
+    let pid = i64::from(std::process::id());
+    let now = clock.now();
+    let mut store = store;
+    let host = me.split_once('@').map_or("", |(_, host)| host).to_owned();
+    store.claim_owner(&Owner {
+        pid,
+        host,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: millis(now),
+        heartbeat_at: millis(now),
+    })?;
+    let interrupted = reconcile_runs(&mut store, home.root(), &clock)?;
+    for (job, seq) in &interrupted {
+        tracing::warn!(run = %run_name(job, *seq), "its process is gone; marked interrupted");
+    }
+    let data_version = store.data_version()?;
+    let mut daemon = Daemon {
+        home,
+        clock,
+        me,
+        store: Arc::new(Mutex::new(store)),
+        jobs: HashMap::new(),
+        runs: JoinSet::new(),
+        stops: HashMap::new(),
+        scheduler_logs: HashMap::new(),
+        data_version,
+        started: 0,
+    };
+    daemon.reload()?;
+    tracing::info!(jobs = daemon.jobs.len(), "scheduler started");
+
+    let watcher = super::watch::watch(&daemon.home.jobs_dir());
+    let (_watch_guard, mut spec_changes) = match watcher {
+        Some((guard, rx)) => (Some(guard), Some(rx)),
+        None => (None, None),
+    };
+    let mut store_poll = tokio::time::interval(options.store_poll);
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
+    let mut rescan = tokio::time::interval(options.rescan_every);
+    rescan.reset();
+    tokio::pin!(shutdown);
+    loop {
+        let sleep = daemon.time_to_next_due();
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => daemon.tick(),
+            Some(()) = async { match spec_changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                daemon.reload_logged("spec change");
+            }
+            _ = store_poll.tick() => daemon.poll_store(),
+            _ = rescan.tick() => daemon.reload_logged("periodic rescan"),
+            _ = heartbeat.tick() => daemon.heartbeat(pid),
+            Some(finished) = daemon.runs.join_next() => daemon.finished(finished),
+            () = &mut shutdown => break,
+        }
+    }
+    let interrupted_at_shutdown = daemon.shut_down(options.shutdown_grace).await;
+    if let Ok(mut store) = daemon.store.lock() {
+        let _ = store.release_owner(pid);
+    }
+    tracing::info!("scheduler stopped");
+    Ok(Summary {
+        dry_run_plan: Vec::new(),
+        interrupted_at_start: interrupted.len(),
+        runs_started: daemon.started,
+        interrupted_at_shutdown,
+    })
+}
+
+impl Daemon {
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>> {
+        self.store.lock().map_err(|_| Error::Internal {
+            message: "the store lock was poisoned".into(),
+        })
+    }
+
+    /// Loads the specs, syncs them into the store and rebuilds the job table; pending slots come from
+    /// the store, and jobs without one (new, or whose schedule changed) get the first slot after now.
+    fn reload(&mut self) -> Result<()> {
+        let now = self.clock.now();
+        let catalog = Catalog::open(&self.home, now)?;
+        let sync = &catalog.sync;
+        for id in &sync.added {
+            tracing::info!(job = %id, "new job");
+        }
+        for id in &sync.rescheduled {
+            tracing::info!(job = %id, "schedule changed; next slot recomputed from now");
+        }
+        for id in &sync.invalid {
+            tracing::warn!(job = %id, "spec is invalid; keeping its last good version");
+        }
+        for id in &sync.removed {
+            tracing::info!(job = %id, "spec file removed; job no longer scheduled");
+        }
+        let mut jobs = HashMap::new();
+        let mut missing_slots = Vec::new();
+        for job in catalog.jobs {
+            let operator = match job.state() {
+                JobState::Active => Operator::Active,
+                JobState::Paused => Operator::Paused,
+                _ => continue,
+            };
+            let (Some(spec), Some(schedule)) = (job.spec.clone(), job.schedule.clone()) else {
+                continue;
+            };
+            let next_slot = match job.row.next_slot.and_then(DateTime::from_timestamp_millis) {
+                Some(slot) => Some(slot),
+                None => {
+                    let slot = policy::pending_slot(None, true, &schedule, now);
+                    missing_slots.push((job.row.id.clone(), slot.map(millis)));
+                    slot
+                }
+            };
+            let catchup = match job.row.catchup.as_deref() {
+                Some("latest") => Some(Catchup::Latest),
+                Some("all") => Some(Catchup::All),
+                _ => None,
+            };
+            let entry = Entry {
+                spec_hash: job.spec_hash().to_owned(),
+                spec,
+                schedule,
+                operator,
+                next_slot,
+                catchup,
+                paused_at: job.row.paused_at,
+            };
+            jobs.insert(job.row.id.clone(), entry);
+        }
+        let version = {
+            let mut store = self.store()?;
+            store.set_next_slots(&missing_slots)?;
+            store.data_version()?
+        };
+        self.data_version = version;
+        self.jobs = jobs;
+        Ok(())
+    }
+
+    fn reload_logged(&mut self, why: &str) {
+        if let Err(e) = self.reload() {
+            tracing::error!("reload after {why} failed: {e}");
+        }
+    }
+
+    /// Another process changed the store (pause, resume, a manual run...): reload what it may affect.
+    fn poll_store(&mut self) {
+        let version = self.store().and_then(|s| s.data_version());
+        match version {
+            Ok(version) if version != self.data_version => self.reload_logged("a store change"),
+            Ok(_) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    fn heartbeat(&mut self, pid: i64) {
+        let now = millis(self.clock.now());
+        if let Err(e) = self.store().and_then(|mut s| s.heartbeat(pid, now)) {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// How long until the earliest due time (a catch-up request is due at once). At most a minute, so a
+    /// wall clock that jumps is noticed.
+    fn time_to_next_due(&self) -> Duration {
+        let now = self.clock.now();
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for (id, entry) in &self.jobs {
+            let due = if entry.catchup.is_some() {
+                Some(now)
+            } else {
+                entry
+                    .next_slot
+                    .map(|slot| policy::due_at(id, &entry.schedule, slot, jitter(&entry.spec)))
+            };
+            earliest = match (earliest, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let cap = Duration::from_secs(60);
+        earliest.map_or(cap, |at| {
+            (at - now).to_std().unwrap_or(Duration::ZERO).min(cap)
+        })
+    }
+
+    /// Claims everything due now in one transaction, then starts the runs.
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        let in_flight = match self.store().and_then(|s| s.in_flight()) {
+            Ok(in_flight) => in_flight,
+            Err(e) => {
+                tracing::error!("{e}");
+                return;
+            }
+        };
+        let mut records: Vec<TickRecord> = Vec::new();
+        let mut replace: Vec<String> = Vec::new();
+        let mut next_slots = Vec::new();
+        let mut catchups_done = Vec::new();
+        let mut plans: Vec<(String, Plan)> = Vec::new();
+        for (id, entry) in &self.jobs {
+            let (running, queued) = in_flight.get(id).copied().unwrap_or((0, 0));
+            if let Some(mode) = entry.catchup {
+                let since = entry.paused_at.unwrap_or(0);
+                let slots = match self.store().and_then(|s| s.paused_skips(id, since)) {
+                    Ok(ranges) => expand(&entry.schedule, &ranges),
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        Vec::new()
+                    }
+                };
+                for (index, fire) in policy::catch_up(mode, &slots, now).into_iter().enumerate() {
+                    let queued =
+                        index > 0 || running >= entry.spec.policy.max_instances || queued > 0;
+                    records.push(run_record(id, entry, &fire, None, queued));
+                }
+                catchups_done.push(id.clone());
+            }
+            let Some(next_slot) = entry.next_slot else {
+                continue;
+            };
+            if policy::due_at(id, &entry.schedule, next_slot, jitter(&entry.spec)) > now {
+                continue;
+            }
+            let input = Input {
+                job_id: id,
+                schedule: &entry.schedule,
+                policy: &entry.spec.policy,
+                jitter: jitter(&entry.spec),
+                operator: entry.operator,
+                next_slot,
+                in_flight: InFlight { running, queued },
+            };
+            let plan = policy::decide(&input, now);
+            for decision in &plan.decisions {
+                match *decision {
+                    Decision::Fire(fire) => {
+                        records.push(run_record(id, entry, &fire, Some(fire.slot), false))
+                    }
+                    Decision::Queue(fire) => {
+                        records.push(run_record(id, entry, &fire, Some(fire.slot), true))
+                    }
+                    Decision::Replace(fire) => {
+                        replace.push(id.clone());
+                        records.push(run_record(id, entry, &fire, Some(fire.slot), true));
+                    }
+                    Decision::Skip {
+                        first_slot,
+                        last_slot,
+                        count,
+                        reason,
+                    } => records.push(TickRecord::Skipped {
+                        job_id: id.clone(),
+                        first_slot: millis(first_slot),
+                        last_slot: millis(last_slot),
+                        count: i64::try_from(count).unwrap_or(i64::MAX),
+                        reason: reason.as_str().to_owned(),
+                    }),
+                    Decision::Miss {
+                        first_slot,
+                        last_slot,
+                        count,
+                    } => {
+                        let late = (now - last_slot).num_milliseconds() as f64 / 1000.0;
+                        records.push(TickRecord::Missed {
+                            job_id: id.clone(),
+                            first_slot: millis(first_slot),
+                            last_slot: millis(last_slot),
+                            count: i64::try_from(count).unwrap_or(i64::MAX),
+                            message: format!(
+                                "{count} slot(s) missed: claimed {late:.1} s after the last was due, past misfire_grace {}",
+                                entry.spec.policy.misfire_grace
+                            ),
+                        });
+                    }
+                }
+            }
+            next_slots.push((id.clone(), plan.next_slot.map(millis)));
+            plans.push((id.clone(), plan));
+        }
+        if records.is_empty() && next_slots.is_empty() && catchups_done.is_empty() {
+            return;
+        }
+        for id in &replace {
+            self.stop_oldest(id);
+        }
+        let runs_root = self.home.runs_dir();
+        let result = self.store().and_then(|mut store| {
+            store.commit_tick(
+                &records,
+                &next_slots,
+                &catchups_done,
+                &self.me,
+                millis(now),
+                |job, seq| {
+                    Ok((
+                        RunDir::create(&runs_root, job, seq)?,
+                        stored_run_dir(job, seq),
+                    ))
+                },
+            )
+        });
+        let results = match result {
+            Ok(results) => results,
+            Err(e) => {
+                // Nothing was recorded: the slots stay pending and are judged again next time.
+                tracing::error!("claiming due slots failed: {e}");
+                return;
+            }
+        };
+        for (id, plan) in plans {
+            if let Some(entry) = self.jobs.get_mut(&id) {
+                entry.next_slot = plan.next_slot;
+            }
+        }
+        for id in catchups_done {
+            if let Some(entry) = self.jobs.get_mut(&id) {
+                entry.catchup = None;
+                entry.paused_at = None;
+            }
+        }
+        for (record, result) in records.into_iter().zip(results) {
+            self.carry_out(record, result, now);
+        }
+        if let Ok(version) = self.store().and_then(|s| s.data_version()) {
+            self.data_version = version;
+        }
+    }
+
+    fn carry_out(&mut self, record: TickRecord, result: TickResult<RunDir>, now: DateTime<Utc>) {
+        let seq = match result {
+            TickResult::AlreadyClaimed => {
+                tracing::warn!(job = %record.job_id(), "slot already claimed; not running it twice");
+                return;
+            }
+            TickResult::Failed { seq, error } => {
+                tracing::error!(run = %run_name(record.job_id(), seq), "cannot start: {error}");
+                return;
+            }
+            TickResult::Recorded { seq, prepared } => match (record, prepared) {
+                (
+                    TickRecord::Run {
+                        job_id,
+                        trigger,
+                        slot,
+                        due_at,
+                        first_slot,
+                        count,
+                        queued,
+                        ..
+                    },
+                    Some(run_dir),
+                ) => {
+                    self.start(
+                        job_id, seq, trigger, slot, due_at, first_slot, count, queued, run_dir, now,
+                    );
+                    return;
+                }
+                (record, _) => (record, seq),
+            },
+        };
+        let (record, seq) = seq;
+        let kind = match &record {
+            TickRecord::Skipped {
+                first_slot,
+                last_slot,
+                count,
+                reason,
+                ..
+            } => {
+                tracing::info!(job = %record.job_id(), count, reason = %reason, "slot(s) skipped");
+                if first_slot == last_slot {
+                    EventKind::SlotSkipped {
+                        slot: rfc3339_ms(*last_slot),
+                        reason: reason.clone(),
+                    }
+                } else {
+                    EventKind::SlotSkipped {
+                        slot: rfc3339_ms(*last_slot),
+                        reason: format!(
+                            "{reason} ({count} slots from {})",
+                            rfc3339_ms(*first_slot)
+                        ),
+                    }
+                }
+            }
+            TickRecord::Missed {
+                first_slot,
+                last_slot,
+                count,
+                message,
+                ..
+            } => {
+                tracing::warn!(job = %record.job_id(), count, "{message}");
+                EventKind::SlotMissed {
+                    first_slot: rfc3339_ms(*first_slot),
+                    last_slot: rfc3339_ms(*last_slot),
+                    count: u64::try_from(*count).unwrap_or(0),
+                }
+            }
+            TickRecord::Run { .. } => return,
+        };
+        self.scheduler_log(record.job_id(), seq, kind);
+    }
+
+    /// Appends to `runs/<job>/scheduler.jsonl`, the log of slots that did not become runs.
+    fn scheduler_log(&mut self, job_id: &str, seq: i64, kind: EventKind) {
+        if !self.scheduler_logs.contains_key(job_id) {
+            let dir = self.home.runs_dir().join(job_id);
+            let log = std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io("create", &dir, e))
+                .and_then(|()| {
+                    EventLog::append_to(
+                        &dir.join("scheduler.jsonl"),
+                        job_id,
+                        0,
+                        Arc::clone(&self.clock),
+                    )
+                });
+            match log {
+                Ok(log) => {
+                    self.scheduler_logs.insert(job_id.to_owned(), log);
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return;
+                }
+            }
+        }
+        if let Some(log) = self.scheduler_logs.get(job_id) {
+            log.emit_for_run(seq, kind);
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fields of one claimed run, unpacked once"
+    )]
+    fn start(
+        &mut self,
+        job_id: String,
+        seq: i64,
+        trigger: Trigger,
+        slot: Option<i64>,
+        due_at: Option<i64>,
+        first_slot: Option<i64>,
+        count: i64,
+        queued: bool,
+        run_dir: RunDir,
+        now: DateTime<Utc>,
+    ) {
+        let Some(entry) = self.jobs.get(&job_id) else {
+            return;
+        };
+        let lateness = due_at.map(|due| millis(now) - due).unwrap_or(0);
+        tracing::info!(run = %run_name(&job_id, seq), trigger = trigger.as_str(), slot = ?slot.map(rfc3339_ms), lateness_ms = lateness, queued, "run claimed");
+        let plan = RunPlan {
+            job_id: job_id.clone(),
+            seq,
+            trigger,
+            slot: slot.and_then(DateTime::from_timestamp_millis),
+            due_at: due_at.and_then(DateTime::from_timestamp_millis),
+            replay_of: None,
+            first_slot: first_slot.and_then(DateTime::from_timestamp_millis),
+            slot_count: u64::try_from(count).unwrap_or(1),
+            claimed_at: now,
+            queued,
+            spec: entry.spec.clone(),
+            spec_hash: entry.spec_hash.clone(),
+            owner: self.me.clone(),
+            home: self.home.root().to_owned(),
+            run_dir,
+        };
+        let (stop_tx, stop) = watch::channel(None);
+        self.stops.insert((job_id, seq), stop_tx);
+        self.runs.spawn(execute(
+            plan,
+            Arc::clone(&self.store),
+            Arc::clone(&self.clock),
+            None,
+            stop,
+        ));
+        self.started += 1;
+    }
+
+    /// Overlap `replace`: stops the oldest run of the job that this scheduler started.
+    fn stop_oldest(&mut self, job_id: &str) {
+        let oldest = self
+            .stops
+            .keys()
+            .filter(|(job, _)| job == job_id)
+            .map(|(_, seq)| *seq)
+            .min();
+        if let Some(seq) = oldest
+            && let Some(stop) = self.stops.get(&(job_id.to_owned(), seq))
+        {
+            tracing::info!(run = %run_name(job_id, seq), "replaced by a newer run");
+            let _ = stop.send(Some(RunStatus::Cancelled));
+        }
+    }
+
+    fn finished(&mut self, finished: std::result::Result<RunOutcome, tokio::task::JoinError>) {
+        match finished {
+            Ok(outcome) => {
+                tracing::info!(run = %run_name(&outcome.job_id, outcome.seq), status = %outcome.status, duration_ms = outcome.duration_ms, "run finished");
+                self.stops.remove(&(outcome.job_id, outcome.seq));
+            }
+            Err(e) => tracing::error!("a run task failed: {e}"),
+        }
+    }
+
+    /// Stops claiming, lets runs in flight finish within `grace`, then stops the rest as interrupted.
+    async fn shut_down(&mut self, grace: Duration) -> usize {
+        tracing::info!(runs = self.runs.len(), "shutting down");
+        let waited = tokio::time::timeout(grace, async {
+            while let Some(finished) = self.runs.join_next().await {
+                self.finished(finished);
+            }
+        })
+        .await;
+        if waited.is_ok() {
+            return 0;
+        }
+        let left = self.runs.len();
+        for stop in self.stops.values() {
+            let _ = stop.send(Some(RunStatus::Interrupted));
+        }
+        while let Some(finished) = self.runs.join_next().await {
+            self.finished(finished);
+        }
+        left
+    }
+}
+
+fn jitter(spec: &JobSpec) -> Option<Duration> {
+    spec.schedule
+        .as_ref()
+        .and_then(|s| s.jitter)
+        .map(|j| j.as_duration())
+}
+
+fn run_record(
+    id: &str,
+    entry: &Entry,
+    fire: &Fire,
+    slot: Option<DateTime<Utc>>,
+    queued: bool,
+) -> TickRecord {
+    let several = fire.count > 1;
+    TickRecord::Run {
+        job_id: id.to_owned(),
+        trigger: fire.trigger,
+        slot: slot.map(millis),
+        due_at: Some(millis(fire.due_at)),
+        first_slot: several.then(|| millis(fire.first_slot)),
+        last_slot: several.then(|| millis(fire.slot)),
+        count: i64::try_from(fire.count).unwrap_or(i64::MAX),
+        spec_hash: entry.spec_hash.clone(),
+        queued,
+    }
+}
+
+/// The individual slots of recorded `(first, last)` ranges, oldest first.
+fn expand(schedule: &Schedule, ranges: &[(i64, i64)]) -> Vec<DateTime<Utc>> {
+    let mut slots = Vec::new();
+    for &(first, last) in ranges {
+        let (Some(first), Some(last)) = (
+            DateTime::from_timestamp_millis(first),
+            DateTime::from_timestamp_millis(last),
+        ) else {
+            continue;
+        };
+        let mut slot = Some(first);
+        while let Some(at) =
+            slot.filter(|at| *at <= last && slots.len() < policy::MAX_SLOTS_PER_TICK)
+        {
+            slots.push(at);
+            slot = schedule.next_after(at);
+        }
+    }
+    slots
+}
+
+/// `--dry-run`: what a start would do now, changing nothing.
+fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary> {
+    let now = clock.now();
+    let mut lines = Vec::new();
+    for run in orphaned_runs(&store, home.root())? {
+        lines.push(format!(
+            "{}: {} but no process holds its lock: would be marked interrupted",
+            run_name(&run.job_id, run.seq),
+            run.status
+        ));
+    }
+    let in_flight = store.in_flight()?;
+    drop(store);
+    let catalog = Catalog::open(home, now)?;
+    for job in &catalog.jobs {
+        let operator = match job.state() {
+            JobState::Active => Operator::Active,
+            JobState::Paused => Operator::Paused,
+            _ => continue,
+        };
+        let (Some(spec), Some(schedule)) = (&job.spec, &job.schedule) else {
+            continue;
+        };
+        let Some(next_slot) = job.row.next_slot.and_then(DateTime::from_timestamp_millis) else {
+            let next = schedule.next_after(now).map_or("none".into(), rfc3339);
+            lines.push(format!(
+                "{}: no pending slot yet; would start from {next}",
+                job.id()
+            ));
+            continue;
+        };
+        let (running, queued) = in_flight.get(job.id()).copied().unwrap_or((0, 0));
+        let input = Input {
+            job_id: job.id(),
+            schedule,
+            policy: &spec.policy,
+            jitter: jitter(spec),
+            operator,
+            next_slot,
+            in_flight: InFlight { running, queued },
+        };
+        let plan = policy::decide(&input, now);
+        if plan.decisions.is_empty() {
+            lines.push(format!(
+                "{}: next slot {} (not due)",
+                job.id(),
+                rfc3339(next_slot)
+            ));
+        }
+        for decision in plan.decisions {
+            lines.push(format!("{}: would {}", job.id(), describe(&decision)));
+        }
+    }
+    Ok(Summary {
+        dry_run_plan: lines,
+        ..Summary::default()
+    })
+}
+
+fn describe(decision: &Decision) -> String {
+    let fire = |verb: &str, f: &Fire| {
+        if f.count > 1 {
+            format!(
+                "{verb} one {} run for {} standing for {} slots from {}",
+                f.trigger.as_str(),
+                rfc3339(f.slot),
+                f.count,
+                rfc3339(f.first_slot)
+            )
+        } else {
+            format!(
+                "{verb} a {} run for {}",
+                f.trigger.as_str(),
+                rfc3339(f.slot)
+            )
+        }
+    };
+    match decision {
+        Decision::Fire(f) => fire("start", f),
+        Decision::Queue(f) => fire("queue", f),
+        Decision::Replace(f) => fire("replace the oldest run with", f),
+        Decision::Skip {
+            first_slot,
+            last_slot,
+            count,
+            reason,
+        } => {
+            format!(
+                "record {count} slot(s) {}..{} as skipped ({})",
+                rfc3339(*first_slot),
+                rfc3339(*last_slot),
+                reason.as_str()
+            )
+        }
+        Decision::Miss {
+            first_slot,
+            last_slot,
+            count,
+        } => {
+            format!(
+                "record {count} slot(s) {}..{} as missed (past misfire_grace)",
+                rfc3339(*first_slot),
+                rfc3339(*last_slot)
+            )
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The daemon: one owner per home (a lock), reconciliation on start, a loop that sleeps until the next
+//! due slot or an event and claims what is due, hot reload of specs, and one shutdown path.
+
+pub mod daemon;
+pub mod lock;
+pub mod reconcile;
+pub mod watch;
+
+pub use daemon::{Options, run};

@@ -1,0 +1,53 @@
+//! Watching `jobs/` for changes. Any batch of file events means "rescan and compare content hashes": the
+//! directory is watched, not the files, because editors that save by renaming replace the file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::mpsc;
+
+/// How long the watcher waits for a burst of events (an editor's save) to settle.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Keeps the watch alive while held.
+pub struct SpecWatcher {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+}
+
+/// Starts watching `dir`; each settled batch of changes sends one `()`. Returns `None` (and the caller
+/// relies on its periodic rescan) where the platform cannot watch.
+pub fn watch(dir: &Path) -> Option<(SpecWatcher, mpsc::Receiver<()>)> {
+    let (tx, rx) = mpsc::channel(1);
+    let handler = move |_: DebounceEventResult| {
+        // A full channel already holds a pending rescan: nothing is lost by dropping this one.
+        let _ = tx.try_send(());
+    };
+    let mut debouncer = match new_debouncer(DEBOUNCE, None, handler) {
+        Ok(debouncer) => debouncer,
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {}: {e}; relying on the periodic rescan",
+                dir.display()
+            );
+            return None;
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::warn!("cannot create {}: {e}", dir.display());
+    }
+    if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(
+            "cannot watch {}: {e}; relying on the periodic rescan",
+            dir.display()
+        );
+        return None;
+    }
+    Some((
+        SpecWatcher {
+            _debouncer: debouncer,
+        },
+        rx,
+    ))
+}
