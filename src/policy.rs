@@ -77,9 +77,18 @@ pub enum Decision {
     /// Stop the oldest run in flight, then start this one.
     Replace(Fire),
     /// Record these slots as skipped.
-    Skip { first_slot: DateTime<Utc>, last_slot: DateTime<Utc>, count: u64, reason: SkipReason },
+    Skip {
+        first_slot: DateTime<Utc>,
+        last_slot: DateTime<Utc>,
+        count: u64,
+        reason: SkipReason,
+    },
     /// Record these slots as missed: claimed later than the misfire grace.
-    Miss { first_slot: DateTime<Utc>, last_slot: DateTime<Utc>, count: u64 },
+    Miss {
+        first_slot: DateTime<Utc>,
+        last_slot: DateTime<Utc>,
+        count: u64,
+    },
 }
 
 /// The decisions for the slots due at `now`, and the job's next pending slot afterwards.
@@ -92,7 +101,12 @@ pub struct Plan {
 
 /// When the run of `slot` is due: the slot plus its deterministic jitter, which never reaches the next
 /// slot.
-pub fn due_at(job_id: &str, schedule: &Schedule, slot: DateTime<Utc>, jitter: Option<Duration>) -> DateTime<Utc> {
+pub fn due_at(
+    job_id: &str,
+    schedule: &Schedule,
+    slot: DateTime<Utc>,
+    jitter: Option<Duration>,
+) -> DateTime<Utc> {
     match jitter {
         Some(jitter) if !jitter.is_zero() => {
             let delay = jitter_delay(job_id, slot, jitter, schedule.next_after(slot));
@@ -118,15 +132,26 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
         cursor = input.schedule.next_after(slot);
     }
     let Some(&(last_slot, last_due)) = due.last() else {
-        return Plan { decisions: Vec::new(), next_slot: Some(input.next_slot) };
+        return Plan {
+            decisions: Vec::new(),
+            next_slot: Some(input.next_slot),
+        };
     };
     let first_slot = due[0].0;
     let count = due.len() as u64;
     let mut decisions = Vec::new();
 
     if input.operator == Operator::Paused {
-        decisions.push(Decision::Skip { first_slot, last_slot, count, reason: SkipReason::Paused });
-        return Plan { decisions, next_slot: cursor };
+        decisions.push(Decision::Skip {
+            first_slot,
+            last_slot,
+            count,
+            reason: SkipReason::Paused,
+        });
+        return Plan {
+            decisions,
+            next_slot: cursor,
+        };
     }
 
     let late = |due: DateTime<Utc>| match input.policy.misfire_grace {
@@ -136,19 +161,47 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
     let mut fires = Vec::new();
     if input.policy.coalesce {
         if late(last_due) {
-            decisions.push(Decision::Miss { first_slot, last_slot, count });
+            decisions.push(Decision::Miss {
+                first_slot,
+                last_slot,
+                count,
+            });
         } else {
-            let trigger = if count > 1 { Trigger::Catchup } else { Trigger::Schedule };
-            fires.push(Fire { slot: last_slot, due_at: last_due, trigger, first_slot, count });
+            let trigger = if count > 1 {
+                Trigger::Catchup
+            } else {
+                Trigger::Schedule
+            };
+            fires.push(Fire {
+                slot: last_slot,
+                due_at: last_due,
+                trigger,
+                first_slot,
+                count,
+            });
         }
     } else {
         let missed: Vec<_> = due.iter().filter(|(_, at)| late(*at)).collect();
         if let (Some(first), Some(last)) = (missed.first(), missed.last()) {
-            decisions.push(Decision::Miss { first_slot: first.0, last_slot: last.0, count: missed.len() as u64 });
+            decisions.push(Decision::Miss {
+                first_slot: first.0,
+                last_slot: last.0,
+                count: missed.len() as u64,
+            });
         }
         for &(slot, at) in due.iter().filter(|(_, at)| !late(*at)) {
-            let trigger = if slot == last_slot { Trigger::Schedule } else { Trigger::Catchup };
-            fires.push(Fire { slot, due_at: at, trigger, first_slot: slot, count: 1 });
+            let trigger = if slot == last_slot {
+                Trigger::Schedule
+            } else {
+                Trigger::Catchup
+            };
+            fires.push(Fire {
+                slot,
+                due_at: at,
+                trigger,
+                first_slot: slot,
+                count: 1,
+            });
         }
     }
 
@@ -175,7 +228,10 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
             }),
         }
     }
-    Plan { decisions, next_slot: cursor }
+    Plan {
+        decisions,
+        next_slot: cursor,
+    }
 }
 
 /// How a resumed job makes up for the slots it skipped while paused.
@@ -191,7 +247,9 @@ pub enum Catchup {
 
 /// The catch-up runs owed on resume, given the slots skipped while paused (oldest first).
 pub fn catch_up(mode: Catchup, paused_slots: &[DateTime<Utc>], now: DateTime<Utc>) -> Vec<Fire> {
-    let (Some(&first), Some(&last)) = (paused_slots.first(), paused_slots.last()) else { return Vec::new() };
+    let (Some(&first), Some(&last)) = (paused_slots.first(), paused_slots.last()) else {
+        return Vec::new();
+    };
     match mode {
         Catchup::None => Vec::new(),
         Catchup::Latest => vec![Fire {
@@ -203,7 +261,13 @@ pub fn catch_up(mode: Catchup, paused_slots: &[DateTime<Utc>], now: DateTime<Utc
         }],
         Catchup::All => paused_slots
             .iter()
-            .map(|&slot| Fire { slot, due_at: now, trigger: Trigger::Catchup, first_slot: slot, count: 1 })
+            .map(|&slot| Fire {
+                slot,
+                due_at: now,
+                trigger: Trigger::Catchup,
+                first_slot: slot,
+                count: 1,
+            })
             .collect(),
     }
 }

@@ -74,8 +74,10 @@ fn repair(dir: &Path, run: &RunRow, clock: &Arc<dyn Clock>) {
         receipt.finished_at = Some(rfc3339(now));
         receipt.error_code = Some("owner_gone".into());
         receipt.message = Some(OWNER_GONE.into());
-        if let Err(e) = receipt.write(dir, true) {
-            tracing::warn!("cannot update the receipt in {}: {e}", dir.display());
+        let written = crate::artifacts::summary::write(dir, &receipt, &[])
+            .and_then(|()| receipt.write(dir, true));
+        if let Err(e) = written {
+            tracing::warn!("cannot update the artifacts in {}: {e}", dir.display());
         }
     }
 }

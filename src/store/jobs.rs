@@ -213,8 +213,11 @@ impl Store {
             StateChange::Resume { catchup } => catchup,
             _ => None,
         };
-        tx.execute(sql, params![id, by, reason, now, catchup])
-            .map_err(fail)?;
+        let changed = match change {
+            StateChange::Resume { .. } => tx.execute(sql, params![id, by, reason, now, catchup]),
+            _ => tx.execute(sql, params![id, by, reason, now]),
+        };
+        changed.map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(before)
     }

@@ -10,5 +10,6 @@ mod commands;
 mod common;
 mod contract;
 mod runs;
+mod scheduler;
 mod store_sync;
 mod validate;

@@ -1,0 +1,376 @@
+//! The scheduler as a real process, with sub-second schedules so each test takes seconds: firing on
+//! time, crashes, the single-owner lock, lifecycle changes from other processes, hot reload, shutdown.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process};
+use serde_json::Value;
+
+use crate::common::{TestHome, process_alive, wait_until};
+
+const EVERY_SECOND: &str = "schedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n";
+
+/// A scheduler process whose log goes to `scheduler.log` in the home.
+fn start(home: &TestHome) -> Child {
+    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log file");
+    home.command(&["scheduler", "--shutdown-grace", "1s"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the scheduler")
+}
+
+fn signal(child: &Child, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
+    kill_process(pid, signal).expect("send signal");
+}
+
+fn stop(mut child: Child) -> i32 {
+    signal(&child, Signal::TERM);
+    child.wait().expect("wait").code().unwrap_or(-1)
+}
+
+/// A count from the store; 0 while the scheduler has not created it yet.
+fn count(home: &TestHome, sql: &str) -> i64 {
+    let path = home.path().join("db/jobs.sqlite3");
+    let Ok(db) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    db.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+fn log(home: &TestHome) -> String {
+    std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
+}
+
+#[test]
+fn a_job_every_second_runs_on_time() {
+    let home = TestHome::new();
+    home.spec(
+        "tick.yaml",
+        format!("id: tick\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
+    );
+    let scheduler = start(&home);
+    wait_until("5 runs", 10, || {
+        count(
+            &home,
+            "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'",
+        ) >= 5
+    });
+    assert_eq!(stop(scheduler), 0);
+    let lateness: Vec<i64> = {
+        let db = home.db();
+        let mut statement = db
+            .prepare("SELECT started_at - slot FROM runs WHERE trigger = 'schedule' ORDER BY seq")
+            .expect("query");
+        statement
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    assert!(lateness.len() >= 5, "{lateness:?}");
+    for (i, late) in lateness.iter().enumerate().skip(1) {
+        assert!(
+            (0..100).contains(late),
+            "run {} started {late} ms after its slot; log:\n{}",
+            i + 1,
+            log(&home)
+        );
+    }
+    let slots = count(
+        &home,
+        "SELECT COUNT(DISTINCT slot) FROM runs WHERE slot IS NOT NULL",
+    );
+    assert_eq!(
+        slots,
+        count(&home, "SELECT COUNT(*) FROM runs WHERE slot IS NOT NULL"),
+        "one record per slot"
+    );
+    home.checked_artifacts("tick", 2);
+}
+
+#[test]
+fn two_schedulers_at_once_one_owns_the_other_exits_5() {
+    let home = TestHome::new();
+    let spawn = || {
+        home.command(&["--json", "scheduler"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let (first, second) = (spawn(), spawn());
+    std::thread::sleep(Duration::from_millis(700));
+    let (mut running, mut exited) = (Vec::new(), Vec::new());
+    for mut child in [first, second] {
+        match child.try_wait().expect("poll") {
+            Some(status) => exited.push((
+                status.code(),
+                child.wait_with_output().expect("output").stdout,
+            )),
+            None => running.push(child),
+        }
+    }
+    assert_eq!(
+        (running.len(), exited.len()),
+        (1, 1),
+        "exactly one owns the home"
+    );
+    assert_eq!(exited[0].0, Some(5));
+    let report: Value = serde_json::from_slice(&exited[0].1).expect("json");
+    assert_eq!(report["error"]["code"], "scheduler_already_running");
+    let message = report["error"]["message"].as_str().unwrap_or_default();
+    let owner_pid = running[0].id().to_string();
+    assert!(
+        message.contains(&format!("{owner_pid}@")),
+        "names the owner's pid and host: {message}"
+    );
+    let (status, code) = home.json(&["status"]);
+    assert_eq!(code, 0, "status exits 0 with a live scheduler");
+    assert_eq!(status["data"]["scheduler"]["running"], true);
+    assert_eq!(stop(running.remove(0)), 0);
+    let (_, code) = home.json(&["status"]);
+    assert_eq!(code, 5, "and 5 without one");
+}
+
+#[test]
+fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
+    let home = TestHome::new();
+    home.spec("slow.yaml", format!("id: slow\n{EVERY_SECOND}run:\n  shell: \"sleep 3\"\npolicy:\n  misfire_grace: 1s\n  coalesce: false\n"));
+    let mut scheduler = start(&home);
+    wait_until("a run in flight", 10, || {
+        count(&home, "SELECT COUNT(*) FROM runs WHERE status = 'running'") >= 1
+    });
+    scheduler.kill().expect("kill -9");
+    scheduler.wait().expect("reap");
+    // The run in flight has just lost its owner: the restart must find it.
+    let orphan: Option<i64> = home
+        .db()
+        .query_row("SELECT seq FROM runs WHERE status = 'running'", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    let scheduler = start(&home);
+    wait_until("the restart to reconcile", 10, || {
+        count(
+            &home,
+            "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'",
+        ) >= 1
+            && count(&home, "SELECT COUNT(*) FROM runs WHERE status = 'missed'") >= 1
+    });
+    assert_eq!(stop(scheduler), 0);
+    assert_eq!(
+        count(
+            &home,
+            "SELECT COUNT(*) FROM (SELECT slot FROM runs WHERE slot IS NOT NULL GROUP BY job_id, slot HAVING COUNT(*) > 1)"
+        ),
+        0,
+        "no (job, slot) has two records"
+    );
+    if let Some(seq) = orphan {
+        let receipt = home.receipt("slow", seq);
+        assert_eq!(
+            receipt["status"], "interrupted",
+            "reconciliation repaired the receipt"
+        );
+        let events = home.checked_artifacts("slow", seq);
+        assert_eq!(
+            events.last().and_then(|e| e["type"].as_str()),
+            Some("run_finished")
+        );
+    }
+    let missed: (i64, i64) = home
+        .db()
+        .query_row("SELECT slot_count, last_slot - first_slot FROM runs WHERE status = 'missed' ORDER BY seq LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("missed record");
+    assert!(
+        missed.0 >= 1 && missed.1 == (missed.0 - 1) * 1000,
+        "a missed record counts its slots: {missed:?}"
+    );
+}
+
+#[test]
+fn lifecycle_changes_from_another_process_apply_within_a_second() {
+    let home = TestHome::new();
+    home.spec(
+        "beat.yaml",
+        format!("id: beat\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
+    );
+    let scheduler = start(&home);
+    wait_until("a first run", 10, || {
+        count(
+            &home,
+            "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'",
+        ) >= 1
+    });
+
+    let outcome = home.run(&["pause", "beat", "--reason", "maintenance window"]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    std::thread::sleep(Duration::from_millis(1000));
+    let runs_at_pause = count(&home, "SELECT COUNT(*) FROM runs WHERE status != 'skipped'");
+    wait_until("a paused slot recorded as skipped", 5, || {
+        count(
+            &home,
+            "SELECT COUNT(*) FROM runs WHERE status = 'skipped' AND error_code = 'skipped_paused'",
+        ) >= 1
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        count(&home, "SELECT COUNT(*) FROM runs WHERE status != 'skipped'"),
+        runs_at_pause,
+        "nothing runs while paused"
+    );
+    let (show, _) = home.json(&["show", "beat"]);
+    assert_eq!(show["data"]["operator_state"]["state"], "paused");
+    assert_eq!(
+        show["data"]["operator_state"]["reason"],
+        "maintenance window"
+    );
+
+    assert_eq!(home.run(&["resume", "beat", "--catchup", "latest"]).code, 0);
+    wait_until("a catch-up run for the paused slots", 5, || {
+        count(
+            &home,
+            "SELECT COUNT(*) FROM runs WHERE trigger = 'catchup' AND status = 'succeeded'",
+        ) >= 1
+    });
+    let before = count(
+        &home,
+        "SELECT COUNT(*) FROM runs WHERE trigger = 'schedule' AND status = 'succeeded'",
+    );
+    wait_until("scheduled runs again", 5, || {
+        count(
+            &home,
+            "SELECT COUNT(*) FROM runs WHERE trigger = 'schedule' AND status = 'succeeded'",
+        ) > before
+    });
+
+    assert_eq!(home.run(&["disable", "beat"]).code, 0);
+    std::thread::sleep(Duration::from_millis(1000));
+    let frozen = count(&home, "SELECT COUNT(*) FROM runs");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        count(&home, "SELECT COUNT(*) FROM runs"),
+        frozen,
+        "a disabled job records nothing"
+    );
+    assert_eq!(home.run(&["enable", "beat"]).code, 0);
+    wait_until("runs after enable", 5, || {
+        count(&home, "SELECT COUNT(*) FROM runs") > frozen
+    });
+    assert_eq!(stop(scheduler), 0);
+}
+
+#[test]
+fn specs_are_hot_reloaded_and_a_broken_edit_keeps_the_last_good_version() {
+    let home = TestHome::new();
+    let scheduler = start(&home);
+    std::thread::sleep(Duration::from_millis(500));
+    home.spec(
+        "late.yaml",
+        format!("id: late\n{EVERY_SECOND}run:\n  shell: \"echo first version\"\n"),
+    );
+    wait_until("the new spec to run", 5, || {
+        count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'") >= 1
+    });
+
+    // An editor that saves by writing a temporary file and renaming it over the spec.
+    let temp = home.jobs_dir().join(".late.yaml.swp");
+    std::fs::write(&temp, format!("id: late\n{EVERY_SECOND}run:\n  shell: \"echo first version\"\npolicy:\n  max_instances: 0\n"))
+        .expect("write");
+    std::fs::rename(&temp, home.jobs_dir().join("late.yaml")).expect("rename");
+    wait_until("the problem to be recorded", 5, || {
+        count(
+            &home,
+            "SELECT COUNT(*) FROM jobs WHERE id = 'late' AND load_error IS NOT NULL",
+        ) == 1
+    });
+    let before = count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'");
+    wait_until("the last good version to keep running", 5, || {
+        count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'") > before
+    });
+    let (list, _) = home.json(&["list"]);
+    assert_eq!(
+        list["data"]["jobs"][0]["problems"][0]["pointer"],
+        "/policy/max_instances"
+    );
+    let (status, _) = home.json(&["status"]);
+    assert_eq!(status["data"]["spec_problems"][0]["job_id"], "late");
+
+    home.remove_spec("late.yaml");
+    wait_until("the removal to be seen", 5, || {
+        count(
+            &home,
+            "SELECT COUNT(*) FROM jobs WHERE id = 'late' AND present = 0",
+        ) == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let after = count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'"),
+        after,
+        "a removed job stops"
+    );
+    assert!(after > 0, "and keeps its history");
+    assert_eq!(stop(scheduler), 0);
+}
+
+#[test]
+fn sigterm_with_a_long_run_in_flight_interrupts_it_cleanly() {
+    let home = TestHome::new();
+    home.spec(
+        "long.yaml",
+        format!("id: long\n{EVERY_SECOND}run:\n  shell: \"echo $$ > pid.$JOBS_RUN_SEQ; sleep 30\"\n  kill_grace: 1s\n"),
+    );
+    let scheduler = start(&home);
+    wait_until("a run in flight", 10, || home.path().join("pid.1").exists());
+    let pid: i32 = std::fs::read_to_string(home.path().join("pid.1"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(stop(scheduler), 0, "a clean exit");
+    let (status, _, _, code) = home.run_row("long", 1);
+    assert_eq!(
+        (status.as_str(), code.as_deref()),
+        ("interrupted", Some("interrupted"))
+    );
+    wait_until("the run's process to be gone", 3, || !process_alive(pid));
+    home.checked_artifacts("long", 1);
+}
+
+#[test]
+fn dry_run_shows_the_plan_and_changes_nothing() {
+    let home = TestHome::new();
+    home.spec(
+        "tick.yaml",
+        format!("id: tick\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
+    );
+    let scheduler = start(&home);
+    wait_until("a run", 10, || {
+        count(&home, "SELECT COUNT(*) FROM runs") >= 1
+    });
+    assert_eq!(stop(scheduler), 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = count(&home, "SELECT COUNT(*) FROM runs");
+    let outcome = home.run(&["scheduler", "--dry-run"]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert!(
+        outcome.stdout.contains("tick: would start"),
+        "{}",
+        outcome.stdout
+    );
+    assert_eq!(
+        count(&home, "SELECT COUNT(*) FROM runs"),
+        before,
+        "nothing changed"
+    );
+}
