@@ -189,8 +189,11 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
                 count: missed.len() as u64,
             });
         }
+        // The latest slot due is a plain scheduled run, unless the tick was cut short and later ones wait.
+        let capped = cursor
+            .is_some_and(|next| due_at(input.job_id, input.schedule, next, input.jitter) <= now);
         for &(slot, at) in due.iter().filter(|(_, at)| !late(*at)) {
-            let trigger = if slot == last_slot {
+            let trigger = if slot == last_slot && !capped {
                 Trigger::Schedule
             } else {
                 Trigger::Catchup
@@ -220,12 +223,24 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
                 queued += 1;
             }
             Overlap::Replace if running > 0 => decisions.push(Decision::Replace(fire)),
-            _ => decisions.push(Decision::Skip {
-                first_slot: fire.first_slot,
-                last_slot: fire.slot,
-                count: fire.count,
-                reason: SkipReason::Overlap,
-            }),
+            _ => match decisions.last_mut() {
+                // Consecutive skipped slots make one record, not one each.
+                Some(Decision::Skip {
+                    last_slot,
+                    count,
+                    reason: SkipReason::Overlap,
+                    ..
+                }) => {
+                    *last_slot = fire.slot;
+                    *count += fire.count;
+                }
+                _ => decisions.push(Decision::Skip {
+                    first_slot: fire.first_slot,
+                    last_slot: fire.slot,
+                    count: fire.count,
+                    reason: SkipReason::Overlap,
+                }),
+            },
         }
     }
     Plan {

@@ -80,6 +80,8 @@ struct Daemon {
     scheduler_logs: HashMap<String, EventLog>,
     data_version: i64,
     started: usize,
+    /// After a failed claim, when to try again: a store that keeps failing must not spin the loop.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// Runs the scheduler of `home` until `shutdown` resolves (or, with `dry_run`, just plans).
@@ -122,6 +124,7 @@ pub async fn run(
         scheduler_logs: HashMap::new(),
         data_version,
         started: 0,
+        retry_at: None,
     };
     daemon.reload()?;
     tracing::info!(jobs = daemon.jobs.len(), "scheduler started");
@@ -287,6 +290,7 @@ impl Daemon {
             Ok(in_flight) => in_flight,
             Err(e) => {
                 tracing::error!("{e}");
+                self.retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                 return;
             }
         };
@@ -400,11 +404,13 @@ impl Daemon {
         let results = match result {
             Ok(results) => results,
             Err(e) => {
-                // Nothing was recorded: the slots stay pending and are judged again next time.
+                // Nothing was recorded: the slots stay pending and are judged again, a second later.
                 tracing::error!("claiming due slots failed: {e}");
+                self.retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                 return;
             }
         };
+        self.retry_at = None;
         for (id, plan) in plans {
             if let Some(entry) = self.jobs.get_mut(&id) {
                 entry.next_slot = plan.next_slot;

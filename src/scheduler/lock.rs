@@ -28,8 +28,18 @@ impl OwnerLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
+                // The winner writes its name just after taking the lock: give it a moment.
                 let mut owner = String::new();
-                let _ = file.read_to_string(&mut owner);
+                for _ in 0..20 {
+                    owner.clear();
+                    let _ = file
+                        .seek(SeekFrom::Start(0))
+                        .and_then(|_| file.read_to_string(&mut owner));
+                    if !owner.trim().is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
                 let owner = owner.trim();
                 return Err(Error::SchedulerAlreadyRunning {
                     owner: if owner.is_empty() {

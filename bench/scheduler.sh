@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Scheduler benchmarks, release build:
+#   start-up: for 100, 1,000 and 10,000 cron jobs, the time from process start until the scheduler logs
+#             "scheduler started" (every spec loaded and synced, every next slot computed and stored),
+#             and its resident memory then; first start (empty store) and restart (store in place).
+#   lateness: N jobs (default 200) due every second for S seconds (default 60) running `true`: the
+#             lateness of each run's start against its slot (p50, p99, max) and the slots missed or
+#             skipped. Every run writes its full artifacts (receipt, events, summary, logs).
+# Usage: bench/scheduler.sh [startup|lateness|all] [N] [S]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+jobs_n=${2:-200}
+seconds=${3:-60}
+cargo build --release --quiet
+bin=$PWD/target/release/jobs
+
+make_home() { # home count cron
+  local home=$1 count=$2 cron=$3
+  mkdir -p "$home/jobs"
+  for ((i = 0; i < count; i++)); do
+    printf 'id: job-%05d\nschedule:\n  cron: "%s"\n  timezone: Europe/Berlin\nrun:\n  command: ["true"]\n' \
+      "$i" "$cron" >"$home/jobs/job-$(printf %05d "$i").yaml"
+  done
+}
+
+start_and_measure() { # home -> prints "ms rss_kib"
+  local home=$1
+  local start end pid
+  start=$(date +%s%N)
+  "$bin" --home "$home" scheduler >/dev/null 2>"$home/scheduler.log" &
+  pid=$!
+  until grep -q "scheduler started" "$home/scheduler.log" 2>/dev/null; do sleep 0.005; done
+  end=$(date +%s%N)
+  local rss
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  kill -TERM "$pid"
+  wait "$pid" || true
+  echo "$(((end - start) / 1000000)) $rss"
+}
+
+if [[ $what == startup || $what == all ]]; then
+  for count in 100 1000 10000; do
+    home=$(mktemp -d)
+    # Minute-of-hour patterns that will not fire during the measurement.
+    make_home "$home" "$count" "0 0 3 * * *"
+    read -r first_ms first_rss < <(start_and_measure "$home")
+    read -r again_ms again_rss < <(start_and_measure "$home")
+    echo "start-up, $count jobs: first start ${first_ms} ms (${first_rss} KiB resident), restart ${again_ms} ms (${again_rss} KiB resident)"
+    rm -rf "$home"
+  done
+fi
+
+if [[ $what == lateness || $what == all ]]; then
+  home=$(mktemp -d)
+  make_home "$home" "$jobs_n" "* * * * * *"
+  "$bin" --home "$home" scheduler >/dev/null 2>"$home/scheduler.log" &
+  pid=$!
+  sleep "$seconds"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  python3 - "$home/db/jobs.sqlite3" "$jobs_n" "$seconds" <<'PY'
+import sqlite3, sys
+db, jobs, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+con = sqlite3.connect(db)
+late = sorted(r[0] for r in con.execute(
+    "SELECT started_at - slot FROM runs WHERE slot IS NOT NULL AND started_at IS NOT NULL AND trigger = 'schedule'"))
+other = dict(con.execute("SELECT status, SUM(slot_count) FROM runs GROUP BY status").fetchall())
+def pct(p):
+    return late[min(len(late) - 1, int(len(late) * p))] if late else None
+print(f"lateness, {jobs} jobs every second for {seconds} s: {len(late)} runs, "
+      f"p50 {pct(0.5)} ms, p99 {pct(0.99)} ms, max {late[-1] if late else None} ms; "
+      f"missed {other.get('missed', 0)}, skipped {other.get('skipped', 0)}, statuses {other}")
+PY
+  rm -rf "$home"
+fi
