@@ -59,17 +59,25 @@ if [[ $what == lateness || $what == all ]]; then
   sleep "$seconds"
   kill -TERM "$pid"
   wait "$pid" || true
-  python3 - "$home/db/jobs.sqlite3" "$jobs_n" "$seconds" <<'PY'
-import sqlite3, sys
-db, jobs, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-con = sqlite3.connect(db)
-late = sorted(r[0] for r in con.execute(
-    "SELECT started_at - slot FROM runs WHERE slot IS NOT NULL AND started_at IS NOT NULL AND trigger = 'schedule'"))
+  python3 - "$home" "$jobs_n" "$seconds" <<'PY'
+import glob, json, sqlite3, sys
+from datetime import datetime
+home, jobs, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def t(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+# Lateness = when the first attempt's process was started (from the receipt) minus the nominal slot.
+late = []
+for path in glob.glob(f"{home}/runs/*/*/run_receipt.json"):
+    receipt = json.load(open(path))
+    if receipt["trigger"] == "schedule" and receipt["attempts"]:
+        late.append((t(receipt["attempts"][0]["started_at"]) - t(receipt["slot"])).total_seconds() * 1000)
+late.sort()
+con = sqlite3.connect(f"{home}/db/jobs.sqlite3")
 other = dict(con.execute("SELECT status, SUM(slot_count) FROM runs GROUP BY status").fetchall())
 def pct(p):
-    return late[min(len(late) - 1, int(len(late) * p))] if late else None
+    return round(late[min(len(late) - 1, int(len(late) * p))]) if late else None
 print(f"lateness, {jobs} jobs every second for {seconds} s: {len(late)} runs, "
-      f"p50 {pct(0.5)} ms, p99 {pct(0.99)} ms, max {late[-1] if late else None} ms; "
+      f"p50 {pct(0.5)} ms, p99 {pct(0.99)} ms, max {round(late[-1]) if late else None} ms; "
       f"missed {other.get('missed', 0)}, skipped {other.get('skipped', 0)}, statuses {other}")
 PY
   rm -rf "$home"
