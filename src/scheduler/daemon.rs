@@ -23,8 +23,9 @@ use crate::runner::execute;
 use crate::runner::execute::{RunOutcome, RunPlan, stored_run_dir};
 use crate::schedule::Schedule;
 use crate::spec::JobSpec;
+use crate::spec::model::RetryOn;
 use crate::store::owner::Owner;
-use crate::store::{Store, TickRecord, TickResult};
+use crate::store::{RunRow, Store, TickRecord, TickResult};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -82,6 +83,8 @@ struct Daemon {
     started: usize,
     /// After a failed claim, when to try again: a store that keeps failing must not spin the loop.
     retry_at: Option<tokio::time::Instant>,
+    /// Runs found interrupted at start whose policy retries interruptions: each gets one new run.
+    retries: Vec<RunRow>,
 }
 
 /// Runs the scheduler of `home` until `shutdown` resolves (or, with `dry_run`, just plans).
@@ -125,8 +128,10 @@ pub async fn run(
         data_version,
         started: 0,
         retry_at: None,
+        retries: Vec::new(),
     };
     daemon.reload()?;
+    daemon.plan_retries(&interrupted);
     tracing::info!(jobs = daemon.jobs.len(), "scheduler started");
 
     let watcher = super::watch::watch(&daemon.home.jobs_dir());
@@ -236,6 +241,26 @@ impl Daemon {
         Ok(())
     }
 
+    /// Interrupted runs are retried once, as a new run linked to them, when their job retries
+    /// `interrupted` outcomes. A retry that is itself interrupted is not retried again, so a job that
+    /// keeps taking the scheduler down cannot loop.
+    fn plan_retries(&mut self, interrupted: &[(String, i64)]) {
+        for (job, seq) in interrupted {
+            let Some(entry) = self.jobs.get(job) else {
+                continue;
+            };
+            let retry = &entry.spec.retry;
+            if !retry.retry_on.contains(&RetryOn::Interrupted) || retry.max_attempts < 2 {
+                continue;
+            }
+            match self.store().and_then(|s| s.run_row(job, *seq)) {
+                Ok(Some(row)) if row.replay_of.is_none() => self.retries.push(row),
+                Ok(_) => {}
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+    }
+
     fn reload_logged(&mut self, why: &str) {
         if let Err(e) = self.reload() {
             tracing::error!("reload after {why} failed: {e}");
@@ -265,7 +290,7 @@ impl Daemon {
         let now = self.clock.now();
         let mut earliest: Option<DateTime<Utc>> = None;
         for (id, entry) in &self.jobs {
-            let due = if entry.catchup.is_some() {
+            let due = if entry.catchup.is_some() || !self.retries.is_empty() {
                 Some(now)
             } else {
                 entry
@@ -299,6 +324,25 @@ impl Daemon {
         let mut next_slots = Vec::new();
         let mut catchups_done = Vec::new();
         let mut plans: Vec<(String, Plan)> = Vec::new();
+        for row in std::mem::take(&mut self.retries) {
+            let Some(entry) = self.jobs.get(&row.job_id) else {
+                continue;
+            };
+            let (running, queued) = in_flight.get(&row.job_id).copied().unwrap_or((0, 0));
+            tracing::info!(run = %run_name(&row.job_id, row.seq), "retrying the interrupted run");
+            records.push(TickRecord::Run {
+                job_id: row.job_id.clone(),
+                trigger: Trigger::Catchup,
+                slot: None,
+                due_at: Some(millis(now)),
+                first_slot: row.slot,
+                last_slot: row.slot,
+                count: 1,
+                spec_hash: entry.spec_hash.clone(),
+                queued: running >= entry.spec.policy.max_instances || queued > 0,
+                retry_of: Some(row.seq),
+            });
+        }
         for (id, entry) in &self.jobs {
             let (running, queued) = in_flight.get(id).copied().unwrap_or((0, 0));
             if let Some(mode) = entry.catchup {
@@ -441,22 +485,8 @@ impl Daemon {
                 return;
             }
             TickResult::Recorded { seq, prepared } => match (record, prepared) {
-                (
-                    TickRecord::Run {
-                        job_id,
-                        trigger,
-                        slot,
-                        due_at,
-                        first_slot,
-                        count,
-                        queued,
-                        ..
-                    },
-                    Some(run_dir),
-                ) => {
-                    self.start(
-                        job_id, seq, trigger, slot, due_at, first_slot, count, queued, run_dir, now,
-                    );
+                (record @ TickRecord::Run { .. }, Some(run_dir)) => {
+                    self.start(record, seq, run_dir, now);
                     return;
                 }
                 (record, _) => (record, seq),
@@ -535,23 +565,22 @@ impl Daemon {
         }
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the fields of one claimed run, unpacked once"
-    )]
-    fn start(
-        &mut self,
-        job_id: String,
-        seq: i64,
-        trigger: Trigger,
-        slot: Option<i64>,
-        due_at: Option<i64>,
-        first_slot: Option<i64>,
-        count: i64,
-        queued: bool,
-        run_dir: RunDir,
-        now: DateTime<Utc>,
-    ) {
+    /// Starts a claimed run (a `TickRecord::Run`) in its locked directory.
+    fn start(&mut self, record: TickRecord, seq: i64, run_dir: RunDir, now: DateTime<Utc>) {
+        let TickRecord::Run {
+            job_id,
+            trigger,
+            slot,
+            due_at,
+            first_slot,
+            count,
+            queued,
+            retry_of,
+            ..
+        } = record
+        else {
+            return;
+        };
         let Some(entry) = self.jobs.get(&job_id) else {
             return;
         };
@@ -563,7 +592,7 @@ impl Daemon {
             trigger,
             slot: slot.and_then(DateTime::from_timestamp_millis),
             due_at: due_at.and_then(DateTime::from_timestamp_millis),
-            replay_of: None,
+            replay_of: retry_of,
             first_slot: first_slot.and_then(DateTime::from_timestamp_millis),
             slot_count: u64::try_from(count).unwrap_or(1),
             claimed_at: now,
@@ -660,6 +689,7 @@ fn run_record(
         count: i64::try_from(fire.count).unwrap_or(i64::MAX),
         spec_hash: entry.spec_hash.clone(),
         queued,
+        retry_of: None,
     }
 }
 

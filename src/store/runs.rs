@@ -442,6 +442,8 @@ pub enum TickRecord {
         count: i64,
         spec_hash: String,
         queued: bool,
+        /// For a retry of an interrupted run: the run it repeats.
+        retry_of: Option<i64>,
     },
     /// Slots that did not run, and why.
     Skipped {
@@ -510,14 +512,16 @@ impl Store {
                 )
                 .map_err(fail)?;
             let inserted = match record {
-                TickRecord::Run { job_id, trigger, slot, due_at, first_slot, last_slot, count, spec_hash, queued } => {
+                TickRecord::Run {
+                    job_id, trigger, slot, due_at, first_slot, last_slot, count, spec_hash, queued, retry_of,
+                } => {
                     let (status, started_at) = if *queued { ("queued", None) } else { ("running", Some(now)) };
                     tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
-                                           owner, slot_count, first_slot, last_slot)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+                                           owner, slot_count, first_slot, last_slot, replay_of)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING",
                         params![job_id, seq, trigger.as_str(), slot, due_at, now, started_at, status, spec_hash, owner,
-                                count, first_slot, last_slot],
+                                count, first_slot, last_slot, retry_of],
                     )
                     .map_err(fail)?
                 }

@@ -135,7 +135,7 @@ fn two_schedulers_at_once_one_owns_the_other_exits_5() {
 #[test]
 fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
     let home = TestHome::new();
-    home.spec("slow.yaml", format!("id: slow\n{EVERY_SECOND}run:\n  shell: \"sleep 3\"\npolicy:\n  misfire_grace: 1s\n  coalesce: false\n"));
+    home.spec("slow.yaml", format!("id: slow\n{EVERY_SECOND}run:\n  shell: \"sleep 3\"\npolicy:\n  misfire_grace: 1s\n  coalesce: false\nretry:\n  max_attempts: 2\n  retry_on: [interrupted]\n"));
     let mut scheduler = start(&home);
     wait_until("a run in flight", 10, || {
         count(&home, "SELECT COUNT(*) FROM runs WHERE status = 'running'") >= 1
@@ -168,6 +168,14 @@ fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
         "no (job, slot) has two records"
     );
     if let Some(seq) = orphan {
+        let retries = count(
+            &home,
+            &format!("SELECT COUNT(*) FROM runs WHERE replay_of = {seq} AND trigger = 'catchup'"),
+        );
+        assert_eq!(
+            retries, 1,
+            "the interrupted run is retried once, as its policy asks"
+        );
         let receipt = home.receipt("slow", seq);
         assert_eq!(
             receipt["status"], "interrupted",
