@@ -37,6 +37,10 @@ pub enum Error {
         id: String,
         close: Vec<String>,
     },
+    RunNotFound {
+        id: String,
+        seq: i64,
+    },
     /// `count` spec files failed validation; their problems were already printed.
     InvalidSpecs {
         count: usize,
@@ -116,6 +120,7 @@ impl Error {
         match self {
             Self::Usage { .. } => "usage",
             Self::JobNotFound { .. } => "job_not_found",
+            Self::RunNotFound { .. } => "run_not_found",
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => "job_invalid_spec",
             Self::Store { .. } | Self::StoreTooNew { .. } => "store_error",
             Self::Io { .. } => "io_error",
@@ -133,7 +138,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage { .. } => exit::USAGE,
-            Self::JobNotFound { .. } => exit::NOT_FOUND,
+            Self::JobNotFound { .. } | Self::RunNotFound { .. } => exit::NOT_FOUND,
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => exit::INVALID_SPEC,
             Self::Store { .. } | Self::StoreTooNew { .. } | Self::Io { .. } => exit::STORE_OR_IO,
             Self::RunsFailed { .. } => exit::RUN_FAILED,
@@ -155,6 +160,7 @@ impl Error {
                 Some(format!("did you mean: {}?", close.join(", ")))
             }
             Self::JobNotFound { .. } => Some("run `jobs list` to see the known jobs".into()),
+            Self::RunNotFound { id, .. } => Some(format!("run `jobs history {id}` to see its runs")),
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => {
                 Some("run `jobs validate` for every problem with its position".into())
             }
@@ -190,6 +196,7 @@ impl fmt::Display for Error {
         match self {
             Self::Usage { message } => write!(f, "{message}"),
             Self::JobNotFound { id, .. } => write!(f, "no job with id `{id}`"),
+            Self::RunNotFound { id, seq } => write!(f, "job `{id}` has no run {seq}"),
             Self::InvalidSpecs { count: 1 } => write!(f, "1 spec file is invalid"),
             Self::InvalidSpecs { count } => write!(f, "{count} spec files are invalid"),
             Self::InvalidSpec {

@@ -141,6 +141,20 @@ pub enum Command {
     },
     /// Is a scheduler running, what is in flight, what comes next, what is broken
     Status,
+    /// Show a run's events: the run in flight, or the latest; follow it with -f
+    Tail {
+        id: String,
+        /// This run instead of the current one
+        #[arg(long)]
+        run: Option<i64>,
+        /// Follow the run until it finishes (waiting for the next one if none is in flight); exit with
+        /// its status
+        #[arg(short, long)]
+        follow: bool,
+        /// Follow run after run until interrupted
+        #[arg(long)]
+        forever: bool,
+    },
     /// The background side of `jobs run --detach`
     #[command(name = "__exec", hide = true)]
     Exec {

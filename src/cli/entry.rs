@@ -123,6 +123,20 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             super::lifecycle::run(ctx, &id, StateChange::Enable, reason.as_deref())
         }
         Command::Status => super::status::run(ctx),
+        Command::Tail {
+            id,
+            run,
+            follow,
+            forever,
+        } => super::tail::run(
+            ctx,
+            &id,
+            &super::tail::TailArgs {
+                run,
+                follow,
+                forever,
+            },
+        ),
     }
 }
 

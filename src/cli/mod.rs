@@ -13,6 +13,7 @@ mod scheduler;
 mod schema;
 mod show;
 mod status;
+mod tail;
 mod validate;
 
 pub use entry::run;

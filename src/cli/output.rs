@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use crate::error::Error;
 
 /// What a command produced: the JSON `data`, the human rendering of the same, and, when the command
-/// completed but found something wrong (invalid specs), the error that decides the exit code.
+/// completed but found something wrong (invalid specs), the error that decides the exit code. `data`
+/// is null for a command that already streamed its output.
 pub struct Report {
     pub data: Value,
     pub human: String,
@@ -58,6 +59,10 @@ impl Output {
 
     /// Prints a report: the envelope in JSON mode, else its human text.
     pub fn report(&self, report: &Report) {
+        if self.json && report.data.is_null() {
+            // The command streamed its own JSON (`jobs tail --json` prints the event lines as they are).
+            return;
+        }
         if self.json {
             let mut document = json!({ "ok": report.error.is_none(), "data": report.data });
             if let Some(error) = &report.error {

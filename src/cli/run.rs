@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 use super::entry::Ctx;
 use super::output::{Report, Style, Table};
+use crate::artifacts::Stream;
 use crate::artifacts::events::Observer;
-use crate::artifacts::{EventKind, Stream};
 use crate::catalog::{Catalog, JobState};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
@@ -145,8 +145,7 @@ fn live_output(id: &str, prefixed: bool) -> Observer {
         String::new()
     };
     Box::new(move |event| {
-        if let EventKind::Output { stream, line, .. } = &event.kind {
-            let text = format!("{prefix}{line}\n");
+        if let Some((stream, text)) = super::tail::output_line(event, &prefix) {
             let _ = match stream {
                 Stream::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
                 Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),

@@ -12,4 +12,5 @@ mod contract;
 mod runs;
 mod scheduler;
 mod store_sync;
+mod tail;
 mod validate;

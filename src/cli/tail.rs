@@ -1,0 +1,437 @@
+//! `jobs tail <id> [--run N] [-f] [--forever]`: a run's events as they happen. Reads `events.jsonl`
+//! directly, so it works while the run is being written, and holds back a line until its newline has
+//! been written. Following wakes on file-system events (notify) and polls as a fallback.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Local};
+
+use super::entry::Ctx;
+use super::output::{Output, Report, Style};
+use crate::artifacts::rundir::EVENTS_FILE;
+use crate::artifacts::{Event, EventKind, RunDir, Stream};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::run::{RunStatus, run_name};
+
+/// The longest a follower waits without a file-system event before looking again.
+const POLL: Duration = Duration::from_millis(50);
+/// How often a follower checks that the run it follows still has a live owner.
+const OWNER_CHECK: Duration = Duration::from_secs(1);
+
+pub struct TailArgs {
+    pub run: Option<i64>,
+    pub follow: bool,
+    pub forever: bool,
+}
+
+pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
+    let now = ctx.clock.now();
+    let catalog = Catalog::open(&ctx.home, now)?;
+    catalog.job(id)?;
+    let job_dir = ctx.home.runs_dir().join(id);
+    let mut printer = Printer {
+        out: ctx.out,
+        raw: ctx.out.json,
+    };
+    let start = match args.run {
+        Some(seq) => {
+            if !job_dir.join(seq.to_string()).join(EVENTS_FILE).exists() {
+                return Err(Error::RunNotFound {
+                    id: id.to_owned(),
+                    seq,
+                });
+            }
+            Some(seq)
+        }
+        None => {
+            // The oldest run in flight, or else the latest run.
+            let active = catalog
+                .store
+                .active_runs()?
+                .into_iter()
+                .find(|r| r.job_id == id)
+                .map(|r| r.seq);
+            active.or_else(|| latest_seq(&job_dir))
+        }
+    };
+    let follow = args.follow || args.forever;
+    let Some(mut seq) = start else {
+        if !follow {
+            return Ok(quiet(format!("{id} has no runs yet\n")));
+        }
+        printer.note(&format!("{id} has no runs yet; waiting for the next one"));
+        let next = wait_for_run(&job_dir, 0);
+        return follow_from(&mut printer, id, &job_dir, next, args.forever);
+    };
+    if !follow {
+        let dir = job_dir.join(seq.to_string());
+        let mut reader = EventReader::new(&dir);
+        for line in reader.read_new()? {
+            printer.print(&line);
+        }
+        return Ok(quiet(String::new()));
+    }
+    if args.run.is_none()
+        && !run_is_active(&job_dir.join(seq.to_string()))
+        && latest_seq(&job_dir) == Some(seq)
+    {
+        // Nothing in flight: show the last run, then wait for the next one.
+        if !args.forever {
+            printer.note(&format!(
+                "no run of {id} in flight; waiting for the next one"
+            ));
+            seq = wait_for_run(&job_dir, seq);
+        }
+    }
+    follow_from(&mut printer, id, &job_dir, seq, args.forever)
+}
+
+fn quiet(human: String) -> Report {
+    Report {
+        data: serde_json::Value::Null,
+        human,
+        error: None,
+    }
+}
+
+/// Follows run `seq`, then (with `forever`) every run after it.
+fn follow_from(
+    printer: &mut Printer,
+    id: &str,
+    job_dir: &Path,
+    mut seq: i64,
+    forever: bool,
+) -> Result<Report> {
+    loop {
+        let status = follow_run(printer, &job_dir.join(seq.to_string()))?;
+        if !forever {
+            let error = (status != Some(RunStatus::Succeeded)).then_some(Error::RunsFailed {
+                failed: 1,
+                total: 1,
+            });
+            if status.is_none() {
+                printer.note(&format!(
+                    "{} lost its owner before it finished",
+                    run_name(id, seq)
+                ));
+            }
+            return Ok(Report {
+                data: serde_json::Value::Null,
+                human: String::new(),
+                error,
+            });
+        }
+        seq = wait_for_run(job_dir, seq);
+    }
+}
+
+/// Prints a run's events until `run_finished`; returns its status, or `None` if the run's owner died
+/// without finishing it.
+fn follow_run(printer: &mut Printer, dir: &Path) -> Result<Option<RunStatus>> {
+    let (_watcher, changes) = watch(dir);
+    let mut reader = EventReader::new(dir);
+    let mut last_owner_check = Instant::now();
+    loop {
+        for line in reader.read_new()? {
+            printer.print(&line);
+            if let Ok(event) = serde_json::from_str::<Event>(&line)
+                && let EventKind::RunFinished { status, .. } = event.kind
+            {
+                return Ok(Some(status));
+            }
+        }
+        if last_owner_check.elapsed() >= OWNER_CHECK {
+            last_owner_check = Instant::now();
+            if !RunDir::is_locked(dir) {
+                // One more read: the owner may have written its last line and exited just now.
+                let lines = reader.read_new()?;
+                let finished =
+                    lines
+                        .iter()
+                        .find_map(|line| match serde_json::from_str::<Event>(line) {
+                            Ok(Event {
+                                kind: EventKind::RunFinished { status, .. },
+                                ..
+                            }) => Some(status),
+                            _ => None,
+                        });
+                for line in &lines {
+                    printer.print(line);
+                }
+                return Ok(finished);
+            }
+        }
+        // Woken by a change in the run directory, or after POLL where notify is unavailable or quiet.
+        let _ = changes.recv_timeout(POLL);
+    }
+}
+
+/// Waits until a run newer than `after` has an events file; returns its seq.
+fn wait_for_run(job_dir: &Path, after: i64) -> i64 {
+    let _ = std::fs::create_dir_all(job_dir);
+    let (_watcher, changes) = watch(job_dir);
+    loop {
+        if let Some(seq) = latest_seq(job_dir).filter(|seq| *seq > after)
+            && job_dir.join(seq.to_string()).join(EVENTS_FILE).exists()
+        {
+            return seq;
+        }
+        let _ = changes.recv_timeout(POLL);
+    }
+}
+
+/// A watch on `dir` whose events arrive on the returned channel (nothing arrives if watching fails).
+fn watch(dir: &Path) -> (Option<notify::RecommendedWatcher>, mpsc::Receiver<()>) {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, rx) = mpsc::channel();
+    let watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = tx.send(());
+    })
+    .and_then(|mut w| w.watch(dir, RecursiveMode::NonRecursive).map(|()| w));
+    (watcher.ok(), rx)
+}
+
+fn latest_seq(job_dir: &Path) -> Option<i64> {
+    std::fs::read_dir(job_dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        .max()
+}
+
+fn run_is_active(dir: &Path) -> bool {
+    RunDir::is_locked(dir)
+}
+
+/// Reads complete lines appended to a run's `events.jsonl` since the last call, holding back a line
+/// whose newline has not been written yet.
+struct EventReader {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl EventReader {
+    fn new(dir: &Path) -> Self {
+        Self {
+            path: dir.join(EVENTS_FILE),
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    fn read_new(&mut self) -> Result<Vec<String>> {
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("read", &self.path, e)),
+        };
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(self.offset))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        self.offset += bytes.len() as u64;
+        self.partial.extend_from_slice(&bytes);
+        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        Ok(complete
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .collect())
+    }
+}
+
+struct Printer {
+    out: Output,
+    /// `--json`: the lines exactly as written.
+    raw: bool,
+}
+
+impl Printer {
+    fn print(&mut self, line: &str) {
+        let text = if self.raw {
+            format!("{line}\n")
+        } else {
+            match serde_json::from_str::<Event>(line) {
+                Ok(event) => render(&event, &self.out),
+                Err(_) => format!(
+                    "{}\n",
+                    self.out
+                        .paint(Style::Red, &format!("unreadable event: {line}"))
+                ),
+            }
+        };
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush());
+    }
+
+    fn note(&mut self, text: &str) {
+        let _ = writeln!(std::io::stderr(), "{text}");
+    }
+}
+
+/// One event for people: the local time, a marker, and what happened.
+pub fn render(event: &Event, out: &Output) -> String {
+    let time = DateTime::parse_from_rfc3339(&event.ts)
+        .map(|t| t.with_timezone(&Local).format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|_| event.ts.clone());
+    let run = run_name(&event.job_id, event.run);
+    let (mark, style, text) = match &event.kind {
+        EventKind::Output {
+            stream: Stream::Stdout,
+            line,
+            truncated,
+            ..
+        } => (
+            "|",
+            Style::Plain,
+            format!("{line}{}", if *truncated { " [cut]" } else { "" }),
+        ),
+        EventKind::Output {
+            stream: Stream::Stderr,
+            line,
+            truncated,
+            ..
+        } => (
+            "!",
+            Style::Yellow,
+            format!("{line}{}", if *truncated { " [cut]" } else { "" }),
+        ),
+        EventKind::RunQueued { trigger } => (
+            ">",
+            Style::Dim,
+            format!("{run} queued ({})", trigger.as_str()),
+        ),
+        EventKind::RunStarted { trigger, slot, .. } => (
+            ">",
+            Style::Bold,
+            format!(
+                "{run} started ({}{})",
+                trigger.as_str(),
+                slot.as_ref()
+                    .map(|s| format!(", slot {s}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        EventKind::AttemptStarted { attempt, pid } => (
+            "#",
+            Style::Dim,
+            format!(
+                "attempt {attempt} started (pid {})",
+                pid.map_or("?".into(), |p| p.to_string())
+            ),
+        ),
+        EventKind::AttemptFinished {
+            attempt,
+            status,
+            message,
+            ..
+        } => (
+            "#",
+            if *status == RunStatus::Succeeded {
+                Style::Dim
+            } else {
+                Style::Red
+            },
+            format!(
+                "attempt {attempt} {status}{}",
+                message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        EventKind::RetryScheduled {
+            next_attempt,
+            delay_ms,
+        } => (
+            "~",
+            Style::Yellow,
+            format!(
+                "attempt {next_attempt} in {:.1} s",
+                *delay_ms as f64 / 1000.0
+            ),
+        ),
+        EventKind::Timeout {
+            attempt,
+            timeout_ms,
+        } => (
+            "T",
+            Style::Red,
+            format!(
+                "attempt {attempt} timed out after {:.1} s",
+                *timeout_ms as f64 / 1000.0
+            ),
+        ),
+        EventKind::KillSent { signal, .. } => (
+            "K",
+            Style::Red,
+            format!("{signal} sent to the process group"),
+        ),
+        EventKind::RunFinished {
+            status,
+            duration_ms,
+            message,
+            ..
+        } => (
+            "=",
+            if *status == RunStatus::Succeeded {
+                Style::Green
+            } else {
+                Style::Red
+            },
+            format!(
+                "{run} {status} in {:.3} s{}",
+                *duration_ms as f64 / 1000.0,
+                message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        EventKind::SlotSkipped { slot, reason } => {
+            ("-", Style::Yellow, format!("slot {slot} skipped: {reason}"))
+        }
+        EventKind::SlotMissed {
+            first_slot,
+            last_slot,
+            count,
+        } => (
+            "-",
+            Style::Yellow,
+            format!("{count} slot(s) {first_slot}..{last_slot} missed"),
+        ),
+        EventKind::SlotsCoalesced {
+            first_slot,
+            last_slot,
+            count,
+        } => (
+            "+",
+            Style::Dim,
+            format!("{count} slots {first_slot}..{last_slot} coalesced into this run"),
+        ),
+    };
+    format!(
+        "{} {} {}\n",
+        out.paint(Style::Dim, &time),
+        mark,
+        out.paint(style, &text)
+    )
+}
+
+/// An output event as `jobs run` streams it: the line itself, prefixed when several jobs run.
+pub fn output_line(event: &Event, prefix: &str) -> Option<(Stream, String)> {
+    match &event.kind {
+        EventKind::Output { stream, line, .. } => Some((*stream, format!("{prefix}{line}\n"))),
+        _ => None,
+    }
+}
