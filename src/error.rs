@@ -79,6 +79,12 @@ pub enum Error {
     JobDisabled {
         id: String,
     },
+    /// `jobs replay` of a run whose job's `run` section has changed since.
+    SpecChanged {
+        id: String,
+        seq: i64,
+        fields: Vec<&'static str>,
+    },
     /// `jobs status` found no live scheduler.
     SchedulerNotRunning,
     /// Another scheduler holds this home's lock; `owner` is its `pid@host`.
@@ -127,6 +133,7 @@ impl Error {
             Self::RunsFailed { .. } => "run_failed",
             Self::MaxInstancesReached { .. } => "max_instances_reached",
             Self::JobDisabled { .. } => "job_disabled",
+            Self::SpecChanged { .. } => "spec_changed",
             Self::SchedulerAlreadyRunning { .. } => "scheduler_already_running",
             Self::SchedulerNotRunning => "scheduler_not_running",
             Self::JobRemoved { .. } => "job_not_found",
@@ -144,6 +151,7 @@ impl Error {
             Self::RunsFailed { .. } => exit::RUN_FAILED,
             Self::MaxInstancesReached { .. }
             | Self::JobDisabled { .. }
+            | Self::SpecChanged { .. }
             | Self::SchedulerAlreadyRunning { .. }
             | Self::SchedulerNotRunning => exit::CONFLICT,
             Self::JobRemoved { .. } => exit::NOT_FOUND,
@@ -184,6 +192,9 @@ impl Error {
                 "only one scheduler runs per home; stop the other one (pid {}) first, or see `jobs status`",
                 owner.split('@').next().unwrap_or_default()
             )),
+            Self::SpecChanged { .. } => Some(
+                "pass --force to replay the original command with the spec's current environment".into(),
+            ),
             Self::JobRemoved { .. } => Some("restore the spec file to run it again; its history is kept".into()),
             Self::ArtifactWrite { .. } => Some("check free space and permissions under runs/".into()),
             Self::Internal { .. } => Some("this is a bug in jobs; please report it".into()),
@@ -232,6 +243,11 @@ impl fmt::Display for Error {
                 "job `{id}` already has {running} run(s) in flight, its max_instances is {max}"
             ),
             Self::JobDisabled { id } => write!(f, "job `{id}` is disabled"),
+            Self::SpecChanged { id, seq, fields } => write!(
+                f,
+                "the run section of `{id}` changed since {id}#{seq} ({})",
+                fields.join(", ")
+            ),
             Self::SchedulerAlreadyRunning { owner } => {
                 write!(f, "a scheduler is already running for this home: {owner}")
             }

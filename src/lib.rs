@@ -8,6 +8,7 @@ pub mod digest;
 pub mod error;
 pub mod home;
 pub mod policy;
+pub mod retention;
 pub mod run;
 pub mod runner;
 pub mod schedule;

@@ -300,3 +300,33 @@ pub fn pending_slot(
         _ => schedule.next_after(now),
     }
 }
+
+/// Which of a job's runs retention removes: runs that are neither among the newest `keep_last` nor
+/// younger than `keep_days` (a limit left out keeps nothing by itself; both left out keep everything).
+/// Runs in flight are never chosen. `runs` is `(seq, finished_or_claimed_at, active)`, any order; the
+/// answer is oldest first.
+pub fn prune_plan(
+    runs: &[(i64, i64, bool)],
+    keep_last: Option<u32>,
+    keep_days: Option<u32>,
+    now: DateTime<Utc>,
+) -> Vec<i64> {
+    if keep_last.is_none() && keep_days.is_none() {
+        return Vec::new();
+    }
+    let mut newest_first: Vec<&(i64, i64, bool)> = runs.iter().collect();
+    newest_first.sort_by_key(|run| std::cmp::Reverse(run.0));
+    let cutoff = keep_days.map(|days| now.timestamp_millis() - i64::from(days) * 86_400_000);
+    let mut doomed: Vec<i64> = newest_first
+        .iter()
+        .enumerate()
+        .filter(|(rank, (_, at, active))| {
+            let kept_by_count = keep_last.is_some_and(|n| *rank < n as usize);
+            let kept_by_age = cutoff.is_some_and(|cutoff| *at >= cutoff);
+            !active && !kept_by_count && !kept_by_age
+        })
+        .map(|(_, (seq, _, _))| *seq)
+        .collect();
+    doomed.sort_unstable();
+    doomed
+}

@@ -141,6 +141,24 @@ pub enum Command {
     },
     /// Is a scheduler running, what is in flight, what comes next, what is broken
     Status,
+    /// Remove old runs as the specs' retention says (keep_last, keep_days); never one in flight
+    Prune {
+        /// Only this job
+        id: Option<String>,
+        /// Show what would go, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run an earlier run again: its command, cwd and env names, the spec as it is now
+    Replay {
+        id: String,
+        /// The run to repeat
+        #[arg(long)]
+        run: i64,
+        /// Replay even though the spec's run section changed since (or the job is disabled)
+        #[arg(long)]
+        force: bool,
+    },
     /// Show a run's events: the run in flight, or the latest; follow it with -f
     Tail {
         id: String,

@@ -17,7 +17,7 @@ use crate::store::StateChange;
 pub struct Ctx {
     pub home: Home,
     pub out: Output,
-    pub clock: Box<dyn Clock>,
+    pub clock: std::sync::Arc<dyn Clock>,
 }
 
 pub fn run() -> ExitCode {
@@ -46,7 +46,7 @@ pub fn run() -> ExitCode {
     let ctx = Ctx {
         home,
         out,
-        clock: Box::new(SystemClock),
+        clock: std::sync::Arc::new(SystemClock),
     };
     match dispatch(&ctx, cli.command) {
         Ok(report) => {
@@ -123,6 +123,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             super::lifecycle::run(ctx, &id, StateChange::Enable, reason.as_deref())
         }
         Command::Status => super::status::run(ctx),
+        Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
+        Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
         Command::Tail {
             id,
             run,

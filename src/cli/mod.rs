@@ -8,6 +8,8 @@ mod lifecycle;
 mod list;
 mod next;
 mod output;
+mod prune;
+mod replay;
 mod run;
 mod scheduler;
 mod schema;

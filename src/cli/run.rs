@@ -18,6 +18,8 @@ use crate::clock::SystemClock;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, owner, run_name};
 use crate::runner::{ClaimOf, RunOutcome, claim_run, execute};
+use crate::spec::JobSpec;
+use crate::store::Store;
 
 pub struct RunArgs {
     pub ids: Vec<String>,
@@ -35,6 +37,41 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<Report> {
         return detach(ctx, &ids, args.force);
     }
     let Catalog { jobs, store, .. } = catalog;
+    let mut targets = Vec::new();
+    for id in ids {
+        let Some(job) = jobs.iter().find(|j| j.id() == id) else {
+            continue;
+        };
+        let Some(spec) = job.spec.clone() else {
+            continue;
+        };
+        targets.push(Target {
+            id,
+            spec,
+            spec_hash: job.spec_hash().to_owned(),
+            of: ClaimOf::manual(),
+        });
+    }
+    let outcomes = run_targets(ctx, store, targets, args.sequential)?;
+    Ok(report(ctx, outcomes))
+}
+
+/// One run to claim and execute.
+pub struct Target {
+    pub id: String,
+    pub spec: JobSpec,
+    pub spec_hash: String,
+    pub of: ClaimOf,
+}
+
+/// Claims and executes runs in the foreground, streaming their output unless `--json`; Ctrl-C or
+/// SIGTERM stops them all and records them cancelled.
+pub fn run_targets(
+    ctx: &Ctx,
+    store: Store,
+    targets: Vec<Target>,
+    sequential: bool,
+) -> Result<Vec<(String, Result<RunOutcome>)>> {
     let store = Arc::new(Mutex::new(store));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -43,10 +80,11 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<Report> {
         .map_err(|e| Error::Internal {
             message: format!("cannot start the async runtime: {e}"),
         })?;
-    let several = ids.len() > 1;
+    let several = targets.len() > 1;
     let out = ctx.out;
     let home = ctx.home.root().to_owned();
-    let outcomes = runtime.block_on(async move {
+    let clock = Arc::clone(&ctx.clock);
+    Ok(runtime.block_on(async move {
         let (cancel_tx, cancel) = watch::channel(None);
         tokio::spawn(async move {
             stop_signal().await;
@@ -55,44 +93,44 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<Report> {
         let me = owner();
         let mut results: Vec<(String, Result<RunOutcome>)> = Vec::new();
         let mut pending = Vec::new();
-        for id in &ids {
-            let Some(job) = jobs.iter().find(|j| j.id() == id) else {
-                continue;
-            };
-            let Some(spec) = job.spec.clone() else {
-                continue;
-            };
+        for target in targets {
+            let Target {
+                id,
+                spec,
+                spec_hash,
+                of,
+            } = target;
             let plan = store.lock().map_err(|_| poisoned()).and_then(|mut store| {
                 claim_run(
                     &mut store,
                     &home,
-                    id,
+                    &id,
                     &spec,
-                    job.spec_hash(),
-                    ClaimOf::manual(),
+                    &spec_hash,
+                    of,
                     &me,
-                    chrono::Utc::now(),
+                    clock.now(),
                 )
             });
             let plan = match plan {
                 Ok(plan) => plan,
                 Err(e) => {
-                    results.push((id.clone(), Err(e)));
+                    results.push((id, Err(e)));
                     continue;
                 }
             };
-            let observer = (!out.json).then(|| live_output(id, several));
+            let observer = (!out.json).then(|| live_output(&id, several));
             let run = execute(
                 plan,
                 Arc::clone(&store),
-                Arc::new(SystemClock),
+                Arc::clone(&clock),
                 observer,
                 cancel.clone(),
             );
-            if args.sequential {
-                results.push((id.clone(), Ok(run.await)));
+            if sequential {
+                results.push((id, Ok(run.await)));
             } else {
-                pending.push((id.clone(), tokio::spawn(run)));
+                pending.push((id, tokio::spawn(run)));
             }
         }
         for (id, task) in pending {
@@ -102,8 +140,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<Report> {
             results.push((id, outcome));
         }
         results
-    });
-    Ok(report(ctx, outcomes))
+    }))
 }
 
 /// The ids to run, checked: each exists, can run, and is not disabled unless forced.
@@ -175,7 +212,7 @@ fn poisoned() -> Error {
     }
 }
 
-fn report(ctx: &Ctx, results: Vec<(String, Result<RunOutcome>)>) -> Report {
+pub fn report(ctx: &Ctx, results: Vec<(String, Result<RunOutcome>)>) -> Report {
     let out = &ctx.out;
     let mut table = Table::new(vec!["JOB", "RUN", "STATUS", "EXIT", "DURATION", "RUN DIR"]);
     let mut entries = Vec::new();

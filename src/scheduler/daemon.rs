@@ -634,10 +634,33 @@ impl Daemon {
     fn finished(&mut self, finished: std::result::Result<RunOutcome, tokio::task::JoinError>) {
         match finished {
             Ok(outcome) => {
+                self.apply_retention(&outcome.job_id);
                 tracing::info!(run = %run_name(&outcome.job_id, outcome.seq), status = %outcome.status, duration_ms = outcome.duration_ms, "run finished");
                 self.stops.remove(&(outcome.job_id, outcome.seq));
             }
             Err(e) => tracing::error!("a run task failed: {e}"),
+        }
+    }
+
+    /// Applies the job's retention after one of its runs finished.
+    fn apply_retention(&mut self, job_id: &str) {
+        let Some(retention) = self.jobs.get(job_id).map(|e| e.spec.retention.clone()) else {
+            return;
+        };
+        if retention.keep_last.is_none() && retention.keep_days.is_none() {
+            return;
+        }
+        let now = self.clock.now();
+        let runs_root = self.home.runs_dir();
+        let pruned = self.store().and_then(|mut store| {
+            crate::retention::prune_job(&mut store, &runs_root, job_id, &retention, now, false)
+        });
+        match pruned {
+            Ok(pruned) if !pruned.runs.is_empty() => {
+                tracing::info!(job = %job_id, runs = pruned.runs.len(), "old runs pruned");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(job = %job_id, "pruning failed: {e}"),
         }
     }
 

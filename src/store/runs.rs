@@ -660,3 +660,56 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(fail)
     }
 }
+
+impl Store {
+    /// Every run of a job as retention sees it: `(seq, finished or claimed at, in flight)`.
+    pub fn retention_view(&self, job_id: &str) -> Result<Vec<(i64, i64, bool)>> {
+        let fail = |e| Error::store(format!("read the runs of {job_id}"), e);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, COALESCE(finished_at, claimed_at), status IN ('queued', 'running')
+                 FROM runs WHERE job_id = ?1",
+            )
+            .map_err(fail)?;
+        let rows = statement
+            .query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(fail)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(fail)
+    }
+
+    /// Deletes runs' rows in one transaction, never one in flight.
+    pub fn delete_runs(&mut self, job_id: &str, seqs: &[i64]) -> Result<usize> {
+        let fail = |e| Error::store(format!("delete runs of {job_id}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let mut deleted = 0;
+        {
+            let mut statement = tx
+                .prepare_cached(
+                    "DELETE FROM runs WHERE job_id = ?1 AND seq = ?2 AND status NOT IN ('queued', 'running')",
+                )
+                .map_err(fail)?;
+            for seq in seqs {
+                deleted += statement.execute(params![job_id, seq]).map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(deleted)
+    }
+
+    /// Whether a run row exists.
+    pub fn run_exists(&self, job_id: &str, seq: i64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM runs WHERE job_id = ?1 AND seq = ?2",
+                params![job_id, seq],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|row| row.is_some())
+            .map_err(|e| Error::store(format!("read run {job_id}#{seq}"), e))
+    }
+}

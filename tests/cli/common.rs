@@ -174,6 +174,17 @@ impl TestHome {
         events
     }
 
+    /// A number from the store (a count, a counter); 0 while the store does not exist yet.
+    pub fn count(&self, sql: &str) -> i64 {
+        let path = self.path().join("db/jobs.sqlite3");
+        let Ok(db) =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return 0;
+        };
+        db.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+    }
+
     /// The store's row of a run: (status, attempts, exit_code, error_code).
     pub fn run_row(&self, job: &str, seq: i64) -> (String, i64, Option<i64>, Option<String>) {
         self.db()

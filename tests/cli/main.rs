@@ -9,6 +9,7 @@
 mod commands;
 mod common;
 mod contract;
+mod maintenance;
 mod runs;
 mod scheduler;
 mod store_sync;

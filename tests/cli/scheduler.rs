@@ -31,17 +31,6 @@ fn stop(mut child: Child) -> i32 {
     child.wait().expect("wait").code().unwrap_or(-1)
 }
 
-/// A count from the store; 0 while the scheduler has not created it yet.
-fn count(home: &TestHome, sql: &str) -> i64 {
-    let path = home.path().join("db/jobs.sqlite3");
-    let Ok(db) =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    db.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
-}
-
 fn log(home: &TestHome) -> String {
     std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
 }
@@ -55,10 +44,7 @@ fn a_job_every_second_runs_on_time() {
     );
     let scheduler = start(&home);
     wait_until("5 runs", 10, || {
-        count(
-            &home,
-            "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'",
-        ) >= 5
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 5
     });
     assert_eq!(stop(scheduler), 0);
     // Lateness: when the first attempt's process started (receipt) against the nominal slot. The first
@@ -76,13 +62,10 @@ fn a_job_every_second_runs_on_time() {
             log(&home)
         );
     }
-    let slots = count(
-        &home,
-        "SELECT COUNT(DISTINCT slot) FROM runs WHERE slot IS NOT NULL",
-    );
+    let slots = home.count("SELECT COUNT(DISTINCT slot) FROM runs WHERE slot IS NOT NULL");
     assert_eq!(
         slots,
-        count(&home, "SELECT COUNT(*) FROM runs WHERE slot IS NOT NULL"),
+        home.count("SELECT COUNT(*) FROM runs WHERE slot IS NOT NULL"),
         "one record per slot"
     );
     home.checked_artifacts("tick", 2);
@@ -138,7 +121,7 @@ fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
     home.spec("slow.yaml", format!("id: slow\n{EVERY_SECOND}run:\n  shell: \"sleep 3\"\npolicy:\n  misfire_grace: 1s\n  coalesce: false\nretry:\n  max_attempts: 2\n  retry_on: [interrupted]\n"));
     let mut scheduler = start(&home);
     wait_until("a run in flight", 10, || {
-        count(&home, "SELECT COUNT(*) FROM runs WHERE status = 'running'") >= 1
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'running'") >= 1
     });
     scheduler.kill().expect("kill -9");
     scheduler.wait().expect("reap");
@@ -152,26 +135,20 @@ fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
     std::thread::sleep(Duration::from_millis(2500));
     let scheduler = start(&home);
     wait_until("the restart to reconcile", 10, || {
-        count(
-            &home,
-            "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'",
-        ) >= 1
-            && count(&home, "SELECT COUNT(*) FROM runs WHERE status = 'missed'") >= 1
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'interrupted'") >= 1
+            && home.count("SELECT COUNT(*) FROM runs WHERE status = 'missed'") >= 1
     });
     assert_eq!(stop(scheduler), 0);
     assert_eq!(
-        count(
-            &home,
-            "SELECT COUNT(*) FROM (SELECT slot FROM runs WHERE slot IS NOT NULL GROUP BY job_id, slot HAVING COUNT(*) > 1)"
+        home.count("SELECT COUNT(*) FROM (SELECT slot FROM runs WHERE slot IS NOT NULL GROUP BY job_id, slot HAVING COUNT(*) > 1)"
         ),
         0,
         "no (job, slot) has two records"
     );
     if let Some(seq) = orphan {
-        let retries = count(
-            &home,
-            &format!("SELECT COUNT(*) FROM runs WHERE replay_of = {seq} AND trigger = 'catchup'"),
-        );
+        let retries = home.count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE replay_of = {seq} AND trigger = 'catchup'"
+        ));
         assert_eq!(
             retries, 1,
             "the interrupted run is retried once, as its policy asks"
@@ -208,25 +185,21 @@ fn lifecycle_changes_from_another_process_apply_within_a_second() {
     );
     let scheduler = start(&home);
     wait_until("a first run", 10, || {
-        count(
-            &home,
-            "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'",
-        ) >= 1
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 1
     });
 
     let outcome = home.run(&["pause", "beat", "--reason", "maintenance window"]);
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     std::thread::sleep(Duration::from_millis(1000));
-    let runs_at_pause = count(&home, "SELECT COUNT(*) FROM runs WHERE status != 'skipped'");
+    let runs_at_pause = home.count("SELECT COUNT(*) FROM runs WHERE status != 'skipped'");
     wait_until("a paused slot recorded as skipped", 5, || {
-        count(
-            &home,
+        home.count(
             "SELECT COUNT(*) FROM runs WHERE status = 'skipped' AND error_code = 'skipped_paused'",
         ) >= 1
     });
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(
-        count(&home, "SELECT COUNT(*) FROM runs WHERE status != 'skipped'"),
+        home.count("SELECT COUNT(*) FROM runs WHERE status != 'skipped'"),
         runs_at_pause,
         "nothing runs while paused"
     );
@@ -239,34 +212,28 @@ fn lifecycle_changes_from_another_process_apply_within_a_second() {
 
     assert_eq!(home.run(&["resume", "beat", "--catchup", "latest"]).code, 0);
     wait_until("a catch-up run for the paused slots", 5, || {
-        count(
-            &home,
-            "SELECT COUNT(*) FROM runs WHERE trigger = 'catchup' AND status = 'succeeded'",
-        ) >= 1
+        home.count("SELECT COUNT(*) FROM runs WHERE trigger = 'catchup' AND status = 'succeeded'")
+            >= 1
     });
-    let before = count(
-        &home,
-        "SELECT COUNT(*) FROM runs WHERE trigger = 'schedule' AND status = 'succeeded'",
-    );
+    let before =
+        home.count("SELECT COUNT(*) FROM runs WHERE trigger = 'schedule' AND status = 'succeeded'");
     wait_until("scheduled runs again", 5, || {
-        count(
-            &home,
-            "SELECT COUNT(*) FROM runs WHERE trigger = 'schedule' AND status = 'succeeded'",
-        ) > before
+        home.count("SELECT COUNT(*) FROM runs WHERE trigger = 'schedule' AND status = 'succeeded'")
+            > before
     });
 
     assert_eq!(home.run(&["disable", "beat"]).code, 0);
     std::thread::sleep(Duration::from_millis(1000));
-    let frozen = count(&home, "SELECT COUNT(*) FROM runs");
+    let frozen = home.count("SELECT COUNT(*) FROM runs");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        count(&home, "SELECT COUNT(*) FROM runs"),
+        home.count("SELECT COUNT(*) FROM runs"),
         frozen,
         "a disabled job records nothing"
     );
     assert_eq!(home.run(&["enable", "beat"]).code, 0);
     wait_until("runs after enable", 5, || {
-        count(&home, "SELECT COUNT(*) FROM runs") > frozen
+        home.count("SELECT COUNT(*) FROM runs") > frozen
     });
     assert_eq!(stop(scheduler), 0);
 }
@@ -281,7 +248,7 @@ fn specs_are_hot_reloaded_and_a_broken_edit_keeps_the_last_good_version() {
         format!("id: late\n{EVERY_SECOND}run:\n  shell: \"echo first version\"\n"),
     );
     wait_until("the new spec to run", 5, || {
-        count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'") >= 1
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'late'") >= 1
     });
 
     // An editor that saves by writing a temporary file and renaming it over the spec.
@@ -290,14 +257,11 @@ fn specs_are_hot_reloaded_and_a_broken_edit_keeps_the_last_good_version() {
         .expect("write");
     std::fs::rename(&temp, home.jobs_dir().join("late.yaml")).expect("rename");
     wait_until("the problem to be recorded", 5, || {
-        count(
-            &home,
-            "SELECT COUNT(*) FROM jobs WHERE id = 'late' AND load_error IS NOT NULL",
-        ) == 1
+        home.count("SELECT COUNT(*) FROM jobs WHERE id = 'late' AND load_error IS NOT NULL") == 1
     });
-    let before = count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'");
+    let before = home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'late'");
     wait_until("the last good version to keep running", 5, || {
-        count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'") > before
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'late'") > before
     });
     let (list, _) = home.json(&["list"]);
     assert_eq!(
@@ -309,16 +273,13 @@ fn specs_are_hot_reloaded_and_a_broken_edit_keeps_the_last_good_version() {
 
     home.remove_spec("late.yaml");
     wait_until("the removal to be seen", 5, || {
-        count(
-            &home,
-            "SELECT COUNT(*) FROM jobs WHERE id = 'late' AND present = 0",
-        ) == 1
+        home.count("SELECT COUNT(*) FROM jobs WHERE id = 'late' AND present = 0") == 1
     });
     std::thread::sleep(Duration::from_millis(300));
-    let after = count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'");
+    let after = home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'late'");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        count(&home, "SELECT COUNT(*) FROM runs WHERE job_id = 'late'"),
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'late'"),
         after,
         "a removed job stops"
     );
@@ -358,12 +319,10 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
         format!("id: tick\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
     );
     let scheduler = start(&home);
-    wait_until("a run", 10, || {
-        count(&home, "SELECT COUNT(*) FROM runs") >= 1
-    });
+    wait_until("a run", 10, || home.count("SELECT COUNT(*) FROM runs") >= 1);
     assert_eq!(stop(scheduler), 0);
     std::thread::sleep(Duration::from_millis(1500));
-    let before = count(&home, "SELECT COUNT(*) FROM runs");
+    let before = home.count("SELECT COUNT(*) FROM runs");
     let outcome = home.run(&["scheduler", "--dry-run"]);
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     assert!(
@@ -372,7 +331,7 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
         outcome.stdout
     );
     assert_eq!(
-        count(&home, "SELECT COUNT(*) FROM runs"),
+        home.count("SELECT COUNT(*) FROM runs"),
         before,
         "nothing changed"
     );

@@ -1,0 +1,79 @@
+//! `jobs replay <id> --run N`: a new run (trigger `replay`, linked to the original) with the original's
+//! command, working directory and environment names, and the rest of the spec as it is now. Refused
+//! when the spec's `run` section has changed since, unless `--force`.
+
+use std::collections::BTreeMap;
+use std::path::{Component, PathBuf};
+
+use super::entry::Ctx;
+use super::output::Report;
+use super::run::{Target, report, run_targets};
+use crate::artifacts::Receipt;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::run::Trigger;
+use crate::runner::ClaimOf;
+
+pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
+    let now = ctx.clock.now();
+    let catalog = Catalog::open(&ctx.home, now)?;
+    let (job, spec) = catalog.runnable(id, force)?;
+    let dir = ctx.home.runs_dir().join(id).join(seq.to_string());
+    let receipt = Receipt::read(&dir).map_err(|_| Error::RunNotFound {
+        id: id.to_owned(),
+        seq,
+    })?;
+
+    let run = &spec.run;
+    let cwd_now: PathBuf = ctx
+        .home
+        .root()
+        .join(&run.cwd)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    let mut changed = Vec::new();
+    if receipt.command.argv != run.command || receipt.command.shell != run.shell {
+        changed.push("command");
+    }
+    if std::path::Path::new(&receipt.cwd) != cwd_now {
+        changed.push("cwd");
+    }
+    if receipt.env_names != run.env.keys().cloned().collect::<Vec<_>>() {
+        changed.push("env");
+    }
+    if !changed.is_empty() && !force {
+        return Err(Error::SpecChanged {
+            id: id.to_owned(),
+            seq,
+            fields: changed,
+        });
+    }
+
+    let mut replayed = spec.clone();
+    replayed.run.command = receipt.command.argv.clone();
+    replayed.run.shell = receipt.command.shell.clone();
+    replayed.run.cwd = receipt.cwd.clone();
+    // Values are never recorded: the original's names take their values from the spec as it is now.
+    replayed.run.env = run
+        .env
+        .iter()
+        .filter(|(name, _)| receipt.env_names.contains(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect::<BTreeMap<_, _>>();
+    let target = Target {
+        id: id.to_owned(),
+        spec: replayed,
+        spec_hash: job.spec_hash().to_owned(),
+        of: ClaimOf {
+            trigger: Trigger::Replay,
+            slot: None,
+            due_at: None,
+            replay_of: Some(seq),
+            slot_count: 1,
+        },
+    };
+    let Catalog { store, .. } = catalog;
+    let outcomes = run_targets(ctx, store, vec![target], true)?;
+    Ok(report(ctx, outcomes))
+}

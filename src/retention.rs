@@ -1,0 +1,88 @@
+//! Applying retention: which runs go comes from `policy::prune_plan`; this removes them, rows first (one
+//! transaction) and directories after. A crash in between leaves directories without rows, which the
+//! next prune finds and removes (an unlocked numeric directory with no row is always an orphan), so
+//! nothing is left that a later prune cannot clean.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::artifacts::RunDir;
+use crate::error::{Error, Result};
+use crate::policy::prune_plan;
+use crate::spec::model::RetentionSpec;
+use crate::store::Store;
+
+/// What a prune of one job removes (or, in a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub job_id: String,
+    /// Runs whose rows (and directories) go, oldest first.
+    pub runs: Vec<i64>,
+    /// Directories with no row and no live owner: left over by an interrupted prune or claim.
+    pub orphans: Vec<PathBuf>,
+}
+
+/// Plans the prune of one job and, unless `dry_run`, carries it out.
+pub fn prune_job(
+    store: &mut Store,
+    runs_root: &Path,
+    job_id: &str,
+    retention: &RetentionSpec,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Pruned> {
+    let view = store.retention_view(job_id)?;
+    let job_dir = runs_root.join(job_id);
+    let summary: Vec<(i64, i64, bool)> = view
+        .iter()
+        .map(|(seq, at, active)| {
+            // A directory whose lock is held belongs to a live run, whatever its row says.
+            let locked = RunDir::is_locked(&job_dir.join(seq.to_string()));
+            (*seq, *at, *active || locked)
+        })
+        .collect();
+    let runs = prune_plan(&summary, retention.keep_last, retention.keep_days, now);
+    let mut orphans = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&job_dir) {
+        for entry in entries.flatten() {
+            let Some(seq) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            if !view.iter().any(|(s, ..)| *s == seq)
+                && !RunDir::is_locked(&path)
+                && !store.run_exists(job_id, seq)?
+            {
+                orphans.push(path);
+            }
+        }
+    }
+    orphans.sort();
+    if !dry_run {
+        store.delete_runs(job_id, &runs)?;
+        for seq in &runs {
+            remove_dir(&job_dir.join(seq.to_string()))?;
+        }
+        for orphan in &orphans {
+            remove_dir(orphan)?;
+        }
+    }
+    Ok(Pruned {
+        job_id: job_id.to_owned(),
+        runs,
+        orphans,
+    })
+}
+
+fn remove_dir(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
