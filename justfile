@@ -7,12 +7,20 @@ quality-check:
     cargo test
 
 # the tests that hold the code to its published contracts: the job schema against the typed model,
-# `jobs schema` against schemas/, the --json shapes of the commands
+# `jobs schema` against schemas/, every receipt and event line of the run scenarios against
+# schemas/run_receipt.schema.json and schemas/event.schema.json, the --json shapes of the commands
 contract-conformance:
-    cargo test --test cli -- contract:: commands::schema_prints_the_shipped_schema validate::every_invalid_spec
+    cargo test --test cli -- contract:: commands:: validate::every_invalid_spec runs:: tail::tail_of_a_finished_run
     cargo test --test next_cli
+
+# every command line of the runbooks, run against a home with the bundled examples
+runbook-check:
+    cargo test --test cli -- runbooks::
 
 # micro-benchmarks (criterion) and the 10,000-spec macro benchmark
 bench:
     cargo bench --bench spec_load
     ./bench/spec-load.sh 10000
+    ./bench/run-overhead.sh 50
+    ./bench/scheduler.sh all 200 60
+    cargo test --release --test cli -- tail::an_event_shows --nocapture

@@ -79,6 +79,10 @@ pub enum Error {
     JobDisabled {
         id: String,
     },
+    /// A file the command would write exists already.
+    FileExists {
+        path: PathBuf,
+    },
     /// `jobs replay` of a run whose job's `run` section has changed since.
     SpecChanged {
         id: String,
@@ -134,6 +138,7 @@ impl Error {
             Self::MaxInstancesReached { .. } => "max_instances_reached",
             Self::JobDisabled { .. } => "job_disabled",
             Self::SpecChanged { .. } => "spec_changed",
+            Self::FileExists { .. } => "file_exists",
             Self::SchedulerAlreadyRunning { .. } => "scheduler_already_running",
             Self::SchedulerNotRunning => "scheduler_not_running",
             Self::JobRemoved { .. } => "job_not_found",
@@ -152,6 +157,7 @@ impl Error {
             Self::MaxInstancesReached { .. }
             | Self::JobDisabled { .. }
             | Self::SpecChanged { .. }
+            | Self::FileExists { .. }
             | Self::SchedulerAlreadyRunning { .. }
             | Self::SchedulerNotRunning => exit::CONFLICT,
             Self::JobRemoved { .. } => exit::NOT_FOUND,
@@ -192,6 +198,7 @@ impl Error {
                 "only one scheduler runs per home; stop the other one (pid {}) first, or see `jobs status`",
                 owner.split('@').next().unwrap_or_default()
             )),
+            Self::FileExists { .. } => Some("choose another path, or pass --force to replace it".into()),
             Self::SpecChanged { .. } => Some(
                 "pass --force to replay the original command with the spec's current environment".into(),
             ),
@@ -243,6 +250,7 @@ impl fmt::Display for Error {
                 "job `{id}` already has {running} run(s) in flight, its max_instances is {max}"
             ),
             Self::JobDisabled { id } => write!(f, "job `{id}` is disabled"),
+            Self::FileExists { path } => write!(f, "{} exists already", path.display()),
             Self::SpecChanged { id, seq, fields } => write!(
                 f,
                 "the run section of `{id}` changed since {id}#{seq} ({})",

@@ -149,6 +149,14 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Copy the store to a file, consistently, while the scheduler keeps running
+    Backup {
+        /// Where to write the copy
+        path: PathBuf,
+        /// Replace the file if it exists
+        #[arg(long)]
+        force: bool,
+    },
     /// Run an earlier run again: its command, cwd and env names, the spec as it is now
     Replay {
         id: String,

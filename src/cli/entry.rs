@@ -125,6 +125,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::Status => super::status::run(ctx),
         Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
         Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
+        Command::Backup { path, force } => super::backup::run(ctx, &path, force),
         Command::Tail {
             id,
             run,

@@ -2,6 +2,7 @@
 //! entry point that turns any outcome into output and an exit code.
 
 mod args;
+mod backup;
 mod entry;
 mod history;
 mod lifecycle;

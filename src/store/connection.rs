@@ -105,6 +105,27 @@ impl Store {
             .map_err(|e| Error::store("read the store's data version", e))
     }
 
+    /// Writes a consistent copy of the store to `path` with SQLite's online backup: other processes (the
+    /// scheduler) go on reading and writing meanwhile. The copy is made beside `path` and renamed into
+    /// place, so `path` is either absent or a complete database.
+    pub fn backup_to(&self, path: &Path) -> Result<()> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = path.with_file_name(format!(".{name}.partial"));
+        let _ = std::fs::remove_file(&temp);
+        self.conn
+            .backup(
+                rusqlite::MAIN_DB,
+                &temp,
+                None::<fn(rusqlite::backup::Progress)>,
+            )
+            .map_err(|e| Error::store(format!("back up the store to {}", temp.display()), e))?;
+        std::fs::rename(&temp, path)
+            .map_err(|e| Error::io("move the backup into place at", path, e))
+    }
+
     /// The schema version the store is at.
     pub fn schema_version(&self) -> Result<i64> {
         self.conn

@@ -216,3 +216,43 @@ fn replay_repeats_a_run_and_refuses_when_the_spec_changed() {
         (3, Some("run_not_found"))
     );
 }
+
+#[test]
+fn backup_while_the_scheduler_runs_gives_a_usable_copy() {
+    let home = TestHome::new();
+    home.spec(
+        "tick.yaml",
+        "id: tick\nschedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\nrun:\n  command: [\"true\"]\n",
+    );
+    let mut scheduler = home
+        .command(&["scheduler"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    wait_until("a few runs", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 2
+    });
+    let copy = home.path().join("backup.sqlite3");
+    let outcome = home.run(&["backup", copy.to_str().expect("utf-8")]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let again = home.run(&["backup", copy.to_str().expect("utf-8")]);
+    assert_eq!(
+        again.code, 5,
+        "an existing file is not overwritten without --force"
+    );
+    let pid =
+        rustix::process::Pid::from_raw(i32::try_from(scheduler.id()).expect("pid")).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("stop");
+    scheduler.wait().expect("wait");
+
+    let restored = TestHome::new();
+    std::fs::create_dir_all(restored.path().join("db")).expect("db dir");
+    std::fs::copy(&copy, restored.path().join("db/jobs.sqlite3")).expect("restore");
+    let (history, code) = restored.json(&["history", "tick"]);
+    assert_eq!(code, 0);
+    assert!(
+        history["data"]["total"].as_i64().is_some_and(|n| n >= 2),
+        "{history}"
+    );
+}
