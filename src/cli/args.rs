@@ -89,9 +89,10 @@ pub enum Command {
     History {
         /// Only this job's runs
         id: Option<String>,
-        /// Only runs with this status
-        #[arg(long, value_enum)]
-        status: Option<StatusArg>,
+        /// Only runs with this status: queued, running, succeeded, failed, timed_out, cancelled,
+        /// interrupted, skipped or missed
+        #[arg(long, value_parser = parse_status)]
+        status: Option<crate::run::RunStatus>,
         /// How many runs to show
         #[arg(short = 'n', long = "limit", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         limit: u32,
@@ -208,36 +209,14 @@ fn parse_duration(text: &str) -> Result<crate::spec::duration::SpecDuration, Str
         .map_err(|e| format!("not a duration such as 30s or 2m: {e}"))
 }
 
-/// Run statuses as `--status` accepts them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum StatusArg {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-    Interrupted,
-    Skipped,
-    Missed,
-}
-
-impl StatusArg {
-    pub fn status(self) -> crate::run::RunStatus {
-        use crate::run::RunStatus;
-        match self {
-            Self::Queued => RunStatus::Queued,
-            Self::Running => RunStatus::Running,
-            Self::Succeeded => RunStatus::Succeeded,
-            Self::Failed => RunStatus::Failed,
-            Self::TimedOut => RunStatus::TimedOut,
-            Self::Cancelled => RunStatus::Cancelled,
-            Self::Interrupted => RunStatus::Interrupted,
-            Self::Skipped => RunStatus::Skipped,
-            Self::Missed => RunStatus::Missed,
-        }
-    }
+fn parse_status(text: &str) -> Result<crate::run::RunStatus, String> {
+    crate::run::RunStatus::parse(text).ok_or_else(|| {
+        let all: Vec<&str> = crate::run::ALL_STATUSES
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        format!("not a run status; use one of {}", all.join(", "))
+    })
 }
 
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {

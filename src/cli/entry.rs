@@ -88,13 +88,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             status,
             limit,
             since,
-        } => super::history::run(
-            ctx,
-            id.as_deref(),
-            status.map(|s| s.status()),
-            limit,
-            since.as_deref(),
-        ),
+        } => super::history::run(ctx, id.as_deref(), status, limit, since.as_deref()),
         Command::Exec { id, force } => super::run::exec_detached(ctx, &id, force),
         Command::Scheduler {
             dry_run,

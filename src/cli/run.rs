@@ -192,7 +192,7 @@ fn live_output(id: &str, prefixed: bool) -> Observer {
 }
 
 /// Resolves on SIGINT or SIGTERM: the runs in flight are then stopped and recorded as cancelled.
-async fn stop_signal() {
+pub async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),

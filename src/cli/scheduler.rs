@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::entry::Ctx;
 use super::output::Report;
+use super::run::stop_signal;
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
 use crate::scheduler::{Options, run as run_scheduler};
@@ -59,18 +60,4 @@ pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report>
         }),
         human,
     ))
-}
-
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
 }
