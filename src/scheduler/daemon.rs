@@ -585,7 +585,7 @@ impl Daemon {
             return;
         };
         let lateness = due_at.map(|due| millis(now) - due).unwrap_or(0);
-        tracing::info!(run = %run_name(&job_id, seq), trigger = trigger.as_str(), slot = ?slot.map(rfc3339_ms), lateness_ms = lateness, queued, "run claimed");
+        tracing::info!(run = %run_name(&job_id, seq), trigger = %trigger.as_str(), slot = %slot.map(rfc3339_ms).unwrap_or_else(|| "-".into()), lateness_ms = lateness, queued, "run claimed");
         let plan = RunPlan {
             job_id: job_id.clone(),
             seq,
