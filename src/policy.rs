@@ -222,7 +222,8 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
                 decisions.push(Decision::Queue(fire));
                 queued += 1;
             }
-            Overlap::Replace if running > 0 => decisions.push(Decision::Replace(fire)),
+            // Replace only when the instances are all taken: a free one (with a run queued for it) is no reason to stop anything.
+            Overlap::Replace if running >= max => decisions.push(Decision::Replace(fire)),
             _ => match decisions.last_mut() {
                 // Consecutive skipped slots make one record, not one each.
                 Some(Decision::Skip {

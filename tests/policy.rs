@@ -555,6 +555,14 @@ fn max_instances_reached_under_each_overlap_policy() {
             1,
             overlap_skip(jan("10:00")),
         ),
+        one(
+            "max 2, one running and one queued, overlap replace -> Skip: an instance is free, nothing to stop",
+            2,
+            Overlap::Replace,
+            1,
+            1,
+            overlap_skip(jan("10:00")),
+        ),
         // Coalesced slots go through max_instances as one run.
         case(
             "two slots due, coalesce on, one instance running, overlap queue -> one queued run, one coalesced slot",
