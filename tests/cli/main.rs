@@ -10,6 +10,7 @@ mod commands;
 mod common;
 mod contract;
 mod maintenance;
+mod runbooks;
 mod runs;
 mod scheduler;
 mod store_sync;
