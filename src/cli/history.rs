@@ -10,7 +10,6 @@ use crate::catalog::Catalog;
 use crate::clock::{millis, rfc3339_ms};
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, run_name};
-use crate::runner::execute::run_is_alive;
 use crate::spec::duration::SpecDuration;
 use crate::store::{HistoryFilter, RunRow};
 
@@ -28,10 +27,12 @@ pub fn run(
         catalog.job(id)?;
     }
     // Runs whose process died show as interrupted, not as running forever.
-    let home = ctx.home.root().to_owned();
-    catalog
-        .store
-        .reap_dead_runs(id, |dir| run_is_alive(&home, dir), millis(now))?;
+    crate::scheduler::reconcile::reconcile_runs(
+        &mut catalog.store,
+        ctx.home.root(),
+        &ctx.clock,
+        id,
+    )?;
     let filter = HistoryFilter {
         job_id: id.map(str::to_owned),
         status,

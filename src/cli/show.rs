@@ -8,10 +8,8 @@ use super::history;
 use super::list::state_style;
 use super::output::{Report, Style, local, relative, utc, zoned};
 use crate::catalog::Catalog;
-use crate::clock::millis;
 use crate::error::Result;
 use crate::run::run_name;
-use crate::runner::execute::run_is_alive;
 use crate::store::RunRow;
 
 const NEXT_SLOTS: usize = 5;
@@ -20,10 +18,12 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
     let now = ctx.clock.now();
     let mut catalog = Catalog::open(&ctx.home, now)?;
     catalog.job(id)?;
-    let home = ctx.home.root().to_owned();
-    catalog
-        .store
-        .reap_dead_runs(Some(id), |dir| run_is_alive(&home, dir), millis(now))?;
+    crate::scheduler::reconcile::reconcile_runs(
+        &mut catalog.store,
+        ctx.home.root(),
+        &ctx.clock,
+        Some(id),
+    )?;
     let stats = catalog.store.run_stats(id)?;
     let job = catalog.job(id)?;
     let out = &ctx.out;

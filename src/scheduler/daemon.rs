@@ -111,7 +111,7 @@ pub async fn run(
         started_at: millis(now),
         heartbeat_at: millis(now),
     })?;
-    let interrupted = reconcile_runs(&mut store, home.root(), &clock)?;
+    let interrupted = reconcile_runs(&mut store, home.root(), &clock, None)?;
     for (job, seq) in &interrupted {
         tracing::warn!(run = %run_name(job, *seq), "its process is gone; marked interrupted");
     }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::artifacts::events::read_events;
 use crate::artifacts::{EventKind, EventLog, Receipt};
 use crate::clock::{Clock, millis, rfc3339};
 use crate::error::Result;
@@ -27,14 +28,17 @@ pub fn orphaned_runs(store: &Store, home: &Path) -> Result<Vec<RunRow>> {
         .collect())
 }
 
-/// Marks orphaned runs interrupted and repairs their artifacts. Returns them as `(job, seq)`.
+/// Marks orphaned runs (of one job, or all) interrupted and repairs their artifacts. Every command
+/// that reads runs calls this, so a run is never shown as running forever, and its artifacts always
+/// agree with the store. Returns the runs as `(job, seq)`.
 pub fn reconcile_runs(
     store: &mut Store,
     home: &Path,
     clock: &Arc<dyn Clock>,
+    job: Option<&str>,
 ) -> Result<Vec<(String, i64)>> {
     let orphans = orphaned_runs(store, home)?;
-    let reaped = store.reap_dead_runs(None, |dir| run_is_alive(home, dir), millis(clock.now()))?;
+    let reaped = store.reap_dead_runs(job, |dir| run_is_alive(home, dir), millis(clock.now()))?;
     for run in orphans.iter().filter(|run| {
         reaped
             .iter()
@@ -51,6 +55,19 @@ pub fn reconcile_runs(
 /// gone or unwritable leaves the store's record as the word on it.
 fn repair(dir: &Path, run: &RunRow, clock: &Arc<dyn Clock>) {
     let now = clock.now();
+    // What the events say happened before the owner died: attempts started, and since when.
+    let (events, _) = read_events(&dir.join("events.jsonl")).unwrap_or_default();
+    let attempts = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::AttemptStarted { .. }))
+        .count();
+    let started = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+        .and_then(|e| chrono::DateTime::parse_from_rfc3339(&e.ts).ok());
+    let duration_ms = started.map_or(0, |t| {
+        u64::try_from((now - t.with_timezone(&chrono::Utc)).num_milliseconds()).unwrap_or(0)
+    });
     if let Ok(events) = EventLog::append_to(
         &dir.join("events.jsonl"),
         &run.job_id,
@@ -59,10 +76,10 @@ fn repair(dir: &Path, run: &RunRow, clock: &Arc<dyn Clock>) {
     ) {
         events.emit(EventKind::RunFinished {
             status: RunStatus::Interrupted,
-            attempts: u32::try_from(run.attempts).unwrap_or(0),
+            attempts: u32::try_from(attempts).unwrap_or(0),
             exit_code: None,
             signal: None,
-            duration_ms: 0,
+            duration_ms,
             error_code: Some("owner_gone".into()),
             message: Some(OWNER_GONE.into()),
         });
@@ -72,6 +89,7 @@ fn repair(dir: &Path, run: &RunRow, clock: &Arc<dyn Clock>) {
     {
         receipt.status = RunStatus::Interrupted;
         receipt.finished_at = Some(rfc3339(now));
+        receipt.duration_ms = Some(duration_ms);
         receipt.error_code = Some("owner_gone".into());
         receipt.message = Some(OWNER_GONE.into());
         let written = crate::artifacts::summary::write(dir, &receipt, &[])

@@ -116,7 +116,7 @@ impl Store {
         &mut self,
         request: &ClaimRequest<'_>,
         is_alive: impl Fn(&str) -> bool,
-        prepare: impl FnOnce(i64) -> Result<(T, String)>,
+        prepare: impl FnMut(i64) -> Result<(T, String)>,
     ) -> Result<(Claimed, T)> {
         let fail = |e| Error::store(format!("claim a run of {}", request.job_id), e);
         let tx = self
@@ -134,14 +134,17 @@ impl Store {
                 max: request.max_instances,
             });
         }
-        let seq: i64 = tx
-            .query_row(
-                "UPDATE jobs SET run_counter = run_counter + 1 WHERE id = ?1 RETURNING run_counter",
-                [request.job_id],
-                |row| row.get(0),
-            )
-            .map_err(fail)?;
-        let (prepared, run_dir) = prepare(seq)?;
+        let mut prepare = prepare;
+        let (seq, (prepared, run_dir)) = loop {
+            let seq = next_seq(&tx, request.job_id).map_err(fail)?;
+            match prepare(seq) {
+                Ok(prepared) => break (seq, prepared),
+                // A directory of that number exists already (a store restored from an older backup, or a
+                // claim whose transaction failed): never reuse it, take the next number.
+                Err(e) if is_already_there(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        };
         let (status, started_at) = if queue {
             (RunStatus::Queued, None)
         } else {
@@ -359,6 +362,19 @@ impl Store {
     }
 }
 
+/// The job's next run number.
+fn next_seq(tx: &Transaction<'_>, job_id: &str) -> rusqlite::Result<i64> {
+    tx.query_row(
+        "UPDATE jobs SET run_counter = run_counter + 1 WHERE id = ?1 RETURNING run_counter",
+        [job_id],
+        |row| row.get(0),
+    )
+}
+
+fn is_already_there(error: &Error) -> bool {
+    matches!(error, Error::ArtifactWrite { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+}
+
 /// Marks the active runs (of one job, or all) whose owner is gone as interrupted.
 fn reap(
     tx: &Transaction<'_>,
@@ -504,13 +520,41 @@ impl Store {
             .map_err(fail)?;
         let mut results = Vec::with_capacity(records.len());
         for record in records {
-            let seq: i64 = tx
-                .query_row(
-                    "UPDATE jobs SET run_counter = run_counter + 1 WHERE id = ?1 RETURNING run_counter",
-                    [record.job_id()],
-                    |row| row.get(0),
-                )
-                .map_err(fail)?;
+            if let TickRecord::Run {
+                job_id,
+                slot: Some(slot),
+                ..
+            } = record
+            {
+                let taken: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = ?1 AND slot = ?2)",
+                        params![job_id, slot],
+                        |row| row.get(0),
+                    )
+                    .map_err(fail)?;
+                if taken {
+                    results.push(TickResult::AlreadyClaimed);
+                    continue;
+                }
+            }
+            let mut seq = next_seq(&tx, record.job_id()).map_err(fail)?;
+            // A run's directory is made before its row, under the same write lock; a number whose
+            // directory exists already is skipped, never reused.
+            let mut prepared_run = None;
+            if matches!(record, TickRecord::Run { .. }) {
+                loop {
+                    match prepare(record.job_id(), seq) {
+                        Err(e) if is_already_there(&e) => {
+                            seq = next_seq(&tx, record.job_id()).map_err(fail)?
+                        }
+                        made => {
+                            prepared_run = Some(made);
+                            break;
+                        }
+                    }
+                }
+            }
             let inserted = match record {
                 TickRecord::Run {
                     job_id, trigger, slot, due_at, first_slot, last_slot, count, spec_hash, queued, retry_of,
@@ -547,15 +591,8 @@ impl Store {
                 results.push(TickResult::AlreadyClaimed);
                 continue;
             }
-            if !matches!(record, TickRecord::Run { .. }) {
-                results.push(TickResult::Recorded {
-                    seq,
-                    prepared: None,
-                });
-                continue;
-            }
-            match prepare(record.job_id(), seq) {
-                Ok((prepared, run_dir)) => {
+            match prepared_run {
+                Some(Ok((prepared, run_dir))) => {
                     tx.execute(
                         "UPDATE runs SET run_dir = ?3 WHERE job_id = ?1 AND seq = ?2",
                         params![record.job_id(), seq, run_dir],
@@ -566,7 +603,7 @@ impl Store {
                         prepared: Some(prepared),
                     });
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     // One job's unwritable run directory must not stop the others' claims.
                     tx.execute(
                         "UPDATE runs SET status = 'failed', finished_at = ?3, error_code = ?4, message = ?5
@@ -576,6 +613,10 @@ impl Store {
                     .map_err(fail)?;
                     results.push(TickResult::Failed { seq, error });
                 }
+                None => results.push(TickResult::Recorded {
+                    seq,
+                    prepared: None,
+                }),
             }
         }
         {

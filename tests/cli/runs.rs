@@ -440,6 +440,14 @@ fn a_run_whose_process_was_killed_is_seen_as_interrupted() {
     assert_eq!(code, 0);
     assert_eq!(history["data"]["entries"][0]["status"], "interrupted");
     assert_eq!(history["data"]["entries"][0]["error"]["code"], "owner_gone");
+    // And the artifacts agree with the store: repaired, not left saying "running".
+    assert_eq!(home.receipt("doomed", 1)["status"], "interrupted");
+    let events = home.checked_artifacts("doomed", 1);
+    let last = events.last().expect("events");
+    assert_eq!(
+        (last["type"].as_str(), last["attempts"].as_i64()),
+        (Some("run_finished"), Some(1))
+    );
 }
 
 #[test]
@@ -627,4 +635,24 @@ fn show_fills_in_the_run_record() {
     assert_eq!(data["counts"]["failed"], 3);
     let human = home.run(&["show", "mixed"]);
     assert!(human.stdout.contains("mixed#4"), "{}", human.stdout);
+}
+
+#[test]
+fn a_leftover_run_directory_is_never_reused() {
+    let home = TestHome::new();
+    home.spec("again.yaml", job("again", "run:\n  command: [\"true\"]\n"));
+    // As after restoring an older store: the directory of the next number exists already.
+    std::fs::create_dir_all(home.run_dir("again", 1)).expect("leftover");
+    std::fs::write(home.run_dir("again", 1).join("keep.txt"), "old").expect("old file");
+    let (report, code) = home.json(&["run", "again"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["data"]["jobs_run"][0]["run"], 2,
+        "the next free number"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.run_dir("again", 1).join("keep.txt")).expect("old file"),
+        "old"
+    );
+    home.checked_artifacts("again", 2);
 }
