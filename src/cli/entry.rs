@@ -36,6 +36,16 @@ pub fn run() -> ExitCode {
         color: use_color(cli.color),
     };
     let home = match cli.home.clone().map_or_else(std::env::current_dir, Ok) {
+        // A mistyped --home must not quietly become a new, empty home.
+        Ok(root) if !root.is_dir() => {
+            let error = Error::io(
+                "use the home",
+                root,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            );
+            out.error(&error);
+            return ExitCode::from(error.exit_code());
+        }
         Ok(root) => Home::new(root),
         Err(e) => {
             let error = Error::io("find the current directory", PathBuf::from("."), e);

@@ -104,6 +104,11 @@ pub async fn execute(
     if let Some(slot) = plan.slot {
         env.push(("JOBS_SLOT".into(), rfc3339(slot)));
     }
+    // So that a job can call `jobs` itself (e.g. `"$JOBS_BIN" backup ...`) without relying on PATH,
+    // where the shell's own `jobs` builtin would win anyway.
+    if let Ok(exe) = std::env::current_exe() {
+        env.push(("JOBS_BIN".into(), exe.display().to_string()));
+    }
     let attempt_spec = AttemptSpec {
         argv,
         cwd: cwd.clone(),

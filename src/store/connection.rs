@@ -39,12 +39,24 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+        if let Some(dir) = path.parent()
+            && !dir.exists()
+        {
+            // Owner-only: the store holds the specs, env values included.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .map_err(|e| Error::io("create the store directory", dir, e))?;
         }
+        let new = !path.exists();
         let conn = Connection::open(path)
             .map_err(|e| Error::store(format!("open the store {}", path.display()), e))?;
+        if new {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         let mut store = Self { conn };
         store
             .configure()
@@ -122,6 +134,11 @@ impl Store {
                 None::<fn(rusqlite::backup::Progress)>,
             )
             .map_err(|e| Error::store(format!("back up the store to {}", temp.display()), e))?;
+        {
+            // Owner-only, like the store itself.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600));
+        }
         std::fs::rename(&temp, path)
             .map_err(|e| Error::io("move the backup into place at", path, e))
     }

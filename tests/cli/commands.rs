@@ -199,3 +199,48 @@ fn a_store_that_is_not_a_database_is_a_store_error() {
         "{error}"
     );
 }
+
+#[test]
+fn a_home_that_does_not_exist_is_an_error_not_a_new_home() {
+    let home = TestHome::new();
+    let missing = home.path().join("no-such-home");
+    let output = assert_cmd::Command::cargo_bin("jobs")
+        .expect("binary")
+        .args([
+            "--json",
+            "--home",
+            missing.to_str().expect("utf-8"),
+            "status",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(6));
+    let error: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no-such-home")),
+        "{error}"
+    );
+    assert!(!missing.exists(), "nothing was created");
+}
+
+#[test]
+fn the_store_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = TestHome::new();
+    home.spec("a.yaml", manual_spec("a"));
+    assert_eq!(home.run(&["list"]).code, 0);
+    let mode = |p: &str| {
+        std::fs::metadata(home.path().join(p))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("db"), 0o700);
+    assert_eq!(mode("db/jobs.sqlite3"), 0o600);
+    let copy = home.path().join("copy.sqlite3");
+    assert_eq!(home.run(&["backup", copy.to_str().expect("utf-8")]).code, 0);
+    assert_eq!(mode("copy.sqlite3"), 0o600, "backups too");
+}
