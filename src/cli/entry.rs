@@ -167,6 +167,18 @@ fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
     ExitCode::from(error.exit_code())
 }
 
+/// The async runtime of the commands that run things (`run`, `replay`, `scheduler`): two workers, so
+/// output capture and store writes proceed side by side on the two cores we plan for.
+pub fn async_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal {
+            message: format!("cannot start the async runtime: {e}"),
+        })
+}
+
 fn use_color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,

@@ -72,7 +72,10 @@ pub fn run(
             (row.message.clone().unwrap_or_default(), Style::Dim),
         ]);
     }
-    let human = if rows.is_empty() {
+    let filtered = status.is_some() || since.is_some();
+    let human = if rows.is_empty() && filtered {
+        "no runs match\n".to_owned()
+    } else if rows.is_empty() {
         "no runs yet\n".to_owned()
     } else {
         let mut text = table.render(&ctx.out);

@@ -73,13 +73,7 @@ pub fn run_targets(
     sequential: bool,
 ) -> Result<Vec<(String, Result<RunOutcome>)>> {
     let store = Arc::new(Mutex::new(store));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal {
-            message: format!("cannot start the async runtime: {e}"),
-        })?;
+    let runtime = super::entry::async_runtime()?;
     let several = targets.len() > 1;
     let out = ctx.out;
     let home = ctx.home.root().to_owned();
@@ -423,12 +417,7 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
     reply(
         json!({ "ok": true, "run": plan.seq, "run_dir": ctx.home.display_path(plan.run_dir.path()) }),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal {
-            message: format!("cannot start the async runtime: {e}"),
-        })?;
+    let runtime = super::entry::async_runtime()?;
     let outcome = runtime.block_on(async move {
         let (cancel_tx, cancel) = watch::channel(None);
         tokio::spawn(async move {

@@ -9,17 +9,11 @@ use super::entry::Ctx;
 use super::output::Report;
 use super::run::stop_signal;
 use crate::clock::SystemClock;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scheduler::{Options, run as run_scheduler};
 
 pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal {
-            message: format!("cannot start the async runtime: {e}"),
-        })?;
+    let runtime = super::entry::async_runtime()?;
     let options = Options {
         dry_run,
         shutdown_grace,
