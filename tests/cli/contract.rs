@@ -232,3 +232,64 @@ proptest! {
         }
     }
 }
+
+/// The `--json` shapes the README documents, checked on real output.
+#[test]
+fn json_outputs_have_the_documented_shapes() {
+    use crate::common::{TestHome, manual_spec};
+    let has = |value: &Value, keys: &[&str], what: &str| {
+        for key in keys {
+            assert!(value.get(key).is_some(), "{what} lacks {key}: {value}");
+        }
+    };
+    let home = TestHome::new();
+    home.spec("a.yaml", manual_spec("a"));
+    let (run, _) = home.json(&["run", "a"]);
+    has(
+        &run["data"],
+        &["jobs_run", "total", "succeeded", "failed"],
+        "run",
+    );
+    has(
+        &run["data"]["jobs_run"][0],
+        &[
+            "job_id",
+            "run",
+            "status",
+            "exit_code",
+            "duration_ms",
+            "run_dir",
+        ],
+        "jobs_run[]",
+    );
+    let (history, _) = home.json(&["history"]);
+    has(&history["data"], &["entries", "total"], "history");
+    has(
+        &history["data"]["entries"][0],
+        &[
+            "job_id",
+            "run",
+            "trigger",
+            "slot",
+            "status",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "exit_code",
+            "attempts",
+            "error",
+        ],
+        "entries[]",
+    );
+    let (list, _) = home.json(&["list"]);
+    has(&list["data"], &["jobs", "total"], "list");
+    let (validate, _) = home.json(&["validate"]);
+    has(
+        &validate["data"]["files"][0],
+        &["path", "ok", "problems"],
+        "files[]",
+    );
+    let (error, _) = home.json(&["show", "nope"]);
+    has(&error["error"], &["code", "message", "hint"], "error");
+    assert_eq!(error["ok"], false);
+}
