@@ -43,7 +43,19 @@ impl RunDir {
             .recursive(true)
             .mode(0o700)
             .create(&job_dir)
-            .map_err(write_error(&job_dir))?;
+            .map_err(|e| {
+                // "Already exists" here means something that is not a directory (a dangling symlink, a
+                // file) stands where the job's directory should: that is not a taken run number.
+                let e = if e.kind() == io::ErrorKind::AlreadyExists {
+                    io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        "it exists but is not a usable directory",
+                    )
+                } else {
+                    e
+                };
+                write_error(&job_dir)(e)
+            })?;
         let path = job_dir.join(seq.to_string());
         DirBuilder::new()
             .mode(0o700)

@@ -14,7 +14,13 @@ use crate::scheduler::lock::OwnerLock;
 
 pub fn run(ctx: &Ctx) -> Result<Report> {
     let now = ctx.clock.now();
-    let catalog = Catalog::open(&ctx.home, now)?;
+    let mut catalog = Catalog::open(&ctx.home, now)?;
+    crate::scheduler::reconcile::reconcile_runs(
+        &mut catalog.store,
+        ctx.home.root(),
+        &ctx.clock,
+        None,
+    )?;
     let out = &ctx.out;
     let holder = OwnerLock::holder(&ctx.home.scheduler_lock_path());
     let owner = catalog.store.owner()?;

@@ -31,8 +31,14 @@ pub struct TailArgs {
 
 pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
     let now = ctx.clock.now();
-    let catalog = Catalog::open(&ctx.home, now)?;
+    let mut catalog = Catalog::open(&ctx.home, now)?;
     catalog.job(id)?;
+    crate::scheduler::reconcile::reconcile_runs(
+        &mut catalog.store,
+        ctx.home.root(),
+        &ctx.clock,
+        Some(id),
+    )?;
     let job_dir = ctx.home.runs_dir().join(id);
     let mut printer = Printer {
         out: ctx.out,
@@ -167,21 +173,35 @@ fn follow_run(printer: &mut Printer, dir: &Path) -> Result<Option<RunStatus>> {
             }
         }
         // Woken by a change in the run directory, or after POLL where notify is unavailable or quiet.
-        let _ = changes.recv_timeout(POLL);
+        wait_for_change(&changes);
     }
 }
 
-/// Waits until a run newer than `after` has an events file; returns its seq.
+/// Waits until a run newer than `after` has an events file; returns the oldest such seq, so that
+/// `--forever` follows every run in order.
 fn wait_for_run(job_dir: &Path, after: i64) -> i64 {
     let _ = std::fs::create_dir_all(job_dir);
     let (_watcher, changes) = watch(job_dir);
     loop {
-        if let Some(seq) = latest_seq(job_dir).filter(|seq| *seq > after)
-            && job_dir.join(seq.to_string()).join(EVENTS_FILE).exists()
-        {
+        let next = std::fs::read_dir(job_dir).ok().and_then(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+                .filter(|seq| {
+                    *seq > after && job_dir.join(seq.to_string()).join(EVENTS_FILE).exists()
+                })
+                .min()
+        });
+        if let Some(seq) = next {
             return seq;
         }
-        let _ = changes.recv_timeout(POLL);
+        wait_for_change(&changes);
+    }
+}
+
+/// Waits for a file-system event, at most `POLL`. Without a watch (the channel is closed), just sleeps.
+fn wait_for_change(changes: &mpsc::Receiver<()>) {
+    if let Err(mpsc::RecvTimeoutError::Disconnected) = changes.recv_timeout(POLL) {
+        std::thread::sleep(POLL);
     }
 }
 

@@ -190,12 +190,18 @@ pub async fn run_attempt(
         }
     }
     let drained = tokio::time::timeout(DRAIN_AFTER_EXIT, async {
-        for reader in readers {
+        for reader in readers.iter_mut() {
             let _ = reader.await;
         }
     })
     .await
     .is_ok();
+    if !drained {
+        // Stop reading: nothing may be written into a finished run's events or logs.
+        for reader in &readers {
+            reader.abort();
+        }
+    }
 
     let (exit_code, signal) = match &status {
         Ok(status) => (status.code(), status.signal()),

@@ -182,6 +182,9 @@ impl Daemon {
     /// the store, and jobs without one (new, or whose schedule changed) get the first slot after now.
     fn reload(&mut self) -> Result<()> {
         let now = self.clock.now();
+        // Read before loading: a commit by another process from here on triggers one more reload
+        // rather than going unseen. (Our own commits never change it.)
+        let version = self.store()?.data_version()?;
         let catalog = Catalog::open(&self.home, now)?;
         let sync = &catalog.sync;
         for id in &sync.added {
@@ -231,11 +234,7 @@ impl Daemon {
             };
             jobs.insert(job.row.id.clone(), entry);
         }
-        let version = {
-            let mut store = self.store()?;
-            store.set_next_slots(&missing_slots)?;
-            store.data_version()?
-        };
+        self.store()?.set_next_slots(&missing_slots)?;
         self.data_version = version;
         self.jobs = jobs;
         Ok(())
@@ -303,14 +302,26 @@ impl Daemon {
             };
         }
         let cap = Duration::from_secs(60);
-        earliest.map_or(cap, |at| {
+        let wait = earliest.map_or(cap, |at| {
             (at - now).to_std().unwrap_or(Duration::ZERO).min(cap)
-        })
+        });
+        // After a failed tick, wait before trying again: a store that keeps failing must not spin.
+        match self.retry_at {
+            Some(retry) => wait.max(retry.saturating_duration_since(tokio::time::Instant::now())),
+            None => wait,
+        }
     }
 
     /// Claims everything due now in one transaction, then starts the runs.
     fn tick(&mut self) {
         let now = self.clock.now();
+        // A manual run whose process died must not hold an instance of its job forever.
+        let reaped = self
+            .store()
+            .and_then(|mut store| reconcile_runs(&mut store, self.home.root(), &self.clock, None));
+        if let Err(e) = reaped {
+            tracing::error!("{e}");
+        }
         let in_flight = match self.store().and_then(|s| s.in_flight()) {
             Ok(in_flight) => in_flight,
             Err(e) => {
@@ -324,11 +335,20 @@ impl Daemon {
         let mut next_slots = Vec::new();
         let mut catchups_done = Vec::new();
         let mut plans: Vec<(String, Plan)> = Vec::new();
-        for row in std::mem::take(&mut self.retries) {
+        // Runs this tick adds count against max_instances for the decisions that follow it.
+        let mut in_flight = in_flight;
+        let retries = self.retries.clone();
+        for row in retries {
             let Some(entry) = self.jobs.get(&row.job_id) else {
                 continue;
             };
-            let (running, queued) = in_flight.get(&row.job_id).copied().unwrap_or((0, 0));
+            let tally = in_flight.entry(row.job_id.clone()).or_insert((0, 0));
+            let queued = tally.0 >= entry.spec.policy.max_instances || tally.1 > 0;
+            if queued {
+                tally.1 += 1;
+            } else {
+                tally.0 += 1;
+            }
             tracing::info!(run = %run_name(&row.job_id, row.seq), "retrying the interrupted run");
             records.push(TickRecord::Run {
                 job_id: row.job_id.clone(),
@@ -339,12 +359,12 @@ impl Daemon {
                 last_slot: row.slot,
                 count: 1,
                 spec_hash: entry.spec_hash.clone(),
-                queued: running >= entry.spec.policy.max_instances || queued > 0,
+                queued,
                 retry_of: Some(row.seq),
             });
         }
         for (id, entry) in &self.jobs {
-            let (running, queued) = in_flight.get(id).copied().unwrap_or((0, 0));
+            let (mut running, mut queued) = in_flight.get(id).copied().unwrap_or((0, 0));
             if let Some(mode) = entry.catchup {
                 let since = entry.paused_at.unwrap_or(0);
                 let slots = match self.store().and_then(|s| s.paused_skips(id, since)) {
@@ -355,9 +375,14 @@ impl Daemon {
                     }
                 };
                 for (index, fire) in policy::catch_up(mode, &slots, now).into_iter().enumerate() {
-                    let queued =
+                    let wait =
                         index > 0 || running >= entry.spec.policy.max_instances || queued > 0;
-                    records.push(run_record(id, entry, &fire, None, queued));
+                    if wait {
+                        queued += 1;
+                    } else {
+                        running += 1;
+                    }
+                    records.push(run_record(id, entry, &fire, None, wait));
                 }
                 catchups_done.push(id.clone());
             }
@@ -426,10 +451,8 @@ impl Daemon {
         if records.is_empty() && next_slots.is_empty() && catchups_done.is_empty() {
             return;
         }
-        for id in &replace {
-            self.stop_oldest(id);
-        }
         let runs_root = self.home.runs_dir();
+        let mut created = Vec::new();
         let result = self.store().and_then(|mut store| {
             store.commit_tick(
                 &records,
@@ -438,10 +461,9 @@ impl Daemon {
                 &self.me,
                 millis(now),
                 |job, seq| {
-                    Ok((
-                        RunDir::create(&runs_root, job, seq)?,
-                        stored_run_dir(job, seq),
-                    ))
+                    let dir = RunDir::create(&runs_root, job, seq)?;
+                    created.push(dir.path().to_owned());
+                    Ok((dir, stored_run_dir(job, seq)))
                 },
             )
         });
@@ -449,12 +471,21 @@ impl Daemon {
             Ok(results) => results,
             Err(e) => {
                 // Nothing was recorded: the slots stay pending and are judged again, a second later.
+                // The directories made for the claims go too, so the run numbers stay free.
                 tracing::error!("claiming due slots failed: {e}");
+                for dir in created {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 self.retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                 return;
             }
         };
         self.retry_at = None;
+        self.retries.clear();
+        // Replace stops the oldest run only once the new one is safely claimed.
+        for id in &replace {
+            self.stop_oldest(id);
+        }
         for (id, plan) in plans {
             if let Some(entry) = self.jobs.get_mut(&id) {
                 entry.next_slot = plan.next_slot;
@@ -468,9 +499,6 @@ impl Daemon {
         }
         for (record, result) in records.into_iter().zip(results) {
             self.carry_out(record, result, now);
-        }
-        if let Ok(version) = self.store().and_then(|s| s.data_version()) {
-            self.data_version = version;
         }
     }
 

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::event::ModifyKind;
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
@@ -20,9 +21,17 @@ pub struct SpecWatcher {
 /// relies on its periodic rescan) where the platform cannot watch.
 pub fn watch(dir: &Path) -> Option<(SpecWatcher, mpsc::Receiver<()>)> {
     let (tx, rx) = mpsc::channel(1);
-    let handler = move |_: DebounceEventResult| {
-        // A full channel already holds a pending rescan: nothing is lost by dropping this one.
-        let _ = tx.try_send(());
+    let handler = move |result: DebounceEventResult| {
+        // Reading the specs (which every reload does) produces access events; only a change to the
+        // directory's contents is worth a rescan, or the scheduler would wake itself forever.
+        let changed = match &result {
+            Ok(events) => events.iter().any(|event| is_change(&event.kind)),
+            Err(_) => true,
+        };
+        if changed {
+            // A full channel already holds a pending rescan: nothing is lost by dropping this one.
+            let _ = tx.try_send(());
+        }
     };
     let mut debouncer = match new_debouncer(DEBOUNCE, None, handler) {
         Ok(debouncer) => debouncer,
@@ -50,4 +59,37 @@ pub fn watch(dir: &Path) -> Option<(SpecWatcher, mpsc::Receiver<()>)> {
         },
         rx,
     ))
+}
+
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Any
+        | EventKind::Other => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn reads_do_not_count_as_changes() {
+        assert!(!is_change(&EventKind::Access(AccessKind::Any)));
+        assert!(!is_change(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime
+        ))));
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Content
+        ))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+    }
 }

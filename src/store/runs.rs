@@ -135,13 +135,14 @@ impl Store {
             });
         }
         let mut prepare = prepare;
+        let mut skipped = 0;
         let (seq, (prepared, run_dir)) = loop {
             let seq = next_seq(&tx, request.job_id).map_err(fail)?;
             match prepare(seq) {
                 Ok(prepared) => break (seq, prepared),
                 // A directory of that number exists already (a store restored from an older backup, or a
                 // claim whose transaction failed): never reuse it, take the next number.
-                Err(e) if is_already_there(&e) => continue,
+                Err(e) if is_already_there(&e) && skipped < MAX_SKIPPED_SEQS => skipped += 1,
                 Err(e) => return Err(e),
             }
         };
@@ -362,6 +363,9 @@ impl Store {
     }
 }
 
+/// How many taken run numbers a claim steps over before it gives up and reports the error.
+const MAX_SKIPPED_SEQS: u32 = 1000;
+
 /// The job's next run number.
 fn next_seq(tx: &Transaction<'_>, job_id: &str) -> rusqlite::Result<i64> {
     tx.query_row(
@@ -543,10 +547,12 @@ impl Store {
             // directory exists already is skipped, never reused.
             let mut prepared_run = None;
             if matches!(record, TickRecord::Run { .. }) {
+                let mut skipped = 0;
                 loop {
                     match prepare(record.job_id(), seq) {
-                        Err(e) if is_already_there(&e) => {
-                            seq = next_seq(&tx, record.job_id()).map_err(fail)?
+                        Err(e) if is_already_there(&e) && skipped < MAX_SKIPPED_SEQS => {
+                            skipped += 1;
+                            seq = next_seq(&tx, record.job_id()).map_err(fail)?;
                         }
                         made => {
                             prepared_run = Some(made);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{TestHome, wait_until};
+use crate::common::{KillOnDrop, TestHome, wait_exit, wait_until};
 
 fn kept(home: &TestHome) -> Vec<i64> {
     let db = home.db();
@@ -133,6 +133,7 @@ fn the_scheduler_applies_retention_after_each_run() {
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
+        .map(KillOnDrop)
         .expect("start");
     wait_until("five runs", 15, || {
         home.count("SELECT run_counter FROM jobs WHERE id = 'churn'") >= 5
@@ -141,7 +142,7 @@ fn the_scheduler_applies_retention_after_each_run() {
     let pid =
         rustix::process::Pid::from_raw(i32::try_from(scheduler.id()).expect("pid")).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("stop");
-    scheduler.wait().expect("wait");
+    wait_exit(&mut scheduler, 30);
     let rows = home.count("SELECT COUNT(*) FROM runs");
     assert!(
         rows <= 3,
@@ -229,6 +230,7 @@ fn backup_while_the_scheduler_runs_gives_a_usable_copy() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("start");
     wait_until("a few runs", 10, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 2
@@ -244,7 +246,7 @@ fn backup_while_the_scheduler_runs_gives_a_usable_copy() {
     let pid =
         rustix::process::Pid::from_raw(i32::try_from(scheduler.id()).expect("pid")).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("stop");
-    scheduler.wait().expect("wait");
+    wait_exit(&mut scheduler, 30);
 
     let restored = TestHome::new();
     std::fs::create_dir_all(restored.path().join("db")).expect("db dir");

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{TestHome, process_alive, wait_until};
+use crate::common::{KillOnDrop, TestHome, process_alive, wait_exit, wait_until};
 
 fn job(id: &str, run: &str) -> String {
     format!("id: {id}\n{run}")
@@ -334,19 +334,22 @@ fn with_overlap_queue_the_second_run_waits_its_turn() {
         "line.yaml",
         job(
             "line",
-            "run:\n  shell: \"sleep 0.5\"\npolicy:\n  overlap: queue\n",
+            "run:\n  shell: \"while [ ! -f go ]; do sleep 0.05; done\"\npolicy:\n  overlap: queue\n",
         ),
     );
-    let first = home.command(&["run", "line"]).spawn().expect("spawn");
-    wait_until("the first run to start", 5, || {
+    let first = KillOnDrop(home.command(&["run", "line"]).spawn().expect("spawn"));
+    wait_until("the first run to start", 10, || {
         home.run_dir("line", 1).join("events.jsonl").exists()
     });
-    let second = home.run(&["run", "line"]);
-    assert_eq!(second.code, 0, "{}", second.stderr);
-    assert_eq!(
-        first.wait_with_output().expect("wait").status.code(),
-        Some(0)
-    );
+    let second = KillOnDrop(home.command(&["run", "line"]).spawn().expect("spawn"));
+    wait_until("the second run to queue", 10, || {
+        std::fs::read_to_string(home.run_dir("line", 2).join("events.jsonl"))
+            .is_ok_and(|t| t.contains("run_queued"))
+    });
+    std::fs::write(home.path().join("go"), "").expect("open the gate");
+    for mut child in [first, second] {
+        assert_eq!(wait_exit(&mut child, 20).code(), Some(0));
+    }
     let events = home.checked_artifacts("line", 2);
     assert_eq!(types(&events)[..2], ["run_queued", "run_started"]);
     let started = |seq| {
@@ -519,17 +522,22 @@ fn run_all_runs_every_job_that_is_not_disabled() {
 #[test]
 fn detach_returns_at_once_and_the_run_finishes_in_the_background() {
     let home = TestHome::new();
+    // The run cannot end before the test opens the gate.
     home.spec(
         "bg.yaml",
-        job("bg", "run:\n  shell: \"sleep 0.5; echo done\"\n"),
+        job(
+            "bg",
+            "run:\n  shell: \"while [ ! -f go ]; do sleep 0.05; done; echo done\"\n",
+        ),
     );
-    let started = Instant::now();
     let (report, code) = home.json(&["run", "--detach", "bg"]);
     assert_eq!(code, 0, "{report:#}");
-    assert!(
-        started.elapsed() < Duration::from_millis(450),
-        "returns before the run ends"
+    assert_eq!(
+        home.run_row("bg", 1).0,
+        "running",
+        "the command returned while its run goes on"
     );
+    std::fs::write(home.path().join("go"), "").expect("open the gate");
     assert_eq!(report["data"]["started"][0]["run"], 1);
     wait_until("the background run to finish", 10, || {
         home.run_row("bg", 1).0 == "succeeded"

@@ -7,17 +7,18 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
-use crate::common::{TestHome, process_alive, wait_until};
+use crate::common::{KillOnDrop, TestHome, process_alive, wait_exit, wait_until};
 
 const EVERY_SECOND: &str = "schedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n";
 
 /// A scheduler process whose log goes to `scheduler.log` in the home.
-fn start(home: &TestHome) -> Child {
+fn start(home: &TestHome) -> KillOnDrop {
     let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log file");
     home.command(&["scheduler", "--shutdown-grace", "1s"])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(KillOnDrop)
         .expect("start the scheduler")
 }
 
@@ -26,9 +27,9 @@ fn signal(child: &Child, signal: Signal) {
     kill_process(pid, signal).expect("send signal");
 }
 
-fn stop(mut child: Child) -> i32 {
+fn stop(mut child: KillOnDrop) -> i32 {
     signal(&child, Signal::TERM);
-    child.wait().expect("wait").code().unwrap_or(-1)
+    wait_exit(&mut child, 30).code().unwrap_or(-1)
 }
 
 fn log(home: &TestHome) -> String {
@@ -81,15 +82,23 @@ fn two_schedulers_at_once_one_owns_the_other_exits_5() {
             .spawn()
             .expect("spawn")
     };
-    let (first, second) = (spawn(), spawn());
-    std::thread::sleep(Duration::from_millis(700));
+    let mut children = [KillOnDrop(spawn()), KillOnDrop(spawn())];
+    // Wait until one has given up; the other keeps the lock.
+    wait_until("one scheduler to exit", 10, || {
+        children
+            .iter_mut()
+            .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+    });
     let (mut running, mut exited) = (Vec::new(), Vec::new());
-    for mut child in [first, second] {
+    for mut child in children {
         match child.try_wait().expect("poll") {
-            Some(status) => exited.push((
-                status.code(),
-                child.wait_with_output().expect("output").stdout,
-            )),
+            Some(status) => {
+                let mut stdout = String::new();
+                if let Some(mut pipe) = child.stdout.take() {
+                    std::io::Read::read_to_string(&mut pipe, &mut stdout).expect("read");
+                }
+                exited.push((status.code(), stdout.into_bytes()));
+            }
             None => running.push(child),
         }
     }

@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::{TestHome, wait_until};
+use crate::common::{KillOnDrop, TestHome, wait_exit};
 
 fn job(id: &str, run: &str) -> String {
     format!("id: {id}\nrun:\n  shell: \"{run}\"\n")
@@ -121,33 +121,45 @@ fn tail_of_a_finished_run_and_json_identical_to_the_file() {
 #[test]
 fn follow_a_run_from_start_to_finish_and_exit_with_its_status() {
     let home = TestHome::new();
+    // The run waits for a gate file, so the follower is surely attached before it ends.
     home.spec(
         "slow.yaml",
-        job("slow", "echo begin; sleep 1; echo end; exit 4"),
+        job(
+            "slow",
+            "echo begin; while [ ! -f go ]; do sleep 0.05; done; echo end; exit 4",
+        ),
     );
     let (report, code) = home.json(&["run", "--detach", "slow"]);
     assert_eq!(code, 0, "{report}");
-    let tail = home
-        .command(&["tail", "slow", "-f"])
-        .stdout(Stdio::piped())
-        .output()
-        .expect("tail");
-    let stdout = String::from_utf8_lossy(&tail.stdout);
+    let mut tail = KillOnDrop(
+        home.command(&["tail", "slow", "-f"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tail"),
+    );
+    let lines = lines_of(&mut tail);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.ends_with("| begin")) {
+        seen.push(
+            lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the run's first output")
+                .1,
+        );
+    }
+    std::fs::write(home.path().join("go"), "").expect("open the gate");
+    let status = wait_exit(&mut tail, 20);
+    seen.extend(lines.iter().map(|(_, l)| l));
     assert_eq!(
-        tail.status.code(),
+        status.code(),
         Some(1),
-        "exits with the run's failure:\n{stdout}"
+        "exits with the run's failure:\n{}",
+        seen.join("\n")
     );
+    assert!(seen.iter().any(|l| l.ends_with("| end")), "{seen:?}");
     assert!(
-        stdout.contains("| begin") && stdout.contains("| end"),
-        "{stdout}"
-    );
-    assert!(
-        stdout
-            .lines()
-            .last()
-            .is_some_and(|l| l.contains("= slow#1 failed")),
-        "{stdout}"
+        seen.last().is_some_and(|l| l.contains("= slow#1 failed")),
+        "{seen:?}"
     );
 }
 
@@ -155,18 +167,30 @@ fn follow_a_run_from_start_to_finish_and_exit_with_its_status() {
 fn follow_started_before_the_run_waits_for_it() {
     let home = TestHome::new();
     home.spec("later.yaml", job("later", "echo hello from later"));
-    let mut tail = home
-        .command(&["tail", "later", "-f", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tail");
+    let mut tail = KillOnDrop(
+        home.command(&["tail", "later", "-f", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tail"),
+    );
     let lines = lines_of(&mut tail);
-    std::thread::sleep(Duration::from_millis(300));
+    // Start the run only once the follower says it is waiting for one.
+    let stderr = tail.stderr.take().expect("stderr");
+    let (tx, notes) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let note = notes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the follower's note");
+    assert!(note.contains("waiting for the next one"), "{note}");
     assert_eq!(home.run(&["run", "later"]).code, 0);
-    let status = tail.wait().expect("wait");
+    let status = wait_exit(&mut tail, 20);
     assert_eq!(status.code(), Some(0));
-    let received: Vec<String> = lines.try_iter().map(|(_, l)| l).collect();
+    let received: Vec<String> = lines.iter().map(|(_, l)| l).collect();
     let file =
         std::fs::read_to_string(home.run_dir("later", 1).join("events.jsonl")).expect("events");
     assert_eq!(received, file.lines().collect::<Vec<_>>());
@@ -179,11 +203,12 @@ fn a_half_written_line_is_shown_only_once_whole() {
     let mut run = FakeRun::new(&home, "half");
     let first = run.line("half", "first");
     run.write(&format!("{first}\n"));
-    let mut tail = home
-        .command(&["tail", "half", "--run", "1", "-f", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tail");
+    let mut tail = KillOnDrop(
+        home.command(&["tail", "half", "--run", "1", "-f", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tail"),
+    );
     let lines = lines_of(&mut tail);
     assert_eq!(
         lines
@@ -219,7 +244,7 @@ fn a_half_written_line_is_shown_only_once_whole() {
         finished
     );
     assert_eq!(
-        tail.wait().expect("wait").code(),
+        wait_exit(&mut tail, 20).code(),
         Some(0),
         "run_finished ends the follow"
     );
@@ -230,14 +255,23 @@ fn an_event_shows_in_tail_f_soon_after_its_write() {
     let home = TestHome::new();
     home.spec("fast.yaml", job("fast", "true"));
     let mut run = FakeRun::new(&home, "fast");
-    let mut tail = home
-        .command(&["tail", "fast", "--run", "1", "-f", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tail");
+    let mut tail = KillOnDrop(
+        home.command(&["tail", "fast", "--run", "1", "-f", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tail"),
+    );
     let lines = lines_of(&mut tail);
-    wait_until("tail to start", 5, || home.run_dir("fast", 1).exists());
-    std::thread::sleep(Duration::from_millis(300));
+    // Synchronise on a first event: from then on the follower is surely watching.
+    let first = run.line("fast", "warm-up");
+    run.write(&format!("{first}\n"));
+    assert_eq!(
+        lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("first event")
+            .1,
+        first
+    );
     let mut delays = Vec::new();
     for i in 0..10 {
         let line = run.line("fast", &format!("event {i}"));
@@ -252,7 +286,7 @@ fn an_event_shows_in_tail_f_soon_after_its_write() {
     }
     let finished = run.finished("fast");
     run.write(&format!("{finished}\n"));
-    assert_eq!(tail.wait().expect("wait").code(), Some(0));
+    assert_eq!(wait_exit(&mut tail, 20).code(), Some(0));
     delays.sort();
     eprintln!(
         "tail -f delay from write to output: median {:?}, max {:?}",
