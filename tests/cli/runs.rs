@@ -664,3 +664,43 @@ fn a_leftover_run_directory_is_never_reused() {
     );
     home.checked_artifacts("again", 2);
 }
+
+#[test]
+fn a_broken_job_directory_is_an_error_not_a_hang() {
+    let home = TestHome::new();
+    home.spec(
+        "broken.yaml",
+        job("broken", "run:\n  command: [\"true\"]\n"),
+    );
+    std::fs::create_dir_all(home.path().join("runs")).expect("runs/");
+    // A dangling symlink where the job's run directories should be (a disk that is not mounted).
+    std::os::unix::fs::symlink(
+        home.path().join("not-mounted/broken"),
+        home.path().join("runs/broken"),
+    )
+    .expect("symlink");
+    let mut child = KillOnDrop(
+        home.command(&["--json", "run", "broken"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run"),
+    );
+    let status = wait_exit(&mut child, 10);
+    assert_eq!(status.code(), Some(6));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut stdout)
+        .expect("read");
+    let report: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(report["error"]["code"], "artifact_write_failed");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("runs/broken")),
+        "{report}"
+    );
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs"),
+        0,
+        "nothing recorded"
+    );
+}

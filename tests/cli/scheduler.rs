@@ -345,3 +345,50 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
         "nothing changed"
     );
 }
+
+#[test]
+fn a_manual_run_killed_while_the_scheduler_runs_does_not_block_the_job() {
+    let home = TestHome::new();
+    home.spec(
+        "beat.yaml",
+        format!("id: beat\n{EVERY_SECOND}run:\n  shell: \"if test -f long; then echo $$ > manual.pid; sleep 30; fi\"\n"),
+    );
+    let scheduler = start(&home);
+    wait_until("a first scheduled run", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 1
+    });
+    std::fs::write(home.path().join("long"), "").expect("make runs long");
+    // Wait until no scheduled run is in flight, then hold the instance with a manual run and kill it.
+    let mut manual = KillOnDrop(
+        home.command(&["run", "beat"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
+    wait_until("the manual run to hold the instance", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE trigger = 'manual' AND status = 'running'") == 1
+    });
+    std::fs::remove_file(home.path().join("long")).expect("short runs again");
+    manual.kill().expect("kill -9 jobs run");
+    let _ = manual.wait();
+    let before =
+        home.count("SELECT COUNT(*) FROM runs WHERE trigger = 'schedule' AND status = 'succeeded'");
+    wait_until("scheduled runs to go on", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE trigger = 'schedule' AND status = 'succeeded'")
+            > before
+    });
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs WHERE trigger = 'manual' AND status = 'interrupted'"),
+        1
+    );
+    assert_eq!(stop(scheduler), 0);
+    // The manual run's command lives on in its own process group: end it.
+    if let Some(group) = std::fs::read_to_string(home.path().join("manual.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .and_then(Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(group, Signal::KILL);
+    }
+}
