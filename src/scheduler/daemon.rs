@@ -361,6 +361,7 @@ impl Daemon {
                 spec_hash: entry.spec_hash.clone(),
                 queued,
                 retry_of: Some(row.seq),
+                max_instances: entry.spec.policy.max_instances,
             });
         }
         for (id, entry) in &self.jobs {
@@ -512,9 +513,13 @@ impl Daemon {
                 tracing::error!(run = %run_name(record.job_id(), seq), "cannot start: {error}");
                 return;
             }
-            TickResult::Recorded { seq, prepared } => match (record, prepared) {
+            TickResult::Recorded {
+                seq,
+                prepared,
+                queued,
+            } => match (record, prepared) {
                 (record @ TickRecord::Run { .. }, Some(run_dir)) => {
-                    self.start(record, seq, run_dir, now);
+                    self.start(record, seq, queued, run_dir, now);
                     return;
                 }
                 (record, _) => (record, seq),
@@ -594,7 +599,14 @@ impl Daemon {
     }
 
     /// Starts a claimed run (a `TickRecord::Run`) in its locked directory.
-    fn start(&mut self, record: TickRecord, seq: i64, run_dir: RunDir, now: DateTime<Utc>) {
+    fn start(
+        &mut self,
+        record: TickRecord,
+        seq: i64,
+        queued: bool,
+        run_dir: RunDir,
+        now: DateTime<Utc>,
+    ) {
         let TickRecord::Run {
             job_id,
             trigger,
@@ -602,7 +614,6 @@ impl Daemon {
             due_at,
             first_slot,
             count,
-            queued,
             retry_of,
             ..
         } = record
@@ -741,6 +752,7 @@ fn run_record(
         spec_hash: entry.spec_hash.clone(),
         queued,
         retry_of: None,
+        max_instances: entry.spec.policy.max_instances,
     }
 }
 

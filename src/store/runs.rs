@@ -464,6 +464,9 @@ pub enum TickRecord {
         queued: bool,
         /// For a retry of an interrupted run: the run it repeats.
         retry_of: Option<i64>,
+        /// The job's limit, checked again inside the transaction: a manual run may have claimed an
+        /// instance since the scheduler counted.
+        max_instances: u32,
     },
     /// Slots that did not run, and why.
     Skipped {
@@ -497,7 +500,12 @@ impl TickRecord {
 #[derive(Debug)]
 pub enum TickResult<T> {
     /// Recorded with this seq; for a run, with what `prepare` made (its locked directory).
-    Recorded { seq: i64, prepared: Option<T> },
+    /// `queued` says whether a run waits for an instance (asked for, or because the job was full).
+    Recorded {
+        seq: i64,
+        prepared: Option<T>,
+        queued: bool,
+    },
     /// The slot already has a record: it was claimed before (never twice).
     AlreadyClaimed,
     /// The run directory could not be made; the run is recorded as failed with this error.
@@ -561,11 +569,24 @@ impl Store {
                     }
                 }
             }
+            let mut queue_run = false;
             let inserted = match record {
                 TickRecord::Run {
-                    job_id, trigger, slot, due_at, first_slot, last_slot, count, spec_hash, queued, retry_of,
+                    job_id,
+                    trigger,
+                    slot,
+                    due_at,
+                    first_slot,
+                    last_slot,
+                    count,
+                    spec_hash,
+                    queued,
+                    retry_of,
+                    max_instances,
                 } => {
-                    let (status, started_at) = if *queued { ("queued", None) } else { ("running", Some(now)) };
+                    let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
+                    queue_run = *queued || running >= i64::from(*max_instances);
+                    let (status, started_at) = if queue_run { ("queued", None) } else { ("running", Some(now)) };
                     tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
                                            owner, slot_count, first_slot, last_slot, replay_of)
@@ -607,6 +628,7 @@ impl Store {
                     results.push(TickResult::Recorded {
                         seq,
                         prepared: Some(prepared),
+                        queued: queue_run,
                     });
                 }
                 Some(Err(error)) => {
@@ -622,6 +644,7 @@ impl Store {
                 None => results.push(TickResult::Recorded {
                     seq,
                     prepared: None,
+                    queued: false,
                 }),
             }
         }
