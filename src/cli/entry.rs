@@ -167,6 +167,22 @@ fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
     ExitCode::from(error.exit_code())
 }
 
+/// The catalog for a command that reads runs: specs loaded and synced, `job` (when given) known to
+/// exist, and runs whose owner died recorded as interrupted (their artifacts repaired) first.
+pub fn catalog_with_runs(ctx: &Ctx, job: Option<&str>) -> Result<crate::catalog::Catalog> {
+    let mut catalog = crate::catalog::Catalog::open(&ctx.home, ctx.clock.now())?;
+    if let Some(id) = job {
+        catalog.job(id)?;
+    }
+    crate::scheduler::reconcile::reconcile_runs(
+        &mut catalog.store,
+        ctx.home.root(),
+        &ctx.clock,
+        job,
+    )?;
+    Ok(catalog)
+}
+
 /// The async runtime of the commands that run things (`run`, `replay`, `scheduler`): two workers, so
 /// output capture and store writes proceed side by side on the two cores we plan for.
 pub fn async_runtime() -> Result<tokio::runtime::Runtime> {

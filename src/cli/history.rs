@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use super::entry::Ctx;
 use super::output::{Report, Style, Table, relative};
-use crate::catalog::Catalog;
 use crate::clock::{millis, rfc3339_ms};
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, run_name};
@@ -22,17 +21,8 @@ pub fn run(
 ) -> Result<Report> {
     let now = ctx.clock.now();
     let since = since.map(|text| parse_since(text, now)).transpose()?;
-    let mut catalog = Catalog::open(&ctx.home, now)?;
-    if let Some(id) = id {
-        catalog.job(id)?;
-    }
     // Runs whose process died show as interrupted, not as running forever.
-    crate::scheduler::reconcile::reconcile_runs(
-        &mut catalog.store,
-        ctx.home.root(),
-        &ctx.clock,
-        id,
-    )?;
+    let catalog = super::entry::catalog_with_runs(ctx, id)?;
     let filter = HistoryFilter {
         job_id: id.map(str::to_owned),
         status,

@@ -7,7 +7,6 @@ use super::entry::Ctx;
 use super::history;
 use super::list::state_style;
 use super::output::{Report, Style, local, relative, utc, zoned};
-use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::run::run_name;
 use crate::store::RunRow;
@@ -16,14 +15,7 @@ const NEXT_SLOTS: usize = 5;
 
 pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
     let now = ctx.clock.now();
-    let mut catalog = Catalog::open(&ctx.home, now)?;
-    catalog.job(id)?;
-    crate::scheduler::reconcile::reconcile_runs(
-        &mut catalog.store,
-        ctx.home.root(),
-        &ctx.clock,
-        Some(id),
-    )?;
+    let catalog = super::entry::catalog_with_runs(ctx, Some(id))?;
     let stats = catalog.store.run_stats(id)?;
     let job = catalog.job(id)?;
     let out = &ctx.out;

@@ -7,20 +7,14 @@ use serde_json::json;
 use super::entry::Ctx;
 use super::history::entry;
 use super::output::{Report, Style, local, relative, utc};
-use crate::catalog::{Catalog, JobState};
+use crate::catalog::JobState;
 use crate::error::{Error, Result};
 use crate::run::run_name;
 use crate::scheduler::lock::OwnerLock;
 
 pub fn run(ctx: &Ctx) -> Result<Report> {
     let now = ctx.clock.now();
-    let mut catalog = Catalog::open(&ctx.home, now)?;
-    crate::scheduler::reconcile::reconcile_runs(
-        &mut catalog.store,
-        ctx.home.root(),
-        &ctx.clock,
-        None,
-    )?;
+    let catalog = super::entry::catalog_with_runs(ctx, None)?;
     let out = &ctx.out;
     let holder = OwnerLock::holder(&ctx.home.scheduler_lock_path());
     let owner = catalog.store.owner()?;

@@ -14,7 +14,6 @@ use super::entry::Ctx;
 use super::output::{Output, Report, Style};
 use crate::artifacts::rundir::EVENTS_FILE;
 use crate::artifacts::{Event, EventKind, RunDir, Stream};
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, run_name};
 
@@ -30,15 +29,7 @@ pub struct TailArgs {
 }
 
 pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
-    let now = ctx.clock.now();
-    let mut catalog = Catalog::open(&ctx.home, now)?;
-    catalog.job(id)?;
-    crate::scheduler::reconcile::reconcile_runs(
-        &mut catalog.store,
-        ctx.home.root(),
-        &ctx.clock,
-        Some(id),
-    )?;
+    let catalog = super::entry::catalog_with_runs(ctx, Some(id))?;
     let job_dir = ctx.home.runs_dir().join(id);
     let mut printer = Printer {
         out: ctx.out,

@@ -570,21 +570,6 @@ fn history_lists_newest_first_and_filters() {
     assert_eq!(runs, [("ok".into(), 2), ("no".into(), 1), ("ok".into(), 1)]);
     assert_eq!(history["data"]["total"], 3);
     let entry = &history["data"]["entries"][1];
-    for key in [
-        "job_id",
-        "run",
-        "trigger",
-        "slot",
-        "status",
-        "started_at",
-        "finished_at",
-        "duration_ms",
-        "exit_code",
-        "attempts",
-        "error",
-    ] {
-        assert!(entry.get(key).is_some(), "history entries carry {key}");
-    }
     assert_eq!(entry["error"]["code"], "exit_nonzero");
 
     let (failed, _) = home.json(&["history", "--status", "failed"]);
