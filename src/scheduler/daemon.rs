@@ -85,7 +85,11 @@ struct Daemon {
     retry_at: Option<tokio::time::Instant>,
     /// Runs found interrupted at start whose policy retries interruptions: each gets one new run.
     retries: Vec<RunRow>,
+    last_reap: tokio::time::Instant,
 }
+
+/// How often the loop looks for runs whose owner died (manual runs killed while the scheduler runs).
+const REAP_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the scheduler of `home` until `shutdown` resolves (or, with `dry_run`, just plans).
 pub async fn run(
@@ -129,6 +133,7 @@ pub async fn run(
         started: 0,
         retry_at: None,
         retries: Vec::new(),
+        last_reap: tokio::time::Instant::now(),
     };
     daemon.reload()?;
     daemon.plan_retries(&interrupted);
@@ -315,12 +320,16 @@ impl Daemon {
     /// Claims everything due now in one transaction, then starts the runs.
     fn tick(&mut self) {
         let now = self.clock.now();
-        // A manual run whose process died must not hold an instance of its job forever.
-        let reaped = self
-            .store()
-            .and_then(|mut store| reconcile_runs(&mut store, self.home.root(), &self.clock, None));
-        if let Err(e) = reaped {
-            tracing::error!("{e}");
+        // A manual run whose process died must not hold an instance of its job forever. Checking every
+        // run's lock costs time on a busy tick, so it is done every few seconds, not every tick.
+        if self.last_reap.elapsed() >= REAP_EVERY {
+            self.last_reap = tokio::time::Instant::now();
+            let reaped = self.store().and_then(|mut store| {
+                reconcile_runs(&mut store, self.home.root(), &self.clock, None)
+            });
+            if let Err(e) = reaped {
+                tracing::error!("{e}");
+            }
         }
         let in_flight = match self.store().and_then(|s| s.in_flight()) {
             Ok(in_flight) => in_flight,
