@@ -88,6 +88,10 @@ struct Daemon {
     last_reap: tokio::time::Instant,
 }
 
+/// `resume --catchup all` makes up for at most this many slots, the latest ones: each becomes a queued
+/// run waiting for its turn, and thousands of them would only bury the job.
+const MAX_CATCHUP_RUNS: usize = 100;
+
 /// How often the loop looks for runs whose owner died (manual runs killed while the scheduler runs).
 const REAP_EVERY: Duration = Duration::from_secs(5);
 
@@ -377,13 +381,18 @@ impl Daemon {
             let (mut running, mut queued) = in_flight.get(id).copied().unwrap_or((0, 0));
             if let Some(mode) = entry.catchup {
                 let since = entry.paused_at.unwrap_or(0);
-                let slots = match self.store().and_then(|s| s.paused_skips(id, since)) {
+                let mut slots = match self.store().and_then(|s| s.paused_skips(id, since)) {
                     Ok(ranges) => expand(&entry.schedule, &ranges),
                     Err(e) => {
                         tracing::error!("{e}");
                         Vec::new()
                     }
                 };
+                if mode == Catchup::All && slots.len() > MAX_CATCHUP_RUNS {
+                    // The older slots stay recorded as skipped; only the latest are made up for.
+                    tracing::warn!(job = %id, slots = slots.len(), "catch-up limited to the latest {MAX_CATCHUP_RUNS} slots");
+                    slots.drain(..slots.len() - MAX_CATCHUP_RUNS);
+                }
                 for (index, fire) in policy::catch_up(mode, &slots, now).into_iter().enumerate() {
                     let wait =
                         index > 0 || running >= entry.spec.policy.max_instances || queued > 0;
