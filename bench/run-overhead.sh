@@ -5,28 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-50}
-cargo build --release --quiet
-bin=$PWD/target/release/jobs
-home=$(mktemp -d)
-trap 'rm -rf "$home"' EXIT
+source bench/lib.sh
 mkdir -p "$home/jobs"
 printf 'id: nop\nrun:\n  command: ["true"]\n' >"$home/jobs/nop.yaml"
 "$bin" --home "$home" run nop >/dev/null # first run creates the store
 
-median_us() {
-  local times=()
-  for ((i = 0; i < count; i++)); do
-    local start end
-    start=$(date +%s%N)
-    "$@" >/dev/null
-    end=$(date +%s%N)
-    times+=($(((end - start) / 1000)))
-  done
-  printf '%s\n' "${times[@]}" | sort -n | sed -n "$((count / 2 + 1))p"
-}
 
-true_us=$(median_us /bin/true)
-run_us=$(median_us "$bin" --home "$home" run nop)
+true_us=$(median_us "$count" /bin/true)
+run_us=$(median_us "$count" "$bin" --home "$home" run nop)
 echo "spawn true directly: $true_us us (median of $count)"
 echo "jobs run of a true job: $run_us us (median of $count)"
 echo "overhead: $((run_us - true_us)) us"

@@ -12,8 +12,7 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 jobs_n=${2:-200}
 seconds=${3:-60}
-cargo build --release --quiet
-bin=$PWD/target/release/jobs
+source bench/lib.sh
 
 make_home() { # home count cron
   local home=$1 count=$2 cron=$3

@@ -5,10 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-10000}
-cargo build --release --quiet
-bin=$PWD/target/release/jobs
-home=$(mktemp -d)
-trap 'rm -rf "$home"' EXIT
+source bench/lib.sh
 mkdir -p "$home/jobs"
 for ((i = 0; i < count; i++)); do
   id=$(printf 'job-%05d' "$i")
@@ -30,30 +27,18 @@ retry:
 SPEC
 done
 
-# Median wall time in milliseconds of running "$@" five times.
-median_ms() {
-  local times=()
-  for _ in 1 2 3 4 5; do
-    local start end
-    start=$(date +%s%N)
-    "$@" >/dev/null
-    end=$(date +%s%N)
-    times+=($(((end - start) / 1000000)))
-  done
-  printf '%s\n' "${times[@]}" | sort -n | sed -n 3p
-}
 
 rss_kb() {
   /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1
 }
 
 echo "specs: $count"
-echo "validate: $(median_ms "$bin" --home "$home" validate) ms"
+echo "validate: $(($(median_us 5 "$bin" --home "$home" validate) / 1000)) ms"
 start=$(date +%s%N)
 "$bin" --home "$home" list >/dev/null
 end=$(date +%s%N)
 echo "list, first sync into an empty store: $(((end - start) / 1000000)) ms"
-echo "list, unchanged store: $(median_ms "$bin" --home "$home" list) ms"
+echo "list, unchanged store: $(($(median_us 5 "$bin" --home "$home" list) / 1000)) ms"
 if [ -x /usr/bin/time ]; then
   echo "list, peak resident memory: $(rss_kb "$bin" --home "$home" list) KiB"
 fi

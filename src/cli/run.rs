@@ -371,8 +371,11 @@ fn detached_error(id: &str, reply: &Value) -> Error {
     match code {
         "max_instances_reached" => Error::MaxInstancesReached {
             id: id.to_owned(),
-            running: 0,
-            max: 0,
+            running: reply["error"]["running"].as_i64().unwrap_or_default(),
+            max: reply["error"]["max"]
+                .as_u64()
+                .and_then(|m| u32::try_from(m).ok())
+                .unwrap_or_default(),
         },
         "job_disabled" => Error::JobDisabled { id: id.to_owned() },
         _ => Error::Internal {
@@ -408,9 +411,12 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
     let (store, plan) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
-            reply(
-                json!({ "ok": false, "error": { "code": error.code(), "message": error.to_string() } }),
-            );
+            let mut answer = json!({ "ok": false, "error": { "code": error.code(), "message": error.to_string() } });
+            if let Error::MaxInstancesReached { running, max, .. } = &error {
+                answer["error"]["running"] = json!(running);
+                answer["error"]["max"] = json!(max);
+            }
+            reply(answer);
             return Err(error);
         }
     };

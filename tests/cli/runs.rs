@@ -689,3 +689,30 @@ fn a_broken_job_directory_is_an_error_not_a_hang() {
         "nothing recorded"
     );
 }
+
+#[test]
+fn a_detached_run_refused_for_max_instances_says_how_many_are_in_flight() {
+    let home = TestHome::new();
+    home.spec(
+        "gate.yaml",
+        job(
+            "gate",
+            "run:\n  shell: \"while [ ! -f go ]; do sleep 0.05; done\"\n",
+        ),
+    );
+    assert_eq!(home.json(&["run", "--detach", "gate"]).1, 0);
+    let (refused, code) = home.json(&["run", "--detach", "gate"]);
+    std::fs::write(home.path().join("go"), "").expect("open the gate");
+    assert_eq!(
+        (code, refused["error"]["code"].as_str()),
+        (5, Some("max_instances_reached"))
+    );
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("1 run(s) in flight, its max_instances is 1"),
+        "{message}"
+    );
+    wait_until("the first run to finish", 10, || {
+        home.run_row("gate", 1).0 == "succeeded"
+    });
+}

@@ -135,12 +135,12 @@ fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
     scheduler.kill().expect("kill -9");
     scheduler.wait().expect("reap");
     // The run in flight has just lost its owner: the restart must find it.
-    let orphan: Option<i64> = home
+    let seq: i64 = home
         .db()
         .query_row("SELECT seq FROM runs WHERE status = 'running'", [], |r| {
             r.get(0)
         })
-        .ok();
+        .expect("the run the scheduler left in flight");
     std::thread::sleep(Duration::from_millis(2500));
     let scheduler = start(&home);
     wait_until("the restart to reconcile", 10, || {
@@ -154,25 +154,23 @@ fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
         0,
         "no (job, slot) has two records"
     );
-    if let Some(seq) = orphan {
-        let retries = home.count(&format!(
-            "SELECT COUNT(*) FROM runs WHERE replay_of = {seq} AND trigger = 'catchup'"
-        ));
-        assert_eq!(
-            retries, 1,
-            "the interrupted run is retried once, as its policy asks"
-        );
-        let receipt = home.receipt("slow", seq);
-        assert_eq!(
-            receipt["status"], "interrupted",
-            "reconciliation repaired the receipt"
-        );
-        let events = home.checked_artifacts("slow", seq);
-        assert_eq!(
-            events.last().and_then(|e| e["type"].as_str()),
-            Some("run_finished")
-        );
-    }
+    let retries = home.count(&format!(
+        "SELECT COUNT(*) FROM runs WHERE replay_of = {seq} AND trigger = 'catchup'"
+    ));
+    assert_eq!(
+        retries, 1,
+        "the interrupted run is retried once, as its policy asks"
+    );
+    let receipt = home.receipt("slow", seq);
+    assert_eq!(
+        receipt["status"], "interrupted",
+        "reconciliation repaired the receipt"
+    );
+    let events = home.checked_artifacts("slow", seq);
+    assert_eq!(
+        events.last().and_then(|e| e["type"].as_str()),
+        Some("run_finished")
+    );
     let missed: (i64, i64) = home
         .db()
         .query_row("SELECT slot_count, last_slot - first_slot FROM runs WHERE status = 'missed' ORDER BY seq LIMIT 1", [], |r| {
