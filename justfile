@@ -24,3 +24,8 @@ bench:
     ./bench/run-overhead.sh 50
     ./bench/scheduler.sh all 200 60
     cargo test --release --test cli -- tail::an_event_shows --nocapture
+
+# crash torture and client concurrency at full length: 20 kill -9 cycles (random moments and the
+# fault-injection points), 8 clients for 60 s; `cargo test` runs the same tests in a short variant
+torture:
+    JOBS_TORTURE_CYCLES=20 JOBS_CONCURRENCY_SECS=60 cargo test --test torture --test concurrency -- --nocapture

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod digest;
 pub mod error;
+pub mod fault;
 pub mod home;
 pub mod policy;
 pub mod retention;

@@ -224,6 +224,10 @@ impl EventLog {
         match serde_json::to_vec(&event) {
             Ok(mut line) => {
                 line.push(b'\n');
+                if crate::fault::strikes(crate::fault::Point::EventTorn) {
+                    let _ = inner.file.write_all(&line[..line.len() / 2]);
+                    crate::fault::die();
+                }
                 // One write of the whole line: a regular file opened O_APPEND takes it in one piece.
                 if let Err(e) = inner.file.write_all(&line) {
                     inner.error.get_or_insert(e);

@@ -135,6 +135,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         file.sync_all().map_err(fail)?;
     }
     drop(file);
+    crate::fault::point(crate::fault::Point::ReceiptBeforeRename);
     fs::rename(&temp, path).map_err(fail)?;
     if durable && let Some(dir) = path.parent() {
         File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;

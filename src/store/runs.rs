@@ -171,6 +171,7 @@ impl Store {
             ],
         )
         .map_err(fail)?;
+        crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
         tx.commit().map_err(fail)?;
         let claimed = if queue {
             Claimed::Queued(seq)
@@ -218,6 +219,7 @@ impl Store {
 
     /// Records how a run ended, in one transaction.
     pub fn finish_run(&mut self, job_id: &str, seq: i64, finish: &Finish) -> Result<()> {
+        crate::fault::point(crate::fault::Point::FinishBeforeCommit);
         self.conn
             .execute(
                 "UPDATE runs SET status = ?3, finished_at = ?4, attempts = ?5, exit_code = ?6, signal = ?7,
@@ -662,6 +664,7 @@ impl Store {
                 statement.execute([id]).map_err(fail)?;
             }
         }
+        crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
         tx.commit().map_err(fail)?;
         Ok(results)
     }
