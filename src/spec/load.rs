@@ -212,6 +212,11 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
         problem_at(1, 1, "", "unreadable", format!("cannot read the file: {e}"))
     };
     let file = fs::File::open(path).map_err(unreadable)?;
+    // Checked on the open handle, so the file judged is the file read.
+    let metadata = file.metadata().map_err(unreadable)?;
+    if let Some(problem) = unsafe_ownership(&metadata, rustix::process::geteuid().is_root()) {
+        return Err(problem);
+    }
     let mut bytes = Vec::new();
     file.take(MAX_SPEC_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -226,6 +231,32 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
         ));
     }
     Ok(bytes)
+}
+
+/// A process running as root runs a spec's command as root, so, as cron does, it refuses a spec that
+/// someone else could have written: one writable by group or others, or owned by another user.
+fn unsafe_ownership(metadata: &fs::Metadata, running_as_root: bool) -> Option<Problem> {
+    use std::os::unix::fs::MetadataExt;
+    if !running_as_root {
+        return None;
+    }
+    let message = if metadata.uid() != 0 {
+        format!(
+            "the file is owned by uid {}, and jobs running as root loads only specs owned by root; \
+             check who wrote it, then `chown root` it",
+            metadata.uid()
+        )
+    } else if metadata.mode() & 0o022 != 0 {
+        format!(
+            "the file is writable by {} (mode {:o}), and jobs running as root refuses specs others \
+             could change; check its content, then `chmod go-w` it",
+            if metadata.mode() & 0o002 != 0 { "others" } else { "its group" },
+            metadata.mode() & 0o7777
+        )
+    } else {
+        return None;
+    };
+    Some(problem_at(1, 1, "", "unsafe_permissions", message))
 }
 
 fn load_bytes(
