@@ -3,6 +3,11 @@
 //! libfaketime; without them a test says so and passes, unless `JOBS_TEST_STRICT` is set (CI sets it),
 //! in which case a missing capability fails the test rather than hiding it.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a test helper that cannot set up must fail the test loudly"
+)]
+
 #[path = "cli/common.rs"]
 #[expect(
     dead_code,
