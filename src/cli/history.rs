@@ -10,7 +10,7 @@ use crate::clock::{millis, rfc3339_ms};
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, run_name};
 use crate::spec::duration::SpecDuration;
-use crate::store::{HistoryFilter, RunRow};
+use crate::store::{HISTORY_COUNT_CAP, HistoryFilter, RunRow};
 
 pub fn run(
     ctx: &Ctx,
@@ -69,7 +69,15 @@ pub fn run(
         "no runs yet\n".to_owned()
     } else {
         let mut text = table.render(&ctx.out);
-        if total > rows.len() as i64 {
+        if total > HISTORY_COUNT_CAP {
+            text.push_str(&ctx.out.paint(
+                Style::Dim,
+                &format!(
+                    "{} of more than {HISTORY_COUNT_CAP} runs shown; -n for more\n",
+                    rows.len()
+                ),
+            ));
+        } else if total > rows.len() as i64 {
             text.push_str(&ctx.out.paint(
                 Style::Dim,
                 &format!("{} of {total} runs shown; -n for more\n", rows.len()),
@@ -79,7 +87,11 @@ pub fn run(
     };
     let entries: Vec<Value> = rows.iter().map(entry).collect();
     Ok(Report::ok(
-        json!({ "entries": entries, "total": total }),
+        json!({
+            "entries": entries,
+            "total": total.min(HISTORY_COUNT_CAP),
+            "total_capped": total > HISTORY_COUNT_CAP,
+        }),
         human,
     ))
 }

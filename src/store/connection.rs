@@ -26,6 +26,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_lifecycle.sql",
         include_str!("../../db/migrations/0004_lifecycle.sql"),
     ),
+    (
+        "0005_history_by_job_status.sql",
+        include_str!("../../db/migrations/0005_history_by_job_status.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

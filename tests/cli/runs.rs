@@ -716,3 +716,44 @@ fn a_detached_run_refused_for_max_instances_says_how_many_are_in_flight() {
         home.run_row("gate", 1).0 == "succeeded"
     });
 }
+
+#[test]
+fn history_counts_up_to_a_cap_and_says_so() {
+    let home = TestHome::new();
+    home.spec("many.yaml", job("many", "run:\n  command: [\"true\"]\n"));
+    assert_eq!(home.run(&["run", "many"]).code, 0);
+    // Rows as the scheduler would leave them, written directly: 10,050 runs, every tenth failed.
+    let mut db = rusqlite::Connection::open(home.path().join("db/jobs.sqlite3")).expect("store");
+    let tx = db.transaction().expect("transaction");
+    for seq in 2..=10_051_i64 {
+        let status = if seq % 10 == 0 { "failed" } else { "succeeded" };
+        tx.execute(
+            "INSERT INTO runs (job_id, seq, trigger, claimed_at, status, owner) \
+             VALUES ('many', ?1, 'manual', 4000000000000 + ?1, ?2, 'test')",
+            rusqlite::params![seq, status],
+        )
+        .expect("insert");
+    }
+    tx.execute("UPDATE jobs SET run_counter = 10051 WHERE id = 'many'", [])
+        .expect("counter");
+    tx.commit().expect("commit");
+
+    let (all, _) = home.json(&["history", "-n", "3"]);
+    assert_eq!(
+        (&all["data"]["total"], &all["data"]["total_capped"]),
+        (&serde_json::json!(10_000), &serde_json::json!(true))
+    );
+    assert_eq!(all["data"]["entries"][0]["run"], 10_051);
+    let human = home.run(&["history", "-n", "3"]);
+    assert!(
+        human.stdout.contains("3 of more than 10000 runs shown"),
+        "{}",
+        human.stdout
+    );
+    let (failed, _) = home.json(&["history", "many", "--status", "failed", "-n", "3"]);
+    assert_eq!(
+        (&failed["data"]["total"], &failed["data"]["total_capped"]),
+        (&serde_json::json!(1_005), &serde_json::json!(false))
+    );
+    assert_eq!(failed["data"]["entries"][0]["run"], 10_050);
+}
