@@ -17,12 +17,17 @@ contract-conformance:
 runbook-check:
     cargo test --test cli -- runbooks::
 
-# micro-benchmarks (criterion) and the 10,000-spec macro benchmark
+# side by side with APScheduler, quick mode (under 2 minutes after the build; the first run also
+# creates the Python venv in target/): writes bench/RESULTS.md and bench/lateness.png
 bench:
-    cargo bench --bench spec_load
+    ./bench/run.sh quick
+
+# the same in full mode (about 30 minutes), then the criterion benches of the hot paths, the
+# 10,000-spec loading benchmark and the tail latency check
+bench-full:
+    ./bench/run.sh full
+    cargo bench --bench spec_load --bench hot_paths
     ./bench/spec-load.sh 10000
-    ./bench/run-overhead.sh 50
-    ./bench/scheduler.sh all 200 60
     cargo test --release --test cli -- tail::an_event_shows --nocapture
 
 # crash torture and client concurrency at full length: 20 kill -9 cycles (random moments and the
