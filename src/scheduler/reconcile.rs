@@ -1,19 +1,28 @@
 //! What a (re)starting scheduler finds and sets right: runs left queued or running by a process that is
-//! gone become interrupted, in the store and in their artifacts (a torn last event line is cut off, a
-//! `run_finished` event is appended, the receipt says interrupted). Missed slots need nothing here: the
-//! first tick judges them by misfire grace and coalesce.
+//! gone. Their artifacts are set right first (a torn last event line is cut off, a `run_finished` event
+//! is appended, the receipt and summary say how the run ended), then the store records the same
+//! outcome. Missed slots need nothing here: the first tick judges them by misfire grace and coalesce.
+//!
+//! Artifacts go first and every step can be done twice: a process killed half-way through leaves the
+//! run still active in the store, so the next reconciliation finds it and finishes the job. A run whose
+//! owner died while it was writing down how it ended (a `run_finished` event or a final receipt beside
+//! an unfinished row) keeps that outcome; only a run that really was cut short becomes interrupted.
 
-use std::path::Path;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::artifacts::events::read_events;
-use crate::artifacts::{EventKind, EventLog, Receipt};
-use crate::clock::{Clock, millis, rfc3339};
+use crate::artifacts::receipt::Command as ReceiptCommand;
+use crate::artifacts::rundir::{EVENTS_FILE, LOCK_FILE};
+use crate::artifacts::{Event, EventKind, EventLog, Receipt};
+use crate::clock::{Clock, millis, rfc3339, rfc3339_ms};
 use crate::error::Result;
-use crate::run::RunStatus;
+use crate::run::{RunStatus, run_name};
 use crate::runner::execute::run_is_alive;
+use crate::spec::JobSpec;
 use crate::store::runs::OWNER_GONE;
-use crate::store::{RunRow, Store};
+use crate::store::{Finish, RunRow, Store};
 
 /// Runs in flight whose owner is gone, without changing anything (for `--dry-run`).
 pub fn orphaned_runs(store: &Store, home: &Path) -> Result<Vec<RunRow>> {
@@ -28,74 +37,268 @@ pub fn orphaned_runs(store: &Store, home: &Path) -> Result<Vec<RunRow>> {
         .collect())
 }
 
-/// Marks orphaned runs (of one job, or all) interrupted and repairs their artifacts. Every command
-/// that reads runs calls this, so a run is never shown as running forever, and its artifacts always
-/// agree with the store. Returns the runs as `(job, seq)`.
+/// Finishes orphaned runs (of one job, or all) and repairs their artifacts. Every command that reads
+/// runs calls this, so a run is never shown as running forever, and its artifacts always agree with
+/// the store. Returns the runs now recorded as interrupted, as `(job, seq)`.
 pub fn reconcile_runs(
     store: &mut Store,
     home: &Path,
     clock: &Arc<dyn Clock>,
     job: Option<&str>,
 ) -> Result<Vec<(String, i64)>> {
-    let orphans = orphaned_runs(store, home)?;
-    let reaped = store.reap_dead_runs(job, |dir| run_is_alive(home, dir), millis(clock.now()))?;
-    for run in orphans.iter().filter(|run| {
-        reaped
-            .iter()
-            .any(|(job, seq)| *job == run.job_id && *seq == run.seq)
-    }) {
-        if let Some(dir) = &run.run_dir {
-            repair(&home.join(dir), run, clock);
+    let mut interrupted = Vec::new();
+    for run in orphaned_runs(store, home)? {
+        if job.is_some_and(|id| id != run.job_id) {
+            continue;
+        }
+        let Some(stored) = &run.run_dir else {
+            continue;
+        };
+        let dir = home.join(stored);
+        // Holding the run's lock while setting it right makes the run look alive to every other
+        // process: one reconciling at the same moment leaves it alone rather than repairing it twice.
+        // A lock that cannot be had means someone else is at it (or the directory is gone, which the
+        // store alone then settles below).
+        let Some(_lock) = take_lock(&dir) else {
+            continue;
+        };
+        // Another process may have finished it between the listing and the lock.
+        let Some(row) = store.run_row(&run.job_id, run.seq)? else {
+            continue;
+        };
+        if !row.status.is_active() {
+            continue;
+        }
+        let spec = spec_of(store, &row);
+        let finish = repair(&dir, home, &row, spec.as_ref(), clock);
+        store.finish_run(&row.job_id, row.seq, &finish)?;
+        if finish.status == RunStatus::Interrupted {
+            interrupted.push((row.job_id.clone(), row.seq));
         }
     }
-    Ok(reaped)
+    // What is left: rows without a run directory, or whose directory is gone. Nothing to repair there.
+    let reaped = store.reap_dead_runs(job, |dir| run_is_alive(home, dir), millis(clock.now()))?;
+    interrupted.extend(reaped);
+    Ok(interrupted)
 }
 
-/// Brings an interrupted run's artifacts in line with the store. Best effort: a run directory that is
-/// gone or unwritable leaves the store's record as the word on it.
-fn repair(dir: &Path, run: &RunRow, clock: &Arc<dyn Clock>) {
-    let now = clock.now();
-    // What the events say happened before the owner died: attempts started, and since when.
-    let (events, _) = read_events(&dir.join("events.jsonl")).unwrap_or_default();
-    let attempts = events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::AttemptStarted { .. }))
-        .count();
-    let started = events
-        .iter()
-        .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
-        .and_then(|e| chrono::DateTime::parse_from_rfc3339(&e.ts).ok());
-    let duration_ms = started.map_or(0, |t| {
-        u64::try_from((now - t.with_timezone(&chrono::Utc)).num_milliseconds()).unwrap_or(0)
-    });
-    if let Ok(events) = EventLog::append_to(
-        &dir.join("events.jsonl"),
-        &run.job_id,
-        run.seq,
-        Arc::clone(clock),
-    ) {
-        events.emit(EventKind::RunFinished {
-            status: RunStatus::Interrupted,
-            attempts: u32::try_from(attempts).unwrap_or(0),
-            exit_code: None,
-            signal: None,
-            duration_ms,
-            error_code: Some("owner_gone".into()),
-            message: Some(OWNER_GONE.into()),
-        });
+/// Takes the lock of the run directory `dir`, if it exists and no one holds it.
+fn take_lock(dir: &Path) -> Option<File> {
+    let file = File::open(dir.join(LOCK_FILE)).ok()?;
+    match file.try_lock() {
+        Ok(()) => Some(file),
+        Err(TryLockError::WouldBlock | TryLockError::Error(_)) => None,
     }
-    if let Ok(mut receipt) = Receipt::read(dir)
-        && receipt.status.is_active()
-    {
-        receipt.status = RunStatus::Interrupted;
-        receipt.finished_at = Some(rfc3339(now));
-        receipt.duration_ms = Some(duration_ms);
-        receipt.error_code = Some("owner_gone".into());
-        receipt.message = Some(OWNER_GONE.into());
+}
+
+/// The spec the run was claimed with, when the store still has it (its last good version is the same).
+fn spec_of(store: &Store, run: &RunRow) -> Option<JobSpec> {
+    let row = store.job_row(&run.job_id).ok()??;
+    if row.good_hash.is_none() || row.good_hash != run.spec_hash {
+        return None;
+    }
+    serde_json::from_str(row.spec_json.as_deref()?).ok()
+}
+
+/// How a run ended, as the artifacts or the reconciliation tell it.
+struct Outcome {
+    status: RunStatus,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    attempts: u32,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    duration_ms: u64,
+    error_code: Option<String>,
+    message: Option<String>,
+}
+
+impl Outcome {
+    fn finish(self) -> Finish {
+        Finish {
+            status: self.status,
+            finished_at: millis(self.finished_at),
+            attempts: i64::from(self.attempts),
+            exit_code: self.exit_code.map(i64::from),
+            signal: self.signal.map(i64::from),
+            error_code: self.error_code,
+            message: self.message,
+        }
+    }
+
+    fn event(&self) -> EventKind {
+        EventKind::RunFinished {
+            status: self.status,
+            attempts: self.attempts,
+            exit_code: self.exit_code,
+            signal: self.signal,
+            duration_ms: self.duration_ms,
+            error_code: self.error_code.clone(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// Brings an orphaned run's artifacts to their end and says how it ended. A run finishes its
+/// artifacts in a fixed order (the `run_finished` event, then the summary, then the final receipt, then
+/// the store), so the furthest of them that is complete says how the run ended; with none of them, the
+/// run was cut short and is interrupted. Best effort: a run directory that is unwritable leaves the
+/// store's record as the word on it.
+fn repair(
+    dir: &Path,
+    home: &Path,
+    run: &RunRow,
+    spec: Option<&JobSpec>,
+    clock: &Arc<dyn Clock>,
+) -> Finish {
+    let now = clock.now();
+    let events_path = dir.join(EVENTS_FILE);
+    // A torn last line is held back by the reader and cut off by the append below.
+    let (events, _) = read_events(&events_path).unwrap_or_default();
+    let receipt = Receipt::read(dir).ok();
+    if let Some(receipt) = receipt.as_ref().filter(|r| !r.status.is_active()) {
+        let outcome = Outcome {
+            status: receipt.status,
+            finished_at: receipt
+                .finished_at
+                .as_deref()
+                .and_then(parse_time)
+                .unwrap_or(now),
+            attempts: u32::try_from(receipt.attempts.len()).unwrap_or(u32::MAX),
+            exit_code: receipt.exit_code,
+            signal: receipt.signal,
+            duration_ms: receipt.duration_ms.unwrap_or(0),
+            error_code: receipt.error_code.clone(),
+            message: receipt.message.clone(),
+        };
+        if !ends_with_run_finished(&events) {
+            append_event(&events_path, run, clock, outcome.event());
+        }
+        return outcome.finish();
+    }
+    let last = events.last();
+    let outcome = match last.map(|e| &e.kind) {
+        Some(EventKind::RunFinished {
+            status,
+            attempts,
+            exit_code,
+            signal,
+            duration_ms,
+            error_code,
+            message,
+        }) => Outcome {
+            status: *status,
+            finished_at: last.and_then(|e| parse_time(&e.ts)).unwrap_or(now),
+            attempts: *attempts,
+            exit_code: *exit_code,
+            signal: *signal,
+            duration_ms: *duration_ms,
+            error_code: error_code.clone(),
+            message: message.clone(),
+        },
+        _ => {
+            let attempts = events
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::AttemptStarted { .. }))
+                .count();
+            let started = events
+                .iter()
+                .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+                .and_then(|e| parse_time(&e.ts));
+            let outcome = Outcome {
+                status: RunStatus::Interrupted,
+                finished_at: now,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                exit_code: None,
+                signal: None,
+                duration_ms: started.map_or(0, |t| {
+                    u64::try_from((now - t).num_milliseconds()).unwrap_or(0)
+                }),
+                error_code: Some("owner_gone".into()),
+                message: Some(OWNER_GONE.into()),
+            };
+            append_event(&events_path, run, clock, outcome.event());
+            outcome
+        }
+    };
+    // The receipt as it was, or, if the owner died before writing it, one made from the store's row
+    // and the spec the run was claimed with.
+    let receipt = receipt.or_else(|| spec.map(|spec| new_receipt(home, run, spec)));
+    if let Some(mut receipt) = receipt {
+        receipt.status = outcome.status;
+        receipt.finished_at = Some(rfc3339(outcome.finished_at));
+        receipt.duration_ms = Some(outcome.duration_ms);
+        receipt.exit_code = outcome.exit_code;
+        receipt.signal = outcome.signal;
+        receipt.error_code.clone_from(&outcome.error_code);
+        receipt.message.clone_from(&outcome.message);
         let written = crate::artifacts::summary::write(dir, &receipt, &[])
             .and_then(|()| receipt.write(dir, true));
         if let Err(e) = written {
             tracing::warn!("cannot update the artifacts in {}: {e}", dir.display());
         }
+    }
+    outcome.finish()
+}
+
+fn ends_with_run_finished(events: &[Event]) -> bool {
+    events
+        .last()
+        .is_some_and(|e| matches!(e.kind, EventKind::RunFinished { .. }))
+}
+
+fn append_event(path: &Path, run: &RunRow, clock: &Arc<dyn Clock>, kind: EventKind) {
+    match EventLog::append_to(path, &run.job_id, run.seq, Arc::clone(clock)) {
+        Ok(events) => {
+            events.emit(kind);
+        }
+        Err(e) => tracing::warn!("cannot repair {}: {e}", path.display()),
+    }
+}
+
+/// The receipt a run would have written at its start, for a run whose owner died before it could.
+fn new_receipt(home: &Path, run: &RunRow, spec: &JobSpec) -> Receipt {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let cwd: PathBuf = home
+        .join(&spec.run.cwd)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    Receipt {
+        receipt_version: crate::artifacts::receipt::RECEIPT_VERSION,
+        job_id: run.job_id.clone(),
+        run: run.seq,
+        name: run_name(&run.job_id, run.seq),
+        trigger: run.trigger,
+        slot: run.slot.map(rfc3339_ms),
+        due_at: run.due_at.map(rfc3339_ms),
+        replay_of: run.replay_of,
+        claimed_at: rfc3339_ms(run.claimed_at),
+        started_at: run.started_at.map(rfc3339_ms),
+        finished_at: None,
+        duration_ms: None,
+        status: run.status,
+        exit_code: None,
+        signal: None,
+        error_code: None,
+        message: None,
+        slot_count: u64::try_from(run.slot_count).unwrap_or(1),
+        spec_hash: run.spec_hash.clone().unwrap_or_default(),
+        owner: run.owner.clone(),
+        command: ReceiptCommand {
+            argv: spec.run.command.clone(),
+            shell: spec.run.shell.clone(),
+        },
+        cwd: cwd.display().to_string(),
+        env_names: spec.run.env.keys().cloned().collect(),
+        timeout_ms: spec.run.timeout.map(|t| ms(t.as_duration())),
+        kill_grace_ms: ms(spec.run.kill_grace.as_duration()),
+        max_attempts: spec.retry.max_attempts,
+        attempts: Vec::new(),
     }
 }
