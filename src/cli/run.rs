@@ -80,8 +80,9 @@ pub fn run_targets(
     let clock = Arc::clone(&ctx.clock);
     Ok(runtime.block_on(async move {
         let (cancel_tx, cancel) = watch::channel(None);
+        let stop = stop_signal();
         tokio::spawn(async move {
-            stop_signal().await;
+            stop.await;
             let _ = cancel_tx.send(Some(RunStatus::Cancelled));
         });
         let me = owner();
@@ -186,17 +187,24 @@ fn live_output(id: &str, prefixed: bool) -> Observer {
 }
 
 /// Resolves on SIGINT or SIGTERM: the runs in flight are then stopped and recorded as cancelled.
-pub async fn stop_signal() {
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that resolves at the first of
+/// them. Installing at call time rather than at first poll matters: a signal that arrives while the
+/// scheduler is still starting would otherwise meet the default action and kill the process outright.
+/// Must be called inside the runtime.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
+    let streams = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+    );
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = streams else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     }
 }
 

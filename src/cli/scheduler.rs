@@ -20,12 +20,11 @@ pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report>
         ..Options::default()
     };
     let home = ctx.home.clone();
-    let summary = runtime.block_on(run_scheduler(
-        home,
-        options,
-        Arc::new(SystemClock),
-        stop_signal(),
-    ))?;
+    let stop = {
+        let _inside = runtime.enter();
+        stop_signal()
+    };
+    let summary = runtime.block_on(run_scheduler(home, options, Arc::new(SystemClock), stop))?;
     // Runs still winding down must not keep the process alive past this point.
     runtime.shutdown_timeout(Duration::from_secs(1));
     if dry_run {

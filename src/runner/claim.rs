@@ -2,12 +2,13 @@
 //! run directory is created and locked inside that same transaction.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::execute::{RunPlan, run_is_alive, stored_run_dir};
 use crate::artifacts::RunDir;
-use crate::clock::millis;
+use crate::clock::{Clock, FixedClock, millis};
 use crate::error::Result;
 use crate::run::Trigger;
 use crate::spec::JobSpec;
@@ -62,6 +63,10 @@ pub fn claim_run(
         overlap: spec.policy.overlap,
         replay_of: of.replay_of,
     };
+    // A run of this job whose process died is settled first, artifacts included: the claim below
+    // would otherwise only mark its row, leaving a receipt that still says "running".
+    let at: Arc<dyn Clock> = Arc::new(FixedClock(now));
+    crate::scheduler::reconcile::reconcile_runs(store, home, &at, Some(job_id))?;
     let runs_root = home.join("runs");
     let (claimed, run_dir) = store.claim(
         &request,

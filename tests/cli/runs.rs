@@ -401,14 +401,14 @@ fn sigint_cancels_the_run_and_leaves_no_child_behind() {
     wait_until("the job's child to be gone", 2, || !process_alive(child));
 }
 
-#[test]
-fn a_run_whose_process_was_killed_is_seen_as_interrupted() {
+/// Starts a long run of `doomed` and kills `jobs run` with SIGKILL, leaving the row "running".
+fn killed_run() -> TestHome {
     let home = TestHome::new();
     home.spec(
         "doomed.yaml",
         job(
             "doomed",
-            "run:\n  shell: \"echo $$ > shell.pid; sleep 30\"\n",
+            "run:\n  shell: \"if [ ! -e shell.pid ]; then echo $$ > shell.pid; sleep 30; fi\"\n",
         ),
     );
     let mut jobs = home.command(&["run", "doomed"]).spawn().expect("spawn");
@@ -437,13 +437,12 @@ fn a_run_whose_process_was_killed_is_seen_as_interrupted() {
     assert_eq!(home.receipt("doomed", 1)["status"], "running");
     let events = home.events("doomed", 1);
     assert!(!types(&events).contains(&"run_finished"));
+    home
+}
 
-    // Reading history notices and records it.
-    let (history, code) = home.json(&["history", "doomed"]);
-    assert_eq!(code, 0);
-    assert_eq!(history["data"]["entries"][0]["status"], "interrupted");
-    assert_eq!(history["data"]["entries"][0]["error"]["code"], "owner_gone");
-    // And the artifacts agree with the store: repaired, not left saying "running".
+/// The killed run's artifacts agree with the store: repaired, not left saying "running".
+fn assert_repaired(home: &TestHome) {
+    assert_eq!(home.run_row("doomed", 1).0, "interrupted");
     assert_eq!(home.receipt("doomed", 1)["status"], "interrupted");
     let events = home.checked_artifacts("doomed", 1);
     let last = events.last().expect("events");
@@ -451,6 +450,26 @@ fn a_run_whose_process_was_killed_is_seen_as_interrupted() {
         (last["type"].as_str(), last["attempts"].as_i64()),
         (Some("run_finished"), Some(1))
     );
+}
+
+#[test]
+fn a_run_whose_process_was_killed_is_seen_as_interrupted() {
+    let home = killed_run();
+    // Reading history notices and records it.
+    let (history, code) = home.json(&["history", "doomed"]);
+    assert_eq!(code, 0);
+    assert_eq!(history["data"]["entries"][0]["status"], "interrupted");
+    assert_eq!(history["data"]["entries"][0]["error"]["code"], "owner_gone");
+    assert_repaired(&home);
+}
+
+#[test]
+fn the_next_run_of_a_job_repairs_its_killed_run_first() {
+    let home = killed_run();
+    // No history in between: the claim of run 2 is the first to see run 1's owner gone.
+    assert_eq!(home.run(&["run", "doomed"]).code, 0);
+    assert_eq!(home.run_row("doomed", 2).0, "succeeded");
+    assert_repaired(&home);
 }
 
 #[test]
