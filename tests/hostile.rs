@@ -437,11 +437,13 @@ const YAML_NOISE: &[u8] = b"-:[]{},&*!|>'\"%@#` \t\n\\?0aZ\xc3\xff\x00";
 
 #[derive(Debug, Clone)]
 enum Hostile {
+    /// Random bytes.
     Bytes(Vec<u8>),
     /// The full spec cut after this many bytes (modulo its length).
     Truncated(usize),
     /// The full spec with bytes replaced or inserted at positions (modulo its length).
     Mutated(Vec<(usize, u8, bool)>),
+    /// One of [`wrong_type_cases`]: a field of a valid spec given a value of another type.
     WrongType(usize),
     /// Nested flow collections (`[[[` or `{a: {a:`) or block lists.
     Nested(usize, u8),
@@ -449,7 +451,9 @@ enum Hostile {
     Huge(usize),
     /// Billion laughs: `levels` of 10 aliases each.
     AliasBomb(usize),
+    /// A valid spec whose `id` is one of [`HOSTILE_IDS`].
     Id(usize),
+    /// A valid spec in a file named after one of [`HOSTILE_STEMS`].
     Stem(usize),
 }
 
