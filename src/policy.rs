@@ -116,6 +116,27 @@ pub fn due_at(
     }
 }
 
+/// Whether a slot due at `due` is claimed at `now`, and if so as of which instant it is judged.
+///
+/// A slot may be claimed up to `ahead` before it is due, so that the claim and the run's files are
+/// ready when it comes; it is then judged as of `due` and its command waits for it. A job with a run
+/// in flight is not claimed ahead: whether that run has ended by the slot decides the overlap policy,
+/// so it is claimed when due. A slot already due is judged as of `now`.
+pub fn claim_at(
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+    ahead: chrono::TimeDelta,
+    in_flight: bool,
+) -> Option<DateTime<Utc>> {
+    if due <= now {
+        Some(now)
+    } else if due <= now + ahead && !in_flight {
+        Some(due)
+    } else {
+        None
+    }
+}
+
 /// Decides what happens to the job's slots that are due at `now` (those whose jittered due time has
 /// come). Slots are judged at claim time: a slot whose due time is more than `misfire_grace` before
 /// `now` is missed. With `coalesce`, all due slots stand behind one run for the latest (judged by its

@@ -29,7 +29,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jobs::policy::{
     Catchup, Decision, Fire, InFlight, Input, MAX_SLOTS_PER_TICK, Operator, Plan, SkipReason,
-    catch_up, decide, due_at, pending_slot,
+    catch_up, claim_at, decide, due_at, pending_slot,
 };
 use jobs::run::Trigger;
 use jobs::schedule::Schedule;
@@ -1779,4 +1779,35 @@ fn capped_tick_without_coalesce_labels_every_run_catchup() {
         plan.decisions[9_999],
         Decision::Fire(single(jan("12:46:39"), CATCHUP))
     );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Claiming ahead of the slot
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn slots_are_claimed_ahead_only_when_no_run_is_in_flight() {
+    let ahead = chrono::TimeDelta::milliseconds(150);
+    let due = jan("10:02");
+    // (now, in flight, expected: judged as of)
+    let rows = [
+        // more than `ahead` early: not yet
+        ("10:01:59.800", false, None),
+        // within `ahead`: claimed now, judged as of the due time (the command waits for it)
+        ("10:01:59.850", false, Some(due)),
+        ("10:01:59.999", false, Some(due)),
+        // a run in flight: wait for the due time, whatever the lead
+        ("10:01:59.900", true, None),
+        // due or late: judged as of now, in flight or not
+        ("10:02", true, Some(due)),
+        ("10:02:00.300", false, Some(jan("10:02:00.300"))),
+        ("10:02:05", true, Some(jan("10:02:05"))),
+    ];
+    for (now, in_flight, expected) in rows {
+        assert_eq!(
+            claim_at(due, jan(now), ahead, in_flight),
+            expected,
+            "now {now}, in flight {in_flight}"
+        );
+    }
 }

@@ -174,7 +174,8 @@ pub async fn execute(
                 &[],
                 RunStatus::Failed,
                 Some(e),
-            );
+            )
+            .await;
         }
     };
     let sinks = match (
@@ -197,7 +198,8 @@ pub async fn execute(
                 &[],
                 RunStatus::Failed,
                 Some(e),
-            );
+            )
+            .await;
         }
     };
     if let Err(e) = receipt.write(&dir, false) {
@@ -227,7 +229,7 @@ pub async fn execute(
             tokio::select! {
                 () = tokio::time::sleep(QUEUE_POLL) => {}
                 requested = stop_requested(&mut stop) => {
-                    return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], requested, artifact_error);
+                    return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], requested, artifact_error).await;
                 }
             }
         }
@@ -241,6 +243,18 @@ pub async fn execute(
                 last_slot: rfc3339(last),
                 count: plan.slot_count,
             });
+        }
+    }
+    // A run claimed ahead of its slot starts when the slot is due, never before.
+    if let Some(wait) = plan
+        .due_at
+        .and_then(|due| (due - clock.now()).to_std().ok())
+    {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            requested = stop_requested(&mut stop) => {
+                return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], requested, artifact_error).await;
+            }
         }
     }
     let started_at = clock.now();
@@ -330,6 +344,7 @@ pub async fn execute(
         status,
         artifact_error,
     )
+    .await
 }
 
 /// The delay before attempt `after + 1`: `backoff` doubled for each attempt after the first, at most
@@ -344,7 +359,7 @@ pub fn backoff(backoff: Duration, max: Duration, after: u32) -> Duration {
     clippy::too_many_arguments,
     reason = "one call site per way a run can end, all in this file"
 )]
-fn finish(
+async fn finish(
     plan: &RunPlan,
     store: &Arc<Mutex<Store>>,
     clock: &Arc<dyn Clock>,
@@ -365,7 +380,6 @@ fn finish(
         error_code = Some(code.into());
         message = Some(text.into());
     }
-    let mut artifact_error = artifact_error;
     if let Some(error) = &artifact_error {
         // A run whose record could not be written is not a success, whatever the command did.
         if status == RunStatus::Succeeded {
@@ -403,9 +417,6 @@ fn finish(
     receipt.error_code = error_code.clone();
     receipt.message = message.clone();
     let dir = plan.run_dir.path();
-    if let Err(e) = summary::write(dir, receipt, tail).and_then(|()| receipt.write(dir, true)) {
-        artifact_error.get_or_insert(e);
-    }
     let record = Finish {
         status,
         finished_at: millis(finished_at),
@@ -415,10 +426,27 @@ fn finish(
         error_code: error_code.clone(),
         message: message.clone(),
     };
-    if let Ok(mut store) = store.lock()
-        && let Err(e) = store.finish_run(&plan.job_id, plan.seq, &record)
-    {
-        tracing::error!(run = %run_name(&plan.job_id, plan.seq), "{e}");
+    // The summary, the durable receipt (two fsyncs) and the store's commit wait on the disk: on a
+    // blocking thread they leave the async workers free to start the runs that are due meanwhile.
+    let written = {
+        let (dir, receipt, tail) = (dir.to_owned(), receipt.clone(), tail.to_vec());
+        let (store, job_id, seq) = (Arc::clone(store), plan.job_id.clone(), plan.seq);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) =
+                summary::write(&dir, &receipt, &tail).and_then(|()| receipt.write(&dir, true))
+            {
+                tracing::error!(run = %run_name(&job_id, seq), "{e}");
+            }
+            if let Ok(mut store) = store.lock()
+                && let Err(e) = store.finish_run(&job_id, seq, &record)
+            {
+                tracing::error!(run = %run_name(&job_id, seq), "{e}");
+            }
+        })
+        .await
+    };
+    if let Err(e) = written {
+        tracing::error!(run = %run_name(&plan.job_id, plan.seq), "recording the end of the run failed: {e}");
     }
     RunOutcome {
         job_id: plan.job_id.clone(),

@@ -68,6 +68,9 @@ struct Entry {
     next_slot: Option<DateTime<Utc>>,
     catchup: Option<Catchup>,
     paused_at: Option<i64>,
+    /// The job had a run in flight when its next slot could have been claimed ahead: it is claimed
+    /// when due instead, so the overlap policy sees whether that run has ended by then.
+    claim_when_due: bool,
 }
 
 struct Daemon {
@@ -91,6 +94,11 @@ struct Daemon {
 /// `resume --catchup all` makes up for at most this many slots, the latest ones: each becomes a queued
 /// run waiting for its turn, and thousands of them would only bury the job.
 const MAX_CATCHUP_RUNS: usize = 100;
+
+/// Runs are claimed up to this long before their slot: the claim transaction, the run directory and
+/// the artifacts are made ahead, and the command starts when the slot comes. Without it the last of
+/// 200 runs due at the same second waits for 200 directories and a few hundred files to be created.
+pub const CLAIM_AHEAD: Duration = Duration::from_millis(150);
 
 /// How often the loop looks for runs whose owner died (manual runs killed while the scheduler runs).
 const REAP_EVERY: Duration = Duration::from_secs(5);
@@ -240,6 +248,7 @@ impl Daemon {
                 next_slot,
                 catchup,
                 paused_at: job.row.paused_at,
+                claim_when_due: false,
             };
             jobs.insert(job.row.id.clone(), entry);
         }
@@ -301,9 +310,14 @@ impl Daemon {
             let due = if entry.catchup.is_some() || !self.retries.is_empty() {
                 Some(now)
             } else {
-                entry
-                    .next_slot
-                    .map(|slot| policy::due_at(id, &entry.schedule, slot, jitter(&entry.spec)))
+                entry.next_slot.map(|slot| {
+                    let due = policy::due_at(id, &entry.schedule, slot, jitter(&entry.spec));
+                    if entry.claim_when_due {
+                        due
+                    } else {
+                        due - ahead()
+                    }
+                })
             };
             earliest = match (earliest, due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -324,6 +338,7 @@ impl Daemon {
     /// Claims everything due now in one transaction, then starts the runs.
     fn tick(&mut self) {
         let now = self.clock.now();
+        let horizon = now + ahead();
         // A manual run whose process died must not hold an instance of its job forever. Checking every
         // run's lock costs time on a busy tick, so it is done every few seconds, not every tick.
         if self.last_reap.elapsed() >= REAP_EVERY {
@@ -348,6 +363,7 @@ impl Daemon {
         let mut next_slots = Vec::new();
         let mut catchups_done = Vec::new();
         let mut plans: Vec<(String, Plan)> = Vec::new();
+        let mut hold: Vec<String> = Vec::new();
         // Runs this tick adds count against max_instances for the decisions that follow it.
         let mut in_flight = in_flight;
         let retries = self.retries.clone();
@@ -408,9 +424,15 @@ impl Daemon {
             let Some(next_slot) = entry.next_slot else {
                 continue;
             };
-            if policy::due_at(id, &entry.schedule, next_slot, jitter(&entry.spec)) > now {
+            let due = policy::due_at(id, &entry.schedule, next_slot, jitter(&entry.spec));
+            let in_flight = running > 0 || queued > 0;
+            let Some(now) = policy::claim_at(due, now, ahead(), in_flight) else {
+                if due <= horizon {
+                    // Too early to tell whether the run in flight will have ended when the slot comes.
+                    hold.push(id.clone());
+                }
                 continue;
-            }
+            };
             let input = Input {
                 job_id: id,
                 schedule: &entry.schedule,
@@ -467,6 +489,11 @@ impl Daemon {
             next_slots.push((id.clone(), plan.next_slot.map(millis)));
             plans.push((id.clone(), plan));
         }
+        for id in hold {
+            if let Some(entry) = self.jobs.get_mut(&id) {
+                entry.claim_when_due = true;
+            }
+        }
         if records.is_empty() && next_slots.is_empty() && catchups_done.is_empty() {
             return;
         }
@@ -508,6 +535,7 @@ impl Daemon {
         for (id, plan) in plans {
             if let Some(entry) = self.jobs.get_mut(&id) {
                 entry.next_slot = plan.next_slot;
+                entry.claim_when_due = false;
             }
         }
         for id in catchups_done {
@@ -742,6 +770,10 @@ impl Daemon {
         }
         left
     }
+}
+
+fn ahead() -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(CLAIM_AHEAD).unwrap_or_default()
 }
 
 fn jitter(spec: &JobSpec) -> Option<Duration> {

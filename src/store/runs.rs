@@ -613,7 +613,9 @@ impl Store {
                 } => {
                     let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
                     queue_run = *queued || running >= i64::from(*max_instances);
-                    let (status, started_at) = if queue_run { ("queued", None) } else { ("running", Some(now)) };
+                    // A run claimed ahead of its slot starts when it is due, not when it was claimed.
+                    let start = due_at.map_or(now, |due| due.max(now));
+                    let (status, started_at) = if queue_run { ("queued", None) } else { ("running", Some(start)) };
                     tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
                                            owner, slot_count, first_slot, last_slot, replay_of)
