@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Process exit codes. Documented in the README; scripts depend on them, so they never change meaning.
 pub mod exit {
@@ -117,6 +117,20 @@ impl Error {
         }
     }
 
+    /// A store error names the store's file, so the operator knows which file to check or restore
+    /// (errors from opening it name it already).
+    pub fn naming_store(self, path: &Path) -> Self {
+        match self {
+            Self::Store { action, source } if !action.contains(&*path.to_string_lossy()) => {
+                Self::Store {
+                    action: format!("{action} in {}", path.display()),
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
             action,
@@ -177,6 +191,14 @@ impl Error {
             Self::RunNotFound { id, .. } => Some(format!("run `jobs history {id}` to see its runs")),
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => {
                 Some("run `jobs validate` for every problem with its position".into())
+            }
+            Self::Store { source, .. }
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+                ) =>
+            {
+                Some("the store is damaged: stop the scheduler and restore a backup (see runbooks/backup-restore.md)".into())
             }
             Self::Store { .. } => Some(
                 "check that db/ under JOBS_HOME is writable and not on a network file system"

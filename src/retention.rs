@@ -43,8 +43,11 @@ pub fn prune_job(
         })
         .collect();
     let runs = prune_plan(&summary, retention.keep_last, retention.keep_days, now);
+    // A job directory that is a link is never walked or deleted through: what it points to is not
+    // ours (run directories are never created behind one, see `RunDir::create`).
+    let linked = std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink());
     let mut orphans = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&job_dir) {
+    if !linked && let Ok(entries) = std::fs::read_dir(&job_dir) {
         for entry in entries.flatten() {
             let Some(seq) = entry
                 .file_name()
@@ -65,7 +68,7 @@ pub fn prune_job(
     orphans.sort();
     if !dry_run {
         store.delete_runs(job_id, &runs)?;
-        for seq in &runs {
+        for seq in runs.iter().filter(|_| !linked) {
             remove_dir(&job_dir.join(seq.to_string()))?;
         }
         for orphan in &orphans {

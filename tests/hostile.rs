@@ -57,6 +57,8 @@ const PROBLEM_CODES: &[&str] = &[
     "run_conflict",
     "run_empty",
     "reserved_env",
+    "unsafe_permissions",
+    "nesting_too_deep",
 ];
 
 /// Proptest settings for properties that spawn the binary: few cases (each costs several processes),
@@ -572,16 +574,10 @@ impl Hostile {
 // Hostile files: in process (many cases)
 // ---------------------------------------------------------------------------------------------------
 
-/// Loads a file on a thread with a large stack: block-style nesting is bounded only by the file size
-/// limit, and the loader recurses once per level (see the ignored test about small stacks).
-fn load_on_big_stack(path: &Path) -> jobs::spec::SpecFile {
-    let path = path.to_owned();
-    std::thread::Builder::new()
-        .stack_size(64 * 1024 * 1024)
-        .spawn(move || load_file(&path, now()))
-        .expect("spawn a loader thread")
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+/// Loads a file on the test thread's own 2 MiB stack: the nesting limit keeps the loader's recursion
+/// shallow, so hostile nesting must not need a bigger one.
+fn load_here(path: &Path) -> jobs::spec::SpecFile {
+    load_file(path, now())
 }
 
 fn check_in_process(name: &str, result: &Result<jobs::spec::LoadedSpec, Vec<Problem>>) {
@@ -599,7 +595,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join(&name);
         std::fs::write(&path, &bytes).expect("write");
-        let file = load_on_big_stack(&path);
+        let file = load_here(&path);
         check_in_process(&name, &file.outcome);
         if entry.always_invalid() {
             prop_assert!(!file.is_ok(), "{entry:?} was accepted");
@@ -652,7 +648,7 @@ fn check_home(home: &TestHome, case: usize, entries: &[Hostile], text_too: bool)
         let (name, bytes) = entry.render(&format!("c{case}h{n}"));
         // Two hostile stems may be the same; the later one then simply replaces the earlier.
         home.spec(&name, &bytes);
-        let file = load_on_big_stack(&home.jobs_dir().join(&name));
+        let file = load_here(&home.jobs_dir().join(&name));
         written.retain(|(n, _): &(String, bool)| *n != name);
         written.push((name, file.is_ok()));
     }
@@ -786,7 +782,6 @@ fn every_hostile_id_and_file_name_is_refused_with_a_position() {
 }
 
 #[test]
-#[ignore = "bug: deep block nesting overflows a 2 MiB thread stack in the loader (debug build)"]
 fn deep_block_nesting_fits_a_default_thread_stack() {
     // Test threads get 2 MiB, as do threads spawned with std defaults and tokio's workers.
     let mut text = String::from("id: deep\nrun:\n  command:\n");
@@ -801,42 +796,6 @@ fn deep_block_nesting_fits_a_default_thread_stack() {
 
 #[cfg(unix)]
 #[test]
-fn a_spec_file_name_that_is_not_utf8_is_skipped_without_harm() {
-    use std::os::unix::ffi::OsStrExt;
-    let home = TestHome::new();
-    home.spec("good.yaml", GOOD_SCHEDULED);
-    let name = std::ffi::OsStr::from_bytes(b"\xff\xfejob.yaml");
-    std::fs::write(home.jobs_dir().join(name), common::manual_spec("job")).expect("write");
-    for args in [
-        &["validate"][..],
-        &["--json", "validate"],
-        &["list"],
-        &["--json", "list"],
-        &["scheduler", "--dry-run"],
-    ] {
-        let outcome = home.run(args);
-        assert_no_crash(&args.join(" "), &outcome);
-        assert_eq!(outcome.code, 0, "{args:?}: {}", outcome.stderr);
-        if args.contains(&"validate") {
-            assert!(
-                outcome.stdout.contains("1 spec file valid")
-                    || outcome.stdout.contains("\"ok\": true"),
-                "{args:?}: {}",
-                outcome.stdout
-            );
-        } else {
-            assert!(
-                outcome.stdout.contains("good"),
-                "{args:?}: {}",
-                outcome.stdout
-            );
-        }
-    }
-}
-
-#[cfg(unix)]
-#[test]
-#[ignore = "bug: a spec file whose name is not UTF-8 is skipped silently instead of reported"]
 fn a_spec_file_name_that_is_not_utf8_is_reported() {
     use std::os::unix::ffi::OsStrExt;
     let home = TestHome::new();
@@ -1182,7 +1141,6 @@ fn a_store_with_damaged_pages_never_crashes_a_command() {
 }
 
 #[test]
-#[ignore = "bug: a store error found after the store opened does not name the store's path"]
 fn a_store_with_damaged_pages_is_named_in_the_error() {
     let home = TestHome::new();
     let good = healthy_store(&home);
@@ -1315,7 +1273,6 @@ fn a_run_directory_that_is_a_file_or_a_dangling_link_is_named() {
 }
 
 #[test]
-#[ignore = "bug: a run directory that is a symlink to a directory elsewhere is written through"]
 fn a_run_directory_that_links_elsewhere_is_refused() {
     let home = TestHome::new();
     home.spec("linked.yaml", common::manual_spec("linked"));
@@ -1415,7 +1372,6 @@ fn with_the_scheduler_running_broken_run_directories_fail_only_their_jobs() {
 }
 
 #[test]
-#[ignore = "bug: with a home of `.` every run fails with bad_cwd and an empty working directory"]
 fn a_relative_home_of_dot_runs_jobs() {
     let home = TestHome::new();
     home.spec("a.yaml", common::manual_spec("a"));

@@ -237,7 +237,6 @@ fn hostile_ids_never_place_a_file_outside_runs() {
 }
 
 #[test]
-#[ignore = "bug: prune follows a job directory that is a symlink and deletes outside the home"]
 fn prune_never_deletes_through_a_linked_job_directory() {
     let outer = tempfile::tempdir().expect("temp dir");
     let home = outer.path().join("home");
@@ -361,7 +360,6 @@ fn run_directories_and_artifacts_are_owner_only_under_umask_000() {
 }
 
 #[test]
-#[ignore = "bug: a scheduler started first in a fresh home creates db/ and db/scheduler.lock with the umask's modes"]
 fn the_store_directory_is_owner_only_when_the_scheduler_creates_it() {
     let home = TestHome::new();
     home.spec("a.yaml", common::manual_spec("a"));

@@ -56,6 +56,19 @@ impl RunDir {
                 };
                 write_error(&job_dir)(e)
             })?;
+        // A job's directory that is a link would put its runs wherever the link points: refuse it, as
+        // the file itself (not where it leads) is what was checked. (`runs/` itself may be a link, to
+        // keep runs on another disk.)
+        match fs::symlink_metadata(&job_dir) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(write_error(&job_dir)(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "it is a symbolic link; a job's run directory must be a real directory",
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(write_error(&job_dir)(e)),
+        }
         let path = job_dir.join(seq.to_string());
         DirBuilder::new()
             .mode(0o700)

@@ -46,7 +46,9 @@ pub fn run() -> ExitCode {
             out.error(&error);
             return ExitCode::from(error.exit_code());
         }
-        Ok(root) => Home::new(root),
+        // Absolute from here on: a run's cwd, JOBS_RUN_DIR and the receipt's paths must not depend on
+        // a relative home such as `.` (which, once its `.` is dropped, would name nothing).
+        Ok(root) => Home::new(std::path::absolute(&root).unwrap_or(root)),
         Err(e) => {
             let error = Error::io("find the current directory", PathBuf::from("."), e);
             out.error(&error);
@@ -64,6 +66,7 @@ pub fn run() -> ExitCode {
             ExitCode::from(report.error.as_ref().map_or(exit::OK, Error::exit_code))
         }
         Err(error) => {
+            let error = error.naming_store(&ctx.home.db_path());
             ctx.out.error(&error);
             ExitCode::from(error.exit_code())
         }

@@ -2,8 +2,9 @@
 //! releases it when the process ends, however it ends, so a stale lock cannot exist. The file holds
 //! the owner's `pid@host`, for messages only.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -15,14 +16,20 @@ pub struct OwnerLock {
 impl OwnerLock {
     /// Takes the lock or fails at once with `scheduler_already_running`, naming the holder.
     pub fn acquire(path: &Path, me: &str) -> Result<Self> {
+        // Owner-only whatever the umask: `db/` also holds the store, whose specs the scheduler runs.
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::io("create", dir, e))?;
         }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
             .map_err(|e| Error::io("open the scheduler lock", path, e))?;
         match file.try_lock() {

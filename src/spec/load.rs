@@ -117,7 +117,9 @@ pub fn load_dir_trusting(
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read the spec directory", dir, e))?;
         let name = entry.file_name();
-        if name.to_str().is_some_and(is_spec_file_name) {
+        // A name that is not UTF-8 cannot be a job id, but it is still a spec someone meant to
+        // load: it is listed (and reported as `invalid_file_name`), never skipped in silence.
+        if is_spec_file_name(&name.to_string_lossy()) {
             paths.push(entry.path());
         }
     }
@@ -250,7 +252,11 @@ fn unsafe_ownership(metadata: &fs::Metadata, running_as_root: bool) -> Option<Pr
         format!(
             "the file is writable by {} (mode {:o}), and jobs running as root refuses specs others \
              could change; check its content, then `chmod go-w` it",
-            if metadata.mode() & 0o002 != 0 { "others" } else { "its group" },
+            if metadata.mode() & 0o002 != 0 {
+                "others"
+            } else {
+                "its group"
+            },
             metadata.mode() & 0o7777
         )
     } else {
@@ -346,7 +352,43 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
+/// The deepest nesting a spec may have. The YAML loader builds its tree recursively, so a file nested
+/// thousands deep would overflow the stack; a real spec nests four or five levels.
+const MAX_NESTING: usize = 64;
+
+/// Measures nesting with the parser's event stream, which keeps its own stack rather than recursing.
+/// Syntax errors are left to the real parse, which reports them with their position.
+fn nesting_problem(text: &str) -> Option<Problem> {
+    use saphyr_parser::{Event, Parser};
+    let mut depth = 0usize;
+    for item in Parser::new_from_str(text) {
+        let (event, span) = item.ok()?;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(problem_at(
+                        span.start.line().max(1),
+                        span.start.col() + 1,
+                        "",
+                        "nesting_too_deep",
+                        format!(
+                            "nested more than {MAX_NESTING} levels deep; a job spec needs a handful"
+                        ),
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 fn parse_yaml(text: &str) -> Result<MarkedYaml<'_>, Vec<Problem>> {
+    if let Some(problem) = nesting_problem(text) {
+        return Err(vec![problem]);
+    }
     let documents = MarkedYaml::load_from_str(text).map_err(|e| {
         let marker = e.marker();
         vec![problem_at(
