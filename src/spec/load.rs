@@ -608,6 +608,14 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
             let name = property.as_str().unwrap_or_default();
             (pointer, format!("missing required field \"{name}\""))
         }
+        // An env value may be a secret typed without quotes: say what kind it is, never what it is.
+        ValidationErrorKind::Type { .. } if pointer.starts_with("/run/env/") => (
+            pointer.clone(),
+            format!(
+                "expected text, found {}; env values are never shown",
+                json_kind_only(instance)
+            ),
+        ),
         ValidationErrorKind::Type { .. } => (
             pointer.clone(),
             format!(
@@ -639,7 +647,20 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
         ),
         _ => (pointer, lowercase_first(&error.to_string())),
     };
-    locate_problem(root, &pointer, "schema", message)
+    locate_problem(root, &pointer, "schema", clip(message))
+}
+
+/// Messages quote the offending value; a megabyte of it helps nobody and floods every listing.
+fn clip(message: String) -> String {
+    const MAX_CHARS: usize = 240;
+    match message.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!(
+            "{}… ({} characters in all)",
+            &message[..cut],
+            message.chars().count()
+        ),
+        None => message,
+    }
 }
 
 /// The property names the schema allows in the object at `pointer`, for "did you mean".
@@ -667,6 +688,17 @@ fn expected_type(pointer: &str) -> &'static str {
         "" | "/schedule" | "/run" | "/policy" | "/retry" | "/retention" | "/run/env" => "a mapping",
         "/run/command" | "/tags" | "/retry/retry_on" => "a list",
         _ => "text",
+    }
+}
+
+fn json_kind_only(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
     }
 }
 

@@ -663,3 +663,35 @@ fn every_bundled_example_validates() {
     }
     assert!(count >= 5, "at least five examples ship, found {count}");
 }
+
+#[test]
+fn problem_messages_never_show_env_values_and_clip_huge_ones() {
+    let home = TestHome::new();
+    home.spec(
+        "env.yaml",
+        "id: env\nrun:\n  command: [\"true\"]\n  env:\n    PIN: 480915\n",
+    );
+    home.spec(
+        "big.yaml",
+        format!(
+            "id: big\ndescription: \"{}\"\nrun:\n  command: [\"true\"]\n",
+            "x".repeat(5000)
+        ),
+    );
+    let out = home.run(&["validate"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(!out.stdout.contains("480915"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("env.yaml:5:5: /run/env/PIN: expected text, found a number"),
+        "{}",
+        out.stdout
+    );
+    let big = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("big.yaml"))
+        .expect("a problem for big.yaml");
+    assert!(big.len() < 400, "clipped: {} bytes", big.len());
+    assert!(big.contains("characters in all"), "{big}");
+}
