@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
-use common::{KillOnDrop, TestHome, process_alive, schema, wait_exit};
+use common::{KillOnDrop, TestHome, process_alive, schema, wait_exit, wait_until};
 
 const JOBS: usize = 50;
 const DEFAULT_CYCLES: u32 = 3;
@@ -196,7 +196,7 @@ fn fifty_jobs_survive_repeated_kill_9() {
 
     let report = check(&home, &mut violations);
     println!(
-        "torture: {cycles} cycles survived in {:.1} s, {} runs ({}), {plain_kills} plain kills, {fault_kills} kills at fault points, {patience_kills} armed cycles ended by a plain kill, {} leftover claim directories removed by prune, violations: {}",
+        "torture: {cycles} cycles survived in {:.1} s, {} runs ({}), {plain_kills} plain kills, {fault_kills} kills at fault points, {patience_kills} armed cycles ended by a plain kill, {} directories without a row after the final start, violations: {}",
         began.elapsed().as_secs_f64(),
         report.runs,
         report.by_status,
@@ -337,8 +337,8 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
         .map(|row| row.expect("row"))
         .collect();
 
-    // A claim killed before its commit leaves a directory without a row; `prune` is the documented
-    // way to clear those, and it must find exactly them (and delete no run: no spec sets retention).
+    // A claim killed before its commit leaves a directory without a row; the next scheduler start
+    // removes it, so after the final clean start there must be none.
     let leftovers: BTreeSet<(String, i64)> = run_dirs(home)
         .difference(&rows.keys().cloned().collect())
         .cloned()
@@ -356,6 +356,11 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
         .iter()
         .map(|(job, seq)| format!("runs/{job}/{seq}"))
         .collect();
+    if !expected.is_empty() {
+        violations.push(format!(
+            "directories without a row after a clean restart: {expected:?}"
+        ));
+    }
     if orphans != expected {
         violations.push(format!(
             "prune --dry-run finds {orphans:?} as leftover directories; without a row are {expected:?}"
@@ -522,4 +527,48 @@ fn check_event_lines(
         events.push(event);
     }
     events
+}
+
+/// A claim killed before its commit leaves a run directory with no row; the next scheduler start
+/// removes it, and the run number it took is used by the next run.
+#[cfg(debug_assertions)]
+#[test]
+fn the_next_scheduler_start_removes_a_claim_that_never_committed() {
+    use std::os::unix::process::ExitStatusExt;
+    let home = TestHome::new();
+    home.spec("f.yaml", "id: f\nrun:\n  shell: \"echo hi\"\n");
+    let status = home
+        .command(&["run", "f"])
+        .env("JOBS_FAULT", "claim-before-commit=1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run jobs");
+    assert_eq!(status.signal(), Some(9), "the claim dies before its commit");
+    assert!(
+        home.run_dir("f", 1).exists(),
+        "the claim's directory is left"
+    );
+    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log");
+    let mut scheduler = KillOnDrop(
+        home.command(&["scheduler"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the scheduler"),
+    );
+    wait_until("the scheduler to start", 10, || {
+        log_tail(&home).contains("scheduler started")
+    });
+    let pid = Pid::from_raw(i32::try_from(scheduler.id()).expect("pid")).expect("pid");
+    kill_process(pid, Signal::TERM).expect("SIGTERM");
+    assert_eq!(wait_exit(&mut scheduler, 30).code(), Some(0));
+    assert!(
+        !home.run_dir("f", 1).exists(),
+        "removed at start; log:\n{}",
+        log_tail(&home)
+    );
+    assert!(log_tail(&home).contains("whose claim never committed"));
+    assert_eq!(home.run(&["run", "f"]).code, 0);
+    assert_eq!(home.run_row("f", 1).0, "succeeded");
 }

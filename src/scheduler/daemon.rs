@@ -131,6 +131,9 @@ pub async fn run(
     for (job, seq) in &interrupted {
         tracing::warn!(run = %run_name(job, *seq), "its process is gone; marked interrupted");
     }
+    for dir in super::reconcile::remove_unclaimed_dirs(&store, home.root())? {
+        tracing::warn!(path = %dir.display(), "removed a run directory whose claim never committed");
+    }
     let data_version = store.data_version()?;
     let mut daemon = Daemon {
         home,

@@ -302,3 +302,38 @@ fn new_receipt(home: &Path, run: &RunRow, spec: &JobSpec) -> Receipt {
         attempts: Vec::new(),
     }
 }
+
+/// Removes run directories left by a claim that never committed: a process killed inside the claim
+/// transaction has made the directory, but neither the row nor the job's run counter. They sit right
+/// after the counter, so finding them costs one `stat` per job, cheap enough for every start.
+/// Returns the directories removed.
+pub fn remove_unclaimed_dirs(store: &Store, home: &Path) -> Result<Vec<PathBuf>> {
+    let runs_root = home.join("runs");
+    let mut removed = Vec::new();
+    for job in store.job_rows()? {
+        let job_dir = runs_root.join(&job.id);
+        // Never walk through a linked job directory: what it points to is not ours.
+        if std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
+        let mut seq = job.run_counter + 1;
+        loop {
+            let dir = job_dir.join(seq.to_string());
+            if !dir.is_dir()
+                || crate::artifacts::RunDir::is_locked(&dir)
+                || store.run_exists(&job.id, seq)?
+            {
+                break;
+            }
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => removed.push(dir),
+                Err(e) => {
+                    tracing::warn!(path = %dir.display(), "cannot remove an unclaimed run directory: {e}");
+                    break;
+                }
+            }
+            seq += 1;
+        }
+    }
+    Ok(removed)
+}
