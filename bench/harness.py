@@ -707,7 +707,7 @@ def report(mode, cfg, started, elapsed, res):
     add("Where a target is missed, the reason, from this run's own figures:")
     add("")
     add(f"- fire accuracy, `jobs`: the scheduler claimed its slots at p50 {ms(o['claim_p50'])}, p99 "
-        f"{ms(o['claim_p99'])} after the slot (`claimed_at − slot` in the store); the rest of the lateness "
+        f"{ms(o['claim_p99'])} after the slot (`claimed_at − slot` in the store; negative: claimed ahead of the slot); the rest of the lateness "
         f"(p99 {ms(o['p99'])} in all) lies between the claim and the spawn of the command, where each run "
         "creates its run directory and artifacts (events file, logs, first receipt). Statuses of the slots "
         f"in the window: {o['statuses']}. APScheduler writes no artifacts; its events: {a['statuses']}.")
@@ -796,7 +796,9 @@ def chart(fa, path):
         ax.step(values, ys, where="post", label=f"{label}: p50 {fa[key]['p50']:.0f} ms, p99 {fa[key]['p99']:.0f} ms", color=colour)
         ax.axvline(fa[key]["p99"], color=colour, linestyle=":", linewidth=1)
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(left=0)
+    # Claims may happen ahead of the slot; a command started early shows as negative lateness.
+    lowest = min((min(fa[k]["lateness"]) for k in ("ours", "aps") if fa[k]["lateness"]), default=0)
+    ax.set_xlim(left=min(0, lowest))
     ax.set_xlabel("lateness: command spawned − slot (ms, log scale above 1 ms)")
     ax.set_ylabel("fraction of runs")
     ax.set_title(f"Fire accuracy: {fa['jobs']} jobs every second for {fa['secs']} s, command `true`")
