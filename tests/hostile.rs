@@ -896,7 +896,7 @@ proptest! {
     ) {
         if let Ok(cron) = parse_cron(&pattern) {
             let tz = parse_timezone(ZONES[zone]).expect("a known zone");
-            let schedule = Schedule::Cron { pattern: pattern.clone(), cron, tz };
+            let schedule = Schedule::Cron { pattern: pattern.clone(), cron, tz, successors: Default::default() };
             exercise(&schedule, after);
         }
     }

@@ -1527,3 +1527,52 @@ fn jitter_degenerate_windows_give_no_delay() {
         Duration::ZERO
     );
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Remembered successors
+// ---------------------------------------------------------------------------------------------------
+
+/// Schedules with the same pattern and zone share remembered next slots. Walking the same stretch
+/// twice (the second walk answered from memory) and once by croner directly, across both DST changes
+/// of 2026 in New York, must give the same slots; a schedule in another zone must not see them.
+#[test]
+fn remembered_successors_agree_with_croner() {
+    let pattern = "30 */20 1,2,3 * * *";
+    let first = cron(pattern, "America/New_York");
+    let second = cron(pattern, "America/New_York");
+    let elsewhere = cron(pattern, "Europe/Berlin");
+    let direct = match <croner::Cron as std::str::FromStr>::from_str(pattern) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let tz: chrono_tz::Tz = chrono_tz::America::New_York;
+    let walk = |schedule: &Schedule| {
+        let mut slots = Vec::new();
+        let mut cursor = at("2026-03-01T00:00:00Z");
+        while cursor < at("2026-11-15T00:00:00Z") {
+            match schedule.next_after(cursor) {
+                Some(next) => {
+                    slots.push(next);
+                    cursor = next;
+                }
+                None => panic!("no slot after {cursor}"),
+            }
+        }
+        slots
+    };
+    let mut expected = Vec::new();
+    let mut cursor = at("2026-03-01T00:00:00Z");
+    while cursor < at("2026-11-15T00:00:00Z") {
+        match direct.find_next_occurrence(&cursor.with_timezone(&tz), false) {
+            Ok(next) => {
+                cursor = next.with_timezone(&Utc);
+                expected.push(cursor);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(expected.len() > 2000, "a long walk: {}", expected.len());
+    assert_eq!(walk(&first), expected);
+    assert_eq!(walk(&second), expected, "answered from memory");
+    assert_ne!(walk(&elsewhere), expected, "another zone has its own slots");
+}

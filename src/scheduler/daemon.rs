@@ -98,7 +98,7 @@ const MAX_CATCHUP_RUNS: usize = 100;
 /// Runs are claimed up to this long before their slot: the claim transaction, the run directory and
 /// the artifacts are made ahead, and the command starts when the slot comes. Without it the last of
 /// 200 runs due at the same second waits for 200 directories and a few hundred files to be created.
-pub const CLAIM_AHEAD: Duration = Duration::from_millis(150);
+pub const CLAIM_AHEAD: Duration = Duration::from_millis(500);
 
 /// How often the loop looks for runs whose owner died (manual runs killed while the scheduler runs).
 const REAP_EVERY: Duration = Duration::from_secs(5);
