@@ -59,6 +59,7 @@ const PROBLEM_CODES: &[&str] = &[
     "reserved_env",
     "unsafe_permissions",
     "nesting_too_deep",
+    "nul_byte",
 ];
 
 /// Proptest settings for properties that spawn the binary: few cases (each costs several processes),

@@ -760,6 +760,38 @@ fn semantic_problems(
     let mut out = Vec::new();
     let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str);
 
+    // A NUL cannot pass through exec or a path: found here rather than as a failed start at 3 am.
+    let mut nul_at = |pointer: String| {
+        out.push((
+            pointer,
+            "nul_byte",
+            "contains a NUL character, which no command, argument, path or environment can carry"
+                .into(),
+        ));
+    };
+    for (pointer, value) in [
+        ("/run/shell", text("/run/shell")),
+        ("/run/cwd", text("/run/cwd")),
+    ] {
+        if value.is_some_and(|v| v.contains('\0')) {
+            nul_at(pointer.into());
+        }
+    }
+    if let Some(argv) = json.pointer("/run/command").and_then(Value::as_array) {
+        for (i, arg) in argv.iter().enumerate() {
+            if arg.as_str().is_some_and(|a| a.contains('\0')) {
+                nul_at(format!("/run/command/{i}"));
+            }
+        }
+    }
+    if let Some(env) = json.pointer("/run/env").and_then(Value::as_object) {
+        for (name, value) in env {
+            if name.contains('\0') || value.as_str().is_some_and(|v| v.contains('\0')) {
+                nul_at(format!("/run/env/{}", escape_pointer(name)));
+            }
+        }
+    }
+
     if let Some(id) = text("/id")
         && id != expected_id
         && is_valid_id(id)

@@ -695,3 +695,29 @@ fn problem_messages_never_show_env_values_and_clip_huge_ones() {
     assert!(big.len() < 400, "clipped: {} bytes", big.len());
     assert!(big.contains("characters in all"), "{big}");
 }
+
+#[test]
+fn a_nul_in_a_command_path_or_env_is_a_spec_problem() {
+    let home = TestHome::new();
+    home.spec(
+        "nul.yaml",
+        "id: nul\nrun:\n  command: [\"echo\", \"a\\0b\"]\n  cwd: \"x\\0\"\n  env:\n    K: \"v\\0\"\n",
+    );
+    let (report, code) = home.json(&["validate"]);
+    assert_eq!(code, 4, "{report}");
+    let found: Vec<(String, String)> = problems_of(&report, "nul.yaml")
+        .iter()
+        .map(|p| {
+            (
+                p["code"].as_str().unwrap_or_default().to_owned(),
+                p["pointer"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for pointer in ["/run/command/1", "/run/cwd", "/run/env/K"] {
+        assert!(
+            found.contains(&("nul_byte".into(), pointer.into())),
+            "{pointer}: {found:?}"
+        );
+    }
+}
