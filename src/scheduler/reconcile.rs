@@ -18,7 +18,7 @@ use crate::artifacts::rundir::{EVENTS_FILE, LOCK_FILE};
 use crate::artifacts::{Event, EventKind, EventLog, Receipt};
 use crate::clock::{Clock, millis, rfc3339, rfc3339_ms};
 use crate::error::Result;
-use crate::run::{RunStatus, run_name};
+use crate::run::{RunStatus, Trigger, run_name};
 use crate::runner::execute::run_is_alive;
 use crate::spec::JobSpec;
 use crate::store::runs::OWNER_GONE;
@@ -69,6 +69,16 @@ pub fn reconcile_runs(
         if !row.status.is_active() {
             continue;
         }
+        if row.trigger == Trigger::Schedule && row.slot.is_some() && !began(&dir) {
+            // Claimed (ahead of its slot) but never begun: the slot is given back, not lost. The
+            // directory goes first; a death in between leaves a row that is released next time.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(path = %dir.display(), "cannot remove the run directory of an unstarted claim: {e}");
+            } else if store.release_unstarted(&row.job_id, row.seq)? {
+                tracing::info!(run = %run_name(&row.job_id, row.seq), "its owner died before it started; the slot is judged again");
+                continue;
+            }
+        }
         let spec = spec_of(store, &row);
         let finish = repair(&dir, home, &row, spec.as_ref(), clock);
         store.finish_run(&row.job_id, row.seq, &finish)?;
@@ -80,6 +90,18 @@ pub fn reconcile_runs(
     let reaped = store.reap_dead_runs(job, |dir| run_is_alive(home, dir), millis(clock.now()))?;
     interrupted.extend(reaped);
     Ok(interrupted)
+}
+
+/// Whether a run got as far as starting (its `run_started` event is written). When the events cannot
+/// be read for another reason than being absent, it is taken to have begun: nothing is given back
+/// on a guess.
+fn began(dir: &Path) -> bool {
+    match read_events(&dir.join(EVENTS_FILE)) {
+        Ok((events, _)) => events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RunStarted { .. })),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Takes the lock of the run directory `dir`, if it exists and no one holds it.

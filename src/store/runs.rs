@@ -245,6 +245,42 @@ impl Store {
         Ok(())
     }
 
+    /// Gives back the slot of a scheduled run whose owner died after claiming it and before starting
+    /// it (runs are claimed ahead of their slot): the row goes, and the job's pending slot moves back
+    /// to it, so the next scheduler judges the slot afresh (runs it, or records it missed) instead of
+    /// it ending as an interruption of something that never began. Returns whether it was released.
+    pub fn release_unstarted(&mut self, job_id: &str, seq: i64) -> Result<bool> {
+        let fail = |e| Error::store(format!("release the claim of {job_id}#{seq}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let slot: Option<i64> = tx
+            .query_row(
+                "SELECT slot FROM runs WHERE job_id = ?1 AND seq = ?2 AND trigger = 'schedule'
+                   AND status IN ('running', 'queued') AND slot IS NOT NULL",
+                params![job_id, seq],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        let Some(slot) = slot else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE jobs SET next_slot = ?2 WHERE id = ?1 AND next_slot IS NOT NULL AND next_slot > ?2",
+            params![job_id, slot],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "DELETE FROM runs WHERE job_id = ?1 AND seq = ?2",
+            params![job_id, seq],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(true)
+    }
+
     /// Marks active runs whose owner is gone as interrupted (all jobs, or one). Returns them.
     pub fn reap_dead_runs(
         &mut self,

@@ -129,17 +129,23 @@ fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
     let home = TestHome::new();
     home.spec("slow.yaml", format!("id: slow\n{EVERY_SECOND}run:\n  shell: \"sleep 3\"\npolicy:\n  misfire_grace: 1s\n  coalesce: false\nretry:\n  max_attempts: 2\n  retry_on: [interrupted]\n"));
     let mut scheduler = start(&home);
+    // A run that has begun (runs are claimed ahead of their slot; one claimed but not begun would be
+    // given back at the restart, not interrupted).
+    let begun = || {
+        format!(
+            "SELECT seq FROM runs WHERE status = 'running' AND started_at < {} ORDER BY seq LIMIT 1",
+            chrono::Utc::now().timestamp_millis() - 200
+        )
+    };
     wait_until("a run in flight", 10, || {
-        home.count("SELECT COUNT(*) FROM runs WHERE status = 'running'") >= 1
+        home.count(&format!("SELECT COUNT(*) FROM ({})", begun())) >= 1
     });
     scheduler.kill().expect("kill -9");
     scheduler.wait().expect("reap");
     // The run in flight has just lost its owner: the restart must find it.
     let seq: i64 = home
         .db()
-        .query_row("SELECT seq FROM runs WHERE status = 'running'", [], |r| {
-            r.get(0)
-        })
+        .query_row(&begun(), [], |r| r.get(0))
         .expect("the run the scheduler left in flight");
     std::thread::sleep(Duration::from_millis(2500));
     let scheduler = start(&home);
@@ -389,4 +395,44 @@ fn a_manual_run_killed_while_the_scheduler_runs_does_not_block_the_job() {
     {
         let _ = rustix::process::kill_process_group(group, Signal::KILL);
     }
+}
+
+#[test]
+fn a_claim_whose_scheduler_died_before_its_slot_is_run_after_the_restart() {
+    let home = TestHome::new();
+    home.spec(
+        "tick.yaml",
+        format!("id: tick\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
+    );
+    let mut scheduler = start(&home);
+    // Runs are claimed ahead of their slot; catch one claimed and not yet begun, and kill there.
+    let mut slot = 0;
+    wait_until("a run claimed ahead of its slot", 10, || {
+        let now = chrono::Utc::now().timestamp_millis();
+        slot = home.count(&format!(
+            "SELECT COALESCE(MAX(slot), 0) FROM runs WHERE status = 'running' AND slot > {}",
+            now + 50
+        ));
+        slot > 0
+    });
+    signal(&scheduler, Signal::KILL);
+    wait_exit(&mut scheduler, 10);
+    let scheduler = start(&home);
+    wait_until("the given-back slot to run", 10, || {
+        home.count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE slot = {slot} AND status = 'succeeded'"
+        )) == 1
+    });
+    assert_eq!(stop(scheduler), 0);
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'interrupted'"),
+        0,
+        "nothing that never began is recorded as interrupted; log:\n{}",
+        log(&home)
+    );
+    assert!(log(&home).contains("the slot is judged again"));
+    let twice = home.count(
+        "SELECT COUNT(*) FROM (SELECT slot FROM runs WHERE slot IS NOT NULL GROUP BY slot HAVING COUNT(*) > 1)",
+    );
+    assert_eq!(twice, 0, "no slot twice");
 }
