@@ -332,18 +332,27 @@ fn new_receipt(home: &Path, run: &RunRow, spec: &JobSpec) -> Receipt {
 pub fn remove_unclaimed_dirs(store: &Store, home: &Path) -> Result<Vec<PathBuf>> {
     let runs_root = home.join("runs");
     let mut removed = Vec::new();
-    for job in store.job_rows()? {
-        let job_dir = runs_root.join(&job.id);
+    // One listing instead of a failed `stat` for every job that never ran.
+    let Ok(entries) = std::fs::read_dir(&runs_root) else {
+        return Ok(removed);
+    };
+    let present: std::collections::HashSet<std::ffi::OsString> =
+        entries.flatten().map(|e| e.file_name()).collect();
+    for (id, run_counter) in store.run_counters()? {
+        if !present.contains(std::ffi::OsStr::new(&id)) {
+            continue;
+        }
+        let job_dir = runs_root.join(&id);
         // Never walk through a linked job directory: what it points to is not ours.
         if std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink()) {
             continue;
         }
-        let mut seq = job.run_counter + 1;
+        let mut seq = run_counter + 1;
         loop {
             let dir = job_dir.join(seq.to_string());
             if !dir.is_dir()
                 || crate::artifacts::RunDir::is_locked(&dir)
-                || store.run_exists(&job.id, seq)?
+                || store.run_exists(&id, seq)?
             {
                 break;
             }

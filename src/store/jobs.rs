@@ -138,6 +138,20 @@ impl Store {
         Ok(report)
     }
 
+    /// Each job's id and run counter (the last run number handed out), without the rest of its row.
+    pub fn run_counters(&self) -> Result<Vec<(String, i64)>> {
+        let fail = |e| Error::store("read the jobs' run counters", e);
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT id, run_counter FROM jobs")
+            .map_err(fail)?;
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(fail)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(fail)
+    }
+
     pub fn job_rows(&self) -> Result<Vec<JobRow>> {
         let fail = |e| Error::store("read the jobs", e);
         let mut statement = self

@@ -721,3 +721,42 @@ fn a_nul_in_a_command_path_or_env_is_a_spec_problem() {
         );
     }
 }
+
+#[test]
+fn many_specs_load_in_name_order_with_duplicates_found() {
+    // Enough files for the loader to spread them over threads: the result must not depend on it.
+    let home = TestHome::new();
+    for i in 0..700 {
+        let id = format!("job-{i:04}");
+        let body = if i % 100 == 7 {
+            format!("id: {id}\nrun: [oops\n")
+        } else {
+            manual_spec(&id)
+        };
+        home.spec(&format!("{id}.yaml"), body);
+    }
+    home.spec("job-0650.yml", manual_spec("job-0650"));
+    let (report, code) = home.json(&["validate"]);
+    assert_eq!(code, 4, "{report}");
+    let files = report["data"]["files"].as_array().expect("files");
+    let names: Vec<&str> = files.iter().filter_map(|f| f["path"].as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "in name order");
+    assert_eq!(names.len(), 701);
+    let invalid: Vec<&str> = files
+        .iter()
+        .filter(|f| f["problems"].as_array().is_some_and(|p| !p.is_empty()))
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    let mut expected: Vec<String> = (0..7)
+        .map(|k| format!("jobs/job-{:04}.yaml", k * 100 + 7))
+        .collect();
+    expected.push("jobs/job-0650.yml".into());
+    expected.sort();
+    assert_eq!(invalid, expected);
+    assert_eq!(
+        problems_of(&report, "job-0650.yml")[0]["code"],
+        "duplicate_id"
+    );
+}
