@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{KillOnDrop, TestHome, wait_exit, wait_until};
-use rustix::process::{Pid, Signal, kill_process};
+use common::{TestHome, scheduler_log, start_scheduler, stop, wait_until};
 use serde_json::Value;
 
 fn strict() -> bool {
@@ -35,29 +34,6 @@ fn unavailable(what: &str) {
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-fn start(home: &TestHome, envs: &[(&str, &str)]) -> KillOnDrop {
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log file");
-    let mut command = home.command(&["scheduler", "--shutdown-grace", "1s"]);
-    command.stdout(Stdio::null()).stderr(log);
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start the scheduler")
-}
-
-fn stop(mut child: KillOnDrop) -> i32 {
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
-    kill_process(pid, Signal::TERM).expect("send SIGTERM");
-    wait_exit(&mut child, 30).code().unwrap_or(-1)
-}
-
-fn log(home: &TestHome) -> String {
-    std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
 }
 
 fn every_second(id: &str, extra: &str) -> String {
@@ -201,7 +177,7 @@ fn a_full_disk_fails_runs_cleanly_and_the_scheduler_recovers_when_space_returns(
         return;
     };
     home.spec("tick.yaml", every_second("tick", ""));
-    let scheduler = start(&home, &[]);
+    let scheduler = start_scheduler(&home, &[]);
     wait_until("a first good run", 10, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 1
     });
@@ -238,7 +214,7 @@ fn a_full_disk_fails_runs_cleanly_and_the_scheduler_recovers_when_space_returns(
         stop(scheduler),
         0,
         "the scheduler stayed up:\n{}",
-        log(&home)
+        scheduler_log(&home)
     );
 
     assert_eq!(integrity(&home), "ok");
@@ -312,7 +288,7 @@ fn clock_jumps_forward_like_downtime_and_backward_without_repeats() {
     let lib = lib.to_string_lossy().into_owned();
     let offset_path = offset.to_string_lossy().into_owned();
     // Only the wall clock moves, as when NTP steps it; the monotonic clock tokio sleeps on does not.
-    let scheduler = start(
+    let scheduler = start_scheduler(
         &home,
         &[
             ("LD_PRELOAD", lib.as_str()),
@@ -353,14 +329,14 @@ fn clock_jumps_forward_like_downtime_and_backward_without_repeats() {
     assert!(
         strict_missed >= 3500,
         "strict's gap is recorded as missed ({strict_missed} slots):\n{}",
-        log(&home)
+        scheduler_log(&home)
     );
     let after_forward: i64 = home.count("SELECT MAX(slot) FROM runs WHERE slot IS NOT NULL");
 
     std::fs::write(&offset, "+0\n").expect("jump back");
     let runs_at_jump_back = home.count("SELECT COUNT(*) FROM runs");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(stop(scheduler), 0, "{}", log(&home));
+    assert_eq!(stop(scheduler), 0, "{}", scheduler_log(&home));
     assert_eq!(
         home.count("SELECT COUNT(*) FROM runs WHERE status NOT IN ('skipped', 'missed')"),
         home.count(&format!(
@@ -371,7 +347,7 @@ fn clock_jumps_forward_like_downtime_and_backward_without_repeats() {
     assert!(
         home.count("SELECT COUNT(*) FROM runs") <= runs_at_jump_back + 2,
         "nothing new was claimed while the clock was behind the last slot:\n{}",
-        log(&home)
+        scheduler_log(&home)
     );
     assert_no_slot_twice(&home);
     // Never early: every run started at or after its slot, on the clock the scheduler saw.

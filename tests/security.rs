@@ -19,9 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use rustix::process::{Pid, Signal, kill_process};
-
-use common::{KillOnDrop, Outcome, TestHome, wait_exit, wait_until};
+use common::{KillOnDrop, Outcome, TestHome, stop, wait_until};
 
 fn outcome_of(output: &std::process::Output) -> Outcome {
     Outcome {
@@ -64,12 +62,6 @@ fn jobs_at(home: &Path, umask: Option<&str>, args: &[&str]) -> Outcome {
         outcome.stderr
     );
     outcome
-}
-
-fn stop(mut child: KillOnDrop) -> i32 {
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
-    kill_process(pid, Signal::TERM).expect("TERM");
-    wait_exit(&mut child, 20).code().unwrap_or(-1)
 }
 
 /// Every path under `dir` (symlinks not followed) with its kind, size and content.

@@ -273,3 +273,34 @@ pub fn wait_exit(child: &mut std::process::Child, seconds: u64) -> std::process:
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `jobs scheduler` in `home`, its log in `scheduler.log` there (started afresh each time), with extra
+/// environment variables; killed if the test ends first.
+pub fn start_scheduler(home: &TestHome, envs: &[(&str, &str)]) -> KillOnDrop {
+    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log file");
+    let mut command = home.command(&["scheduler", "--shutdown-grace", "1s"]);
+    command.stdout(std::process::Stdio::null()).stderr(log);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command
+        .spawn()
+        .map(KillOnDrop)
+        .expect("start the scheduler")
+}
+
+/// What the scheduler started last by [`start_scheduler`] has logged so far.
+pub fn scheduler_log(home: &TestHome) -> String {
+    std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
+}
+
+pub fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
+    rustix::process::kill_process(pid, signal).expect("send signal");
+}
+
+/// SIGTERM, then the exit code (failing the test if it takes over 30 s).
+pub fn stop(mut child: KillOnDrop) -> i32 {
+    signal(&child, rustix::process::Signal::TERM);
+    wait_exit(&mut child, 30).code().unwrap_or(-1)
+}

@@ -1,40 +1,18 @@
 //! The scheduler as a real process, with sub-second schedules so each test takes seconds: firing on
 //! time, crashes, the single-owner lock, lifecycle changes from other processes, hot reload, shutdown.
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::{Pid, Signal};
 use serde_json::Value;
 
-use crate::common::{KillOnDrop, TestHome, process_alive, wait_exit, wait_until};
+use crate::common::{
+    KillOnDrop, TestHome, process_alive, scheduler_log, signal, start_scheduler, stop, wait_exit,
+    wait_until,
+};
 
 const EVERY_SECOND: &str = "schedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n";
-
-/// A scheduler process whose log goes to `scheduler.log` in the home.
-fn start(home: &TestHome) -> KillOnDrop {
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log file");
-    home.command(&["scheduler", "--shutdown-grace", "1s"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start the scheduler")
-}
-
-fn signal(child: &Child, signal: Signal) {
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
-    kill_process(pid, signal).expect("send signal");
-}
-
-fn stop(mut child: KillOnDrop) -> i32 {
-    signal(&child, Signal::TERM);
-    wait_exit(&mut child, 30).code().unwrap_or(-1)
-}
-
-fn log(home: &TestHome) -> String {
-    std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
-}
 
 #[test]
 fn a_job_every_second_runs_on_time() {
@@ -43,7 +21,7 @@ fn a_job_every_second_runs_on_time() {
         "tick.yaml",
         format!("id: tick\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
     );
-    let scheduler = start(&home);
+    let scheduler = start_scheduler(&home, &[]);
     wait_until("5 runs", 10, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 5
     });
@@ -60,7 +38,7 @@ fn a_job_every_second_runs_on_time() {
         assert!(
             (0..100).contains(&late),
             "tick#{seq} started {late} ms after its slot; log:\n{}",
-            log(&home)
+            scheduler_log(&home)
         );
     }
     let slots = home.count("SELECT COUNT(DISTINCT slot) FROM runs WHERE slot IS NOT NULL");
@@ -128,7 +106,7 @@ fn two_schedulers_at_once_one_owns_the_other_exits_5() {
 fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
     let home = TestHome::new();
     home.spec("slow.yaml", format!("id: slow\n{EVERY_SECOND}run:\n  shell: \"sleep 3\"\npolicy:\n  misfire_grace: 1s\n  coalesce: false\nretry:\n  max_attempts: 2\n  retry_on: [interrupted]\n"));
-    let mut scheduler = start(&home);
+    let mut scheduler = start_scheduler(&home, &[]);
     // A run that has begun (runs are claimed ahead of their slot; one claimed but not begun would be
     // given back at the restart, not interrupted).
     let begun = || {
@@ -148,7 +126,7 @@ fn kill_9_during_runs_then_restart_never_runs_a_slot_twice() {
         .query_row(&begun(), [], |r| r.get(0))
         .expect("the run the scheduler left in flight");
     std::thread::sleep(Duration::from_millis(2500));
-    let scheduler = start(&home);
+    let scheduler = start_scheduler(&home, &[]);
     wait_until("the restart to reconcile", 10, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'interrupted'") >= 1
             && home.count("SELECT COUNT(*) FROM runs WHERE status = 'missed'") >= 1
@@ -196,7 +174,7 @@ fn lifecycle_changes_from_another_process_apply_within_a_second() {
         "beat.yaml",
         format!("id: beat\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
     );
-    let scheduler = start(&home);
+    let scheduler = start_scheduler(&home, &[]);
     wait_until("a first run", 10, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 1
     });
@@ -254,7 +232,7 @@ fn lifecycle_changes_from_another_process_apply_within_a_second() {
 #[test]
 fn specs_are_hot_reloaded_and_a_broken_edit_keeps_the_last_good_version() {
     let home = TestHome::new();
-    let scheduler = start(&home);
+    let scheduler = start_scheduler(&home, &[]);
     std::thread::sleep(Duration::from_millis(500));
     home.spec(
         "late.yaml",
@@ -307,7 +285,7 @@ fn sigterm_with_a_long_run_in_flight_interrupts_it_cleanly() {
         "long.yaml",
         format!("id: long\n{EVERY_SECOND}run:\n  shell: \"echo $$ > pid.$JOBS_RUN_SEQ; sleep 30\"\n  kill_grace: 1s\n"),
     );
-    let scheduler = start(&home);
+    let scheduler = start_scheduler(&home, &[]);
     wait_until("a run in flight", 10, || home.path().join("pid.1").exists());
     let pid: i32 = std::fs::read_to_string(home.path().join("pid.1"))
         .expect("pid")
@@ -331,7 +309,7 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
         "tick.yaml",
         format!("id: tick\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
     );
-    let scheduler = start(&home);
+    let scheduler = start_scheduler(&home, &[]);
     wait_until("a run", 10, || home.count("SELECT COUNT(*) FROM runs") >= 1);
     assert_eq!(stop(scheduler), 0);
     std::thread::sleep(Duration::from_millis(1500));
@@ -357,7 +335,7 @@ fn a_manual_run_killed_while_the_scheduler_runs_does_not_block_the_job() {
         "beat.yaml",
         format!("id: beat\n{EVERY_SECOND}run:\n  shell: \"if test -f long; then echo $$ > manual.pid; sleep 30; fi\"\n"),
     );
-    let scheduler = start(&home);
+    let scheduler = start_scheduler(&home, &[]);
     wait_until("a first scheduled run", 10, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 1
     });
@@ -404,7 +382,7 @@ fn a_claim_whose_scheduler_died_before_its_slot_is_run_after_the_restart() {
         "tick.yaml",
         format!("id: tick\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
     );
-    let mut scheduler = start(&home);
+    let mut scheduler = start_scheduler(&home, &[]);
     // Runs are claimed ahead of their slot; catch one claimed and not yet begun, and kill there.
     let mut slot = 0;
     wait_until("a run claimed ahead of its slot", 10, || {
@@ -417,7 +395,7 @@ fn a_claim_whose_scheduler_died_before_its_slot_is_run_after_the_restart() {
     });
     signal(&scheduler, Signal::KILL);
     wait_exit(&mut scheduler, 10);
-    let scheduler = start(&home);
+    let scheduler = start_scheduler(&home, &[]);
     wait_until("the given-back slot to run", 10, || {
         home.count(&format!(
             "SELECT COUNT(*) FROM runs WHERE slot = {slot} AND status = 'succeeded'"
@@ -428,9 +406,9 @@ fn a_claim_whose_scheduler_died_before_its_slot_is_run_after_the_restart() {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'interrupted'"),
         0,
         "nothing that never began is recorded as interrupted; log:\n{}",
-        log(&home)
+        scheduler_log(&home)
     );
-    assert!(log(&home).contains("the slot is judged again"));
+    assert!(scheduler_log(&home).contains("the slot is judged again"));
     let twice = home.count(
         "SELECT COUNT(*) FROM (SELECT slot FROM runs WHERE slot IS NOT NULL GROUP BY slot HAVING COUNT(*) > 1)",
     );
