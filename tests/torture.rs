@@ -549,20 +549,11 @@ fn the_next_scheduler_start_removes_a_claim_that_never_committed() {
         home.run_dir("f", 1).exists(),
         "the claim's directory is left"
     );
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log");
-    let mut scheduler = KillOnDrop(
-        home.command(&["scheduler"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the scheduler"),
-    );
+    let scheduler = common::start_scheduler(&home, &[]);
     wait_until("the scheduler to start", 10, || {
         log_tail(&home).contains("scheduler started")
     });
-    let pid = Pid::from_raw(i32::try_from(scheduler.id()).expect("pid")).expect("pid");
-    kill_process(pid, Signal::TERM).expect("SIGTERM");
-    assert_eq!(wait_exit(&mut scheduler, 30).code(), Some(0));
+    assert_eq!(common::stop(scheduler), 0);
     assert!(
         !home.run_dir("f", 1).exists(),
         "removed at start; log:\n{}",
