@@ -99,6 +99,11 @@ pub enum Error {
     JobRemoved {
         id: String,
     },
+    /// The store file the scheduler opened was deleted or replaced while it ran: it stops claiming.
+    StoreReplaced {
+        path: PathBuf,
+        what: &'static str,
+    },
     /// A run directory or artifact could not be written.
     ArtifactWrite {
         path: PathBuf,
@@ -156,6 +161,7 @@ impl Error {
             Self::SchedulerAlreadyRunning { .. } => "scheduler_already_running",
             Self::SchedulerNotRunning => "scheduler_not_running",
             Self::JobRemoved { .. } => "job_not_found",
+            Self::StoreReplaced { .. } => "store_replaced",
             Self::ArtifactWrite { .. } => "artifact_write_failed",
             Self::Internal { .. } => "internal",
         }
@@ -175,7 +181,7 @@ impl Error {
             | Self::SchedulerAlreadyRunning { .. }
             | Self::SchedulerNotRunning => exit::CONFLICT,
             Self::JobRemoved { .. } => exit::NOT_FOUND,
-            Self::ArtifactWrite { .. } => exit::STORE_OR_IO,
+            Self::ArtifactWrite { .. } | Self::StoreReplaced { .. } => exit::STORE_OR_IO,
             Self::Internal { .. } => exit::INTERNAL,
         }
     }
@@ -226,6 +232,11 @@ impl Error {
             ),
             Self::JobRemoved { .. } => Some("restore the spec file to run it again; its history is kept".into()),
             Self::ArtifactWrite { .. } => Some("check free space and permissions under runs/".into()),
+            Self::StoreReplaced { .. } => Some(
+                "the scheduler stopped claiming so that no slot runs twice; find out who removed or replaced \
+                 the store, restore it if needed, then start the scheduler again"
+                    .into(),
+            ),
             Self::Internal { .. } => Some("this is a bug in jobs; please report it".into()),
         }
     }
@@ -286,6 +297,11 @@ impl fmt::Display for Error {
             Self::ArtifactWrite { path, source } => {
                 write!(f, "failed to write {}: {source}", path.display())
             }
+            Self::StoreReplaced { path, what } => write!(
+                f,
+                "the store {} was {what} while the scheduler had it open",
+                path.display()
+            ),
             Self::Internal { message } => write!(f, "internal error: {message}"),
         }
     }

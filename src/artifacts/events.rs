@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::rundir::open_append;
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::rundir::{link_refused, no_follow, open_append, open_read};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, Trigger};
@@ -175,16 +177,25 @@ impl EventLog {
             path: path.to_owned(),
             source,
         };
-        let next_seq = match std::fs::read(path) {
-            Ok(bytes) => {
+        // Read and cut through one descriptor opened without following links, so the file cut is the
+        // file checked and a planted link never lets us shorten something outside the home.
+        let read = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(no_follow())
+            .open(path)
+            .map_err(|e| link_refused(path, e))
+            .and_then(|mut file| {
+                let mut bytes = Vec::new();
+                io::Read::read_to_end(&mut file, &mut bytes).map(|_| (file, bytes))
+            });
+        let next_seq = match read {
+            Ok((file, bytes)) => {
                 let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
                 if whole < bytes.len() {
-                    let file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(fail)?;
                     file.set_len(whole as u64).map_err(fail)?;
                 }
+                drop(file);
                 bytes[..whole]
                     .split(|b| *b == b'\n')
                     .rev()
@@ -257,7 +268,7 @@ impl EventLog {
 /// Reads `events.jsonl`. A last line without its newline is a write in progress (or torn by a crash):
 /// it is returned separately, not parsed. A complete line that does not parse is an error.
 pub fn read_events(path: &Path) -> io::Result<(Vec<Event>, Option<String>)> {
-    let mut reader = BufReader::new(File::open(path)?);
+    let mut reader = BufReader::new(open_read(path)?);
     let mut events = Vec::new();
     let mut line = Vec::new();
     loop {

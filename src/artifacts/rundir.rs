@@ -59,16 +59,7 @@ impl RunDir {
         // A job's directory that is a link would put its runs wherever the link points: refuse it, as
         // the file itself (not where it leads) is what was checked. (`runs/` itself may be a link, to
         // keep runs on another disk.)
-        match fs::symlink_metadata(&job_dir) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(write_error(&job_dir)(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    "it is a symbolic link; a job's run directory must be a real directory",
-                )));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(write_error(&job_dir)(e)),
-        }
+        ensure_real_dir(&job_dir).map_err(write_error(&job_dir))?;
         let path = job_dir.join(seq.to_string());
         DirBuilder::new()
             .mode(0o700)
@@ -104,24 +95,72 @@ impl RunDir {
     /// Whether some process holds the lock of the run directory at `path`. A missing directory or lock
     /// file has no holder.
     pub fn is_locked(path: &Path) -> bool {
-        let Ok(file) = File::open(path.join(LOCK_FILE)) else {
+        let Ok(file) = open_read(&path.join(LOCK_FILE)) else {
             return false;
         };
         matches!(file.try_lock(), Err(TryLockError::WouldBlock))
     }
 }
 
-/// Opens an artifact for appending, creating it owner-only.
+/// `O_NOFOLLOW`: a link planted where one of our files should be makes the open fail (ELOOP) instead
+/// of writing wherever the link points. Every file `jobs` creates or appends to under the home is
+/// opened with it; directories an operator may have linked (`runs/`, `db/`) are above these files.
+pub fn no_follow() -> i32 {
+    // The flag is a small positive constant, so the conversion cannot lose bits.
+    i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(i32::MAX)
+}
+
+/// Explains a failed no-follow open: ELOOP means the file is a symbolic link.
+pub fn link_refused(path: &Path, source: io::Error) -> io::Error {
+    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link {
+        io::Error::new(
+            source.kind(),
+            "it is a symbolic link; jobs never writes through a link under the home",
+        )
+    } else {
+        source
+    }
+}
+
+/// Opens an existing file under the home for reading without following a link.
+pub fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow())
+        .open(path)
+        .map_err(|e| link_refused(path, e))
+}
+
+/// Opens an artifact for appending, creating it owner-only, never through a link.
 pub fn open_append(path: &Path) -> Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(no_follow())
         .open(path)
         .map_err(|source| Error::ArtifactWrite {
             path: path.to_owned(),
-            source,
+            source: link_refused(path, source),
         })
+}
+
+/// Checks that `dir` (a directory `jobs` made below `runs/` or `db/`) is a real directory, not a link:
+/// what was checked is the entry itself, not where a link would lead.
+pub fn ensure_real_dir(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "it is a symbolic link; a directory jobs writes into must be a real directory",
+        )),
+        Ok(meta) if !meta.is_dir() => Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "it exists but is not a directory",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Replaces `path` with `bytes` atomically: a temporary file beside it, then a rename. With `durable`,
@@ -141,8 +180,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(no_follow())
         .open(&temp)
-        .map_err(fail)?;
+        .map_err(|e| fail(link_refused(&temp, e)))?;
     io::Write::write_all(&mut file, bytes).map_err(fail)?;
     if durable {
         file.sync_all().map_err(fail)?;

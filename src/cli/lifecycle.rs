@@ -24,6 +24,17 @@ pub fn run(ctx: &Ctx, id: &str, change: StateChange<'_>, reason: Option<&str>) -
         StateChange::Disable => ("disabled", "disabled"),
         StateChange::Enable => ("enabled", "active"),
     };
+    let unchanged = matches!(change, StateChange::Resume { .. }) && before != "paused";
+    if unchanged {
+        let hint = if before == "disabled" {
+            "; `jobs enable` starts it again"
+        } else {
+            ""
+        };
+        let human = format!("{id} is not paused (it is {before}): nothing changed{hint}\n");
+        let data = json!({ "id": id, "state": before, "previous": before, "changed": false, "catchup": null });
+        return Ok(Report::ok(data, human));
+    }
     let mut human = format!("{id} {verb} (was {before})\n");
     match change {
         StateChange::Pause => human.push_str(
@@ -45,7 +56,7 @@ pub fn run(ctx: &Ctx, id: &str, change: StateChange<'_>, reason: Option<&str>) -
         StateChange::Resume { catchup } => catchup,
         _ => None,
     };
-    let data = json!({ "id": id, "state": after, "previous": before, "by": by, "reason": reason, "catchup": catchup });
+    let data = json!({ "id": id, "state": after, "previous": before, "changed": true, "by": by, "reason": reason, "catchup": catchup });
     Ok(Report::ok(data, human))
 }
 

@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     let now = ctx.clock.now();
     let catalog = super::entry::catalog_with_runs(ctx, None)?;
     let out = &ctx.out;
-    let holder = OwnerLock::holder(&ctx.home.scheduler_lock_path());
+    let holder = OwnerLock::holder(&ctx.home);
     let owner = catalog.store.owner()?;
     let mut human = String::new();
     let scheduler = match (&holder, &owner) {

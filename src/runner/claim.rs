@@ -83,6 +83,7 @@ pub fn claim_run(
         seq: claimed.seq(),
         trigger: of.trigger,
         slot: of.slot,
+        stands_for: of.slot,
         due_at: of.due_at,
         replay_of: of.replay_of,
         first_slot: None,

@@ -31,6 +31,9 @@ pub struct RunPlan {
     pub seq: i64,
     pub trigger: Trigger,
     pub slot: Option<DateTime<Utc>>,
+    /// The slot the run is for: its own, or for a catch-up run (which has none of its own, the slot's
+    /// record being the skipped one) the slot it makes up for. `JOBS_SLOT` and the receipt say it.
+    pub stands_for: Option<DateTime<Utc>>,
     pub due_at: Option<DateTime<Utc>>,
     pub replay_of: Option<i64>,
     /// For a run standing for several slots (coalesced, or a catch-up): the first of them.
@@ -101,7 +104,7 @@ pub async fn execute(
     env.push(("JOBS_JOB_ID".into(), plan.job_id.clone()));
     env.push(("JOBS_RUN_SEQ".into(), plan.seq.to_string()));
     env.push(("JOBS_RUN_DIR".into(), dir.display().to_string()));
-    if let Some(slot) = plan.slot {
+    if let Some(slot) = plan.stands_for {
         env.push(("JOBS_SLOT".into(), rfc3339(slot)));
     }
     // So that a job can call `jobs` itself (e.g. `"$JOBS_BIN" backup ...`) without relying on PATH,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::lock::OwnerLock;
+use super::lock::{OwnerLock, StoreIdentity};
 use super::reconcile::{orphaned_runs, reconcile_runs};
 use crate::artifacts::{EventKind, EventLog, RunDir};
 use crate::catalog::{Catalog, JobState};
@@ -89,6 +89,10 @@ struct Daemon {
     /// Runs found interrupted at start whose policy retries interruptions: each gets one new run.
     retries: Vec<RunRow>,
     last_reap: tokio::time::Instant,
+    /// The store file opened at start; checked before every claim and with every heartbeat.
+    store_identity: StoreIdentity,
+    /// Set when the scheduler must stop and exit with an error (its store was replaced).
+    fatal: Option<Error>,
 }
 
 /// `resume --catchup all` makes up for at most this many slots, the latest ones: each becomes a queued
@@ -111,8 +115,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Summary> {
     let me = owner();
-    let _lock = OwnerLock::acquire(&home.scheduler_lock_path(), &me)?;
+    let _lock = OwnerLock::acquire(&home, &me)?;
     let store = Store::open(&home.db_path())?;
+    let store_identity = StoreIdentity::of(&home.db_path())?;
     if options.dry_run {
         return dry_run(&home, store, &clock);
     }
@@ -149,6 +154,8 @@ pub async fn run(
         retry_at: None,
         retries: Vec::new(),
         last_reap: tokio::time::Instant::now(),
+        store_identity,
+        fatal: None,
     };
     daemon.reload()?;
     daemon.plan_retries(&interrupted);
@@ -177,10 +184,17 @@ pub async fn run(
             Some(finished) = daemon.runs.join_next() => daemon.finished(finished),
             () = &mut shutdown => break,
         }
+        if daemon.fatal.is_some() {
+            break;
+        }
     }
     let interrupted_at_shutdown = daemon.shut_down(options.shutdown_grace).await;
     if let Ok(mut store) = daemon.store.lock() {
         let _ = store.release_owner(pid);
+    }
+    if let Some(error) = daemon.fatal.take() {
+        tracing::error!("scheduler stopped: {error}");
+        return Err(error);
     }
     tracing::info!("scheduler stopped");
     Ok(Summary {
@@ -297,7 +311,27 @@ impl Daemon {
         }
     }
 
+    /// Whether the store is still the file opened at start. When it is not, nothing more is claimed:
+    /// a second scheduler may own a new store at that path, and every record written into the old,
+    /// unlinked file would be lost.
+    fn store_still_ours(&mut self) -> bool {
+        if self.fatal.is_some() {
+            return false;
+        }
+        match self.store_identity.check() {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!("{error}; no more slots are claimed, runs in flight are stopped");
+                self.fatal = Some(error);
+                false
+            }
+        }
+    }
+
     fn heartbeat(&mut self, pid: i64) {
+        if !self.store_still_ours() {
+            return;
+        }
         let now = millis(self.clock.now());
         if let Err(e) = self.store().and_then(|mut s| s.heartbeat(pid, now)) {
             tracing::error!("{e}");
@@ -340,6 +374,9 @@ impl Daemon {
 
     /// Claims everything due now in one transaction, then starts the runs.
     fn tick(&mut self) {
+        if !self.store_still_ours() {
+            return;
+        }
         let now = self.clock.now();
         let horizon = now + ahead();
         // A manual run whose process died must not hold an instance of its job forever. Checking every
@@ -623,7 +660,11 @@ impl Daemon {
         if !self.scheduler_logs.contains_key(job_id) {
             let dir = self.home.runs_dir().join(job_id);
             let log = std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io("create", &dir, e))
+                .and_then(|()| crate::artifacts::rundir::ensure_real_dir(&dir))
+                .map_err(|source| Error::ArtifactWrite {
+                    path: dir.clone(),
+                    source,
+                })
                 .and_then(|()| {
                     EventLog::append_to(
                         &dir.join("scheduler.jsonl"),
@@ -662,6 +703,7 @@ impl Daemon {
             slot,
             due_at,
             first_slot,
+            last_slot,
             count,
             retry_of,
             ..
@@ -679,6 +721,7 @@ impl Daemon {
             seq,
             trigger,
             slot: slot.and_then(DateTime::from_timestamp_millis),
+            stands_for: slot.or(last_slot).and_then(DateTime::from_timestamp_millis),
             due_at: due_at.and_then(DateTime::from_timestamp_millis),
             replay_of: retry_of,
             first_slot: first_slot.and_then(DateTime::from_timestamp_millis),
@@ -793,7 +836,9 @@ fn run_record(
     slot: Option<DateTime<Utc>>,
     queued: bool,
 ) -> TickRecord {
-    let several = fire.count > 1;
+    // A run that stands for other slots than its own (coalesced, or made up for a paused one) names
+    // them; a catch-up run has no slot of its own, as its slot's record is the skipped one.
+    let several = fire.count > 1 || slot.is_none();
     TickRecord::Run {
         job_id: id.to_owned(),
         trigger: fire.trigger,

@@ -1,82 +1,123 @@
-//! `db/scheduler.lock`: held (flock) by the one scheduler of a home for as long as it runs. The kernel
-//! releases it when the process ends, however it ends, so a stale lock cannot exist. The file holds
-//! the owner's `pid@host`, for messages only.
+//! Ownership of a home by its one scheduler: an exclusive flock on the home directory itself, held for
+//! as long as the scheduler runs. The kernel releases it when the process ends, however it ends, so a
+//! stale lock cannot exist; and unlike a lock file, the home cannot be unlinked from under a running
+//! scheduler (deleting `db/` once let a second scheduler in beside the first). `db/scheduler.lock`
+//! holds the owner's `pid@host`, for messages only. This module also notices a store file that was
+//! deleted or replaced while the scheduler had it open.
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
+use crate::artifacts::rundir::{link_refused, no_follow, open_read};
 use crate::error::{Error, Result};
+use crate::home::Home;
 
 pub struct OwnerLock {
-    _file: File,
+    _home: File,
 }
 
 impl OwnerLock {
     /// Takes the lock or fails at once with `scheduler_already_running`, naming the holder.
-    pub fn acquire(path: &Path, me: &str) -> Result<Self> {
+    pub fn acquire(home: &Home, me: &str) -> Result<Self> {
+        let root = home.root();
+        let dir = File::open(root).map_err(|e| Error::io("open the home", root, e))?;
+        match dir.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::SchedulerAlreadyRunning {
+                    owner: read_owner_name(&home.scheduler_lock_path()),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io("lock the home", root, e)),
+        }
+        let path = home.scheduler_lock_path();
         // Owner-only whatever the umask: `db/` also holds the store, whose specs the scheduler runs.
-        if let Some(dir) = path.parent() {
+        if let Some(db) = path.parent() {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io("create", dir, e))?;
+                .create(db)
+                .map_err(|e| Error::io("create", db, e))?;
         }
-        let mut file = OpenOptions::new()
+        let written = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::io("open the scheduler lock", path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                // The winner writes its name just after taking the lock: give it a moment.
-                let mut owner = String::new();
-                for _ in 0..20 {
-                    owner.clear();
-                    let _ = file
-                        .seek(SeekFrom::Start(0))
-                        .and_then(|_| file.read_to_string(&mut owner));
-                    if !owner.trim().is_empty() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                let owner = owner.trim();
-                return Err(Error::SchedulerAlreadyRunning {
-                    owner: if owner.is_empty() {
-                        "unknown process".into()
-                    } else {
-                        owner.to_owned()
-                    },
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
-        }
-        let written = file
-            .set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(me.as_bytes()))
-            .and_then(|()| file.flush());
-        written.map_err(|e| Error::io("write the scheduler lock", path, e))?;
-        Ok(Self { _file: file })
+            .custom_flags(no_follow())
+            .open(&path)
+            .map_err(|e| link_refused(&path, e))
+            .and_then(|mut file| {
+                file.set_len(0)?;
+                file.seek(SeekFrom::Start(0))?;
+                file.write_all(me.as_bytes())?;
+                file.flush()
+            });
+        written.map_err(|e| Error::io("write the scheduler lock", &path, e))?;
+        Ok(Self { _home: dir })
     }
 
-    /// The `pid@host` of the live scheduler holding the lock at `path`, if one does.
-    pub fn holder(path: &Path) -> Option<String> {
-        let mut file = File::open(path).ok()?;
-        match file.try_lock() {
-            Err(TryLockError::WouldBlock) => {
-                let mut owner = String::new();
-                let _ = file.read_to_string(&mut owner);
-                Some(owner.trim().to_owned())
-            }
+    /// The `pid@host` of the live scheduler of `home`, if one holds it.
+    pub fn holder(home: &Home) -> Option<String> {
+        let dir = File::open(home.root()).ok()?;
+        match dir.try_lock() {
+            Err(TryLockError::WouldBlock) => Some(read_owner_name(&home.scheduler_lock_path())),
             _ => None,
         }
+    }
+}
+
+/// The owner's name as written in `db/scheduler.lock`; the winner writes it just after taking the
+/// lock, so a moment is allowed for it.
+fn read_owner_name(path: &Path) -> String {
+    let mut owner = String::new();
+    for _ in 0..20 {
+        owner.clear();
+        if let Ok(mut file) = open_read(path) {
+            let _ = file.read_to_string(&mut owner);
+        }
+        if !owner.trim().is_empty() {
+            return owner.trim().chars().take(200).collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    "unknown process (db/scheduler.lock does not name it)".into()
+}
+
+/// The identity (device and inode) of the store file the scheduler opened, to notice when the file at
+/// its path is no longer that one: deleted (`rm -rf db/`) or replaced (a restore over a live store).
+/// Writing on into an unlinked file would lose every record while the scheduler looks healthy.
+pub struct StoreIdentity {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl StoreIdentity {
+    pub fn of(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("inspect the store", path, e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// `Ok` while the path still names the file opened; `store_replaced` otherwise.
+    pub fn check(&self) -> Result<()> {
+        let what = match std::fs::metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => return Ok(()),
+            Ok(_) => "replaced by another file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "deleted",
+            // Another failure to look (a permission change, say) proves nothing either way.
+            Err(_) => return Ok(()),
+        };
+        Err(Error::StoreReplaced {
+            path: self.path.clone(),
+            what,
+        })
     }
 }

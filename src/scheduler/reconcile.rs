@@ -106,7 +106,7 @@ fn began(dir: &Path) -> bool {
 
 /// Takes the lock of the run directory `dir`, if it exists and no one holds it.
 fn take_lock(dir: &Path) -> Option<File> {
-    let file = File::open(dir.join(LOCK_FILE)).ok()?;
+    let file = crate::artifacts::rundir::open_read(&dir.join(LOCK_FILE)).ok()?;
     match file.try_lock() {
         Ok(()) => Some(file),
         Err(TryLockError::WouldBlock | TryLockError::Error(_)) => None,

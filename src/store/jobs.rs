@@ -205,6 +205,11 @@ impl Store {
         let before: String = tx
             .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
             .map_err(fail)?;
+        if matches!(change, StateChange::Resume { .. }) && before != "paused" {
+            // Only a pause owes slots. Resuming anything else again would make up the same paused slots
+            // a second time (they are still recorded as skipped), so it changes nothing at all.
+            return Ok(before);
+        }
         let sql = match change {
             StateChange::Pause => {
                 "UPDATE jobs SET state = 'paused', paused_at = CASE WHEN state = 'paused' THEN paused_at ELSE ?4 END,

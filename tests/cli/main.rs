@@ -6,6 +6,7 @@
     reason = "a test helper that cannot set up must fail the test loudly"
 )]
 
+mod breaks;
 mod commands;
 mod common;
 mod contract;
