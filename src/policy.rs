@@ -309,16 +309,21 @@ pub fn catch_up(mode: Catchup, paused_slots: &[DateTime<Utc>], now: DateTime<Utc
     }
 }
 
-/// The pending slot after a spec was (re)loaded: an unchanged schedule keeps the slot it had, a new or
-/// changed one starts from the first slot after `now`.
+/// The pending slot after a spec was (re)loaded: an unchanged schedule keeps the slot it had. A new or
+/// changed one starts after `last_consumed`, the last slot the job's records account for, when there is
+/// one: the new schedule's slots since then are judged like any others that came due while the
+/// scheduler was down (run, coalesced, missed), so an edit made during downtime leaves no slot without a
+/// record. A job with nothing consumed starts from the first slot after `now`.
 pub fn pending_slot(
     kept: Option<DateTime<Utc>>,
     schedule_changed: bool,
+    last_consumed: Option<DateTime<Utc>>,
     schedule: &Schedule,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    match kept {
-        Some(slot) if !schedule_changed => Some(slot),
+    match (kept, last_consumed) {
+        (Some(slot), _) if !schedule_changed => Some(slot),
+        (_, Some(consumed)) if consumed < now => schedule.next_after(consumed),
         _ => schedule.next_after(now),
     }
 }

@@ -1010,6 +1010,53 @@ fn pause_then_resume_end_to_end() {
 // ---------------------------------------------------------------------------------------------------
 
 #[test]
+fn a_changed_schedule_resumes_after_the_last_slot_recorded() {
+    let m5 = every("5m", None, None);
+    // (name, kept, changed, last consumed, now, expected)
+    let cases = [
+        (
+            "changed during downtime: the new schedule's slots after the last recorded one (09:30) are owed",
+            Some(jan("09:35")),
+            true,
+            Some(jan("09:30")),
+            jan("10:03"),
+            Some(jan("09:35")),
+        ),
+        (
+            "changed, last recorded between new slots: the first new slot after it",
+            None,
+            true,
+            Some(jan("09:31")),
+            jan("10:03"),
+            Some(jan("09:35")),
+        ),
+        (
+            "unchanged: the kept slot wins whatever was consumed",
+            Some(jan("10:07")),
+            false,
+            Some(jan("09:30")),
+            jan("10:03"),
+            Some(jan("10:07")),
+        ),
+        (
+            "a consumed slot in the future (a clock stepped back) is no start: from now",
+            None,
+            true,
+            Some(jan("11:00")),
+            jan("10:03"),
+            Some(jan("10:05")),
+        ),
+    ];
+    for (name, kept, changed, consumed, now, expected) in cases {
+        assert_eq!(
+            pending_slot(kept, changed, consumed, &m5, now),
+            expected,
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn pending_slot_after_a_spec_reload() {
     let m5 = every("5m", None, None);
     let ny_nine = cron("0 0 9 * * *", "America/New_York");
@@ -1099,7 +1146,7 @@ fn pending_slot_after_a_spec_reload() {
     ];
     for row in cases {
         assert_eq!(
-            pending_slot(row.kept, row.changed, row.schedule, row.now),
+            pending_slot(row.kept, row.changed, None, row.schedule, row.now),
             row.expected,
             "{}",
             row.name
@@ -1314,7 +1361,7 @@ fn new_york_spring_forward() {
 
     // The pending slot of the 02:30 job on the day before: 02:30 does not exist on 03-08, so 03:00 EDT.
     assert_eq!(
-        pending_slot(None, true, &daily_0230, at("2026-03-07T12:00:00Z")),
+        pending_slot(None, true, None, &daily_0230, at("2026-03-07T12:00:00Z")),
         Some(at("2026-03-08T07:00:00Z"))
     );
     let unlimited = |max, coalesce| policy(max, Overlap::Skip, coalesce, "unlimited");

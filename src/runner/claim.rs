@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::execute::RunControl;
 use super::execute::{RunPlan, run_is_alive, stored_run_dir};
 use crate::artifacts::RunDir;
 use crate::clock::{Clock, FixedClock, millis};
@@ -95,5 +96,6 @@ pub fn claim_run(
         owner: owner.to_owned(),
         home: home.to_owned(),
         run_dir,
+        control: RunControl::default(),
     })
 }

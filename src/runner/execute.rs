@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
 use super::attempt::{AttemptSpec, OutputSinks, Stop, run_attempt, stop_reason, stop_requested};
 use crate::artifacts::events::Observer;
@@ -48,6 +49,26 @@ pub struct RunPlan {
     /// JOBS_HOME: `cwd` is relative to it, and so are stored run directories.
     pub home: PathBuf,
     pub run_dir: RunDir,
+    pub control: RunControl,
+}
+
+/// How a run's owner hears of it and holds it back, beyond the stop channel.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    /// Where the run reports the instant its command starts, for the owner to record in one batch
+    /// with the others of the moment. Without it, the run records its start in the store itself.
+    pub starts: Option<tokio::sync::mpsc::UnboundedSender<Started>>,
+    /// Becomes true when the owner is shutting down: a scheduled run that has not started by then never
+    /// starts, and gives its slot back to be judged by the next scheduler.
+    pub hold: Option<watch::Receiver<bool>>,
+}
+
+/// A run's command started at `at` (milliseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub job_id: String,
+    pub seq: i64,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +83,8 @@ pub struct RunOutcome {
     pub run_dir: PathBuf,
     pub error_code: Option<String>,
     pub message: Option<String>,
+    /// The run never started and gave its slot back (its owner shut down first): it has no record.
+    pub released: bool,
 }
 
 /// The run directory as the store records it: relative to the home.
@@ -229,8 +252,25 @@ pub async fn execute(
             if started == Ok(true) {
                 break;
             }
+            if held(&plan.control) {
+                if let Some(outcome) = release(&plan, &store).await {
+                    return outcome;
+                }
+                return finish(
+                    &plan,
+                    &store,
+                    &clock,
+                    &mut receipt,
+                    Some(&events),
+                    &[],
+                    RunStatus::Interrupted,
+                    artifact_error,
+                )
+                .await;
+            }
             tokio::select! {
                 () = tokio::time::sleep(QUEUE_POLL) => {}
+                () = wait_for_hold(&plan.control) => {}
                 requested = stop_requested(&mut stop) => {
                     return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], requested, artifact_error).await;
                 }
@@ -255,12 +295,31 @@ pub async fn execute(
     {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = wait_for_hold(&plan.control) => {}
             requested = stop_requested(&mut stop) => {
                 return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], requested, artifact_error).await;
             }
         }
     }
+    // The owner began to shut down before the slot came: the run never starts.
+    if held(&plan.control) {
+        if let Some(outcome) = release(&plan, &store).await {
+            return outcome;
+        }
+        return finish(
+            &plan,
+            &store,
+            &clock,
+            &mut receipt,
+            Some(&events),
+            &[],
+            RunStatus::Interrupted,
+            artifact_error,
+        )
+        .await;
+    }
     let started_at = clock.now();
+    record_start(&plan, &store, millis(started_at));
     receipt.started_at = Some(rfc3339(started_at));
     receipt.status = RunStatus::Running;
     events.emit(EventKind::RunStarted {
@@ -350,6 +409,87 @@ pub async fn execute(
     .await
 }
 
+/// Whether the run's owner is shutting down.
+fn held(control: &RunControl) -> bool {
+    control.hold.as_ref().is_some_and(|hold| *hold.borrow())
+}
+
+/// Resolves once the owner begins to shut down; never, for an owner that does not hold runs back.
+async fn wait_for_hold(control: &RunControl) {
+    let Some(hold) = control.hold.as_ref() else {
+        return std::future::pending().await;
+    };
+    let mut hold = hold.clone();
+    if hold.wait_for(|held| *held).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Tells the owner (or the store) when the command started.
+fn record_start(plan: &RunPlan, store: &Arc<Mutex<Store>>, at: i64) {
+    let started = Started {
+        job_id: plan.job_id.clone(),
+        seq: plan.seq,
+        at,
+    };
+    if let Some(starts) = &plan.control.starts
+        && starts.send(started.clone()).is_ok()
+    {
+        return;
+    }
+    // No owner batching the starts (a run of `jobs run`): one small commit of its own.
+    if let Ok(mut store) = store.lock()
+        && let Err(e) = store.record_starts(&[(started.job_id, started.seq, started.at)])
+    {
+        tracing::error!(run = %run_name(&plan.job_id, plan.seq), "{e}");
+    }
+}
+
+/// Gives back the slot of a scheduled run that never started: its directory goes first, then its row,
+/// and the job's pending slot moves back to it, so the next scheduler judges the slot afresh instead
+/// of it ending as a run that never ran. `None` when it cannot be (not a scheduled run with a slot,
+/// or its directory cannot be removed): the run is then recorded as interrupted.
+async fn release(plan: &RunPlan, store: &Arc<Mutex<Store>>) -> Option<RunOutcome> {
+    if plan.trigger != Trigger::Schedule || plan.slot.is_none() {
+        return None;
+    }
+    let dir = plan.run_dir.path().to_owned();
+    let (store, job_id, seq) = (Arc::clone(store), plan.job_id.clone(), plan.seq);
+    let released = tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(path = %dir.display(), "cannot remove the run directory of an unstarted claim: {e}");
+            return false;
+        }
+        match store.lock().map(|mut s| s.release_unstarted(&job_id, seq)) {
+            Ok(Ok(released)) => released,
+            Ok(Err(e)) => {
+                tracing::error!(run = %run_name(&job_id, seq), "{e}");
+                false
+            }
+            Err(_) => false,
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !released {
+        return None;
+    }
+    tracing::info!(run = %run_name(&plan.job_id, plan.seq), "not started before shutdown; its slot is judged again at the next start");
+    Some(RunOutcome {
+        job_id: plan.job_id.clone(),
+        seq: plan.seq,
+        status: RunStatus::Interrupted,
+        exit_code: None,
+        signal: None,
+        attempts: 0,
+        duration_ms: 0,
+        run_dir: plan.run_dir.path().to_owned(),
+        error_code: None,
+        message: None,
+        released: true,
+    })
+}
+
 /// The delay before attempt `after + 1`: `backoff` doubled for each attempt after the first, at most
 /// `max`.
 pub fn backoff(backoff: Duration, max: Duration, after: u32) -> Duration {
@@ -420,8 +560,14 @@ async fn finish(
     receipt.error_code = error_code.clone();
     receipt.message = message.clone();
     let dir = plan.run_dir.path();
+    let started_at = receipt
+        .started_at
+        .as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|s| millis(s.with_timezone(&Utc)));
     let record = Finish {
         status,
+        started_at,
         finished_at: millis(finished_at),
         attempts: i64::from(attempts),
         exit_code: exit_code.map(i64::from),
@@ -462,6 +608,7 @@ async fn finish(
         run_dir: dir.to_owned(),
         error_code,
         message,
+        released: false,
     }
 }
 

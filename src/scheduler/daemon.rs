@@ -20,7 +20,7 @@ use crate::home::Home;
 use crate::policy::{self, Catchup, Decision, Fire, InFlight, Input, Operator, Plan};
 use crate::run::{RunStatus, Trigger, owner, run_name};
 use crate::runner::execute;
-use crate::runner::execute::{RunOutcome, RunPlan, stored_run_dir};
+use crate::runner::execute::{RunControl, RunOutcome, RunPlan, Started, stored_run_dir};
 use crate::schedule::Schedule;
 use crate::spec::JobSpec;
 use crate::spec::model::RetryOn;
@@ -93,6 +93,10 @@ struct Daemon {
     store_identity: StoreIdentity,
     /// Set when the scheduler must stop and exit with an error (its store was replaced).
     fatal: Option<Error>,
+    /// Runs report here when their command starts; the loop records the starts in one batch.
+    starts: tokio::sync::mpsc::UnboundedSender<Started>,
+    /// Set at shutdown: runs that have not started by then never do.
+    hold: watch::Sender<bool>,
 }
 
 /// `resume --catchup all` makes up for at most this many slots, the latest ones: each becomes a queued
@@ -140,6 +144,7 @@ pub async fn run(
         tracing::warn!(path = %dir.display(), "removed a run directory whose claim never committed");
     }
     let data_version = store.data_version()?;
+    let (starts_tx, mut starts) = tokio::sync::mpsc::unbounded_channel();
     let mut daemon = Daemon {
         home,
         clock,
@@ -156,6 +161,8 @@ pub async fn run(
         last_reap: tokio::time::Instant::now(),
         store_identity,
         fatal: None,
+        starts: starts_tx,
+        hold: watch::Sender::new(false),
     };
     daemon.reload()?;
     daemon.plan_retries(&interrupted);
@@ -181,6 +188,7 @@ pub async fn run(
             _ = store_poll.tick() => daemon.poll_store(),
             _ = rescan.tick() => daemon.reload_logged("periodic rescan"),
             _ = heartbeat.tick() => daemon.heartbeat(pid),
+            Some(first) = starts.recv() => daemon.record_starts(first, &mut starts),
             Some(finished) = daemon.runs.join_next() => daemon.finished(finished),
             () = &mut shutdown => break,
         }
@@ -188,7 +196,7 @@ pub async fn run(
             break;
         }
     }
-    let interrupted_at_shutdown = daemon.shut_down(options.shutdown_grace).await;
+    let interrupted_at_shutdown = daemon.shut_down(options.shutdown_grace, &mut starts).await;
     if let Ok(mut store) = daemon.store.lock() {
         let _ = store.release_owner(pid);
     }
@@ -225,7 +233,7 @@ impl Daemon {
             tracing::info!(job = %id, "new job");
         }
         for id in &sync.rescheduled {
-            tracing::info!(job = %id, "schedule changed; next slot recomputed from now");
+            tracing::info!(job = %id, "schedule changed; its slots since the last one recorded are judged");
         }
         for id in &sync.invalid {
             tracing::warn!(job = %id, "spec is invalid; keeping its last good version");
@@ -247,7 +255,8 @@ impl Daemon {
             let next_slot = match job.row.next_slot.and_then(DateTime::from_timestamp_millis) {
                 Some(slot) => Some(slot),
                 None => {
-                    let slot = policy::pending_slot(None, true, &schedule, now);
+                    let consumed = job.row.last_slot.and_then(DateTime::from_timestamp_millis);
+                    let slot = policy::pending_slot(None, true, consumed, &schedule, now);
                     missing_slots.push((job.row.id.clone(), slot.map(millis)));
                     slot
                 }
@@ -308,6 +317,23 @@ impl Daemon {
             Ok(version) if version != self.data_version => self.reload_logged("a store change"),
             Ok(_) => {}
             Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// Records the starts reported since the last batch (`first` and whatever else is waiting) in one
+    /// commit: the store's start time is the real one, not the slot, and 200 runs starting at once
+    /// cost one write.
+    fn record_starts(
+        &mut self,
+        first: Started,
+        more: &mut tokio::sync::mpsc::UnboundedReceiver<Started>,
+    ) {
+        let mut batch = vec![(first.job_id, first.seq, first.at)];
+        while let Ok(next) = more.try_recv() {
+            batch.push((next.job_id, next.seq, next.at));
+        }
+        if let Err(e) = self.store().and_then(|mut s| s.record_starts(&batch)) {
+            tracing::error!("{e}");
         }
     }
 
@@ -733,6 +759,10 @@ impl Daemon {
             owner: self.me.clone(),
             home: self.home.root().to_owned(),
             run_dir,
+            control: RunControl {
+                starts: Some(self.starts.clone()),
+                hold: Some(self.hold.subscribe()),
+            },
         };
         let (stop_tx, stop) = watch::channel(None);
         self.stops.insert((job_id, seq), stop_tx);
@@ -764,6 +794,9 @@ impl Daemon {
 
     fn finished(&mut self, finished: std::result::Result<RunOutcome, tokio::task::JoinError>) {
         match finished {
+            Ok(outcome) if outcome.released => {
+                self.stops.remove(&(outcome.job_id, outcome.seq));
+            }
             Ok(outcome) => {
                 self.apply_retention(&outcome.job_id);
                 tracing::info!(run = %run_name(&outcome.job_id, outcome.seq), status = %outcome.status, duration_ms = outcome.duration_ms, "run finished");
@@ -796,11 +829,24 @@ impl Daemon {
     }
 
     /// Stops claiming, lets runs in flight finish within `grace`, then stops the rest as interrupted.
-    async fn shut_down(&mut self, grace: Duration) -> usize {
+    async fn shut_down(
+        &mut self,
+        grace: Duration,
+        starts: &mut tokio::sync::mpsc::UnboundedReceiver<Started>,
+    ) -> usize {
         tracing::info!(runs = self.runs.len(), "shutting down");
+        // Runs claimed ahead (or queued) that have not started never start now: they give their
+        // slots back. Those running get the grace.
+        self.hold.send_replace(true);
         let waited = tokio::time::timeout(grace, async {
-            while let Some(finished) = self.runs.join_next().await {
-                self.finished(finished);
+            loop {
+                tokio::select! {
+                    Some(first) = starts.recv() => self.record_starts(first, starts),
+                    finished = self.runs.join_next() => match finished {
+                        Some(finished) => self.finished(finished),
+                        None => break,
+                    },
+                }
             }
         })
         .await;
@@ -813,6 +859,9 @@ impl Daemon {
         }
         while let Some(finished) = self.runs.join_next().await {
             self.finished(finished);
+        }
+        while let Ok(next) = starts.try_recv() {
+            self.record_starts(next, starts);
         }
         left
     }
@@ -898,12 +947,14 @@ fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary>
         let (Some(spec), Some(schedule)) = (&job.spec, &job.schedule) else {
             continue;
         };
-        let Some(next_slot) = job.row.next_slot.and_then(DateTime::from_timestamp_millis) else {
-            let next = schedule.next_after(now).map_or("none".into(), rfc3339);
-            lines.push(format!(
-                "{}: no pending slot yet; would start from {next}",
-                job.id()
-            ));
+        // The same pending slot a start computes: a changed schedule resumes after the last slot
+        // recorded, so its slots since then are judged below, as the start would judge them.
+        let kept = job.row.next_slot.and_then(DateTime::from_timestamp_millis);
+        let consumed = job.row.last_slot.and_then(DateTime::from_timestamp_millis);
+        let Some(next_slot) =
+            kept.or_else(|| policy::pending_slot(None, true, consumed, schedule, now))
+        else {
+            lines.push(format!("{}: its schedule has no further slot", job.id()));
             continue;
         };
         let (running, queued) = in_flight.get(job.id()).copied().unwrap_or((0, 0));

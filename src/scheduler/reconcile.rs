@@ -138,6 +138,7 @@ impl Outcome {
     fn finish(self) -> Finish {
         Finish {
             status: self.status,
+            started_at: None,
             finished_at: millis(self.finished_at),
             attempts: i64::from(self.attempts),
             exit_code: self.exit_code.map(i64::from),

@@ -33,6 +33,8 @@ pub struct JobRow {
     pub state_by: Option<String>,
     pub state_at: Option<i64>,
     pub next_slot: Option<i64>,
+    /// Set when a schedule change drops `next_slot`: the last slot the job's records account for, from
+    /// which the new schedule's slots are judged. Cleared by `enable` (nothing from a disabled time runs).
     pub last_slot: Option<i64>,
     pub schedule_changed_at: Option<i64>,
     pub run_counter: i64,
@@ -46,7 +48,8 @@ pub struct JobRow {
 pub struct SyncReport {
     pub added: Vec<String>,
     pub updated: Vec<String>,
-    /// Jobs whose schedule changed: their pending slot was dropped so it is recomputed from now.
+    /// Jobs whose schedule changed: their pending slot was dropped and the last slot their records
+    /// account for kept (`last_slot`), so that the new schedule's slots since then are judged.
     pub rescheduled: Vec<String>,
     pub invalid: Vec<String>,
     pub removed: Vec<String>,
@@ -225,6 +228,7 @@ impl Store {
             }
             StateChange::Enable => {
                 "UPDATE jobs SET state = 'active', next_slot = CASE WHEN state = 'disabled' THEN NULL ELSE next_slot END,
+                     last_slot = CASE WHEN state = 'disabled' THEN NULL ELSE last_slot END,
                      catchup = NULL, paused_at = NULL, state_by = ?2, state_reason = ?3, state_at = ?4 WHERE id = ?1"
             }
         };
@@ -445,6 +449,9 @@ fn apply(
                      checked_by = ?7,
                      present = 1, removed_at = NULL, updated_at = ?5,
                      next_slot = CASE WHEN ?6 THEN NULL ELSE next_slot END,
+                     last_slot = CASE WHEN ?6 THEN COALESCE(
+                         (SELECT MAX(COALESCE(runs.last_slot, runs.slot)) FROM runs WHERE runs.job_id = ?1),
+                         next_slot - 1, last_slot) ELSE last_slot END,
                      schedule_changed_at = CASE WHEN ?6 THEN ?5 ELSE schedule_changed_at END
                  WHERE id = ?1",
                 params![id, path, hash, spec, now, schedule_changed, loader_fingerprint()],

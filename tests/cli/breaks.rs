@@ -173,3 +173,155 @@ fn resuming_an_active_job_changes_nothing_and_catch_up_runs_name_their_slot() {
         );
     }
 }
+
+#[test]
+fn a_schedule_edited_while_the_scheduler_was_down_leaves_no_slot_without_a_record() {
+    let home = TestHome::new();
+    let spec = |extra: &str| {
+        format!(
+            "id: e\nschedule:\n  every: 1s\n{extra}run:\n  command: [\"true\"]\npolicy:\n  coalesce: false\n  misfire_grace: unlimited\n  max_instances: 10\n  overlap: queue\n"
+        )
+    };
+    home.spec("e.yaml", spec(""));
+    let scheduler = start_scheduler(&home, &[]);
+    wait_until("two runs", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 2
+    });
+    assert_eq!(stop(scheduler), 0);
+    std::thread::sleep(Duration::from_secs(4));
+    // The edit changes the schedule section (a jitter), so the pending slot is dropped.
+    home.spec("e.yaml", spec("  jitter: 1ms\n"));
+    let scheduler = start_scheduler(&home, &[]);
+    let before = home.count("SELECT COUNT(*) FROM runs");
+    wait_until("the downtime made up", 15, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= before + 6
+    });
+    assert_eq!(stop(scheduler), 0);
+    let db = home.db();
+    let mut statement = db
+        .prepare(
+            "SELECT COALESCE(first_slot, slot), COALESCE(last_slot, slot) FROM runs
+             WHERE slot IS NOT NULL ORDER BY slot",
+        )
+        .expect("query");
+    let ranges: Vec<(i64, i64)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for pair in ranges.windows(2) {
+        assert_eq!(
+            pair[1].0 - pair[0].1,
+            1000,
+            "a slot between {} and {} has no record; log:\n{}",
+            pair[0].1,
+            pair[1].0,
+            scheduler_log(&home)
+        );
+    }
+}
+
+#[test]
+fn the_store_records_when_each_run_really_started_as_its_receipt_does() {
+    let home = TestHome::new();
+    for i in 0..20 {
+        home.spec(
+            &format!("j{i:02}.yaml"),
+            format!("id: j{i:02}\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
+        );
+    }
+    let scheduler = start_scheduler(&home, &[]);
+    wait_until("60 runs", 20, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 60
+    });
+    assert_eq!(stop(scheduler), 0);
+    let db = home.db();
+    let mut statement = db
+        .prepare("SELECT job_id, seq, started_at, finished_at FROM runs WHERE status = 'succeeded'")
+        .expect("query");
+    let rows: Vec<(String, i64, Option<i64>, Option<i64>)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let ms = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a time"))
+            .expect("rfc 3339")
+            .timestamp_millis()
+    };
+    for (job, seq, started, finished) in rows {
+        let receipt = home.receipt(&job, seq);
+        assert_eq!(
+            started,
+            Some(ms(&receipt["started_at"])),
+            "{job}#{seq} started_at"
+        );
+        assert_eq!(
+            finished,
+            Some(ms(&receipt["finished_at"])),
+            "{job}#{seq} finished_at"
+        );
+    }
+}
+
+#[test]
+fn sigterm_inside_the_claim_ahead_window_starts_nothing_and_records_nothing_impossible() {
+    let home = TestHome::new();
+    home.spec(
+        "w.yaml",
+        format!("id: w\n{EVERY_SECOND}run:\n  shell: \"date +%s%3N >> started.txt\"\n"),
+    );
+    let scheduler = start_scheduler(&home, &[]);
+    wait_until("a first run", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 1
+    });
+    // Wait for a claim made ahead of its slot, then stop the scheduler before the slot comes.
+    let mut claimed_ahead = None;
+    wait_until("a claim ahead of its slot", 10, || {
+        let now = chrono::Utc::now().timestamp_millis();
+        let row: Option<(i64, i64)> = home
+            .db()
+            .query_row(
+                "SELECT seq, due_at FROM runs WHERE status = 'running' AND due_at > ?1 ORDER BY seq DESC LIMIT 1",
+                [now + 150],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        claimed_ahead = row;
+        row.is_some()
+    });
+    let (seq, due) = claimed_ahead.expect("claimed ahead");
+    let signalled_at = chrono::Utc::now().timestamp_millis();
+    assert!(signalled_at < due, "the signal comes before the slot");
+    assert_eq!(stop(scheduler), 0);
+    let starts = std::fs::read_to_string(home.path().join("started.txt")).expect("starts");
+    for line in starts.lines() {
+        let at: i64 = line.trim().parse().expect("a time");
+        assert!(
+            at < signalled_at,
+            "a command started {} ms after SIGTERM",
+            at - signalled_at
+        );
+    }
+    let impossible = home.count(
+        "SELECT COUNT(*) FROM runs WHERE (started_at IS NOT NULL AND finished_at < started_at)
+            OR (attempts = 0 AND started_at IS NOT NULL)",
+    );
+    assert_eq!(impossible, 0, "{}", scheduler_log(&home));
+    // The claim that never started gave its slot back: no record of it, and the job's pending slot is
+    // at or before it, so the next start judges it.
+    let (rows, next_slot): (i64, Option<i64>) = home
+        .db()
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM runs WHERE job_id = 'w' AND seq = ?1), next_slot FROM jobs WHERE id = 'w'",
+            [seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(rows, 0, "w#{seq} never started and has no record");
+    assert!(
+        next_slot.is_some_and(|slot| slot <= due),
+        "{next_slot:?} {due}"
+    );
+    assert!(!home.run_dir("w", seq).exists());
+}
