@@ -55,6 +55,7 @@ fn request(now: i64) -> ClaimRequest<'static> {
 fn finish(store: &mut Store, seq: i64) {
     let done = Finish {
         status: RunStatus::Succeeded,
+        started_at: None,
         finished_at: Utc::now().timestamp_millis(),
         attempts: 1,
         exit_code: Some(0),
