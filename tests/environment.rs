@@ -246,6 +246,45 @@ fn a_full_disk_fails_runs_cleanly_and_the_scheduler_recovers_when_space_returns(
     home.checked_artifacts("tick", last_good);
 }
 
+#[test]
+fn a_full_store_disk_never_records_the_outage_as_overlap() {
+    let home = TestHome::new();
+    let db = home.path().join("db");
+    let Some(_tmpfs) = Tmpfs::mount(&db, "4m") else {
+        unavailable("cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    home.spec("tick.yaml", every_second("tick", ""));
+    let scheduler = start_scheduler(&home, &[]);
+    wait_until("a first good run", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 2
+    });
+    let filler = fill(&db);
+    wait_until("the scheduler failing to write", 15, || {
+        scheduler_log(&home).contains("full")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::remove_file(&filler).expect("free the space");
+    let freed_at = home.count("SELECT COALESCE(MAX(seq), 0) FROM runs");
+    wait_until("runs succeeding again", 20, || {
+        home.count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE seq > {freed_at} AND status = 'succeeded'"
+        )) >= 2
+    });
+    assert_eq!(stop(scheduler), 0, "{}", scheduler_log(&home));
+    // A `true` every second never overlaps itself: a slot of the outage is run late (coalesced) or
+    // missed, never "skipped: overlap" with nothing in flight.
+    let overlaps = home.count("SELECT COUNT(*) FROM runs WHERE error_code = 'skipped_overlap'");
+    assert_eq!(overlaps, 0, "{}", scheduler_log(&home));
+    assert_eq!(integrity(&home), "ok");
+    assert_no_slot_twice(&home);
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs WHERE status IN ('running', 'queued')"),
+        0,
+        "nothing left in flight"
+    );
+}
+
 /// Debian's libfaketime, if installed.
 fn libfaketime() -> Option<PathBuf> {
     let mut dirs = vec![PathBuf::from("/usr/lib/faketime")];

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::run::{RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
 use crate::spec::model::RetryOn;
-use crate::store::{Finish, Store};
+use crate::store::{Finish, QueuedStart, Store};
 
 /// How often a queued run checks whether an instance has freed up.
 const QUEUE_POLL: Duration = Duration::from_millis(100);
@@ -249,8 +249,27 @@ pub async fn execute(
                     )
                     .map_err(|_| ())
             });
-            if started == Ok(true) {
-                break;
+            match started {
+                Ok(QueuedStart::Started) => break,
+                Ok(QueuedStart::Dropped { reason }) => {
+                    tracing::info!(run = %run_name(&plan.job_id, plan.seq), "dropped from the queue: the job is {reason}");
+                    receipt.error_code = Some(format!("skipped_{reason}"));
+                    receipt.message = Some(format!(
+                        "skipped: the job was {reason} while this run waited in the queue"
+                    ));
+                    return finish(
+                        &plan,
+                        &store,
+                        &clock,
+                        &mut receipt,
+                        Some(&events),
+                        &[],
+                        RunStatus::Skipped,
+                        artifact_error,
+                    )
+                    .await;
+                }
+                Ok(QueuedStart::Waiting) | Err(()) => {}
             }
             if held(&plan.control) {
                 if let Some(outcome) = release(&plan, &store).await {
@@ -514,8 +533,15 @@ async fn finish(
 ) -> RunOutcome {
     let finished_at = clock.now();
     let last = receipt.attempts.last().cloned();
-    let mut error_code = last.as_ref().and_then(|a| a.error_code.clone());
-    let mut message = last.as_ref().and_then(|a| a.message.clone());
+    // Without an attempt, a reason set on the receipt beforehand (a run dropped from the queue) stands.
+    let mut error_code = match &last {
+        Some(attempt) => attempt.error_code.clone(),
+        None => receipt.error_code.clone(),
+    };
+    let mut message = match &last {
+        Some(attempt) => attempt.message.clone(),
+        None => receipt.message.clone(),
+    };
     if matches!(status, RunStatus::Cancelled | RunStatus::Interrupted)
         && last.as_ref().is_none_or(|a| a.status != status)
     {

@@ -320,6 +320,27 @@ impl Daemon {
         }
     }
 
+    /// The runs in flight by job, `(running, queued)`, as the overlap policy must see them. A row of
+    /// this scheduler's whose task has ended is not in flight, whatever the store says: its end could
+    /// not be recorded (a full disk, a store error) and is settled later. Counting it would turn every
+    /// slot of an outage into "skipped: overlap" with nothing running.
+    fn live_in_flight(&self, active: &[RunRow]) -> HashMap<String, (u32, u32)> {
+        let mut in_flight: HashMap<String, (u32, u32)> = HashMap::new();
+        for run in active {
+            let ours = run.owner == self.me;
+            if ours && !self.stops.contains_key(&(run.job_id.clone(), run.seq)) {
+                continue;
+            }
+            let tally = in_flight.entry(run.job_id.clone()).or_insert((0, 0));
+            if run.status == RunStatus::Queued {
+                tally.1 += 1;
+            } else {
+                tally.0 += 1;
+            }
+        }
+        in_flight
+    }
+
     /// Records the starts reported since the last batch (`first` and whatever else is waiting) in one
     /// commit: the store's start time is the real one, not the slot, and 200 runs starting at once
     /// cost one write.
@@ -416,8 +437,8 @@ impl Daemon {
                 tracing::error!("{e}");
             }
         }
-        let in_flight = match self.store().and_then(|s| s.in_flight()) {
-            Ok(in_flight) => in_flight,
+        let in_flight = match self.store().and_then(|s| s.active_runs()) {
+            Ok(active) => self.live_in_flight(&active),
             Err(e) => {
                 tracing::error!("{e}");
                 self.retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));

@@ -79,6 +79,18 @@ pub struct Finish {
     pub message: Option<String>,
 }
 
+/// What [`Store::start_queued`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuedStart {
+    Started,
+    /// No instance is free yet, or an older queued run goes first.
+    Waiting,
+    /// The job was disabled (or paused) while the run waited: it is dropped, recorded as skipped.
+    Dropped {
+        reason: &'static str,
+    },
+}
+
 /// Which runs `jobs history` lists.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
@@ -189,8 +201,9 @@ impl Store {
         Ok((claimed, prepared))
     }
 
-    /// Starts a queued run if an instance is free and it is the oldest one waiting. Returns whether
-    /// it started.
+    /// Starts a queued run if an instance is free and it is the oldest one waiting. A queued run of a
+    /// job disabled meanwhile (or, for a scheduled run, paused) is dropped instead: it must not start
+    /// after the operator said stop.
     pub fn start_queued(
         &mut self,
         job_id: &str,
@@ -198,12 +211,30 @@ impl Store {
         max_instances: u32,
         is_alive: impl Fn(&str) -> bool,
         now: i64,
-    ) -> Result<bool> {
+    ) -> Result<QueuedStart> {
         let fail = |e| Error::store(format!("start queued run {job_id}#{seq}"), e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
+        let (state, trigger): (String, String) = tx
+            .query_row(
+                "SELECT jobs.state, runs.trigger FROM runs JOIN jobs ON jobs.id = runs.job_id
+                 WHERE runs.job_id = ?1 AND runs.seq = ?2",
+                params![job_id, seq],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(fail)?;
+        let scheduled = trigger != Trigger::Manual.as_str() && trigger != Trigger::Replay.as_str();
+        if state == "disabled" || (state == "paused" && scheduled) {
+            return Ok(QueuedStart::Dropped {
+                reason: if state == "disabled" {
+                    "disabled"
+                } else {
+                    "paused"
+                },
+            });
+        }
         reap(&tx, Some(job_id), &is_alive, now).map_err(fail)?;
         let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
         let oldest: Option<i64> = tx
@@ -214,7 +245,9 @@ impl Store {
             )
             .map_err(fail)?;
         if running >= i64::from(max_instances) || oldest != Some(seq) {
-            return Ok(false);
+            // The reaping above may have settled dead runs: keep that.
+            tx.commit().map_err(fail)?;
+            return Ok(QueuedStart::Waiting);
         }
         tx.execute(
             "UPDATE runs SET status = 'running' WHERE job_id = ?1 AND seq = ?2 AND status = 'queued'",
@@ -222,7 +255,7 @@ impl Store {
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;
-        Ok(true)
+        Ok(QueuedStart::Started)
     }
 
     /// Records when runs' commands really started, in one transaction. Without an fsync of its own

@@ -325,3 +325,44 @@ fn sigterm_inside_the_claim_ahead_window_starts_nothing_and_records_nothing_impo
     );
     assert!(!home.run_dir("w", seq).exists());
 }
+
+#[test]
+fn disabling_a_job_drops_its_queued_run_recorded_as_skipped() {
+    let home = TestHome::new();
+    home.spec(
+        "q.yaml",
+        "id: q\nschedule:\n  every: 1s\nrun:\n  shell: \"sleep 2; echo ran >> ran-$JOBS_RUN_SEQ\"\npolicy:\n  overlap: queue\n",
+    );
+    let scheduler = start_scheduler(&home, &[]);
+    wait_until("a queued run", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'queued'") >= 1
+    });
+    let queued = home.count("SELECT MAX(seq) FROM runs WHERE status = 'queued'");
+    assert_eq!(home.run(&["disable", "q"]).code, 0);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(stop(scheduler), 0);
+    let (status, code): (String, Option<String>) = home
+        .db()
+        .query_row(
+            "SELECT status, error_code FROM runs WHERE job_id = 'q' AND seq = ?1",
+            [queued],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(status, "skipped", "q#{queued}: {}", scheduler_log(&home));
+    assert_eq!(code.as_deref(), Some("skipped_disabled"));
+    assert!(
+        !home.path().join(format!("ran-{queued}")).exists(),
+        "the queued command never ran"
+    );
+    assert_eq!(home.receipt("q", queued)["status"], "skipped");
+    let events = home.events("q", queued);
+    assert!(
+        events.iter().all(|e| e["type"] != "run_started"),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some("run_finished".into())
+    );
+}
