@@ -154,30 +154,43 @@ pub async fn run_attempt(
     };
 
     let timeout = spec.timeout.map(|t| tokio::time::sleep(t));
-    let mut stopped: Option<RunStatus> = None;
-    let wait = tokio::select! {
-        status = child.wait() => Some(status),
-        () = async { match timeout { Some(t) => t.await, None => std::future::pending().await } } => {
-            let timeout_ms = spec.timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-            events.emit(EventKind::Timeout { attempt, timeout_ms });
-            stopped = Some(RunStatus::TimedOut);
-            None
-        }
-        requested = stop_requested(stop) => {
-            stopped = Some(requested);
-            None
-        }
+    let (mut wait, mut stopped) = tokio::select! {
+        status = child.wait() => (Some(status), None),
+        () = async { match timeout { Some(t) => t.await, None => std::future::pending().await } } => (None, Some(RunStatus::TimedOut)),
+        requested = stop_requested(stop) => (None, Some(requested)),
     };
+    // The command may have exited before the deadline or the request and still be unseen: when this
+    // process was frozen (SIGSTOP, a suspended machine), its timer and the child's exit wake it
+    // together. An exit that already happened is how the attempt ended; nothing is left to stop.
+    if stopped.is_some()
+        && let Ok(Some(status)) = child.try_wait()
+    {
+        wait = Some(Ok(status));
+        stopped = None;
+    }
+    if stopped == Some(RunStatus::TimedOut) {
+        let timeout_ms = spec
+            .timeout
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        events.emit(EventKind::Timeout {
+            attempt,
+            timeout_ms,
+        });
+    }
     let status = match wait {
         Some(status) => status,
         None => {
             signal_group(Signal::TERM, "SIGTERM");
             match tokio::time::timeout(spec.kill_grace, child.wait()).await {
                 Ok(status) => status,
-                Err(_) => {
-                    signal_group(Signal::KILL, "SIGKILL");
-                    child.wait().await
-                }
+                // The same late timer as above: a group that obeyed SIGTERM needs no SIGKILL.
+                Err(_) => match child.try_wait() {
+                    Ok(Some(status)) => Ok(status),
+                    Ok(None) | Err(_) => {
+                        signal_group(Signal::KILL, "SIGKILL");
+                        child.wait().await
+                    }
+                },
             }
         }
     };
