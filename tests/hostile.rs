@@ -51,6 +51,7 @@ const PROBLEM_CODES: &[&str] = &[
     "cron_never_fires",
     "unknown_timezone",
     "invalid_duration",
+    "invalid_size",
     "invalid_anchor",
     "schedule_conflict",
     "schedule_empty",

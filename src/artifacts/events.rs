@@ -60,6 +60,14 @@ pub enum EventKind {
         /// The line was longer than the limit and was cut; the `.log` file has it whole.
         truncated: bool,
     },
+    /// The run reached its cap on output events: no more `output` events follow, whatever the stream
+    /// or attempt; the `.log` files go on. `lines` and `bytes` are what the `output` events hold.
+    OutputTruncated {
+        attempt: u32,
+        stream: Stream,
+        lines: u64,
+        bytes: u64,
+    },
     AttemptFinished {
         attempt: u32,
         status: RunStatus,
@@ -114,6 +122,7 @@ impl EventKind {
             Self::RunStarted { .. } => "run_started",
             Self::AttemptStarted { .. } => "attempt_started",
             Self::Output { .. } => "output",
+            Self::OutputTruncated { .. } => "output_truncated",
             Self::AttemptFinished { .. } => "attempt_finished",
             Self::RetryScheduled { .. } => "retry_scheduled",
             Self::Timeout { .. } => "timeout",

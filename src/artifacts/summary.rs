@@ -1,5 +1,5 @@
-//! `summary.md`: a short report of a run for people, rendered from its receipt and the last lines of
-//! its output.
+//! `summary.md`: a short report of a run for people, rendered from its receipt, the last lines of its
+//! output and where its output records were cut.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -8,11 +8,24 @@ use super::events::Stream;
 use super::receipt::Receipt;
 use super::rundir::{SUMMARY_FILE, write_atomic};
 use crate::error::Result;
+use crate::spec::size::ByteSize;
 
 /// How many output lines the summary quotes.
 pub const TAIL_LINES: usize = 20;
 
-pub fn render(receipt: &Receipt, tail: &[(Stream, String)]) -> String {
+/// What the summary says about a run's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// The last lines, oldest first.
+    pub tail: Vec<(Stream, String)>,
+    /// Output events stopped at their cap, after this many lines.
+    pub events_truncated_after: Option<u64>,
+    /// The logs that reached their size limit, with it.
+    pub capped_logs: Vec<(Stream, ByteSize)>,
+}
+
+pub fn render(receipt: &Receipt, output: &Output) -> String {
+    let tail = &output.tail;
     let mut text = String::new();
     let _ = writeln!(text, "# {} — {}\n", receipt.name, receipt.status);
     let field = |text: &mut String, name: &str, value: &str| {
@@ -77,6 +90,24 @@ pub fn render(receipt: &Receipt, tail: &[(Stream, String)]) -> String {
     };
     field(&mut text, "command", &format!("`{command}`"));
     field(&mut text, "cwd", &receipt.cwd);
+    if let Some(lines) = output.events_truncated_after {
+        field(
+            &mut text,
+            "output events",
+            &format!("stopped after {lines} lines (the cap); the .log files have the rest"),
+        );
+    }
+    for (stream, size) in &output.capped_logs {
+        let name = match stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        field(
+            &mut text,
+            &format!("{name}.log"),
+            &format!("cut at run.max_log_size ({size}); the rest of {name} was discarded"),
+        );
+    }
     if let (Some(code), Some(message)) = (&receipt.error_code, &receipt.message) {
         let _ = writeln!(text, "\n## Error\n\n`{code}`: {message}");
     }
@@ -119,10 +150,19 @@ pub fn render(receipt: &Receipt, tail: &[(Stream, String)]) -> String {
     text
 }
 
+/// The summary of a run recorded without its output at hand (repaired after a crash).
 pub fn write(dir: &Path, receipt: &Receipt, tail: &[(Stream, String)]) -> Result<()> {
+    let output = Output {
+        tail: tail.to_vec(),
+        ..Output::default()
+    };
+    write_run(dir, receipt, &output)
+}
+
+pub fn write_run(dir: &Path, receipt: &Receipt, output: &Output) -> Result<()> {
     write_atomic(
         &dir.join(SUMMARY_FILE),
-        render(receipt, tail).as_bytes(),
+        render(receipt, output).as_bytes(),
         false,
     )
 }

@@ -317,6 +317,9 @@ pub fn render(event: &Event, out: &Output) -> String {
             Style::Yellow,
             format!("{line}{}", if *truncated { " [cut]" } else { "" }),
         ),
+        EventKind::OutputTruncated { lines, bytes, .. } => {
+            ("!", Style::Yellow, truncation_note(*lines, *bytes))
+        }
         EventKind::RunQueued { trigger } => (
             ">",
             Style::Dim,
@@ -439,10 +442,21 @@ pub fn render(event: &Event, out: &Output) -> String {
     )
 }
 
-/// An output event as `jobs run` streams it: the line itself, prefixed when several jobs run.
+/// An output event as `jobs run` streams it: the line itself, prefixed when several jobs run. The
+/// end of output events is said on stderr, so that a terminal does not just fall silent.
 pub fn output_line(event: &Event, prefix: &str) -> Option<(Stream, String)> {
     match &event.kind {
         EventKind::Output { stream, line, .. } => Some((*stream, format!("{prefix}{line}\n"))),
+        EventKind::OutputTruncated { lines, bytes, .. } => Some((
+            Stream::Stderr,
+            format!("{prefix}[jobs] {}\n", truncation_note(*lines, *bytes)),
+        )),
         _ => None,
     }
+}
+
+fn truncation_note(lines: u64, bytes: u64) -> String {
+    format!(
+        "output events stop here after {lines} lines ({bytes} bytes), the most a run records; the rest goes to stdout.log and stderr.log only"
+    )
 }

@@ -1,6 +1,6 @@
 //! One attempt: start the command in its own process group, copy its output to the `.log` files and
-//! to `output` events, and stop the whole group on timeout or cancellation (SIGTERM, a grace period,
-//! SIGKILL). Failing to start is a failed attempt, never a crash.
+//! to `output` events, both bounded, and stop the whole group on timeout or cancellation (SIGTERM, a
+//! grace period, SIGKILL). Failing to start is a failed attempt, never a crash.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -16,11 +16,20 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
+use crate::artifacts::summary::Output;
 use crate::artifacts::{EventKind, EventLog, Stream};
 use crate::run::RunStatus;
+use crate::spec::size::ByteSize;
 
 /// Output lines longer than this are cut in their `output` event (the `.log` file keeps them whole).
 pub const MAX_EVENT_LINE: usize = 16 * 1024;
+
+/// A run writes at most this many `output` events, over all its attempts and both streams, or this
+/// many bytes of lines in them, whichever comes first; then one `output_truncated`. Each event costs
+/// about 100 bytes around its line, so without a cap `events.jsonl` grew to many times the output,
+/// and the `.log` files are the place for all of it anyway.
+pub const MAX_OUTPUT_EVENTS: u64 = 10_000;
+pub const MAX_OUTPUT_EVENT_BYTES: u64 = 8 << 20;
 
 /// How long output pipes may stay open after the command exited normally: a background process that
 /// inherited them would otherwise keep the run open forever.
@@ -49,12 +58,42 @@ pub struct AttemptResult {
     pub message: Option<String>,
 }
 
-/// Where an attempt's output goes besides the events: the raw logs and the last lines for the summary.
+/// Where an attempt's output goes besides the events: the raw logs and what the run captured so far,
+/// which lives as long as the run so that its caps hold over all attempts.
 pub struct OutputSinks {
     pub stdout_log: File,
     pub stderr_log: File,
-    pub tail: Arc<Mutex<VecDeque<(Stream, String)>>>,
+    /// Each log stops growing here (`run.max_log_size`).
+    pub max_log_size: ByteSize,
     pub tail_len: usize,
+    pub captured: Arc<Mutex<Captured>>,
+}
+
+/// A run's output as far as it was recorded, shared by the readers of both pipes.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// The last lines, for the summary.
+    pub tail: VecDeque<(Stream, String)>,
+    pub event_lines: u64,
+    pub event_bytes: u64,
+    /// Output events reached their cap; no more are written in this run.
+    pub events_truncated: bool,
+    pub capped_logs: Vec<Stream>,
+}
+
+impl Captured {
+    /// What the summary reports of the output.
+    pub fn summary(&self, max_log_size: ByteSize) -> Output {
+        Output {
+            tail: self.tail.iter().cloned().collect(),
+            events_truncated_after: self.events_truncated.then_some(self.event_lines),
+            capped_logs: self
+                .capped_logs
+                .iter()
+                .map(|stream| (*stream, max_log_size))
+                .collect(),
+        }
+    }
 }
 
 /// Runs one attempt. A status arriving on `stop` (Cancelled, or Interrupted at shutdown) stops it like a
@@ -154,30 +193,43 @@ pub async fn run_attempt(
     };
 
     let timeout = spec.timeout.map(|t| tokio::time::sleep(t));
-    let mut stopped: Option<RunStatus> = None;
-    let wait = tokio::select! {
-        status = child.wait() => Some(status),
-        () = async { match timeout { Some(t) => t.await, None => std::future::pending().await } } => {
-            let timeout_ms = spec.timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-            events.emit(EventKind::Timeout { attempt, timeout_ms });
-            stopped = Some(RunStatus::TimedOut);
-            None
-        }
-        requested = stop_requested(stop) => {
-            stopped = Some(requested);
-            None
-        }
+    let (mut wait, mut stopped) = tokio::select! {
+        status = child.wait() => (Some(status), None),
+        () = async { match timeout { Some(t) => t.await, None => std::future::pending().await } } => (None, Some(RunStatus::TimedOut)),
+        requested = stop_requested(stop) => (None, Some(requested)),
     };
+    // The command may have exited before the deadline or the request and still be unseen: when this
+    // process was frozen (SIGSTOP, a suspended machine), its timer and the child's exit wake it
+    // together. An exit that already happened is how the attempt ended; nothing is left to stop.
+    if stopped.is_some()
+        && let Ok(Some(status)) = child.try_wait()
+    {
+        wait = Some(Ok(status));
+        stopped = None;
+    }
+    if stopped == Some(RunStatus::TimedOut) {
+        let timeout_ms = spec
+            .timeout
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        events.emit(EventKind::Timeout {
+            attempt,
+            timeout_ms,
+        });
+    }
     let status = match wait {
         Some(status) => status,
         None => {
             signal_group(Signal::TERM, "SIGTERM");
             match tokio::time::timeout(spec.kill_grace, child.wait()).await {
                 Ok(status) => status,
-                Err(_) => {
-                    signal_group(Signal::KILL, "SIGKILL");
-                    child.wait().await
-                }
+                // The same late timer as above: a group that obeyed SIGTERM needs no SIGKILL.
+                Err(_) => match child.try_wait() {
+                    Ok(Some(status)) => Ok(status),
+                    Ok(None) | Err(_) => {
+                        signal_group(Signal::KILL, "SIGKILL");
+                        child.wait().await
+                    }
+                },
             }
         }
     };
@@ -285,36 +337,59 @@ pub fn stop_reason(status: RunStatus) -> (&'static str, &'static str) {
     }
 }
 
-/// Copies one pipe to its log file byte for byte and to `output` events line by line.
+/// Copies one pipe to its log file byte for byte up to the size limit, and to `output` events line by
+/// line up to theirs. Past both it goes on reading, so the command never blocks on a full pipe.
 fn pump<R: AsyncRead + Unpin + Send + 'static>(
     mut pipe: R,
     stream: Stream,
-    mut log: File,
+    log: File,
     attempt: u32,
     events: &Arc<EventLog>,
     sinks: &OutputSinks,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let events = Arc::clone(events);
-    let tail = Arc::clone(&sinks.tail);
+    let captured = Arc::clone(&sinks.captured);
     let tail_len = sinks.tail_len;
+    let mut log = CappedLog::new(log, stream, sinks.max_log_size);
     async move {
         let mut buffer = vec![0u8; 64 * 1024];
         let mut line: Vec<u8> = Vec::new();
         let mut truncated = false;
         let emit = |line: &mut Vec<u8>, truncated: &mut bool| {
             let text = String::from_utf8_lossy(line).into_owned();
-            if let Ok(mut tail) = tail.lock() {
-                if tail.len() == tail_len {
-                    tail.pop_front();
-                }
-                tail.push_back((stream, text.clone()));
+            // Held while the event is written, so that the cap and the order of events in the file
+            // agree even with both streams at it at once.
+            let mut captured = match captured.lock() {
+                Ok(captured) => captured,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if captured.tail.len() == tail_len {
+                captured.tail.pop_front();
             }
-            events.emit(EventKind::Output {
-                attempt,
-                stream,
-                line: text,
-                truncated: *truncated,
-            });
+            captured.tail.push_back((stream, text.clone()));
+            let bytes = u64::try_from(line.len()).unwrap_or(u64::MAX);
+            let within_cap = captured.event_lines < MAX_OUTPUT_EVENTS
+                && captured.event_bytes.saturating_add(bytes) <= MAX_OUTPUT_EVENT_BYTES;
+            if captured.events_truncated {
+                // Counted and kept in the tail only: the events already say where output stopped.
+            } else if within_cap {
+                captured.event_lines += 1;
+                captured.event_bytes += bytes;
+                events.emit(EventKind::Output {
+                    attempt,
+                    stream,
+                    line: text,
+                    truncated: *truncated,
+                });
+            } else {
+                captured.events_truncated = true;
+                events.emit(EventKind::OutputTruncated {
+                    attempt,
+                    stream,
+                    lines: captured.event_lines,
+                    bytes: captured.event_bytes,
+                });
+            }
             line.clear();
             *truncated = false;
         };
@@ -324,8 +399,11 @@ fn pump<R: AsyncRead + Unpin + Send + 'static>(
                 Ok(n) => n,
             };
             let chunk = &buffer[..n];
-            // The log keeps the raw bytes; a failed write shows as a shorter log, never a stuck run.
-            let _ = log.write_all(chunk);
+            if log.write(chunk)
+                && let Ok(mut captured) = captured.lock()
+            {
+                captured.capped_logs.push(stream);
+            }
             for piece in chunk.split_inclusive(|b| *b == b'\n') {
                 let (body, complete) = match piece.split_last() {
                     Some((b'\n', body)) => (body, true),
@@ -346,5 +424,64 @@ fn pump<R: AsyncRead + Unpin + Send + 'static>(
         if !line.is_empty() || truncated {
             emit(&mut line, &mut truncated);
         }
+    }
+}
+
+/// One stream's `.log` file, which takes bytes until it holds `max` of them, then a marker line, then
+/// nothing more.
+struct CappedLog {
+    file: File,
+    stream: Stream,
+    max: ByteSize,
+    /// What the file holds, earlier attempts included.
+    written: u64,
+    full: bool,
+    at_line_start: bool,
+}
+
+impl CappedLog {
+    fn new(file: File, stream: Stream, max: ByteSize) -> Self {
+        // The file is the run's, shared by its attempts: an earlier attempt may have filled it.
+        let written = file.metadata().map_or(0, |m| m.len());
+        Self {
+            file,
+            stream,
+            max,
+            written,
+            full: written > max.bytes(),
+            at_line_start: true,
+        }
+    }
+
+    /// Appends what fits of `chunk`; true when this is the write that reached the limit. A failed write
+    /// shows as a shorter log, never a stuck run.
+    fn write(&mut self, chunk: &[u8]) -> bool {
+        if self.full {
+            return false;
+        }
+        let room = self.max.bytes().saturating_sub(self.written);
+        let fits = usize::try_from(room).map_or(chunk.len(), |room| room.min(chunk.len()));
+        let kept = &chunk[..fits];
+        let _ = self.file.write_all(kept);
+        self.written += u64::try_from(kept.len()).unwrap_or(u64::MAX);
+        if let Some(last) = kept.last() {
+            self.at_line_start = *last == b'\n';
+        }
+        if fits == chunk.len() {
+            return false;
+        }
+        let name = match self.stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        let marker = format!(
+            "{}[jobs] {name}.log reached run.max_log_size ({}); the rest of {name} was discarded\n",
+            if self.at_line_start { "" } else { "\n" },
+            self.max
+        );
+        let _ = self.file.write_all(marker.as_bytes());
+        self.written += u64::try_from(marker.len()).unwrap_or(u64::MAX);
+        self.full = true;
+        true
     }
 }

@@ -3,7 +3,6 @@
 //! record of how it ended. Artifacts are finished before the store, so a crash in between leaves a
 //! terminal receipt beside an unfinished row, which reconciliation can read.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -197,7 +196,7 @@ pub async fn execute(
                 &clock,
                 &mut receipt,
                 None,
-                &[],
+                &summary::Output::default(),
                 RunStatus::Failed,
                 Some(e),
             )
@@ -211,8 +210,9 @@ pub async fn execute(
         (Ok(stdout_log), Ok(stderr_log)) => OutputSinks {
             stdout_log,
             stderr_log,
-            tail: Arc::new(Mutex::new(VecDeque::new())),
+            max_log_size: run.max_log_size,
             tail_len: summary::TAIL_LINES,
+            captured: Arc::default(),
         },
         (Err(e), _) | (_, Err(e)) => {
             return finish(
@@ -221,7 +221,7 @@ pub async fn execute(
                 &clock,
                 &mut receipt,
                 Some(&events),
-                &[],
+                &summary::Output::default(),
                 RunStatus::Failed,
                 Some(e),
             )
@@ -291,7 +291,7 @@ pub async fn execute(
                 () = tokio::time::sleep(QUEUE_POLL) => {}
                 () = wait_for_hold(&plan.control) => {}
                 requested = stop_requested(&mut stop) => {
-                    return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], requested, artifact_error).await;
+                    return finish(&plan, &store, &clock, &mut receipt, Some(&events), &summary::Output::default(), requested, artifact_error).await;
                 }
             }
         }
@@ -316,7 +316,7 @@ pub async fn execute(
             () = tokio::time::sleep(wait) => {}
             () = wait_for_hold(&plan.control) => {}
             requested = stop_requested(&mut stop) => {
-                return finish(&plan, &store, &clock, &mut receipt, Some(&events), &[], requested, artifact_error).await;
+                return finish(&plan, &store, &clock, &mut receipt, Some(&events), &summary::Output::default(), requested, artifact_error).await;
             }
         }
     }
@@ -410,10 +410,10 @@ pub async fn execute(
     if let Some(e) = events.error() {
         artifact_error.get_or_insert(e);
     }
-    let tail: Vec<_> = sinks
-        .tail
+    let output = sinks
+        .captured
         .lock()
-        .map(|t| t.iter().cloned().collect())
+        .map(|c| c.summary(run.max_log_size))
         .unwrap_or_default();
     finish(
         &plan,
@@ -421,7 +421,7 @@ pub async fn execute(
         &clock,
         &mut receipt,
         Some(&events),
-        &tail,
+        &output,
         status,
         artifact_error,
     )
@@ -527,7 +527,7 @@ async fn finish(
     clock: &Arc<dyn Clock>,
     receipt: &mut Receipt,
     events: Option<&EventLog>,
-    tail: &[(crate::artifacts::Stream, String)],
+    output: &summary::Output,
     mut status: RunStatus,
     artifact_error: Option<Error>,
 ) -> RunOutcome {
@@ -604,11 +604,11 @@ async fn finish(
     // The summary, the durable receipt (two fsyncs) and the store's commit wait on the disk: on a
     // blocking thread they leave the async workers free to start the runs that are due meanwhile.
     let written = {
-        let (dir, receipt, tail) = (dir.to_owned(), receipt.clone(), tail.to_vec());
+        let (dir, receipt, output) = (dir.to_owned(), receipt.clone(), output.clone());
         let (store, job_id, seq) = (Arc::clone(store), plan.job_id.clone(), plan.seq);
         tokio::task::spawn_blocking(move || {
             if let Err(e) =
-                summary::write(&dir, &receipt, &tail).and_then(|()| receipt.write(&dir, true))
+                summary::write_run(&dir, &receipt, &output).and_then(|()| receipt.write(&dir, true))
             {
                 tracing::error!(run = %run_name(&job_id, seq), "{e}");
             }

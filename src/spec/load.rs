@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::duration::SpecDuration;
 use super::model::JobSpec;
+use super::size::ByteSize;
 use crate::digest::content_hash;
 use crate::error::{Error, Result};
 use crate::schedule::{self, MAX_FIRST_SLOT_DAYS, Schedule};
@@ -771,6 +772,8 @@ fn pattern_message(pointer: &str, instance: &Value) -> String {
         format!("{instance} is not a valid tag: use lowercase letters, digits, '.', '-' or '_'")
     } else if pointer.starts_with("/run/env") {
         format!("{instance} is not a valid environment variable name")
+    } else if pointer == "/run/max_log_size" {
+        format!("{instance} is not a size such as 64KiB, 256MiB or 1GiB")
     } else {
         format!("{instance} is not a duration such as 500ms, 30s, 10m, 1h30m or 2d")
     }
@@ -868,6 +871,17 @@ fn semantic_problems(
                 Err(_) => {} // the schema's pattern reports it
             }
         }
+    }
+
+    // The schema checks the spelling; the range needs the number.
+    if let Some(value) = text("/run/max_log_size")
+        && let Err(e) = value.parse::<ByteSize>()
+    {
+        out.push((
+            "/run/max_log_size".into(),
+            "invalid_size",
+            format!("\"{value}\" is not a valid size: {e}"),
+        ));
     }
 
     if let Some(schedule) = json.get("schedule").and_then(Value::as_object) {

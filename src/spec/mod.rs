@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod load;
 pub mod model;
+pub mod size;
 
 pub use load::{LoadedSpec, Problem, SpecFile, load_dir, load_file, load_source};
 pub use model::JobSpec;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::duration::{Limit, SpecDuration};
+use super::size::ByteSize;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +60,9 @@ pub struct RunSpec {
     pub timeout: Option<SpecDuration>,
     #[serde(default = "ten_seconds")]
     pub kill_grace: SpecDuration,
+    /// Each of `stdout.log` and `stderr.log` of a run stops growing here.
+    #[serde(default = "two_hundred_fifty_six_mebibytes")]
+    pub max_log_size: ByteSize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +155,9 @@ fn ten_seconds() -> SpecDuration {
 }
 fn ten_minutes() -> SpecDuration {
     SpecDuration::from_millis(600_000)
+}
+fn two_hundred_fifty_six_mebibytes() -> ByteSize {
+    ByteSize::from_bytes(256 << 20)
 }
 fn five_minutes() -> Limit {
     Limit::Within(SpecDuration::from_millis(300_000))

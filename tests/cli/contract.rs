@@ -30,7 +30,8 @@ fn maximal() -> Value {
             "cwd": "work",
             "env": { "REPORT_FORMAT": "pdf" },
             "timeout": "10m",
-            "kill_grace": "5s"
+            "kill_grace": "5s",
+            "max_log_size": "64MiB"
         },
         "policy": { "max_instances": 2, "overlap": "queue", "coalesce": false, "misfire_grace": "unlimited" },
         "retry": { "max_attempts": 3, "backoff": "10s", "max_backoff": "1m", "retry_on": ["failed", "timed_out", "interrupted"] },
@@ -55,7 +56,7 @@ fn maximal_alternatives() -> Value {
     let mut spec = maximal();
     spec["schedule"] =
         json!({ "cron": "0 30 2 * * *", "timezone": "America/New_York", "jitter": "1m" });
-    spec["run"] = json!({ "shell": "pg_dump app | gzip > app.gz", "cwd": ".", "env": {}, "kill_grace": "10s" });
+    spec["run"] = json!({ "shell": "pg_dump app | gzip > app.gz", "cwd": ".", "env": {}, "kill_grace": "10s", "max_log_size": "256MiB" });
     spec
 }
 
@@ -144,6 +145,10 @@ fn field_value() -> impl Strategy<Value = Value> {
         Just(json!("5m")),
         Just(json!("0s")),
         Just(json!("999999999999d")),
+        Just(json!("1KiB")),
+        Just(json!("1000B")),
+        Just(json!("64MB")),
+        Just(json!("99999999999GiB")),
         Just(json!("unlimited")),
         Just(json!("skip")),
         Just(json!("UTC")),
@@ -175,6 +180,7 @@ const FIELDS: &[&str] = &[
     "/run/env",
     "/run/timeout",
     "/run/kill_grace",
+    "/run/max_log_size",
     "/policy/max_instances",
     "/policy/overlap",
     "/policy/coalesce",
