@@ -47,7 +47,13 @@ pub fn reconcile_runs(
     job: Option<&str>,
 ) -> Result<Vec<(String, i64)>> {
     let mut interrupted = Vec::new();
-    for run in orphaned_runs(store, home)? {
+    let orphaned = orphaned_runs(store, home)?;
+    // Nothing dead, nothing to write: no write lock is asked for, so readers go on while another
+    // process holds it.
+    if orphaned.is_empty() {
+        return Ok(interrupted);
+    }
+    for run in orphaned {
         if job.is_some_and(|id| id != run.job_id) {
             continue;
         }
