@@ -338,7 +338,8 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
         .collect();
 
     // A claim killed before its commit leaves a directory without a row; the next scheduler start
-    // removes it, so after the final clean start there must be none.
+    // moves it to `runs/<job>/.orphaned/` (not a number, so `run_dirs` does not count it), so after
+    // the final clean start there must be none left among the run directories.
     let leftovers: BTreeSet<(String, i64)> = run_dirs(home)
         .difference(&rows.keys().cloned().collect())
         .cloned()
@@ -530,10 +531,11 @@ fn check_event_lines(
 }
 
 /// A claim killed before its commit leaves a run directory with no row; the next scheduler start
-/// removes it, and the run number it took is used by the next run.
+/// sets it aside under `runs/<job>/.orphaned/` (never deleting what may be a real run's output), keeps
+/// its number taken, and `jobs prune` removes it.
 #[cfg(debug_assertions)]
 #[test]
-fn the_next_scheduler_start_removes_a_claim_that_never_committed() {
+fn the_next_scheduler_start_sets_aside_a_claim_that_never_committed() {
     use std::os::unix::process::ExitStatusExt;
     let home = TestHome::new();
     home.spec("f.yaml", "id: f\nrun:\n  shell: \"echo hi\"\n");
@@ -555,11 +557,18 @@ fn the_next_scheduler_start_removes_a_claim_that_never_committed() {
     });
     assert_eq!(common::stop(scheduler), 0);
     assert!(
-        !home.run_dir("f", 1).exists(),
-        "removed at start; log:\n{}",
+        !home.run_dir("f", 1).exists() && home.path().join("runs/f/.orphaned/1").is_dir(),
+        "set aside at start; log:\n{}",
         log_tail(&home)
     );
-    assert!(log_tail(&home).contains("whose claim never committed"));
+    assert!(log_tail(&home).contains("has no record of"));
     assert_eq!(home.run(&["run", "f"]).code, 0);
-    assert_eq!(home.run_row("f", 1).0, "succeeded");
+    assert_eq!(home.run_row("f", 2).0, "succeeded", "number 1 stays taken");
+    let (pruned, code) = home.json(&["prune"]);
+    assert_eq!(
+        (code, &pruned["data"]["set_aside"]),
+        (0, &serde_json::json!(1)),
+        "{pruned}"
+    );
+    assert!(!home.path().join("runs/f/.orphaned/1").exists());
 }

@@ -217,3 +217,168 @@ fn replay_and_tail_of_a_skipped_record_say_what_it_is() {
         "job `k` has no run 9999"
     );
 }
+
+/// The highest run number with a directory under `runs/<job>/`, and every such number.
+fn run_dir_seqs(home: &TestHome, job: &str) -> Vec<i64> {
+    let mut seqs: Vec<i64> = std::fs::read_dir(home.path().join("runs").join(job))
+        .expect("job dir")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+#[test]
+fn restoring_a_backup_keeps_later_runs_and_their_numbers() {
+    let home = TestHome::new();
+    home.spec(
+        "t.yaml",
+        "id: t\nschedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\nrun:\n  command: [\"true\"]\n",
+    );
+    let scheduler = start_scheduler(&home, &[]);
+    let succeeded = |n: i64| {
+        move |home: &TestHome| {
+            home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= n
+        }
+    };
+    let two = succeeded(2);
+    wait_until("two runs", 15, || two(&home));
+    let backup = home.path().join("backup.sqlite3");
+    let outcome = home.run(&["backup", backup.to_str().expect("path")]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let at_backup = rusqlite::Connection::open(&backup)
+        .expect("open the backup")
+        .query_row("SELECT run_counter FROM jobs WHERE id = 't'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .expect("counter");
+    wait_until("three runs after the backup", 15, || {
+        home.count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE status = 'succeeded' AND seq > {at_backup}"
+        )) >= 3
+    });
+    assert_eq!(stop(scheduler), 0);
+    let before = run_dir_seqs(&home, "t");
+    let later: Vec<i64> = before.iter().copied().filter(|s| *s > at_backup).collect();
+    assert!(later.len() >= 3, "{before:?} after {at_backup}");
+
+    // The runbook's restore: the store goes aside, the backup takes its place.
+    let aside = home.path().join("db-aside");
+    std::fs::create_dir(&aside).expect("aside");
+    for name in ["jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm"] {
+        let from = home.path().join("db").join(name);
+        if from.exists() {
+            std::fs::rename(&from, aside.join(name)).expect("move aside");
+        }
+    }
+    std::fs::copy(&backup, home.path().join("db/jobs.sqlite3")).expect("restore");
+
+    let (plan, code) = home.json(&["scheduler", "--dry-run"]);
+    assert_eq!(code, 0, "{plan}");
+    let lines: Vec<&str> = plan["data"]["plan"]
+        .as_array()
+        .expect("plan")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    for seq in &later {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("t#{seq}: ")) && l.contains("no record")),
+            "the dry run names t#{seq}: {lines:?}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("skipped (overlap)")),
+        "{lines:?}"
+    );
+
+    let scheduler = start_scheduler(&home, &[]);
+    let max_before = *before.last().expect("runs");
+    wait_until("two runs after the restore", 15, || {
+        home.count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE status = 'succeeded' AND seq > {max_before}"
+        )) >= 2
+    });
+    assert_eq!(stop(scheduler), 0);
+    let log = crate::common::scheduler_log(&home);
+    assert!(
+        !log.contains("removed a run directory"),
+        "nothing is deleted at start:\n{log}"
+    );
+    for seq in &later {
+        let moved = home
+            .path()
+            .join("runs/t/.orphaned")
+            .join(seq.to_string())
+            .join("run_receipt.json");
+        assert!(moved.exists(), "t#{seq} is set aside, not deleted:\n{log}");
+        assert!(
+            log.contains(&format!("t#{seq}")),
+            "the log names t#{seq}:\n{log}"
+        );
+    }
+    // No number is used twice: every run recorded since the restore is numbered past them.
+    let reused = home.count(&format!(
+        "SELECT COUNT(*) FROM runs WHERE seq > {at_backup} AND seq <= {max_before}"
+    ));
+    assert_eq!(
+        reused, 0,
+        "numbers of the set-aside runs were handed out again"
+    );
+
+    // prune reports and removes what was set aside.
+    let (pruned, code) = home.json(&["prune", "--dry-run"]);
+    assert_eq!(code, 0, "{pruned}");
+    assert_eq!(pruned["data"]["set_aside"], later.len(), "{pruned}");
+    let (pruned, code) = home.json(&["prune"]);
+    assert_eq!(code, 0, "{pruned}");
+    for seq in &later {
+        assert!(
+            !home
+                .path()
+                .join("runs/t/.orphaned")
+                .join(seq.to_string())
+                .exists(),
+            "{pruned}"
+        );
+    }
+}
+
+#[test]
+fn a_run_found_interrupted_lasts_until_its_last_event_not_until_it_was_found() {
+    let home = TestHome::new();
+    home.spec(
+        "doomed.yaml",
+        "id: doomed\nrun:\n  shell: \"if [ ! -e shell.pid ]; then echo $$ > shell.pid; sleep 30; fi\"\n",
+    );
+    let mut jobs = home.command(&["run", "doomed"]).spawn().expect("spawn");
+    wait_until("the command to start", 5, || {
+        home.path().join("shell.pid").exists()
+    });
+    jobs.kill().expect("SIGKILL jobs run");
+    jobs.wait().expect("reap");
+    let shell: i32 = std::fs::read_to_string(home.path().join("shell.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(shell).expect("pid"),
+        Signal::KILL,
+    );
+    // Found long after its owner died.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (history, code) = home.json(&["history", "doomed"]);
+    assert_eq!(code, 0, "{history}");
+    let entry = &history["data"]["entries"][0];
+    assert_eq!(entry["status"], "interrupted", "{history}");
+    let duration = entry["duration_ms"].as_i64().expect("duration");
+    assert!(duration < 2000, "{duration} ms: counted until it was found");
+    let receipt = home.receipt("doomed", 1)["duration_ms"]
+        .as_i64()
+        .expect("receipt duration");
+    assert!(receipt < 2000, "the receipt says {receipt} ms");
+}
