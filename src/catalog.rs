@@ -116,11 +116,22 @@ impl Catalog {
             Some(LoadedSpec { spec, schedule })
         };
         let files = load_dir_trusting(&home.jobs_dir(), now, &trusted)?;
-        let sync = store.sync_specs(
+        let sync = match store.sync_specs(
             &files,
             |f| home.display_path(&f.path),
             now.timestamp_millis(),
-        )?;
+        ) {
+            Ok(sync) => sync,
+            // Another process holds the write lock: the command goes on with the store as it is, and
+            // the next command (or the scheduler's next rescan) records the change.
+            Err(e) if e.is_busy() => {
+                tracing::warn!(
+                    "spec changes not recorded in the store yet (another process holds its write lock); showing the store as it was: {e}"
+                );
+                SyncReport::default()
+            }
+            Err(e) => return Err(e),
+        };
         // Rows read before the sync are stale if it wrote, or if another process committed meanwhile.
         let rows = if sync.is_empty() && store.data_version()? == version {
             rows

@@ -41,6 +41,15 @@ pub enum Error {
         id: String,
         seq: i64,
     },
+    /// `seq` is a record of slots that did not run (skipped, missed): there is nothing to replay or tail.
+    NotARun {
+        id: String,
+        seq: i64,
+        /// `skipped` or `missed`.
+        status: &'static str,
+        /// Why, as recorded (`overlap`, `paused`, `misfire`).
+        reason: String,
+    },
     /// `count` spec files failed validation; their problems were already printed.
     InvalidSpecs {
         count: usize,
@@ -54,6 +63,11 @@ pub enum Error {
     Store {
         action: String,
         source: rusqlite::Error,
+    },
+    /// Another process has held the store's write lock for longer than the busy timeout.
+    StoreBusy {
+        action: String,
+        waited: std::time::Duration,
     },
     /// The store was written by a newer `jobs` whose schema this one does not know.
     StoreTooNew {
@@ -91,6 +105,12 @@ pub enum Error {
     },
     /// `jobs status` found no live scheduler.
     SchedulerNotRunning,
+    /// A scheduler holds the home's lock but has not written a heartbeat for `age_s` seconds: stopped
+    /// (SIGSTOP, a debugger), hung, or starved.
+    SchedulerUnresponsive {
+        owner: String,
+        age_s: i64,
+    },
     /// Another scheduler holds this home's lock; `owner` is its `pid@host`.
     SchedulerAlreadyRunning {
         owner: String,
@@ -115,11 +135,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// A store error; one caused by another process holding the write lock past the busy timeout
+    /// becomes [`Error::StoreBusy`], which says so instead of blaming the file system.
     pub fn store(action: impl Into<String>, source: rusqlite::Error) -> Self {
+        if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+            return Self::StoreBusy {
+                action: action.into(),
+                waited: crate::store::connection::busy_timeout(),
+            };
+        }
         Self::Store {
             action: action.into(),
             source,
         }
+    }
+
+    /// Whether this is the store's write lock being held by another process.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::StoreBusy { .. })
     }
 
     /// A store error names the store's file, so the operator knows which file to check or restore
@@ -149,9 +182,10 @@ impl Error {
         match self {
             Self::Usage { .. } => "usage",
             Self::JobNotFound { .. } => "job_not_found",
-            Self::RunNotFound { .. } => "run_not_found",
+            Self::RunNotFound { .. } | Self::NotARun { .. } => "run_not_found",
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => "job_invalid_spec",
             Self::Store { .. } | Self::StoreTooNew { .. } => "store_error",
+            Self::StoreBusy { .. } => "store_busy",
             Self::Io { .. } => "io_error",
             Self::RunsFailed { .. } => "run_failed",
             Self::MaxInstancesReached { .. } => "max_instances_reached",
@@ -160,6 +194,7 @@ impl Error {
             Self::FileExists { .. } => "file_exists",
             Self::SchedulerAlreadyRunning { .. } => "scheduler_already_running",
             Self::SchedulerNotRunning => "scheduler_not_running",
+            Self::SchedulerUnresponsive { .. } => "scheduler_unresponsive",
             Self::JobRemoved { .. } => "job_not_found",
             Self::StoreReplaced { .. } => "store_replaced",
             Self::ArtifactWrite { .. } => "artifact_write_failed",
@@ -170,16 +205,22 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage { .. } => exit::USAGE,
-            Self::JobNotFound { .. } | Self::RunNotFound { .. } => exit::NOT_FOUND,
+            Self::JobNotFound { .. } | Self::RunNotFound { .. } | Self::NotARun { .. } => {
+                exit::NOT_FOUND
+            }
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => exit::INVALID_SPEC,
-            Self::Store { .. } | Self::StoreTooNew { .. } | Self::Io { .. } => exit::STORE_OR_IO,
+            Self::Store { .. }
+            | Self::StoreBusy { .. }
+            | Self::StoreTooNew { .. }
+            | Self::Io { .. } => exit::STORE_OR_IO,
             Self::RunsFailed { .. } => exit::RUN_FAILED,
             Self::MaxInstancesReached { .. }
             | Self::JobDisabled { .. }
             | Self::SpecChanged { .. }
             | Self::FileExists { .. }
             | Self::SchedulerAlreadyRunning { .. }
-            | Self::SchedulerNotRunning => exit::CONFLICT,
+            | Self::SchedulerNotRunning
+            | Self::SchedulerUnresponsive { .. } => exit::CONFLICT,
             Self::JobRemoved { .. } => exit::NOT_FOUND,
             Self::ArtifactWrite { .. } | Self::StoreReplaced { .. } => exit::STORE_OR_IO,
             Self::Internal { .. } => exit::INTERNAL,
@@ -194,7 +235,9 @@ impl Error {
                 Some(format!("did you mean: {}?", close.join(", ")))
             }
             Self::JobNotFound { .. } => Some("run `jobs list` to see the known jobs".into()),
-            Self::RunNotFound { id, .. } => Some(format!("run `jobs history {id}` to see its runs")),
+            Self::RunNotFound { id, .. } | Self::NotARun { id, .. } => {
+                Some(format!("run `jobs history {id}` to see its runs"))
+            }
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => {
                 Some("run `jobs validate` for every problem with its position".into())
             }
@@ -210,6 +253,9 @@ impl Error {
                 "check that db/ under JOBS_HOME is writable and not on a network file system"
                     .into(),
             ),
+            Self::StoreBusy { .. } => Some(
+                "another process holds the store's write lock: find it with `fuser db/jobs.sqlite3` (a `sqlite3` shell left in a transaction, a stopped jobs process) and end it, then try again".into(),
+            ),
             Self::StoreTooNew { .. } => {
                 Some("upgrade jobs, or restore a backup of the store".into())
             }
@@ -221,6 +267,10 @@ impl Error {
                 "wait for the run in flight to finish (`jobs history {id} --status running`), or raise policy.max_instances"
             )),
             Self::JobDisabled { id } => Some(format!("run `jobs enable {id}`, or pass --force to run it once anyway")),
+            Self::SchedulerUnresponsive { owner, .. } => Some(format!(
+                "check the process (pid {}): `ps -o stat= -p PID` shows T when it is stopped (send SIGCONT), otherwise restart the scheduler",
+                owner.split('@').next().unwrap_or_default()
+            )),
             Self::SchedulerNotRunning => Some("start it with `jobs scheduler` (see runbooks/ for a systemd unit)".into()),
             Self::SchedulerAlreadyRunning { owner } => Some(format!(
                 "only one scheduler runs per home; stop the other one (pid {}) first, or see `jobs status`",
@@ -248,6 +298,15 @@ impl fmt::Display for Error {
             Self::Usage { message } => write!(f, "{message}"),
             Self::JobNotFound { id, .. } => write!(f, "no job with id `{id}`"),
             Self::RunNotFound { id, seq } => write!(f, "job `{id}` has no run {seq}"),
+            Self::NotARun {
+                id,
+                seq,
+                status,
+                reason,
+            } => write!(
+                f,
+                "{id}#{seq} is a {status} record ({reason}), not a run: nothing ran, so there is nothing to replay or tail"
+            ),
             Self::InvalidSpecs { count: 1 } => write!(f, "1 spec file is invalid"),
             Self::InvalidSpecs { count } => write!(f, "{count} spec files are invalid"),
             Self::InvalidSpec {
@@ -260,6 +319,11 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Self::Store { action, source } => write!(f, "failed to {action}: {source}"),
+            Self::StoreBusy { action, waited } => write!(
+                f,
+                "failed to {action}: the store is busy, another process has held its write lock for over {} s",
+                waited.as_secs_f64()
+            ),
             Self::StoreTooNew { found, known } => write!(
                 f,
                 "the store is at schema version {found} but this jobs knows only up to {known}"
@@ -293,6 +357,10 @@ impl fmt::Display for Error {
                 write!(f, "a scheduler is already running for this home: {owner}")
             }
             Self::SchedulerNotRunning => write!(f, "no scheduler is running for this home"),
+            Self::SchedulerUnresponsive { owner, age_s } => write!(
+                f,
+                "the scheduler {owner} holds the home's lock but has not written a heartbeat for {age_s} s: it is stopped or hung"
+            ),
             Self::JobRemoved { id } => write!(f, "job `{id}` was removed: its spec file is gone"),
             Self::ArtifactWrite { path, source } => {
                 write!(f, "failed to write {}: {source}", path.display())

@@ -338,7 +338,8 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
         .collect();
 
     // A claim killed before its commit leaves a directory without a row; the next scheduler start
-    // removes it, so after the final clean start there must be none.
+    // moves it to `runs/<job>/.orphaned/` (not a number, so `run_dirs` does not count it), so after
+    // the final clean start there must be none left among the run directories.
     let leftovers: BTreeSet<(String, i64)> = run_dirs(home)
         .difference(&rows.keys().cloned().collect())
         .cloned()
@@ -441,6 +442,7 @@ fn check_artifacts(home: &TestHome, job: &str, seq: i64, status: &str, out: &mut
                         receipt["status"]
                     ));
                 }
+                check_times(home, job, seq, &receipt, &name, out);
             }
         },
     }
@@ -463,6 +465,53 @@ fn check_artifacts(home: &TestHome, job: &str, seq: i64, status: &str, out: &mut
             }
         }
         more => out.push(format!("{name}: {} run_finished events", more.len())),
+    }
+}
+
+/// Every time the store keeps for a run is the one its receipt says, to the millisecond: when it was
+/// claimed, when its command started (neither has one if it never started) and when it ended.
+fn check_times(
+    home: &TestHome,
+    job: &str,
+    seq: i64,
+    receipt: &Value,
+    name: &str,
+    out: &mut Vec<String>,
+) {
+    let row: (i64, Option<i64>, Option<i64>) = home
+        .db()
+        .query_row(
+            "SELECT claimed_at, started_at, finished_at FROM runs WHERE job_id = ?1 AND seq = ?2",
+            rusqlite::params![job, seq],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("the run's row");
+    let at = |field: &str| {
+        receipt[field].as_str().map(|text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(i64::MIN)
+        })
+    };
+    for (field, store) in [
+        ("claimed_at", Some(row.0)),
+        ("started_at", row.1),
+        ("finished_at", row.2),
+    ] {
+        if at(field) != store {
+            out.push(format!(
+                "{name}: the receipt's {field} is {:?}, the store's {store:?}",
+                at(field)
+            ));
+        }
+    }
+    if let (Some(started), Some(finished)) = (row.1, row.2)
+        && finished < started
+    {
+        out.push(format!(
+            "{name}: finished {} ms before it started",
+            started - finished
+        ));
     }
 }
 
@@ -530,10 +579,11 @@ fn check_event_lines(
 }
 
 /// A claim killed before its commit leaves a run directory with no row; the next scheduler start
-/// removes it, and the run number it took is used by the next run.
+/// sets it aside under `runs/<job>/.orphaned/` (never deleting what may be a real run's output), keeps
+/// its number taken, and `jobs prune` removes it.
 #[cfg(debug_assertions)]
 #[test]
-fn the_next_scheduler_start_removes_a_claim_that_never_committed() {
+fn the_next_scheduler_start_sets_aside_a_claim_that_never_committed() {
     use std::os::unix::process::ExitStatusExt;
     let home = TestHome::new();
     home.spec("f.yaml", "id: f\nrun:\n  shell: \"echo hi\"\n");
@@ -555,11 +605,18 @@ fn the_next_scheduler_start_removes_a_claim_that_never_committed() {
     });
     assert_eq!(common::stop(scheduler), 0);
     assert!(
-        !home.run_dir("f", 1).exists(),
-        "removed at start; log:\n{}",
+        !home.run_dir("f", 1).exists() && home.path().join("runs/f/.orphaned/1").is_dir(),
+        "set aside at start; log:\n{}",
         log_tail(&home)
     );
-    assert!(log_tail(&home).contains("whose claim never committed"));
+    assert!(log_tail(&home).contains("has no record of"));
     assert_eq!(home.run(&["run", "f"]).code, 0);
-    assert_eq!(home.run_row("f", 1).0, "succeeded");
+    assert_eq!(home.run_row("f", 2).0, "succeeded", "number 1 stays taken");
+    let (pruned, code) = home.json(&["prune"]);
+    assert_eq!(
+        (code, &pruned["data"]["set_aside"]),
+        (0, &serde_json::json!(1)),
+        "{pruned}"
+    );
+    assert!(!home.path().join("runs/f/.orphaned/1").exists());
 }

@@ -19,10 +19,10 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
     let catalog = Catalog::open(&ctx.home, now)?;
     let (job, spec) = catalog.runnable(id, force)?;
     let dir = ctx.home.runs_dir().join(id).join(seq.to_string());
-    let receipt = Receipt::read(&dir).map_err(|_| Error::RunNotFound {
-        id: id.to_owned(),
-        seq,
-    })?;
+    let receipt = match Receipt::read(&dir) {
+        Ok(receipt) => receipt,
+        Err(_) => return Err(not_a_run(&catalog.store, id, seq)),
+    };
 
     let run = &spec.run;
     let cwd_now: PathBuf = ctx
@@ -76,4 +76,32 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
     let Catalog { store, .. } = catalog;
     let outcomes = run_targets(ctx, store, vec![target], true)?;
     Ok(report(ctx, outcomes))
+}
+
+/// Why `id#seq` has no run to show: the number is a record of slots that did not run, or nothing at all.
+pub fn not_a_run(store: &crate::store::Store, id: &str, seq: i64) -> Error {
+    let not_found = Error::RunNotFound {
+        id: id.to_owned(),
+        seq,
+    };
+    let Ok(Some(row)) = store.run_row(id, seq) else {
+        return not_found;
+    };
+    let status = match row.status {
+        crate::run::RunStatus::Skipped => "skipped",
+        crate::run::RunStatus::Missed => "missed",
+        _ => return not_found,
+    };
+    // Recorded as `skipped_overlap`, `skipped_paused`, `misfire`.
+    let reason = row
+        .error_code
+        .as_deref()
+        .map(|code| code.strip_prefix("skipped_").unwrap_or(code).to_owned())
+        .unwrap_or_else(|| status.to_owned());
+    Error::NotARun {
+        id: id.to_owned(),
+        seq,
+        status,
+        reason,
+    }
 }

@@ -1,5 +1,6 @@
 //! `jobs status`: whether a scheduler is running, what is in flight, what comes next, what is broken.
-//! Exits 0 when a live scheduler holds the lock, 5 when none does.
+//! Exits 0 when a live scheduler holds the lock, 5 when none does or when its heartbeat is over 60 s
+//! old (`scheduler_unresponsive`).
 
 use chrono::DateTime;
 use serde_json::json;
@@ -12,6 +13,11 @@ use crate::error::{Error, Result};
 use crate::run::run_name;
 use crate::scheduler::lock::OwnerLock;
 
+/// A heartbeat older than this means the scheduler is stopped or hung. It beats every 2 s; a beat can
+/// wait up to the store's 30 s busy timeout behind another process's write lock, so only an age past
+/// twice that is not explained by a held lock alone.
+const UNRESPONSIVE_AFTER_S: i64 = 60;
+
 pub fn run(ctx: &Ctx) -> Result<Report> {
     let now = ctx.clock.now();
     let catalog = super::entry::catalog_with_runs(ctx, None)?;
@@ -19,13 +25,23 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     let holder = OwnerLock::holder(&ctx.home);
     let owner = catalog.store.owner()?;
     let mut human = String::new();
+    let mut unresponsive = None;
     let scheduler = match (&holder, &owner) {
         (Some(holder), Some(owner)) => {
             let started = DateTime::from_timestamp_millis(owner.started_at);
             let beat = DateTime::from_timestamp_millis(owner.heartbeat_at);
+            let age_s = beat.map_or(i64::MAX, |t| (now - t).num_seconds());
+            let state = if age_s > UNRESPONSIVE_AFTER_S {
+                unresponsive = Some(Error::SchedulerUnresponsive {
+                    owner: holder.clone(),
+                    age_s,
+                });
+                out.paint(Style::Red, "unresponsive")
+            } else {
+                out.paint(Style::Green, "running")
+            };
             human.push_str(&format!(
-                "scheduler: {} (pid {}, host {}, version {}), up since {}, last heartbeat {}\n",
-                out.paint(Style::Green, "running"),
+                "scheduler: {state} (pid {}, host {}, version {}), up since {}, last heartbeat {}\n",
                 owner.pid,
                 owner.host,
                 owner.version,
@@ -34,6 +50,7 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
             ));
             json!({
                 "running": true,
+                "responsive": unresponsive.is_none(),
                 "owner": holder,
                 "pid": owner.pid,
                 "host": owner.host,
@@ -147,6 +164,9 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
         "spec_problems": broken.iter().map(|j| json!({ "job_id": j.id(), "spec_path": j.row.spec_path, "problems": j.problems })).collect::<Vec<_>>(),
         "last_failures": failures.iter().map(entry).collect::<Vec<_>>(),
     });
-    let error = holder.is_none().then_some(Error::SchedulerNotRunning);
+    let error = match holder {
+        None => Some(Error::SchedulerNotRunning),
+        Some(_) => unresponsive,
+    };
     Ok(Report { data, human, error })
 }

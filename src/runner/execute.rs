@@ -263,7 +263,7 @@ pub async fn execute(
                         &clock,
                         &mut receipt,
                         Some(&events),
-                        &[],
+                        &summary::Output::default(),
                         RunStatus::Skipped,
                         artifact_error,
                     )
@@ -281,7 +281,7 @@ pub async fn execute(
                     &clock,
                     &mut receipt,
                     Some(&events),
-                    &[],
+                    &summary::Output::default(),
                     RunStatus::Interrupted,
                     artifact_error,
                 )
@@ -331,7 +331,7 @@ pub async fn execute(
             &clock,
             &mut receipt,
             Some(&events),
-            &[],
+            &summary::Output::default(),
             RunStatus::Interrupted,
             artifact_error,
         )

@@ -140,8 +140,12 @@ pub async fn run(
     for (job, seq) in &interrupted {
         tracing::warn!(run = %run_name(job, *seq), "its process is gone; marked interrupted");
     }
-    for dir in super::reconcile::remove_unclaimed_dirs(&store, home.root())? {
-        tracing::warn!(path = %dir.display(), "removed a run directory whose claim never committed");
+    for (dir, aside) in super::reconcile::set_aside_unknown_dirs(&mut store, home.root())? {
+        tracing::warn!(
+            run = %run_name(&dir.job_id, dir.seq),
+            moved_to = %home.display_path(&aside),
+            "found a run directory the store has no record of (a claim that never committed, or a run recorded only in a store since restored from an older backup): moved aside, its number stays taken; `jobs prune` removes it"
+        );
     }
     let data_version = store.data_version()?;
     let (starts_tx, mut starts) = tokio::sync::mpsc::unbounded_channel();
@@ -949,14 +953,43 @@ fn expand(schedule: &Schedule, ranges: &[(i64, i64)]) -> Vec<DateTime<Utc>> {
 fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary> {
     let now = clock.now();
     let mut lines = Vec::new();
-    for run in orphaned_runs(&store, home.root())? {
+    let orphaned = orphaned_runs(&store, home.root())?;
+    for run in &orphaned {
         lines.push(format!(
-            "{}: {} but no process holds its lock: would be marked interrupted",
+            "{}: {} but no process holds its lock: would be settled first (kept as finished if its artifacts say so, else interrupted)",
             run_name(&run.job_id, run.seq),
             run.status
         ));
     }
-    let in_flight = store.in_flight()?;
+    for dir in super::reconcile::unknown_run_dirs(&store, home.root())? {
+        lines.push(format!(
+            "{}: {} has no record in the store: would be moved to runs/{}/{}/ and its number kept taken",
+            run_name(&dir.job_id, dir.seq),
+            home.display_path(&dir.path),
+            dir.job_id,
+            super::reconcile::SET_ASIDE_DIR
+        ));
+    }
+    // The start settles the orphaned runs before its first tick, so they hold no instance then; a
+    // scheduled claim that never began gives its slot back, to be judged again.
+    let mut given_back: HashMap<String, i64> = HashMap::new();
+    for run in &orphaned {
+        if let (Trigger::Schedule, Some(slot), Some(dir)) = (run.trigger, run.slot, &run.run_dir)
+            && !super::reconcile::began(&home.root().join(dir))
+        {
+            let earliest = given_back.entry(run.job_id.clone()).or_insert(slot);
+            *earliest = (*earliest).min(slot);
+        }
+    }
+    let mut in_flight = store.in_flight()?;
+    for run in &orphaned {
+        if let Some((running, queued)) = in_flight.get_mut(&run.job_id) {
+            match run.status {
+                RunStatus::Queued => *queued = queued.saturating_sub(1),
+                _ => *running = running.saturating_sub(1),
+            }
+        }
+    }
     drop(store);
     let catalog = Catalog::open(home, now)?;
     for job in &catalog.jobs {
@@ -968,12 +1001,17 @@ fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary>
         let (Some(spec), Some(schedule)) = (&job.spec, &job.schedule) else {
             continue;
         };
-        // The same pending slot a start computes: a changed schedule resumes after the last slot
-        // recorded, so its slots since then are judged below, as the start would judge them.
-        let kept = job.row.next_slot.and_then(DateTime::from_timestamp_millis);
+        // The same pending slot a start computes: a slot given back by a claim that never began, the
+        // kept slot, or for a changed schedule the first after the last slot recorded, so its slots
+        // since then are judged below, as the start would judge them.
+        let kept = match (job.row.next_slot, given_back.get(job.id())) {
+            (Some(next), Some(back)) => Some(next.min(*back)),
+            (next, _) => next,
+        };
         let consumed = job.row.last_slot.and_then(DateTime::from_timestamp_millis);
-        let Some(next_slot) =
-            kept.or_else(|| policy::pending_slot(None, true, consumed, schedule, now))
+        let Some(next_slot) = kept
+            .and_then(DateTime::from_timestamp_millis)
+            .or_else(|| policy::pending_slot(None, true, consumed, schedule, now))
         else {
             lines.push(format!("{}: its schedule has no further slot", job.id()));
             continue;

@@ -23,14 +23,24 @@ impl OwnerLock {
     pub fn acquire(home: &Home, me: &str) -> Result<Self> {
         let root = home.root();
         let dir = File::open(root).map_err(|e| Error::io("open the home", root, e))?;
-        match dir.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::SchedulerAlreadyRunning {
-                    owner: read_owner_name(&home.scheduler_lock_path()),
-                });
+        // `jobs status` takes the lock for an instant to see whether a scheduler holds it, and a child
+        // between fork and exec holds a copy for an instant too: only a lock held for longer than a
+        // few such instants is another scheduler.
+        let mut tries = 0;
+        loop {
+            match dir.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::SchedulerAlreadyRunning {
+                        owner: read_owner_name(&home.scheduler_lock_path()),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io("lock the home", root, e)),
             }
-            Err(TryLockError::Error(e)) => return Err(Error::io("lock the home", root, e)),
         }
         let path = home.scheduler_lock_path();
         // Owner-only whatever the umask: `db/` also holds the store, whose specs the scheduler runs.

@@ -47,7 +47,13 @@ pub fn reconcile_runs(
     job: Option<&str>,
 ) -> Result<Vec<(String, i64)>> {
     let mut interrupted = Vec::new();
-    for run in orphaned_runs(store, home)? {
+    let orphaned = orphaned_runs(store, home)?;
+    // Nothing dead, nothing to write: no write lock is asked for, so readers go on while another
+    // process holds it.
+    if orphaned.is_empty() {
+        return Ok(interrupted);
+    }
+    for run in orphaned {
         if job.is_some_and(|id| id != run.job_id) {
             continue;
         }
@@ -95,7 +101,7 @@ pub fn reconcile_runs(
 /// Whether a run got as far as starting (its `run_started` event is written). When the events cannot
 /// be read for another reason than being absent, it is taken to have begun: nothing is given back
 /// on a guess.
-fn began(dir: &Path) -> bool {
+pub(crate) fn began(dir: &Path) -> bool {
     match read_events(&dir.join(EVENTS_FILE)) {
         Ok((events, _)) => events
             .iter()
@@ -125,6 +131,8 @@ fn spec_of(store: &Store, run: &RunRow) -> Option<JobSpec> {
 /// How a run ended, as the artifacts or the reconciliation tell it.
 struct Outcome {
     status: RunStatus,
+    /// When the command started, as the artifacts say (the store may not have heard yet).
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
     finished_at: chrono::DateTime<chrono::Utc>,
     attempts: u32,
     exit_code: Option<i32>,
@@ -138,7 +146,7 @@ impl Outcome {
     fn finish(self) -> Finish {
         Finish {
             status: self.status,
-            started_at: None,
+            started_at: self.started_at.map(millis),
             finished_at: millis(self.finished_at),
             attempts: i64::from(self.attempts),
             exit_code: self.exit_code.map(i64::from),
@@ -184,9 +192,21 @@ fn repair(
     // A torn last line is held back by the reader and cut off by the append below.
     let (events, _) = read_events(&events_path).unwrap_or_default();
     let receipt = Receipt::read(dir).ok();
+    // The store's start is the instant the command was spawned; the `run_started` event, written just
+    // after, stands in when the owner died before the store heard of the start.
+    let started = run
+        .started_at
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .or_else(|| {
+            events
+                .iter()
+                .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+                .and_then(|e| parse_time(&e.ts))
+        });
     if let Some(receipt) = receipt.as_ref().filter(|r| !r.status.is_active()) {
         let outcome = Outcome {
             status: receipt.status,
+            started_at: receipt.started_at.as_deref().and_then(parse_time),
             finished_at: receipt
                 .finished_at
                 .as_deref()
@@ -216,6 +236,7 @@ fn repair(
             message,
         }) => Outcome {
             status: *status,
+            started_at: started,
             finished_at: last.and_then(|e| parse_time(&e.ts)).unwrap_or(now),
             attempts: *attempts,
             exit_code: *exit_code,
@@ -229,18 +250,23 @@ fn repair(
                 .iter()
                 .filter(|e| matches!(e.kind, EventKind::AttemptStarted { .. }))
                 .count();
-            let started = events
-                .iter()
-                .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
-                .and_then(|e| parse_time(&e.ts));
+            // The run ended at its last recorded sign of life (every output line is an event), not
+            // when someone found it: a store restored from a backup, or a scheduler down for a day,
+            // would otherwise turn a 3 ms run into one of hours.
+            let last_seen = last.and_then(|e| parse_time(&e.ts));
+            let finished_at = match (started, last_seen) {
+                (Some(started), Some(seen)) => seen.max(started),
+                _ => now,
+            };
             let outcome = Outcome {
                 status: RunStatus::Interrupted,
-                finished_at: now,
+                started_at: started,
+                finished_at,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                 exit_code: None,
                 signal: None,
                 duration_ms: started.map_or(0, |t| {
-                    u64::try_from((now - t).num_milliseconds()).unwrap_or(0)
+                    u64::try_from((finished_at - t).num_milliseconds()).unwrap_or(0)
                 }),
                 error_code: Some("owner_gone".into()),
                 message: Some(OWNER_GONE.into()),
@@ -254,6 +280,9 @@ fn repair(
     let receipt = receipt.or_else(|| spec.map(|spec| new_receipt(home, run, spec)));
     if let Some(mut receipt) = receipt {
         receipt.status = outcome.status;
+        if receipt.started_at.is_none() {
+            receipt.started_at = outcome.started_at.map(rfc3339);
+        }
         receipt.finished_at = Some(rfc3339(outcome.finished_at));
         receipt.duration_ms = Some(outcome.duration_ms);
         receipt.exit_code = outcome.exit_code;
@@ -326,16 +355,30 @@ fn new_receipt(home: &Path, run: &RunRow, spec: &JobSpec) -> Receipt {
     }
 }
 
-/// Removes run directories left by a claim that never committed: a process killed inside the claim
-/// transaction has made the directory, but neither the row nor the job's run counter. They sit right
-/// after the counter, so finding them costs one `stat` per job, cheap enough for every start.
-/// Returns the directories removed.
-pub fn remove_unclaimed_dirs(store: &Store, home: &Path) -> Result<Vec<PathBuf>> {
+/// Where run directories the store does not know are moved: `runs/<job>/.orphaned/<seq>`. Not a
+/// number, so nothing that walks runs (prune's leftovers, `tail`, the torture checks) takes it for a run.
+pub const SET_ASIDE_DIR: &str = ".orphaned";
+
+/// A run directory numbered past its job's run counter, so the store has no record of it: left by a
+/// claim that never committed (a process killed inside the claim transaction), or made by runs a
+/// restored (older) store never heard of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownDir {
+    pub job_id: String,
+    pub seq: i64,
+    pub path: PathBuf,
+}
+
+/// The run directories past each job's run counter that have no row and no live owner, oldest first
+/// per job. Changes nothing (`--dry-run` shows them). One listing per job directory: gaps are normal
+/// (skipped and missed records take numbers but make no directory), so stopping at the first absent
+/// number would miss the rest.
+pub fn unknown_run_dirs(store: &Store, home: &Path) -> Result<Vec<UnknownDir>> {
     let runs_root = home.join("runs");
-    let mut removed = Vec::new();
+    let mut found = Vec::new();
     // One listing instead of a failed `stat` for every job that never ran.
     let Ok(entries) = std::fs::read_dir(&runs_root) else {
-        return Ok(removed);
+        return Ok(found);
     };
     let present: std::collections::HashSet<std::ffi::OsString> =
         entries.flatten().map(|e| e.file_name()).collect();
@@ -348,24 +391,93 @@ pub fn remove_unclaimed_dirs(store: &Store, home: &Path) -> Result<Vec<PathBuf>>
         if std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink()) {
             continue;
         }
-        let mut seq = run_counter + 1;
-        loop {
+        let Ok(entries) = std::fs::read_dir(&job_dir) else {
+            continue;
+        };
+        let mut seqs: Vec<i64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+            .filter(|seq| *seq > run_counter)
+            .collect();
+        seqs.sort_unstable();
+        for seq in seqs {
             let dir = job_dir.join(seq.to_string());
             if !dir.is_dir()
                 || crate::artifacts::RunDir::is_locked(&dir)
                 || store.run_exists(&id, seq)?
             {
-                break;
+                continue;
             }
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => removed.push(dir),
-                Err(e) => {
-                    tracing::warn!(path = %dir.display(), "cannot remove an unclaimed run directory: {e}");
-                    break;
-                }
-            }
-            seq += 1;
+            found.push(UnknownDir {
+                job_id: id.clone(),
+                seq,
+                path: dir,
+            });
         }
     }
-    Ok(removed)
+    Ok(found)
+}
+
+/// Moves the run directories the store does not know (see [`unknown_run_dirs`]) to
+/// `runs/<job>/.orphaned/<seq>`, after raising each job's run counter past them, so their numbers are
+/// never handed out again and nothing a run wrote is deleted: they may be runs that really happened,
+/// recorded in a store that was since replaced by an older backup. Returns what was moved, and where.
+pub fn set_aside_unknown_dirs(
+    store: &mut Store,
+    home: &Path,
+) -> Result<Vec<(UnknownDir, PathBuf)>> {
+    let found = unknown_run_dirs(store, home)?;
+    let mut highest: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for dir in &found {
+        let top = highest.entry(dir.job_id.as_str()).or_insert(dir.seq);
+        *top = (*top).max(dir.seq);
+    }
+    // The counter first: a death before the moves leaves directories at or below it, which no claim
+    // reuses and `jobs prune` reports as leftovers.
+    for (job_id, seq) in &highest {
+        store.raise_run_counter(job_id, *seq)?;
+    }
+    let mut moved = Vec::new();
+    for dir in found {
+        let aside = home.join("runs").join(&dir.job_id).join(SET_ASIDE_DIR);
+        if let Err(e) = std::fs::create_dir_all(&aside) {
+            tracing::warn!(path = %aside.display(), "cannot make the directory for run directories the store does not know: {e}");
+            continue;
+        }
+        let target = free_name(&aside, dir.seq);
+        match std::fs::rename(&dir.path, &target) {
+            Ok(()) => moved.push((dir, target)),
+            Err(e) => {
+                tracing::warn!(path = %dir.path.display(), "cannot move a run directory the store does not know: {e}");
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// `<aside>/<seq>`, or `<seq>.2`, `<seq>.3`... when an earlier restore set aside a directory of the
+/// same number.
+fn free_name(aside: &Path, seq: i64) -> PathBuf {
+    let plain = aside.join(seq.to_string());
+    if std::fs::symlink_metadata(&plain).is_err() {
+        return plain;
+    }
+    (2..)
+        .map(|n| aside.join(format!("{seq}.{n}")))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .unwrap_or(plain)
+}
+
+/// The directories set aside under `runs/<job>/.orphaned/`, for `jobs prune` to report and remove.
+pub fn set_aside_dirs(runs_root: &Path, job_id: &str) -> Vec<PathBuf> {
+    let job_dir = runs_root.join(job_id);
+    if std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(job_dir.join(SET_ASIDE_DIR)) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    dirs
 }

@@ -36,6 +36,31 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
 /// for milliseconds, so reaching this means something is badly wrong.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Overrides [`BUSY_TIMEOUT`] (a duration such as `500ms`), for tests and for operators who would rather
+/// fail fast than wait.
+pub const BUSY_TIMEOUT_ENV: &str = "JOBS_BUSY_TIMEOUT";
+
+/// The busy timeout in effect: `JOBS_BUSY_TIMEOUT` when set and valid, else 30 s.
+pub fn busy_timeout() -> Duration {
+    configured_busy_timeout().unwrap_or(BUSY_TIMEOUT)
+}
+
+fn configured_busy_timeout() -> Result<Duration> {
+    let Some(value) = std::env::var_os(BUSY_TIMEOUT_ENV) else {
+        return Ok(BUSY_TIMEOUT);
+    };
+    value
+        .to_str()
+        .and_then(|v| v.parse::<crate::spec::duration::SpecDuration>().ok())
+        .map(crate::spec::duration::SpecDuration::as_duration)
+        .ok_or_else(|| Error::Usage {
+            message: format!(
+                "{BUSY_TIMEOUT_ENV}={} is not a duration; use a number and a unit such as 500ms or 5s",
+                value.to_string_lossy()
+            ),
+        })
+}
+
 pub struct Store {
     pub(crate) conn: Connection,
 }
@@ -61,16 +86,17 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
+        let busy = configured_busy_timeout()?;
         let mut store = Self { conn };
         store
-            .configure()
+            .configure(busy)
             .map_err(|e| Error::store(format!("configure the store {}", path.display()), e))?;
         store.migrate()?;
         Ok(store)
     }
 
-    fn configure(&mut self) -> rusqlite::Result<()> {
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+    fn configure(&mut self, busy: Duration) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(busy)?;
         // WAL lets readers (every CLI command) proceed while the scheduler writes.
         self.conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
@@ -82,6 +108,19 @@ impl Store {
 
     fn migrate(&mut self) -> Result<()> {
         let fail = |e| Error::store("migrate the store", e);
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        // A plain read first: with nothing to apply no write lock is needed, so commands that only
+        // read keep working while another process holds the lock (WAL lets readers through).
+        let version = self.schema_version()?;
+        if version > known {
+            return Err(Error::StoreTooNew {
+                found: version,
+                known,
+            });
+        }
+        if version == known {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -89,7 +128,7 @@ impl Store {
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(fail)?;
-        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        // Read again under the lock: another process may have migrated in between.
         if version > known {
             return Err(Error::StoreTooNew {
                 found: version,

@@ -155,6 +155,18 @@ impl Store {
             .map_err(fail)
     }
 
+    /// Raises a job's run counter to `seq` if it is lower, so that no claim hands out `seq` or any
+    /// number below it again.
+    pub fn raise_run_counter(&mut self, job_id: &str, seq: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET run_counter = ?2 WHERE id = ?1 AND run_counter < ?2",
+                rusqlite::params![job_id, seq],
+            )
+            .map_err(|e| Error::store(format!("raise the run counter of {job_id}"), e))?;
+        Ok(())
+    }
+
     pub fn job_rows(&self) -> Result<Vec<JobRow>> {
         let fail = |e| Error::store("read the jobs", e);
         let mut statement = self

@@ -15,6 +15,7 @@ mod output_limits;
 mod runbooks;
 mod runs;
 mod scheduler;
+mod store_access;
 mod store_sync;
 mod tail;
 mod validate;
