@@ -10,6 +10,7 @@ mod commands;
 mod common;
 mod contract;
 mod maintenance;
+mod more_breaks;
 mod runbooks;
 mod runs;
 mod scheduler;

@@ -1,0 +1,115 @@
+//! Retention that must not delete kept runs, Ctrl-C during sequential runs, concurrent backups and
+//! backups onto the live store, env names that break a one-line format, anchors at the end of time.
+
+use std::collections::BTreeSet;
+
+use crate::common::{TestHome, start_scheduler, stop, wait_until};
+
+/// The numeric run directories of `job`, as seqs.
+fn run_dirs(home: &TestHome, job: &str) -> BTreeSet<i64> {
+    std::fs::read_dir(home.path().join("runs").join(job))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The seqs of `job`'s rows, newest first, with their status.
+fn rows(home: &TestHome, job: &str) -> Vec<(i64, String)> {
+    let db = home.db();
+    let mut statement = db
+        .prepare("SELECT seq, status FROM runs WHERE job_id = ?1 ORDER BY seq DESC")
+        .expect("prepare");
+    statement
+        .query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+fn did_not_run(status: &str) -> bool {
+    matches!(status, "skipped" | "missed")
+}
+
+/// A job due every second whose runs last 2.5 s, so most of its slots do not run; the scheduler goes
+/// until `slots` slots have a row (several runs among them), then the prune applies `keep_last`.
+fn retention_with_overlap(overlap: &str, keep_last: usize, slots: i64) -> TestHome {
+    let home = TestHome::new();
+    home.spec(
+        "k.yaml",
+        format!(
+            "id: k\nschedule:\n  every: 1s\nrun:\n  command: [\"sleep\", \"2.5\"]\npolicy:\n  overlap: {overlap}\nretention:\n  keep_last: {keep_last}\n"
+        ),
+    );
+    let scheduler = start_scheduler(&home, &[]);
+    // Counted by seq, not by rows: retention removes rows as the scheduler goes. Stopped just after a
+    // skipped slot, so that the newest row is a record and the runs that ran are older.
+    wait_until("slots with a row, the newest skipped", 40, || {
+        home.count("SELECT MAX(seq) FROM runs WHERE job_id = 'k'") >= slots
+            && home.count(
+                "SELECT status = 'skipped' FROM runs WHERE job_id = 'k' ORDER BY seq DESC LIMIT 1",
+            ) == 1
+    });
+    assert_eq!(stop(scheduler), 0);
+    let pruned = home.run(&["prune", "k"]);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    let rows = rows(&home, "k");
+    let kept_runs: Vec<i64> = rows
+        .iter()
+        .filter(|(_, status)| !did_not_run(status))
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(
+        kept_runs.len(),
+        keep_last,
+        "keep_last counts runs that ran: {rows:?}"
+    );
+    assert_eq!(
+        run_dirs(&home, "k"),
+        kept_runs.iter().copied().collect::<BTreeSet<_>>(),
+        "every kept run keeps its directory: {rows:?}"
+    );
+    // The records newer than the oldest kept run stay: they tell what happened meanwhile.
+    let oldest = kept_runs.iter().min().copied().unwrap_or_default();
+    let total = home.count("SELECT MAX(seq) FROM runs WHERE job_id = 'k'");
+    let newer: Vec<i64> = rows
+        .iter()
+        .map(|(seq, _)| *seq)
+        .filter(|s| *s > oldest)
+        .collect();
+    assert_eq!(
+        newer,
+        ((oldest + 1)..=total).rev().collect::<Vec<_>>(),
+        "no row newer than the oldest kept run is pruned: {rows:?}"
+    );
+    home
+}
+
+#[test]
+fn keep_last_with_overlap_skip_keeps_the_runs_that_ran() {
+    let home = retention_with_overlap("skip", 2, 8);
+    assert!(
+        rows(&home, "k").iter().any(|(_, s)| s == "skipped"),
+        "skipped records are kept beside the runs"
+    );
+}
+
+#[test]
+fn keep_last_one_with_overlap_queue_keeps_the_last_run_and_its_directory() {
+    let home = retention_with_overlap("queue", 1, 7);
+    let rows = rows(&home, "k");
+    let newest_run = rows
+        .iter()
+        .find(|(_, s)| !did_not_run(s))
+        .map(|(seq, _)| *seq);
+    let history = home.run(&["history", "k"]);
+    assert!(
+        newest_run.is_some_and(|seq| home.run_dir("k", seq).join("run_receipt.json").is_file()),
+        "the last run keeps its artifacts: {rows:?}\n{}",
+        history.stdout
+    );
+}
