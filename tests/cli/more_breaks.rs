@@ -113,3 +113,72 @@ fn keep_last_one_with_overlap_queue_keeps_the_last_run_and_its_directory() {
         history.stdout
     );
 }
+
+#[test]
+fn ctrl_c_during_a_sequential_run_starts_none_of_the_remaining_jobs() {
+    let home = TestHome::new();
+    let side = |id: &str| home.path().join(format!("side-{id}"));
+    // Ids sort the long job first; the others would leave their side effect at once if started.
+    home.spec(
+        "a-long.yaml",
+        format!(
+            "id: a-long\nrun:\n  shell: \"touch '{}'; sleep 5\"\n",
+            side("a-long").display()
+        ),
+    );
+    let later: Vec<String> = (1..=8).map(|i| format!("b{i}")).collect();
+    for id in &later {
+        home.spec(
+            &format!("{id}.yaml"),
+            format!(
+                "id: {id}\nrun:\n  command: [\"touch\", \"{}\"]\n",
+                side(id).display()
+            ),
+        );
+    }
+    let mut child = home
+        .command(&["--json", "run", "--all", "--sequential"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(crate::common::KillOnDrop)
+        .expect("start jobs run");
+    wait_until("the first job to start", 20, || side("a-long").exists());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    crate::common::signal(&child, rustix::process::Signal::INT);
+    let status = crate::common::wait_exit(&mut child, 30);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().expect("stdout piped"), &mut stdout)
+        .expect("read stdout");
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let entries = report["data"]["jobs_run"].as_array().expect("jobs_run");
+    assert_eq!(entries.len(), 9, "{report:#}");
+    assert_eq!(entries[0]["job_id"], "a-long");
+    assert_eq!(entries[0]["status"], "cancelled", "{report:#}");
+    assert_ne!(
+        entries[0]["exit_code"],
+        serde_json::json!(0),
+        "a killed command did not exit 0: {report:#}"
+    );
+    for (id, entry) in later.iter().zip(&entries[1..]) {
+        assert_eq!(entry["job_id"], id.as_str());
+        assert_eq!(entry["status"], "not_run", "{report:#}");
+        assert!(entry["run"].is_null() && entry["exit_code"].is_null());
+    }
+    assert_eq!(report["data"]["not_run"], 8);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for id in &later {
+        assert!(!side(id).exists(), "{id} was started after the stop signal");
+    }
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id LIKE 'b%'"),
+        0,
+        "no run is claimed after the stop signal"
+    );
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'cancelled' AND exit_code = 0"),
+        0,
+        "no cancelled record says exit 0"
+    );
+}
