@@ -15,6 +15,12 @@ use crate::spec::model::{Overlap, PolicySpec};
 /// job with a sub-second schedule and a long outage from stalling the others.
 pub const MAX_SLOTS_PER_TICK: usize = 10_000;
 
+/// The least lateness a slot is allowed, whatever `misfire_grace` says: the scheduler's own latency
+/// in claiming a slot when it is due (a few milliseconds, hundreds under load). A smaller grace, `0s`
+/// say, would otherwise record on-time slots as missed: a job with a run in flight is claimed when
+/// due, not ahead, and so always a little after its due time.
+pub const MIN_MISFIRE_GRACE: Duration = Duration::from_secs(1);
+
 /// The operator's state of a job, as far as the scheduler cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operator {
@@ -177,7 +183,10 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
 
     let late = |due: DateTime<Utc>| match input.policy.misfire_grace {
         Limit::Unlimited => false,
-        Limit::Within(grace) => now - due > chrono::Duration::milliseconds(grace.as_millis()),
+        Limit::Within(grace) => {
+            let grace = grace.as_duration().max(MIN_MISFIRE_GRACE);
+            now - due > chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::MAX)
+        }
     };
     let mut fires = Vec::new();
     if input.policy.coalesce {

@@ -182,3 +182,27 @@ fn ctrl_c_during_a_sequential_run_starts_none_of_the_remaining_jobs() {
         "no cancelled record says exit 0"
     );
 }
+
+#[test]
+fn a_misfire_grace_of_zero_with_overlap_queue_runs_the_queued_slots() {
+    let home = TestHome::new();
+    home.spec(
+        "q.yaml",
+        "id: q\nschedule:\n  every: 1s\nrun:\n  command: [\"sleep\", \"1.5\"]\npolicy:\n  overlap: queue\n  misfire_grace: 0s\n",
+    );
+    let scheduler = start_scheduler(&home, &[]);
+    // Every slot claimed while a run is in flight is claimed when due, a few ms after it.
+    wait_until("slots claimed", 40, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'q'") >= 5
+    });
+    assert_eq!(stop(scheduler), 0);
+    let rows = rows(&home, "q");
+    assert!(
+        rows.iter().all(|(_, status)| status != "missed"),
+        "no slot claimed on time is recorded as missed: {rows:?}"
+    );
+    assert!(
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'q' AND status = 'succeeded'") >= 2,
+        "the queued slots ran: {rows:?}"
+    );
+}
