@@ -206,3 +206,84 @@ fn a_misfire_grace_of_zero_with_overlap_queue_runs_the_queued_slots() {
         "the queued slots ran: {rows:?}"
     );
 }
+
+#[test]
+fn concurrent_backups_to_one_path_all_succeed_and_leave_a_valid_database() {
+    let home = TestHome::new();
+    for i in 0..20 {
+        home.spec(
+            &format!("j{i}.yaml"),
+            crate::common::manual_spec(&format!("j{i}")),
+        );
+    }
+    assert_eq!(home.run(&["run", "--all"]).code, 0);
+    let target = home.path().join("copy.sqlite3");
+    let target_arg = target.to_str().expect("utf-8 path");
+    for round in 0..3 {
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                home.command(&["backup", target_arg, "--force"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start backup")
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().expect("backup exits");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                output.status.success() && !stderr.contains("disk I/O error"),
+                "round {round}: a backup failed: {stderr}"
+            );
+        }
+    }
+    let copy =
+        rusqlite::Connection::open_with_flags(&target, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the backup");
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity check");
+    assert_eq!(check, "ok");
+    let runs: i64 = copy
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+        .expect("count runs");
+    assert_eq!(runs, 20);
+    let leftovers: Vec<_> = std::fs::read_dir(home.path())
+        .expect("list the home")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_backup_onto_the_live_stores_own_files_is_refused() {
+    let home = TestHome::new();
+    home.spec("a.yaml", crate::common::manual_spec("a"));
+    assert_eq!(home.run(&["run", "a"]).code, 0);
+    let store = home.path().join("db/jobs.sqlite3");
+    let before = std::fs::read(&store).expect("read the store");
+    std::fs::hard_link(&store, home.path().join("linked.sqlite3")).expect("hard link");
+    for target in [
+        "db/jobs.sqlite3-wal",
+        "db/jobs.sqlite3-shm",
+        "db/../db/jobs.sqlite3",
+        "linked.sqlite3",
+    ] {
+        let path = home.path().join(target);
+        let outcome = home.run(&["--json", "backup", path.to_str().expect("utf-8"), "--force"]);
+        assert_eq!(outcome.code, 2, "{target}: {outcome:?}");
+        let error = &outcome.json()["error"];
+        assert_eq!(error["code"], "usage", "{target}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("live store")),
+            "{target}: {error}"
+        );
+    }
+    assert_eq!(std::fs::read(&store).expect("read the store"), before);
+    assert_eq!(home.run(&["history", "a"]).code, 0, "the store still works");
+}
