@@ -287,3 +287,30 @@ fn a_backup_onto_the_live_stores_own_files_is_refused() {
     assert_eq!(std::fs::read(&store).expect("read the store"), before);
     assert_eq!(home.run(&["history", "a"]).code, 0, "the store still works");
 }
+
+#[test]
+fn validate_keeps_a_problem_on_one_line_when_an_env_name_holds_a_newline() {
+    let home = TestHome::new();
+    home.spec(
+        "e.yaml",
+        "id: e\nrun:\n  command: [\"true\"]\n  env:\n    \"A\\nB\": x\n",
+    );
+    let outcome = home.run(&["validate"]);
+    assert_eq!(outcome.code, 4, "{outcome:?}");
+    let lines: Vec<&str> = outcome.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one problem line and the summary: {lines:?}"
+    );
+    assert!(
+        lines[0].starts_with("jobs/e.yaml:5:5: /run/env/A\\nB: "),
+        "{lines:?}"
+    );
+    // The JSON keeps the name as it is.
+    let (report, _) = home.json(&["validate"]);
+    assert_eq!(
+        report["data"]["files"][0]["problems"][0]["pointer"],
+        "/run/env/A\nB"
+    );
+}
