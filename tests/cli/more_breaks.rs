@@ -314,3 +314,52 @@ fn validate_keeps_a_problem_on_one_line_when_an_env_name_holds_a_newline() {
         "/run/env/A\nB"
     );
 }
+
+#[test]
+fn an_anchor_in_the_year_9999_is_refused_and_next_never_prints_past_it() {
+    let home = TestHome::new();
+    home.spec(
+        "far.yaml",
+        "id: far\nschedule:\n  every: 1s\n  anchor: 9999-12-31T23:59:56Z\nrun:\n  command: [\"true\"]\n",
+    );
+    home.spec(
+        "tick.yaml",
+        "id: tick\nschedule:\n  every: 1s\n  anchor: 8999-01-01T00:00:00Z\nrun:\n  command: [\"true\"]\n",
+    );
+    let (report, code) = home.json(&["validate"]);
+    assert_eq!(code, 4);
+    let far = report["data"]["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["path"] == "jobs/far.yaml"))
+        .expect("far.yaml is reported");
+    let problem = &far["problems"][0];
+    assert_eq!(problem["code"], "invalid_anchor", "{far}");
+    assert_eq!(
+        (problem["line"].as_u64(), problem["column"].as_u64()),
+        (Some(4), Some(3))
+    );
+    assert_eq!(problem["pointer"], "/schedule/anchor");
+    let next = home.run(&["next", "far"]);
+    assert_eq!(next.code, 4, "{next:?}");
+    assert!(!next.stdout.contains("+10000"), "{next:?}");
+    // Slots at the very end of the range: printed while RFC 3339 can write them, then none.
+    let rfc3339 = |text: &str| chrono::DateTime::parse_from_rfc3339(text).is_ok();
+    let (report, code) = home.json(&["next", "tick", "-n", "5", "--after", "9999-12-31T23:59:57Z"]);
+    assert_eq!(code, 0, "{report}");
+    let slots = report["data"]["slots"].as_array().expect("slots");
+    assert_eq!(slots.len(), 2, "{report}");
+    for slot in slots {
+        for key in ["utc", "local"] {
+            let text = slot[key].as_str().expect("a time");
+            assert!(rfc3339(text), "{key} {text} is RFC 3339");
+        }
+    }
+    let human = home.run(&["next", "tick", "-n", "5", "--after", "9999-12-31T23:59:57Z"]);
+    assert_eq!(human.code, 0);
+    assert!(!human.stdout.contains("10000"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("no further slots"),
+        "{}",
+        human.stdout
+    );
+}
