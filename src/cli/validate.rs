@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
         for problem in file.problems() {
             let place = out.paint(
                 Style::Bold,
-                &format!("{}:{}:{}:", one_line(shown), problem.line, problem.column),
+                &format!("{shown}:{}:{}:", problem.line, problem.column),
             );
             let message = one_line(&problem.message);
             if problem.pointer.is_empty() {
@@ -82,7 +82,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`): each problem is one line, and a
-/// key or file name holding a newline must not split it or forge another.
+/// key holding a newline (an env name, say) must not split it or forge another.
 fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| {
