@@ -15,6 +15,12 @@ use crate::spec::model::{Overlap, PolicySpec};
 /// job with a sub-second schedule and a long outage from stalling the others.
 pub const MAX_SLOTS_PER_TICK: usize = 10_000;
 
+/// The least lateness a slot is allowed, whatever `misfire_grace` says: the scheduler's own latency
+/// in claiming a slot when it is due (a few milliseconds, hundreds under load). A smaller grace, `0s`
+/// say, would otherwise record on-time slots as missed: a job with a run in flight is claimed when
+/// due, not ahead, and so always a little after its due time.
+pub const MIN_MISFIRE_GRACE: Duration = Duration::from_secs(1);
+
 /// The operator's state of a job, as far as the scheduler cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operator {
@@ -177,7 +183,10 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
 
     let late = |due: DateTime<Utc>| match input.policy.misfire_grace {
         Limit::Unlimited => false,
-        Limit::Within(grace) => now - due > chrono::Duration::milliseconds(grace.as_millis()),
+        Limit::Within(grace) => {
+            let grace = grace.as_duration().max(MIN_MISFIRE_GRACE);
+            now - due > chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::MAX)
+        }
     };
     let mut fires = Vec::new();
     if input.policy.coalesce {
@@ -328,12 +337,28 @@ pub fn pending_slot(
     }
 }
 
-/// Which of a job's runs retention removes: runs that are neither among the newest `keep_last` nor
-/// younger than `keep_days` (a limit left out keeps nothing by itself; both left out keep everything).
-/// Runs in flight are never chosen. `runs` is `(seq, finished_or_claimed_at, active)`, any order; the
-/// answer is oldest first.
+/// One row of a job's history as retention sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionRow {
+    pub seq: i64,
+    /// When it finished, or when it was claimed (epoch milliseconds).
+    pub at: i64,
+    /// Queued or running (or its lock is held): never removed.
+    pub active: bool,
+    /// A run that ran has a directory; a record of slots that did not run (skipped, missed) has none.
+    pub ran: bool,
+}
+
+/// Which of a job's rows retention removes, oldest first.
+///
+/// `keep_last` counts runs that ran, never records of slots that did not: a record must not push a
+/// real run's artifacts out. It keeps the newest `keep_last` runs, every record newer than the oldest
+/// of those (the story of the kept runs' time), and the newest `keep_last` records in any case (so a
+/// job that seldom runs keeps some of its recent history without growing for ever). `keep_days` keeps
+/// runs and records alike that are younger. A limit left out keeps nothing by itself; both left out keep
+/// everything. Rows in flight are never chosen.
 pub fn prune_plan(
-    runs: &[(i64, i64, bool)],
+    rows: &[RetentionRow],
     keep_last: Option<u32>,
     keep_days: Option<u32>,
     now: DateTime<Utc>,
@@ -341,19 +366,68 @@ pub fn prune_plan(
     if keep_last.is_none() && keep_days.is_none() {
         return Vec::new();
     }
-    let mut newest_first: Vec<&(i64, i64, bool)> = runs.iter().collect();
-    newest_first.sort_by_key(|run| std::cmp::Reverse(run.0));
+    let mut newest_first: Vec<&RetentionRow> = rows.iter().collect();
+    newest_first.sort_by_key(|row| std::cmp::Reverse(row.seq));
     let cutoff = keep_days.map(|days| now.timestamp_millis() - i64::from(days) * 86_400_000);
-    let mut doomed: Vec<i64> = newest_first
-        .iter()
-        .enumerate()
-        .filter(|(rank, (_, at, active))| {
-            let kept_by_count = keep_last.is_some_and(|n| *rank < n as usize);
-            let kept_by_age = cutoff.is_some_and(|cutoff| *at >= cutoff);
-            !active && !kept_by_count && !kept_by_age
-        })
-        .map(|(_, (seq, _, _))| *seq)
-        .collect();
+    let keep_last = keep_last.map(|n| n as usize);
+    let oldest_kept_run = keep_last.and_then(|n| {
+        newest_first
+            .iter()
+            .filter(|row| row.ran)
+            .take(n)
+            .last()
+            .map(|row| row.seq)
+    });
+    let (mut runs_seen, mut records_seen) = (0, 0);
+    let mut doomed = Vec::new();
+    for row in newest_first {
+        let rank = if row.ran {
+            &mut runs_seen
+        } else {
+            &mut records_seen
+        };
+        let kept_by_rank = keep_last.is_some_and(|n| *rank < n);
+        *rank += 1;
+        let kept_by_count =
+            kept_by_rank || (!row.ran && oldest_kept_run.is_some_and(|oldest| row.seq > oldest));
+        let kept_by_age = cutoff.is_some_and(|cutoff| row.at >= cutoff);
+        if !row.active && !kept_by_count && !kept_by_age {
+            doomed.push(row.seq);
+        }
+    }
     doomed.sort_unstable();
     doomed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, ran: bool) -> RetentionRow {
+        RetentionRow {
+            seq,
+            at: seq,
+            active: false,
+            ran,
+        }
+    }
+
+    #[test]
+    fn keep_last_counts_runs_that_ran_and_keeps_the_records_since_the_oldest_of_them() {
+        // 1 ran, 2-3 skipped, 4 ran, 5 skipped, 6 ran, 7 skipped.
+        let rows: Vec<_> = [true, false, false, true, false, true, false]
+            .iter()
+            .zip(1..)
+            .map(|(ran, seq)| row(seq, *ran))
+            .collect();
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        // Runs 6 and 4 stay with the records after run 4 (5, 7); records 2 and 3 are older than run 4
+        // and not among the newest two records, so they go with run 1.
+        assert_eq!(prune_plan(&rows, Some(2), None, now), [1, 2, 3]);
+        // One run kept: 6, the record after it, and the newest record in any case.
+        assert_eq!(prune_plan(&rows, Some(1), None, now), [1, 2, 3, 4, 5]);
+        // A job that never ran keeps its newest records.
+        let records: Vec<_> = (1..=5).map(|seq| row(seq, false)).collect();
+        assert_eq!(prune_plan(&records, Some(2), None, now), [1, 2, 3]);
+    }
 }

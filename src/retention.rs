@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::artifacts::RunDir;
 use crate::error::{Error, Result};
-use crate::policy::prune_plan;
+use crate::policy::{RetentionRow, prune_plan};
 use crate::spec::model::RetentionSpec;
 use crate::store::Store;
 
@@ -34,18 +34,24 @@ pub fn prune_job(
 ) -> Result<Pruned> {
     let view = store.retention_view(job_id)?;
     let job_dir = runs_root.join(job_id);
-    let summary: Vec<(i64, i64, bool)> = view
-        .iter()
-        .map(|(seq, at, active)| {
-            // A directory whose lock is held belongs to a live run, whatever its row says.
-            let locked = RunDir::is_locked(&job_dir.join(seq.to_string()));
-            (*seq, *at, *active || locked)
-        })
-        .collect();
-    let runs = prune_plan(&summary, retention.keep_last, retention.keep_days, now);
     // A job directory that is a link is never walked or deleted through: what it points to is not
     // ours (run directories are never created behind one, see `RunDir::create`).
     let linked = std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink());
+    let rows: Vec<RetentionRow> = view
+        .iter()
+        .map(|&(seq, at, active)| {
+            let dir = job_dir.join(seq.to_string());
+            RetentionRow {
+                seq,
+                at,
+                // A directory whose lock is held belongs to a live run, whatever its row says.
+                active: active || RunDir::is_locked(&dir),
+                // Records of slots that did not run (skipped, missed) never have a directory.
+                ran: !linked && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()),
+            }
+        })
+        .collect();
+    let runs = prune_plan(&rows, retention.keep_last, retention.keep_days, now);
     let mut orphans = Vec::new();
     if !linked && let Ok(entries) = std::fs::read_dir(&job_dir) {
         for entry in entries.flatten() {

@@ -685,11 +685,19 @@ fn lateness_inside_and_outside_the_misfire_grace() {
         )
         .expect(vec![Decision::Fire(single(jan("10:00"), SCHEDULE))], jan("11:00")),
         case(
-            "grace 0s, now 1 ms after the slot -> Miss",
+            "grace 0s, now 1 ms after the slot -> Fire: a grace below the claim latency counts as 1 s",
             &h1,
             grace("0s"),
             jan("10:00"),
             jan("10:00:00.001"),
+        )
+        .expect(vec![Decision::Fire(single(jan("10:00"), SCHEDULE))], jan("11:00")),
+        case(
+            "grace 0s, now 1.001 s after the slot -> Miss",
+            &h1,
+            grace("0s"),
+            jan("10:00"),
+            jan("10:00:01.001"),
         )
         .expect(vec![miss(jan("10:00"), jan("10:00"), 1)], jan("11:00")),
         case(

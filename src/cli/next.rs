@@ -7,13 +7,26 @@ use serde_json::json;
 use super::entry::Ctx;
 use super::output::{Report, Style, Table, local, relative, utc, zoned};
 use crate::catalog::{Catalog, JobState};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
+const LAST_PRINTABLE_MS: i64 = 253_402_300_799_999;
 
 pub fn run(ctx: &Ctx, id: &str, count: usize, after: Option<DateTime<Utc>>) -> Result<Report> {
     let now = ctx.clock.now();
     let catalog = Catalog::open(&ctx.home, now)?;
     let job = catalog.job(id)?;
     let start = after.unwrap_or(now);
+    if job.spec.is_none()
+        && let Some(problem) = job.problems.first()
+    {
+        // Invalid with no last good version: it has no schedule to show, which is not "runs by hand".
+        return Err(Error::InvalidSpec {
+            id: id.to_owned(),
+            path: job.row.spec_path.clone().into(),
+            first_problem: problem.message.clone(),
+        });
+    }
     let Some(schedule) = &job.schedule else {
         let human = format!("{id} has no schedule: it runs only by hand (`jobs run {id}`)\n");
         return Ok(Report::ok(
@@ -22,7 +35,9 @@ pub fn run(ctx: &Ctx, id: &str, count: usize, after: Option<DateTime<Utc>>) -> R
         ));
     };
     let tz = schedule.timezone();
-    let slots = schedule.slots_after(start, count);
+    let mut slots = schedule.slots_after(start, count);
+    // RFC 3339 has four-digit years: the schedule ends for us where it could no longer be printed.
+    slots.retain(|slot| slot.at.timestamp_millis() <= LAST_PRINTABLE_MS);
 
     let mut table = Table::new(vec!["LOCAL", "UTC", "IN", "NOTE"]);
     for slot in &slots {

@@ -64,14 +64,23 @@ pub struct Target {
     pub of: ClaimOf,
 }
 
+/// What became of one target of `jobs run`.
+pub enum TargetResult {
+    Ran(RunOutcome),
+    /// Not claimed: refused (disabled, `max_instances_reached`, a store error...).
+    Refused(Error),
+    /// Not claimed because a stop signal came first: nothing was started or recorded.
+    NotRun,
+}
+
 /// Claims and executes runs in the foreground, streaming their output unless `--json`; Ctrl-C or
-/// SIGTERM stops them all and records them cancelled.
+/// SIGTERM stops the runs in flight (recorded cancelled), and no further run is claimed or started.
 pub fn run_targets(
     ctx: &Ctx,
     store: Store,
     targets: Vec<Target>,
     sequential: bool,
-) -> Result<Vec<(String, Result<RunOutcome>)>> {
+) -> Result<Vec<(String, TargetResult)>> {
     let store = Arc::new(Mutex::new(store));
     let runtime = super::entry::async_runtime()?;
     let several = targets.len() > 1;
@@ -86,7 +95,7 @@ pub fn run_targets(
             let _ = cancel_tx.send(Some(RunStatus::Cancelled));
         });
         let me = owner();
-        let mut results: Vec<(String, Result<RunOutcome>)> = Vec::new();
+        let mut results: Vec<(String, TargetResult)> = Vec::new();
         let mut pending = Vec::new();
         for target in targets {
             let Target {
@@ -95,6 +104,12 @@ pub fn run_targets(
                 spec_hash,
                 of,
             } = target;
+            // Checked before every claim: after Ctrl-C in a sequential run, the jobs still waiting
+            // must not start, and a claim would only record a run that never ran.
+            if cancel.borrow().is_some() {
+                results.push((id, TargetResult::NotRun));
+                continue;
+            }
             let plan = store.lock().map_err(|_| poisoned()).and_then(|mut store| {
                 claim_run(
                     &mut store,
@@ -110,7 +125,7 @@ pub fn run_targets(
             let plan = match plan {
                 Ok(plan) => plan,
                 Err(e) => {
-                    results.push((id, Err(e)));
+                    results.push((id, TargetResult::Refused(e)));
                     continue;
                 }
             };
@@ -123,15 +138,18 @@ pub fn run_targets(
                 cancel.clone(),
             );
             if sequential {
-                results.push((id, Ok(run.await)));
+                results.push((id, TargetResult::Ran(run.await)));
             } else {
                 pending.push((id, tokio::spawn(run)));
             }
         }
         for (id, task) in pending {
-            let outcome = task.await.map_err(|e| Error::Internal {
-                message: format!("run task failed: {e}"),
-            });
+            let outcome = match task.await {
+                Ok(outcome) => TargetResult::Ran(outcome),
+                Err(e) => TargetResult::Refused(Error::Internal {
+                    message: format!("run task failed: {e}"),
+                }),
+            };
             results.push((id, outcome));
         }
         results
@@ -208,21 +226,45 @@ pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+const NOT_RUN_MESSAGE: &str = "not started: a stop signal came first";
+
 fn poisoned() -> Error {
     Error::Internal {
         message: "the store lock was poisoned by a panic".into(),
     }
 }
 
-pub fn report(ctx: &Ctx, results: Vec<(String, Result<RunOutcome>)>) -> Report {
+pub fn report(ctx: &Ctx, results: Vec<(String, TargetResult)>) -> Report {
     let out = &ctx.out;
     let mut table = Table::new(vec!["JOB", "RUN", "STATUS", "EXIT", "DURATION", "RUN DIR"]);
     let mut entries = Vec::new();
-    let (mut succeeded, mut failed) = (0, 0);
+    let (mut succeeded, mut failed, mut not_run) = (0, 0, 0);
     let mut refusals = Vec::new();
     for (id, result) in results {
         match result {
-            Ok(outcome) => {
+            TargetResult::NotRun => {
+                not_run += 1;
+                table.row(vec![
+                    (id.clone(), Style::Bold),
+                    ("-".into(), Style::Plain),
+                    ("not run".into(), Style::Yellow),
+                    ("-".into(), Style::Plain),
+                    ("-".into(), Style::Plain),
+                    (NOT_RUN_MESSAGE.into(), Style::Dim),
+                ]);
+                entries.push(json!({
+                    "job_id": id,
+                    "run": null,
+                    "status": "not_run",
+                    "exit_code": null,
+                    "signal": null,
+                    "duration_ms": null,
+                    "attempts": 0,
+                    "run_dir": null,
+                    "error": { "code": "cancelled", "message": NOT_RUN_MESSAGE },
+                }));
+            }
+            TargetResult::Ran(outcome) => {
                 if outcome.status == RunStatus::Succeeded {
                     succeeded += 1;
                 } else {
@@ -262,7 +304,7 @@ pub fn report(ctx: &Ctx, results: Vec<(String, Result<RunOutcome>)>) -> Report {
                     "error": outcome.error_code.as_ref().map(|code| json!({ "code": code, "message": outcome.message })),
                 }));
             }
-            Err(error) => {
+            TargetResult::Refused(error) => {
                 table.row(vec![
                     (id.clone(), Style::Bold),
                     ("-".into(), Style::Plain),
@@ -285,15 +327,15 @@ pub fn report(ctx: &Ctx, results: Vec<(String, Result<RunOutcome>)>) -> Report {
         }
     }
     let total = entries.len();
-    let data = json!({ "jobs_run": Value::Array(entries), "total": total, "succeeded": succeeded, "failed": failed });
+    let data = json!({ "jobs_run": Value::Array(entries), "total": total, "succeeded": succeeded, "failed": failed, "not_run": not_run });
     let mut human = String::new();
     if total > 0 {
         human.push('\n');
         human.push_str(&table.render(out));
     }
-    let error = if failed > 0 {
+    let error = if failed + not_run > 0 {
         Some(Error::RunsFailed {
-            failed: failed + refusals.len(),
+            failed: failed + not_run + refusals.len(),
             total,
         })
     } else if refusals.len() == 1 && total == 1 {

@@ -39,12 +39,13 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
                 Style::Bold,
                 &format!("{shown}:{}:{}:", problem.line, problem.column),
             );
+            let message = one_line(&problem.message);
             if problem.pointer.is_empty() {
-                human.push_str(&format!("{place} {}\n", problem.message));
+                human.push_str(&format!("{place} {message}\n"));
             } else {
                 human.push_str(&format!(
-                    "{place} {}: {}\n",
-                    problem.pointer, problem.message
+                    "{place} {}: {message}\n",
+                    one_line(&problem.pointer)
                 ));
             }
         }
@@ -78,4 +79,18 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`): each problem is one line, and a
+/// key holding a newline (an env name, say) must not split it or forge another.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

@@ -149,6 +149,17 @@ pub async fn run_attempt(
         // reaches only us, so we decide how the run ends.
         .process_group(0)
         .kill_on_drop(false);
+    // A stop that came before the start means the command never runs: starting it only to kill it
+    // would let its side effects happen, and record an exit status it never had a chance to give.
+    if let Some(requested) = *stop.borrow() {
+        let (code, message) = stop_reason(requested);
+        return AttemptResult {
+            status: requested,
+            error_code: Some(code.to_owned()),
+            message: Some(format!("{message} before the command started")),
+            ..failed(code, String::new())
+        };
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return failed("spawn_failed", format!("failed to start {program}: {e}")),

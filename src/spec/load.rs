@@ -917,6 +917,13 @@ fn semantic_problems(
                     "invalid_anchor",
                     format!("\"{anchor}\" is finer than a millisecond; the anchor must be in whole milliseconds"),
                 )),
+                // Slots must stay printable as RFC 3339 (years up to 9999): an interval is at most
+                // 10 years, so an anchor before 9000 leaves centuries of room.
+                Ok(t) if chrono::Datelike::year(&t.naive_utc()) >= 9000 => out.push((
+                    "/schedule/anchor".into(),
+                    "invalid_anchor",
+                    format!("\"{anchor}\" is too far in the future; use an anchor before the year 9000"),
+                )),
                 Ok(_) => {}
             }
         }

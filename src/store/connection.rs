@@ -161,36 +161,60 @@ impl Store {
     }
 
     /// Writes a consistent copy of the store to `path` with SQLite's online backup: other processes (the
-    /// scheduler) go on reading and writing meanwhile. The copy is made beside `path` and renamed into
-    /// place, so `path` is either absent or a complete database.
+    /// scheduler) go on reading and writing meanwhile. The copy is made beside `path` under a name of
+    /// its own and renamed into place, so `path` is either absent or a complete database, and backups
+    /// to the same path at once never write into each other's file (nor its `-journal`).
     pub fn backup_to(&self, path: &Path) -> Result<()> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = path.with_file_name(format!(".{name}.partial"));
-        let _ = std::fs::remove_file(&temp);
-        self.conn
+        let temp = create_unique(path, &name)?;
+        let copied = self
+            .conn
             .backup(
                 rusqlite::MAIN_DB,
                 &temp,
                 None::<fn(rusqlite::backup::Progress)>,
             )
-            .map_err(|e| Error::store(format!("back up the store to {}", temp.display()), e))?;
-        {
-            // Owner-only, like the store itself.
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600));
+            .map_err(|e| Error::store(format!("back up the store to {}", temp.display()), e))
+            .and_then(|()| {
+                std::fs::rename(&temp, path)
+                    .map_err(|e| Error::io("move the backup into place at", path, e))
+            });
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&temp);
         }
-        std::fs::rename(&temp, path)
-            .map_err(|e| Error::io("move the backup into place at", path, e))
+        copied
     }
-
     /// The schema version the store is at.
     pub fn schema_version(&self) -> Result<i64> {
         self.conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(|e| Error::store("read the store version", e))
+    }
+}
+
+/// Creates an empty, owner-only file beside `path` that no other process uses: named after this
+/// process and a counter, and created exclusively, so a leftover or a concurrent backup is never shared.
+fn create_unique(path: &Path, name: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = path.with_file_name(format!(".{name}.{}.{n}.partial", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+        {
+            Ok(_) => return Ok(temp),
+            // Left by a process that died with this pid: try the next name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => {}
+            Err(e) => return Err(Error::io("create the backup file", temp, e)),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod commands;
 mod common;
 mod contract;
 mod maintenance;
+mod more_breaks;
 mod output_limits;
 mod runbooks;
 mod runs;
