@@ -249,12 +249,29 @@ pub fn load_source(
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
+    use std::os::unix::fs::OpenOptionsExt;
     let unreadable = |e: std::io::Error| {
         problem_at(1, 1, "", "unreadable", format!("cannot read the file: {e}"))
     };
-    let file = fs::File::open(path).map_err(unreadable)?;
+    // Anyone who can write to `jobs/` can put a FIFO, a socket or a device there, and opening a FIFO
+    // blocks until someone writes to it: every command and the scheduler would hang on it. So the
+    // type is looked at before the open (a device is never even opened), the open itself cannot block,
+    // and the type is checked again on the handle in case the path was swapped in between.
+    // `metadata` follows links: a spec may be a link an operator made to a file elsewhere.
+    let metadata = fs::metadata(path).map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(not_a_regular_file(&metadata.file_type()));
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
+        .open(path)
+        .map_err(unreadable)?;
     // Checked on the open handle, so the file judged is the file read.
     let metadata = file.metadata().map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(not_a_regular_file(&metadata.file_type()));
+    }
     if let Some(problem) = unsafe_ownership(&metadata, rustix::process::geteuid().is_root()) {
         return Err(problem);
     }
@@ -272,6 +289,30 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
         ));
     }
     Ok(bytes)
+}
+
+fn not_a_regular_file(kind: &fs::FileType) -> Problem {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "something other than a regular file"
+    };
+    problem_at(
+        1,
+        1,
+        "",
+        "not_a_regular_file",
+        format!(
+            "this is {what}, and only regular files are read as specs; remove it or replace it with a file"
+        ),
+    )
 }
 
 /// A process running as root runs a spec's command as root, so, as cron does, it refuses a spec that

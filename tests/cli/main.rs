@@ -13,6 +13,7 @@ mod maintenance;
 mod runbooks;
 mod runs;
 mod scheduler;
+mod spec_input;
 mod store_sync;
 mod tail;
 mod validate;
