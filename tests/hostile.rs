@@ -60,6 +60,8 @@ const PROBLEM_CODES: &[&str] = &[
     "unsafe_permissions",
     "nesting_too_deep",
     "nul_byte",
+    "not_a_regular_file",
+    "not_a_spec",
 ];
 
 /// Proptest settings for properties that spawn the binary: few cases (each costs several processes),
@@ -682,9 +684,15 @@ fn check_home(home: &TestHome, case: usize, entries: &[Hostile], text_too: bool)
         assert_eq!(problems.is_empty(), *ok, "{path:?}: problems iff invalid");
         for problem in problems {
             assert_problem_well_formed(&path, problem);
-            // The text form names the file, line and column of every problem.
+            // The text form names the file, line and column of every problem, with any control
+            // character in the name escaped.
             if let Some(text) = &text {
-                let place = format!("{path}:{}:{}: ", problem["line"], problem["column"]);
+                let place = format!(
+                    "{}:{}:{}: ",
+                    jobs::text::escape_controls(&path),
+                    problem["line"],
+                    problem["column"]
+                );
                 assert!(
                     text.contains(&place),
                     "{place:?} missing from the text report:\n{text}"

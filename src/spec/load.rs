@@ -379,6 +379,10 @@ fn load_bytes(
         )]);
     };
 
+    if let Some(problem) = implausible_spec(&root, &object) {
+        return Err(vec![problem]);
+    }
+
     let json = Value::Object(std::mem::take(&mut object));
     for error in validator().iter_errors(&json) {
         problems.push(schema_problem(&root, &error));
@@ -419,6 +423,33 @@ fn load_bytes(
         None => None,
     };
     Ok(LoadedSpec { spec, schedule })
+}
+
+/// A mapping none of whose keys is a field of a spec is not a plausible spec: a file of `name:value`
+/// lines (`/etc/shadow` is one) reads as YAML keys, and the schema's problems would quote each key in
+/// full, in both the message and the pointer. Such a file gets one problem that quotes no more than
+/// the start of its first key. An empty mapping quotes nothing and goes on to the schema.
+fn implausible_spec(root: &MarkedYaml<'_>, object: &Map<String, Value>) -> Option<Problem> {
+    let fields = known_properties("");
+    if object.is_empty() || object.keys().any(|key| fields.contains(key)) {
+        return None;
+    }
+    let YamlData::Mapping(mapping) = &root.data else {
+        return None;
+    };
+    let (key, _) = mapping.iter().next()?;
+    Some(problem_at(
+        key.span.start.line().max(1),
+        key.span.start.col() + 1,
+        "",
+        "not_a_spec",
+        format!(
+            "none of the keys is a field of a job spec ({}), the first is {}; check that this is the \
+             file you meant, and start a spec with id: and run:",
+            fields.join(", "),
+            describe_node(key)
+        ),
+    ))
 }
 
 /// The ids `jobs` accepts, as in the schema: `^[a-z0-9][a-z0-9_-]{0,62}$`.
@@ -610,7 +641,10 @@ fn to_json(
                 problems,
                 pointer,
                 "yaml_tag",
-                format!("tags such as {tag} are not supported in specs; remove the tag"),
+                format!(
+                    "tags such as {} are not supported in specs; remove the tag",
+                    short_quote(&tag.to_string())
+                ),
             );
             None
         }
@@ -634,8 +668,22 @@ fn describe_node(node: &MarkedYaml<'_>) -> String {
         YamlData::Value(Scalar::Boolean(b)) => format!("the boolean {b}"),
         YamlData::Value(Scalar::Integer(i)) => format!("the number {i}"),
         YamlData::Value(Scalar::FloatingPoint(f)) => format!("the number {f}"),
-        YamlData::Value(Scalar::String(s)) => format!("the text \"{s}\""),
+        YamlData::Value(Scalar::String(s)) => format!("the text {}", short_quote(s)),
         _ => "a value".into(),
+    }
+}
+
+/// A file whose top level is not a mapping is not a plausible spec: it may be any file a link points
+/// at (`/etc/shadow`, a key), read with the privileges of whoever runs `jobs`. Its problems quote no
+/// more than the start of its first line, enough to recognise a file, too little to give one away.
+fn short_quote(text: &str) -> String {
+    const MAX_CHARS: usize = 12;
+    let first_line = text.lines().next().unwrap_or_default();
+    let total = text.chars().count();
+    match first_line.char_indices().nth(MAX_CHARS) {
+        None if first_line.len() == text.len() => format!("\"{text}\""),
+        Some((cut, _)) => format!("\"{}…\" ({total} characters)", &first_line[..cut]),
+        None => format!("\"{first_line}…\" ({total} characters)"),
     }
 }
 
@@ -703,6 +751,15 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
             pointer.clone(),
             format!(
                 "expected text, found {}; env values are never shown",
+                json_kind_only(instance)
+            ),
+        ),
+        // `env: "API_TOKEN=..."` holds its values in the text itself.
+        _ if pointer == "/run/env" => (
+            pointer.clone(),
+            format!(
+                "expected a mapping of names to values such as {{ API_TOKEN: ... }}, found {}; \
+                 env values are never shown",
                 json_kind_only(instance)
             ),
         ),
@@ -1098,6 +1155,12 @@ fn problem_at(
     code: &'static str,
     message: String,
 ) -> Problem {
+    // Messages quote what the file says, and a file can say ESC: escaped here, every output of a
+    // problem (a terminal, a log, JSON read by a person) is safe to show.
+    let message = match crate::text::escape_controls(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    };
     Problem {
         code,
         line,

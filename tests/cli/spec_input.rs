@@ -132,3 +132,191 @@ fn directories_sockets_and_devices_named_as_specs_are_problems() {
     }
     assert!(problems_of(&document, "ok.yaml").is_empty());
 }
+
+/// Every control character in `text` but the newlines that end its lines, with where it is.
+fn raw_controls(text: &str) -> Vec<(usize, char)> {
+    text.char_indices()
+        .filter(|(_, c)| *c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(c)))
+        .collect()
+}
+
+/// With colour on, the only escape sequences are the colours `jobs` paints: `ESC [ digits m`.
+fn only_colours(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(at) = rest.find('\x1b') {
+        let after = &rest[at + 1..];
+        let Some(body) = after.strip_prefix('[') else {
+            return false;
+        };
+        let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || body.as_bytes().get(digits) != Some(&b'm') {
+            return false;
+        }
+        rest = &body[digits + 1..];
+    }
+    raw_controls(&text.replace('\x1b', "")).is_empty()
+}
+
+#[test]
+fn control_characters_from_specs_never_reach_the_terminal_raw() {
+    let home = TestHome::new();
+    // YAML's "\e" is ESC: a title change, a screen clear, a C1 CSI, a bidi override, a bell.
+    home.spec(
+        "loud.yaml",
+        "id: loud\ndescription: \"a\\e]0;owned\\ab\\e[2Jc\\u009b31md\\u202ee\"\nschedule:\n  every: 1h\nrun:\n  command: [\"echo\", \"\\e[31mred\"]\n  cwd: \"\\e[1m.\"\n",
+    );
+    home.spec(
+        "bad.yaml",
+        "id: bad\nschedule:\n  cron: \"\\e[2J* * * * *\"\n  timezone: \"Europe/\\e[2JBerlin\"\nrun:\n  command: [\"true\"]\n  env: { \"A\\eB\": x }\n",
+    );
+    assert_eq!(
+        home.run(&["pause", "loud", "--reason", "maintenance \x1b[5mnow\x07"])
+            .code,
+        0
+    );
+    let mut seen = Vec::new();
+    for colour in ["never", "always"] {
+        for args in [
+            vec!["list"],
+            vec!["show", "loud"],
+            vec!["show", "bad"],
+            vec!["validate"],
+            vec!["run", "bad"],
+        ] {
+            let mut args = args.clone();
+            args.extend(["--color", colour]);
+            let outcome = home.run(&args);
+            for (stream, text) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+                if colour == "never" {
+                    assert!(
+                        raw_controls(text).is_empty(),
+                        "jobs {args:?} {stream} has raw control characters {:?}:\n{text}",
+                        raw_controls(text)
+                    );
+                } else {
+                    assert!(
+                        only_colours(text),
+                        "jobs {args:?} {stream} has escapes other than colours:\n{text}"
+                    );
+                }
+            }
+            seen.push(outcome.stdout + &outcome.stderr);
+        }
+    }
+    let all = seen.join("\n");
+    // Escaped, not dropped: a reader sees that the spec holds an ESC.
+    for shown in [
+        "a\\x1b]0;owned\\x07b",
+        "\\u{9b}31md",
+        "\\u{202e}e",
+        "maintenance \\x1b[5mnow\\x07",
+        "echo \\x1b[31mred",
+        "Europe/\\x1b[2JBerlin",
+        "/run/env/A\\x1bB",
+    ] {
+        assert!(all.contains(shown), "{shown} is not in the output:\n{all}");
+    }
+}
+
+#[test]
+fn an_env_written_as_text_is_never_echoed() {
+    let home = TestHome::new();
+    home.spec(
+        "leaky.yaml",
+        "id: leaky\nrun:\n  command: [\"true\"]\n  env: \"API_TOKEN=s3cr3t-t0ken-value\"\n",
+    );
+    let (validate, code) = home.json(&["validate"]);
+    assert_eq!(code, 4);
+    let problems = problems_of(&validate, "leaky.yaml");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["code"], "schema");
+    assert_eq!(problems[0]["pointer"], "/run/env");
+    assert_eq!(
+        (problems[0]["line"].as_u64(), problems[0]["column"].as_u64()),
+        (Some(4), Some(3))
+    );
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("env values are never shown")),
+        "{problems:?}"
+    );
+    for args in [
+        vec!["validate"],
+        vec!["--json", "validate"],
+        vec!["list"],
+        vec!["--json", "list"],
+        vec!["show", "leaky"],
+        vec!["--json", "show", "leaky"],
+        vec!["run", "leaky"],
+        vec!["status"],
+    ] {
+        let outcome = home.run(&args);
+        assert!(
+            !outcome.stdout.contains("s3cr3t") && !outcome.stderr.contains("s3cr3t"),
+            "jobs {args:?} echoes the env value:\n{}{}",
+            outcome.stdout,
+            outcome.stderr
+        );
+    }
+}
+
+#[test]
+fn a_linked_file_that_is_not_a_spec_is_quoted_only_in_part() {
+    let home = TestHome::new();
+    let elsewhere = tempfile::tempdir().expect("temporary directory");
+    // The shape of /etc/shadow: YAML reads each line as a key. And a private key: one long text.
+    let hash = "$6$Zq8sAlTsAlT$Kx3hAsHhAsHhAsHhAsHhAsHhAsHhAsHhAsHhAsHhAsHhAsHhAsH";
+    let shadow = elsewhere.path().join("shadow");
+    std::fs::write(
+        &shadow,
+        format!("root:{hash}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n"),
+    )
+    .expect("write");
+    let key = elsewhere.path().join("id_ed25519");
+    let key_body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW";
+    std::fs::write(
+        &key,
+        format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{key_body}\n-----END OPENSSH PRIVATE KEY-----\n"
+        ),
+    )
+    .expect("write");
+    std::os::unix::fs::symlink(&shadow, home.jobs_dir().join("shadow.yaml")).expect("link");
+    std::os::unix::fs::symlink(&key, home.jobs_dir().join("key.yaml")).expect("link");
+
+    let (validate, code) = home.json(&["validate"]);
+    assert_eq!(code, 4);
+    let shadow_problems = problems_of(&validate, "shadow.yaml");
+    assert_eq!(shadow_problems.len(), 1, "{shadow_problems:?}");
+    assert_eq!(shadow_problems[0]["code"], "not_a_spec");
+    assert_eq!(shadow_problems[0]["pointer"], "");
+    let key_problems = problems_of(&validate, "key.yaml");
+    assert_eq!(key_problems.len(), 1, "{key_problems:?}");
+    assert_eq!(key_problems[0]["code"], "not_a_mapping");
+    for args in [
+        vec!["validate"],
+        vec!["--json", "validate"],
+        vec!["list"],
+        vec!["--json", "list"],
+        vec!["show", "shadow"],
+        vec!["show", "key"],
+        vec!["status"],
+    ] {
+        let outcome = home.run(&args);
+        let all = outcome.stdout + &outcome.stderr;
+        // More than a dozen characters of any line is more than a short clip.
+        for secret in [
+            &hash[..10],
+            &key_body[..10],
+            "daemon",
+            "bin:*",
+            "END OPENSSH",
+        ] {
+            assert!(
+                !all.contains(secret),
+                "jobs {args:?} quotes {secret:?} of a file that is not a spec:\n{all}"
+            );
+        }
+    }
+}
