@@ -62,6 +62,7 @@ const PROBLEM_CODES: &[&str] = &[
     "nul_byte",
     "not_a_regular_file",
     "not_a_spec",
+    "every_too_short",
 ];
 
 /// Proptest settings for properties that spawn the binary: few cases (each costs several processes),

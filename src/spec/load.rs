@@ -83,13 +83,35 @@ pub fn is_spec_file_name(name: &str) -> bool {
         && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
-/// A fingerprint of the loader: the schema and the version of jobs. A spec checked by the same loader
-/// and unchanged since need not be checked again.
+/// The revision of the checks the schema cannot express (`semantic_problems`). Raise it whenever a
+/// check is added or tightened: the fingerprint changes with it, so specs an older loader accepted are
+/// checked again, both files the store would trust and the last good versions it keeps.
+const RULES_REVISION: u32 = 2;
+
+/// A fingerprint of the loader: the schema, the rules revision and the version of jobs. A spec checked
+/// by the same loader and unchanged since need not be checked again.
 pub fn loader_fingerprint() -> &'static str {
     static FINGERPRINT: OnceLock<String> = OnceLock::new();
     FINGERPRINT.get_or_init(|| {
-        content_hash(format!("{JOB_SCHEMA}{}", env!("CARGO_PKG_VERSION")).as_bytes())
+        content_hash(
+            format!(
+                "{JOB_SCHEMA}{}rules {RULES_REVISION}",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_bytes(),
+        )
     })
+}
+
+/// Checks again a spec the store kept as JSON (a last good version) that another loader checked: rules
+/// tighten (`every` below a second is refused since revision 2), and a spec this loader refuses must
+/// not run on the strength of an older check. JSON is YAML, so it takes the path a file takes.
+pub fn recheck_stored(
+    spec_json: &str,
+    expected_id: &str,
+    now: DateTime<Utc>,
+) -> Result<LoadedSpec, Vec<Problem>> {
+    load_bytes(spec_json.as_bytes(), expected_id, now)
 }
 
 /// Given a job id and the content hash of its file, a spec already known to be valid for exactly that
@@ -955,6 +977,18 @@ fn semantic_problems(
                         "must be longer than zero".into(),
                     ));
                 }
+                // Every slot is a run or a record of one: `every: 1ms` writes a thousand rows a
+                // second and starves every other job. A 6-field cron fires once a second at most.
+                Ok(d) if *pointer == "/schedule/every" && d < MIN_EVERY => {
+                    out.push((
+                        (*pointer).into(),
+                        "every_too_short",
+                        format!(
+                            "\"{value}\" is shorter than the minimum of {MIN_EVERY}: each slot is a run \
+                             with its own record; use every: {MIN_EVERY} or longer"
+                        ),
+                    ));
+                }
                 Ok(_) => {}
                 Err(e) if has_duration_shape(value) => {
                     out.push((
@@ -1078,6 +1112,9 @@ fn semantic_problems(
     out
 }
 
+/// The shortest `every` a spec may ask for.
+const MIN_EVERY: SpecDuration = SpecDuration::from_millis(1_000);
+
 const DURATION_POINTERS: &[&str] = &[
     "/schedule/every",
     "/schedule/jitter",
@@ -1183,4 +1220,75 @@ fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
         .count()
         + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default()
+    }
+
+    const FULL: &str = "id: full\ndescription: \"tab\\there, ESC \\e, quote \\\" and ü\"\nschedule:\n  every: 15m\n  anchor: 2026-01-01T00:00:00Z\n  jitter: 30s\nrun:\n  command: [\"./x.sh\", \"--a\"]\n  cwd: sub\n  env: { A: \"1\", B: \"two words\" }\n  timeout: 10m\n  kill_grace: 5s\npolicy:\n  max_instances: 2\n  overlap: queue\n  coalesce: false\n  misfire_grace: unlimited\nretry:\n  max_attempts: 3\n  backoff: 1s\n  max_backoff: 1m\n  retry_on: [failed, interrupted]\nretention:\n  keep_last: 5\n  keep_days: 2\ntags: [a, b.c]\n";
+
+    #[test]
+    fn a_stored_last_good_version_passes_its_own_recheck() {
+        let mut sources = vec![(FULL.to_owned(), "full".to_owned())];
+        sources.push(("id: bare\nrun:\n  shell: \"true\"\n".into(), "bare".into()));
+        sources.push((
+            "id: zoned\nschedule:\n  cron: \"30 2 * * *\"\n  timezone: America/New_York\nrun:\n  command: [\"true\"]\n"
+                .into(),
+            "zoned".into(),
+        ));
+        // The bundled examples too: whatever a home holds must survive the round trip.
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        for file in load_dir(&examples, now()).unwrap_or_default() {
+            let source = fs::read_to_string(&file.path).unwrap_or_default();
+            sources.push((source, file.stem_id.unwrap_or_default()));
+        }
+        assert!(sources.len() > 3, "the examples are found");
+        for (source, id) in sources {
+            let loaded = load_source(&source, &id, now())
+                .unwrap_or_else(|problems| panic!("{id}: {problems:?}"));
+            let stored = loaded.json().to_string();
+            let again = recheck_stored(&stored, &id, now())
+                .unwrap_or_else(|problems| panic!("{id}: {stored}: {problems:?}"));
+            assert_eq!(again.spec, loaded.spec, "{id}");
+        }
+    }
+
+    #[test]
+    fn every_below_a_second_is_refused_where_it_is_written() {
+        for short in ["1ms", "999ms"] {
+            let source =
+                format!("id: fast\nschedule:\n  every: {short}\nrun:\n  command: [\"true\"]\n");
+            let problems = load_source(&source, "fast", now())
+                .err()
+                .unwrap_or_default();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(
+                (
+                    problems[0].code,
+                    problems[0].line,
+                    problems[0].column,
+                    problems[0].pointer.as_str()
+                ),
+                ("every_too_short", 3, 3, "/schedule/every")
+            );
+            assert!(
+                problems[0].message.contains("minimum of 1s"),
+                "{problems:?}"
+            );
+            let stored = format!(
+                "{{\"id\":\"fast\",\"schedule\":{{\"every\":\"{short}\"}},\"run\":{{\"command\":[\"true\"]}}}}"
+            );
+            let problems = recheck_stored(&stored, "fast", now())
+                .err()
+                .unwrap_or_default();
+            assert_eq!(problems.first().map(|p| p.code), Some("every_too_short"));
+        }
+        let source = "id: fast\nschedule:\n  every: 1s\nrun:\n  command: [\"true\"]\n";
+        assert!(load_source(source, "fast", now()).is_ok());
+    }
 }

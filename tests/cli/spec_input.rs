@@ -320,3 +320,125 @@ fn a_linked_file_that_is_not_a_spec_is_quoted_only_in_part() {
         }
     }
 }
+
+#[test]
+fn every_below_a_second_is_refused_at_its_position() {
+    let home = TestHome::new();
+    for (id, every) in [("one-ms", "1ms"), ("most", "999ms")] {
+        home.spec(
+            &format!("{id}.yaml"),
+            format!("id: {id}\nschedule:\n  every: {every}\nrun:\n  command: [\"true\"]\n"),
+        );
+    }
+    home.spec(
+        "second.yaml",
+        "id: second\nschedule:\n  every: 1s\nrun:\n  command: [\"true\"]\n",
+    );
+    let (validate, code) = home.json(&["validate"]);
+    assert_eq!(code, 4);
+    for id in ["one-ms", "most"] {
+        let problems = problems_of(&validate, &format!("{id}.yaml"));
+        assert_eq!(problems.len(), 1, "{id}: {problems:?}");
+        assert_eq!(problems[0]["code"], "every_too_short", "{id}");
+        assert_eq!(problems[0]["pointer"], "/schedule/every", "{id}");
+        assert_eq!(
+            (problems[0]["line"].as_u64(), problems[0]["column"].as_u64()),
+            (Some(3), Some(3))
+        );
+    }
+    assert!(problems_of(&validate, "second.yaml").is_empty());
+}
+
+/// What an older `jobs` (one without the one-second minimum) wrote as its loader fingerprint.
+fn older_fingerprint() -> String {
+    jobs::digest::content_hash(
+        format!(
+            "{}{}",
+            jobs::spec::load::JOB_SCHEMA,
+            env!("CARGO_PKG_VERSION")
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn a_sub_second_every_that_an_older_loader_accepted_is_never_scheduled() {
+    let home = TestHome::new();
+    home.spec(
+        "tick.yaml",
+        "id: tick\nschedule:\n  every: 1s\nrun:\n  command: [\"true\"]\n",
+    );
+    // `fast` is unchanged since an older jobs checked it: the store would trust it unparsed.
+    home.spec(
+        "fast.yaml",
+        "id: fast\nschedule:\n  every: 1ms\nrun:\n  command: [\"true\"]\n",
+    );
+    // `broken`'s file turned invalid; its last good version, checked by an older jobs, fires every 1ms.
+    home.spec(
+        "broken.yaml",
+        "id: broken\nschedule:\n  every: 1h\nrun:\n  command: [\"true\"]\npolicy:\n  max_instances: 0\n",
+    );
+    // `kept` is the same with a last good version the rules still accept: it keeps running.
+    home.spec(
+        "kept.yaml",
+        "id: kept\nschedule:\n  every: 1h\nrun:\n  command: [\"true\"]\npolicy:\n  max_instances: 0\n",
+    );
+    assert_eq!(home.run(&["list"]).code, 0);
+    let db =
+        rusqlite::Connection::open(home.path().join("db/jobs.sqlite3")).expect("open the store");
+    let old = older_fingerprint();
+    let stored = |id: &str, every: &str| {
+        format!(
+            "{{\"id\":\"{id}\",\"schedule\":{{\"every\":\"{every}\"}},\"run\":{{\"command\":[\"true\"]}}}}"
+        )
+    };
+    db.execute(
+        "UPDATE jobs SET good_hash = spec_hash, load_error = NULL, spec_json = ?1, checked_by = ?2
+         WHERE id = 'fast'",
+        rusqlite::params![stored("fast", "1ms"), old],
+    )
+    .expect("write the older loader's row");
+    for (id, every) in [("broken", "1ms"), ("kept", "1h")] {
+        let changed = db
+            .execute(
+                "UPDATE jobs SET good_hash = 'from-an-older-file', spec_json = ?1, checked_by = ?2
+                 WHERE id = ?3 AND load_error IS NOT NULL",
+                rusqlite::params![stored(id, every), old, id],
+            )
+            .expect("write the older loader's row");
+        assert_eq!(changed, 1, "{id} is invalid and has a row");
+    }
+    drop(db);
+
+    let (list, code) = home.json(&["list"]);
+    assert_eq!(code, 0);
+    let job = |id: &str| {
+        list["data"]["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .find(|j| j["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {list:#}"))
+            .clone()
+    };
+    for id in ["fast", "broken"] {
+        let entry = job(id);
+        assert_eq!(entry["state"], "invalid", "{id}: {entry:#}");
+        assert!(entry["next_slot"].is_null(), "{id}: {entry:#}");
+    }
+    assert_eq!(job("fast")["problems"][0]["code"], "every_too_short");
+    let kept = job("kept");
+    assert_eq!(kept["state"], "active", "{kept:#}");
+    assert!(kept["next_slot"].is_string(), "{kept:#}");
+
+    let scheduler = start_scheduler(&home, &[]);
+    wait_until("two runs of tick", 15, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'tick' AND status = 'succeeded'") >= 2
+    });
+    assert_eq!(stop(scheduler), 0);
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id IN ('fast', 'broken')"),
+        0,
+        "a sub-second every was scheduled"
+    );
+}
