@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::schedule::Schedule;
-use crate::spec::load::{load_dir_trusting, loader_fingerprint};
+use crate::spec::load::{load_dir_trusting, loader_fingerprint, recheck_stored};
 use crate::spec::{JobSpec, LoadedSpec, Problem, SpecFile};
 use crate::store::{JobRow, Store, SyncReport};
 
@@ -160,7 +160,7 @@ impl Catalog {
             .into_iter()
             .map(|row| {
                 let file = by_id.remove(&row.id);
-                merge(row, file)
+                merge(row, file, now)
             })
             .collect();
         Ok(Self {
@@ -203,7 +203,7 @@ impl Catalog {
     }
 }
 
-fn merge(row: JobRow, file: Option<SpecFile>) -> Job {
+fn merge(row: JobRow, file: Option<SpecFile>, now: DateTime<Utc>) -> Job {
     match file.map(|f| f.outcome) {
         Some(Ok(loaded)) => Job {
             row,
@@ -216,11 +216,17 @@ fn merge(row: JobRow, file: Option<SpecFile>) -> Job {
                 Some(Err(problems)) => problems,
                 _ => Vec::new(),
             };
-            // Fall back on the last good version the store kept.
-            let spec: Option<JobSpec> = row
-                .spec_json
-                .as_deref()
-                .and_then(|t| serde_json::from_str(t).ok());
+            // Fall back on the last good version the store kept, checked again if an older loader
+            // checked it: a spec this loader refuses (such as `every: 1ms`) must not run.
+            let spec: Option<JobSpec> = row.spec_json.as_deref().and_then(|text| {
+                if row.checked_by.as_deref() == Some(loader_fingerprint()) {
+                    serde_json::from_str(text).ok()
+                } else {
+                    recheck_stored(text, &row.id, now)
+                        .ok()
+                        .map(|loaded| loaded.spec)
+                }
+            });
             let schedule = spec
                 .as_ref()
                 .and_then(|s| s.schedule.as_ref())

@@ -1,4 +1,8 @@
-//! Small helpers for the wording of messages: "did you mean" suggestions and casing.
+//! Small helpers for the wording of messages: "did you mean" suggestions, casing, and making text
+//! from specs safe to print.
+
+use std::borrow::Cow;
+use std::fmt::Write;
 
 /// The candidates nearest to `wanted` by edit distance (a substring counts as distance 1), if they are
 /// near enough to be a plausible typo; only the nearest tie is kept, at most `limit` of it.
@@ -40,6 +44,41 @@ pub fn lowercase_first(text: &str) -> String {
     }
 }
 
+/// `text` with every character a terminal could act on written out as an escape: control characters
+/// (ESC starts the sequences that move the cursor, retitle the window or rewrite the screen; C1 holds a
+/// one-byte CSI) as `\n`, `\t`, `\r` or `\x1b`, and the invisible bidi controls that make text read
+/// differently than it is (`\u{202e}`). Text from a spec file or the store passes through this on its
+/// way to a person; JSON output needs no such care, since JSON escapes control characters itself.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
@@ -65,6 +104,24 @@ mod tests {
         assert_eq!(closest("hartbeat", ids, 3), vec!["heartbeat"]);
         assert_eq!(closest("nightly", ids, 3), vec!["nightly-report"]);
         assert!(closest("zzzzzz", ids, 3).is_empty());
+    }
+
+    #[test]
+    fn control_characters_are_written_out() {
+        assert_eq!(
+            escape_controls("plain text, ünïcode"),
+            "plain text, ünïcode"
+        );
+        assert!(matches!(escape_controls("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_controls("a\x1b[2Jb\nc\td\re\x07\x7f"),
+            "a\\x1b[2Jb\\nc\\td\\re\\x07\\x7f"
+        );
+        assert_eq!(escape_controls("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(escape_controls("abc\u{202e}def"), "abc\\u{202e}def");
+        // Escaping escaped text changes nothing, so a message escaped twice reads the same.
+        let once = escape_controls("x\x1by").into_owned();
+        assert_eq!(escape_controls(&once), once);
     }
 
     #[test]

@@ -61,6 +61,9 @@ const PROBLEM_CODES: &[&str] = &[
     "unsafe_permissions",
     "nesting_too_deep",
     "nul_byte",
+    "not_a_regular_file",
+    "not_a_spec",
+    "every_too_short",
 ];
 
 /// Proptest settings for properties that spawn the binary: few cases (each costs several processes),
@@ -436,6 +439,33 @@ const HOSTILE_STEMS: &[&str] = &[
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 ];
 
+/// Characters a terminal acts on: ESC (with a screen clear and a title change), BEL, backspace, CR, a
+/// C1 CSI, DEL and a bidi override.
+const CONTROLS: &[&str] = &[
+    "\\e[2J",
+    "\\e]0;owned\\a",
+    "\\a",
+    "\\b",
+    "\\r",
+    "\\u009b31m",
+    "\\x7f",
+    "\\u202e",
+];
+
+/// Stands for a secret in an env value; it must appear in no output.
+const ENV_SECRET: &str = "s3cr3t-env-value";
+
+/// Ways to write `env` that are not a mapping of names to text, each holding [`ENV_SECRET`].
+const ENV_SHAPES: &[&str] = &[
+    "\"API_TOKEN=s3cr3t-env-value\"",
+    "API_TOKEN=s3cr3t-env-value",
+    "[\"API_TOKEN=s3cr3t-env-value\"]",
+    "\n    - API_TOKEN=s3cr3t-env-value",
+    "{ API_TOKEN: [s3cr3t-env-value] }",
+    "{ API_TOKEN: { s3cr3t-env-value: 1 } }",
+    "{ API_TOKEN: 1234567, OTHER: s3cr3t-env-value }",
+];
+
 /// Characters that mean something to YAML, for mutating a valid spec.
 const YAML_NOISE: &[u8] = b"-:[]{},&*!|>'\"%@#` \t\n\\?0aZ\xc3\xff\x00";
 
@@ -459,6 +489,12 @@ enum Hostile {
     Id(usize),
     /// A valid spec in a file named after one of [`HOSTILE_STEMS`].
     Stem(usize),
+    /// Not a regular file: a FIFO, a directory, a socket, or a link to a device.
+    Special(u8),
+    /// One of [`CONTROLS`] (by index) written into a field (by index) of a spec, valid or not.
+    Controls(usize, u8),
+    /// `env` written as one of [`ENV_SHAPES`].
+    EnvShape(usize),
 }
 
 fn hostile() -> impl Strategy<Value = Hostile> {
@@ -479,11 +515,39 @@ fn hostile() -> impl Strategy<Value = Hostile> {
         (2usize..12).prop_map(Hostile::AliasBomb),
         (0..HOSTILE_IDS.len()).prop_map(Hostile::Id),
         (0..HOSTILE_STEMS.len()).prop_map(Hostile::Stem),
+        (0u8..4).prop_map(Hostile::Special),
+        (0..CONTROLS.len(), 0u8..6).prop_map(|(c, at)| Hostile::Controls(c, at)),
+        (0..ENV_SHAPES.len()).prop_map(Hostile::EnvShape),
     ]
 }
 
 impl Hostile {
-    /// The file name (in `jobs/`) and content; `stem` is a valid id free for this file.
+    /// Makes the entry in `dir` as `stem` (a valid id free for it) and returns its file name.
+    fn create(&self, dir: &Path, stem: &str) -> String {
+        let Self::Special(kind) = self else {
+            let (name, bytes) = self.render(stem);
+            std::fs::write(dir.join(&name), bytes).expect("write a hostile file");
+            return name;
+        };
+        let name = format!("{stem}.yaml");
+        let path = dir.join(&name);
+        match kind {
+            0 => rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::Mode::from_raw_mode(0o644),
+            )
+            .expect("mkfifo"),
+            1 => std::fs::create_dir(&path).expect("mkdir"),
+            // The socket file stays when the listener closes; nothing answers on it.
+            2 => drop(std::os::unix::net::UnixListener::bind(&path).expect("bind a socket")),
+            _ => std::os::unix::fs::symlink("/dev/zero", &path).expect("link to a device"),
+        }
+        name
+    }
+
+    /// The file name (in `jobs/`) and content; `stem` is a valid id free for this file. A special
+    /// file has no content: [`Hostile::create`] makes it.
     fn render(&self, stem: &str) -> (String, Vec<u8>) {
         let name = format!("{stem}.yaml");
         match self {
@@ -563,12 +627,44 @@ impl Hostile {
                 );
                 (format!("{stem}.yaml"), text.into_bytes())
             }
+            Self::Special(_) => (name, Vec::new()),
+            Self::Controls(c, at) => {
+                let c = CONTROLS[*c];
+                let text = match at {
+                    0 => {
+                        format!("id: {stem}\ndescription: \"a{c}b\"\nrun:\n  command: [\"true\"]\n")
+                    }
+                    1 => format!(
+                        "id: {stem}\nrun:\n  command: [\"echo\", \"{c}\"]\n  cwd: \"{c}\"\n"
+                    ),
+                    2 => format!("id: {stem}\nrun:\n  command: [\"true\"]\n  \"comm{c}and\": x\n"),
+                    3 => format!(
+                        "id: {stem}\nschedule:\n  cron: \"{c}* * * * *\"\n  timezone: \"Europe/{c}Berlin\"\nrun:\n  command: [\"true\"]\n"
+                    ),
+                    4 => format!(
+                        "id: {stem}\nrun:\n  command: [\"true\"]\n  env: {{ \"A{c}\": x }}\ntags: [\"{c}\"]\n"
+                    ),
+                    _ => format!("id: \"{stem}{c}\"\nrun:\n  command: [\"true\"]\n"),
+                };
+                (name, text.into_bytes())
+            }
+            Self::EnvShape(i) => {
+                let text = format!(
+                    "id: {stem}\nrun:\n  command: [\"true\"]\n  env: {}\n",
+                    ENV_SHAPES[*i]
+                );
+                (name, text.into_bytes())
+            }
         }
     }
 
     /// Whether the file can never be a valid spec (a truncation or random edit may leave one valid).
     fn always_invalid(&self) -> bool {
-        !matches!(self, Self::Truncated(_) | Self::Mutated(_))
+        // Control characters are allowed in a description, a command and a cwd.
+        !matches!(
+            self,
+            Self::Truncated(_) | Self::Mutated(_) | Self::Controls(_, 0 | 1)
+        )
     }
 }
 
@@ -585,7 +681,26 @@ fn load_here(path: &Path) -> jobs::spec::SpecFile {
 fn check_in_process(name: &str, result: &Result<jobs::spec::LoadedSpec, Vec<Problem>>) {
     if let Err(problems) = result {
         assert_library_problems_well_formed(name, problems);
+        for problem in problems {
+            assert_no_raw_controls(name, &problem.message);
+            assert!(
+                !problem.message.contains(ENV_SECRET),
+                "{name}: a problem echoes an env value: {problem:?}"
+            );
+        }
     }
+}
+
+/// Text for a terminal holds no control character but the newlines that end its lines.
+fn assert_no_raw_controls(what: &str, text: &str) {
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|c| *c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(c)))
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "{what}: raw control characters {raw:?} in:\n{text}"
+    );
 }
 
 proptest! {
@@ -593,10 +708,9 @@ proptest! {
 
     #[test]
     fn the_loader_never_panics_and_positions_every_problem(entry in hostile()) {
-        let (name, bytes) = entry.render("fuzz");
         let dir = tempfile::tempdir().expect("temp dir");
+        let name = entry.create(dir.path(), "fuzz");
         let path = dir.path().join(&name);
-        std::fs::write(&path, &bytes).expect("write");
         let file = load_here(&path);
         check_in_process(&name, &file.outcome);
         if entry.always_invalid() {
@@ -639,7 +753,12 @@ fn check_home(home: &TestHome, case: usize, entries: &[Hostile], text_too: bool)
     for entry in std::fs::read_dir(home.jobs_dir()).expect("jobs/").flatten() {
         let name = entry.file_name();
         if name != "good.yaml" && name != "manual.yaml" {
-            std::fs::remove_file(entry.path()).expect("remove a hostile file");
+            let path = entry.path();
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir(&path).expect("remove a hostile directory");
+            } else {
+                std::fs::remove_file(&path).expect("remove a hostile file");
+            }
         }
     }
     let mut written = Vec::new();
@@ -647,9 +766,9 @@ fn check_home(home: &TestHome, case: usize, entries: &[Hostile], text_too: bool)
     all.push(Hostile::WrongType(0));
     for (n, entry) in all.iter().enumerate() {
         // Fresh stems per case, so that no job keeps a last good version from an earlier case.
-        let (name, bytes) = entry.render(&format!("c{case}h{n}"));
-        // Two hostile stems may be the same; the later one then simply replaces the earlier.
-        home.spec(&name, &bytes);
+        // Two hostile stems may be the same; the later one then simply replaces the earlier. A
+        // special file always has a fresh stem, so nothing is ever written through a FIFO.
+        let name = entry.create(&home.jobs_dir(), &format!("c{case}h{n}"));
         let file = load_here(&home.jobs_dir().join(&name));
         written.retain(|(n, _): &(String, bool)| *n != name);
         written.push((name, file.is_ok()));
@@ -659,12 +778,33 @@ fn check_home(home: &TestHome, case: usize, entries: &[Hostile], text_too: bool)
         let text = home.run(&["validate"]);
         assert_no_crash("validate", &text);
         assert_eq!(text.code, 4, "{}\n{}", text.stdout, text.stderr);
+        assert_no_raw_controls("validate", &format!("{}{}", text.stdout, text.stderr));
         text.stdout
     });
+    let human_list = home.run(&["list"]);
+    assert_no_crash("list", &human_list);
+    assert_no_raw_controls(
+        "list",
+        &format!("{}{}", human_list.stdout, human_list.stderr),
+    );
+    for (what, output) in [
+        ("validate", text.as_deref().unwrap_or_default()),
+        ("list", human_list.stdout.as_str()),
+    ] {
+        assert!(
+            !output.contains(ENV_SECRET),
+            "{what} echoes an env value:\n{output}"
+        );
+    }
 
     let outcome = home.run(&["--json", "validate"]);
     assert_no_crash("validate --json", &outcome);
     assert_eq!(outcome.code, 4);
+    assert!(
+        !outcome.stdout.contains(ENV_SECRET),
+        "validate --json echoes an env value:\n{}",
+        outcome.stdout
+    );
     let report = outcome.json();
     assert_eq!(report["ok"], false);
     assert_eq!(report["error"]["code"], "job_invalid_spec");
@@ -683,9 +823,15 @@ fn check_home(home: &TestHome, case: usize, entries: &[Hostile], text_too: bool)
         assert_eq!(problems.is_empty(), *ok, "{path:?}: problems iff invalid");
         for problem in problems {
             assert_problem_well_formed(&path, problem);
-            // The text form names the file, line and column of every problem.
+            // The text form names the file, line and column of every problem, with any control
+            // character in the name escaped.
             if let Some(text) = &text {
-                let place = format!("{path}:{}:{}: ", problem["line"], problem["column"]);
+                let place = format!(
+                    "{}:{}:{}: ",
+                    jobs::text::escape_controls(&path),
+                    problem["line"],
+                    problem["column"]
+                );
                 assert!(
                     text.contains(&place),
                     "{place:?} missing from the text report:\n{text}"
@@ -728,6 +874,11 @@ fn check_home(home: &TestHome, case: usize, entries: &[Hostile], text_too: bool)
     let list = home.run(&["--json", "list"]);
     assert_no_crash("list", &list);
     assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(
+        !list.stdout.contains(ENV_SECRET),
+        "list --json echoes an env value:\n{}",
+        list.stdout
+    );
     let list = list.json();
     let jobs = list["data"]["jobs"].as_array().expect("jobs");
     for id in ["good", "manual"] {
@@ -780,6 +931,11 @@ fn every_hostile_id_and_file_name_is_refused_with_a_position() {
     entries.push(Hostile::Nested(100_000, 1));
     entries.push(Hostile::Nested(900, 2));
     entries.push(Hostile::Huge(1024 * 1024));
+    entries.extend((0..4).map(Hostile::Special));
+    for c in 0..CONTROLS.len() {
+        entries.extend((0..6).map(|at| Hostile::Controls(c, at)));
+    }
+    entries.extend((0..ENV_SHAPES.len()).map(Hostile::EnvShape));
     check_home(&home_with_good_specs(), 0, &entries, true);
 }
 

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::entry::Ctx;
-use super::output::{Report, Style, Table, local, relative, utc};
+use super::output::{Report, Style, Table, escape_controls, local, relative, utc};
 use crate::catalog::{Catalog, Job, JobState};
 use crate::error::Result;
 
@@ -93,16 +93,22 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
             human.push_str(&out.paint(
                 Style::Yellow,
                 &format!(
-                    "{}: spec has {} problem(s){fallback}: {first}\n",
-                    job.row.spec_path,
-                    job.problems.len()
+                    "{}: spec has {} problem(s){fallback}: {}\n",
+                    escape_controls(&job.row.spec_path),
+                    job.problems.len(),
+                    escape_controls(first)
                 ),
             ));
         }
         for (path, reason) in stray {
+            // A stray file's name is whatever someone managed to create in `jobs/`.
             human.push_str(&out.paint(
                 Style::Yellow,
-                &format!("{}: ignored: {reason}\n", ctx.home.display_path(path)),
+                &format!(
+                    "{}: ignored: {}\n",
+                    escape_controls(&ctx.home.display_path(path)),
+                    escape_controls(reason)
+                ),
             ));
         }
         human.push_str("run `jobs validate` for details\n");

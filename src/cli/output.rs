@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 use crate::error::Error;
+pub use crate::text::escape_controls;
 
 /// What a command produced: the JSON `data`, the human rendering of the same, and, when the command
 /// completed but found something wrong (invalid specs), the error that decides the exit code. `data`
@@ -85,9 +86,19 @@ impl Output {
                 json!({ "ok": false, "error": error_json(error) })
             ));
         } else {
-            let mut text = format!("{} {error}\n", self.paint(Style::Red, "error:"));
+            // An error can quote a spec (its first problem) or the command line.
+            let message = error.to_string();
+            let mut text = format!(
+                "{} {}\n",
+                self.paint(Style::Red, "error:"),
+                escape_controls(&message)
+            );
             if let Some(hint) = error.hint() {
-                text.push_str(&format!("{} {hint}\n", self.paint(Style::Dim, "hint:")));
+                text.push_str(&format!(
+                    "{} {}\n",
+                    self.paint(Style::Dim, "hint:"),
+                    escape_controls(&hint)
+                ));
             }
             let _ = std::io::stderr().write_all(text.as_bytes());
         }
@@ -129,8 +140,19 @@ impl Table {
     }
 
     pub fn render(&self, out: &Output) -> String {
+        // Cells hold text from specs and the store (a description, a reason); none reaches the
+        // terminal raw, whatever the colour setting.
+        let rows: Vec<Vec<(String, Style)>> = self
+            .rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|(text, style)| (escape_controls(text).into_owned(), *style))
+                    .collect()
+            })
+            .collect();
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
+        for row in &rows {
             for (i, (text, _)) in row.iter().enumerate() {
                 if let Some(width) = widths.get_mut(i) {
                     *width = (*width).max(text.chars().count());
@@ -143,7 +165,7 @@ impl Table {
             .iter()
             .map(|h| ((*h).to_owned(), Style::Bold))
             .collect();
-        for row in std::iter::once(&header).chain(&self.rows) {
+        for row in std::iter::once(&header).chain(&rows) {
             let last = row.len().saturating_sub(1);
             let mut line = String::new();
             for (i, (cell, style)) in row.iter().enumerate() {
@@ -242,6 +264,23 @@ mod tests {
         assert_eq!(
             table.render(&out),
             "ID         STATE\nheartbeat  active\na          paused\n"
+        );
+    }
+
+    #[test]
+    fn table_cells_never_carry_control_characters() {
+        let out = Output {
+            json: false,
+            color: false,
+        };
+        let mut table = Table::new(vec!["ID", "DESCRIPTION"]);
+        table.row(vec![
+            ("a".into(), Style::Plain),
+            ("x\x1b]0;owned\x07\ny".into(), Style::Dim),
+        ]);
+        assert_eq!(
+            table.render(&out),
+            "ID  DESCRIPTION\na   x\\x1b]0;owned\\x07\\ny\n"
         );
     }
 

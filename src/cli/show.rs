@@ -6,7 +6,7 @@ use serde_json::json;
 use super::entry::Ctx;
 use super::history;
 use super::list::state_style;
-use super::output::{Report, Style, local, relative, utc, zoned};
+use super::output::{Report, Style, escape_controls, local, relative, utc, zoned};
 use crate::error::Result;
 use crate::run::run_name;
 use crate::store::RunRow;
@@ -29,16 +29,19 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
         _ => Vec::new(),
     };
 
+    // Every value below is safe to print: text from the spec or the store (a description, a reason, a
+    // command) goes through `safe`, since it can hold ESC and the terminal would act on it.
+    let safe = |text: &str| escape_controls(text).into_owned();
     let mut lines: Vec<(&str, String)> = Vec::new();
     lines.push((
         "description",
-        spec.and_then(|s| s.description.clone())
-            .unwrap_or_else(|| "-".into()),
+        spec.and_then(|s| s.description.as_deref())
+            .map_or_else(|| "-".into(), safe),
     ));
-    lines.push(("spec", row.spec_path.clone()));
+    lines.push(("spec", safe(&row.spec_path)));
     let mut state_text = out.paint(state_style(state, !job.problems.is_empty()), state.as_str());
     if let Some(by) = &row.state_by {
-        state_text.push_str(&format!(" (by {by}"));
+        state_text.push_str(&format!(" (by {}", safe(by)));
         if let Some(at) = row
             .state_at
             .and_then(chrono::DateTime::from_timestamp_millis)
@@ -46,7 +49,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             state_text.push_str(&format!(", {}", relative(at, now)));
         }
         if let Some(reason) = &row.state_reason {
-            state_text.push_str(&format!(": {reason}"));
+            state_text.push_str(&format!(": {}", safe(reason)));
         }
         state_text.push(')');
     }
@@ -58,9 +61,9 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
         (Some(schedule), Some(tz)) => {
             lines.push((
                 "schedule",
-                format!("{} ({})", schedule.expression(), tz.name()),
+                format!("{} ({})", safe(&schedule.expression()), tz.name()),
             ));
-            lines.push(("in words", schedule.describe()));
+            lines.push(("in words", safe(&schedule.describe())));
         }
         _ => lines.push(("schedule", "manual: runs only with `jobs run`".into())),
     }
@@ -92,12 +95,12 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             (None, Some(shell)) => format!("sh -c {shell:?}"),
             (None, None) => "-".into(),
         };
-        lines.push(("command", command));
-        lines.push(("cwd", run.cwd.clone()));
+        lines.push(("command", safe(&command)));
+        lines.push(("cwd", safe(&run.cwd)));
         if !run.env.is_empty() {
             lines.push((
                 "env",
-                run.env.keys().cloned().collect::<Vec<_>>().join(", "),
+                safe(&run.env.keys().cloned().collect::<Vec<_>>().join(", ")),
             ));
         }
         lines.push((
@@ -130,7 +133,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             },
         ));
         if !spec.tags.is_empty() {
-            lines.push(("tags", spec.tags.join(", ")));
+            lines.push(("tags", safe(&spec.tags.join(", "))));
         }
     }
     let describe = |row: &Option<RunRow>| {
@@ -163,7 +166,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
         );
         lines.push((
             if i == 0 { "problems" } else { "" },
-            out.paint(Style::Yellow, &text),
+            out.paint(Style::Yellow, &safe(&text)),
         ));
     }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::entry::Ctx;
-use super::output::{Report, Style};
+use super::output::{Report, Style, escape_controls};
 use crate::error::{Error, Result};
 use crate::spec::{SpecFile, load_dir, load_file};
 
@@ -34,18 +34,20 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
     let invalid = files.iter().filter(|(_, f)| !f.is_ok()).count();
     let mut human = String::new();
     for (shown, file) in &files {
+        // A file name, a key in the pointer and a quoted value can each hold ESC.
+        let shown = escape_controls(shown);
         for problem in file.problems() {
             let place = out.paint(
                 Style::Bold,
                 &format!("{shown}:{}:{}:", problem.line, problem.column),
             );
-            let message = one_line(&problem.message);
+            let message = escape_controls(&problem.message);
             if problem.pointer.is_empty() {
                 human.push_str(&format!("{place} {message}\n"));
             } else {
                 human.push_str(&format!(
                     "{place} {}: {message}\n",
-                    one_line(&problem.pointer)
+                    escape_controls(&problem.pointer)
                 ));
             }
         }
@@ -79,18 +81,4 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`): each problem is one line, and a
-/// key holding a newline (an env name, say) must not split it or forge another.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_debug().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }

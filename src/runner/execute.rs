@@ -271,10 +271,9 @@ pub async fn execute(
                 }
                 Ok(QueuedStart::Waiting) | Err(()) => {}
             }
+            // A queued run was decided (overlap `queue`), not just claimed early: at shutdown it is
+            // recorded as interrupted before it began, rather than starting during the grace.
             if held(&plan.control) {
-                if let Some(outcome) = release(&plan, &store).await {
-                    return outcome;
-                }
                 return finish(
                     &plan,
                     &store,

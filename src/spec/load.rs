@@ -84,13 +84,35 @@ pub fn is_spec_file_name(name: &str) -> bool {
         && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
-/// A fingerprint of the loader: the schema and the version of jobs. A spec checked by the same loader
-/// and unchanged since need not be checked again.
+/// The revision of the checks the schema cannot express (`semantic_problems`). Raise it whenever a
+/// check is added or tightened: the fingerprint changes with it, so specs an older loader accepted are
+/// checked again, both files the store would trust and the last good versions it keeps.
+const RULES_REVISION: u32 = 2;
+
+/// A fingerprint of the loader: the schema, the rules revision and the version of jobs. A spec checked
+/// by the same loader and unchanged since need not be checked again.
 pub fn loader_fingerprint() -> &'static str {
     static FINGERPRINT: OnceLock<String> = OnceLock::new();
     FINGERPRINT.get_or_init(|| {
-        content_hash(format!("{JOB_SCHEMA}{}", env!("CARGO_PKG_VERSION")).as_bytes())
+        content_hash(
+            format!(
+                "{JOB_SCHEMA}{}rules {RULES_REVISION}",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_bytes(),
+        )
     })
+}
+
+/// Checks again a spec the store kept as JSON (a last good version) that another loader checked: rules
+/// tighten (`every` below a second is refused since revision 2), and a spec this loader refuses must
+/// not run on the strength of an older check. JSON is YAML, so it takes the path a file takes.
+pub fn recheck_stored(
+    spec_json: &str,
+    expected_id: &str,
+    now: DateTime<Utc>,
+) -> Result<LoadedSpec, Vec<Problem>> {
+    load_bytes(spec_json.as_bytes(), expected_id, now)
 }
 
 /// Given a job id and the content hash of its file, a spec already known to be valid for exactly that
@@ -250,12 +272,29 @@ pub fn load_source(
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
+    use std::os::unix::fs::OpenOptionsExt;
     let unreadable = |e: std::io::Error| {
         problem_at(1, 1, "", "unreadable", format!("cannot read the file: {e}"))
     };
-    let file = fs::File::open(path).map_err(unreadable)?;
+    // Anyone who can write to `jobs/` can put a FIFO, a socket or a device there, and opening a FIFO
+    // blocks until someone writes to it: every command and the scheduler would hang on it. So the
+    // type is looked at before the open (a device is never even opened), the open itself cannot block,
+    // and the type is checked again on the handle in case the path was swapped in between.
+    // `metadata` follows links: a spec may be a link an operator made to a file elsewhere.
+    let metadata = fs::metadata(path).map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(not_a_regular_file(&metadata.file_type()));
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
+        .open(path)
+        .map_err(unreadable)?;
     // Checked on the open handle, so the file judged is the file read.
     let metadata = file.metadata().map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(not_a_regular_file(&metadata.file_type()));
+    }
     if let Some(problem) = unsafe_ownership(&metadata, rustix::process::geteuid().is_root()) {
         return Err(problem);
     }
@@ -273,6 +312,30 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
         ));
     }
     Ok(bytes)
+}
+
+fn not_a_regular_file(kind: &fs::FileType) -> Problem {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "something other than a regular file"
+    };
+    problem_at(
+        1,
+        1,
+        "",
+        "not_a_regular_file",
+        format!(
+            "this is {what}, and only regular files are read as specs; remove it or replace it with a file"
+        ),
+    )
 }
 
 /// A process running as root runs a spec's command as root, so, as cron does, it refuses a spec that
@@ -339,6 +402,10 @@ fn load_bytes(
         )]);
     };
 
+    if let Some(problem) = implausible_spec(&root, &object) {
+        return Err(vec![problem]);
+    }
+
     let json = Value::Object(std::mem::take(&mut object));
     for error in validator().iter_errors(&json) {
         problems.push(schema_problem(&root, &error));
@@ -379,6 +446,33 @@ fn load_bytes(
         None => None,
     };
     Ok(LoadedSpec { spec, schedule })
+}
+
+/// A mapping none of whose keys is a field of a spec is not a plausible spec: a file of `name:value`
+/// lines (`/etc/shadow` is one) reads as YAML keys, and the schema's problems would quote each key in
+/// full, in both the message and the pointer. Such a file gets one problem that quotes no more than
+/// the start of its first key. An empty mapping quotes nothing and goes on to the schema.
+fn implausible_spec(root: &MarkedYaml<'_>, object: &Map<String, Value>) -> Option<Problem> {
+    let fields = known_properties("");
+    if object.is_empty() || object.keys().any(|key| fields.contains(key)) {
+        return None;
+    }
+    let YamlData::Mapping(mapping) = &root.data else {
+        return None;
+    };
+    let (key, _) = mapping.iter().next()?;
+    Some(problem_at(
+        key.span.start.line().max(1),
+        key.span.start.col() + 1,
+        "",
+        "not_a_spec",
+        format!(
+            "none of the keys is a field of a job spec ({}), the first is {}; check that this is the \
+             file you meant, and start a spec with id: and run:",
+            fields.join(", "),
+            describe_node(key)
+        ),
+    ))
 }
 
 /// The ids `jobs` accepts, as in the schema: `^[a-z0-9][a-z0-9_-]{0,62}$`.
@@ -570,7 +664,10 @@ fn to_json(
                 problems,
                 pointer,
                 "yaml_tag",
-                format!("tags such as {tag} are not supported in specs; remove the tag"),
+                format!(
+                    "tags such as {} are not supported in specs; remove the tag",
+                    short_quote(&tag.to_string())
+                ),
             );
             None
         }
@@ -594,8 +691,22 @@ fn describe_node(node: &MarkedYaml<'_>) -> String {
         YamlData::Value(Scalar::Boolean(b)) => format!("the boolean {b}"),
         YamlData::Value(Scalar::Integer(i)) => format!("the number {i}"),
         YamlData::Value(Scalar::FloatingPoint(f)) => format!("the number {f}"),
-        YamlData::Value(Scalar::String(s)) => format!("the text \"{s}\""),
+        YamlData::Value(Scalar::String(s)) => format!("the text {}", short_quote(s)),
         _ => "a value".into(),
+    }
+}
+
+/// A file whose top level is not a mapping is not a plausible spec: it may be any file a link points
+/// at (`/etc/shadow`, a key), read with the privileges of whoever runs `jobs`. Its problems quote no
+/// more than the start of its first line, enough to recognise a file, too little to give one away.
+fn short_quote(text: &str) -> String {
+    const MAX_CHARS: usize = 12;
+    let first_line = text.lines().next().unwrap_or_default();
+    let total = text.chars().count();
+    match first_line.char_indices().nth(MAX_CHARS) {
+        None if first_line.len() == text.len() => format!("\"{text}\""),
+        Some((cut, _)) => format!("\"{}…\" ({total} characters)", &first_line[..cut]),
+        None => format!("\"{first_line}…\" ({total} characters)"),
     }
 }
 
@@ -663,6 +774,15 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
             pointer.clone(),
             format!(
                 "expected text, found {}; env values are never shown",
+                json_kind_only(instance)
+            ),
+        ),
+        // `env: "API_TOKEN=..."` holds its values in the text itself.
+        _ if pointer == "/run/env" => (
+            pointer.clone(),
+            format!(
+                "expected a mapping of names to values such as {{ API_TOKEN: ... }}, found {}; \
+                 env values are never shown",
                 json_kind_only(instance)
             ),
         ),
@@ -860,6 +980,18 @@ fn semantic_problems(
                         "must be longer than zero".into(),
                     ));
                 }
+                // Every slot is a run or a record of one: `every: 1ms` writes a thousand rows a
+                // second and starves every other job. A 6-field cron fires once a second at most.
+                Ok(d) if *pointer == "/schedule/every" && d < MIN_EVERY => {
+                    out.push((
+                        (*pointer).into(),
+                        "every_too_short",
+                        format!(
+                            "\"{value}\" is shorter than the minimum of {MIN_EVERY}: each slot is a run \
+                             with its own record; use every: {MIN_EVERY} or longer"
+                        ),
+                    ));
+                }
                 Ok(_) => {}
                 Err(e) if has_duration_shape(value) => {
                     out.push((
@@ -1001,6 +1133,9 @@ fn semantic_problems(
     out
 }
 
+/// The shortest `every` a spec may ask for.
+const MIN_EVERY: SpecDuration = SpecDuration::from_millis(1_000);
+
 const DURATION_POINTERS: &[&str] = &[
     "/schedule/every",
     "/schedule/jitter",
@@ -1078,6 +1213,12 @@ fn problem_at(
     code: &'static str,
     message: String,
 ) -> Problem {
+    // Messages quote what the file says, and a file can say ESC: escaped here, every output of a
+    // problem (a terminal, a log, JSON read by a person) is safe to show.
+    let message = match crate::text::escape_controls(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    };
     Problem {
         code,
         line,
@@ -1100,4 +1241,75 @@ fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
         .count()
         + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default()
+    }
+
+    const FULL: &str = "id: full\ndescription: \"tab\\there, ESC \\e, quote \\\" and ü\"\nschedule:\n  every: 15m\n  anchor: 2026-01-01T00:00:00Z\n  jitter: 30s\nrun:\n  command: [\"./x.sh\", \"--a\"]\n  cwd: sub\n  env: { A: \"1\", B: \"two words\" }\n  timeout: 10m\n  kill_grace: 5s\npolicy:\n  max_instances: 2\n  overlap: queue\n  coalesce: false\n  misfire_grace: unlimited\nretry:\n  max_attempts: 3\n  backoff: 1s\n  max_backoff: 1m\n  retry_on: [failed, interrupted]\nretention:\n  keep_last: 5\n  keep_days: 2\ntags: [a, b.c]\n";
+
+    #[test]
+    fn a_stored_last_good_version_passes_its_own_recheck() {
+        let mut sources = vec![(FULL.to_owned(), "full".to_owned())];
+        sources.push(("id: bare\nrun:\n  shell: \"true\"\n".into(), "bare".into()));
+        sources.push((
+            "id: zoned\nschedule:\n  cron: \"30 2 * * *\"\n  timezone: America/New_York\nrun:\n  command: [\"true\"]\n"
+                .into(),
+            "zoned".into(),
+        ));
+        // The bundled examples too: whatever a home holds must survive the round trip.
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        for file in load_dir(&examples, now()).unwrap_or_default() {
+            let source = fs::read_to_string(&file.path).unwrap_or_default();
+            sources.push((source, file.stem_id.unwrap_or_default()));
+        }
+        assert!(sources.len() > 3, "the examples are found");
+        for (source, id) in sources {
+            let loaded = load_source(&source, &id, now())
+                .unwrap_or_else(|problems| panic!("{id}: {problems:?}"));
+            let stored = loaded.json().to_string();
+            let again = recheck_stored(&stored, &id, now())
+                .unwrap_or_else(|problems| panic!("{id}: {stored}: {problems:?}"));
+            assert_eq!(again.spec, loaded.spec, "{id}");
+        }
+    }
+
+    #[test]
+    fn every_below_a_second_is_refused_where_it_is_written() {
+        for short in ["1ms", "999ms"] {
+            let source =
+                format!("id: fast\nschedule:\n  every: {short}\nrun:\n  command: [\"true\"]\n");
+            let problems = load_source(&source, "fast", now())
+                .err()
+                .unwrap_or_default();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(
+                (
+                    problems[0].code,
+                    problems[0].line,
+                    problems[0].column,
+                    problems[0].pointer.as_str()
+                ),
+                ("every_too_short", 3, 3, "/schedule/every")
+            );
+            assert!(
+                problems[0].message.contains("minimum of 1s"),
+                "{problems:?}"
+            );
+            let stored = format!(
+                "{{\"id\":\"fast\",\"schedule\":{{\"every\":\"{short}\"}},\"run\":{{\"command\":[\"true\"]}}}}"
+            );
+            let problems = recheck_stored(&stored, "fast", now())
+                .err()
+                .unwrap_or_default();
+            assert_eq!(problems.first().map(|p| p.code), Some("every_too_short"));
+        }
+        let source = "id: fast\nschedule:\n  every: 1s\nrun:\n  command: [\"true\"]\n";
+        assert!(load_source(source, "fast", now()).is_ok());
+    }
 }

@@ -16,6 +16,7 @@ mod output_limits;
 mod runbooks;
 mod runs;
 mod scheduler;
+mod spec_input;
 mod store_access;
 mod store_sync;
 mod tail;
