@@ -1542,3 +1542,83 @@ fn a_relative_home_of_dot_runs_jobs() {
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(output.status.code(), Some(0), "{report}");
 }
+
+/// Where a link can be planted among the files `jobs` writes under the home, and the command that
+/// would write there.
+enum Planted {
+    /// `db/<name>` before the store exists, or beside it once it does.
+    Store(&'static str),
+    /// A file in the directory of a run whose owner died, settled by the next command.
+    DeadRun(&'static str),
+}
+
+#[test]
+fn links_planted_in_runs_and_db_are_never_written_through() {
+    let cases = [
+        Planted::Store("jobs.sqlite3"),
+        Planted::Store("jobs.sqlite3-wal"),
+        Planted::Store("jobs.sqlite3-shm"),
+        Planted::Store("jobs.sqlite3-journal"),
+        Planted::DeadRun("events.jsonl"),
+        Planted::DeadRun(".summary.md.tmp"),
+        Planted::DeadRun(".run_receipt.json.tmp"),
+        Planted::DeadRun("summary.md"),
+    ];
+    for case in cases {
+        let home = TestHome::new();
+        let outside = tempfile::tempdir().expect("outside");
+        let victim = outside.path().join("victim");
+        let original = "one\ntwo without a newline";
+        std::fs::write(&victim, original).expect("victim");
+        home.spec("m.yaml", "id: m\nrun:\n  shell: \"sleep 30\"\n");
+        let (what, outcome) = match case {
+            Planted::Store(name) => {
+                if name != "jobs.sqlite3" {
+                    assert_eq!(home.run(&["list"]).code, 0, "a store to plant beside");
+                    let _ = std::fs::remove_file(home.path().join("db").join(name));
+                } else {
+                    std::fs::create_dir_all(home.path().join("db")).expect("db");
+                }
+                std::os::unix::fs::symlink(&victim, home.path().join("db").join(name))
+                    .expect("plant");
+                (format!("db/{name}"), home.run(&["--json", "list"]))
+            }
+            Planted::DeadRun(name) => {
+                let mut run = KillOnDrop(home.command(&["run", "m"]).spawn().expect("run"));
+                wait_until("m#1 running", 10, || {
+                    home.path().join("runs/m/1/events.jsonl").exists()
+                        && home.count("SELECT COUNT(*) FROM runs WHERE status = 'running'") == 1
+                });
+                run.kill().expect("kill -9");
+                run.wait().expect("reap");
+                let path = home.path().join("runs/m/1").join(name);
+                let _ = std::fs::remove_file(&path);
+                std::os::unix::fs::symlink(&victim, &path).expect("plant");
+                (format!("runs/m/1/{name}"), home.run(&["--json", "history"]))
+            }
+        };
+        assert_no_crash(&what, &outcome);
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            original,
+            "{what}: the file the link points to is untouched: {outcome:?}"
+        );
+        let entries: Vec<_> = std::fs::read_dir(outside.path())
+            .expect("outside")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            entries.len(),
+            1,
+            "{what}: nothing created outside: {entries:?}"
+        );
+        if let Planted::Store(_) = case {
+            assert_eq!(outcome.code, 6, "{what}: {outcome:?}");
+            assert!(
+                outcome.stdout.contains(&what) && outcome.stdout.contains("symbolic link"),
+                "{what}: the error names the link: {outcome:?}"
+            );
+        }
+    }
+}

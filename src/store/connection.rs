@@ -65,6 +65,30 @@ pub struct Store {
     pub(crate) conn: Connection,
 }
 
+/// SQLite follows a link at the store's path (and makes its `-wal` and `-shm` beside the link's
+/// target), so a link planted at `db/jobs.sqlite3` or one of its companions would have the store
+/// written outside the home: refused, naming the link. (`db/` itself may be a link an operator made.)
+fn refuse_links(path: &Path) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = path.with_file_name(format!("{name}{suffix}"));
+        if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::io(
+                "open the store",
+                &file,
+                std::io::Error::other(
+                    "it is a symbolic link; the store and its -wal, -shm and -journal files must be \
+                     real files",
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
@@ -79,6 +103,7 @@ impl Store {
                 .create(dir)
                 .map_err(|e| Error::io("create the store directory", dir, e))?;
         }
+        refuse_links(path)?;
         let new = !path.exists();
         let conn = Connection::open(path)
             .map_err(|e| Error::store(format!("open the store {}", path.display()), e))?;
