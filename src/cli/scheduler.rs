@@ -7,10 +7,9 @@ use serde_json::json;
 
 use super::entry::Ctx;
 use super::output::Report;
-use super::run::stop_signal;
 use crate::clock::SystemClock;
 use crate::error::Result;
-use crate::scheduler::{Options, run as run_scheduler};
+use crate::scheduler::{Options, Shutdown, run as run_scheduler};
 
 pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report> {
     let runtime = super::entry::async_runtime()?;
@@ -20,11 +19,16 @@ pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report>
         ..Options::default()
     };
     let home = ctx.home.clone();
-    let stop = {
+    let shutdown = {
         let _inside = runtime.enter();
-        stop_signal()
+        shutdown_on_signals()
     };
-    let summary = runtime.block_on(run_scheduler(home, options, Arc::new(SystemClock), stop))?;
+    let summary = runtime.block_on(run_scheduler(
+        home,
+        options,
+        Arc::new(SystemClock),
+        shutdown,
+    ))?;
     // Runs still winding down must not keep the process alive past this point.
     runtime.shutdown_timeout(Duration::from_secs(1));
     if dry_run {
@@ -53,4 +57,31 @@ pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report>
         }),
         human,
     ))
+}
+
+/// Every SIGINT or SIGTERM is one shutdown request: the first lets runs finish within the grace, a
+/// second stops them at once. The handlers are installed here, at call time (inside the runtime), so a
+/// signal during start-up meets them rather than the default action that would kill the process.
+fn shutdown_on_signals() -> Shutdown {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (handle, shutdown) = crate::scheduler::shutdown::channel();
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    let (Ok(mut interrupt), Ok(mut terminate)) = streams else {
+        tracing::error!(
+            "cannot install the SIGINT and SIGTERM handlers; stop the scheduler with SIGKILL"
+        );
+        return shutdown;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => handle.request(),
+                _ = terminate.recv() => handle.request(),
+            }
+        }
+    });
+    shutdown
 }

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use super::lock::{OwnerLock, StoreIdentity};
 use super::reconcile::{orphaned_runs, reconcile_runs};
+use super::shutdown::Shutdown;
 use crate::artifacts::{EventKind, EventLog, RunDir};
 use crate::catalog::{Catalog, JobState};
 use crate::clock::{Clock, millis, rfc3339, rfc3339_ms};
@@ -97,6 +98,30 @@ struct Daemon {
     starts: tokio::sync::mpsc::UnboundedSender<Started>,
     /// Set at shutdown: runs that have not started by then never do.
     hold: watch::Sender<bool>,
+    /// The jobs of the home by kind, as of the last reload; `None` before the first.
+    census: Option<Census>,
+}
+
+/// How many jobs of each kind the home has, for the start-up line: the loop's table holds only those
+/// on a schedule, which alone would read as if the others were lost.
+#[derive(Debug, Clone, Copy, Default)]
+struct Census {
+    manual_only: usize,
+    paused: usize,
+    disabled: usize,
+    invalid: usize,
+}
+
+impl Census {
+    fn count(&mut self, job: &crate::catalog::Job) {
+        match job.state() {
+            JobState::Paused => self.paused += 1,
+            JobState::Disabled => self.disabled += 1,
+            JobState::Invalid => self.invalid += 1,
+            JobState::Active if job.schedule.is_none() => self.manual_only += 1,
+            JobState::Active | JobState::Removed => {}
+        }
+    }
 }
 
 /// `resume --catchup all` makes up for at most this many slots, the latest ones: each becomes a queued
@@ -116,7 +141,7 @@ pub async fn run(
     home: Home,
     options: Options,
     clock: Arc<dyn Clock>,
-    shutdown: impl std::future::Future<Output = ()>,
+    mut shutdown: Shutdown,
 ) -> Result<Summary> {
     let me = owner();
     let _lock = OwnerLock::acquire(&home, &me)?;
@@ -167,10 +192,20 @@ pub async fn run(
         fatal: None,
         starts: starts_tx,
         hold: watch::Sender::new(false),
+        census: None,
     };
     daemon.reload()?;
     daemon.plan_retries(&interrupted);
-    tracing::info!(jobs = daemon.jobs.len(), "scheduler started");
+    let census = daemon.census.unwrap_or_default();
+    tracing::info!(
+        scheduled = daemon.jobs.len(),
+        manual_only = census.manual_only,
+        paused = census.paused,
+        disabled = census.disabled,
+        invalid = census.invalid,
+        "scheduler started: {} job(s) on a schedule",
+        daemon.jobs.len()
+    );
 
     let watcher = super::watch::watch(&daemon.home.jobs_dir());
     let (_watch_guard, mut spec_changes) = match watcher {
@@ -181,7 +216,6 @@ pub async fn run(
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     let mut rescan = tokio::time::interval(options.rescan_every);
     rescan.reset();
-    tokio::pin!(shutdown);
     loop {
         let sleep = daemon.time_to_next_due();
         tokio::select! {
@@ -194,13 +228,15 @@ pub async fn run(
             _ = heartbeat.tick() => daemon.heartbeat(pid),
             Some(first) = starts.recv() => daemon.record_starts(first, &mut starts),
             Some(finished) = daemon.runs.join_next() => daemon.finished(finished),
-            () = &mut shutdown => break,
+            () = shutdown.requested(1) => break,
         }
         if daemon.fatal.is_some() {
             break;
         }
     }
-    let interrupted_at_shutdown = daemon.shut_down(options.shutdown_grace, &mut starts).await;
+    let interrupted_at_shutdown = daemon
+        .shut_down(options.shutdown_grace, &mut starts, &mut shutdown)
+        .await;
     if let Ok(mut store) = daemon.store.lock() {
         let _ = store.release_owner(pid);
     }
@@ -232,22 +268,29 @@ impl Daemon {
         // rather than going unseen. (Our own commits never change it.)
         let version = self.store()?.data_version()?;
         let catalog = Catalog::open(&self.home, now)?;
-        let sync = &catalog.sync;
-        for id in &sync.added {
-            tracing::info!(job = %id, "new job");
+        // What is logged is what changed in this loop's own table, whoever synced the files (a client
+        // such as `jobs list` may have synced a new spec before the scheduler saw it).
+        let first_load = self.census.is_none();
+        let mut census = Census::default();
+        for job in &catalog.jobs {
+            census.count(job);
+            if let Some(problem) = job.problems.first()
+                && (catalog.sync.invalid.iter().any(|id| id == job.id()) || first_load)
+            {
+                tracing::warn!(
+                    job = %job.id(),
+                    problem = %format!("{}:{}: {}: {}", job.row.spec_path, problem.line, problem.pointer, problem.message),
+                    "spec is invalid; {}",
+                    if job.spec.is_some() { "keeping its last good version" } else { "it has never been valid, so it does not run" }
+                );
+            }
         }
-        for id in &sync.rescheduled {
+        for id in &catalog.sync.rescheduled {
             tracing::info!(job = %id, "schedule changed; its slots since the last one recorded are judged");
-        }
-        for id in &sync.invalid {
-            tracing::warn!(job = %id, "spec is invalid; keeping its last good version");
-        }
-        for id in &sync.removed {
-            tracing::info!(job = %id, "spec file removed; job no longer scheduled");
         }
         let mut jobs = HashMap::new();
         let mut missing_slots = Vec::new();
-        for job in catalog.jobs {
+        for job in &catalog.jobs {
             let operator = match job.state() {
                 JobState::Active => Operator::Active,
                 JobState::Paused => Operator::Paused,
@@ -283,6 +326,35 @@ impl Daemon {
             jobs.insert(job.row.id.clone(), entry);
         }
         self.store()?.set_next_slots(&missing_slots)?;
+        if !first_load {
+            let mut added: Vec<&String> = jobs
+                .keys()
+                .filter(|id| !self.jobs.contains_key(*id))
+                .collect();
+            added.sort();
+            for id in added {
+                tracing::info!(job = %id, "new job scheduled");
+            }
+            let mut gone: Vec<&String> = self
+                .jobs
+                .keys()
+                .filter(|id| !jobs.contains_key(*id))
+                .collect();
+            gone.sort();
+            for id in gone {
+                let why = catalog
+                    .jobs
+                    .iter()
+                    .find(|job| job.id() == id.as_str())
+                    .map_or("its spec is gone", |job| match job.state() {
+                        JobState::Removed => "its spec file was removed",
+                        JobState::Disabled => "it is disabled",
+                        _ => "it has no schedule any more",
+                    });
+                tracing::info!(job = %id, "job no longer scheduled: {why}");
+            }
+        }
+        self.census = Some(census);
         self.data_version = version;
         self.jobs = jobs;
         Ok(())
@@ -858,27 +930,58 @@ impl Daemon {
         &mut self,
         grace: Duration,
         starts: &mut tokio::sync::mpsc::UnboundedReceiver<Started>,
+        shutdown: &mut Shutdown,
     ) -> usize {
-        tracing::info!(runs = self.runs.len(), "shutting down");
         // Runs claimed ahead (or queued) that have not started never start now: they give their
         // slots back. Those running get the grace.
         self.hold.send_replace(true);
+        if !self.stops.is_empty() {
+            let mut names: Vec<String> = self
+                .stops
+                .keys()
+                .map(|(job, seq)| run_name(job, *seq))
+                .collect();
+            names.sort();
+            tracing::warn!(
+                runs = %names.join(", "),
+                grace = %humantime(grace),
+                "shutting down: waiting for the runs in flight to finish, then stopping them; send SIGINT or SIGTERM again to stop them now"
+            );
+        } else {
+            tracing::info!("shutting down: no run in flight");
+        }
+        let mut stopped_early = false;
         let waited = tokio::time::timeout(grace, async {
             loop {
                 tokio::select! {
                     Some(first) = starts.recv() => self.record_starts(first, starts),
                     finished = self.runs.join_next() => match finished {
                         Some(finished) => self.finished(finished),
-                        None => break,
+                        None => return true,
                     },
+                    () = shutdown.requested(2) => {
+                        stopped_early = true;
+                        return false;
+                    }
                 }
             }
         })
         .await;
-        if waited.is_ok() {
+        if waited == Ok(true) {
             return 0;
         }
         let left = self.runs.len();
+        if stopped_early {
+            tracing::warn!(
+                runs = left,
+                "a second stop request: stopping the runs in flight now"
+            );
+        } else {
+            tracing::warn!(
+                runs = left,
+                "the shutdown grace is over: stopping the runs in flight"
+            );
+        }
         for stop in self.stops.values() {
             let _ = stop.send(Some(RunStatus::Interrupted));
         }
@@ -889,6 +992,15 @@ impl Daemon {
             self.record_starts(next, starts);
         }
         left
+    }
+}
+
+/// A duration as an operator writes it (`30s`, `1500ms`).
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 

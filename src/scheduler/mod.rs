@@ -4,6 +4,8 @@
 pub mod daemon;
 pub mod lock;
 pub mod reconcile;
+pub mod shutdown;
 pub mod watch;
 
 pub use daemon::{Options, run};
+pub use shutdown::{Shutdown, ShutdownHandle};

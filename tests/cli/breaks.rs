@@ -380,3 +380,81 @@ fn disabling_a_job_drops_its_queued_run_recorded_as_skipped() {
         Some("run_finished".into())
     );
 }
+
+#[test]
+fn the_first_stop_request_says_what_it_waits_for_and_a_second_stops_the_runs_at_once() {
+    let home = TestHome::new();
+    home.spec(
+        "long.yaml",
+        format!("id: long\n{EVERY_SECOND}run:\n  shell: \"sleep 60\"\n"),
+    );
+    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log");
+    let mut scheduler = crate::common::KillOnDrop(
+        home.command(&["scheduler", "--shutdown-grace", "60s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start"),
+    );
+    wait_until("a run in flight", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE status = 'running' AND started_at IS NOT NULL")
+            >= 1
+    });
+    crate::common::signal(&scheduler, rustix::process::Signal::INT);
+    wait_until("the scheduler saying what it waits for", 10, || {
+        let log = scheduler_log(&home);
+        log.contains("long#1") && log.contains("60s") && log.contains("again to stop them now")
+    });
+    let asked = std::time::Instant::now();
+    crate::common::signal(&scheduler, rustix::process::Signal::INT);
+    let status = wait_exit(&mut scheduler, 20);
+    assert_eq!(status.code(), Some(0), "{}", scheduler_log(&home));
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "the second request did not wait for the grace"
+    );
+    assert!(scheduler_log(&home).contains("second stop request"));
+    let (status, started): (String, Option<i64>) = home
+        .db()
+        .query_row(
+            "SELECT status, started_at FROM runs WHERE job_id = 'long' AND seq = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("long#1");
+    assert_eq!(status, "interrupted");
+    assert!(started.is_some());
+}
+
+#[test]
+fn the_scheduler_logs_jobs_a_client_synced_first_and_says_what_is_wrong_with_a_spec() {
+    let home = TestHome::new();
+    home.spec("manual.yaml", crate::common::manual_spec("manual"));
+    home.spec(
+        "bad.yaml",
+        "id: bad\nschedule:\n  every: 0s\nrun:\n  command: [\"true\"]\n",
+    );
+    let scheduler = start_scheduler(&home, &[]);
+    wait_until("the start-up line", 10, || {
+        scheduler_log(&home).contains("scheduler started")
+    });
+    let log = scheduler_log(&home);
+    assert!(
+        log.contains("manual_only=1") && log.contains("invalid=1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("/schedule/every"),
+        "the problem itself is logged: {log}"
+    );
+    // A client syncs the new spec before the scheduler sees it: the scheduler still says so.
+    home.spec(
+        "later.yaml",
+        format!("id: later\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
+    );
+    assert_eq!(home.run(&["list"]).code, 0);
+    wait_until("the new job logged", 10, || {
+        scheduler_log(&home).contains("new job scheduled") && scheduler_log(&home).contains("later")
+    });
+    assert_eq!(stop(scheduler), 0);
+}
