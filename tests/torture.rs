@@ -468,8 +468,9 @@ fn check_artifacts(home: &TestHome, job: &str, seq: i64, status: &str, out: &mut
     }
 }
 
-/// Every time the store keeps for a run is the one its receipt says, to the millisecond: when it was
-/// claimed, when its command started (neither has one if it never started) and when it ended.
+/// Every time the store keeps for a run is the one its receipt says, to the millisecond: its slot and
+/// due time, when it was claimed, when its command started (neither has one if it never started) and
+/// when it ended.
 fn check_times(
     home: &TestHome,
     job: &str,
@@ -478,12 +479,12 @@ fn check_times(
     name: &str,
     out: &mut Vec<String>,
 ) {
-    let row: (i64, Option<i64>, Option<i64>) = home
+    let row: (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>) = home
         .db()
         .query_row(
-            "SELECT claimed_at, started_at, finished_at FROM runs WHERE job_id = ?1 AND seq = ?2",
+            "SELECT claimed_at, started_at, finished_at, slot, due_at FROM runs WHERE job_id = ?1 AND seq = ?2",
             rusqlite::params![job, seq],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .expect("the run's row");
     let at = |field: &str| {
@@ -497,6 +498,8 @@ fn check_times(
         ("claimed_at", Some(row.0)),
         ("started_at", row.1),
         ("finished_at", row.2),
+        ("slot", row.3),
+        ("due_at", row.4),
     ] {
         if at(field) != store {
             out.push(format!(
