@@ -249,7 +249,7 @@ pub async fn execute(
                     )
                     .map_err(|_| ())
             });
-            match started {
+            let ended = match started {
                 Ok(QueuedStart::Started) => break,
                 Ok(QueuedStart::Dropped { reason }) => {
                     tracing::info!(run = %run_name(&plan.job_id, plan.seq), "dropped from the queue: the job is {reason}");
@@ -257,23 +257,16 @@ pub async fn execute(
                     receipt.message = Some(format!(
                         "skipped: the job was {reason} while this run waited in the queue"
                     ));
-                    return finish(
-                        &plan,
-                        &store,
-                        &clock,
-                        &mut receipt,
-                        Some(&events),
-                        &summary::Output::default(),
-                        RunStatus::Skipped,
-                        artifact_error,
-                    )
-                    .await;
+                    Some(RunStatus::Skipped)
                 }
-                Ok(QueuedStart::Waiting) | Err(()) => {}
-            }
-            // A queued run was decided (overlap `queue`), not just claimed early: at shutdown it is
-            // recorded as interrupted before it began, rather than starting during the grace.
-            if held(&plan.control) {
+                // A queued run was decided (overlap `queue`), not just claimed early: at shutdown it
+                // is recorded as interrupted before it began, rather than starting during the grace.
+                Ok(QueuedStart::Waiting) | Err(()) if held(&plan.control) => {
+                    Some(RunStatus::Interrupted)
+                }
+                Ok(QueuedStart::Waiting) | Err(()) => None,
+            };
+            if let Some(status) = ended {
                 return finish(
                     &plan,
                     &store,
@@ -281,7 +274,7 @@ pub async fn execute(
                     &mut receipt,
                     Some(&events),
                     &summary::Output::default(),
-                    RunStatus::Interrupted,
+                    status,
                     artifact_error,
                 )
                 .await;
