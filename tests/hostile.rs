@@ -1338,6 +1338,10 @@ impl Unwritable {
                 .status()
                 .is_ok_and(|s| s.success());
             if !mounted {
+                assert!(
+                    std::env::var_os("JOBS_TEST_STRICT").is_none(),
+                    "cannot mount a read-only tmpfs here, and JOBS_TEST_STRICT is set"
+                );
                 eprintln!("cannot mount a read-only tmpfs here; skipping the unwritable case");
                 return None;
             }

@@ -174,15 +174,29 @@ impl TestHome {
         events
     }
 
-    /// A number from the store (a count, a counter); 0 while the store does not exist yet.
+    /// A number from the store (a count, a counter); 0 while the store does not exist yet or has no
+    /// tables yet (a scheduler still starting). Any other failure (a typo in the query, a damaged
+    /// store) fails the test: a count that quietly read 0 would make every "none left" check pass.
     pub fn count(&self, sql: &str) -> i64 {
         let path = self.path().join("db/jobs.sqlite3");
-        let Ok(db) =
-            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        else {
+        if !path.exists() {
             return 0;
-        };
-        db.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+        }
+        let db = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the store");
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        let migrated: i64 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("read the store's version");
+        if migrated == 0 {
+            return 0;
+        }
+        db.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// The store's row of a run: (status, attempts, exit_code, error_code).

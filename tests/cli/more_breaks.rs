@@ -49,7 +49,7 @@ fn retention_with_overlap(overlap: &str, keep_last: usize, slots: i64) -> TestHo
     // Counted by seq, not by rows: retention removes rows as the scheduler goes. Stopped just after a
     // skipped slot, so that the newest row is a record and the runs that ran are older.
     wait_until("slots with a row, the newest skipped", 40, || {
-        home.count("SELECT MAX(seq) FROM runs WHERE job_id = 'k'") >= slots
+        home.count("SELECT COALESCE(MAX(seq), 0) FROM runs WHERE job_id = 'k'") >= slots
             && home.count(
                 "SELECT status = 'skipped' FROM runs WHERE job_id = 'k' ORDER BY seq DESC LIMIT 1",
             ) == 1
@@ -75,7 +75,7 @@ fn retention_with_overlap(overlap: &str, keep_last: usize, slots: i64) -> TestHo
     );
     // The records newer than the oldest kept run stay: they tell what happened meanwhile.
     let oldest = kept_runs.iter().min().copied().unwrap_or_default();
-    let total = home.count("SELECT MAX(seq) FROM runs WHERE job_id = 'k'");
+    let total = home.count("SELECT COALESCE(MAX(seq), 0) FROM runs WHERE job_id = 'k'");
     let newer: Vec<i64> = rows
         .iter()
         .map(|(seq, _)| *seq)
