@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::entry::{Ctx, catalog_with_runs};
 use super::lifecycle::operator;
 use super::output::{Report, escape_controls};
-use crate::clock::millis;
+use crate::clock::{millis, rfc3339_ms};
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, run_name};
 use crate::runner::execute::run_is_alive;
@@ -135,8 +135,8 @@ fn describe(run: &RunRow) -> Value {
         "status": run.status.as_str(),
         "trigger": run.trigger.as_str(),
         "owner": run.owner,
-        "claimed_at": run.claimed_at,
-        "started_at": run.started_at,
+        "claimed_at": rfc3339_ms(run.claimed_at),
+        "started_at": run.started_at.map(rfc3339_ms),
     })
 }
 

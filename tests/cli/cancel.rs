@@ -491,3 +491,33 @@ fn a_cancelled_run_whose_scheduler_died_is_not_retried_as_interrupted() {
         scheduler_log(&home)
     );
 }
+
+#[test]
+fn a_queued_run_is_cancelled_before_it_starts() {
+    let home = TestHome::new();
+    home.spec(
+        "line.yaml",
+        long_job("line", "policy:\n  max_instances: 1\n  overlap: queue\n"),
+    );
+    let mut first = spawn(&home, &["run", "line"]);
+    pid_of(&home, 1);
+    let mut second = spawn(&home, &["run", "line"]);
+    wait_until("the second run to be queued", 10, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE seq = 2 AND status = 'queued'") == 1
+    });
+    let (json, code) = home.json(&["cancel", "line", "--run", "2"]);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(json["data"]["runs"][0]["was"], "queued");
+    assert_eq!(json["data"]["runs"][0]["status"], "cancelled");
+    assert_eq!(wait_exit(&mut second, 5).code(), Some(1));
+    let (status, attempts, _, _) = home.run_row("line", 2);
+    assert_eq!((status.as_str(), attempts), ("cancelled", 0));
+    assert!(!home.path().join("pid.2").exists(), "its command never ran");
+    assert_eq!(
+        home.run_row("line", 1).0,
+        "running",
+        "the run ahead goes on"
+    );
+    assert_eq!(home.run(&["cancel", "line"]).code, 0);
+    assert_eq!(wait_exit(&mut first, 5).code(), Some(1));
+}
