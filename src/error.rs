@@ -41,6 +41,22 @@ pub enum Error {
         id: String,
         seq: i64,
     },
+    /// `jobs cancel` of a job with no run queued, running or waiting to retry.
+    NoRunInFlight {
+        id: String,
+    },
+    /// `jobs cancel --run N` of a run that has ended already.
+    RunNotInFlight {
+        id: String,
+        seq: i64,
+        status: &'static str,
+    },
+    /// `jobs cancel` recorded its requests, but these runs were not recorded as ended within the
+    /// wait: their owner has not carried the request out yet.
+    CancelPending {
+        runs: Vec<String>,
+        waited: std::time::Duration,
+    },
     /// `seq` is a record of slots that did not run (skipped, missed): there is nothing to replay or tail.
     NotARun {
         id: String,
@@ -182,7 +198,11 @@ impl Error {
         match self {
             Self::Usage { .. } => "usage",
             Self::JobNotFound { .. } => "job_not_found",
-            Self::RunNotFound { .. } | Self::NotARun { .. } => "run_not_found",
+            Self::RunNotFound { .. }
+            | Self::NotARun { .. }
+            | Self::NoRunInFlight { .. }
+            | Self::RunNotInFlight { .. } => "run_not_found",
+            Self::CancelPending { .. } => "cancel_pending",
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => "job_invalid_spec",
             Self::Store { .. } | Self::StoreTooNew { .. } => "store_error",
             Self::StoreBusy { .. } => "store_busy",
@@ -205,9 +225,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage { .. } => exit::USAGE,
-            Self::JobNotFound { .. } | Self::RunNotFound { .. } | Self::NotARun { .. } => {
-                exit::NOT_FOUND
-            }
+            Self::JobNotFound { .. }
+            | Self::RunNotFound { .. }
+            | Self::NotARun { .. }
+            | Self::NoRunInFlight { .. }
+            | Self::RunNotInFlight { .. } => exit::NOT_FOUND,
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => exit::INVALID_SPEC,
             Self::Store { .. }
             | Self::StoreBusy { .. }
@@ -220,7 +242,8 @@ impl Error {
             | Self::FileExists { .. }
             | Self::SchedulerAlreadyRunning { .. }
             | Self::SchedulerNotRunning
-            | Self::SchedulerUnresponsive { .. } => exit::CONFLICT,
+            | Self::SchedulerUnresponsive { .. }
+            | Self::CancelPending { .. } => exit::CONFLICT,
             Self::JobRemoved { .. } => exit::NOT_FOUND,
             Self::ArtifactWrite { .. } | Self::StoreReplaced { .. } => exit::STORE_OR_IO,
             Self::Internal { .. } => exit::INTERNAL,
@@ -235,9 +258,15 @@ impl Error {
                 Some(format!("did you mean: {}?", close.join(", ")))
             }
             Self::JobNotFound { .. } => Some("run `jobs list` to see the known jobs".into()),
-            Self::RunNotFound { id, .. } | Self::NotARun { id, .. } => {
+            Self::RunNotFound { id, .. }
+            | Self::NotARun { id, .. }
+            | Self::NoRunInFlight { id }
+            | Self::RunNotInFlight { id, .. } => {
                 Some(format!("run `jobs history {id}` to see its runs"))
             }
+            Self::CancelPending { .. } => Some(
+                "the request stays and the owner stops the run when it sees it; follow it with `jobs tail ID --run N -f`, and if its owner is hung see runbooks/stuck-run.md".into(),
+            ),
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => {
                 Some("run `jobs validate` for every problem with its position".into())
             }
@@ -298,6 +327,25 @@ impl fmt::Display for Error {
             Self::Usage { message } => write!(f, "{message}"),
             Self::JobNotFound { id, .. } => write!(f, "no job with id `{id}`"),
             Self::RunNotFound { id, seq } => write!(f, "job `{id}` has no run {seq}"),
+            Self::NoRunInFlight { id } => write!(
+                f,
+                "job `{id}` has no run in flight (queued, running or waiting to retry): nothing to cancel"
+            ),
+            Self::RunNotInFlight { id, seq, status } => {
+                write!(
+                    f,
+                    "{id}#{seq} is not in flight (it is {status}): nothing to cancel"
+                )
+            }
+            Self::CancelPending { runs, waited } => write!(
+                f,
+                "cancel requested, but {} not recorded as ended within {} s",
+                match runs.as_slice() {
+                    [one] => format!("{one} was"),
+                    several => format!("{} were", several.join(", ")),
+                },
+                waited.as_secs_f64()
+            ),
             Self::NotARun {
                 id,
                 seq,

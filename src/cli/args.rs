@@ -118,6 +118,12 @@ pub enum Command {
         /// Why, for `jobs show` and the next person on call
         #[arg(long)]
         reason: Option<String>,
+        /// Also cancel the job's runs in flight (by default they finish)
+        #[arg(long)]
+        cancel: bool,
+        /// With --cancel: return once the cancel is requested, without waiting for the runs to end
+        #[arg(long, requires = "cancel")]
+        no_wait: bool,
     },
     /// Schedule a paused job again
     Resume {
@@ -133,12 +139,35 @@ pub enum Command {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+        /// Also cancel the job's runs in flight (by default they finish)
+        #[arg(long)]
+        cancel: bool,
+        /// With --cancel: return once the cancel is requested, without waiting for the runs to end
+        #[arg(long, requires = "cancel")]
+        no_wait: bool,
     },
     /// Re-enable a disabled job; it continues from its next slot after now
     Enable {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Cancel a job's run in flight (running, queued or waiting to retry), whichever process owns it;
+    /// waits until it is recorded cancelled
+    Cancel {
+        id: String,
+        /// This run (required when several are in flight)
+        #[arg(long, conflicts_with = "all")]
+        run: Option<i64>,
+        /// Every run of the job in flight
+        #[arg(long)]
+        all: bool,
+        /// Why, recorded with the run
+        #[arg(long)]
+        reason: Option<String>,
+        /// Return once the request is recorded, without waiting for the runs to end
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Is a scheduler running, what is in flight, what comes next, what is broken
     Status,

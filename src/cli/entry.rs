@@ -108,9 +108,18 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             shutdown_grace,
             ..
         } => super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration()),
-        Command::Pause { id, reason } => {
-            super::lifecycle::run(ctx, &id, StateChange::Pause, reason.as_deref())
-        }
+        Command::Pause {
+            id,
+            reason,
+            cancel,
+            no_wait,
+        } => super::lifecycle::run(
+            ctx,
+            &id,
+            StateChange::Pause,
+            reason.as_deref(),
+            super::lifecycle::cancelling(cancel, no_wait),
+        ),
         Command::Resume {
             id,
             catchup,
@@ -121,14 +130,45 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
                 CatchupArg::Latest => Some("latest"),
                 CatchupArg::All => Some("all"),
             };
-            super::lifecycle::run(ctx, &id, StateChange::Resume { catchup }, reason.as_deref())
+            super::lifecycle::run(
+                ctx,
+                &id,
+                StateChange::Resume { catchup },
+                reason.as_deref(),
+                None,
+            )
         }
-        Command::Disable { id, reason } => {
-            super::lifecycle::run(ctx, &id, StateChange::Disable, reason.as_deref())
-        }
+        Command::Disable {
+            id,
+            reason,
+            cancel,
+            no_wait,
+        } => super::lifecycle::run(
+            ctx,
+            &id,
+            StateChange::Disable,
+            reason.as_deref(),
+            super::lifecycle::cancelling(cancel, no_wait),
+        ),
         Command::Enable { id, reason } => {
-            super::lifecycle::run(ctx, &id, StateChange::Enable, reason.as_deref())
+            super::lifecycle::run(ctx, &id, StateChange::Enable, reason.as_deref(), None)
         }
+        Command::Cancel {
+            id,
+            run,
+            all,
+            reason,
+            no_wait,
+        } => super::cancel::run(
+            ctx,
+            &id,
+            &super::cancel::CancelArgs {
+                run,
+                all,
+                reason,
+                wait: !no_wait,
+            },
+        ),
         Command::Status => super::status::run(ctx),
         Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
         Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),

@@ -1,8 +1,10 @@
 //! `jobs pause | resume | disable | enable <id>`: the operator's state of a job, recorded with who,
-//! when and why. A running scheduler sees the change within a second.
+//! when and why. A running scheduler sees the change within a second. `pause` and `disable` with
+//! `--cancel` also cancel the job's runs in flight, as `jobs cancel --all` does.
 
 use serde_json::json;
 
+use super::cancel::{cancel_runs, in_flight, wait_bound};
 use super::entry::Ctx;
 use super::output::Report;
 use crate::catalog::Catalog;
@@ -10,10 +12,30 @@ use crate::clock::millis;
 use crate::error::Result;
 use crate::store::StateChange;
 
-pub fn run(ctx: &Ctx, id: &str, change: StateChange<'_>, reason: Option<&str>) -> Result<Report> {
+/// `--cancel` of `pause` and `disable`: whether to wait for the runs to end.
+#[derive(Debug, Clone, Copy)]
+pub struct Cancelling {
+    pub wait: bool,
+}
+
+pub fn cancelling(cancel: bool, no_wait: bool) -> Option<Cancelling> {
+    cancel.then_some(Cancelling { wait: !no_wait })
+}
+
+pub fn run(
+    ctx: &Ctx,
+    id: &str,
+    change: StateChange<'_>,
+    reason: Option<&str>,
+    cancel: Option<Cancelling>,
+) -> Result<Report> {
     let now = ctx.clock.now();
     let mut catalog = Catalog::open(&ctx.home, now)?;
-    catalog.job(id)?;
+    let kill_grace = catalog
+        .job(id)?
+        .spec
+        .as_ref()
+        .map(|spec| spec.run.kill_grace.as_duration());
     let by = operator();
     let before = catalog
         .store
@@ -56,18 +78,83 @@ pub fn run(ctx: &Ctx, id: &str, change: StateChange<'_>, reason: Option<&str>) -
         StateChange::Resume { catchup } => catchup,
         _ => None,
     };
-    let data = json!({ "id": id, "state": after, "previous": before, "changed": true, "by": by, "reason": reason, "catchup": catchup });
-    Ok(Report::ok(data, human))
+    let mut data = json!({ "id": id, "state": after, "previous": before, "changed": true, "by": by, "reason": reason, "catchup": catchup });
+    let mut error = None;
+    if let Some(Cancelling { wait }) = cancel {
+        // Read after the change: a run claimed up to it is in the list, and none can be claimed by the
+        // scheduler after it.
+        let runs = in_flight(&catalog.store, id)?;
+        let why = match reason {
+            Some(reason) => format!("job {verb}: {reason}"),
+            None => format!("job {verb}"),
+        };
+        let cancelled = cancel_runs(
+            ctx,
+            &mut catalog.store,
+            id,
+            &runs,
+            &by,
+            Some(&why),
+            wait.then(|| wait_bound(kill_grace)),
+        )?;
+        if runs.is_empty() {
+            human.push_str("no run was in flight\n");
+        }
+        human.push_str(&cancelled.human);
+        data["cancelled"] = json!(cancelled.entries);
+        error = cancelled.error;
+    } else if matches!(change, StateChange::Pause | StateChange::Disable)
+        && !in_flight(&catalog.store, id)?.is_empty()
+    {
+        let (command, retries) = if change == StateChange::Pause {
+            ("pause", "a scheduled run starts no further retry")
+        } else {
+            ("disable", "it starts no further retry")
+        };
+        human.push_str(&format!(
+            "its run in flight goes on ({retries}); `jobs cancel {id}` (or `jobs {command} {id} --cancel`) stops it\n"
+        ));
+    }
+    Ok(Report { data, human, error })
 }
 
-/// Who made the change: the login name and the host.
-fn operator() -> String {
+/// Who made the change: the user name and the host. `$USER` when set, else the name of the real
+/// user id in /etc/passwd (cron and systemd units often leave `$USER` unset), else the uid.
+pub(super) fn operator() -> String {
     let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|user| !user.is_empty())
+        .unwrap_or_else(|| {
+            let uid = rustix::process::getuid().as_raw();
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            user_of_uid(&passwd, uid).unwrap_or_else(|| format!("uid{uid}"))
+        });
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
         .into_owned();
     format!("{user}@{host}")
+}
+
+/// The name of `uid` in a passwd(5) file's text.
+fn user_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse::<u32>().ok()? == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_of_a_uid_comes_from_its_passwd_line() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(user_of_uid(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_of_uid(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_of_uid(passwd, 7), None);
+    }
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod backup;
+mod cancel;
 mod entry;
 mod history;
 mod lifecycle;

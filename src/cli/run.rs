@@ -1,10 +1,12 @@
 //! `jobs run <id>... | --all`: run jobs now, in parallel or one after another, streaming their output;
 //! or with `--detach`, hand each run to a background process of its own and return at once.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -17,6 +19,7 @@ use crate::catalog::{Catalog, JobState};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, owner, run_name};
+use crate::runner::attempt::Stop;
 use crate::runner::{ClaimOf, RunOutcome, claim_run, execute};
 use crate::spec::JobSpec;
 use crate::store::Store;
@@ -88,13 +91,19 @@ pub fn run_targets(
     let home = ctx.home.root().to_owned();
     let clock = Arc::clone(&ctx.clock);
     Ok(runtime.block_on(async move {
-        let (cancel_tx, cancel) = watch::channel(None);
+        let stops = Stops::default();
         let stop = stop_signal();
+        let on_signal = stops.clone();
         tokio::spawn(async move {
             stop.await;
-            let _ = cancel_tx.send(Some(RunStatus::Cancelled));
+            on_signal.stop_all();
         });
         let me = owner();
+        tokio::spawn(watch_cancel_requests(
+            Arc::clone(&store),
+            me.clone(),
+            stops.clone(),
+        ));
         let mut results: Vec<(String, TargetResult)> = Vec::new();
         let mut pending = Vec::new();
         for target in targets {
@@ -106,7 +115,7 @@ pub fn run_targets(
             } = target;
             // Checked before every claim: after Ctrl-C in a sequential run, the jobs still waiting
             // must not start, and a claim would only record a run that never ran.
-            if cancel.borrow().is_some() {
+            if stops.stopping() {
                 results.push((id, TargetResult::NotRun));
                 continue;
             }
@@ -130,13 +139,8 @@ pub fn run_targets(
                 }
             };
             let observer = (!out.json).then(|| live_output(&id, several));
-            let run = execute(
-                plan,
-                Arc::clone(&store),
-                Arc::clone(&clock),
-                observer,
-                cancel.clone(),
-            );
+            let stop = stops.register(&id, plan.seq);
+            let run = execute(plan, Arc::clone(&store), Arc::clone(&clock), observer, stop);
             if sequential {
                 results.push((id, TargetResult::Ran(run.await)));
             } else {
@@ -154,6 +158,100 @@ pub fn run_targets(
         }
         results
     }))
+}
+
+/// The stop channels of the runs this process owns: a signal stops them all (and nothing more
+/// starts), a cancel request in the store only its run.
+#[derive(Clone, Default)]
+struct Stops(Arc<Mutex<StopsInner>>);
+
+#[derive(Default)]
+struct StopsInner {
+    /// Set by SIGINT or SIGTERM.
+    all: bool,
+    runs: HashMap<(String, i64), watch::Sender<Option<RunStatus>>>,
+}
+
+impl Stops {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StopsInner> {
+        match self.0.lock() {
+            Ok(inner) => inner,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The stop channel of a run just claimed. Under the same lock as [`Self::stop_all`], so a signal
+    /// that came between the claim and now still reaches it.
+    fn register(&self, job_id: &str, seq: i64) -> Stop {
+        let mut inner = self.lock();
+        let (tx, rx) = watch::channel(inner.all.then_some(RunStatus::Cancelled));
+        inner.runs.insert((job_id.to_owned(), seq), tx);
+        rx
+    }
+
+    fn stop_all(&self) {
+        let mut inner = self.lock();
+        inner.all = true;
+        for tx in inner.runs.values() {
+            cancel(tx);
+        }
+    }
+
+    fn stop(&self, job_id: &str, seq: i64) -> bool {
+        let inner = self.lock();
+        inner
+            .runs
+            .get(&(job_id.to_owned(), seq))
+            .is_some_and(cancel)
+    }
+
+    fn stopping(&self) -> bool {
+        self.lock().all
+    }
+}
+
+/// Asks a run to stop as cancelled, unless it was asked already; true when this asked.
+fn cancel(tx: &watch::Sender<Option<RunStatus>>) -> bool {
+    tx.send_if_modified(|status| {
+        if status.is_some() {
+            return false;
+        }
+        *status = Some(RunStatus::Cancelled);
+        true
+    })
+}
+
+/// How often a process running runs checks the store for requests to cancel them.
+const CANCEL_POLL: Duration = Duration::from_millis(250);
+
+/// Carries out `jobs cancel` (from any process) for the runs this process owns: when the store
+/// changed (`PRAGMA data_version`, a cheap read), the requests for our runs in flight are read and
+/// their runs stopped. Runs until the runtime ends.
+async fn watch_cancel_requests(store: Arc<Mutex<Store>>, me: String, stops: Stops) {
+    let version = |store: &Arc<Mutex<Store>>| store.lock().ok().and_then(|s| s.data_version().ok());
+    let mut seen = version(&store);
+    let mut poll = tokio::time::interval(CANCEL_POLL);
+    loop {
+        poll.tick().await;
+        let now = version(&store);
+        if now == seen {
+            continue;
+        }
+        // Read before the requests: a request committed after this read changes the version again.
+        seen = now;
+        let requested = store.lock().ok().map(|s| s.cancels_for_owner(&me));
+        match requested {
+            Some(Ok(requested)) => {
+                for (job_id, seq) in requested {
+                    if stops.stop(&job_id, seq) {
+                        tracing::info!(run = %run_name(&job_id, seq), "cancel requested; stopping it");
+                    }
+                }
+            }
+            Some(Err(e)) => tracing::warn!("{e}"),
+            None => {}
+        }
+    }
 }
 
 /// The ids to run, checked: each exists, can run, and is not disabled unless forced.
@@ -475,19 +573,20 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
     );
     let runtime = super::entry::async_runtime()?;
     let outcome = runtime.block_on(async move {
-        let (cancel_tx, cancel) = watch::channel(None);
+        let store = Arc::new(Mutex::new(store));
+        let stops = Stops::default();
+        let stop = stops.register(&plan.job_id, plan.seq);
+        let on_signal = stops.clone();
         tokio::spawn(async move {
             detached_stop_signal().await;
-            let _ = cancel_tx.send(Some(RunStatus::Cancelled));
+            on_signal.stop_all();
         });
-        execute(
-            plan,
-            Arc::new(Mutex::new(store)),
-            Arc::new(SystemClock),
-            None,
-            cancel,
-        )
-        .await
+        tokio::spawn(watch_cancel_requests(
+            Arc::clone(&store),
+            plan.owner.clone(),
+            stops,
+        ));
+        execute(plan, store, Arc::new(SystemClock), None, stop).await
     });
     Ok(Report {
         data: json!({ "status": outcome.status.as_str() }),

@@ -20,10 +20,13 @@ use crate::error::Error;
 use crate::run::{RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
 use crate::spec::model::RetryOn;
-use crate::store::{Finish, QueuedStart, Store};
+use crate::store::{CancelRequest, Finish, QueuedStart, Store};
 
 /// How often a queued run checks whether an instance has freed up.
 const QUEUE_POLL: Duration = Duration::from_millis(100);
+
+/// How often a run waiting to retry checks whether its job was paused or disabled meanwhile.
+const JOB_STATE_POLL: Duration = Duration::from_millis(250);
 
 /// Everything a claimed run needs to execute.
 pub struct RunPlan {
@@ -350,7 +353,14 @@ pub async fn execute(
         attempt += 1;
         let attempt_started = clock.now();
         let extra = [("JOBS_ATTEMPT".to_owned(), attempt.to_string())];
-        let result = run_attempt(&attempt_spec, attempt, &extra, &events, &sinks, &mut stop).await;
+        let mut result =
+            run_attempt(&attempt_spec, attempt, &extra, &events, &sinks, &mut stop).await;
+        // A cancel asked for through the store says who and why in the attempt too, not only the run.
+        if result.status == RunStatus::Cancelled
+            && let Some(request) = cancel_request_of(&plan, &store)
+        {
+            result.message = Some(request.message());
+        }
         let duration_ms = ms(result.duration);
         events.emit(EventKind::AttemptFinished {
             attempt,
@@ -391,12 +401,22 @@ pub async fn execute(
             next_attempt: attempt + 1,
             delay_ms: ms(delay),
         });
+        // Waiting to retry is where an operator's pause or disable must take effect: the next
+        // attempt would start a command they asked to stop.
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             requested = stop_requested(&mut stop) => {
                 status = requested;
                 break;
             }
+            () = job_halts(&plan, &store, &clock) => {
+                status = RunStatus::Cancelled;
+                break;
+            }
+        }
+        if halted_by_job(&plan, &store, &clock) {
+            status = RunStatus::Cancelled;
+            break;
         }
     }
     if let Some(e) = events.error() {
@@ -418,6 +438,66 @@ pub async fn execute(
         artifact_error,
     )
     .await
+}
+
+/// Resolves once the run's job is disabled (or, for a scheduled run, paused), having recorded that
+/// as a request to cancel the run, by whoever changed the job's state.
+async fn job_halts(plan: &RunPlan, store: &Arc<Mutex<Store>>, clock: &Arc<dyn Clock>) {
+    while !halted_by_job(plan, store, clock) {
+        tokio::time::sleep(JOB_STATE_POLL).await;
+    }
+}
+
+/// Whether the run's job is in a state that stops its retries: disabled, or paused for a run the
+/// scheduler started (manual runs work while a job is paused, as in the queue). When it is, a cancel
+/// request naming who changed the state is recorded, so the run ends cancelled with who and why, and
+/// nothing later retries it. A store that cannot be read stops nothing.
+fn halted_by_job(plan: &RunPlan, store: &Arc<Mutex<Store>>, clock: &Arc<dyn Clock>) -> bool {
+    let Ok(mut store) = store.lock() else {
+        return false;
+    };
+    let job = match store.job_row(&plan.job_id) {
+        Ok(Some(job)) => job,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::warn!(run = %run_name(&plan.job_id, plan.seq), "cannot read the job's state before a retry: {e}");
+            return false;
+        }
+    };
+    let scheduled = matches!(plan.trigger, Trigger::Schedule | Trigger::Catchup);
+    let halts = job.state == "disabled" || (job.state == "paused" && scheduled);
+    if !halts {
+        return false;
+    }
+    let reason = match &job.state_reason {
+        Some(why) => format!(
+            "the job was {} while the run waited to retry ({why}); no further attempt",
+            job.state
+        ),
+        None => format!(
+            "the job was {} while the run waited to retry; no further attempt",
+            job.state
+        ),
+    };
+    let by = job.state_by.as_deref().unwrap_or("unknown");
+    let runs = [(plan.job_id.clone(), plan.seq)];
+    if let Err(e) = store.request_cancel(&runs, by, Some(&reason), millis(clock.now())) {
+        tracing::error!(run = %run_name(&plan.job_id, plan.seq), "{e}");
+    }
+    tracing::info!(run = %run_name(&plan.job_id, plan.seq), "no further attempt: the job is {}", job.state);
+    true
+}
+
+/// Why a cancelled run was cancelled, when someone asked for it through the store.
+fn cancel_request_of(plan: &RunPlan, store: &Arc<Mutex<Store>>) -> Option<CancelRequest> {
+    let store = store.lock().ok()?;
+    match store.cancel_request(&plan.job_id, plan.seq) {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::warn!(run = %run_name(&plan.job_id, plan.seq), "{e}");
+            None
+        }
+    }
 }
 
 /// Whether the run's owner is shutting down.
@@ -540,6 +620,12 @@ async fn finish(
         let (code, text) = stop_reason(status);
         error_code = Some(code.into());
         message = Some(text.into());
+    }
+    if status == RunStatus::Cancelled
+        && let Some(request) = cancel_request_of(plan, store)
+    {
+        error_code = Some("cancelled".into());
+        message = Some(request.message());
     }
     if let Some(error) = &artifact_error {
         // A run whose record could not be written is not a success, whatever the command did.

@@ -133,6 +133,9 @@ const MAX_CATCHUP_RUNS: usize = 100;
 /// 200 runs due at the same second waits for 200 directories and a few hundred files to be created.
 pub const CLAIM_AHEAD: Duration = Duration::from_millis(500);
 
+/// How often the runs left at shutdown are checked for cancel requests while the grace lasts.
+const CANCEL_POLL_AT_SHUTDOWN: Duration = Duration::from_millis(250);
+
 /// How often the loop looks for runs whose owner died (manual runs killed while the scheduler runs).
 const REAP_EVERY: Duration = Duration::from_secs(5);
 
@@ -372,6 +375,15 @@ impl Daemon {
             if !retry.retry_on.contains(&RetryOn::Interrupted) || retry.max_attempts < 2 {
                 continue;
             }
+            // Someone asked for it to be cancelled before its owner died: it is not run again.
+            match self.store().and_then(|s| s.cancel_request(job, *seq)) {
+                Ok(None) => {}
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    continue;
+                }
+            }
             match self.store().and_then(|s| s.run_row(job, *seq)) {
                 Ok(Some(row)) if row.replay_of.is_none() => self.retries.push(row),
                 Ok(_) => {}
@@ -380,8 +392,12 @@ impl Daemon {
         }
     }
 
+    /// Reloads, then delivers the cancel requests: a reload takes in the store's data version, so a
+    /// request committed before it would otherwise go unseen by [`Self::poll_store`].
     fn reload_logged(&mut self, why: &str) {
-        if let Err(e) = self.reload() {
+        let reloaded = self.reload();
+        self.deliver_cancels();
+        if let Err(e) = reloaded {
             tracing::error!("reload after {why} failed: {e}");
         }
     }
@@ -393,6 +409,35 @@ impl Daemon {
             Ok(version) if version != self.data_version => self.reload_logged("a store change"),
             Ok(_) => {}
             Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// Stops the runs of this scheduler that someone asked to cancel (`jobs cancel`, from any
+    /// process): each is stopped as a timeout would stop it, and recorded cancelled.
+    fn deliver_cancels(&mut self) {
+        let requested = self.store().and_then(|s| s.cancels_for_owner(&self.me));
+        let requested = match requested {
+            Ok(requested) => requested,
+            Err(e) => {
+                tracing::error!("{e}");
+                return;
+            }
+        };
+        for (job_id, seq) in requested {
+            let Some(stop) = self.stops.get(&(job_id.clone(), seq)) else {
+                continue;
+            };
+            // A stop already under way (shutdown, replace) keeps its status.
+            let sent = stop.send_if_modified(|status| {
+                if status.is_some() {
+                    return false;
+                }
+                *status = Some(RunStatus::Cancelled);
+                true
+            });
+            if sent {
+                tracing::info!(run = %run_name(&job_id, seq), "cancel requested; stopping it");
+            }
         }
     }
 
@@ -951,10 +996,13 @@ impl Daemon {
             tracing::info!("shutting down: no run in flight");
         }
         let mut stopped_early = false;
+        let mut cancels = tokio::time::interval(CANCEL_POLL_AT_SHUTDOWN);
         let waited = tokio::time::timeout(grace, async {
             loop {
                 tokio::select! {
                     Some(first) = starts.recv() => self.record_starts(first, starts),
+                    // A cancel asked for during the grace still stops its run.
+                    _ = cancels.tick() => self.deliver_cancels(),
                     finished = self.runs.join_next() => match finished {
                         Some(finished) => self.finished(finished),
                         None => return true,

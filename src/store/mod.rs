@@ -1,11 +1,13 @@
 //! The SQLite store: the only code that speaks SQL. Opening applies migrations; every state change is
 //! one transaction, and read-then-write decisions take the write lock first (`BEGIN IMMEDIATE`).
 
+pub mod cancel;
 pub mod connection;
 pub mod jobs;
 pub mod owner;
 pub mod runs;
 
+pub use cancel::{CancelRequest, Requested};
 pub use connection::Store;
 pub use jobs::{JobRow, StateChange, SyncReport};
 pub use runs::{

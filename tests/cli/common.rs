@@ -174,8 +174,8 @@ impl TestHome {
         events
     }
 
-    /// A number from the store (a count, a counter); 0 while the store does not exist yet or has no
-    /// tables yet (a scheduler still starting). Any other failure (a typo in the query, a damaged
+    /// A number from the store (a count, a counter); 0 while the store, its tables or the row asked
+    /// for do not exist yet (a scheduler still starting). Any other failure (a typo in the query, a damaged
     /// store) fails the test: a count that quietly read 0 would make every "none left" check pass.
     pub fn count(&self, sql: &str) -> i64 {
         let path = self.path().join("db/jobs.sqlite3");
@@ -195,8 +195,12 @@ impl TestHome {
         if migrated == 0 {
             return 0;
         }
-        db.query_row(sql, [], |r| r.get(0))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        match db.query_row(sql, [], |r| r.get(0)) {
+            Ok(n) => n,
+            // A row that is not there yet (a job the scheduler has not synced) counts as 0.
+            Err(rusqlite::Error::QueryReturnedNoRows) => 0,
+            Err(e) => panic!("{sql}: {e}"),
+        }
     }
 
     /// The store's row of a run: (status, attempts, exit_code, error_code).

@@ -7,6 +7,7 @@
 )]
 
 mod breaks;
+mod cancel;
 mod commands;
 mod common;
 mod contract;
