@@ -24,14 +24,19 @@ pub fn run(ctx: &Ctx, id: &str, change: StateChange<'_>, reason: Option<&str>) -
         StateChange::Disable => ("disabled", "disabled"),
         StateChange::Enable => ("enabled", "active"),
     };
-    let unchanged = matches!(change, StateChange::Resume { .. }) && before != "paused";
-    if unchanged {
-        let hint = if before == "disabled" {
+    if !change.changes(&before) {
+        let hint = if before == "disabled" && verb == "resumed" {
             "; `jobs enable` starts it again"
         } else {
             ""
         };
-        let human = format!("{id} is not paused (it is {before}): nothing changed{hint}\n");
+        let human = if verb == "resumed" {
+            format!("{id} is not paused (it is {before}): nothing changed{hint}\n")
+        } else {
+            format!(
+                "{id} is {before} already: nothing changed (who, when and why are kept; see `jobs show {id}`)\n"
+            )
+        };
         let data = json!({ "id": id, "state": before, "previous": before, "changed": false, "catchup": null });
         return Ok(Report::ok(data, human));
     }
@@ -60,11 +65,15 @@ pub fn run(ctx: &Ctx, id: &str, change: StateChange<'_>, reason: Option<&str>) -
     Ok(Report::ok(data, human))
 }
 
-/// Who made the change: the login name and the host.
+/// Who made the change: the name of the real user (from /etc/passwd, since `$USER` is unset under
+/// cron, systemd and `env -i`, and stale under some `su`), and the host.
 fn operator() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let uid = rustix::process::getuid().as_raw();
+    let user = crate::users::user_by_uid(uid)
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| format!("uid {uid}"));
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()

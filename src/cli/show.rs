@@ -65,6 +65,10 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             ));
             lines.push(("in words", safe(&schedule.describe())));
         }
+        _ if spec.is_none() => lines.push((
+            "schedule",
+            "unknown: the spec has never been valid (see problems below)".into(),
+        )),
         _ => lines.push(("schedule", "manual: runs only with `jobs run`".into())),
     }
     if let Some(jitter) = spec
@@ -160,10 +164,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
         ),
     ));
     for (i, problem) in job.problems.iter().enumerate() {
-        let text = format!(
-            "{}:{}:{}: {} {}",
-            row.spec_path, problem.line, problem.column, problem.pointer, problem.message
-        );
+        let text = format!("{}:{}", row.spec_path, problem.located());
         lines.push((
             if i == 0 { "problems" } else { "" },
             out.paint(Style::Yellow, &safe(&text)),

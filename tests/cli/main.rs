@@ -10,6 +10,7 @@ mod breaks;
 mod commands;
 mod common;
 mod contract;
+mod first_day;
 mod maintenance;
 mod more_breaks;
 mod output_limits;
