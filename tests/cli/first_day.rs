@@ -352,6 +352,8 @@ fn run_limits_nofile_stops_a_job_that_opens_too_many_files() {
     );
     let (json, _) = home.json(&["history", "limited"]);
     assert_eq!(json["data"]["entries"][0]["status"], "failed", "{json}");
+    let (json, _) = home.json(&["show", "limited"]);
+    assert_eq!(json["data"]["run"]["limits"]["nofile"], 16, "{json}");
 }
 
 #[test]
