@@ -185,7 +185,7 @@ impl Catalog {
                 first_problem: job
                     .problems
                     .first()
-                    .map(|p| p.message.clone())
+                    .map(|p| p.located())
                     .unwrap_or_default(),
             }),
         }

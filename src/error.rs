@@ -145,6 +145,10 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// The directory a command would work in has neither `jobs/` nor a store: not a home.
+    NotAHome {
+        path: PathBuf,
+    },
     Internal {
         message: String,
     },
@@ -218,13 +222,14 @@ impl Error {
             Self::JobRemoved { .. } => "job_not_found",
             Self::StoreReplaced { .. } => "store_replaced",
             Self::ArtifactWrite { .. } => "artifact_write_failed",
+            Self::NotAHome { .. } => "not_a_home",
             Self::Internal { .. } => "internal",
         }
     }
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage { .. } => exit::USAGE,
+            Self::Usage { .. } | Self::NotAHome { .. } => exit::USAGE,
             Self::JobNotFound { .. }
             | Self::RunNotFound { .. }
             | Self::NotARun { .. }
@@ -289,9 +294,11 @@ impl Error {
                 Some("upgrade jobs, or restore a backup of the store".into())
             }
             Self::Io { .. } => Some("check that the path exists and is readable".into()),
-            Self::RunsFailed { .. } => {
-                Some("see the run directories (summary.md, stderr.log) or `jobs history --status failed`".into())
-            }
+            Self::RunsFailed { .. } => Some(
+                "see the run directories (summary.md, stderr.log), or find such runs with \
+                 `jobs history --status failed,timed_out,cancelled,interrupted`"
+                    .into(),
+            ),
             Self::MaxInstancesReached { id, .. } => Some(format!(
                 "wait for the run in flight to finish (`jobs history {id} --status running`), or raise policy.max_instances"
             )),
@@ -314,6 +321,11 @@ impl Error {
             Self::StoreReplaced { .. } => Some(
                 "the scheduler stopped claiming so that no slot runs twice; find out who removed or replaced \
                  the store, restore it if needed, then start the scheduler again"
+                    .into(),
+            ),
+            Self::NotAHome { .. } => Some(
+                "run jobs inside a home (a directory with jobs/), pass --home DIR or set JOBS_HOME; \
+                 to make this directory a home, create jobs/ in it"
                     .into(),
             ),
             Self::Internal { .. } => Some("this is a bug in jobs; please report it".into()),
@@ -363,7 +375,7 @@ impl fmt::Display for Error {
                 first_problem,
             } => write!(
                 f,
-                "job `{id}` has no valid spec: {}: {first_problem}",
+                "job `{id}` has no valid spec: {}:{first_problem}",
                 path.display()
             ),
             Self::Store { action, source } => write!(f, "failed to {action}: {source}"),
@@ -416,6 +428,11 @@ impl fmt::Display for Error {
             Self::StoreReplaced { path, what } => write!(
                 f,
                 "the store {} was {what} while the scheduler had it open",
+                path.display()
+            ),
+            Self::NotAHome { path } => write!(
+                f,
+                "{} is not a jobs home: it has no jobs/ directory and no db/jobs.sqlite3",
                 path.display()
             ),
             Self::Internal { message } => write!(f, "internal error: {message}"),

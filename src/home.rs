@@ -41,6 +41,12 @@ impl Home {
         self.root.join("runs")
     }
 
+    /// Whether this directory is a home: it has `jobs/`, or a store from earlier use. Anything else
+    /// (a mistyped `--home`, a shell in the wrong directory) must not quietly grow a `db/` of its own.
+    pub fn exists(&self) -> bool {
+        self.jobs_dir().is_dir() || self.db_path().is_file()
+    }
+
     /// A path as the operator should see it: relative to the home when it lies inside.
     pub fn display_path(&self, path: &Path) -> String {
         path.strip_prefix(&self.root)

@@ -17,3 +17,4 @@ pub mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod text;
+pub mod users;

@@ -421,3 +421,96 @@ fn clock_jumps_forward_like_downtime_and_backward_without_repeats() {
     }
     assert!(checked >= 8, "only {checked} runs to check");
 }
+
+#[test]
+fn as_root_run_user_runs_the_command_as_that_user() {
+    if !is_root() {
+        unavailable("not root: run.user needs jobs to run as root");
+        return;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let Some(nobody) = passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[0] == "nobody")
+            .then(|| (fields[2].to_owned(), fields[5].to_owned()))
+    }) else {
+        unavailable("no user nobody in /etc/passwd");
+        return;
+    };
+    let home = TestHome::new();
+    // The command changes into the home as nobody, after switching user.
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("let others into the home");
+    home.spec(
+        "as-nobody.yaml",
+        "id: as-nobody\nrun:\n  shell: \"id -u; id -g; echo $HOME $USER $LOGNAME\"\n  user: nobody\n",
+    );
+    home.spec(
+        "no-such.yaml",
+        "id: no-such\nrun:\n  command: [\"true\"]\n  user: no-such-user-here\n",
+    );
+    let run = home.run(&["run", "as-nobody"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let stdout = std::fs::read_to_string(home.path().join("runs/as-nobody/1/stdout.log"))
+        .expect("stdout.log");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&nobody.0.as_str()), "{stdout}");
+    assert_eq!(
+        lines.get(2).copied(),
+        Some(format!("{} nobody nobody", nobody.1).as_str()),
+        "{stdout}"
+    );
+    let (json, code) = home.json(&["validate"]);
+    assert_eq!(code, 4, "{json}");
+    let problem = json["data"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .flat_map(|f| f["problems"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["code"] == "unknown_user")
+        .unwrap_or_else(|| panic!("an unknown user is a spec problem: {json}"));
+    assert_eq!(problem["pointer"], "/run/user");
+    assert_eq!(problem["line"], 4);
+}
+
+#[test]
+fn as_another_user_a_spec_with_run_user_is_refused_with_its_position() {
+    if !is_root() {
+        unavailable("not root: cannot run jobs as another user");
+        return;
+    }
+    if !Path::new("/usr/sbin/runuser").exists() {
+        unavailable("no runuser to run jobs as nobody");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("let nobody read it");
+    let spec = dir.path().join("as-root.yaml");
+    std::fs::write(
+        &spec,
+        "id: as-root\nrun:\n  command: [\"true\"]\n  user: root\n",
+    )
+    .expect("write the spec");
+    let output = std::process::Command::new("/usr/sbin/runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(assert_cmd::cargo::cargo_bin("jobs"))
+        .arg("--json")
+        .arg("validate")
+        .arg(&spec)
+        .output()
+        .expect("run jobs as nobody");
+    let json: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {output:?}"));
+    assert_eq!(output.status.code(), Some(4), "{json}");
+    let problem = &json["data"]["files"][0]["problems"][0];
+    assert_eq!(problem["code"], "run_user_needs_root", "{json}");
+    assert_eq!(problem["pointer"], "/run/user", "{json}");
+    assert_eq!(problem["line"], 4, "{json}");
+}

@@ -132,7 +132,8 @@ pub fn render(receipt: &Receipt, output: &Output) -> String {
         }
     }
     if !tail.is_empty() {
-        let _ = writeln!(text, "\n## Last {} lines of output\n\n```", tail.len());
+        let lines = if tail.len() == 1 { "line" } else { "lines" };
+        let _ = writeln!(text, "\n## Last {} {lines} of output\n\n```", tail.len());
         for (stream, line) in tail {
             let mark = if *stream == Stream::Stderr {
                 "! "

@@ -89,10 +89,10 @@ pub enum Command {
     History {
         /// Only this job's runs
         id: Option<String>,
-        /// Only runs with this status: queued, running, succeeded, failed, timed_out, cancelled,
-        /// interrupted, skipped or missed
-        #[arg(long, value_parser = parse_status)]
-        status: Option<crate::run::RunStatus>,
+        /// Only runs with one of these statuses, separated by commas: queued, running, succeeded,
+        /// failed, timed_out, cancelled, interrupted, skipped or missed
+        #[arg(long, value_parser = parse_status, value_delimiter = ',', value_name = "STATUS,...")]
+        status: Vec<crate::run::RunStatus>,
         /// How many runs to show
         #[arg(short = 'n', long = "limit", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         limit: u32,

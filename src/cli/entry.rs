@@ -55,6 +55,13 @@ pub fn run() -> ExitCode {
             return ExitCode::from(error.exit_code());
         }
     };
+    if needs_home(&cli.command) && !home.exists() {
+        let error = Error::NotAHome {
+            path: home.root().to_path_buf(),
+        };
+        out.error(&error);
+        return ExitCode::from(error.exit_code());
+    }
     let ctx = Ctx {
         home,
         out,
@@ -70,6 +77,16 @@ pub fn run() -> ExitCode {
             ctx.out.error(&error);
             ExitCode::from(error.exit_code())
         }
+    }
+}
+
+/// Every command works in a home but `schema` and `validate` of files named on the command line,
+/// which read only those files.
+fn needs_home(command: &Command) -> bool {
+    match command {
+        Command::Schema => false,
+        Command::Validate { paths } => paths.is_empty(),
+        _ => true,
     }
 }
 

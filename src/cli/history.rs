@@ -8,14 +8,14 @@ use super::entry::Ctx;
 use super::output::{Report, Style, Table, relative};
 use crate::clock::{millis, rfc3339_ms};
 use crate::error::{Error, Result};
-use crate::run::{RunStatus, run_name};
+use crate::run::{RunStatus, Trigger, run_name};
 use crate::spec::duration::SpecDuration;
 use crate::store::{HISTORY_COUNT_CAP, HistoryFilter, RunRow};
 
 pub fn run(
     ctx: &Ctx,
     id: Option<&str>,
-    status: Option<RunStatus>,
+    statuses: Vec<RunStatus>,
     limit: u32,
     since: Option<&str>,
 ) -> Result<Report> {
@@ -25,7 +25,7 @@ pub fn run(
     let catalog = super::entry::catalog_with_runs(ctx, id)?;
     let filter = HistoryFilter {
         job_id: id.map(str::to_owned),
-        status,
+        statuses: statuses.clone(),
         since: since.map(millis),
         limit: i64::from(limit),
     };
@@ -62,7 +62,7 @@ pub fn run(
             (row.message.clone().unwrap_or_default(), Style::Dim),
         ]);
     }
-    let filtered = status.is_some() || since.is_some();
+    let filtered = !statuses.is_empty() || since.is_some();
     let human = if rows.is_empty() && filtered {
         "no runs match\n".to_owned()
     } else if rows.is_empty() {
@@ -122,10 +122,13 @@ fn duration_ms(row: &RunRow) -> Option<i64> {
     Some(row.finished_at? - row.started_at?)
 }
 
+/// `replay_of` links both a replay and the catch-up retry of an interrupted run to their original;
+/// only the trigger says which of the two a run is.
 fn trigger_text(row: &RunRow) -> String {
-    match row.replay_of {
-        Some(original) => format!("replay of #{original}"),
-        None => row.trigger.as_str().to_owned(),
+    match (row.replay_of, row.trigger) {
+        (Some(original), Trigger::Catchup) => format!("retry of #{original}"),
+        (Some(original), _) => format!("replay of #{original}"),
+        (None, trigger) => trigger.as_str().to_owned(),
     }
 }
 

@@ -46,19 +46,23 @@ pub fn run(
         StateChange::Disable => ("disabled", "disabled"),
         StateChange::Enable => ("enabled", "active"),
     };
-    let unchanged = matches!(change, StateChange::Resume { .. }) && before != "paused";
-    if unchanged {
+    let changed = change.changes(&before);
+    let mut human = if changed {
+        format!("{id} {verb} (was {before})\n")
+    } else if verb == "resumed" {
         let hint = if before == "disabled" {
             "; `jobs enable` starts it again"
         } else {
             ""
         };
-        let human = format!("{id} is not paused (it is {before}): nothing changed{hint}\n");
-        let data = json!({ "id": id, "state": before, "previous": before, "changed": false, "catchup": null });
-        return Ok(Report::ok(data, human));
-    }
-    let mut human = format!("{id} {verb} (was {before})\n");
+        format!("{id} is not paused (it is {before}): nothing changed{hint}\n")
+    } else {
+        format!(
+            "{id} is {before} already: nothing changed (who, when and why are kept; see `jobs show {id}`)\n"
+        )
+    };
     match change {
+        _ if !changed => {}
         StateChange::Pause => human.push_str(
             "its slots are recorded as skipped until `jobs resume`; manual runs still work\n",
         ),
@@ -78,7 +82,13 @@ pub fn run(
         StateChange::Resume { catchup } => catchup,
         _ => None,
     };
-    let mut data = json!({ "id": id, "state": after, "previous": before, "changed": true, "by": by, "reason": reason, "catchup": catchup });
+    // An unchanged state keeps who, when and why as first recorded: nothing new is reported for them.
+    let (state, shown_by, shown_reason, catchup) = if changed {
+        (after, Some(by.as_str()), reason, catchup)
+    } else {
+        (before.as_str(), None, None, None)
+    };
+    let mut data = json!({ "id": id, "state": state, "previous": before, "changed": changed, "by": shown_by, "reason": shown_reason, "catchup": catchup });
     let mut error = None;
     if let Some(Cancelling { wait }) = cancel {
         // Read after the change: a run claimed up to it is in the list, and none can be claimed by the
@@ -118,43 +128,18 @@ pub fn run(
     Ok(Report { data, human, error })
 }
 
-/// Who made the change: the user name and the host. `$USER` when set, else the name of the real
-/// user id in /etc/passwd (cron and systemd units often leave `$USER` unset), else the uid.
+/// Who made the change: the name of the real user (from /etc/passwd, since `$USER` is unset under
+/// cron, systemd and `env -i`, and stale under some `su`), and the host.
 pub(super) fn operator() -> String {
-    let user = std::env::var("USER")
-        .ok()
-        .filter(|user| !user.is_empty())
-        .unwrap_or_else(|| {
-            let uid = rustix::process::getuid().as_raw();
-            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-            user_of_uid(&passwd, uid).unwrap_or_else(|| format!("uid{uid}"))
-        });
+    let uid = rustix::process::getuid().as_raw();
+    let user = crate::users::user_by_uid(uid)
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| format!("uid {uid}"));
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
         .into_owned();
     format!("{user}@{host}")
-}
-
-/// The name of `uid` in a passwd(5) file's text.
-fn user_of_uid(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id = fields.nth(1)?;
-        (id.parse::<u32>().ok()? == uid && !name.is_empty()).then(|| name.to_owned())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_user_of_a_uid_comes_from_its_passwd_line() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-        assert_eq!(user_of_uid(passwd, 1000).as_deref(), Some("alice"));
-        assert_eq!(user_of_uid(passwd, 0).as_deref(), Some("root"));
-        assert_eq!(user_of_uid(passwd, 7), None);
-    }
 }

@@ -85,18 +85,14 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
             } else {
                 ""
             };
-            let first = job
-                .problems
-                .first()
-                .map(|p| p.message.as_str())
-                .unwrap_or_default();
+            let first = job.problems.first().map(|p| p.brief()).unwrap_or_default();
             human.push_str(&out.paint(
                 Style::Yellow,
                 &format!(
                     "{}: spec has {} problem(s){fallback}: {}\n",
                     escape_controls(&job.row.spec_path),
                     job.problems.len(),
-                    escape_controls(first)
+                    escape_controls(&first),
                 ),
             ));
         }
@@ -120,10 +116,14 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     ))
 }
 
+/// A job without a schedule is manual only if a valid spec says so: a spec that never loaded has no
+/// known schedule at all.
 pub fn schedule_text(job: &Job) -> String {
-    job.schedule
-        .as_ref()
-        .map_or_else(|| "manual".to_owned(), |s| s.expression())
+    match (&job.schedule, &job.spec) {
+        (Some(schedule), _) => schedule.expression(),
+        (None, Some(_)) => "manual".to_owned(),
+        (None, None) => "invalid".to_owned(),
+    }
 }
 
 pub fn state_style(state: JobState, has_problems: bool) -> Style {

@@ -65,6 +65,10 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             ));
             lines.push(("in words", safe(&schedule.describe())));
         }
+        _ if spec.is_none() => lines.push((
+            "schedule",
+            "unknown: the spec has never been valid (see problems below)".into(),
+        )),
         _ => lines.push(("schedule", "manual: runs only with `jobs run`".into())),
     }
     if let Some(jitter) = spec
@@ -102,6 +106,27 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
                 "env",
                 safe(&run.env.keys().cloned().collect::<Vec<_>>().join(", ")),
             ));
+        }
+        if let Some(user) = &run.user {
+            let group = run
+                .group
+                .as_ref()
+                .map(|g| format!(", group {}", safe(g)))
+                .unwrap_or_default();
+            lines.push(("runs as", format!("{}{group}", safe(user))));
+        }
+        if !run.limits.is_empty() {
+            let limits = &run.limits;
+            let text = [
+                limits.nofile.map(|n| format!("nofile {n}")),
+                limits.address_space.map(|s| format!("as {s}")),
+                limits.cpu.map(|c| format!("cpu {c}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+            lines.push(("limits", text));
         }
         lines.push((
             "timeout",
@@ -160,10 +185,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
         ),
     ));
     for (i, problem) in job.problems.iter().enumerate() {
-        let text = format!(
-            "{}:{}:{}: {} {}",
-            row.spec_path, problem.line, problem.column, problem.pointer, problem.message
-        );
+        let text = format!("{}:{}", row.spec_path, problem.located());
         lines.push((
             if i == 0 { "problems" } else { "" },
             out.paint(Style::Yellow, &safe(&text)),
@@ -208,6 +230,9 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             "env_names": s.run.env.keys().collect::<Vec<_>>(),
             "timeout": s.run.timeout.map(|t| t.to_string()),
             "kill_grace": s.run.kill_grace.to_string(),
+            "user": s.run.user,
+            "group": s.run.group,
+            "limits": s.run.limits,
         })),
         "policy": spec.map(|s| json!(s.policy)),
         "retry": spec.map(|s| json!(s.retry)),

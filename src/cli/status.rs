@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::entry::Ctx;
 use super::history::entry;
-use super::output::{Report, Style, local, relative, utc};
+use super::output::{Report, Style, escape_controls, local, relative, utc};
 use crate::catalog::JobState;
 use crate::error::{Error, Result};
 use crate::run::run_name;
@@ -17,6 +17,9 @@ use crate::scheduler::lock::OwnerLock;
 /// wait up to the store's 30 s busy timeout behind another process's write lock, so only an age past
 /// twice that is not explained by a held lock alone.
 const UNRESPONSIVE_AFTER_S: i64 = 60;
+
+/// The next slots shown, the soonest first, one per job.
+const NEXT_SLOTS_SHOWN: usize = 10;
 
 pub fn run(ctx: &Ctx) -> Result<Report> {
     let now = ctx.clock.now();
@@ -106,20 +109,27 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
         .iter()
         .filter(|j| j.state() == JobState::Active)
     {
-        if let Some(schedule) = &job.schedule {
-            for slot in schedule.slots_after(now, 5) {
-                upcoming.push((slot.at, job.id().to_owned(), schedule.timezone()));
-            }
+        // One slot per job: a job due every second would otherwise fill the list on its own.
+        if let Some(schedule) = &job.schedule
+            && let Some(slot) = schedule.slots_after(now, 1).first()
+        {
+            upcoming.push((slot.at, job.id().to_owned(), schedule.timezone()));
         }
     }
     upcoming.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    upcoming.truncate(5);
+    let later = upcoming.len().saturating_sub(NEXT_SLOTS_SHOWN);
+    upcoming.truncate(NEXT_SLOTS_SHOWN);
     human.push_str("next slots:\n");
     for (at, id, tz) in &upcoming {
         human.push_str(&format!(
             "  {}  {id}  ({})\n",
             local(*at, *tz),
             relative(*at, now)
+        ));
+    }
+    if later > 0 {
+        human.push_str(&format!(
+            "  and {later} more job(s) later; `jobs list` shows every next slot\n"
         ));
     }
 
@@ -133,12 +143,9 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
         for job in &broken {
             if let Some(problem) = job.problems.first() {
                 human.push_str(&format!(
-                    "  {}:{}:{}: {} {}\n",
-                    job.row.spec_path,
-                    problem.line,
-                    problem.column,
-                    problem.pointer,
-                    problem.message
+                    "  {}:{}\n",
+                    escape_controls(&job.row.spec_path),
+                    escape_controls(&problem.located())
                 ));
             }
         }

@@ -197,11 +197,32 @@ fn wait_for_change(changes: &mpsc::Receiver<()>) {
 fn watch(dir: &Path) -> (Option<notify::RecommendedWatcher>, mpsc::Receiver<()>) {
     use notify::{RecursiveMode, Watcher};
     let (tx, rx) = mpsc::channel();
-    let watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Opening, reading and closing a file unwritten are what the follower itself does to look:
+        // waking on them made every look cause the next, and an idle `tail -f` spun a core.
+        if let Ok(event) = &event
+            && is_only_a_look(&event.kind)
+        {
+            return;
+        }
         let _ = tx.send(());
     })
     .and_then(|mut w| w.watch(dir, RecursiveMode::NonRecursive).map(|()| w));
     (watcher.ok(), rx)
+}
+
+fn is_only_a_look(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_)
+                | AccessKind::Read
+                | AccessKind::Close(AccessMode::Read | AccessMode::Execute | AccessMode::Any)
+                | AccessKind::Any
+                | AccessKind::Other
+        )
+    )
 }
 
 fn latest_seq(job_dir: &Path) -> Option<i64> {

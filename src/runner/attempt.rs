@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
+use super::identity_limits::ProcessSetup;
 use crate::artifacts::summary::Output;
 use crate::artifacts::{EventKind, EventLog, Stream};
 use crate::run::RunStatus;
@@ -44,6 +45,8 @@ pub struct AttemptSpec {
     pub env: Vec<(String, String)>,
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
+    /// `run.user`, `run.group` and `run.limits`.
+    pub setup: ProcessSetup,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +140,9 @@ pub async fn run_attempt(
         );
     };
     let mut command = Command::new(program);
+    if let Err((code, message)) = spec.setup.configure(&mut command) {
+        return failed(code, message);
+    }
     command
         .args(args)
         .current_dir(&spec.cwd)
@@ -165,6 +171,17 @@ pub async fn run_attempt(
         Err(e) => return failed("spawn_failed", format!("failed to start {program}: {e}")),
     };
     let pid = child.id();
+    if let Err((code, message)) = spec.setup.limit(pid) {
+        // Running on without the limits it asked for is worse than not running.
+        if let Some(group) = pid
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(Pid::from_raw)
+        {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+        let _ = child.wait().await;
+        return failed(code, message);
+    }
     events.emit(EventKind::AttemptStarted { attempt, pid });
 
     let mut readers = Vec::with_capacity(2);

@@ -143,6 +143,7 @@ pub async fn execute(
         env,
         timeout: run.timeout.map(|t| t.as_duration()),
         kill_grace: run.kill_grace.as_duration(),
+        setup: super::identity_limits::ProcessSetup::from_spec(run),
     };
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut receipt = Receipt {

@@ -4,6 +4,7 @@
 pub mod attempt;
 pub mod claim;
 pub mod execute;
+pub mod identity_limits;
 
 pub use claim::{ClaimOf, claim_run};
 pub use execute::{RunOutcome, RunPlan, execute};

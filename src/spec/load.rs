@@ -38,6 +38,23 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// `line:col: pointer: message` (no pointer for a problem of the whole file): the field is
+    /// half of what a message means, as in "must be longer than zero".
+    pub fn located(&self) -> String {
+        format!("{}:{}: {}", self.line, self.column, self.brief())
+    }
+
+    /// `pointer: message`, without the position.
+    pub fn brief(&self) -> String {
+        if self.pointer.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.pointer, self.message)
+        }
+    }
+}
+
 /// A spec that passed every check.
 #[derive(Debug, Clone)]
 pub struct LoadedSpec {
@@ -765,6 +782,15 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
             let message = pattern_message(&pointer, &Value::String(name));
             (pointer, message)
         }
+        // `dependentRequired`: a group only means something for the user the run changes to.
+        ValidationErrorKind::Required { property }
+            if pointer == "/run" && property.as_str() == Some("user") =>
+        {
+            (
+                "/run/group".into(),
+                "run.group needs run.user: it is the group of the user the run changes to".into(),
+            )
+        }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
             (pointer, format!("missing required field \"{name}\""))
@@ -854,8 +880,10 @@ fn expected_type(pointer: &str) -> &'static str {
         "/policy/max_instances"
         | "/retry/max_attempts"
         | "/retention/keep_last"
-        | "/retention/keep_days" => "a whole number",
-        "" | "/schedule" | "/run" | "/policy" | "/retry" | "/retention" | "/run/env" => "a mapping",
+        | "/retention/keep_days"
+        | "/run/limits/nofile" => "a whole number",
+        "" | "/schedule" | "/run" | "/policy" | "/retry" | "/retention" | "/run/env"
+        | "/run/limits" => "a mapping",
         "/run/command" | "/tags" | "/retry/retry_on" => "a list",
         _ => "text",
     }
@@ -892,7 +920,9 @@ fn pattern_message(pointer: &str, instance: &Value) -> String {
         format!("{instance} is not a valid tag: use lowercase letters, digits, '.', '-' or '_'")
     } else if pointer.starts_with("/run/env") {
         format!("{instance} is not a valid environment variable name")
-    } else if pointer == "/run/max_log_size" {
+    } else if pointer == "/run/user" || pointer == "/run/group" {
+        format!("{instance} is not a user or group name: use letters, digits, '_', '.' or '-'")
+    } else if pointer == "/run/max_log_size" || pointer == "/run/limits/as" {
         format!("{instance} is not a size such as 64KiB, 256MiB or 1GiB")
     } else {
         format!("{instance} is not a duration such as 500ms, 30s, 10m, 1h30m or 2d")
@@ -1006,15 +1036,31 @@ fn semantic_problems(
     }
 
     // The schema checks the spelling; the range needs the number.
-    if let Some(value) = text("/run/max_log_size")
-        && let Err(e) = value.parse::<ByteSize>()
+    for pointer in ["/run/max_log_size", "/run/limits/as"] {
+        if let Some(value) = text(pointer)
+            && let Err(e) = value.parse::<ByteSize>()
+        {
+            out.push((
+                pointer.into(),
+                "invalid_size",
+                format!("\"{value}\" is not a valid size: {e}"),
+            ));
+        }
+    }
+    // RLIMIT_CPU counts whole seconds: a limit of 1500ms would silently become 1 s or 2 s.
+    if let Some(value) = text("/run/limits/cpu")
+        && let Ok(cpu) = value.parse::<SpecDuration>()
+        && (cpu.as_millis() < 1000 || cpu.as_millis() % 1000 != 0)
     {
         out.push((
-            "/run/max_log_size".into(),
-            "invalid_size",
-            format!("\"{value}\" is not a valid size: {e}"),
+            "/run/limits/cpu".into(),
+            "invalid_duration",
+            format!(
+                "\"{value}\" is not a whole number of seconds of at least 1s, as CPU limits count"
+            ),
         ));
     }
+    identity_problems(text("/run/user"), text("/run/group"), &mut out);
 
     if let Some(schedule) = json.get("schedule").and_then(Value::as_object) {
         match (schedule.contains_key("cron"), schedule.contains_key("every")) {
@@ -1133,6 +1179,42 @@ fn semantic_problems(
     out
 }
 
+/// `run.user` and `run.group`. Changing user takes root, so as anyone else a spec that asks for it is
+/// refused here, where validate shows it with its position, rather than failing at its first run.
+fn identity_problems(
+    user: Option<&str>,
+    group: Option<&str>,
+    out: &mut Vec<(String, &'static str, String)>,
+) {
+    let Some(user) = user else { return };
+    if !rustix::process::geteuid().is_root() {
+        out.push((
+            "/run/user".into(),
+            "run_user_needs_root",
+            format!(
+                "running as \"{user}\" needs jobs to run as root; run the scheduler as root, or leave run.user out to run as the current user"
+            ),
+        ));
+        return;
+    }
+    if crate::users::user_by_name(user).is_none() {
+        out.push((
+            "/run/user".into(),
+            "unknown_user",
+            format!("no user \"{user}\" in /etc/passwd"),
+        ));
+    }
+    if let Some(group) = group
+        && crate::users::group_by_name(group).is_none()
+    {
+        out.push((
+            "/run/group".into(),
+            "unknown_group",
+            format!("no group \"{group}\" in /etc/group"),
+        ));
+    }
+}
+
 /// The shortest `every` a spec may ask for.
 const MIN_EVERY: SpecDuration = SpecDuration::from_millis(1_000);
 
@@ -1141,6 +1223,7 @@ const DURATION_POINTERS: &[&str] = &[
     "/schedule/jitter",
     "/run/timeout",
     "/run/kill_grace",
+    "/run/limits/cpu",
     "/policy/misfire_grace",
     "/retry/backoff",
     "/retry/max_backoff",

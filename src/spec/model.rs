@@ -63,6 +63,35 @@ pub struct RunSpec {
     /// Each of `stdout.log` and `stderr.log` of a run stops growing here.
     #[serde(default = "two_hundred_fifty_six_mebibytes")]
     pub max_log_size: ByteSize,
+    /// Run as this user (from /etc/passwd); only when `jobs` runs as root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// With `user`: this group (from /etc/group) instead of the user's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "RunLimits::is_empty")]
+    pub limits: RunLimits,
+}
+
+/// Resource limits set on each attempt's process (and inherited by what it starts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunLimits {
+    /// Open file descriptors (RLIMIT_NOFILE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile: Option<u64>,
+    /// Address space (RLIMIT_AS).
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub address_space: Option<ByteSize>,
+    /// CPU time (RLIMIT_CPU), whole seconds; SIGXCPU at the limit, SIGKILL a second later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<SpecDuration>,
+}
+
+impl RunLimits {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

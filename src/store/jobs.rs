@@ -202,6 +202,18 @@ pub enum StateChange<'a> {
     Enable,
 }
 
+impl StateChange<'_> {
+    /// Whether this change does anything to a job in state `before`.
+    pub fn changes(self, before: &str) -> bool {
+        match self {
+            Self::Resume { .. } => before == "paused",
+            Self::Pause => before != "paused",
+            Self::Disable => before != "disabled",
+            Self::Enable => true,
+        }
+    }
+}
+
 impl Store {
     /// Applies an operator's state change in one transaction. Returns the state before.
     pub fn change_state(
@@ -220,9 +232,10 @@ impl Store {
         let before: String = tx
             .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
             .map_err(fail)?;
-        if matches!(change, StateChange::Resume { .. }) && before != "paused" {
+        if !change.changes(&before) {
             // Only a pause owes slots. Resuming anything else again would make up the same paused slots
-            // a second time (they are still recorded as skipped), so it changes nothing at all.
+            // a second time (they are still recorded as skipped), so it changes nothing at all. Pausing
+            // a paused job (or disabling a disabled one) again would wipe who did it, when and why.
             return Ok(before);
         }
         let sql = match change {

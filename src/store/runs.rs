@@ -95,7 +95,8 @@ pub enum QueuedStart {
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
     pub job_id: Option<String>,
-    pub status: Option<RunStatus>,
+    /// Any of these statuses; empty means every status.
+    pub statuses: Vec<RunStatus>,
     pub since: Option<i64>,
     pub limit: i64,
 }
@@ -402,9 +403,16 @@ impl Store {
             conditions.push("job_id = ?");
             values.push(job_id.clone().into());
         }
-        if let Some(status) = filter.status {
-            conditions.push("status = ?");
-            values.push(status.as_str().to_owned().into());
+        let statuses = vec!["?"; filter.statuses.len()].join(", ");
+        let status_condition = format!("status IN ({statuses})");
+        if !filter.statuses.is_empty() {
+            conditions.push(&status_condition);
+            values.extend(
+                filter
+                    .statuses
+                    .iter()
+                    .map(|status| status.as_str().to_owned().into()),
+            );
         }
         if let Some(since) = filter.since {
             conditions.push("claimed_at >= ?");

@@ -11,6 +11,7 @@ mod cancel;
 mod commands;
 mod common;
 mod contract;
+mod first_day;
 mod maintenance;
 mod more_breaks;
 mod output_limits;
