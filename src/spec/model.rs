@@ -63,6 +63,20 @@ pub struct RunSpec {
     /// Each of `stdout.log` and `stderr.log` of a run stops growing here.
     #[serde(default = "two_hundred_fifty_six_mebibytes")]
     pub max_log_size: ByteSize,
+    /// What becomes of processes an attempt leaves in its group when its main process exits.
+    #[serde(default)]
+    pub leftovers: Leftovers,
+}
+
+/// `run.leftovers`: a run's processes end with it (`kill`, the default), or, for the rare job that
+/// means to start a daemon, are left running (`keep`), and output capture stops when the main process
+/// exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Leftovers {
+    #[default]
+    Kill,
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,6 +30,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_history_by_job_status.sql",
         include_str!("../../db/migrations/0005_history_by_job_status.sql"),
     ),
+    (
+        "0007_run_processes.sql",
+        include_str!("../../db/migrations/0007_run_processes.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

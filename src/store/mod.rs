@@ -9,6 +9,6 @@ pub mod runs;
 pub use connection::Store;
 pub use jobs::{JobRow, StateChange, SyncReport};
 pub use runs::{
-    ClaimRequest, Claimed, Finish, HISTORY_COUNT_CAP, HistoryFilter, QueuedStart, RunRow, RunStats,
-    TickRecord, TickResult,
+    AttemptProcess, ClaimRequest, Claimed, Finish, HISTORY_COUNT_CAP, HistoryFilter, QueuedStart,
+    RunRow, RunStats, TickRecord, TickResult,
 };

@@ -31,7 +31,8 @@ fn maximal() -> Value {
             "env": { "REPORT_FORMAT": "pdf" },
             "timeout": "10m",
             "kill_grace": "5s",
-            "max_log_size": "64MiB"
+            "max_log_size": "64MiB",
+            "leftovers": "keep"
         },
         "policy": { "max_instances": 2, "overlap": "queue", "coalesce": false, "misfire_grace": "unlimited" },
         "retry": { "max_attempts": 3, "backoff": "10s", "max_backoff": "1m", "retry_on": ["failed", "timed_out", "interrupted"] },
@@ -56,7 +57,7 @@ fn maximal_alternatives() -> Value {
     let mut spec = maximal();
     spec["schedule"] =
         json!({ "cron": "0 30 2 * * *", "timezone": "America/New_York", "jitter": "1m" });
-    spec["run"] = json!({ "shell": "pg_dump app | gzip > app.gz", "cwd": ".", "env": {}, "kill_grace": "10s", "max_log_size": "256MiB" });
+    spec["run"] = json!({ "shell": "pg_dump app | gzip > app.gz", "cwd": ".", "env": {}, "kill_grace": "10s", "max_log_size": "256MiB", "leftovers": "kill" });
     spec
 }
 
@@ -181,6 +182,7 @@ const FIELDS: &[&str] = &[
     "/run/timeout",
     "/run/kill_grace",
     "/run/max_log_size",
+    "/run/leftovers",
     "/policy/max_instances",
     "/policy/overlap",
     "/policy/coalesce",

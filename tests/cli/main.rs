@@ -12,6 +12,7 @@ mod common;
 mod contract;
 mod maintenance;
 mod more_breaks;
+mod orphans;
 mod output_limits;
 mod runbooks;
 mod runs;
