@@ -137,6 +137,9 @@ fn benches(c: &mut Criterion) {
             events.emit(EventKind::AttemptStarted {
                 attempt: black_box(1),
                 pid: Some(4242),
+                pgid: Some(4242),
+                leader_start: Some(123_456),
+                boot_id: Some("5f3c1a52-0c2d-4b1e-9d8a-3f6f1c2b7e90".into()),
             })
         })
     });

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fault;
 pub mod home;
 pub mod policy;
+pub mod process;
 pub mod retention;
 pub mod run;
 pub mod runner;

@@ -103,6 +103,94 @@ fn start(home: &TestHome, faults: Option<u64>) -> KillOnDrop {
         .expect("start the scheduler")
 }
 
+/// Waits until the scheduler just started has settled what it found (it logs "scheduler started"
+/// after that), or has died trying (a fault point struck); true in the first case.
+fn started(home: &TestHome, scheduler: &mut KillOnDrop) -> bool {
+    let count = |home: &TestHome| {
+        std::fs::read_to_string(home.path().join("scheduler.log"))
+            .unwrap_or_default()
+            .matches("scheduler started")
+            .count()
+    };
+    let before = count(home);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if count(home) > before {
+            return true;
+        }
+        if scheduler.try_wait().expect("poll").is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Processes still alive in the process group of a run the store records as ended, each as a line
+/// that names the run. A process being killed as the run ends may take a moment to go: whatever is
+/// found is looked at again half a second later.
+fn processes_of_settled_runs(home: &TestHome) -> Vec<String> {
+    let db = home.db();
+    let mut statement = db
+        .prepare(
+            "SELECT job_id, seq, status, pgid FROM runs
+             WHERE pgid IS NOT NULL AND status NOT IN ('queued', 'running')",
+        )
+        .expect("prepare");
+    let ended: Vec<(String, i64, String, i64)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let find = || {
+        let groups = live_groups();
+        ended
+            .iter()
+            .filter_map(|(job, seq, status, pgid)| {
+                groups.get(pgid).map(|pids| {
+                    format!("{job}#{seq} is {status}, but processes {pids:?} of its group {pgid} are alive")
+                })
+            })
+            .collect::<Vec<String>>()
+    };
+    let found = find();
+    if found.is_empty() {
+        return found;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    find()
+}
+
+/// Every process that has not ended, by process group.
+fn live_groups() -> BTreeMap<i64, Vec<i64>> {
+    let mut groups: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let live = fields
+            .first()
+            .is_some_and(|state| *state != "Z" && *state != "X");
+        if let (true, Some(pgrp)) = (live, fields.get(2).and_then(|f| f.parse().ok())) {
+            groups.entry(pgrp).or_default().push(pid);
+        }
+    }
+    groups
+}
+
 fn log_tail(home: &TestHome) -> String {
     let log = std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
@@ -137,6 +225,12 @@ fn fifty_jobs_survive_repeated_kill_9() {
         // the cycle ends by an ordinary kill after FAULT_PATIENCE).
         let armed = cfg!(debug_assertions) && cycle % 2 == 1;
         let mut scheduler = start(&home, armed.then(|| rng.next()));
+        // The start settles the runs the last kill left in flight: none of their processes may remain.
+        if started(&home, &mut scheduler) {
+            for offender in processes_of_settled_runs(&home) {
+                violations.push(format!("cycle {cycle}: {offender}"));
+            }
+        }
         if armed {
             let deadline = Instant::now() + FAULT_PATIENCE;
             while Instant::now() < deadline && scheduler.try_wait().expect("poll").is_none() {
@@ -177,6 +271,11 @@ fn fifty_jobs_survive_repeated_kill_9() {
 
     // One clean start: it reconciles what the last kill left, runs for a while, and stops on SIGTERM.
     let mut scheduler = start(&home, None);
+    if started(&home, &mut scheduler) {
+        for offender in processes_of_settled_runs(&home) {
+            violations.push(format!("after the clean start: {offender}"));
+        }
+    }
     std::thread::sleep(Duration::from_millis(2000));
     assert!(
         matches!(scheduler.try_wait(), Ok(None)),
@@ -194,6 +293,9 @@ fn fifty_jobs_survive_repeated_kill_9() {
     }
     assert!(!process_alive(pid.as_raw_nonzero().get()));
 
+    for offender in processes_of_settled_runs(&home) {
+        violations.push(format!("after the clean stop: {offender}"));
+    }
     let report = check(&home, &mut violations);
     println!(
         "torture: {cycles} cycles survived in {:.1} s, {} runs ({}), {plain_kills} plain kills, {fault_kills} kills at fault points, {patience_kills} armed cycles ended by a plain kill, {} directories without a row after the final start, violations: {}",

@@ -52,6 +52,16 @@ pub enum EventKind {
     AttemptStarted {
         attempt: u32,
         pid: Option<u32>,
+        /// The attempt's process group: the pid, as each attempt leads a group of its own.
+        #[serde(default)]
+        pgid: Option<u32>,
+        /// The process's start time, clock ticks after boot (field 22 of `/proc/<pid>/stat`), and the
+        /// boot: with the pid they name the process for good, so a pid handed out again later is never
+        /// taken for it.
+        #[serde(default)]
+        leader_start: Option<u64>,
+        #[serde(default)]
+        boot_id: Option<String>,
     },
     Output {
         attempt: u32,
@@ -88,6 +98,16 @@ pub enum EventKind {
     KillSent {
         attempt: u32,
         signal: String,
+    },
+    /// Processes of the attempt's group were found running when they should not be: its main process
+    /// had exited (`main_exited`), or the run's owner had died (`owner_gone`). `action` says what became
+    /// of them: `killed` (SIGTERM, `kill_grace`, SIGKILL, each a `kill_sent` event) or `kept`
+    /// (`run.leftovers: keep`).
+    ProcessesLeft {
+        attempt: u32,
+        cause: String,
+        action: String,
+        processes: Vec<ProcessInfo>,
     },
     RunFinished {
         status: RunStatus,
@@ -127,12 +147,21 @@ impl EventKind {
             Self::RetryScheduled { .. } => "retry_scheduled",
             Self::Timeout { .. } => "timeout",
             Self::KillSent { .. } => "kill_sent",
+            Self::ProcessesLeft { .. } => "processes_left",
             Self::RunFinished { .. } => "run_finished",
             Self::SlotSkipped { .. } => "slot_skipped",
             Self::SlotMissed { .. } => "slot_missed",
             Self::SlotsCoalesced { .. } => "slots_coalesced",
         }
     }
+}
+
+/// A process as an event names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// Its command name (`comm`).
+    pub name: String,
 }
 
 /// Called with every event as it is written, e.g. to stream a run's output to the terminal.
@@ -343,6 +372,9 @@ mod tests {
         log(&path).emit(EventKind::AttemptStarted {
             attempt: 1,
             pid: Some(42),
+            pgid: Some(42),
+            leader_start: None,
+            boot_id: None,
         });
         let mut file = open_append(&path).expect("open");
         file.write_all(br#"{"seq":2,"ts":"#).expect("write");

@@ -1,5 +1,6 @@
 //! `run_receipt.json`: everything known about a run in one document. Written when the run starts
-//! (status running) and replaced atomically when it ends; the final version is synced to disk.
+//! (status running), replaced atomically when each attempt starts (listing it, still running) and when
+//! the run ends; the final version is synced to disk.
 
 use std::path::Path;
 
@@ -60,9 +61,18 @@ pub struct Command {
 pub struct AttemptRecord {
     pub attempt: u32,
     pub pid: Option<u32>,
+    /// The attempt's process group, its leader's start time (clock ticks after boot) and the boot:
+    /// what names its processes for whoever must stop them after the owner died.
+    #[serde(default)]
+    pub pgid: Option<u32>,
+    #[serde(default)]
+    pub leader_start: Option<u64>,
+    #[serde(default)]
+    pub boot_id: Option<String>,
     pub started_at: String,
-    pub finished_at: String,
-    pub duration_ms: u64,
+    /// `None` (and status running) while the attempt runs: the receipt lists each attempt as it starts.
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<u64>,
     pub status: RunStatus,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,

@@ -127,7 +127,7 @@ pub fn render(receipt: &Receipt, output: &Output) -> String {
                 "| {} | {} | {exit} | {:.3} s |",
                 attempt.attempt,
                 attempt.status,
-                attempt.duration_ms as f64 / 1000.0
+                attempt.duration_ms.unwrap_or(0) as f64 / 1000.0
             );
         }
     }

@@ -268,10 +268,7 @@ fn wait_for_end(
             let row = store.run_row(id, seq)?;
             if let Some(row) = &row
                 && row.status.is_active()
-                && row
-                    .run_dir
-                    .as_deref()
-                    .is_some_and(|dir| !run_is_alive(ctx.home.root(), dir))
+                && !run_is_alive(ctx.home.root(), row)
             {
                 orphaned = true;
             }

@@ -354,7 +354,7 @@ pub fn render(event: &Event, out: &Output) -> String {
                     .unwrap_or_default()
             ),
         ),
-        EventKind::AttemptStarted { attempt, pid } => (
+        EventKind::AttemptStarted { attempt, pid, .. } => (
             "#",
             Style::Dim,
             format!(
@@ -408,6 +408,29 @@ pub fn render(event: &Event, out: &Output) -> String {
             "K",
             Style::Red,
             format!("{signal} sent to the process group"),
+        ),
+        EventKind::ProcessesLeft {
+            cause,
+            action,
+            processes,
+            ..
+        } => (
+            "K",
+            Style::Yellow,
+            format!(
+                "{} process(es) left after {}, {action}: {}",
+                processes.len(),
+                if cause == "owner_gone" {
+                    "the owner died"
+                } else {
+                    "the main process exited"
+                },
+                processes
+                    .iter()
+                    .map(|p| format!("{} ({})", p.pid, p.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ),
         EventKind::RunFinished {
             status,
@@ -469,6 +492,15 @@ pub fn output_line(event: &Event, prefix: &str) -> Option<(Stream, String)> {
             Stream::Stderr,
             format!("{prefix}[jobs] {}\n", truncation_note(*lines, *bytes)),
         )),
+        // A command that could not start has no output to explain it: the reason goes where its
+        // errors would have.
+        EventKind::AttemptFinished {
+            error_code: Some(code),
+            message: Some(message),
+            ..
+        } if code == "spawn_failed" || code == "bad_cwd" => {
+            Some((Stream::Stderr, format!("{prefix}[jobs] {message}\n")))
+        }
         _ => None,
     }
 }

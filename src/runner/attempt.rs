@@ -1,6 +1,8 @@
 //! One attempt: start the command in its own process group, copy its output to the `.log` files and
 //! to `output` events, both bounded, and stop the whole group on timeout or cancellation (SIGTERM, a
-//! grace period, SIGKILL). Failing to start is a failed attempt, never a crash.
+//! grace period, SIGKILL). When the main process exits, what is left of its group is stopped the same
+//! way (unless the spec keeps it), so a run never leaves processes behind. Failing to start is a failed
+//! attempt, never a crash.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -17,9 +19,12 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::identity_limits::ProcessSetup;
+use crate::artifacts::events::ProcessInfo;
 use crate::artifacts::summary::Output;
 use crate::artifacts::{EventKind, EventLog, Stream};
+use crate::process::{Identity, members};
 use crate::run::RunStatus;
+use crate::spec::model::Leftovers;
 use crate::spec::size::ByteSize;
 
 /// Output lines longer than this are cut in their `output` event (the `.log` file keeps them whole).
@@ -36,6 +41,13 @@ pub const MAX_OUTPUT_EVENT_BYTES: u64 = 8 << 20;
 /// inherited them would otherwise keep the run open forever.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
+/// With `leftovers: keep`, what the main process wrote just before it exited is read for this long;
+/// output of the processes kept after that is not the run's.
+const DRAIN_KEPT: Duration = Duration::from_millis(200);
+
+/// How often a stop looks whether the group has emptied.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
 /// What to execute, resolved from the spec.
 #[derive(Debug, Clone)]
 pub struct AttemptSpec {
@@ -47,6 +59,8 @@ pub struct AttemptSpec {
     pub kill_grace: Duration,
     /// `run.user`, `run.group` and `run.limits`.
     pub setup: ProcessSetup,
+    /// What becomes of the group's other processes when the main one exits.
+    pub leftovers: Leftovers,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +68,8 @@ pub struct AttemptResult {
     /// Succeeded, Failed, TimedOut or Cancelled.
     pub status: RunStatus,
     pub pid: Option<u32>,
+    /// The process as `/proc` named it when it started (see [`Identity`]).
+    pub leader: Option<Identity>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub duration: Duration,
@@ -100,7 +116,8 @@ impl Captured {
 }
 
 /// Runs one attempt. A status arriving on `stop` (Cancelled, or Interrupted at shutdown) stops it like a
-/// timeout does, and becomes the attempt's status.
+/// timeout does, and becomes the attempt's status. `spawned` hears of the process as soon as it runs
+/// (its pid, and its identity when `/proc` gives it), before anything else happens.
 pub async fn run_attempt(
     spec: &AttemptSpec,
     attempt: u32,
@@ -108,11 +125,13 @@ pub async fn run_attempt(
     events: &Arc<EventLog>,
     sinks: &OutputSinks,
     stop: &mut Stop,
+    spawned: &mut (dyn FnMut(u32, Option<&Identity>) + Send),
 ) -> AttemptResult {
     let started = Instant::now();
     let failed = |code: &str, message: String| AttemptResult {
         status: RunStatus::Failed,
         pid: None,
+        leader: None,
         exit_code: None,
         signal: None,
         duration: started.elapsed(),
@@ -168,7 +187,12 @@ pub async fn run_attempt(
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => return failed("spawn_failed", format!("failed to start {program}: {e}")),
+        Err(e) => {
+            return failed(
+                "spawn_failed",
+                format!("failed to start {program}: {}", io_cause(&e)),
+            );
+        }
     };
     let pid = child.id();
     if let Err((code, message)) = spec.setup.limit(pid) {
@@ -182,7 +206,20 @@ pub async fn run_attempt(
         let _ = child.wait().await;
         return failed(code, message);
     }
-    events.emit(EventKind::AttemptStarted { attempt, pid });
+    // Read now, while the child cannot have been reaped: with its start time, the pid names this
+    // process for good, and whoever settles the run after its owner died can tell its group from a
+    // stranger's that got the pid later.
+    let leader = pid.and_then(Identity::of);
+    events.emit(EventKind::AttemptStarted {
+        attempt,
+        pid,
+        pgid: pid,
+        leader_start: leader.as_ref().map(|l| l.start),
+        boot_id: leader.as_ref().map(|l| l.boot.clone()),
+    });
+    if let Some(pid) = pid {
+        spawned(pid, leader.as_ref());
+    }
 
     let mut readers = Vec::with_capacity(2);
     if let Some(pipe) = child.stdout.take() {
@@ -269,7 +306,41 @@ pub async fn run_attempt(
             let _ = kill_process_group(group, Signal::KILL);
         }
     }
-    let drained = tokio::time::timeout(DRAIN_AFTER_EXIT, async {
+    // The main process exited by itself: what it left running in its group (a daemon it started, a
+    // background job holding the pipes) ends with the attempt, unless the spec keeps it.
+    let mut kept = false;
+    if stopped.is_none()
+        && let Some(pgid) = pid
+    {
+        let left = members(pgid);
+        if !left.is_empty() {
+            kept = spec.leftovers == Leftovers::Keep;
+            events.emit(EventKind::ProcessesLeft {
+                attempt,
+                cause: "main_exited".into(),
+                action: if kept { "kept" } else { "killed" }.into(),
+                processes: left
+                    .iter()
+                    .map(|m| ProcessInfo {
+                        pid: m.pid,
+                        name: m.name.clone(),
+                    })
+                    .collect(),
+            });
+            if !kept {
+                signal_group(Signal::TERM, "SIGTERM");
+                let deadline = tokio::time::Instant::now() + spec.kill_grace;
+                while tokio::time::Instant::now() < deadline && !members(pgid).is_empty() {
+                    tokio::time::sleep(GROUP_POLL).await;
+                }
+                if !members(pgid).is_empty() {
+                    signal_group(Signal::KILL, "SIGKILL");
+                }
+            }
+        }
+    }
+    let drain = if kept { DRAIN_KEPT } else { DRAIN_AFTER_EXIT };
+    let drained = tokio::time::timeout(drain, async {
         for reader in readers.iter_mut() {
             let _ = reader.await;
         }
@@ -324,18 +395,33 @@ pub async fn run_attempt(
             ),
         },
     };
-    if !drained {
+    if kept {
+        let note = "processes of its group were kept running (leftovers: keep); their output is not captured";
+        message = Some(message.map_or_else(|| note.to_owned(), |m| format!("{m}; {note}")));
+    } else if !drained {
         let note = "a background process still held the output pipes open; output after the exit was not captured";
         message = Some(message.map_or_else(|| note.to_owned(), |m| format!("{m}; {note}")));
     }
     AttemptResult {
         status: run_status,
         pid,
+        leader,
         exit_code,
         signal,
         duration,
         error_code: error_code.map(str::to_owned),
         message,
+    }
+}
+
+/// An I/O error's cause as a message fragment: `no such file or directory`, without the OS error number.
+fn io_cause(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    let cause = text.split(" (os error").next().unwrap_or_default();
+    let mut chars = cause.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => cause.to_owned(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! record of how it ended. Artifacts are finished before the store, so a crash in between leaves a
 //! terminal receipt beside an unfinished row, which reconciliation can read.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,10 +17,11 @@ use crate::artifacts::rundir::{EVENTS_FILE, STDERR_FILE, STDOUT_FILE, open_appen
 use crate::artifacts::{AttemptRecord, EventKind, EventLog, Receipt, RunDir, summary};
 use crate::clock::{Clock, millis, rfc3339};
 use crate::error::Error;
+use crate::process::Identity;
 use crate::run::{RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
 use crate::spec::model::RetryOn;
-use crate::store::{CancelRequest, Finish, QueuedStart, Store};
+use crate::store::{AttemptProcess, CancelRequest, Finish, QueuedStart, Store};
 
 /// How often a queued run checks whether an instance has freed up.
 const QUEUE_POLL: Duration = Duration::from_millis(100);
@@ -65,12 +66,14 @@ pub struct RunControl {
     pub hold: Option<watch::Receiver<bool>>,
 }
 
-/// A run's command started at `at` (milliseconds since the epoch).
+/// A run's command started at `at` (milliseconds since the epoch); with `process`, an attempt's process
+/// group started, to be recorded so that it can be stopped should the owner die.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
     pub job_id: String,
     pub seq: i64,
     pub at: i64,
+    pub process: Option<AttemptProcess>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +97,7 @@ pub fn stored_run_dir(job_id: &str, seq: i64) -> String {
     format!("runs/{job_id}/{seq}")
 }
 
-/// Whether the run directory recorded as `stored` (relative to `home`) has a live owner.
-pub fn run_is_alive(home: &Path, stored: &str) -> bool {
-    RunDir::is_locked(&home.join(stored))
-}
+pub use crate::scheduler::reconcile::run_is_alive;
 
 pub async fn execute(
     plan: RunPlan,
@@ -144,6 +144,7 @@ pub async fn execute(
         timeout: run.timeout.map(|t| t.as_duration()),
         kill_grace: run.kill_grace.as_duration(),
         setup: super::identity_limits::ProcessSetup::from_spec(run),
+        leftovers: run.leftovers,
     };
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut receipt = Receipt {
@@ -334,7 +335,7 @@ pub async fn execute(
         .await;
     }
     let started_at = clock.now();
-    record_start(&plan, &store, millis(started_at));
+    record_start(&plan, &store, millis(started_at), None);
     receipt.started_at = Some(rfc3339(started_at));
     receipt.status = RunStatus::Running;
     events.emit(EventKind::RunStarted {
@@ -354,8 +355,54 @@ pub async fn execute(
         attempt += 1;
         let attempt_started = clock.now();
         let extra = [("JOBS_ATTEMPT".to_owned(), attempt.to_string())];
-        let mut result =
-            run_attempt(&attempt_spec, attempt, &extra, &events, &sinks, &mut stop).await;
+        let kill_grace_ms = i64::try_from(ms(attempt_spec.kill_grace)).unwrap_or(i64::MAX);
+        let mut listed = false;
+        let mut spawned = |pid: u32, leader: Option<&Identity>| {
+            // The receipt lists the attempt as soon as it runs, and the store learns its process
+            // group, so that whoever settles the run after its owner died can stop it.
+            receipt.attempts.push(AttemptRecord {
+                attempt,
+                pid: Some(pid),
+                pgid: Some(pid),
+                leader_start: leader.map(|l| l.start),
+                boot_id: leader.map(|l| l.boot.clone()),
+                started_at: rfc3339(attempt_started),
+                finished_at: None,
+                duration_ms: None,
+                status: RunStatus::Running,
+                exit_code: None,
+                signal: None,
+                error_code: None,
+                message: None,
+            });
+            if let Err(e) = receipt.write(&dir, false) {
+                artifact_error.get_or_insert(e);
+            }
+            if let Some(leader) = leader {
+                let process = AttemptProcess {
+                    job_id: plan.job_id.clone(),
+                    seq: plan.seq,
+                    leader: leader.clone(),
+                    kill_grace_ms,
+                };
+                record_start(&plan, &store, millis(started_at), Some(process));
+            }
+            listed = true;
+        };
+        let mut result = run_attempt(
+            &attempt_spec,
+            attempt,
+            &extra,
+            &events,
+            &sinks,
+            &mut stop,
+            &mut spawned,
+        )
+        .await;
+        if listed {
+            // Listed while it ran: replaced below by how it ended.
+            receipt.attempts.pop();
+        }
         // A cancel asked for through the store says who and why in the attempt too, not only the run.
         if result.status == RunStatus::Cancelled
             && let Some(request) = cancel_request_of(&plan, &store)
@@ -375,9 +422,12 @@ pub async fn execute(
         receipt.attempts.push(AttemptRecord {
             attempt,
             pid: result.pid,
+            pgid: result.pid,
+            leader_start: result.leader.as_ref().map(|l| l.start),
+            boot_id: result.leader.as_ref().map(|l| l.boot.clone()),
             started_at: rfc3339(attempt_started),
-            finished_at: rfc3339(clock.now()),
-            duration_ms,
+            finished_at: Some(rfc3339(clock.now())),
+            duration_ms: Some(duration_ms),
             status: result.status,
             exit_code: result.exit_code,
             signal: result.signal,
@@ -517,12 +567,18 @@ async fn wait_for_hold(control: &RunControl) {
     }
 }
 
-/// Tells the owner (or the store) when the command started.
-fn record_start(plan: &RunPlan, store: &Arc<Mutex<Store>>, at: i64) {
+/// Tells the owner (or the store) when the command started, or which process group an attempt runs in.
+fn record_start(
+    plan: &RunPlan,
+    store: &Arc<Mutex<Store>>,
+    at: i64,
+    process: Option<AttemptProcess>,
+) {
     let started = Started {
         job_id: plan.job_id.clone(),
         seq: plan.seq,
         at,
+        process,
     };
     if let Some(starts) = &plan.control.starts
         && starts.send(started.clone()).is_ok()
@@ -530,9 +586,11 @@ fn record_start(plan: &RunPlan, store: &Arc<Mutex<Store>>, at: i64) {
         return;
     }
     // No owner batching the starts (a run of `jobs run`): one small commit of its own.
-    if let Ok(mut store) = store.lock()
-        && let Err(e) = store.record_starts(&[(started.job_id, started.seq, started.at)])
-    {
+    let recorded = store.lock().map(|mut store| match started.process {
+        Some(process) => store.record_processes(&[process]),
+        None => store.record_starts(&[(started.job_id, started.seq, started.at)]),
+    });
+    if let Ok(Err(e)) = recorded {
         tracing::error!(run = %run_name(&plan.job_id, plan.seq), "{e}");
     }
 }

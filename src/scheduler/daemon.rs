@@ -24,7 +24,6 @@ use crate::runner::execute;
 use crate::runner::execute::{RunControl, RunOutcome, RunPlan, Started, stored_run_dir};
 use crate::schedule::Schedule;
 use crate::spec::JobSpec;
-use crate::spec::model::RetryOn;
 use crate::store::owner::Owner;
 use crate::store::{RunRow, Store, TickRecord, TickResult};
 
@@ -198,7 +197,6 @@ pub async fn run(
         census: None,
     };
     daemon.reload()?;
-    daemon.plan_retries(&interrupted);
     let census = daemon.census.unwrap_or_default();
     tracing::info!(
         scheduled = daemon.jobs.len(),
@@ -360,35 +358,25 @@ impl Daemon {
         self.census = Some(census);
         self.data_version = version;
         self.jobs = jobs;
+        // Another process may have settled an interrupted run whose retry is owed.
+        self.plan_retries();
         Ok(())
     }
 
     /// Interrupted runs are retried once, as a new run linked to them, when their job retries
-    /// `interrupted` outcomes. A retry that is itself interrupted is not retried again, so a job that
-    /// keeps taking the scheduler down cannot loop.
-    fn plan_retries(&mut self, interrupted: &[(String, i64)]) {
-        for (job, seq) in interrupted {
-            let Some(entry) = self.jobs.get(job) else {
-                continue;
-            };
-            let retry = &entry.spec.retry;
-            if !retry.retry_on.contains(&RetryOn::Interrupted) || retry.max_attempts < 2 {
-                continue;
+    /// `interrupted` outcomes. Whoever settled the run (this scheduler, or any command before it)
+    /// recorded that the retry is owed (unless someone had asked for it to be cancelled); claiming the retry takes the debt in the same transaction, so
+    /// it happens exactly once. A retry that is itself interrupted owes none, so a job that keeps
+    /// taking the scheduler down cannot loop.
+    fn plan_retries(&mut self) {
+        match self.store().and_then(|s| s.owed_retries()) {
+            Ok(owed) => {
+                self.retries = owed
+                    .into_iter()
+                    .filter(|row| self.jobs.contains_key(&row.job_id))
+                    .collect();
             }
-            // Someone asked for it to be cancelled before its owner died: it is not run again.
-            match self.store().and_then(|s| s.cancel_request(job, *seq)) {
-                Ok(None) => {}
-                Ok(Some(_)) => continue,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    continue;
-                }
-            }
-            match self.store().and_then(|s| s.run_row(job, *seq)) {
-                Ok(Some(row)) if row.replay_of.is_none() => self.retries.push(row),
-                Ok(_) => {}
-                Err(e) => tracing::error!("{e}"),
-            }
+            Err(e) => tracing::error!("{e}"),
         }
     }
 
@@ -470,11 +458,19 @@ impl Daemon {
         first: Started,
         more: &mut tokio::sync::mpsc::UnboundedReceiver<Started>,
     ) {
-        let mut batch = vec![(first.job_id, first.seq, first.at)];
-        while let Ok(next) = more.try_recv() {
-            batch.push((next.job_id, next.seq, next.at));
+        let mut batch = Vec::new();
+        let mut processes = Vec::new();
+        for started in std::iter::once(first).chain(std::iter::from_fn(|| more.try_recv().ok())) {
+            match started.process {
+                Some(process) => processes.push(process),
+                None => batch.push((started.job_id, started.seq, started.at)),
+            }
         }
-        if let Err(e) = self.store().and_then(|mut s| s.record_starts(&batch)) {
+        let recorded = self.store().and_then(|mut s| {
+            s.record_starts(&batch)?;
+            s.record_processes(&processes)
+        });
+        if let Err(e) = recorded {
             tracing::error!("{e}");
         }
     }
@@ -554,8 +550,10 @@ impl Daemon {
             let reaped = self.store().and_then(|mut store| {
                 reconcile_runs(&mut store, self.home.root(), &self.clock, None)
             });
-            if let Err(e) = reaped {
-                tracing::error!("{e}");
+            match reaped {
+                Ok(reaped) if !reaped.is_empty() => self.plan_retries(),
+                Ok(_) => {}
+                Err(e) => tracing::error!("{e}"),
             }
         }
         let in_flight = match self.store().and_then(|s| s.active_runs()) {

@@ -1,5 +1,6 @@
 //! What a (re)starting scheduler finds and sets right: runs left queued or running by a process that is
-//! gone. Their artifacts are set right first (a torn last event line is cut off, a `run_finished` event
+//! gone. What is left of their processes is stopped first (SIGTERM, `kill_grace`, SIGKILL: a run's
+//! processes end with its owner, as a unit's do under systemd), then their artifacts are set right (a torn last event line is cut off, a `run_finished` event
 //! is appended, the receipt and summary say how the run ended), then the store records the same
 //! outcome. Missed slots need nothing here: the first tick judges them by misfire grace and coalesce.
 //!
@@ -12,28 +13,51 @@ use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::artifacts::events::read_events;
+use crate::artifacts::events::{ProcessInfo, read_events};
 use crate::artifacts::receipt::Command as ReceiptCommand;
-use crate::artifacts::rundir::{EVENTS_FILE, LOCK_FILE};
+use crate::artifacts::rundir::{EVENTS_FILE, LOCK_FILE, open_read};
 use crate::artifacts::{Event, EventKind, EventLog, Receipt};
 use crate::clock::{Clock, millis, rfc3339, rfc3339_ms};
 use crate::error::Result;
+use crate::process::{Identity, remaining, stop_group};
 use crate::run::{RunStatus, Trigger, run_name};
-use crate::runner::execute::run_is_alive;
 use crate::spec::JobSpec;
 use crate::store::runs::OWNER_GONE;
 use crate::store::{Finish, RunRow, Store};
+
+/// The grace between SIGTERM and SIGKILL for the processes of a dead run when nothing recorded says
+/// (the spec's default).
+const DEFAULT_KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a run in flight still has a live owner, or live processes: either keeps it from being
+/// settled, so that no claim counts a job's instances as free while a command of it still runs.
+pub fn run_is_alive(home: &Path, run: &RunRow) -> bool {
+    owner_is_alive(home, run)
+        || run
+            .leader_identity()
+            .is_some_and(|leader| !remaining(&leader).is_empty())
+}
+
+/// Whether the process that owns the run is still there. Its run lock says so when the lock file is
+/// there: held, the owner lives; free, the owner let go of it or died (flock ends with its holder). A
+/// missing lock file or run directory (deleted under a running run) proves nothing: then the owner's
+/// recorded identity decides (its pid, with the start time and boot recorded at the claim, so that a
+/// pid handed out again is not taken for the owner).
+pub fn owner_is_alive(home: &Path, run: &RunRow) -> bool {
+    if let Some(dir) = run.run_dir.as_deref()
+        && let Ok(lock) = open_read(&home.join(dir).join(LOCK_FILE))
+    {
+        return matches!(lock.try_lock(), Err(TryLockError::WouldBlock));
+    }
+    run.owner_identity().is_some_and(|owner| owner.is_running())
+}
 
 /// Runs in flight whose owner is gone, without changing anything (for `--dry-run`).
 pub fn orphaned_runs(store: &Store, home: &Path) -> Result<Vec<RunRow>> {
     Ok(store
         .active_runs()?
         .into_iter()
-        .filter(|run| {
-            run.run_dir
-                .as_deref()
-                .is_none_or(|dir| !run_is_alive(home, dir))
-        })
+        .filter(|run| !owner_is_alive(home, run))
         .collect())
 }
 
@@ -58,15 +82,21 @@ pub fn reconcile_runs(
             continue;
         }
         let Some(stored) = &run.run_dir else {
+            stop_processes(&run, None, store);
             continue;
         };
         let dir = home.join(stored);
         // Holding the run's lock while setting it right makes the run look alive to every other
         // process: one reconciling at the same moment leaves it alone rather than repairing it twice.
-        // A lock that cannot be had means someone else is at it (or the directory is gone, which the
-        // store alone then settles below).
-        let Some(_lock) = take_lock(&dir) else {
-            continue;
+        // A lock held by someone else means they are at it; a directory that is gone leaves only
+        // the processes to stop here, and the store to settle below.
+        let _lock = match take_lock(&dir) {
+            Lock::Taken(lock) => lock,
+            Lock::Busy => continue,
+            Lock::Missing => {
+                stop_processes(&run, None, store);
+                continue;
+            }
         };
         // Another process may have finished it between the listing and the lock.
         let Some(row) = store.run_row(&run.job_id, run.seq)? else {
@@ -75,6 +105,8 @@ pub fn reconcile_runs(
         if !row.status.is_active() {
             continue;
         }
+        // Nothing of a dead run may go on running: its processes are stopped before it is settled.
+        stop_processes(&row, Some((&dir, clock)), store);
         if row.trigger == Trigger::Schedule && row.slot.is_some() && !began(&dir) {
             // Claimed (ahead of its slot) but never begun: the slot is given back, not lost. The
             // directory goes first; a death in between leaves a row that is released next time.
@@ -87,7 +119,7 @@ pub fn reconcile_runs(
         }
         let spec = spec_of(store, &row);
         let finish = repair(&dir, home, &row, spec.as_ref(), clock);
-        store.finish_run(&row.job_id, row.seq, &finish)?;
+        store.finish_orphaned(&row.job_id, row.seq, &finish)?;
         if finish.status == RunStatus::Interrupted {
             interrupted.push((row.job_id.clone(), row.seq));
         }
@@ -110,12 +142,120 @@ pub(crate) fn began(dir: &Path) -> bool {
     }
 }
 
+/// What [`take_lock`] found.
+enum Lock {
+    Taken(File),
+    /// Someone holds it (or it cannot be locked).
+    Busy,
+    /// No lock file to take: the run directory, or its lock, was deleted.
+    Missing,
+}
+
 /// Takes the lock of the run directory `dir`, if it exists and no one holds it.
-fn take_lock(dir: &Path) -> Option<File> {
-    let file = crate::artifacts::rundir::open_read(&dir.join(LOCK_FILE)).ok()?;
+fn take_lock(dir: &Path) -> Lock {
+    let file = match open_read(&dir.join(LOCK_FILE)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lock::Missing,
+        Err(_) => return Lock::Busy,
+    };
     match file.try_lock() {
-        Ok(()) => Some(file),
-        Err(TryLockError::WouldBlock | TryLockError::Error(_)) => None,
+        Ok(()) => Lock::Taken(file),
+        Err(TryLockError::WouldBlock | TryLockError::Error(_)) => Lock::Busy,
+    }
+}
+
+/// Stops what is left of a dead run's processes: the process group of its latest attempt, as the store
+/// recorded it, and as its events name it (the owner may have died between starting the attempt and
+/// telling the store). A group whose leader's pid now belongs to another process is never signalled.
+/// With the run directory (`artifacts`), the events say what was found and which signals were sent,
+/// unless the run had already written how it ended.
+fn stop_processes(run: &RunRow, artifacts: Option<(&Path, &Arc<dyn Clock>)>, store: &Store) {
+    let events = artifacts
+        .map(|(dir, _)| read_events(&dir.join(EVENTS_FILE)).map_or_else(|_| Vec::new(), |(e, _)| e))
+        .unwrap_or_default();
+    let from_events = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::AttemptStarted {
+            attempt,
+            pid: Some(pid),
+            leader_start: Some(start),
+            boot_id: Some(boot),
+            ..
+        } => Some((
+            *attempt,
+            Identity {
+                pid: *pid,
+                start: *start,
+                boot: boot.clone(),
+            },
+        )),
+        _ => None,
+    });
+    let attempt = from_events.as_ref().map_or(1, |(attempt, _)| *attempt);
+    let mut leaders: Vec<Identity> = from_events.into_iter().map(|(_, id)| id).collect();
+    if let Some(recorded) = run.leader_identity()
+        && !leaders.contains(&recorded)
+    {
+        leaders.push(recorded);
+    }
+    if leaders.is_empty() {
+        return;
+    }
+    let grace = run
+        .kill_grace_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis)
+        .or_else(|| {
+            artifacts
+                .and_then(|(dir, _)| Receipt::read(dir).ok())
+                .map(|r| std::time::Duration::from_millis(r.kill_grace_ms))
+        })
+        .or_else(|| spec_of(store, run).map(|spec| spec.run.kill_grace.as_duration()))
+        .unwrap_or(DEFAULT_KILL_GRACE);
+    let finished = ends_with_run_finished(&events);
+    for leader in leaders {
+        let stopped = stop_group(&leader, grace);
+        if stopped.found.is_empty() {
+            continue;
+        }
+        tracing::warn!(
+            run = %run_name(&run.job_id, run.seq),
+            pgid = leader.pid,
+            processes = stopped.found.len(),
+            "its owner is gone; stopped what was left of its processes"
+        );
+        let Some((dir, clock)) = artifacts.filter(|_| !finished) else {
+            continue;
+        };
+        let path = dir.join(EVENTS_FILE);
+        append_event(
+            &path,
+            run,
+            clock,
+            EventKind::ProcessesLeft {
+                attempt,
+                cause: "owner_gone".into(),
+                action: "killed".into(),
+                processes: stopped
+                    .found
+                    .iter()
+                    .map(|m| ProcessInfo {
+                        pid: m.pid,
+                        name: m.name.clone(),
+                    })
+                    .collect(),
+            },
+        );
+        for signal in stopped.signals {
+            append_event(
+                &path,
+                run,
+                clock,
+                EventKind::KillSent {
+                    attempt,
+                    signal: signal.to_owned(),
+                },
+            );
+        }
     }
 }
 
@@ -279,6 +419,21 @@ fn repair(
     // and the spec the run was claimed with.
     let receipt = receipt.or_else(|| spec.map(|spec| new_receipt(home, run, spec)));
     if let Some(mut receipt) = receipt {
+        // An attempt listed as running when the owner died ended with it.
+        for attempt in receipt
+            .attempts
+            .iter_mut()
+            .filter(|a| a.finished_at.is_none())
+        {
+            let started = parse_time(&attempt.started_at).unwrap_or(outcome.finished_at);
+            attempt.status = outcome.status;
+            attempt.finished_at = Some(rfc3339(outcome.finished_at.max(started)));
+            attempt.duration_ms = Some(
+                u64::try_from((outcome.finished_at - started).num_milliseconds()).unwrap_or(0),
+            );
+            attempt.error_code.clone_from(&outcome.error_code);
+            attempt.message.clone_from(&outcome.message);
+        }
         receipt.status = outcome.status;
         if receipt.started_at.is_none() {
             receipt.started_at = outcome.started_at.map(rfc3339);

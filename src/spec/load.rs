@@ -1334,7 +1334,7 @@ mod tests {
         DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default()
     }
 
-    const FULL: &str = "id: full\ndescription: \"tab\\there, ESC \\e, quote \\\" and ü\"\nschedule:\n  every: 15m\n  anchor: 2026-01-01T00:00:00Z\n  jitter: 30s\nrun:\n  command: [\"./x.sh\", \"--a\"]\n  cwd: sub\n  env: { A: \"1\", B: \"two words\" }\n  timeout: 10m\n  kill_grace: 5s\npolicy:\n  max_instances: 2\n  overlap: queue\n  coalesce: false\n  misfire_grace: unlimited\nretry:\n  max_attempts: 3\n  backoff: 1s\n  max_backoff: 1m\n  retry_on: [failed, interrupted]\nretention:\n  keep_last: 5\n  keep_days: 2\ntags: [a, b.c]\n";
+    const FULL: &str = "id: full\ndescription: \"tab\\there, ESC \\e, quote \\\" and ü\"\nschedule:\n  every: 15m\n  anchor: 2026-01-01T00:00:00Z\n  jitter: 30s\nrun:\n  command: [\"./x.sh\", \"--a\"]\n  cwd: sub\n  env: { A: \"1\", B: \"two words\" }\n  timeout: 10m\n  kill_grace: 5s\n  leftovers: keep\npolicy:\n  max_instances: 2\n  overlap: queue\n  coalesce: false\n  misfire_grace: unlimited\nretry:\n  max_attempts: 3\n  backoff: 1s\n  max_backoff: 1m\n  retry_on: [failed, interrupted]\nretention:\n  keep_last: 5\n  keep_days: 2\ntags: [a, b.c]\n";
 
     #[test]
     fn a_stored_last_good_version_passes_its_own_recheck() {

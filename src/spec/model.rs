@@ -71,6 +71,9 @@ pub struct RunSpec {
     pub group: Option<String>,
     #[serde(default, skip_serializing_if = "RunLimits::is_empty")]
     pub limits: RunLimits,
+    /// What becomes of processes an attempt leaves in its group when its main process exits.
+    #[serde(default)]
+    pub leftovers: Leftovers,
 }
 
 /// Resource limits set on each attempt's process (and inherited by what it starts).
@@ -92,6 +95,17 @@ impl RunLimits {
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
     }
+}
+
+/// `run.leftovers`: a run's processes end with it (`kill`, the default), or, for the rare job that
+/// means to start a daemon, are left running (`keep`), and output capture stops when the main process
+/// exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Leftovers {
+    #[default]
+    Kill,
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

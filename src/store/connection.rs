@@ -34,6 +34,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_cancel_requests.sql",
         include_str!("../../db/migrations/0006_cancel_requests.sql"),
     ),
+    (
+        "0007_run_processes.sql",
+        include_str!("../../db/migrations/0007_run_processes.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

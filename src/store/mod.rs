@@ -11,6 +11,6 @@ pub use cancel::{CancelRequest, Requested};
 pub use connection::Store;
 pub use jobs::{JobRow, StateChange, SyncReport};
 pub use runs::{
-    ClaimRequest, Claimed, Finish, HISTORY_COUNT_CAP, HistoryFilter, QueuedStart, RunRow, RunStats,
-    TickRecord, TickResult,
+    AttemptProcess, ClaimRequest, Claimed, Finish, HISTORY_COUNT_CAP, HistoryFilter, QueuedStart,
+    RunRow, RunStats, TickRecord, TickResult,
 };

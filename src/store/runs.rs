@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params}
 
 use super::Store;
 use crate::error::{Error, Result};
+use crate::process::Identity;
 use crate::run::{RunStatus, Trigger};
 use crate::spec::model::Overlap;
 
@@ -30,6 +31,60 @@ pub struct RunRow {
     pub slot_count: i64,
     pub replay_of: Option<i64>,
     pub run_dir: Option<String>,
+    /// The owner's start time (see [`crate::process::Identity`]), with `boot_id`.
+    pub owner_start: Option<i64>,
+    pub boot_id: Option<String>,
+    /// The latest attempt's process group and its leader's start time, once it started.
+    pub pgid: Option<i64>,
+    pub leader_start: Option<i64>,
+    /// The spec's `kill_grace` the run was claimed with, once an attempt started.
+    pub kill_grace_ms: Option<i64>,
+    /// Settled as interrupted after its owner died, and its retry is not claimed yet.
+    pub retry_owed: bool,
+}
+
+impl RunRow {
+    /// The process that owns the run, as recorded when it claimed it.
+    pub fn owner_identity(&self) -> Option<Identity> {
+        let pid = self.owner.split_once('@')?.0.parse().ok()?;
+        Some(Identity {
+            pid,
+            start: u64::try_from(self.owner_start?).ok()?,
+            boot: self.boot_id.clone()?,
+        })
+    }
+
+    /// The leader of the latest attempt's process group, as recorded when it started.
+    pub fn leader_identity(&self) -> Option<Identity> {
+        Some(Identity {
+            pid: u32::try_from(self.pgid?).ok()?,
+            start: u64::try_from(self.leader_start?).ok()?,
+            boot: self.boot_id.clone()?,
+        })
+    }
+}
+
+/// An attempt's process group as [`Store::record_processes`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptProcess {
+    pub job_id: String,
+    pub seq: i64,
+    pub leader: Identity,
+    pub kill_grace_ms: i64,
+}
+
+/// The owner start time and boot to record with a claim by `owner`. A run is always claimed by the
+/// process that runs it, so the identity is this process's; an owner naming another pid (a test, a
+/// benchmark) gets none, and its liveness is judged by the run's lock alone.
+fn claim_identity(owner: &str) -> (Option<i64>, Option<String>) {
+    let ours = owner
+        .split_once('@')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    match Identity::own().filter(|_| ours) {
+        Some(own) => (i64::try_from(own.start).ok(), Some(own.boot)),
+        None => (None, None),
+    }
 }
 
 /// What a process asks for when it wants to start a run.
@@ -121,21 +176,22 @@ pub struct RunStats {
 }
 
 const RUN_COLUMNS: &str = "job_id, seq, trigger, slot, due_at, claimed_at, started_at, finished_at, status, \
-     attempts, exit_code, signal, error_code, message, spec_hash, owner, slot_count, replay_of, run_dir";
+     attempts, exit_code, signal, error_code, message, spec_hash, owner, slot_count, replay_of, run_dir, \
+     owner_start, boot_id, pgid, leader_start, kill_grace_ms, retry_owed";
 
 /// The message recorded on a run whose owner died without finishing it.
 pub const OWNER_GONE: &str = "the process running it is gone: no one holds its run lock";
 
 impl Store {
     /// Claims a run of a job in one IMMEDIATE transaction: runs whose owner is gone (`is_alive` says
-    /// their run directory's lock is free) are first marked interrupted, then `max_instances` and the
+    /// so: see `runner::execute::run_is_alive`) are first marked interrupted, then `max_instances` and the
     /// overlap policy decide. `prepare` runs inside the transaction with the new seq (it creates and
     /// locks the run directory), so no other process can see the row before its lock is held; if it
     /// fails, nothing is recorded.
     pub fn claim<T>(
         &mut self,
         request: &ClaimRequest<'_>,
-        is_alive: impl Fn(&str) -> bool,
+        is_alive: impl Fn(&RunRow) -> bool,
         prepare: impl FnMut(i64) -> Result<(T, String)>,
     ) -> Result<(Claimed, T)> {
         let fail = |e| Error::store(format!("claim a run of {}", request.job_id), e);
@@ -172,10 +228,11 @@ impl Store {
         } else {
             (RunStatus::Running, None)
         };
+        let (owner_start, boot_id) = claim_identity(request.owner);
         tx.execute(
             "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash, owner,
-                               replay_of, run_dir)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                               replay_of, run_dir, owner_start, boot_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 request.job_id,
                 seq,
@@ -189,6 +246,8 @@ impl Store {
                 request.owner,
                 request.replay_of,
                 run_dir,
+                owner_start,
+                boot_id,
             ],
         )
         .map_err(fail)?;
@@ -210,7 +269,7 @@ impl Store {
         job_id: &str,
         seq: i64,
         max_instances: u32,
-        is_alive: impl Fn(&str) -> bool,
+        is_alive: impl Fn(&RunRow) -> bool,
         now: i64,
     ) -> Result<QueuedStart> {
         let fail = |e| Error::store(format!("start queued run {job_id}#{seq}"), e);
@@ -314,6 +373,81 @@ impl Store {
         Ok(())
     }
 
+    /// Records how a run whose owner died ended (see `scheduler::reconcile`), in one statement: an
+    /// interrupted run also records whether it owes a retry (see [`OWES_RETRY`]).
+    pub fn finish_orphaned(&mut self, job_id: &str, seq: i64, finish: &Finish) -> Result<()> {
+        crate::fault::point(crate::fault::Point::FinishBeforeCommit);
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE runs SET status = ?3, finished_at = ?4, attempts = ?5, exit_code = ?6, signal = ?7,
+                         error_code = ?8, message = ?9, started_at = COALESCE(?10, started_at),
+                         retry_owed = CASE WHEN ?3 = 'interrupted' THEN {OWES_RETRY} ELSE 0 END
+                     WHERE job_id = ?1 AND seq = ?2"
+                ),
+                params![
+                    job_id,
+                    seq,
+                    finish.status.as_str(),
+                    finish.finished_at,
+                    finish.attempts,
+                    finish.exit_code,
+                    finish.signal,
+                    finish.error_code,
+                    finish.message,
+                    finish.started_at,
+                ],
+            )
+            .map_err(|e| Error::store(format!("record the end of run {job_id}#{seq}"), e))?;
+        Ok(())
+    }
+
+    /// Records the process group of each attempt that just started, in one transaction, without an
+    /// fsync of its own (as [`Store::record_starts`]): a power cut that loses it also ended the
+    /// processes it names.
+    pub fn record_processes(&mut self, processes: &[AttemptProcess]) -> Result<()> {
+        if processes.is_empty() {
+            return Ok(());
+        }
+        let fail = |e| Error::store("record the processes of runs", e);
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
+        let written = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut statement = tx.prepare_cached(
+                    "UPDATE runs SET pgid = ?3, leader_start = ?4, boot_id = COALESCE(boot_id, ?5), kill_grace_ms = ?6
+                     WHERE job_id = ?1 AND seq = ?2",
+                )?;
+                for p in processes {
+                    statement.execute(params![
+                        p.job_id,
+                        p.seq,
+                        p.leader.pid,
+                        i64::try_from(p.leader.start).unwrap_or(i64::MAX),
+                        p.leader.boot,
+                        p.kill_grace_ms
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
+        written.map_err(fail)?;
+        restored.map_err(fail)
+    }
+
+    /// Runs settled as interrupted whose retry is owed and not claimed yet, oldest first.
+    pub fn owed_retries(&self) -> Result<Vec<RunRow>> {
+        self.select_runs(
+            "retry_owed = 1 ORDER BY claimed_at, seq",
+            "read the retries owed",
+        )
+    }
+
     /// Gives back the slot of a scheduled run whose owner died after claiming it and before starting
     /// it (runs are claimed ahead of their slot): the row goes, and the job's pending slot moves back
     /// to it, so the next scheduler judges the slot afresh (runs it, or records it missed) instead of
@@ -354,7 +488,7 @@ impl Store {
     pub fn reap_dead_runs(
         &mut self,
         job_id: Option<&str>,
-        is_alive: impl Fn(&str) -> bool,
+        is_alive: impl Fn(&RunRow) -> bool,
         now: i64,
     ) -> Result<Vec<(String, i64)>> {
         let fail = |e| Error::store("check runs in flight", e);
@@ -518,29 +652,42 @@ fn is_already_there(error: &Error) -> bool {
     matches!(error, Error::ArtifactWrite { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
 }
 
+/// Whether a run settled as interrupted now owes a retry: its job's last good spec retries
+/// `interrupted` outcomes with attempts to spare, and it is not itself a retry (or a replay), so a
+/// job that keeps taking its owner down cannot loop. Decided when the run is settled, by whoever
+/// settles it, so that no command settling it first can make the retry be forgotten.
+const OWES_RETRY: &str = "(replay_of IS NULL AND EXISTS (
+        SELECT 1 FROM jobs, json_each(jobs.spec_json, '$.retry.retry_on') AS retry_on
+        WHERE jobs.id = runs.job_id AND retry_on.value = 'interrupted'
+          AND json_extract(jobs.spec_json, '$.retry.max_attempts') >= 2)
+        AND NOT EXISTS (SELECT 1 FROM cancel_requests AS c WHERE c.job_id = runs.job_id AND c.seq = runs.seq))";
+
 /// Marks the active runs (of one job, or all) whose owner is gone as interrupted.
 fn reap(
     tx: &Transaction<'_>,
     job_id: Option<&str>,
-    is_alive: &dyn Fn(&str) -> bool,
+    is_alive: &dyn Fn(&RunRow) -> bool,
     now: i64,
 ) -> rusqlite::Result<Vec<(String, i64)>> {
-    let mut statement = tx.prepare_cached(
-        "SELECT job_id, seq, COALESCE(run_dir, '') FROM runs
-         WHERE status IN ('queued', 'running') AND (?1 IS NULL OR job_id = ?1)",
-    )?;
-    let active: Vec<(String, i64, String)> = statement
-        .query_map([job_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+    let mut statement = tx.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE status IN ('queued', 'running') AND (?1 IS NULL OR job_id = ?1)"
+    ))?;
+    let active: Vec<RunRow> = statement
+        .query_map([job_id], run_row)?
         .collect::<rusqlite::Result<_>>()?;
     let mut reaped = Vec::new();
-    for (job, seq, run_dir) in active {
-        if run_dir.is_empty() || !is_alive(&run_dir) {
+    for run in active {
+        if !is_alive(&run) {
             tx.execute(
-                "UPDATE runs SET status = 'interrupted', finished_at = ?3, error_code = 'owner_gone', message = ?4
-                 WHERE job_id = ?1 AND seq = ?2",
-                params![job, seq, now, OWNER_GONE],
+                &format!(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ?3, error_code = 'owner_gone', message = ?4,
+                         retry_owed = {OWES_RETRY}
+                     WHERE job_id = ?1 AND seq = ?2"
+                ),
+                params![run.job_id, run.seq, now, OWNER_GONE],
             )?;
-            reaped.push((job, seq));
+            reaped.push((run.job_id, run.seq));
         }
     }
     Ok(reaped)
@@ -584,6 +731,12 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         slot_count: row.get(16)?,
         replay_of: row.get(17)?,
         run_dir: row.get(18)?,
+        owner_start: row.get(19)?,
+        boot_id: row.get(20)?,
+        pgid: row.get(21)?,
+        leader_start: row.get(22)?,
+        kill_grace_ms: row.get(23)?,
+        retry_owed: row.get::<_, i64>(24)? != 0,
     })
 }
 
@@ -670,7 +823,27 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
         let mut results = Vec::with_capacity(records.len());
+        let (owner_start, boot_id) = claim_identity(owner);
         for record in records {
+            // A retry owed to an interrupted run is claimed once: the claim takes the debt, in this
+            // transaction, and a second claim of it (another tick, another scheduler) finds none.
+            if let TickRecord::Run {
+                job_id,
+                retry_of: Some(of),
+                ..
+            } = record
+            {
+                let taken = tx
+                    .execute(
+                        "UPDATE runs SET retry_owed = 0 WHERE job_id = ?1 AND seq = ?2 AND retry_owed = 1",
+                        params![job_id, of],
+                    )
+                    .map_err(fail)?;
+                if taken == 0 {
+                    results.push(TickResult::AlreadyClaimed);
+                    continue;
+                }
+            }
             if let TickRecord::Run {
                 job_id,
                 slot: Some(slot),
@@ -730,10 +903,10 @@ impl Store {
                     let (status, started_at) = if queue_run { ("queued", None::<i64>) } else { ("running", None) };
                     tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
-                                           owner, slot_count, first_slot, last_slot, replay_of)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING",
+                                           owner, slot_count, first_slot, last_slot, replay_of, owner_start, boot_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING",
                         params![job_id, seq, trigger.as_str(), slot, due_at, now, started_at, status, spec_hash, owner,
-                                count, first_slot, last_slot, retry_of],
+                                count, first_slot, last_slot, retry_of, owner_start, boot_id],
                     )
                     .map_err(fail)?
                 }

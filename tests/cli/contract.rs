@@ -32,7 +32,8 @@ fn maximal() -> Value {
             "timeout": "10m",
             "kill_grace": "5s",
             "max_log_size": "64MiB",
-            "limits": { "nofile": 256, "as": "512MiB", "cpu": "1m" }
+            "limits": { "nofile": 256, "as": "512MiB", "cpu": "1m" },
+            "leftovers": "keep"
         },
         "policy": { "max_instances": 2, "overlap": "queue", "coalesce": false, "misfire_grace": "unlimited" },
         "retry": { "max_attempts": 3, "backoff": "10s", "max_backoff": "1m", "retry_on": ["failed", "timed_out", "interrupted"] },
@@ -57,7 +58,7 @@ fn maximal_alternatives() -> Value {
     let mut spec = maximal();
     spec["schedule"] =
         json!({ "cron": "0 30 2 * * *", "timezone": "America/New_York", "jitter": "1m" });
-    spec["run"] = json!({ "shell": "pg_dump app | gzip > app.gz", "cwd": ".", "env": {}, "kill_grace": "10s", "max_log_size": "256MiB" });
+    spec["run"] = json!({ "shell": "pg_dump app | gzip > app.gz", "cwd": ".", "env": {}, "kill_grace": "10s", "max_log_size": "256MiB", "leftovers": "kill" });
     // Changing user is for root only: as anyone else a spec with run.user is refused on loading.
     if rustix::process::geteuid().is_root() {
         spec["run"]["user"] = json!("root");
@@ -192,6 +193,7 @@ const FIELDS: &[&str] = &[
     "/run/timeout",
     "/run/kill_grace",
     "/run/max_log_size",
+    "/run/leftovers",
     "/policy/max_instances",
     "/policy/overlap",
     "/policy/coalesce",

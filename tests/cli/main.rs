@@ -14,6 +14,7 @@ mod contract;
 mod first_day;
 mod maintenance;
 mod more_breaks;
+mod orphans;
 mod output_limits;
 mod runbooks;
 mod runs;
