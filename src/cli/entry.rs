@@ -21,11 +21,16 @@ pub struct Ctx {
 }
 
 pub fn run() -> ExitCode {
+    // A TAB in a shell that sourced `jobsctl completions`: answer and exit before anything else runs.
+    super::completions::answer_if_asked();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error, args.iter().any(|a| a == "--json")),
     };
+    if let Some(outcome) = run_without_home(&cli) {
+        return outcome;
+    }
     let (daemon, json_logs) = match &cli.command {
         Command::Scheduler { log_format, .. } => (true, *log_format == LogFormat::Json),
         _ => (false, false),
@@ -71,6 +76,31 @@ pub fn run() -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// The commands about the program itself, not a home: they work from any directory (a shell's start-up
+/// file runs `shell-init` wherever the shell starts).
+fn run_without_home(cli: &Cli) -> Option<ExitCode> {
+    let outcome = match &cli.command {
+        Command::Completions { shell } => super::completions::run(*shell),
+        Command::Man { dir } => super::man::run(dir.as_deref()),
+        Command::ShellInit { shell } => Ok(super::shell_init::run(*shell)),
+        _ => return None,
+    };
+    let out = Output {
+        json: cli.json,
+        color: false,
+    };
+    Some(match outcome {
+        Ok(report) => {
+            out.report(&report);
+            ExitCode::from(exit::OK)
+        }
+        Err(error) => {
+            out.error(&error);
+            ExitCode::from(error.exit_code())
+        }
+    })
 }
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
@@ -133,6 +163,11 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
         Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
         Command::Backup { path, force } => super::backup::run(ctx, &path, force),
+        Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
+            Err(Error::Internal {
+                message: "a command without a home reached the dispatch of home commands".into(),
+            })
+        }
         Command::Tail {
             id,
             run,

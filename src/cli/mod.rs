@@ -3,10 +3,12 @@
 
 mod args;
 mod backup;
+mod completions;
 mod entry;
 mod history;
 mod lifecycle;
 mod list;
+mod man;
 mod next;
 mod output;
 mod prune;
@@ -14,6 +16,7 @@ mod replay;
 mod run;
 mod scheduler;
 mod schema;
+mod shell_init;
 mod show;
 mod status;
 mod tail;
