@@ -184,6 +184,28 @@ fn bash_completes_subcommands_and_the_job_ids_of_the_home() {
     assert!(!home.path().join("db").exists(), "a TAB created the store");
 }
 
+#[test]
+fn what_the_examples_write_into_the_repository_is_ignored_by_git() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join(".git").exists() {
+        unavailable("the source is not a git checkout");
+        return;
+    }
+    // `jobsctl run db-backup` in the repository (itself a home) writes backups/; runs and the store too.
+    for path in [
+        "backups/jobs-20261122T000000Z.sqlite3",
+        "runs/heartbeat/1/stdout.log",
+        "db/jobs.sqlite3",
+    ] {
+        let out = Command::new("git")
+            .args(["check-ignore", "--quiet", "--no-index", path])
+            .current_dir(root)
+            .output()
+            .expect("run git");
+        assert_eq!(out.status.code(), Some(0), "git does not ignore {path}");
+    }
+}
+
 /// Says that a test could not run, where `cargo test` shows it (a direct write to stderr is not
 /// captured), or fails it under `JOBS_TEST_STRICT` (CI), where nothing may skip.
 fn unavailable(what: &str) {
