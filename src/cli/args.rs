@@ -208,8 +208,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// Print a shell function `jobs` that runs this program for its commands (`jobs run <id>`) and the
-    /// shell's own builtin for everything else (`jobs`, `jobs -l`, `jobs %1`)
+    /// Print a shell function `jobs` that runs this program when the first word is one of its commands,
+    /// and the shell's own builtin for everything else (`jobs`, `jobs -l`, `jobs %1`)
     ShellInit {
         /// The shell to define the function in
         #[arg(value_enum)]
