@@ -1,5 +1,9 @@
 # Developer recipes. CI runs .ci/run, which is quality-check without just.
 
+# install jobsctl and jobs into ~/.cargo/bin with the versions in Cargo.lock (cargo ignores it without --locked)
+install:
+    cargo install --locked --path .
+
 # fmt check, clippy with warnings as errors, the whole test suite
 quality-check:
     cargo fmt --check
@@ -7,7 +11,7 @@ quality-check:
     cargo test
 
 # the tests that hold the code to its published contracts: the job schema against the typed model,
-# `jobs schema` against schemas/, every receipt and event line of the run scenarios against
+# `jobsctl schema` against schemas/, every receipt and event line of the run scenarios against
 # schemas/run_receipt.schema.json and schemas/event.schema.json, the --json shapes of the commands
 contract-conformance:
     cargo test --test cli -- contract:: commands:: validate::every_invalid_spec runs:: tail::tail_of_a_finished_run

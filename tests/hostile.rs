@@ -1537,7 +1537,7 @@ fn with_the_scheduler_running_broken_run_directories_fail_only_their_jobs() {
 fn a_relative_home_of_dot_runs_jobs() {
     let home = TestHome::new();
     home.spec("a.yaml", common::manual_spec("a"));
-    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("jobs"))
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("jobsctl"))
         .args(["--home", ".", "--json", "run", "a"])
         .current_dir(home.path())
         .env_remove("JOBS_HOME")

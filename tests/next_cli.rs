@@ -480,7 +480,7 @@ fn home_with(cases: &[Case]) -> TempDir {
 
 /// Runs `jobs --home <home> next <id> -n <count> --after <after> --json`; returns exit code and JSON.
 fn next(home: &Path, id: &str, count: usize, after: &str) -> (i32, Value) {
-    let mut cmd = match Command::cargo_bin("jobs") {
+    let mut cmd = match Command::cargo_bin("jobsctl") {
         Ok(cmd) => cmd,
         Err(e) => panic!("the jobs binary is not built: {e}"),
     };

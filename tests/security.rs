@@ -32,7 +32,7 @@ fn outcome_of(output: &std::process::Output) -> Outcome {
 /// `jobs --home <home> <args>` for a home that is not a `TestHome` (one nested in a directory the test
 /// watches), optionally under a given umask.
 fn jobs_cmd(home: &Path, umask: Option<&str>, args: &[&str]) -> std::process::Command {
-    let bin = assert_cmd::cargo::cargo_bin("jobs");
+    let bin = assert_cmd::cargo::cargo_bin("jobsctl");
     let mut command = match umask {
         Some(mask) => {
             let mut sh = std::process::Command::new("sh");

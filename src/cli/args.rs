@@ -5,10 +5,13 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCandidates;
+
+use super::completions::job_ids;
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "jobs",
+    name = "jobsctl",
     version,
     about = "Run jobs from spec files on cron or interval schedules, and keep a record of every run.",
     propagate_version = true
@@ -53,11 +56,13 @@ pub enum Command {
     /// Show one job in detail: schedule in words, next slots, state, runs
     Show {
         /// The job's id
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
     },
     /// Print the next slots of a job in its time zone and in UTC, marking DST changes
     Next {
         /// The job's id
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
         /// How many slots
         #[arg(short = 'n', long = "count", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -71,6 +76,7 @@ pub enum Command {
     /// Run jobs now and stream their output; exits 0 only if every run succeeded
     Run {
         /// The jobs to run
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         ids: Vec<String>,
         /// Run every job that is not disabled
         #[arg(long)]
@@ -88,6 +94,7 @@ pub enum Command {
     /// Past runs, newest first
     History {
         /// Only this job's runs
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: Option<String>,
         /// Only runs with one of these statuses, separated by commas: queued, running, succeeded,
         /// failed, timed_out, cancelled, interrupted, skipped or missed
@@ -114,6 +121,7 @@ pub enum Command {
     },
     /// Stop scheduling a job's slots; they are recorded as skipped. Manual runs still work
     Pause {
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
         /// Why, for `jobs show` and the next person on call
         #[arg(long)]
@@ -127,6 +135,7 @@ pub enum Command {
     },
     /// Schedule a paused job again
     Resume {
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
         /// Make up for the slots skipped while paused: none, one run for the latest, or one run each
         #[arg(long, value_enum, default_value_t = CatchupArg::None)]
@@ -136,6 +145,7 @@ pub enum Command {
     },
     /// Stop a job entirely: no scheduled runs, and manual runs need --force
     Disable {
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
         #[arg(long)]
         reason: Option<String>,
@@ -148,6 +158,7 @@ pub enum Command {
     },
     /// Re-enable a disabled job; it continues from its next slot after now
     Enable {
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
         #[arg(long)]
         reason: Option<String>,
@@ -174,6 +185,7 @@ pub enum Command {
     /// Remove old runs as the specs' retention says (keep_last, keep_days); never one in flight
     Prune {
         /// Only this job
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: Option<String>,
         /// Show what would go, change nothing
         #[arg(long)]
@@ -189,6 +201,7 @@ pub enum Command {
     },
     /// Run an earlier run again: its command, cwd and env names, the spec as it is now
     Replay {
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
         /// The run to repeat
         #[arg(long)]
@@ -199,6 +212,7 @@ pub enum Command {
     },
     /// Show a run's events: the run in flight, or the latest; follow it with -f
     Tail {
+        #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
         /// This run instead of the current one
         #[arg(long)]
@@ -211,6 +225,25 @@ pub enum Command {
         #[arg(long)]
         forever: bool,
     },
+    /// Print a shell's completion script: subcommands, options, and the job ids of the home
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page, or write one page per subcommand into a directory
+    Man {
+        /// Write jobsctl.1, jobsctl-run.1, ... into this existing directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print a shell function `jobs` that runs this program when the first word is one of its commands,
+    /// and the shell's own builtin for everything else (`jobs`, `jobs -l`, `jobs %1`)
+    ShellInit {
+        /// The shell to define the function in
+        #[arg(value_enum)]
+        shell: InitShell,
+    },
     /// The background side of `jobs run --detach`
     #[command(name = "__exec", hide = true)]
     Exec {
@@ -218,6 +251,22 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

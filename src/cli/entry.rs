@@ -21,11 +21,16 @@ pub struct Ctx {
 }
 
 pub fn run() -> ExitCode {
+    // A TAB in a shell that sourced `jobsctl completions`: answer and exit before anything else runs.
+    super::completions::answer_if_asked();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error, args.iter().any(|a| a == "--json")),
     };
+    if let Some(outcome) = run_without_home(&cli) {
+        return outcome;
+    }
     let (daemon, json_logs) = match &cli.command {
         Command::Scheduler { log_format, .. } => (true, *log_format == LogFormat::Json),
         _ => (false, false),
@@ -37,12 +42,8 @@ pub fn run() -> ExitCode {
     };
     let home = match cli.home.clone().map_or_else(std::env::current_dir, Ok) {
         // A mistyped --home must not quietly become a new, empty home.
-        Ok(root) if !root.is_dir() => {
-            let error = Error::io(
-                "use the home",
-                root,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
-            );
+        Ok(root) if !root.is_dir() && needs_home(&cli.command) => {
+            let error = Error::NotAHome { path: root };
             out.error(&error);
             return ExitCode::from(error.exit_code());
         }
@@ -88,6 +89,31 @@ fn needs_home(command: &Command) -> bool {
         Command::Validate { paths } => paths.is_empty(),
         _ => true,
     }
+}
+
+/// The commands about the program itself, not a home: they work from any directory (a shell's start-up
+/// file runs `shell-init` wherever the shell starts).
+fn run_without_home(cli: &Cli) -> Option<ExitCode> {
+    let outcome = match &cli.command {
+        Command::Completions { shell } => super::completions::run(*shell),
+        Command::Man { dir } => super::man::run(dir.as_deref()),
+        Command::ShellInit { shell } => Ok(super::shell_init::run(*shell)),
+        _ => return None,
+    };
+    let out = Output {
+        json: cli.json,
+        color: false,
+    };
+    Some(match outcome {
+        Ok(report) => {
+            out.report(&report);
+            ExitCode::from(exit::OK)
+        }
+        Err(error) => {
+            out.error(&error);
+            ExitCode::from(error.exit_code())
+        }
+    })
 }
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
@@ -190,6 +216,11 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
         Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
         Command::Backup { path, force } => super::backup::run(ctx, &path, force),
+        Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
+            Err(Error::Internal {
+                message: "a command without a home reached the dispatch of home commands".into(),
+            })
+        }
         Command::Tail {
             id,
             run,

@@ -174,7 +174,7 @@ fn schema_prints_the_shipped_schema() {
 fn home_comes_from_the_environment_too() {
     let home = TestHome::new();
     home.spec("envhome.yaml", manual_spec("envhome"));
-    let output = assert_cmd::Command::cargo_bin("jobs")
+    let output = assert_cmd::Command::cargo_bin("jobsctl")
         .expect("binary")
         .args(["--json", "list"])
         .env("JOBS_HOME", home.path())
@@ -204,7 +204,7 @@ fn a_store_that_is_not_a_database_is_a_store_error() {
 fn a_home_that_does_not_exist_is_an_error_not_a_new_home() {
     let home = TestHome::new();
     let missing = home.path().join("no-such-home");
-    let output = assert_cmd::Command::cargo_bin("jobs")
+    let output = assert_cmd::Command::cargo_bin("jobsctl")
         .expect("binary")
         .args([
             "--json",

@@ -59,7 +59,7 @@ impl TestHome {
 
     /// Runs `jobs --home <home> <args>` and captures everything.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        let output = Command::cargo_bin("jobs")
+        let output = Command::cargo_bin("jobsctl")
             .expect("the jobs binary is built")
             .arg("--home")
             .arg(self.path())
@@ -99,9 +99,9 @@ pub fn manual_spec(id: &str) -> String {
 }
 
 impl TestHome {
-    /// A `jobs --home <home> <args>` command to spawn and manage by hand (signals, concurrency).
+    /// A `jobsctl --home <home> <args>` command to spawn and manage by hand (signals, concurrency).
     pub fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("jobs"));
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("jobsctl"));
         command
             .arg("--home")
             .arg(self.path())
