@@ -22,12 +22,12 @@ pub struct Catalog {
     pub sync: SyncReport,
 }
 
-/// The effective state of a job, as `jobs list` shows it.
+/// The effective state of a job, as `jobsctl list` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
     Active,
     Paused,
-    /// Disabled by the operator (`jobs disable`) or by `enabled: false` in the spec.
+    /// Disabled by the operator (`jobsctl disable`) or by `enabled: false` in the spec.
     Disabled,
     /// The spec file is gone; history is kept.
     Removed,

@@ -41,17 +41,17 @@ pub enum Error {
         id: String,
         seq: i64,
     },
-    /// `jobs cancel` of a job with no run queued, running or waiting to retry.
+    /// `jobsctl cancel` of a job with no run queued, running or waiting to retry.
     NoRunInFlight {
         id: String,
     },
-    /// `jobs cancel --run N` of a run that has ended already.
+    /// `jobsctl cancel --run N` of a run that has ended already.
     RunNotInFlight {
         id: String,
         seq: i64,
         status: &'static str,
     },
-    /// `jobs cancel` recorded its requests, but these runs were not recorded as ended within the
+    /// `jobsctl cancel` recorded its requests, but these runs were not recorded as ended within the
     /// wait: their owner has not carried the request out yet.
     CancelPending {
         runs: Vec<String>,
@@ -113,13 +113,13 @@ pub enum Error {
     FileExists {
         path: PathBuf,
     },
-    /// `jobs replay` of a run whose job's `run` section has changed since.
+    /// `jobsctl replay` of a run whose job's `run` section has changed since.
     SpecChanged {
         id: String,
         seq: i64,
         fields: Vec<&'static str>,
     },
-    /// `jobs status` found no live scheduler.
+    /// `jobsctl status` found no live scheduler.
     SchedulerNotRunning,
     /// A scheduler holds the home's lock but has not written a heartbeat for `age_s` seconds: stopped
     /// (SIGSTOP, a debugger), hung, or starved.
@@ -262,18 +262,18 @@ impl Error {
             Self::JobNotFound { close, .. } if !close.is_empty() => {
                 Some(format!("did you mean: {}?", close.join(", ")))
             }
-            Self::JobNotFound { .. } => Some("run `jobs list` to see the known jobs".into()),
+            Self::JobNotFound { .. } => Some("run `jobsctl list` to see the known jobs".into()),
             Self::RunNotFound { id, .. }
             | Self::NotARun { id, .. }
             | Self::NoRunInFlight { id }
             | Self::RunNotInFlight { id, .. } => {
-                Some(format!("run `jobs history {id}` to see its runs"))
+                Some(format!("run `jobsctl history {id}` to see its runs"))
             }
             Self::CancelPending { .. } => Some(
-                "the request stays and the owner stops the run when it sees it; follow it with `jobs tail ID --run N -f`, and if its owner is hung see runbooks/stuck-run.md".into(),
+                "the request stays and the owner stops the run when it sees it; follow it with `jobsctl tail ID --run N -f`, and if its owner is hung see runbooks/stuck-run.md".into(),
             ),
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => {
-                Some("run `jobs validate` for every problem with its position".into())
+                Some("run `jobsctl validate` for every problem with its position".into())
             }
             Self::Store { source, .. }
                 if matches!(
@@ -296,20 +296,20 @@ impl Error {
             Self::Io { .. } => Some("check that the path exists and is readable".into()),
             Self::RunsFailed { .. } => Some(
                 "see the run directories (summary.md, stderr.log), or find such runs with \
-                 `jobs history --status failed,timed_out,cancelled,interrupted`"
+                 `jobsctl history --status failed,timed_out,cancelled,interrupted`"
                     .into(),
             ),
             Self::MaxInstancesReached { id, .. } => Some(format!(
-                "wait for the run in flight to finish (`jobs history {id} --status running`), or raise policy.max_instances"
+                "wait for the run in flight to finish (`jobsctl history {id} --status running`), or raise policy.max_instances"
             )),
-            Self::JobDisabled { id } => Some(format!("run `jobs enable {id}`, or pass --force to run it once anyway")),
+            Self::JobDisabled { id } => Some(format!("run `jobsctl enable {id}`, or pass --force to run it once anyway")),
             Self::SchedulerUnresponsive { owner, .. } => Some(format!(
                 "check the process (pid {}): `ps -o stat= -p PID` shows T when it is stopped (send SIGCONT), otherwise restart the scheduler",
                 owner.split('@').next().unwrap_or_default()
             )),
-            Self::SchedulerNotRunning => Some("start it with `jobs scheduler` (see runbooks/ for a systemd unit)".into()),
+            Self::SchedulerNotRunning => Some("start it with `jobsctl scheduler` (see runbooks/ for a systemd unit)".into()),
             Self::SchedulerAlreadyRunning { owner } => Some(format!(
-                "only one scheduler runs per home; stop the other one (pid {}) first, or see `jobs status`",
+                "only one scheduler runs per home; stop the other one (pid {}) first, or see `jobsctl status`",
                 owner.split('@').next().unwrap_or_default()
             )),
             Self::FileExists { .. } => Some("choose another path, or pass --force to replace it".into()),

@@ -12,9 +12,9 @@ pub enum Trigger {
     Schedule,
     /// Fired late, after downtime, possibly standing for several coalesced slots.
     Catchup,
-    /// Started by `jobs run`.
+    /// Started by `jobsctl run`.
     Manual,
-    /// Started by `jobs replay`, repeating an earlier run.
+    /// Started by `jobsctl replay`, repeating an earlier run.
     Replay,
 }
 

@@ -248,7 +248,7 @@ impl Schedule {
         }
     }
 
-    /// The schedule in words, for `jobs show`.
+    /// The schedule in words, for `jobsctl show`.
     pub fn describe(&self) -> String {
         match self {
             Self::Cron { cron, .. } => lowercase_first(&cron.describe()),

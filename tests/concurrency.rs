@@ -92,7 +92,7 @@ struct Done {
     stderr: String,
 }
 
-/// Runs `jobs --json <args>` in the home, killing it if it runs past COMMAND_LIMIT.
+/// Runs `jobsctl --json <args>` in the home, killing it if it runs past COMMAND_LIMIT.
 fn jobs(home: &TestHome, args: &[&str]) -> Result<Done, String> {
     let mut with_json = vec!["--json"];
     with_json.extend_from_slice(args);

@@ -1087,7 +1087,7 @@ fn quoted(text: &str) -> String {
 proptest! {
     #![proptest_config(process_config(24))]
 
-    /// The same arbitrary values through `jobs validate`: the verdict and the field's position agree
+    /// The same arbitrary values through `jobsctl validate`: the verdict and the field's position agree
     /// with the library's parse functions.
     #[test]
     fn arbitrary_durations_crons_and_zones_through_validate(

@@ -1,4 +1,4 @@
-//! `jobs next <id> -n N --after T --json` through the real binary: spec files in a temporary home, the
+//! `jobsctl next <id> -n N --after T --json` through the real binary: spec files in a temporary home, the
 //! slots checked against hand-computed values in the job's zone (`local`, with the zone's offset) and in
 //! UTC (`utc`, seconds precision, `Z`), with the DST note (`null`, `"dst_gap"` or `"dst_fold"`).
 //!
@@ -12,7 +12,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// One `jobs next` case: a job (its `schedule:` block in YAML), where to start, and the slots expected as
+/// One `jobsctl next` case: a job (its `schedule:` block in YAML), where to start, and the slots expected as
 /// (local, utc, note).
 struct Case {
     id: &'static str,
@@ -478,7 +478,7 @@ fn home_with(cases: &[Case]) -> TempDir {
     home
 }
 
-/// Runs `jobs --home <home> next <id> -n <count> --after <after> --json`; returns exit code and JSON.
+/// Runs `jobsctl --home <home> next <id> -n <count> --after <after> --json`; returns exit code and JSON.
 fn next(home: &Path, id: &str, count: usize, after: &str) -> (i32, Value) {
     let mut cmd = match Command::cargo_bin("jobsctl") {
         Ok(cmd) => cmd,

@@ -29,7 +29,7 @@ fn outcome_of(output: &std::process::Output) -> Outcome {
     }
 }
 
-/// `jobs --home <home> <args>` for a home that is not a `TestHome` (one nested in a directory the test
+/// `jobsctl --home <home> <args>` for a home that is not a `TestHome` (one nested in a directory the test
 /// watches), optionally under a given umask.
 fn jobs_cmd(home: &Path, umask: Option<&str>, args: &[&str]) -> std::process::Command {
     let bin = assert_cmd::cargo::cargo_bin("jobsctl");

@@ -685,7 +685,7 @@ fn check_event_lines(
 
 /// A claim killed before its commit leaves a run directory with no row; the next scheduler start
 /// sets it aside under `runs/<job>/.orphaned/` (never deleting what may be a real run's output), keeps
-/// its number taken, and `jobs prune` removes it.
+/// its number taken, and `jobsctl prune` removes it.
 #[cfg(debug_assertions)]
 #[test]
 fn the_next_scheduler_start_sets_aside_a_claim_that_never_committed() {

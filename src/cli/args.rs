@@ -123,7 +123,7 @@ pub enum Command {
     Pause {
         #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
-        /// Why, for `jobs show` and the next person on call
+        /// Why, for `jobsctl show` and the next person on call
         #[arg(long)]
         reason: Option<String>,
         /// Also cancel the job's runs in flight (by default they finish)
@@ -244,7 +244,7 @@ pub enum Command {
         #[arg(value_enum)]
         shell: InitShell,
     },
-    /// The background side of `jobs run --detach`
+    /// The background side of `jobsctl run --detach`
     #[command(name = "__exec", hide = true)]
     Exec {
         id: String,

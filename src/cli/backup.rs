@@ -1,4 +1,4 @@
-//! `jobs backup <path>`: a consistent copy of the store, taken online while a scheduler may be running.
+//! `jobsctl backup <path>`: a consistent copy of the store, taken online while a scheduler may be running.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

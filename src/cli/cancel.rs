@@ -1,5 +1,5 @@
-//! `jobs cancel <id> [--run N | --all]`: asks for runs in flight to be cancelled, through the store, so
-//! that whichever process owns them (the scheduler, a `jobs run` in another terminal, a detached run)
+//! `jobsctl cancel <id> [--run N | --all]`: asks for runs in flight to be cancelled, through the store, so
+//! that whichever process owns them (the scheduler, a `jobsctl run` in another terminal, a detached run)
 //! stops them; then waits, within a bound, until they are recorded as ended.
 
 use std::time::{Duration, Instant};
@@ -205,7 +205,7 @@ pub(super) fn cancel_runs(
         }
         if !asked.is_empty() {
             human.push_str(
-                "not waiting: the owner stops each run within about a second, plus the job's kill_grace; `jobs history` then shows it cancelled\n",
+                "not waiting: the owner stops each run within about a second, plus the job's kill_grace; `jobsctl history` then shows it cancelled\n",
             );
         }
         return Ok(Cancelled {

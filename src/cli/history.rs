@@ -1,4 +1,4 @@
-//! `jobs history [<id>]`: past runs, newest first (ties broken by seq), filtered by job, status and
+//! `jobsctl history [<id>]`: past runs, newest first (ties broken by seq), filtered by job, status and
 //! time.
 
 use chrono::{DateTime, Local, Utc};

@@ -1,6 +1,6 @@
-//! `jobs pause | resume | disable | enable <id>`: the operator's state of a job, recorded with who,
+//! `jobsctl pause | resume | disable | enable <id>`: the operator's state of a job, recorded with who,
 //! when and why. A running scheduler sees the change within a second. `pause` and `disable` with
-//! `--cancel` also cancel the job's runs in flight, as `jobs cancel --all` does.
+//! `--cancel` also cancel the job's runs in flight, as `jobsctl cancel --all` does.
 
 use serde_json::json;
 
@@ -51,20 +51,20 @@ pub fn run(
         format!("{id} {verb} (was {before})\n")
     } else if verb == "resumed" {
         let hint = if before == "disabled" {
-            "; `jobs enable` starts it again"
+            "; `jobsctl enable` starts it again"
         } else {
             ""
         };
         format!("{id} is not paused (it is {before}): nothing changed{hint}\n")
     } else {
         format!(
-            "{id} is {before} already: nothing changed (who, when and why are kept; see `jobs show {id}`)\n"
+            "{id} is {before} already: nothing changed (who, when and why are kept; see `jobsctl show {id}`)\n"
         )
     };
     match change {
         _ if !changed => {}
         StateChange::Pause => human.push_str(
-            "its slots are recorded as skipped until `jobs resume`; manual runs still work\n",
+            "its slots are recorded as skipped until `jobsctl resume`; manual runs still work\n",
         ),
         StateChange::Resume {
             catchup: Some(mode),
@@ -74,7 +74,7 @@ pub fn run(
             ));
         }
         StateChange::Disable => {
-            human.push_str("nothing runs until `jobs enable`; `jobs run --force` overrides\n")
+            human.push_str("nothing runs until `jobsctl enable`; `jobsctl run --force` overrides\n")
         }
         _ => {}
     }
@@ -122,7 +122,7 @@ pub fn run(
             ("disable", "it starts no further retry")
         };
         human.push_str(&format!(
-            "its run in flight goes on ({retries}); `jobs cancel {id}` (or `jobs {command} {id} --cancel`) stops it\n"
+            "its run in flight goes on ({retries}); `jobsctl cancel {id}` (or `jobs {command} {id} --cancel`) stops it\n"
         ));
     }
     Ok(Report { data, human, error })

@@ -1,4 +1,4 @@
-//! `jobs list`: every job with its schedule, zone, next slot, state and description.
+//! `jobsctl list`: every job with its schedule, zone, next slot, state and description.
 
 use serde_json::{Value, json};
 
@@ -107,7 +107,7 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
                 ),
             ));
         }
-        human.push_str("run `jobs validate` for details\n");
+        human.push_str("run `jobsctl validate` for details\n");
     }
     let total = entries.len();
     Ok(Report::ok(

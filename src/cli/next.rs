@@ -1,4 +1,4 @@
-//! `jobs next <id>`: the next slots in the job's zone and in UTC, marking those a DST change moved
+//! `jobsctl next <id>`: the next slots in the job's zone and in UTC, marking those a DST change moved
 //! (`dst_gap`) or that fall in a repeated hour (`dst_fold`).
 
 use chrono::{DateTime, Utc};
@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx, id: &str, count: usize, after: Option<DateTime<Utc>>) -> R
         });
     }
     let Some(schedule) = &job.schedule else {
-        let human = format!("{id} has no schedule: it runs only by hand (`jobs run {id}`)\n");
+        let human = format!("{id} has no schedule: it runs only by hand (`jobsctl run {id}`)\n");
         return Ok(Report::ok(
             json!({ "id": id, "timezone": null, "slots": [] }),
             human,

@@ -61,7 +61,7 @@ impl Output {
     /// Prints a report: the envelope in JSON mode, else its human text.
     pub fn report(&self, report: &Report) {
         if self.json && report.data.is_null() {
-            // The command streamed its own JSON (`jobs tail --json` prints the event lines as they are).
+            // The command streamed its own JSON (`jobsctl tail --json` prints the event lines as they are).
             return;
         }
         if self.json {
@@ -109,7 +109,7 @@ fn error_json(error: &Error) -> Value {
     json!({ "code": error.code(), "message": error.to_string(), "hint": error.hint() })
 }
 
-/// Writes to stdout, treating a closed pipe (`jobs list | head`) as done rather than as a failure.
+/// Writes to stdout, treating a closed pipe (`jobsctl list | head`) as done rather than as a failure.
 fn print_stdout(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout

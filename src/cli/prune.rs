@@ -1,4 +1,4 @@
-//! `jobs prune [<id>] [--dry-run]`: applies the specs' retention (`keep_last`, `keep_days`), oldest runs
+//! `jobsctl prune [<id>] [--dry-run]`: applies the specs' retention (`keep_last`, `keep_days`), oldest runs
 //! first, never a run in flight or one whose lock is held; also removes directories left without a row
 //! and those a scheduler start set aside under `runs/<job>/.orphaned/`.
 

@@ -1,4 +1,4 @@
-//! `jobs replay <id> --run N`: a new run (trigger `replay`, linked to the original) with the original's
+//! `jobsctl replay <id> --run N`: a new run (trigger `replay`, linked to the original) with the original's
 //! command, working directory and environment names, and the rest of the spec as it is now. Refused
 //! when the spec's `run` section has changed since, unless `--force`.
 

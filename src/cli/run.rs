@@ -1,4 +1,4 @@
-//! `jobs run <id>... | --all`: run jobs now, in parallel or one after another, streaming their output;
+//! `jobsctl run <id>... | --all`: run jobs now, in parallel or one after another, streaming their output;
 //! or with `--detach`, hand each run to a background process of its own and return at once.
 
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ pub struct Target {
     pub of: ClaimOf,
 }
 
-/// What became of one target of `jobs run`.
+/// What became of one target of `jobsctl run`.
 pub enum TargetResult {
     Ran(RunOutcome),
     /// Not claimed: refused (disabled, `max_instances_reached`, a store error...).
@@ -224,7 +224,7 @@ fn cancel(tx: &watch::Sender<Option<RunStatus>>) -> bool {
 /// How often a process running runs checks the store for requests to cancel them.
 const CANCEL_POLL: Duration = Duration::from_millis(250);
 
-/// Carries out `jobs cancel` (from any process) for the runs this process owns: when the store
+/// Carries out `jobsctl cancel` (from any process) for the runs this process owns: when the store
 /// changed (`PRAGMA data_version`, a cheap read), the requests for our runs in flight are read and
 /// their runs stopped. Runs until the runtime ends.
 async fn watch_cancel_requests(store: Arc<Mutex<Store>>, me: String, stops: Stops) {
@@ -447,7 +447,7 @@ pub fn report(ctx: &Ctx, results: Vec<(String, TargetResult)>) -> Report {
     Report { data, human, error }
 }
 
-/// `--detach`: each run goes to a background process of its own (`jobs __exec`), in a new process
+/// `--detach`: each run goes to a background process of its own (`jobsctl __exec`), in a new process
 /// group that ignores the terminal's hangup, so it outlives this command and the terminal. Each child
 /// claims its run and reports the run id on its stdout before it starts executing.
 fn detach(ctx: &Ctx, ids: &[String], force: bool) -> Result<Report> {
@@ -496,7 +496,7 @@ fn detach(ctx: &Ctx, ids: &[String], force: bool) -> Result<Report> {
         let id = entry["job_id"].as_str().unwrap_or_default();
         let run = entry["run"].as_i64().unwrap_or_default();
         human.push_str(&format!(
-            "started {} in the background: {} (follow it with `jobs tail {id} --run {run} -f`)\n",
+            "started {} in the background: {} (follow it with `jobsctl tail {id} --run {run} -f`)\n",
             run_name(id, run),
             entry["run_dir"].as_str().unwrap_or_default()
         ));
@@ -532,7 +532,7 @@ fn detached_error(id: &str, reply: &Value) -> Error {
     }
 }
 
-/// `jobs __exec <id>`: the background side of `--detach`. Claims the run, tells the parent its id on
+/// `jobsctl __exec <id>`: the background side of `--detach`. Claims the run, tells the parent its id on
 /// stdout (one JSON line), then executes it with nothing attached to the terminal.
 pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
     let reply = |value: Value| {

@@ -1,4 +1,4 @@
-//! `jobs scheduler [--dry-run]`: runs the daemon in the foreground until SIGINT or SIGTERM.
+//! `jobsctl scheduler [--dry-run]`: runs the daemon in the foreground until SIGINT or SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;

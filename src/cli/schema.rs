@@ -1,4 +1,4 @@
-//! `jobs schema`: the embedded JSON Schema of job specs, for editors and CI.
+//! `jobsctl schema`: the embedded JSON Schema of job specs, for editors and CI.
 
 use super::output::Report;
 use crate::spec::load::JOB_SCHEMA;

@@ -1,4 +1,4 @@
-//! `jobs show <id>`: one job in detail: its schedule in words, next slots, operator state, spec and
+//! `jobsctl show <id>`: one job in detail: its schedule in words, next slots, operator state, spec and
 //! run record.
 
 use serde_json::json;
@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             "schedule",
             "unknown: the spec has never been valid (see problems below)".into(),
         )),
-        _ => lines.push(("schedule", "manual: runs only with `jobs run`".into())),
+        _ => lines.push(("schedule", "manual: runs only with `jobsctl run`".into())),
     }
     if let Some(jitter) = spec
         .and_then(|s| s.schedule.as_ref())

@@ -1,4 +1,4 @@
-//! `jobs status`: whether a scheduler is running, what is in flight, what comes next, what is broken.
+//! `jobsctl status`: whether a scheduler is running, what is in flight, what comes next, what is broken.
 //! Exits 0 when a live scheduler holds the lock, 5 when none does or when its heartbeat is over 60 s
 //! old (`scheduler_unresponsive`).
 
@@ -129,7 +129,7 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     }
     if later > 0 {
         human.push_str(&format!(
-            "  and {later} more job(s) later; `jobs list` shows every next slot\n"
+            "  and {later} more job(s) later; `jobsctl list` shows every next slot\n"
         ));
     }
 

@@ -1,4 +1,4 @@
-//! `jobs tail <id> [--run N] [-f] [--forever]`: a run's events as they happen. Reads `events.jsonl`
+//! `jobsctl tail <id> [--run N] [-f] [--forever]`: a run's events as they happen. Reads `events.jsonl`
 //! directly, so it works while the run is being written, and holds back a line until its newline has
 //! been written. Following wakes on file-system events (notify) and polls as a fallback.
 
@@ -483,7 +483,7 @@ pub fn render(event: &Event, out: &Output) -> String {
     )
 }
 
-/// An output event as `jobs run` streams it: the line itself, prefixed when several jobs run. The
+/// An output event as `jobsctl run` streams it: the line itself, prefixed when several jobs run. The
 /// end of output events is said on stderr, so that a terminal does not just fall silent.
 pub fn output_line(event: &Event, prefix: &str) -> Option<(Stream, String)> {
     match &event.kind {

@@ -1,4 +1,4 @@
-//! `jobs validate [PATH...]`: check spec files and report every problem as `path:line:col: pointer:
+//! `jobsctl validate [PATH...]`: check spec files and report every problem as `path:line:col: pointer:
 //! message`. Touches nothing but the files it reads.
 
 use std::path::PathBuf;

@@ -585,7 +585,7 @@ fn record_start(
     {
         return;
     }
-    // No owner batching the starts (a run of `jobs run`): one small commit of its own.
+    // No owner batching the starts (a run of `jobsctl run`): one small commit of its own.
     let recorded = store.lock().map(|mut store| match started.process {
         Some(process) => store.record_processes(&[process]),
         None => store.record_starts(&[(started.job_id, started.seq, started.at)]),

@@ -171,7 +171,7 @@ pub async fn run(
         tracing::warn!(
             run = %run_name(&dir.job_id, dir.seq),
             moved_to = %home.display_path(&aside),
-            "found a run directory the store has no record of (a claim that never committed, or a run recorded only in a store since restored from an older backup): moved aside, its number stays taken; `jobs prune` removes it"
+            "found a run directory the store has no record of (a claim that never committed, or a run recorded only in a store since restored from an older backup): moved aside, its number stays taken; `jobsctl prune` removes it"
         );
     }
     let data_version = store.data_version()?;
@@ -270,7 +270,7 @@ impl Daemon {
         let version = self.store()?.data_version()?;
         let catalog = Catalog::open(&self.home, now)?;
         // What is logged is what changed in this loop's own table, whoever synced the files (a client
-        // such as `jobs list` may have synced a new spec before the scheduler saw it).
+        // such as `jobsctl list` may have synced a new spec before the scheduler saw it).
         let first_load = self.census.is_none();
         let mut census = Census::default();
         for job in &catalog.jobs {
@@ -400,7 +400,7 @@ impl Daemon {
         }
     }
 
-    /// Stops the runs of this scheduler that someone asked to cancel (`jobs cancel`, from any
+    /// Stops the runs of this scheduler that someone asked to cancel (`jobsctl cancel`, from any
     /// process): each is stopped as a timeout would stop it, and recorded cancelled.
     fn deliver_cancels(&mut self) {
         let requested = self.store().and_then(|s| s.cancels_for_owner(&self.me));

@@ -23,7 +23,7 @@ impl OwnerLock {
     pub fn acquire(home: &Home, me: &str) -> Result<Self> {
         let root = home.root();
         let dir = File::open(root).map_err(|e| Error::io("open the home", root, e))?;
-        // `jobs status` takes the lock for an instant to see whether a scheduler holds it, and a child
+        // `jobsctl status` takes the lock for an instant to see whether a scheduler holds it, and a child
         // between fork and exec holds a copy for an instant too: only a lock held for longer than a
         // few such instants is another scheduler.
         let mut tries = 0;

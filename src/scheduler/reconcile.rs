@@ -588,7 +588,7 @@ pub fn set_aside_unknown_dirs(
         *top = (*top).max(dir.seq);
     }
     // The counter first: a death before the moves leaves directories at or below it, which no claim
-    // reuses and `jobs prune` reports as leftovers.
+    // reuses and `jobsctl prune` reports as leftovers.
     for (job_id, seq) in &highest {
         store.raise_run_counter(job_id, *seq)?;
     }
@@ -623,7 +623,7 @@ fn free_name(aside: &Path, seq: i64) -> PathBuf {
         .unwrap_or(plain)
 }
 
-/// The directories set aside under `runs/<job>/.orphaned/`, for `jobs prune` to report and remove.
+/// The directories set aside under `runs/<job>/.orphaned/`, for `jobsctl prune` to report and remove.
 pub fn set_aside_dirs(runs_root: &Path, job_id: &str) -> Vec<PathBuf> {
     let job_dir = runs_root.join(job_id);
     if std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink()) {

@@ -21,7 +21,7 @@ pub struct JobRow {
     /// The loader fingerprint that checked `spec_json` (see `spec::load::loader_fingerprint`).
     pub checked_by: Option<String>,
     pub paused_at: Option<i64>,
-    /// A catch-up requested by `jobs resume --catchup`: `latest` or `all`.
+    /// A catch-up requested by `jobsctl resume --catchup`: `latest` or `all`.
     pub catchup: Option<String>,
     /// The last good spec, defaults filled in, as stored (JSON text).
     pub spec_json: Option<String>,

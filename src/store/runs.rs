@@ -146,7 +146,7 @@ pub enum QueuedStart {
     },
 }
 
-/// Which runs `jobs history` lists.
+/// Which runs `jobsctl history` lists.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
     pub job_id: Option<String>,
@@ -160,7 +160,7 @@ pub struct HistoryFilter {
 /// history itself, and "more than 10000" says all an operator needs.
 pub const HISTORY_COUNT_CAP: i64 = 10_000;
 
-/// What `jobs show` says about a job's runs.
+/// What `jobsctl show` says about a job's runs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunStats {
     pub last_run: Option<RunRow>,

@@ -1,5 +1,5 @@
-//! `jobs cancel`, and `pause`/`disable` stopping what is in flight: the request travels through the
-//! store to whichever process owns the run (a foreground `jobs run`, the scheduler, a detached run),
+//! `jobsctl cancel`, and `pause`/`disable` stopping what is in flight: the request travels through the
+//! store to whichever process owns the run (a foreground `jobsctl run`, the scheduler, a detached run),
 //! which stops the run's process group and records it cancelled, with who and why; nothing retries a
 //! cancelled run.
 

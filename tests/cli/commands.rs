@@ -1,4 +1,4 @@
-//! `jobs list`, `show`, `schema` and the shared conventions: global flags anywhere, the `--json`
+//! `jobsctl list`, `show`, `schema` and the shared conventions: global flags anywhere, the `--json`
 //! envelope, error codes and exit codes.
 
 use crate::common::{TestHome, manual_spec};
@@ -123,7 +123,7 @@ fn unknown_jobs_are_not_found_with_close_ids() {
     assert_eq!(error["error"]["code"], "job_not_found");
     assert_eq!(
         error["error"]["hint"],
-        "run `jobs list` to see the known jobs"
+        "run `jobsctl list` to see the known jobs"
     );
 }
 
@@ -214,8 +214,13 @@ fn a_home_that_does_not_exist_is_an_error_not_a_new_home() {
         ])
         .output()
         .expect("run");
-    assert_eq!(output.status.code(), Some(6));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a missing home is not a home"
+    );
     let error: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(error["error"]["code"], "not_a_home", "{error}");
     assert!(
         error["error"]["message"]
             .as_str()

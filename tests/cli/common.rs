@@ -57,7 +57,7 @@ impl TestHome {
         self
     }
 
-    /// Runs `jobs --home <home> <args>` and captures everything.
+    /// Runs `jobsctl --home <home> <args>` and captures everything.
     pub fn run(&self, args: &[&str]) -> Outcome {
         let output = Command::cargo_bin("jobsctl")
             .expect("the jobs binary is built")
@@ -292,7 +292,7 @@ pub fn wait_exit(child: &mut std::process::Child, seconds: u64) -> std::process:
     }
 }
 
-/// `jobs scheduler` in `home`, its log in `scheduler.log` there (started afresh each time), with extra
+/// `jobsctl scheduler` in `home`, its log in `scheduler.log` there (started afresh each time), with extra
 /// environment variables; killed if the test ends first.
 pub fn start_scheduler(home: &TestHome, envs: &[(&str, &str)]) -> KillOnDrop {
     let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log file");

@@ -27,7 +27,7 @@ fn an_idle_tail_follow_costs_no_cpu_while_it_waits() {
     home.spec("done.yaml", manual_spec("done"));
     home.spec("slow.yaml", "id: slow\nrun:\n  shell: \"sleep 12\"\n");
     assert_eq!(home.run(&["run", "done"]).code, 0);
-    // `jobs run` of the slow job stays in flight while the follower of its run waits for output.
+    // `jobsctl run` of the slow job stays in flight while the follower of its run waits for output.
     let slow = home
         .command(&["run", "slow"])
         .stdout(Stdio::null())
@@ -272,7 +272,7 @@ fn history_status_takes_a_list_and_the_failure_hint_finds_those_runs() {
     let command = timed_out
         .stderr
         .split('`')
-        .find(|part| part.starts_with("jobs history"))
+        .find(|part| part.starts_with("jobsctl history"))
         .unwrap_or_else(|| panic!("the hint names a history command: {}", timed_out.stderr))
         .to_owned();
     let args: Vec<&str> = command.split_whitespace().skip(1).collect();

@@ -1,4 +1,4 @@
-//! `jobs prune` and `jobs replay`.
+//! `jobsctl prune` and `jobsctl replay`.
 
 use std::time::Duration;
 

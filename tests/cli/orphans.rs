@@ -1,4 +1,4 @@
-//! No process outlives its run: when a run's owner dies (`jobs run`, the detached background process,
+//! No process outlives its run: when a run's owner dies (`jobsctl run`, the detached background process,
 //! the scheduler, each killed with SIGKILL), the next command that settles the run stops its process
 //! group; a pid handed out again is never signalled; a deleted run directory never lets a second
 //! instance start; processes a command leaves behind end with its attempt (unless the spec keeps
@@ -66,7 +66,7 @@ fn wait_for_attempt(home: &TestHome, job: &str, seq: i64) -> i64 {
     pgid
 }
 
-/// A `jobs run <job>` in the background, its output discarded.
+/// A `jobsctl run <job>` in the background, its output discarded.
 fn run_in_background(home: &TestHome, job: &str) -> KillOnDrop {
     home.command(&["run", job])
         .stdout(Stdio::null())
@@ -283,7 +283,7 @@ fn deleting_the_run_directory_never_lets_a_second_instance_start() {
     let second = home.run(&["run", "slow"]);
     assert_eq!(
         second.code, 5,
-        "a second `jobs run` started: {}",
+        "a second `jobsctl run` started: {}",
         second.stderr
     );
     assert!(second.stderr.contains("max_instances"), "{}", second.stderr);

@@ -1,4 +1,4 @@
-//! `jobs run`: the runner through the real binary. Each test checks the exit code, the store's row and
+//! `jobsctl run`: the runner through the real binary. Each test checks the exit code, the store's row and
 //! the run directory, whose every artifact is validated against the published schemas.
 
 use std::time::{Duration, Instant};
@@ -401,7 +401,7 @@ fn sigint_cancels_the_run_and_leaves_no_child_behind() {
     wait_until("the job's child to be gone", 2, || !process_alive(child));
 }
 
-/// Starts a long run of `doomed` and kills `jobs run` with SIGKILL, leaving the row "running".
+/// Starts a long run of `doomed` and kills `jobsctl run` with SIGKILL, leaving the row "running".
 fn killed_run() -> TestHome {
     let home = TestHome::new();
     home.spec(

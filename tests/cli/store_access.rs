@@ -15,7 +15,7 @@ fn writer(home: &TestHome) -> rusqlite::Connection {
     conn
 }
 
-/// `jobs --home <home> <args>` with extra environment variables, and how long it took.
+/// `jobsctl --home <home> <args>` with extra environment variables, and how long it took.
 fn run_with(home: &TestHome, envs: &[(&str, &str)], args: &[&str]) -> (Outcome, Duration) {
     let mut command = home.command(args);
     for (key, value) in envs {

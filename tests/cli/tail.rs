@@ -1,4 +1,4 @@
-//! `jobs tail`: printing a run's events, following a run live, waiting for the next one, and reading a
+//! `jobsctl tail`: printing a run's events, following a run live, waiting for the next one, and reading a
 //! line only once it is whole.
 
 use std::fs::{File, OpenOptions};

@@ -1,4 +1,4 @@
-//! `jobs validate`: every kind of bad spec is reported with a stable code, its line and column and JSON
+//! `jobsctl validate`: every kind of bad spec is reported with a stable code, its line and column and JSON
 //! pointer, and one bad file never hides the others.
 
 use serde_json::Value;
