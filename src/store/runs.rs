@@ -325,24 +325,37 @@ impl Store {
         if starts.is_empty() {
             return Ok(());
         }
-        let fail = |e| Error::store("record when runs started", e);
+        self.unsynced("record when runs started", |tx| {
+            let mut statement = tx.prepare_cached(
+                "UPDATE runs SET started_at = ?3 WHERE job_id = ?1 AND seq = ?2 AND started_at IS NULL",
+            )?;
+            for (job_id, seq, at) in starts {
+                statement.execute(params![job_id, seq, at])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One transaction committed without an fsync of its own (`synchronous = NORMAL` for it, `FULL`
+    /// again after): for records that the next synced commit makes durable anyway, and whose loss to a
+    /// power cut costs nothing (a start time written again at the run's end; a process group that the
+    /// power cut ended).
+    fn unsynced(
+        &mut self,
+        what: &str,
+        write: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<()> {
+        let fail = |e| Error::store(what, e);
         self.conn
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail)?;
-        let written = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut statement = tx.prepare_cached(
-                    "UPDATE runs SET started_at = ?3 WHERE job_id = ?1 AND seq = ?2 AND started_at IS NULL",
-                )?;
-                for (job_id, seq, at) in starts {
-                    statement.execute(params![job_id, seq, at])?;
-                }
-            }
-            tx.commit()
-        })();
+        let written = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                write(&tx)?;
+                tx.commit()
+            });
         let restored = self.conn.pragma_update(None, "synchronous", "FULL");
         written.map_err(fail)?;
         restored.map_err(fail)
@@ -409,35 +422,23 @@ impl Store {
         if processes.is_empty() {
             return Ok(());
         }
-        let fail = |e| Error::store("record the processes of runs", e);
-        self.conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(fail)?;
-        let written = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut statement = tx.prepare_cached(
-                    "UPDATE runs SET pgid = ?3, leader_start = ?4, boot_id = COALESCE(boot_id, ?5), kill_grace_ms = ?6
-                     WHERE job_id = ?1 AND seq = ?2",
-                )?;
-                for p in processes {
-                    statement.execute(params![
-                        p.job_id,
-                        p.seq,
-                        p.leader.pid,
-                        i64::try_from(p.leader.start).unwrap_or(i64::MAX),
-                        p.leader.boot,
-                        p.kill_grace_ms
-                    ])?;
-                }
+        self.unsynced("record the processes of runs", |tx| {
+            let mut statement = tx.prepare_cached(
+                "UPDATE runs SET pgid = ?3, leader_start = ?4, boot_id = COALESCE(boot_id, ?5), kill_grace_ms = ?6
+                 WHERE job_id = ?1 AND seq = ?2",
+            )?;
+            for p in processes {
+                statement.execute(params![
+                    p.job_id,
+                    p.seq,
+                    p.leader.pid,
+                    i64::try_from(p.leader.start).unwrap_or(i64::MAX),
+                    p.leader.boot,
+                    p.kill_grace_ms
+                ])?;
             }
-            tx.commit()
-        })();
-        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
-        written.map_err(fail)?;
-        restored.map_err(fail)
+            Ok(())
+        })
     }
 
     /// Runs settled as interrupted whose retry is owed and not claimed yet, oldest first.
