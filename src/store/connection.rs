@@ -73,6 +73,13 @@ pub struct Store {
     pub(crate) conn: Connection,
 }
 
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// SQLite follows a link at the store's path (and makes its `-wal` and `-shm` beside the link's
 /// target), so a link planted at `db/jobs.sqlite3` or one of its companions would have the store
 /// written outside the home: refused, naming the link. (`db/` itself may be a link an operator made.)
@@ -130,9 +137,29 @@ impl Store {
 
     fn configure(&mut self, busy: Duration) -> rusqlite::Result<()> {
         self.conn.busy_timeout(busy)?;
-        // WAL lets readers (every CLI command) proceed while the scheduler writes.
-        self.conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        // WAL lets readers (every CLI command) proceed while the scheduler writes. The mode is kept in
+        // the file, so only a new store needs the switch, which takes an exclusive lock: two processes
+        // creating the store at once can get SQLITE_BUSY at once, without the busy handler being
+        // asked, so the switch is tried again for as long as the busy timeout allows.
+        let started = std::time::Instant::now();
+        loop {
+            let mode: String = self
+                .conn
+                .query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+            if mode.eq_ignore_ascii_case("wal") {
+                break;
+            }
+            match self
+                .conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
+            {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && started.elapsed() < busy => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // FULL: a committed claim survives power loss, which is what "never twice" rests on.
         self.conn.pragma_update(None, "synchronous", "FULL")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
