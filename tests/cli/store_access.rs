@@ -157,15 +157,35 @@ fn status_of_a_stopped_scheduler_is_unresponsive() {
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["data"]["scheduler"]["responsive"], true, "{json}");
 
-    signal(&scheduler, Signal::STOP);
-    // As if it had been stopped for two minutes, without waiting for them.
+    // As if it had been stopped for two minutes, without waiting for them. A scheduler stopped in the
+    // middle of a commit holds the write lock while it is stopped: then let it finish and stop it again.
     let two_minutes_ago = chrono::Utc::now().timestamp_millis() - 120_000;
-    writer(&home)
-        .execute(
+    let aging = writer(&home);
+    aging
+        .busy_timeout(Duration::from_millis(200))
+        .expect("timeout");
+    let mut aged = false;
+    for _ in 0..50 {
+        signal(&scheduler, Signal::STOP);
+        match aging.execute(
             "UPDATE scheduler_owner SET heartbeat_at = ?1",
             [two_minutes_ago],
-        )
-        .expect("age the heartbeat");
+        ) {
+            Ok(_) => {
+                aged = true;
+                break;
+            }
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                signal(&scheduler, Signal::CONT);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("age the heartbeat: {e}"),
+        }
+    }
+    assert!(
+        aged,
+        "the heartbeat could be aged while the scheduler was stopped"
+    );
     let (json, code) = home.json(&["status"]);
     signal(&scheduler, Signal::CONT);
     assert_eq!(code, 5, "{json}");
