@@ -11,12 +11,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use super::attempt::{AttemptSpec, OutputSinks, Stop, run_attempt, stop_reason, stop_requested};
+use super::recover::run_is_alive;
 use crate::artifacts::events::Observer;
 use crate::artifacts::receipt::Command as ReceiptCommand;
 use crate::artifacts::rundir::{EVENTS_FILE, STDERR_FILE, STDOUT_FILE, open_append};
 use crate::artifacts::{AttemptRecord, EventKind, EventLog, Receipt, RunDir, summary};
 use crate::clock::{Clock, millis, rfc3339};
 use crate::error::Error;
+use crate::home::Home;
 use crate::process::Identity;
 use crate::run::{RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
@@ -50,7 +52,7 @@ pub struct RunPlan {
     pub spec_hash: String,
     pub owner: String,
     /// JOBS_HOME: `cwd` is relative to it, and so are stored run directories.
-    pub home: PathBuf,
+    pub home: Home,
     pub run_dir: RunDir,
     pub control: RunControl,
 }
@@ -92,13 +94,6 @@ pub struct RunOutcome {
     pub released: bool,
 }
 
-/// The run directory as the store records it: relative to the home.
-pub fn stored_run_dir(job_id: &str, seq: i64) -> String {
-    format!("runs/{job_id}/{seq}")
-}
-
-pub use crate::scheduler::reconcile::run_is_alive;
-
 pub async fn execute(
     plan: RunPlan,
     store: Arc<Mutex<Store>>,
@@ -109,13 +104,7 @@ pub async fn execute(
     let dir = plan.run_dir.path().to_owned();
     let spec = &plan.spec;
     let run = &spec.run;
-    // `.` components add nothing but noise to the receipt.
-    let cwd: PathBuf = plan
-        .home
-        .join(&run.cwd)
-        .components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect();
+    let cwd = plan.home.working_dir(&run.cwd);
     let argv = match (&run.command, &run.shell) {
         (Some(argv), _) => argv.clone(),
         (None, Some(line)) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
