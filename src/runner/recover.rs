@@ -14,10 +14,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::artifacts::events::{ProcessInfo, read_events};
-use crate::artifacts::receipt::Command as ReceiptCommand;
+use crate::artifacts::receipt::ClaimFacts;
 use crate::artifacts::rundir::{EVENTS_FILE, LOCK_FILE, open_read, resolve};
 use crate::artifacts::{Event, EventKind, EventLog, Receipt};
-use crate::clock::{Clock, millis, rfc3339, rfc3339_ms};
+use crate::clock::{Clock, millis, rfc3339};
 use crate::error::Result;
 use crate::home::Home;
 use crate::process::{Identity, remaining, stop_group};
@@ -471,38 +471,20 @@ fn append_event(path: &Path, run: &RunRow, clock: &Arc<dyn Clock>, kind: EventKi
 
 /// The receipt a run would have written at its start, for a run whose owner died before it could.
 fn new_receipt(home: &Home, run: &RunRow, spec: &JobSpec) -> Receipt {
-    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let cwd = home.working_dir(&spec.run.cwd);
-    Receipt {
-        receipt_version: crate::artifacts::receipt::RECEIPT_VERSION,
-        job_id: run.job_id.clone(),
-        run: run.seq,
-        name: run_name(&run.job_id, run.seq),
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
+    let claim = ClaimFacts {
+        job_id: &run.job_id,
+        seq: run.seq,
         trigger: run.trigger,
-        slot: run.slot.map(rfc3339_ms),
-        due_at: run.due_at.map(rfc3339_ms),
+        slot: run.slot.and_then(at),
+        due_at: run.due_at.and_then(at),
         replay_of: run.replay_of,
-        claimed_at: rfc3339_ms(run.claimed_at),
-        started_at: run.started_at.map(rfc3339_ms),
-        finished_at: None,
-        duration_ms: None,
+        claimed_at: at(run.claimed_at).unwrap_or_default(),
+        started_at: run.started_at.and_then(at),
         status: run.status,
-        exit_code: None,
-        signal: None,
-        error_code: None,
-        message: None,
         slot_count: u64::try_from(run.slot_count).unwrap_or(1),
-        spec_hash: run.spec_hash.clone().unwrap_or_default(),
-        owner: run.owner.clone(),
-        command: ReceiptCommand {
-            argv: spec.run.command.clone(),
-            shell: spec.run.shell.clone(),
-        },
-        cwd: cwd.display().to_string(),
-        env_names: spec.run.env.keys().cloned().collect(),
-        timeout_ms: spec.run.timeout.map(|t| ms(t.as_duration())),
-        kill_grace_ms: ms(spec.run.kill_grace.as_duration()),
-        max_attempts: spec.retry.max_attempts,
-        attempts: Vec::new(),
-    }
+        spec_hash: run.spec_hash.as_deref().unwrap_or_default(),
+        owner: &run.owner,
+    };
+    Receipt::for_claim(&claim, spec, &home.working_dir(&spec.run.cwd))
 }
