@@ -41,6 +41,16 @@ impl Home {
         self.root.join("runs")
     }
 
+    /// A run's working directory: the spec's `cwd`, relative to the home. `.` components add nothing but
+    /// noise to the receipt, so they are dropped.
+    pub fn working_dir(&self, cwd: &str) -> PathBuf {
+        self.root
+            .join(cwd)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
+    }
+
     /// Whether this directory is a home: it has `jobs/`, or a store from earlier use. Anything else
     /// (a mistyped `--home`, a shell in the wrong directory) must not quietly grow a `db/` of its own.
     pub fn exists(&self) -> bool {

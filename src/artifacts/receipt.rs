@@ -7,8 +7,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::rundir::write_atomic;
+use chrono::{DateTime, Utc};
+
+use crate::clock::rfc3339;
 use crate::error::Result;
-use crate::run::{RunStatus, Trigger};
+use crate::run::{RunStatus, Trigger, run_name};
+use crate::spec::JobSpec;
 
 /// Bumped when a field changes meaning or goes away; new fields do not bump it.
 pub const RECEIPT_VERSION: u32 = 1;
@@ -80,7 +84,64 @@ pub struct AttemptRecord {
     pub message: Option<String>,
 }
 
+/// What a claim fixed about a run: the facts its first receipt records beside the spec's.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimFacts<'a> {
+    pub job_id: &'a str,
+    pub seq: i64,
+    pub trigger: Trigger,
+    pub slot: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub replay_of: Option<i64>,
+    pub claimed_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub slot_count: u64,
+    pub spec_hash: &'a str,
+    pub owner: &'a str,
+}
+
 impl Receipt {
+    /// The receipt of a run as claimed, before any attempt: written by the run at its start, or made
+    /// up by whoever settles a run whose owner died before it could. `cwd` is the run's working
+    /// directory (see `Home::working_dir`).
+    pub fn for_claim(claim: &ClaimFacts<'_>, spec: &JobSpec, cwd: &Path) -> Self {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let run = &spec.run;
+        Self {
+            receipt_version: RECEIPT_VERSION,
+            job_id: claim.job_id.to_owned(),
+            run: claim.seq,
+            name: run_name(claim.job_id, claim.seq),
+            trigger: claim.trigger,
+            slot: claim.slot.map(rfc3339),
+            due_at: claim.due_at.map(rfc3339),
+            replay_of: claim.replay_of,
+            claimed_at: rfc3339(claim.claimed_at),
+            started_at: claim.started_at.map(rfc3339),
+            finished_at: None,
+            duration_ms: None,
+            status: claim.status,
+            exit_code: None,
+            signal: None,
+            error_code: None,
+            message: None,
+            slot_count: claim.slot_count,
+            spec_hash: claim.spec_hash.to_owned(),
+            owner: claim.owner.to_owned(),
+            command: Command {
+                argv: run.command.clone(),
+                shell: run.shell.clone(),
+            },
+            cwd: cwd.display().to_string(),
+            env_names: run.env.keys().cloned().collect(),
+            timeout_ms: run.timeout.map(|t| ms(t.as_duration())),
+            kill_grace_ms: ms(run.kill_grace.as_duration()),
+            max_attempts: spec.retry.max_attempts,
+            attempts: Vec::new(),
+        }
+    }
+
     /// Writes the receipt into `dir`, replacing any earlier version in one step. `durable` syncs it.
     pub fn write(&self, dir: &Path, durable: bool) -> Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();

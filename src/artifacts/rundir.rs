@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::home::Home;
 use crate::spec::load::is_valid_id;
 
 pub const LOCK_FILE: &str = ".lock";
@@ -16,6 +17,50 @@ pub const EVENTS_FILE: &str = "events.jsonl";
 pub const SUMMARY_FILE: &str = "summary.md";
 pub const STDOUT_FILE: &str = "stdout.log";
 pub const STDERR_FILE: &str = "stderr.log";
+
+/// Where run directories the store does not know are moved: `runs/<job>/.orphaned/<seq>`. Not a
+/// number, so nothing that walks runs (prune's leftovers, `tail`, the torture checks) takes it for a run.
+pub const SET_ASIDE_DIR: &str = ".orphaned";
+
+/// A run directory as the store records it: relative to the home, so that a home moved elsewhere
+/// (or restored on another host) still finds its runs.
+pub fn stored_path(job_id: &str, seq: i64) -> String {
+    format!("runs/{job_id}/{seq}")
+}
+
+/// Where a run directory the store recorded (see [`stored_path`]) lies.
+pub fn resolve(home: &Home, stored: &str) -> PathBuf {
+    home.root().join(stored)
+}
+
+/// `runs/<job_id>/`: the job's run directories and its `scheduler.jsonl`.
+pub fn job_dir(home: &Home, job_id: &str) -> PathBuf {
+    home.runs_dir().join(job_id)
+}
+
+/// `runs/<job_id>/<seq>/`.
+pub fn run_path(home: &Home, job_id: &str, seq: i64) -> PathBuf {
+    job_dir(home, job_id).join(seq.to_string())
+}
+
+/// `runs/<job_id>/.orphaned/`, where the run directories the store does not know are set aside.
+pub fn set_aside_root(home: &Home, job_id: &str) -> PathBuf {
+    job_dir(home, job_id).join(SET_ASIDE_DIR)
+}
+
+/// The directories set aside under `runs/<job>/.orphaned/`, for `jobsctl prune` to report and remove.
+pub fn set_aside_dirs(home: &Home, job_id: &str) -> Vec<PathBuf> {
+    let job_dir = job_dir(home, job_id);
+    if fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Vec::new();
+    }
+    let Ok(entries) = fs::read_dir(job_dir.join(SET_ASIDE_DIR)) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    dirs
+}
 
 #[derive(Debug)]
 pub struct RunDir {
@@ -82,6 +127,15 @@ impl RunDir {
             },
         })?;
         Ok(Self { path, _lock: lock })
+    }
+
+    /// Creates and locks the run directory of a run being claimed in `home`, with the path the store
+    /// records for it.
+    pub fn create_for_claim(home: &Home, job_id: &str, seq: i64) -> Result<(Self, String)> {
+        Ok((
+            Self::create(&home.runs_dir(), job_id, seq)?,
+            stored_path(job_id, seq),
+        ))
     }
 
     pub fn path(&self) -> &Path {

@@ -12,7 +12,7 @@ use super::output::{Report, escape_controls};
 use crate::clock::{millis, rfc3339_ms};
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, run_name};
-use crate::runner::execute::run_is_alive;
+use crate::runner::recover::{reconcile_runs, run_is_alive};
 use crate::store::{Requested, RunRow, Store};
 
 pub struct CancelArgs {
@@ -268,7 +268,7 @@ fn wait_for_end(
             let row = store.run_row(id, seq)?;
             if let Some(row) = &row
                 && row.status.is_active()
-                && !run_is_alive(ctx.home.root(), row)
+                && !run_is_alive(&ctx.home, row)
             {
                 orphaned = true;
             }
@@ -281,12 +281,7 @@ fn wait_for_end(
             return Ok(rows);
         }
         if orphaned {
-            match crate::scheduler::reconcile::reconcile_runs(
-                store,
-                ctx.home.root(),
-                &ctx.clock,
-                Some(id),
-            ) {
+            match reconcile_runs(store, &ctx.home, &ctx.clock, Some(id)) {
                 Ok(_) => continue,
                 Err(e) if e.is_busy() => {}
                 Err(e) => return Err(e),

@@ -265,12 +265,7 @@ pub fn catalog_with_runs(ctx: &Ctx, job: Option<&str>) -> Result<crate::catalog:
     if let Some(id) = job {
         catalog.job(id)?;
     }
-    match crate::scheduler::reconcile::reconcile_runs(
-        &mut catalog.store,
-        ctx.home.root(),
-        &ctx.clock,
-        job,
-    ) {
+    match crate::runner::recover::reconcile_runs(&mut catalog.store, &ctx.home, &ctx.clock, job) {
         Ok(_) => {}
         // Settling dead runs is a write; when another process holds the lock the command still
         // answers, and the next one (or the scheduler) settles them.

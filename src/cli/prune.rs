@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx, id: Option<&str>, dry_run: bool) -> Result<Report> {
         }
         // Set aside at a scheduler start because the store had no record of them; only an explicit
         // prune removes them (the scheduler's own retention never does).
-        let set_aside = crate::scheduler::reconcile::set_aside_dirs(&runs_root, &id);
+        let set_aside = crate::artifacts::rundir::set_aside_dirs(&ctx.home, &id);
         for dir in &set_aside {
             if !dry_run {
                 std::fs::remove_dir_all(dir)

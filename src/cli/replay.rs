@@ -3,7 +3,6 @@
 //! when the spec's `run` section has changed since, unless `--force`.
 
 use std::collections::BTreeMap;
-use std::path::{Component, PathBuf};
 
 use super::entry::Ctx;
 use super::output::Report;
@@ -18,20 +17,14 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
     let now = ctx.clock.now();
     let catalog = Catalog::open(&ctx.home, now)?;
     let (job, spec) = catalog.runnable(id, force)?;
-    let dir = ctx.home.runs_dir().join(id).join(seq.to_string());
+    let dir = crate::artifacts::rundir::run_path(&ctx.home, id, seq);
     let receipt = match Receipt::read(&dir) {
         Ok(receipt) => receipt,
         Err(_) => return Err(not_a_run(&catalog.store, id, seq)),
     };
 
     let run = &spec.run;
-    let cwd_now: PathBuf = ctx
-        .home
-        .root()
-        .join(&run.cwd)
-        .components()
-        .filter(|c| !matches!(c, Component::CurDir))
-        .collect();
+    let cwd_now = ctx.home.working_dir(&run.cwd);
     let mut changed = Vec::new();
     if receipt.command.argv != run.command || receipt.command.shell != run.shell {
         changed.push("command");

@@ -88,7 +88,7 @@ pub fn run_targets(
     let runtime = super::entry::async_runtime()?;
     let several = targets.len() > 1;
     let out = ctx.out;
-    let home = ctx.home.root().to_owned();
+    let home = ctx.home.clone();
     let clock = Arc::clone(&ctx.clock);
     Ok(runtime.block_on(async move {
         let stops = Stops::default();
@@ -546,7 +546,7 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
         let Catalog { mut store, .. } = catalog;
         let plan = claim_run(
             &mut store,
-            ctx.home.root(),
+            &ctx.home,
             id,
             &spec,
             &hash,

@@ -30,7 +30,7 @@ pub struct TailArgs {
 
 pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
     let catalog = super::entry::catalog_with_runs(ctx, Some(id))?;
-    let job_dir = ctx.home.runs_dir().join(id);
+    let job_dir = crate::artifacts::rundir::job_dir(&ctx.home, id);
     let mut printer = Printer {
         out: ctx.out,
         raw: ctx.out.json,

@@ -1,16 +1,17 @@
 //! Claiming a run: the store decides under its write lock whether the job has a free instance, and the
 //! run directory is created and locked inside that same transaction.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::execute::RunControl;
-use super::execute::{RunPlan, run_is_alive, stored_run_dir};
+use super::execute::RunPlan;
+use super::recover::{reconcile_runs, run_is_alive};
 use crate::artifacts::RunDir;
 use crate::clock::{Clock, FixedClock, millis};
 use crate::error::Result;
+use crate::home::Home;
 use crate::run::Trigger;
 use crate::spec::JobSpec;
 use crate::store::{ClaimRequest, Claimed, Store};
@@ -44,7 +45,7 @@ impl ClaimOf {
 )]
 pub fn claim_run(
     store: &mut Store,
-    home: &Path,
+    home: &Home,
     job_id: &str,
     spec: &JobSpec,
     spec_hash: &str,
@@ -67,17 +68,11 @@ pub fn claim_run(
     // A run of this job whose process died is settled first, artifacts included: the claim below
     // would otherwise only mark its row, leaving a receipt that still says "running".
     let at: Arc<dyn Clock> = Arc::new(FixedClock(now));
-    crate::scheduler::reconcile::reconcile_runs(store, home, &at, Some(job_id))?;
-    let runs_root = home.join("runs");
+    reconcile_runs(store, home, &at, Some(job_id))?;
     let (claimed, run_dir) = store.claim(
         &request,
         |dir| run_is_alive(home, dir),
-        |seq| {
-            Ok((
-                RunDir::create(&runs_root, job_id, seq)?,
-                stored_run_dir(job_id, seq),
-            ))
-        },
+        |seq| RunDir::create_for_claim(home, job_id, seq),
     )?;
     Ok(RunPlan {
         job_id: job_id.to_owned(),
@@ -94,7 +89,7 @@ pub fn claim_run(
         spec: spec.clone(),
         spec_hash: spec_hash.to_owned(),
         owner: owner.to_owned(),
-        home: home.to_owned(),
+        home: home.clone(),
         run_dir,
         control: RunControl::default(),
     })

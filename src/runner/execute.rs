@@ -11,12 +11,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use super::attempt::{AttemptSpec, OutputSinks, Stop, run_attempt, stop_reason, stop_requested};
+use super::recover::run_is_alive;
 use crate::artifacts::events::Observer;
-use crate::artifacts::receipt::Command as ReceiptCommand;
+use crate::artifacts::receipt::ClaimFacts;
 use crate::artifacts::rundir::{EVENTS_FILE, STDERR_FILE, STDOUT_FILE, open_append};
 use crate::artifacts::{AttemptRecord, EventKind, EventLog, Receipt, RunDir, summary};
 use crate::clock::{Clock, millis, rfc3339};
 use crate::error::Error;
+use crate::home::Home;
 use crate::process::Identity;
 use crate::run::{RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
@@ -50,7 +52,7 @@ pub struct RunPlan {
     pub spec_hash: String,
     pub owner: String,
     /// JOBS_HOME: `cwd` is relative to it, and so are stored run directories.
-    pub home: PathBuf,
+    pub home: Home,
     pub run_dir: RunDir,
     pub control: RunControl,
 }
@@ -92,13 +94,6 @@ pub struct RunOutcome {
     pub released: bool,
 }
 
-/// The run directory as the store records it: relative to the home.
-pub fn stored_run_dir(job_id: &str, seq: i64) -> String {
-    format!("runs/{job_id}/{seq}")
-}
-
-pub use crate::scheduler::reconcile::run_is_alive;
-
 pub async fn execute(
     plan: RunPlan,
     store: Arc<Mutex<Store>>,
@@ -109,13 +104,7 @@ pub async fn execute(
     let dir = plan.run_dir.path().to_owned();
     let spec = &plan.spec;
     let run = &spec.run;
-    // `.` components add nothing but noise to the receipt.
-    let cwd: PathBuf = plan
-        .home
-        .join(&run.cwd)
-        .components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect();
+    let cwd = plan.home.working_dir(&run.cwd);
     let argv = match (&run.command, &run.shell) {
         (Some(argv), _) => argv.clone(),
         (None, Some(line)) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
@@ -147,42 +136,28 @@ pub async fn execute(
         leftovers: run.leftovers,
     };
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let mut receipt = Receipt {
-        receipt_version: crate::artifacts::receipt::RECEIPT_VERSION,
-        job_id: plan.job_id.clone(),
-        run: plan.seq,
-        name: run_name(&plan.job_id, plan.seq),
-        trigger: plan.trigger,
-        slot: plan.slot.map(rfc3339),
-        due_at: plan.due_at.map(rfc3339),
-        replay_of: plan.replay_of,
-        claimed_at: rfc3339(plan.claimed_at),
-        started_at: None,
-        finished_at: None,
-        duration_ms: None,
-        status: if plan.queued {
-            RunStatus::Queued
-        } else {
-            RunStatus::Running
+    let mut receipt = Receipt::for_claim(
+        &ClaimFacts {
+            job_id: &plan.job_id,
+            seq: plan.seq,
+            trigger: plan.trigger,
+            slot: plan.slot,
+            due_at: plan.due_at,
+            replay_of: plan.replay_of,
+            claimed_at: plan.claimed_at,
+            started_at: None,
+            status: if plan.queued {
+                RunStatus::Queued
+            } else {
+                RunStatus::Running
+            },
+            slot_count: plan.slot_count,
+            spec_hash: &plan.spec_hash,
+            owner: &plan.owner,
         },
-        exit_code: None,
-        signal: None,
-        error_code: None,
-        message: None,
-        slot_count: plan.slot_count,
-        spec_hash: plan.spec_hash.clone(),
-        owner: plan.owner.clone(),
-        command: ReceiptCommand {
-            argv: run.command.clone(),
-            shell: run.shell.clone(),
-        },
-        cwd: cwd.display().to_string(),
-        env_names: run.env.keys().cloned().collect(),
-        timeout_ms: run.timeout.map(|t| ms(t.as_duration())),
-        kill_grace_ms: ms(run.kill_grace.as_duration()),
-        max_attempts: spec.retry.max_attempts,
-        attempts: Vec::new(),
-    };
+        spec,
+        &cwd,
+    );
 
     let mut artifact_error: Option<Error> = None;
     let events = match EventLog::create(

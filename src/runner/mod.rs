@@ -5,6 +5,7 @@ pub mod attempt;
 pub mod claim;
 pub mod execute;
 pub mod identity_limits;
+pub mod recover;
 
 pub use claim::{ClaimOf, claim_run};
 pub use execute::{RunOutcome, RunPlan, execute};

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::lock::{OwnerLock, StoreIdentity};
-use super::reconcile::{orphaned_runs, reconcile_runs};
+use super::set_aside::{set_aside_unknown_dirs, unknown_run_dirs};
 use super::shutdown::Shutdown;
 use crate::artifacts::{EventKind, EventLog, RunDir};
 use crate::catalog::{Catalog, JobState};
@@ -21,7 +21,8 @@ use crate::home::Home;
 use crate::policy::{self, Catchup, Decision, Fire, InFlight, Input, Operator, Plan};
 use crate::run::{RunStatus, Trigger, owner, run_name};
 use crate::runner::execute;
-use crate::runner::execute::{RunControl, RunOutcome, RunPlan, Started, stored_run_dir};
+use crate::runner::execute::{RunControl, RunOutcome, RunPlan, Started};
+use crate::runner::recover::{began, orphaned_runs, reconcile_runs};
 use crate::schedule::Schedule;
 use crate::spec::JobSpec;
 use crate::store::owner::Owner;
@@ -163,11 +164,11 @@ pub async fn run(
         started_at: millis(now),
         heartbeat_at: millis(now),
     })?;
-    let interrupted = reconcile_runs(&mut store, home.root(), &clock, None)?;
+    let interrupted = reconcile_runs(&mut store, &home, &clock, None)?;
     for (job, seq) in &interrupted {
         tracing::warn!(run = %run_name(job, *seq), "its process is gone; marked interrupted");
     }
-    for (dir, aside) in super::reconcile::set_aside_unknown_dirs(&mut store, home.root())? {
+    for (dir, aside) in set_aside_unknown_dirs(&mut store, &home)? {
         tracing::warn!(
             run = %run_name(&dir.job_id, dir.seq),
             moved_to = %home.display_path(&aside),
@@ -547,9 +548,9 @@ impl Daemon {
         // run's lock costs time on a busy tick, so it is done every few seconds, not every tick.
         if self.last_reap.elapsed() >= REAP_EVERY {
             self.last_reap = tokio::time::Instant::now();
-            let reaped = self.store().and_then(|mut store| {
-                reconcile_runs(&mut store, self.home.root(), &self.clock, None)
-            });
+            let reaped = self
+                .store()
+                .and_then(|mut store| reconcile_runs(&mut store, &self.home, &self.clock, None));
             match reaped {
                 Ok(reaped) if !reaped.is_empty() => self.plan_retries(),
                 Ok(_) => {}
@@ -703,7 +704,7 @@ impl Daemon {
         if records.is_empty() && next_slots.is_empty() && catchups_done.is_empty() {
             return;
         }
-        let runs_root = self.home.runs_dir();
+        let home = &self.home;
         let mut created = Vec::new();
         let result = self.store().and_then(|mut store| {
             store.commit_tick(
@@ -713,9 +714,9 @@ impl Daemon {
                 &self.me,
                 millis(now),
                 |job, seq| {
-                    let dir = RunDir::create(&runs_root, job, seq)?;
+                    let (dir, stored) = RunDir::create_for_claim(home, job, seq)?;
                     created.push(dir.path().to_owned());
-                    Ok((dir, stored_run_dir(job, seq)))
+                    Ok((dir, stored))
                 },
             )
         });
@@ -824,7 +825,7 @@ impl Daemon {
     /// Appends to `runs/<job>/scheduler.jsonl`, the log of slots that did not become runs.
     fn scheduler_log(&mut self, job_id: &str, seq: i64, kind: EventKind) {
         if !self.scheduler_logs.contains_key(job_id) {
-            let dir = self.home.runs_dir().join(job_id);
+            let dir = crate::artifacts::rundir::job_dir(&self.home, job_id);
             let log = std::fs::create_dir_all(&dir)
                 .and_then(|()| crate::artifacts::rundir::ensure_real_dir(&dir))
                 .map_err(|source| Error::ArtifactWrite {
@@ -897,7 +898,7 @@ impl Daemon {
             spec: entry.spec.clone(),
             spec_hash: entry.spec_hash.clone(),
             owner: self.me.clone(),
-            home: self.home.root().to_owned(),
+            home: self.home.clone(),
             run_dir,
             control: RunControl {
                 starts: Some(self.starts.clone()),
@@ -1111,7 +1112,7 @@ fn expand(schedule: &Schedule, ranges: &[(i64, i64)]) -> Vec<DateTime<Utc>> {
 fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary> {
     let now = clock.now();
     let mut lines = Vec::new();
-    let orphaned = orphaned_runs(&store, home.root())?;
+    let orphaned = orphaned_runs(&store, home)?;
     for run in &orphaned {
         lines.push(format!(
             "{}: {} but no process holds its lock: would be settled first (kept as finished if its artifacts say so, else interrupted)",
@@ -1119,13 +1120,13 @@ fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary>
             run.status
         ));
     }
-    for dir in super::reconcile::unknown_run_dirs(&store, home.root())? {
+    for dir in unknown_run_dirs(&store, home)? {
         lines.push(format!(
             "{}: {} has no record in the store: would be moved to runs/{}/{}/ and its number kept taken",
             run_name(&dir.job_id, dir.seq),
             home.display_path(&dir.path),
             dir.job_id,
-            super::reconcile::SET_ASIDE_DIR
+            crate::artifacts::rundir::SET_ASIDE_DIR
         ));
     }
     // The start settles the orphaned runs before its first tick, so they hold no instance then; a
@@ -1133,7 +1134,7 @@ fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary>
     let mut given_back: HashMap<String, i64> = HashMap::new();
     for run in &orphaned {
         if let (Trigger::Schedule, Some(slot), Some(dir)) = (run.trigger, run.slot, &run.run_dir)
-            && !super::reconcile::began(&home.root().join(dir))
+            && !began(&crate::artifacts::rundir::resolve(home, dir))
         {
             let earliest = given_back.entry(run.job_id.clone()).or_insert(slot);
             *earliest = (*earliest).min(slot);

@@ -184,7 +184,7 @@ pub const OWNER_GONE: &str = "the process running it is gone: no one holds its r
 
 impl Store {
     /// Claims a run of a job in one IMMEDIATE transaction: runs whose owner is gone (`is_alive` says
-    /// so: see `runner::execute::run_is_alive`) are first marked interrupted, then `max_instances` and the
+    /// so: see `runner::recover::run_is_alive`) are first marked interrupted, then `max_instances` and the
     /// overlap policy decide. `prepare` runs inside the transaction with the new seq (it creates and
     /// locks the run directory), so no other process can see the row before its lock is held; if it
     /// fails, nothing is recorded.
@@ -386,7 +386,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records how a run whose owner died ended (see `scheduler::reconcile`), in one statement: an
+    /// Records how a run whose owner died ended (see `runner::recover`), in one statement: an
     /// interrupted run also records whether it owes a retry (see [`OWES_RETRY`]).
     pub fn finish_orphaned(&mut self, job_id: &str, seq: i64, finish: &Finish) -> Result<()> {
         crate::fault::point(crate::fault::Point::FinishBeforeCommit);

@@ -1,5 +1,5 @@
-//! What a (re)starting scheduler finds and sets right: runs left queued or running by a process that is
-//! gone. What is left of their processes is stopped first (SIGTERM, `kill_grace`, SIGKILL: a run's
+//! Settling dead runs: runs left queued or running by a process that is gone, found by whoever looks
+//! (the scheduler, a claim, every command that reads runs). What is left of their processes is stopped first (SIGTERM, `kill_grace`, SIGKILL: a run's
 //! processes end with its owner, as a unit's do under systemd), then their artifacts are set right (a torn last event line is cut off, a `run_finished` event
 //! is appended, the receipt and summary say how the run ended), then the store records the same
 //! outcome. Missed slots need nothing here: the first tick judges them by misfire grace and coalesce.
@@ -10,15 +10,16 @@
 //! an unfinished row) keeps that outcome; only a run that really was cut short becomes interrupted.
 
 use std::fs::{File, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::artifacts::events::{ProcessInfo, read_events};
-use crate::artifacts::receipt::Command as ReceiptCommand;
-use crate::artifacts::rundir::{EVENTS_FILE, LOCK_FILE, open_read};
+use crate::artifacts::receipt::ClaimFacts;
+use crate::artifacts::rundir::{EVENTS_FILE, LOCK_FILE, open_read, resolve};
 use crate::artifacts::{Event, EventKind, EventLog, Receipt};
-use crate::clock::{Clock, millis, rfc3339, rfc3339_ms};
+use crate::clock::{Clock, millis, rfc3339};
 use crate::error::Result;
+use crate::home::Home;
 use crate::process::{Identity, remaining, stop_group};
 use crate::run::{RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
@@ -31,7 +32,7 @@ const DEFAULT_KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 
 /// Whether a run in flight still has a live owner, or live processes: either keeps it from being
 /// settled, so that no claim counts a job's instances as free while a command of it still runs.
-pub fn run_is_alive(home: &Path, run: &RunRow) -> bool {
+pub fn run_is_alive(home: &Home, run: &RunRow) -> bool {
     owner_is_alive(home, run)
         || run
             .leader_identity()
@@ -43,9 +44,9 @@ pub fn run_is_alive(home: &Path, run: &RunRow) -> bool {
 /// missing lock file or run directory (deleted under a running run) proves nothing: then the owner's
 /// recorded identity decides (its pid, with the start time and boot recorded at the claim, so that a
 /// pid handed out again is not taken for the owner).
-pub fn owner_is_alive(home: &Path, run: &RunRow) -> bool {
+pub fn owner_is_alive(home: &Home, run: &RunRow) -> bool {
     if let Some(dir) = run.run_dir.as_deref()
-        && let Ok(lock) = open_read(&home.join(dir).join(LOCK_FILE))
+        && let Ok(lock) = open_read(&resolve(home, dir).join(LOCK_FILE))
     {
         return matches!(lock.try_lock(), Err(TryLockError::WouldBlock));
     }
@@ -53,7 +54,7 @@ pub fn owner_is_alive(home: &Path, run: &RunRow) -> bool {
 }
 
 /// Runs in flight whose owner is gone, without changing anything (for `--dry-run`).
-pub fn orphaned_runs(store: &Store, home: &Path) -> Result<Vec<RunRow>> {
+pub fn orphaned_runs(store: &Store, home: &Home) -> Result<Vec<RunRow>> {
     Ok(store
         .active_runs()?
         .into_iter()
@@ -66,7 +67,7 @@ pub fn orphaned_runs(store: &Store, home: &Path) -> Result<Vec<RunRow>> {
 /// the store. Returns the runs now recorded as interrupted, as `(job, seq)`.
 pub fn reconcile_runs(
     store: &mut Store,
-    home: &Path,
+    home: &Home,
     clock: &Arc<dyn Clock>,
     job: Option<&str>,
 ) -> Result<Vec<(String, i64)>> {
@@ -85,7 +86,7 @@ pub fn reconcile_runs(
             stop_processes(&run, None, store);
             continue;
         };
-        let dir = home.join(stored);
+        let dir = resolve(home, stored);
         // Holding the run's lock while setting it right makes the run look alive to every other
         // process: one reconciling at the same moment leaves it alone rather than repairing it twice.
         // A lock held by someone else means they are at it; a directory that is gone leaves only
@@ -133,7 +134,7 @@ pub fn reconcile_runs(
 /// Whether a run got as far as starting (its `run_started` event is written). When the events cannot
 /// be read for another reason than being absent, it is taken to have begun: nothing is given back
 /// on a guess.
-pub(crate) fn began(dir: &Path) -> bool {
+pub fn began(dir: &Path) -> bool {
     match read_events(&dir.join(EVENTS_FILE)) {
         Ok((events, _)) => events
             .iter()
@@ -322,7 +323,7 @@ fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 /// store's record as the word on it.
 fn repair(
     dir: &Path,
-    home: &Path,
+    home: &Home,
     run: &RunRow,
     spec: Option<&JobSpec>,
     clock: &Arc<dyn Clock>,
@@ -469,170 +470,21 @@ fn append_event(path: &Path, run: &RunRow, clock: &Arc<dyn Clock>, kind: EventKi
 }
 
 /// The receipt a run would have written at its start, for a run whose owner died before it could.
-fn new_receipt(home: &Path, run: &RunRow, spec: &JobSpec) -> Receipt {
-    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let cwd: PathBuf = home
-        .join(&spec.run.cwd)
-        .components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect();
-    Receipt {
-        receipt_version: crate::artifacts::receipt::RECEIPT_VERSION,
-        job_id: run.job_id.clone(),
-        run: run.seq,
-        name: run_name(&run.job_id, run.seq),
+fn new_receipt(home: &Home, run: &RunRow, spec: &JobSpec) -> Receipt {
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
+    let claim = ClaimFacts {
+        job_id: &run.job_id,
+        seq: run.seq,
         trigger: run.trigger,
-        slot: run.slot.map(rfc3339_ms),
-        due_at: run.due_at.map(rfc3339_ms),
+        slot: run.slot.and_then(at),
+        due_at: run.due_at.and_then(at),
         replay_of: run.replay_of,
-        claimed_at: rfc3339_ms(run.claimed_at),
-        started_at: run.started_at.map(rfc3339_ms),
-        finished_at: None,
-        duration_ms: None,
+        claimed_at: at(run.claimed_at).unwrap_or_default(),
+        started_at: run.started_at.and_then(at),
         status: run.status,
-        exit_code: None,
-        signal: None,
-        error_code: None,
-        message: None,
         slot_count: u64::try_from(run.slot_count).unwrap_or(1),
-        spec_hash: run.spec_hash.clone().unwrap_or_default(),
-        owner: run.owner.clone(),
-        command: ReceiptCommand {
-            argv: spec.run.command.clone(),
-            shell: spec.run.shell.clone(),
-        },
-        cwd: cwd.display().to_string(),
-        env_names: spec.run.env.keys().cloned().collect(),
-        timeout_ms: spec.run.timeout.map(|t| ms(t.as_duration())),
-        kill_grace_ms: ms(spec.run.kill_grace.as_duration()),
-        max_attempts: spec.retry.max_attempts,
-        attempts: Vec::new(),
-    }
-}
-
-/// Where run directories the store does not know are moved: `runs/<job>/.orphaned/<seq>`. Not a
-/// number, so nothing that walks runs (prune's leftovers, `tail`, the torture checks) takes it for a run.
-pub const SET_ASIDE_DIR: &str = ".orphaned";
-
-/// A run directory numbered past its job's run counter, so the store has no record of it: left by a
-/// claim that never committed (a process killed inside the claim transaction), or made by runs a
-/// restored (older) store never heard of.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownDir {
-    pub job_id: String,
-    pub seq: i64,
-    pub path: PathBuf,
-}
-
-/// The run directories past each job's run counter that have no row and no live owner, oldest first
-/// per job. Changes nothing (`--dry-run` shows them). One listing per job directory: gaps are normal
-/// (skipped and missed records take numbers but make no directory), so stopping at the first absent
-/// number would miss the rest.
-pub fn unknown_run_dirs(store: &Store, home: &Path) -> Result<Vec<UnknownDir>> {
-    let runs_root = home.join("runs");
-    let mut found = Vec::new();
-    // One listing instead of a failed `stat` for every job that never ran.
-    let Ok(entries) = std::fs::read_dir(&runs_root) else {
-        return Ok(found);
+        spec_hash: run.spec_hash.as_deref().unwrap_or_default(),
+        owner: &run.owner,
     };
-    let present: std::collections::HashSet<std::ffi::OsString> =
-        entries.flatten().map(|e| e.file_name()).collect();
-    for (id, run_counter) in store.run_counters()? {
-        if !present.contains(std::ffi::OsStr::new(&id)) {
-            continue;
-        }
-        let job_dir = runs_root.join(&id);
-        // Never walk through a linked job directory: what it points to is not ours.
-        if std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&job_dir) else {
-            continue;
-        };
-        let mut seqs: Vec<i64> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
-            .filter(|seq| *seq > run_counter)
-            .collect();
-        seqs.sort_unstable();
-        for seq in seqs {
-            let dir = job_dir.join(seq.to_string());
-            if !dir.is_dir()
-                || crate::artifacts::RunDir::is_locked(&dir)
-                || store.run_exists(&id, seq)?
-            {
-                continue;
-            }
-            found.push(UnknownDir {
-                job_id: id.clone(),
-                seq,
-                path: dir,
-            });
-        }
-    }
-    Ok(found)
-}
-
-/// Moves the run directories the store does not know (see [`unknown_run_dirs`]) to
-/// `runs/<job>/.orphaned/<seq>`, after raising each job's run counter past them, so their numbers are
-/// never handed out again and nothing a run wrote is deleted: they may be runs that really happened,
-/// recorded in a store that was since replaced by an older backup. Returns what was moved, and where.
-pub fn set_aside_unknown_dirs(
-    store: &mut Store,
-    home: &Path,
-) -> Result<Vec<(UnknownDir, PathBuf)>> {
-    let found = unknown_run_dirs(store, home)?;
-    let mut highest: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-    for dir in &found {
-        let top = highest.entry(dir.job_id.as_str()).or_insert(dir.seq);
-        *top = (*top).max(dir.seq);
-    }
-    // The counter first: a death before the moves leaves directories at or below it, which no claim
-    // reuses and `jobsctl prune` reports as leftovers.
-    for (job_id, seq) in &highest {
-        store.raise_run_counter(job_id, *seq)?;
-    }
-    let mut moved = Vec::new();
-    for dir in found {
-        let aside = home.join("runs").join(&dir.job_id).join(SET_ASIDE_DIR);
-        if let Err(e) = std::fs::create_dir_all(&aside) {
-            tracing::warn!(path = %aside.display(), "cannot make the directory for run directories the store does not know: {e}");
-            continue;
-        }
-        let target = free_name(&aside, dir.seq);
-        match std::fs::rename(&dir.path, &target) {
-            Ok(()) => moved.push((dir, target)),
-            Err(e) => {
-                tracing::warn!(path = %dir.path.display(), "cannot move a run directory the store does not know: {e}");
-            }
-        }
-    }
-    Ok(moved)
-}
-
-/// `<aside>/<seq>`, or `<seq>.2`, `<seq>.3`... when an earlier restore set aside a directory of the
-/// same number.
-fn free_name(aside: &Path, seq: i64) -> PathBuf {
-    let plain = aside.join(seq.to_string());
-    if std::fs::symlink_metadata(&plain).is_err() {
-        return plain;
-    }
-    (2..)
-        .map(|n| aside.join(format!("{seq}.{n}")))
-        .find(|p| std::fs::symlink_metadata(p).is_err())
-        .unwrap_or(plain)
-}
-
-/// The directories set aside under `runs/<job>/.orphaned/`, for `jobsctl prune` to report and remove.
-pub fn set_aside_dirs(runs_root: &Path, job_id: &str) -> Vec<PathBuf> {
-    let job_dir = runs_root.join(job_id);
-    if std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Vec::new();
-    }
-    let Ok(entries) = std::fs::read_dir(job_dir.join(SET_ASIDE_DIR)) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    dirs.sort();
-    dirs
+    Receipt::for_claim(&claim, spec, &home.working_dir(&spec.run.cwd))
 }
