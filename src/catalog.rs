@@ -93,6 +93,16 @@ impl Job {
 impl Catalog {
     /// Loads `jobs/`, syncs it into the store and merges the two.
     pub fn open(home: &Home, now: DateTime<Utc>) -> Result<Self> {
+        // A store missing under a running scheduler was deleted from under it: a new one here would
+        // know nothing of the runs in flight, and a manual run could start beside them.
+        if !home.db_path().exists()
+            && let Some(owner) = crate::scheduler::lock::OwnerLock::holder(home)
+        {
+            return Err(Error::StoreMissing {
+                path: home.db_path(),
+                owner,
+            });
+        }
         let mut store = Store::open(&home.db_path())?;
         let version = store.data_version()?;
         let rows = store.job_rows()?;

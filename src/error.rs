@@ -140,6 +140,11 @@ pub enum Error {
         path: PathBuf,
         what: &'static str,
     },
+    /// The store is missing while a scheduler still owns the home: it was deleted under it.
+    StoreMissing {
+        path: PathBuf,
+        owner: String,
+    },
     /// A run directory or artifact could not be written.
     ArtifactWrite {
         path: PathBuf,
@@ -220,7 +225,7 @@ impl Error {
             Self::SchedulerNotRunning => "scheduler_not_running",
             Self::SchedulerUnresponsive { .. } => "scheduler_unresponsive",
             Self::JobRemoved { .. } => "job_not_found",
-            Self::StoreReplaced { .. } => "store_replaced",
+            Self::StoreReplaced { .. } | Self::StoreMissing { .. } => "store_replaced",
             Self::ArtifactWrite { .. } => "artifact_write_failed",
             Self::NotAHome { .. } => "not_a_home",
             Self::Internal { .. } => "internal",
@@ -250,7 +255,9 @@ impl Error {
             | Self::SchedulerUnresponsive { .. }
             | Self::CancelPending { .. } => exit::CONFLICT,
             Self::JobRemoved { .. } => exit::NOT_FOUND,
-            Self::ArtifactWrite { .. } | Self::StoreReplaced { .. } => exit::STORE_OR_IO,
+            Self::ArtifactWrite { .. } | Self::StoreReplaced { .. } | Self::StoreMissing { .. } => {
+                exit::STORE_OR_IO
+            }
             Self::Internal { .. } => exit::INTERNAL,
         }
     }
@@ -318,13 +325,18 @@ impl Error {
             ),
             Self::JobRemoved { .. } => Some("restore the spec file to run it again; its history is kept".into()),
             Self::ArtifactWrite { .. } => Some("check free space and permissions under runs/".into()),
+            Self::StoreMissing { .. } => Some(
+                "the scheduler stops once it notices; restore the store or wait for it to exit, then \
+                 start it again"
+                    .into(),
+            ),
             Self::StoreReplaced { .. } => Some(
                 "the scheduler stopped claiming so that no slot runs twice; find out who removed or replaced \
                  the store, restore it if needed, then start the scheduler again"
                     .into(),
             ),
             Self::NotAHome { .. } => Some(
-                "run jobs inside a home (a directory with jobs/), pass --home DIR or set JOBS_HOME; \
+                "run jobsctl inside a home (a directory with jobs/), pass --home DIR or set JOBS_HOME; \
                  to make this directory a home, create jobs/ in it"
                     .into(),
             ),
@@ -425,6 +437,11 @@ impl fmt::Display for Error {
             Self::ArtifactWrite { path, source } => {
                 write!(f, "failed to write {}: {source}", path.display())
             }
+            Self::StoreMissing { path, owner } => write!(
+                f,
+                "the store {} is missing while a scheduler ({owner}) owns this home; not making a new one",
+                path.display()
+            ),
             Self::StoreReplaced { path, what } => write!(
                 f,
                 "the store {} was {what} while the scheduler had it open",

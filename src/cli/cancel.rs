@@ -12,7 +12,7 @@ use super::output::{Report, escape_controls};
 use crate::clock::{millis, rfc3339_ms};
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, run_name};
-use crate::runner::recover::{reconcile_runs, run_is_alive};
+use crate::runner::recover::{owner_is_alive, reconcile_runs};
 use crate::store::{Requested, RunRow, Store};
 
 pub struct CancelArgs {
@@ -268,7 +268,9 @@ fn wait_for_end(
             let row = store.run_row(id, seq)?;
             if let Some(row) = &row
                 && row.status.is_active()
-                && !run_is_alive(&ctx.home, row)
+                // The owner died before carrying the request out: settle the run here (its processes
+                // are stopped by the settling), rather than waiting for an owner that will never act.
+                && !owner_is_alive(&ctx.home, row)
             {
                 orphaned = true;
             }

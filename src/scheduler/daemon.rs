@@ -236,9 +236,15 @@ pub async fn run(
             break;
         }
     }
-    let interrupted_at_shutdown = daemon
-        .shut_down(options.shutdown_grace, &mut starts, &mut shutdown)
-        .await;
+    // With its store gone, nothing the runs in flight record can be kept, and a new store at the path
+    // knows nothing of them (a `jobsctl run` there would start a second instance beside them): they are
+    // stopped at once rather than given the grace.
+    let grace = if daemon.fatal.is_some() {
+        Duration::ZERO
+    } else {
+        options.shutdown_grace
+    };
+    let interrupted_at_shutdown = daemon.shut_down(grace, &mut starts, &mut shutdown).await;
     if let Ok(mut store) = daemon.store.lock() {
         let _ = store.release_owner(pid);
     }

@@ -458,3 +458,77 @@ fn the_scheduler_logs_jobs_a_client_synced_first_and_says_what_is_wrong_with_a_s
     });
     assert_eq!(stop(scheduler), 0);
 }
+
+#[test]
+fn with_the_store_deleted_under_a_running_scheduler_no_command_makes_a_new_one() {
+    let home = TestHome::new();
+    home.spec("m.yaml", crate::common::manual_spec("m"));
+    home.spec(
+        "hourly.yaml",
+        "id: hourly\nschedule:\n  every: 1h\nrun:\n  command: [\"true\"]\n",
+    );
+    let mut scheduler = start_scheduler(&home, &[]);
+    wait_until("the scheduler to own the home", 10, || {
+        scheduler_log(&home).contains("scheduler started")
+    });
+    // Stopped, so that it cannot notice the deletion first and leave: the home is still its own.
+    crate::common::signal(&scheduler, rustix::process::Signal::STOP);
+    std::fs::remove_dir_all(home.path().join("db")).expect("rm -rf db/");
+    let outcome = home.run(&["--json", "run", "m"]);
+    crate::common::signal(&scheduler, rustix::process::Signal::CONT);
+    assert_eq!(outcome.code, 6, "{outcome:?}");
+    assert_eq!(
+        outcome.json()["error"]["code"],
+        "store_replaced",
+        "{outcome:?}"
+    );
+    assert!(
+        !home.path().join("db/jobs.sqlite3").exists(),
+        "no new store beside the scheduler's"
+    );
+    assert!(!home.run_dir("m", 1).exists(), "nothing ran");
+    let status = wait_exit(&mut scheduler, 15);
+    assert_eq!(status.code(), Some(6), "{}", scheduler_log(&home));
+}
+
+#[test]
+fn a_cancel_whose_owner_dies_settles_the_run_instead_of_waiting_out_its_bound() {
+    let home = TestHome::new();
+    home.spec(
+        "ign.yaml",
+        "id: ign\nrun:\n  shell: \"trap '' TERM; echo $$ > pid; sleep 60\"\n  kill_grace: 3s\n",
+    );
+    let mut owner = crate::common::KillOnDrop(home.command(&["run", "ign"]).spawn().expect("run"));
+    wait_until("the command to start", 10, || {
+        std::fs::read_to_string(home.path().join("pid")).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let shell: i32 = std::fs::read_to_string(home.path().join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let asked = std::time::Instant::now();
+    let mut cancel = crate::common::KillOnDrop(
+        home.command(&["--json", "cancel", "ign"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("cancel"),
+    );
+    // The owner has begun stopping the group (TERM is ignored, so it waits out kill_grace) when it dies.
+    std::thread::sleep(Duration::from_millis(700));
+    owner.kill().expect("kill -9 the owner");
+    owner.wait().expect("reap");
+    let status = wait_exit(&mut cancel, 20);
+    assert!(
+        asked.elapsed() < Duration::from_secs(9),
+        "cancel settled the run rather than waiting out its bound ({:?})",
+        asked.elapsed()
+    );
+    assert_ne!(status.code(), Some(5), "not left pending");
+    assert!(
+        !crate::common::process_alive(shell),
+        "the run's command is stopped by the settling"
+    );
+    let (state, _, _, _) = home.run_row("ign", 1);
+    assert!(state == "interrupted" || state == "cancelled", "{state}");
+}
