@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod digest;
+pub mod duration;
 pub mod error;
 pub mod fault;
 pub mod home;

@@ -14,10 +14,10 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::duration::SpecDuration;
 use super::model::JobSpec;
 use super::size::ByteSize;
 use crate::digest::content_hash;
+use crate::duration::SpecDuration;
 use crate::error::{Error, Result};
 use crate::schedule::{self, MAX_FIRST_SLOT_DAYS, Schedule};
 use crate::text::lowercase_first;
