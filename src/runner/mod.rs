@@ -7,4 +7,4 @@ pub mod execute;
 pub mod identity_limits;
 
 pub use claim::{ClaimOf, claim_run};
-pub use execute::{RunOutcome, RunPlan, execute};
+pub use execute::{RunOutcome, execute};

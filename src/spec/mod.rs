@@ -5,7 +5,7 @@ pub mod load;
 pub mod model;
 mod problem;
 mod schema;
-pub mod size;
+pub(crate) mod size;
 mod yaml;
 
 // Durations are shared with the schedule and the command line; they stay reachable here as before.
