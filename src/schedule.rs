@@ -281,3 +281,18 @@ pub fn jitter_delay(
     ]);
     Duration::from_millis(seed % window)
 }
+
+#[cfg(test)]
+mod tests {
+    /// `spec` uses `schedule` to check patterns and zones; were `schedule` to use `spec` too, the two
+    /// could no longer be understood (or split into crates) one without the other.
+    #[test]
+    fn the_schedule_does_not_depend_on_specs() {
+        let source = include_str!("schedule.rs");
+        let spec_path = concat!("crate::", "spec");
+        assert!(
+            !source.contains(spec_path),
+            "schedule.rs names {spec_path}; move what it needs out of spec"
+        );
+    }
+}
