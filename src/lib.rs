@@ -1,21 +1,24 @@
 //! `jobs`: a spec-file driven job orchestrator. The binary is a thin shell around [`cli::run`].
+//! Public are the modules the binaries, the integration tests and the benches use; the rest is
+//! `pub(crate)`, so the compiler reports what nothing calls.
 
 pub mod artifacts;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod digest;
-pub mod error;
-pub mod fault;
+pub mod duration;
+pub(crate) mod error;
+pub(crate) mod fault;
 pub mod home;
 pub mod policy;
-pub mod process;
-pub mod retention;
+pub(crate) mod process;
+pub(crate) mod retention;
 pub mod run;
-pub mod runner;
+pub(crate) mod runner;
 pub mod schedule;
-pub mod scheduler;
+pub(crate) mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod text;
-pub mod users;
+pub(crate) mod users;

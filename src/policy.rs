@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::duration::Limit;
 use crate::run::Trigger;
 use crate::schedule::{Schedule, jitter_delay};
-use crate::spec::duration::Limit;
 use crate::spec::model::{Overlap, PolicySpec};
 
 /// At most this many slots are looked at per job and tick; the rest wait for the next tick. Keeps one

@@ -69,11 +69,6 @@ impl RunStatus {
     pub fn is_active(self) -> bool {
         matches!(self, Self::Queued | Self::Running)
     }
-
-    /// A run that executed and did not succeed.
-    pub fn is_failure(self) -> bool {
-        matches!(self, Self::Failed | Self::TimedOut | Self::Interrupted)
-    }
 }
 
 impl fmt::Display for RunStatus {

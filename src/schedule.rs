@@ -21,8 +21,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 
 use crate::digest::fnv1a;
-use crate::spec::duration::SpecDuration;
-use crate::spec::model::ScheduleSpec;
+use crate::duration::SpecDuration;
 use crate::text::lowercase_first;
 
 /// How far ahead a pattern must have an occurrence to be accepted.
@@ -136,37 +135,25 @@ pub fn parse_timezone(name: &str) -> Result<Tz, String> {
 }
 
 impl Schedule {
-    /// Builds the schedule of a spec whose fields were already checked by the loader.
-    pub fn from_spec(spec: &ScheduleSpec) -> Result<Self, String> {
-        Self::build(spec, None)
+    /// A cron schedule of `pattern`, already parsed as `cron`, read in `tz`.
+    pub fn cron(pattern: &str, cron: Arc<Cron>, tz: Tz) -> Self {
+        Self::Cron {
+            pattern: pattern.to_owned(),
+            cron,
+            tz,
+            successors: Successors::shared(pattern, tz),
+        }
     }
 
-    /// As [`Schedule::from_spec`], reusing `cron` when the caller already parsed the pattern.
-    pub fn build(spec: &ScheduleSpec, cron: Option<Arc<Cron>>) -> Result<Self, String> {
-        let tz = match &spec.timezone {
-            Some(name) => parse_timezone(name)?,
-            None => Tz::UTC,
-        };
-        match (&spec.cron, spec.every) {
-            (Some(pattern), None) => Ok(Self::Cron {
-                pattern: pattern.clone(),
-                cron: match cron {
-                    Some(cron) => cron,
-                    None => parse_cron(pattern)?,
-                },
-                tz,
-                successors: Successors::shared(pattern, tz),
-            }),
-            (None, Some(every)) if !every.is_zero() => {
-                let anchor = spec.anchor.unwrap_or(DateTime::UNIX_EPOCH);
-                if !anchor.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
-                    return Err("the anchor must be in whole milliseconds".into());
-                }
-                Ok(Self::Every { every, anchor, tz })
-            }
-            (None, Some(_)) => Err("every must be longer than zero".into()),
-            _ => Err("a schedule needs exactly one of cron or every".into()),
+    /// An interval schedule counted from `anchor`; refuses what would make slots meaningless.
+    pub fn every(every: SpecDuration, anchor: DateTime<Utc>, tz: Tz) -> Result<Self, String> {
+        if every.is_zero() {
+            return Err("every must be longer than zero".into());
         }
+        if !anchor.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+            return Err("the anchor must be in whole milliseconds".into());
+        }
+        Ok(Self::Every { every, anchor, tz })
     }
 
     pub fn timezone(&self) -> Tz {
@@ -293,4 +280,19 @@ pub fn jitter_delay(
         &slot.timestamp_millis().to_le_bytes(),
     ]);
     Duration::from_millis(seed % window)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `spec` uses `schedule` to check patterns and zones; were `schedule` to use `spec` too, the two
+    /// could no longer be understood (or split into crates) one without the other.
+    #[test]
+    fn the_schedule_does_not_depend_on_specs() {
+        let source = include_str!("schedule.rs");
+        let spec_path = concat!("crate::", "spec");
+        assert!(
+            !source.contains(spec_path),
+            "schedule.rs names {spec_path}; move what it needs out of spec"
+        );
+    }
 }

@@ -135,27 +135,6 @@ pub enum EventKind {
     },
 }
 
-impl EventKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::RunQueued { .. } => "run_queued",
-            Self::RunStarted { .. } => "run_started",
-            Self::AttemptStarted { .. } => "attempt_started",
-            Self::Output { .. } => "output",
-            Self::OutputTruncated { .. } => "output_truncated",
-            Self::AttemptFinished { .. } => "attempt_finished",
-            Self::RetryScheduled { .. } => "retry_scheduled",
-            Self::Timeout { .. } => "timeout",
-            Self::KillSent { .. } => "kill_sent",
-            Self::ProcessesLeft { .. } => "processes_left",
-            Self::RunFinished { .. } => "run_finished",
-            Self::SlotSkipped { .. } => "slot_skipped",
-            Self::SlotMissed { .. } => "slot_missed",
-            Self::SlotsCoalesced { .. } => "slots_coalesced",
-        }
-    }
-}
-
 /// A process as an event names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {

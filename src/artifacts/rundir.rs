@@ -142,10 +142,6 @@ impl RunDir {
         &self.path
     }
 
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
     /// Whether some process holds the lock of the run directory at `path`. A missing directory or lock
     /// file has no holder.
     pub fn is_locked(path: &Path) -> bool {

@@ -114,7 +114,7 @@ pub enum Command {
         dry_run: bool,
         /// How long to wait for runs in flight when stopping before interrupting them
         #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
-        shutdown_grace: crate::spec::duration::SpecDuration,
+        shutdown_grace: crate::duration::SpecDuration,
         /// Log lines as text or as JSON objects
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -282,7 +282,7 @@ pub enum CatchupArg {
     All,
 }
 
-fn parse_duration(text: &str) -> Result<crate::spec::duration::SpecDuration, String> {
+fn parse_duration(text: &str) -> Result<crate::duration::SpecDuration, String> {
     text.parse()
         .map_err(|e| format!("not a duration such as 30s or 2m: {e}"))
 }

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use super::entry::Ctx;
 use super::output::{Report, Style, Table, relative};
 use crate::clock::{millis, rfc3339_ms};
+use crate::duration::SpecDuration;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, Trigger, run_name};
-use crate::spec::duration::SpecDuration;
 use crate::store::{HISTORY_COUNT_CAP, HistoryFilter, RunRow};
 
 pub fn run(

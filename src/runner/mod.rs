@@ -8,4 +8,4 @@ pub mod identity_limits;
 pub mod recover;
 
 pub use claim::{ClaimOf, claim_run};
-pub use execute::{RunOutcome, RunPlan, execute};
+pub use execute::{RunOutcome, execute};

@@ -9,4 +9,4 @@ pub mod shutdown;
 pub mod watch;
 
 pub use daemon::{Options, run};
-pub use shutdown::{Shutdown, ShutdownHandle};
+pub use shutdown::Shutdown;

@@ -28,11 +28,6 @@ impl ShutdownHandle {
 }
 
 impl Shutdown {
-    /// A shutdown that is never requested (all its senders gone), for callers without signals.
-    pub fn never() -> Self {
-        channel().1
-    }
-
     /// Resolves once `nth` requests have been made; never, if no more can come.
     pub async fn requested(&mut self, nth: u32) {
         if self.requests.wait_for(|count| *count >= nth).await.is_err() {

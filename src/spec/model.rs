@@ -3,11 +3,16 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
 use serde::{Deserialize, Serialize};
 
-use super::duration::{Limit, SpecDuration};
 use super::size::ByteSize;
+use crate::duration::{Limit, SpecDuration};
+use crate::schedule::{Schedule, parse_cron, parse_timezone};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +48,36 @@ pub struct ScheduleSpec {
     pub anchor: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<SpecDuration>,
+}
+
+// The schedule module knows time, not specs: reading a spec's schedule fields into a `Schedule` lives
+// here, so `spec` depends on `schedule` and never the reverse.
+impl Schedule {
+    /// Builds the schedule of a spec whose fields were already checked by the loader.
+    pub fn from_spec(spec: &ScheduleSpec) -> Result<Self, String> {
+        Self::build(spec, None)
+    }
+
+    /// As [`Schedule::from_spec`], reusing `cron` when the caller already parsed the pattern.
+    pub fn build(spec: &ScheduleSpec, cron: Option<Arc<Cron>>) -> Result<Self, String> {
+        let tz = match &spec.timezone {
+            Some(name) => parse_timezone(name)?,
+            None => Tz::UTC,
+        };
+        match (&spec.cron, spec.every) {
+            (Some(pattern), None) => {
+                let cron = match cron {
+                    Some(cron) => cron,
+                    None => parse_cron(pattern)?,
+                };
+                Ok(Self::cron(pattern, cron, tz))
+            }
+            (None, Some(every)) => {
+                Self::every(every, spec.anchor.unwrap_or(DateTime::UNIX_EPOCH), tz)
+            }
+            _ => Err("a schedule needs exactly one of cron or every".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

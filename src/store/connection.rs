@@ -59,8 +59,8 @@ fn configured_busy_timeout() -> Result<Duration> {
     };
     value
         .to_str()
-        .and_then(|v| v.parse::<crate::spec::duration::SpecDuration>().ok())
-        .map(crate::spec::duration::SpecDuration::as_duration)
+        .and_then(|v| v.parse::<crate::duration::SpecDuration>().ok())
+        .map(crate::duration::SpecDuration::as_duration)
         .ok_or_else(|| Error::Usage {
             message: format!(
                 "{BUSY_TIMEOUT_ENV}={} is not a duration; use a number and a unit such as 500ms or 5s",

@@ -1,11 +1,11 @@
 //! The SQLite store: the only code that speaks SQL. Opening applies migrations; every state change is
 //! one transaction, and read-then-write decisions take the write lock first (`BEGIN IMMEDIATE`).
 
-pub mod cancel;
-pub mod connection;
-pub mod jobs;
-pub mod owner;
-pub mod runs;
+pub(crate) mod cancel;
+pub(crate) mod connection;
+pub(crate) mod jobs;
+pub(crate) mod owner;
+pub(crate) mod runs;
 
 pub use cancel::{CancelRequest, Requested};
 pub use connection::Store;

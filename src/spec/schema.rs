@@ -1,0 +1,266 @@
+//! The embedded JSON Schema of a job spec, compiled once, and turning its errors into positioned
+//! problems that say what to fix. Must not check what the schema cannot express (the checks do).
+
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use saphyr::{MarkedYaml, YamlData};
+use serde_json::{Map, Value};
+
+use super::problem::{Problem, problem_at};
+use super::yaml::{describe_node, escape_pointer, locate_problem};
+use crate::text::lowercase_first;
+
+/// The JSON Schema of a job spec, as shipped in `schemas/job.schema.json`.
+pub const JOB_SCHEMA: &str = include_str!("../../schemas/job.schema.json");
+
+/// A mapping none of whose keys is a field of a spec is not a plausible spec: a file of `name:value`
+/// lines (`/etc/shadow` is one) reads as YAML keys, and the schema's problems would quote each key in
+/// full, in both the message and the pointer. Such a file gets one problem that quotes no more than
+/// the start of its first key. An empty mapping quotes nothing and goes on to the schema.
+pub(super) fn implausible_spec(
+    root: &MarkedYaml<'_>,
+    object: &Map<String, Value>,
+) -> Option<Problem> {
+    let fields = known_properties("");
+    if object.is_empty() || object.keys().any(|key| fields.contains(key)) {
+        return None;
+    }
+    let YamlData::Mapping(mapping) = &root.data else {
+        return None;
+    };
+    let (key, _) = mapping.iter().next()?;
+    Some(problem_at(
+        key.span.start.line().max(1),
+        key.span.start.col() + 1,
+        "",
+        "not_a_spec",
+        format!(
+            "none of the keys is a field of a job spec ({}), the first is {}; check that this is the \
+             file you meant, and start a spec with id: and run:",
+            fields.join(", "),
+            describe_node(key)
+        ),
+    ))
+}
+
+/// Every way `json` breaks the schema, each positioned in `root`.
+pub(super) fn schema_problems(root: &MarkedYaml<'_>, json: &Value) -> Vec<Problem> {
+    validator()
+        .iter_errors(json)
+        .map(|error| schema_problem(root, &error))
+        .collect()
+}
+
+/// The embedded schema, parsed once.
+fn schema_value() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        // The schema is compiled into the binary and tested, so failing here is a build defect.
+        #[expect(clippy::expect_used, reason = "the embedded schema is tested to parse")]
+        serde_json::from_str(JOB_SCHEMA).expect("embedded job schema is valid JSON")
+    })
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        #[expect(
+            clippy::expect_used,
+            reason = "the embedded schema is tested to compile"
+        )]
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(schema_value())
+            .expect("embedded job schema compiles")
+    })
+}
+
+fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>) -> Problem {
+    let pointer = error.instance_path().as_str().to_owned();
+    let instance = error.instance();
+    let (pointer, message) = match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let name = unexpected.first().cloned().unwrap_or_default();
+            let known = known_properties(&pointer);
+            let hint = crate::text::closest(&name, known.iter().map(String::as_str), 1)
+                .into_iter()
+                .next()
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_else(|| {
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; known fields: {}", known.join(", "))
+                    }
+                });
+            (
+                format!("{pointer}/{}", escape_pointer(&name)),
+                format!("unknown field \"{name}\"{hint}"),
+            )
+        }
+        ValidationErrorKind::PropertyNames { error } => {
+            // Point at the offending key itself, not at the mapping that holds it.
+            let name = error.instance().as_str().unwrap_or_default().to_owned();
+            let pointer = format!("{pointer}/{}", escape_pointer(&name));
+            let message = pattern_message(&pointer, &Value::String(name));
+            (pointer, message)
+        }
+        // `dependentRequired`: a group only means something for the user the run changes to.
+        ValidationErrorKind::Required { property }
+            if pointer == "/run" && property.as_str() == Some("user") =>
+        {
+            (
+                "/run/group".into(),
+                "run.group needs run.user: it is the group of the user the run changes to".into(),
+            )
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            (pointer, format!("missing required field \"{name}\""))
+        }
+        // An env value may be a secret typed without quotes: say what kind it is, never what it is.
+        ValidationErrorKind::Type { .. } if pointer.starts_with("/run/env/") => (
+            pointer.clone(),
+            format!(
+                "expected text, found {}; env values are never shown",
+                json_kind_only(instance)
+            ),
+        ),
+        // `env: "API_TOKEN=..."` holds its values in the text itself.
+        _ if pointer == "/run/env" => (
+            pointer.clone(),
+            format!(
+                "expected a mapping of names to values such as {{ API_TOKEN: ... }}, found {}; \
+                 env values are never shown",
+                json_kind_only(instance)
+            ),
+        ),
+        ValidationErrorKind::Type { .. } => (
+            pointer.clone(),
+            format!(
+                "expected {}, found {}",
+                expected_type(&pointer),
+                json_kind(instance)
+            ),
+        ),
+        ValidationErrorKind::Pattern { .. } => {
+            (pointer.clone(), pattern_message(&pointer, instance))
+        }
+        ValidationErrorKind::Enum { options } => (
+            pointer,
+            format!("{instance} is not one of {}", join_json(options)),
+        ),
+        ValidationErrorKind::AnyOf { .. } if pointer == "/policy/misfire_grace" => (
+            pointer,
+            format!("{instance} is not a duration such as 5m or 1h, nor \"unlimited\""),
+        ),
+        ValidationErrorKind::MinItems { limit: 1 } => {
+            (pointer, "the list must not be empty".into())
+        }
+        ValidationErrorKind::MinLength { limit: 1 | 2 } if instance.as_str() == Some("") => {
+            (pointer, "must not be empty".into())
+        }
+        ValidationErrorKind::Format { format } if format == "date-time" => (
+            pointer,
+            format!("{instance} is not an RFC 3339 date-time such as 2026-01-01T00:00:00Z"),
+        ),
+        _ => (pointer, lowercase_first(&error.to_string())),
+    };
+    locate_problem(root, &pointer, "schema", clip(message))
+}
+
+/// Messages quote the offending value; a megabyte of it helps nobody and floods every listing.
+fn clip(message: String) -> String {
+    const MAX_CHARS: usize = 240;
+    match message.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!(
+            "{}… ({} characters in all)",
+            &message[..cut],
+            message.chars().count()
+        ),
+        None => message,
+    }
+}
+
+/// The property names the schema allows in the object at `pointer`, for "did you mean".
+fn known_properties(pointer: &str) -> Vec<String> {
+    let mut node = schema_value();
+    for token in pointer.split('/').skip(1) {
+        match node.get("properties").and_then(|p| p.get(token)) {
+            Some(child) => node = child,
+            None => return Vec::new(),
+        }
+    }
+    node.get("properties")
+        .and_then(Value::as_object)
+        .map(|props| props.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn expected_type(pointer: &str) -> &'static str {
+    match pointer {
+        "/enabled" | "/policy/coalesce" => "true or false",
+        "/policy/max_instances"
+        | "/retry/max_attempts"
+        | "/retention/keep_last"
+        | "/retention/keep_days"
+        | "/run/limits/nofile" => "a whole number",
+        "" | "/schedule" | "/run" | "/policy" | "/retry" | "/retention" | "/run/env"
+        | "/run/limits" => "a mapping",
+        "/run/command" | "/tags" | "/retry/retry_on" => "a list",
+        _ => "text",
+    }
+}
+
+fn json_kind_only(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn json_kind(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the text \"{s}\""),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+fn pattern_message(pointer: &str, instance: &Value) -> String {
+    if pointer == "/id" {
+        format!(
+            "{instance} is not a valid id: use 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    } else if pointer.starts_with("/tags/") {
+        format!("{instance} is not a valid tag: use lowercase letters, digits, '.', '-' or '_'")
+    } else if pointer.starts_with("/run/env") {
+        format!("{instance} is not a valid environment variable name")
+    } else if pointer == "/run/user" || pointer == "/run/group" {
+        format!("{instance} is not a user or group name: use letters, digits, '_', '.' or '-'")
+    } else if pointer == "/run/max_log_size" || pointer == "/run/limits/as" {
+        format!("{instance} is not a size such as 64KiB, 256MiB or 1GiB")
+    } else {
+        format!("{instance} is not a duration such as 500ms, 30s, 10m, 1h30m or 2d")
+    }
+}
+
+fn join_json(options: &Value) -> String {
+    match options.as_array() {
+        Some(items) => items
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => options.to_string(),
+    }
+}
