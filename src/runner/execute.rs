@@ -217,18 +217,37 @@ pub async fn execute(
             trigger: plan.trigger,
         });
         let home = plan.home.clone();
+        // A store that keeps failing must not leave the run polling in silence: each failure in a row
+        // up to the tenth is logged, then one in a hundred.
+        let mut failures: u32 = 0;
         loop {
-            let started = store.lock().map_err(|_| ()).and_then(|mut store| {
-                store
-                    .start_queued(
+            let started = store
+                .lock()
+                .map_err(|_| Error::Internal {
+                    message: "the store lock was poisoned".into(),
+                })
+                .and_then(|mut store| {
+                    store.start_queued(
                         &plan.job_id,
                         plan.seq,
                         spec.policy.max_instances,
                         |d| run_is_alive(&home, d),
                         millis(clock.now()),
                     )
-                    .map_err(|_| ())
-            });
+                });
+            let started = match started {
+                Ok(started) => {
+                    failures = 0;
+                    Ok(started)
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures <= 10 || failures % 100 == 0 {
+                        tracing::error!(run = %run_name(&plan.job_id, plan.seq), failures, "a queued run cannot check for a free instance: {e}");
+                    }
+                    Err(())
+                }
+            };
             let ended = match started {
                 Ok(QueuedStart::Started) => break,
                 Ok(QueuedStart::Dropped { reason }) => {
