@@ -242,7 +242,7 @@ pub async fn execute(
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    if failures <= 10 || failures % 100 == 0 {
+                    if failures <= 10 || failures.is_multiple_of(100) {
                         tracing::error!(run = %run_name(&plan.job_id, plan.seq), failures, "a queued run cannot check for a free instance: {e}");
                     }
                     Err(())
