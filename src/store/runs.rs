@@ -363,39 +363,25 @@ impl Store {
 
     /// Records how a run ended, in one transaction.
     pub fn finish_run(&mut self, job_id: &str, seq: i64, finish: &Finish) -> Result<()> {
-        crate::fault::point(crate::fault::Point::FinishBeforeCommit);
-        self.conn
-            .execute(
-                "UPDATE runs SET status = ?3, finished_at = ?4, attempts = ?5, exit_code = ?6, signal = ?7,
-                     error_code = ?8, message = ?9, started_at = COALESCE(?10, started_at)
-                 WHERE job_id = ?1 AND seq = ?2",
-                params![
-                    job_id,
-                    seq,
-                    finish.status.as_str(),
-                    finish.finished_at,
-                    finish.attempts,
-                    finish.exit_code,
-                    finish.signal,
-                    finish.error_code,
-                    finish.message,
-                    finish.started_at,
-                ],
-            )
-            .map_err(|e| Error::store(format!("record the end of run {job_id}#{seq}"), e))?;
-        Ok(())
+        self.record_end(job_id, seq, finish, "")
     }
 
     /// Records how a run whose owner died ended (see `runner::recover`), in one statement: an
     /// interrupted run also records whether it owes a retry (see [`OWES_RETRY`]).
     pub fn finish_orphaned(&mut self, job_id: &str, seq: i64, finish: &Finish) -> Result<()> {
+        let owes =
+            format!(", retry_owed = CASE WHEN ?3 = 'interrupted' THEN {OWES_RETRY} ELSE 0 END");
+        self.record_end(job_id, seq, finish, &owes)
+    }
+
+    /// The one statement that records a run's end; `also` sets more columns in the same statement.
+    fn record_end(&mut self, job_id: &str, seq: i64, finish: &Finish, also: &str) -> Result<()> {
         crate::fault::point(crate::fault::Point::FinishBeforeCommit);
         self.conn
             .execute(
                 &format!(
                     "UPDATE runs SET status = ?3, finished_at = ?4, attempts = ?5, exit_code = ?6, signal = ?7,
-                         error_code = ?8, message = ?9, started_at = COALESCE(?10, started_at),
-                         retry_owed = CASE WHEN ?3 = 'interrupted' THEN {OWES_RETRY} ELSE 0 END
+                         error_code = ?8, message = ?9, started_at = COALESCE(?10, started_at){also}
                      WHERE job_id = ?1 AND seq = ?2"
                 ),
                 params![
