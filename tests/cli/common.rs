@@ -322,3 +322,39 @@ pub fn stop(mut child: KillOnDrop) -> i32 {
     signal(&child, rustix::process::Signal::TERM);
     wait_exit(&mut child, 30).code().unwrap_or(-1)
 }
+
+/// Starts a long run of `doomed` and kills `jobsctl run` with SIGKILL, leaving the row "running".
+pub fn killed_run() -> TestHome {
+    let home = TestHome::new();
+    home.spec(
+        "doomed.yaml",
+        "id: doomed\nrun:\n  shell: \"if [ ! -e shell.pid ]; then echo $$ > shell.pid; sleep 30; fi\"\n",
+    );
+    let mut jobs = home.command(&["run", "doomed"]).spawn().expect("spawn");
+    wait_until("the command to start", 5, || {
+        home.path().join("shell.pid").exists()
+    });
+    jobs.kill().expect("SIGKILL jobs run");
+    jobs.wait().expect("reap");
+    let shell: i32 = std::fs::read_to_string(home.path().join("shell.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    // The command lives on in its own process group; clean it up first.
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(shell).expect("pid"),
+        rustix::process::Signal::KILL,
+    );
+
+    // What the store and the artifacts say before anyone reconciles:
+    assert_eq!(home.run_row("doomed", 1).0, "running");
+    assert!(
+        !jobs::artifacts::RunDir::is_locked(&home.run_dir("doomed", 1)),
+        "the run lock is free: no live owner"
+    );
+    assert_eq!(home.receipt("doomed", 1)["status"], "running");
+    let events = home.events("doomed", 1);
+    assert!(events.iter().all(|e| e["type"] != "run_finished"));
+    home
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{KillOnDrop, TestHome, process_alive, wait_exit, wait_until};
+use crate::common::{KillOnDrop, TestHome, killed_run, process_alive, wait_exit, wait_until};
 
 fn job(id: &str, run: &str) -> String {
     format!("id: {id}\n{run}")
@@ -399,45 +399,6 @@ fn sigint_cancels_the_run_and_leaves_no_child_behind() {
         .parse()
         .expect("pid");
     wait_until("the job's child to be gone", 2, || !process_alive(child));
-}
-
-/// Starts a long run of `doomed` and kills `jobsctl run` with SIGKILL, leaving the row "running".
-fn killed_run() -> TestHome {
-    let home = TestHome::new();
-    home.spec(
-        "doomed.yaml",
-        job(
-            "doomed",
-            "run:\n  shell: \"if [ ! -e shell.pid ]; then echo $$ > shell.pid; sleep 30; fi\"\n",
-        ),
-    );
-    let mut jobs = home.command(&["run", "doomed"]).spawn().expect("spawn");
-    wait_until("the command to start", 5, || {
-        home.path().join("shell.pid").exists()
-    });
-    jobs.kill().expect("SIGKILL jobs run");
-    jobs.wait().expect("reap");
-    let shell: i32 = std::fs::read_to_string(home.path().join("shell.pid"))
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("pid");
-    // The command lives on in its own process group; clean it up first.
-    let _ = rustix::process::kill_process_group(
-        rustix::process::Pid::from_raw(shell).expect("pid"),
-        rustix::process::Signal::KILL,
-    );
-
-    // What the store and the artifacts say before anyone reconciles:
-    assert_eq!(home.run_row("doomed", 1).0, "running");
-    assert!(
-        !jobs::artifacts::RunDir::is_locked(&home.run_dir("doomed", 1)),
-        "the run lock is free: no live owner"
-    );
-    assert_eq!(home.receipt("doomed", 1)["status"], "running");
-    let events = home.events("doomed", 1);
-    assert!(!types(&events).contains(&"run_finished"));
-    home
 }
 
 /// The killed run's artifacts agree with the store: repaired, not left saying "running".

@@ -369,26 +369,7 @@ fn restoring_a_backup_keeps_later_runs_and_their_numbers() {
 
 #[test]
 fn a_run_found_interrupted_lasts_until_its_last_event_not_until_it_was_found() {
-    let home = TestHome::new();
-    home.spec(
-        "doomed.yaml",
-        "id: doomed\nrun:\n  shell: \"if [ ! -e shell.pid ]; then echo $$ > shell.pid; sleep 30; fi\"\n",
-    );
-    let mut jobs = home.command(&["run", "doomed"]).spawn().expect("spawn");
-    wait_until("the command to start", 5, || {
-        home.path().join("shell.pid").exists()
-    });
-    jobs.kill().expect("SIGKILL jobs run");
-    jobs.wait().expect("reap");
-    let shell: i32 = std::fs::read_to_string(home.path().join("shell.pid"))
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("pid");
-    let _ = rustix::process::kill_process_group(
-        rustix::process::Pid::from_raw(shell).expect("pid"),
-        Signal::KILL,
-    );
+    let home = crate::common::killed_run();
     // Found long after its owner died.
     std::thread::sleep(Duration::from_millis(2500));
     let (history, code) = home.json(&["history", "doomed"]);
