@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
-use common::{KillOnDrop, TestHome, wait_exit, wait_until};
+use common::{SchedulerStart, TestHome, wait_exit, wait_until};
 
 const JOBS: usize = 50;
 const CLIENTS: usize = 8;
@@ -262,14 +262,7 @@ fn eight_clients_and_the_scheduler_share_a_home() {
     for index in 0..JOBS {
         home.spec(&format!("{}.yaml", job_id(index)), spec(index));
     }
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log file");
-    let mut scheduler = home
-        .command(&["scheduler", "--shutdown-grace", "2s"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start the scheduler");
+    let mut scheduler = SchedulerStart::new(home.path()).grace("2s").start();
     wait_until("the scheduler to run jobs", 20, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 1
     });

@@ -28,7 +28,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 use serde_json::Value;
 
-use common::{KillOnDrop, Outcome, TestHome, wait_exit, wait_until};
+use common::{KillOnDrop, Outcome, SchedulerStart, TestHome, wait_exit, wait_until};
 
 /// The problem codes the README documents; anything else (such as `internal`) is a bug.
 const PROBLEM_CODES: &[&str] = &[
@@ -1476,14 +1476,7 @@ fn with_the_scheduler_running_broken_run_directories_fail_only_their_jobs() {
         broken.push("readonly");
     }
 
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log");
-    let mut scheduler = home
-        .command(&["scheduler", "--shutdown-grace", "1s"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start the scheduler");
+    let mut scheduler = SchedulerStart::new(home.path()).start();
     let count = |sql: &str| home.count(sql);
     wait_until("3 good runs and failures of every broken job", 15, || {
         count("SELECT COUNT(*) FROM runs WHERE job_id = 'ok' AND status = 'succeeded'") >= 3

@@ -17,9 +17,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-use common::{KillOnDrop, Outcome, TestHome, stop, wait_until};
+use common::{Outcome, SchedulerStart, TestHome, stop, wait_until};
 
 fn outcome_of(output: &std::process::Output) -> Outcome {
     Outcome {
@@ -186,13 +185,7 @@ fn hostile_ids_never_place_a_file_outside_runs() {
             );
         }
     }
-    let log = std::fs::File::create(home.join("scheduler.log")).expect("log");
-    let scheduler = jobs_cmd(&home, None, &["scheduler", "--shutdown-grace", "1s"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(KillOnDrop)
-        .expect("scheduler");
+    let scheduler = SchedulerStart::new(&home).start();
     let db = home.join("db/jobs.sqlite3");
     wait_until("a scheduled run of ok", 15, || {
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -297,17 +290,10 @@ fn run_directories_and_artifacts_are_owner_only_under_umask_000() {
         "id: tick\nschedule:\n  cron: \"*/1 * * * * *\"\n  timezone: UTC\nrun:\n  shell: \"echo tick; sleep 1.5\"\npolicy:\n  overlap: skip\n",
     );
     // The scheduler is the first to touch the home, so it creates db/ and runs/ itself.
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log");
-    let scheduler = jobs_cmd(
-        home.path(),
-        Some("000"),
-        &["scheduler", "--shutdown-grace", "2s"],
-    )
-    .stdout(Stdio::null())
-    .stderr(log)
-    .spawn()
-    .map(KillOnDrop)
-    .expect("scheduler");
+    let scheduler = SchedulerStart::new(home.path())
+        .umask("000")
+        .grace("2s")
+        .start();
     wait_until("a finished tick and a skipped slot", 15, || {
         home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'tick' AND status = 'succeeded'") >= 1
             && home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'tick' AND status = 'skipped'")
@@ -453,22 +439,11 @@ fn env_values_never_reach_an_artifact_a_log_or_any_output() {
 
     // The scheduler, with verbose text logs and then JSON logs, while other commands look on.
     for format in ["text", "json"] {
-        let log = std::fs::File::create(home.path().join(format!("scheduler-{format}.log")))
-            .expect("log");
-        let scheduler = home
-            .command(&[
-                "-v",
-                "scheduler",
-                "--log-format",
-                format,
-                "--shutdown-grace",
-                "1s",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map(KillOnDrop)
-            .expect("scheduler");
+        let scheduler = SchedulerStart::new(home.path())
+            .global(&["-v"])
+            .args(&["--log-format", format])
+            .log(Some(&format!("scheduler-{format}.log")))
+            .start();
         let before =
             home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'sec' AND trigger = 'schedule'");
         wait_until("a scheduled run", 15, || {

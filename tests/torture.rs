@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
-use common::{KillOnDrop, TestHome, process_alive, schema, wait_exit, wait_until};
+use common::{KillOnDrop, SchedulerStart, TestHome, process_alive, schema, wait_exit, wait_until};
 
 const JOBS: usize = 50;
 const DEFAULT_CYCLES: u32 = 3;
@@ -84,23 +84,14 @@ fn spec(index: usize) -> String {
 }
 
 fn start(home: &TestHome, faults: Option<u64>) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.path().join("scheduler.log"))
-        .expect("log file");
-    let mut command = home.command(&["scheduler", "--shutdown-grace", "1s"]);
-    command.stdout(Stdio::null()).stderr(log);
+    let start = SchedulerStart::new(home.path()).append();
     match faults {
-        Some(seed) => command
+        Some(seed) => start
             .env("JOBS_FAULT", FAULTS)
-            .env("JOBS_FAULT_SEED", seed.to_string()),
-        None => command.env_remove("JOBS_FAULT"),
-    };
-    command
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start the scheduler")
+            .env("JOBS_FAULT_SEED", &seed.to_string()),
+        None => start.env_remove("JOBS_FAULT"),
+    }
+    .start()
 }
 
 /// Waits until the scheduler just started has settled what it found (it logs "scheduler started"

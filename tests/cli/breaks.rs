@@ -388,14 +388,9 @@ fn the_first_stop_request_says_what_it_waits_for_and_a_second_stops_the_runs_at_
         "long.yaml",
         format!("id: long\n{EVERY_SECOND}run:\n  shell: \"sleep 60\"\n"),
     );
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log");
-    let mut scheduler = crate::common::KillOnDrop(
-        home.command(&["scheduler", "--shutdown-grace", "60s"])
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start"),
-    );
+    let mut scheduler = crate::common::SchedulerStart::new(home.path())
+        .grace("60s")
+        .start();
     wait_until("a run in flight", 10, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'running' AND started_at IS NOT NULL")
             >= 1

@@ -295,16 +295,135 @@ pub fn wait_exit(child: &mut std::process::Child, seconds: u64) -> std::process:
 /// `jobsctl scheduler` in `home`, its log in `scheduler.log` there (started afresh each time), with extra
 /// environment variables; killed if the test ends first.
 pub fn start_scheduler(home: &TestHome, envs: &[(&str, &str)]) -> KillOnDrop {
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log file");
-    let mut command = home.command(&["scheduler", "--shutdown-grace", "1s"]);
-    command.stdout(std::process::Stdio::null()).stderr(log);
-    for (key, value) in envs {
-        command.env(key, value);
+    envs.iter()
+        .fold(SchedulerStart::new(home.path()), |start, (key, value)| {
+            start.env(key, value)
+        })
+        .start()
+}
+
+/// The one way the tests start `jobsctl scheduler`: in a home, with a shutdown grace (1 s unless
+/// told), stderr into a log file of the home (created afresh unless told to append) or nowhere,
+/// optionally under a umask; killed if the test ends first.
+pub struct SchedulerStart {
+    home: PathBuf,
+    global: Vec<String>,
+    args: Vec<String>,
+    grace: String,
+    log: Option<String>,
+    append: bool,
+    umask: Option<String>,
+    envs: Vec<(String, String)>,
+    removed: Vec<String>,
+}
+
+impl SchedulerStart {
+    pub fn new(home: &Path) -> Self {
+        Self {
+            home: home.to_owned(),
+            global: Vec::new(),
+            args: Vec::new(),
+            grace: "1s".to_owned(),
+            log: Some("scheduler.log".to_owned()),
+            append: false,
+            umask: None,
+            envs: Vec::new(),
+            removed: Vec::new(),
+        }
     }
-    command
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start the scheduler")
+
+    /// Global flags, placed before `scheduler` (`-v`).
+    pub fn global(mut self, args: &[&str]) -> Self {
+        self.global.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Flags of the `scheduler` command, placed after it (`--log-format json`).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    pub fn grace(mut self, grace: &str) -> Self {
+        grace.clone_into(&mut self.grace);
+        self
+    }
+
+    /// stderr into `name` in the home; `None` discards it.
+    pub fn log(mut self, name: Option<&str>) -> Self {
+        self.log = name.map(str::to_owned);
+        self
+    }
+
+    /// Appends to the log instead of starting it afresh (a test that restarts the scheduler).
+    pub fn append(mut self) -> Self {
+        self.append = true;
+        self
+    }
+
+    /// Runs the scheduler under `sh -c 'umask MASK; exec jobsctl ...'`.
+    pub fn umask(mut self, mask: &str) -> Self {
+        self.umask = Some(mask.to_owned());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.removed.push(key.to_owned());
+        self
+    }
+
+    pub fn start(self) -> KillOnDrop {
+        let bin = assert_cmd::cargo::cargo_bin("jobsctl");
+        let mut command = match &self.umask {
+            Some(mask) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
+                    .arg(bin);
+                sh
+            }
+            None => std::process::Command::new(bin),
+        };
+        command
+            .arg("--home")
+            .arg(&self.home)
+            .args(&self.global)
+            .args(["scheduler", "--shutdown-grace", &self.grace])
+            .args(&self.args)
+            .env_remove("JOBS_HOME")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null());
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        for key in &self.removed {
+            command.env_remove(key);
+        }
+        match &self.log {
+            Some(name) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .append(self.append)
+                    .truncate(!self.append)
+                    .open(self.home.join(name))
+                    .expect("open the scheduler's log file");
+                command.stderr(log);
+            }
+            None => {
+                command.stderr(std::process::Stdio::null());
+            }
+        }
+        command
+            .spawn()
+            .map(KillOnDrop)
+            .expect("start the scheduler")
+    }
 }
 
 /// What the scheduler started last by [`start_scheduler`] has logged so far.

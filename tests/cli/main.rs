@@ -9,6 +9,10 @@
 mod breaks;
 mod cancel;
 mod commands;
+#[expect(
+    dead_code,
+    reason = "the scheduler start serves the other test crates too (a umask, global flags, an appended log), which these tests do not use"
+)]
 mod common;
 mod contract;
 mod first_day;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{KillOnDrop, TestHome, wait_exit, wait_until};
+use crate::common::{SchedulerStart, TestHome, wait_exit, wait_until};
 
 fn kept(home: &TestHome) -> Vec<i64> {
     let db = home.db();
@@ -127,14 +127,7 @@ fn the_scheduler_applies_retention_after_each_run() {
         "churn.yaml",
         "id: churn\nschedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\nrun:\n  command: [\"true\"]\nretention:\n  keep_last: 2\n",
     );
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("log");
-    let mut scheduler = home
-        .command(&["scheduler"])
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start");
+    let mut scheduler = SchedulerStart::new(home.path()).grace("30s").start();
     wait_until("five runs", 15, || {
         home.count("SELECT run_counter FROM jobs WHERE id = 'churn'") >= 5
     });
@@ -225,13 +218,10 @@ fn backup_while_the_scheduler_runs_gives_a_usable_copy() {
         "tick.yaml",
         "id: tick\nschedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\nrun:\n  command: [\"true\"]\n",
     );
-    let mut scheduler = home
-        .command(&["scheduler"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start");
+    let mut scheduler = SchedulerStart::new(home.path())
+        .grace("30s")
+        .log(None)
+        .start();
     wait_until("a few runs", 10, || {
         home.count("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") >= 2
     });
