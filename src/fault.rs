@@ -20,6 +20,7 @@ pub enum Point {
 }
 
 impl Point {
+    #[cfg(debug_assertions)]
     pub fn name(self) -> &'static str {
         match self {
             Point::ClaimBeforeCommit => "claim-before-commit",
