@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::duration::Limit;
 use crate::run::Trigger;
@@ -48,7 +49,8 @@ pub struct Input<'a> {
     pub in_flight: InFlight,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     /// `max_instances` runs were in flight and the overlap policy is skip (or the queue was full).
     Overlap,
@@ -65,7 +67,7 @@ impl SkipReason {
 }
 
 /// A run to start, for `slot` (the latest of `count` slots it stands for, the first being `first_slot`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Fire {
     pub slot: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
@@ -74,7 +76,8 @@ pub struct Fire {
     pub count: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Start a run now.
     Fire(Fire),
