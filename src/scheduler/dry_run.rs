@@ -46,6 +46,7 @@ pub struct Unsettled {
 pub struct PlannedJob {
     pub job_id: String,
     /// `None` when the schedule has no further slot.
+    #[serde(serialize_with = "crate::clock::as_rfc3339::option")]
     pub next_slot: Option<DateTime<Utc>>,
 }
 

@@ -58,6 +58,7 @@ pub struct TickInput<'a> {
 /// What a tick does: its claims are committed in one store transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TickPlan {
+    #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
     pub now: DateTime<Utc>,
     /// The records to write, in order.
     pub claims: Vec<Claim>,
@@ -71,6 +72,7 @@ pub struct TickPlan {
     pub notes: Vec<Note>,
     /// When the loop must look at the jobs next, once the plan is committed; `None` when nothing is
     /// scheduled. (Owed retries are not counted: the loop claims them at once.)
+    #[serde(serialize_with = "crate::clock::as_rfc3339::option")]
     pub next_deadline: Option<DateTime<Utc>>,
 }
 
@@ -79,6 +81,7 @@ pub struct TickPlan {
 pub struct Claim {
     pub job_id: String,
     /// The instant the claim is judged as of: `now`, or for a slot claimed ahead its due time.
+    #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
     pub judged_at: DateTime<Utc>,
     pub what: What,
 }
@@ -93,6 +96,7 @@ pub enum What {
     /// The one new run owed to the interrupted run `of`.
     Retry {
         of: i64,
+        #[serde(serialize_with = "crate::clock::as_rfc3339::option")]
         slot: Option<DateTime<Utc>>,
         queued: bool,
     },
@@ -102,6 +106,7 @@ pub enum What {
 pub struct Cursor {
     pub job_id: String,
     /// `None` when the schedule has no further slot.
+    #[serde(serialize_with = "crate::clock::as_rfc3339::option")]
     pub next_slot: Option<DateTime<Utc>>,
 }
 
