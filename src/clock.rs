@@ -41,3 +41,24 @@ pub fn rfc3339_ms(ms: i64) -> String {
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
+
+/// Serializes instants as [`rfc3339`] writes them, for `#[serde(serialize_with = ...)]` on `--json`
+/// values: `chrono`'s own form varies its precision with the instant.
+pub mod as_rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::Serializer;
+
+    pub fn instant<S: Serializer>(t: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::rfc3339(*t))
+    }
+
+    pub fn option<S: Serializer>(
+        t: &Option<DateTime<Utc>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => serializer.serialize_str(&super::rfc3339(*t)),
+            None => serializer.serialize_none(),
+        }
+    }
+}

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::duration::Limit;
 use crate::run::Trigger;
@@ -48,7 +49,8 @@ pub struct Input<'a> {
     pub in_flight: InFlight,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     /// `max_instances` runs were in flight and the overlap policy is skip (or the queue was full).
     Overlap,
@@ -65,16 +67,20 @@ impl SkipReason {
 }
 
 /// A run to start, for `slot` (the latest of `count` slots it stands for, the first being `first_slot`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Fire {
+    #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
     pub slot: DateTime<Utc>,
+    #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
     pub due_at: DateTime<Utc>,
     pub trigger: Trigger,
+    #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
     pub first_slot: DateTime<Utc>,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Start a run now.
     Fire(Fire),
@@ -84,14 +90,18 @@ pub enum Decision {
     Replace(Fire),
     /// Record these slots as skipped.
     Skip {
+        #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
         first_slot: DateTime<Utc>,
+        #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
         last_slot: DateTime<Utc>,
         count: u64,
         reason: SkipReason,
     },
     /// Record these slots as missed: claimed later than the misfire grace.
     Miss {
+        #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
         first_slot: DateTime<Utc>,
+        #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
         last_slot: DateTime<Utc>,
         count: u64,
     },

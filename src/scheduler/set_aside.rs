@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::artifacts::rundir::{job_dir, set_aside_root};
 use crate::error::Result;
 use crate::home::Home;
@@ -13,7 +15,7 @@ use crate::store::Store;
 /// A run directory numbered past its job's run counter, so the store has no record of it: left by a
 /// claim that never committed (a process killed inside the claim transaction), or made by runs a
 /// restored (older) store never heard of.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnknownDir {
     pub job_id: String,
     pub seq: i64,

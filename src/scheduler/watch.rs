@@ -1,5 +1,7 @@
-//! Watching `jobs/` for changes. Any batch of file events means "rescan and compare content hashes": the
-//! directory is watched, not the files, because editors that save by renaming replace the file.
+//! The spec watcher: when to read `jobs/` again. Any batch of file events means "rescan and compare
+//! content hashes" (the directory is watched, not the files, because editors that save by renaming
+//! replace the file), and a periodic rescan covers what events miss. Must not read the specs itself
+//! (the daemon's reload does).
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +13,46 @@ use tokio::sync::mpsc;
 
 /// How long the watcher waits for a burst of events (an editor's save) to settle.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The watcher as the loop polls it: file events where the platform gives them, a periodic rescan in
+/// any case.
+pub struct SpecWatch {
+    _watcher: Option<SpecWatcher>,
+    changes: Option<mpsc::Receiver<()>>,
+    rescan: tokio::time::Interval,
+}
+
+impl SpecWatch {
+    /// Starts watching `dir`, and rescanning every `rescan_every` (first after one period: the daemon
+    /// has just loaded the specs). Must be called within the runtime.
+    pub fn start(dir: &Path, rescan_every: Duration) -> Self {
+        let (watcher, changes) = match watch(dir) {
+            Some((watcher, changes)) => (Some(watcher), Some(changes)),
+            None => (None, None),
+        };
+        let mut rescan = tokio::time::interval(rescan_every);
+        rescan.reset();
+        Self {
+            _watcher: watcher,
+            changes,
+            rescan,
+        }
+    }
+
+    /// Resolves when the specs should be read again, saying why.
+    pub async fn changed(&mut self) -> &'static str {
+        let events = async {
+            match self.changes.as_mut() {
+                Some(changes) => changes.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(()) = events => "spec change",
+            _ = self.rescan.tick() => "periodic rescan",
+        }
+    }
+}
 
 /// Keeps the watch alive while held.
 pub struct SpecWatcher {

@@ -1,0 +1,196 @@
+//! Committing a tick's plan: its claims become the store's records, written in one transaction with
+//! the claimed runs' directories made under its write lock, and each recorded run becomes the plan the
+//! runner executes. Must not decide anything (the planner did) nor start runs (the supervisor does).
+
+use chrono::{DateTime, Utc};
+
+use super::jobs::{Entry, Jobs};
+use super::plan::{Claim, TickPlan, What};
+use crate::artifacts::RunDir;
+use crate::clock::{millis, rfc3339_ms};
+use crate::error::Result;
+use crate::home::Home;
+use crate::policy::{Decision, Fire};
+use crate::run::{Trigger, run_name};
+use crate::runner::execute::{RunControl, RunPlan};
+use crate::store::{Store, TickRecord, TickResult};
+
+/// The store records of the plan's claims, in order.
+pub fn records(plan: &TickPlan, jobs: &Jobs) -> Vec<TickRecord> {
+    plan.claims
+        .iter()
+        .filter_map(|claim| Some(record(claim, jobs.get(&claim.job_id)?, plan.now)))
+        .collect()
+}
+
+fn record(claim: &Claim, entry: &Entry, now: DateTime<Utc>) -> TickRecord {
+    let id = claim.job_id.as_str();
+    match &claim.what {
+        What::Retry { of, slot, queued } => TickRecord::Run {
+            job_id: id.to_owned(),
+            trigger: Trigger::Catchup,
+            slot: None,
+            due_at: Some(millis(now)),
+            first_slot: slot.map(millis),
+            last_slot: slot.map(millis),
+            count: 1,
+            spec_hash: entry.spec_hash.clone(),
+            queued: *queued,
+            retry_of: Some(*of),
+            max_instances: entry.spec.policy.max_instances,
+        },
+        What::CatchUp { fire, queued } => run_record(id, entry, fire, None, *queued),
+        What::Slots(Decision::Fire(fire)) => run_record(id, entry, fire, Some(fire.slot), false),
+        What::Slots(Decision::Queue(fire) | Decision::Replace(fire)) => {
+            run_record(id, entry, fire, Some(fire.slot), true)
+        }
+        What::Slots(Decision::Skip {
+            first_slot,
+            last_slot,
+            count,
+            reason,
+        }) => TickRecord::Skipped {
+            job_id: id.to_owned(),
+            first_slot: millis(*first_slot),
+            last_slot: millis(*last_slot),
+            count: i64::try_from(*count).unwrap_or(i64::MAX),
+            reason: reason.as_str().to_owned(),
+        },
+        What::Slots(Decision::Miss {
+            first_slot,
+            last_slot,
+            count,
+        }) => {
+            let late = (claim.judged_at - *last_slot).num_milliseconds() as f64 / 1000.0;
+            TickRecord::Missed {
+                job_id: id.to_owned(),
+                first_slot: millis(*first_slot),
+                last_slot: millis(*last_slot),
+                count: i64::try_from(*count).unwrap_or(i64::MAX),
+                message: format!(
+                    "{count} slot(s) missed: claimed {late:.1} s after the last was due, past misfire_grace {}",
+                    entry.spec.policy.misfire_grace
+                ),
+            }
+        }
+    }
+}
+
+fn run_record(
+    id: &str,
+    entry: &Entry,
+    fire: &Fire,
+    slot: Option<DateTime<Utc>>,
+    queued: bool,
+) -> TickRecord {
+    // A run that stands for other slots than its own (coalesced, or made up for a paused one) names
+    // them; a catch-up run has no slot of its own, as its slot's record is the skipped one.
+    let several = fire.count > 1 || slot.is_none();
+    TickRecord::Run {
+        job_id: id.to_owned(),
+        trigger: fire.trigger,
+        slot: slot.map(millis),
+        due_at: Some(millis(fire.due_at)),
+        first_slot: several.then(|| millis(fire.first_slot)),
+        last_slot: several.then(|| millis(fire.slot)),
+        count: i64::try_from(fire.count).unwrap_or(i64::MAX),
+        spec_hash: entry.spec_hash.clone(),
+        queued,
+        retry_of: None,
+        max_instances: entry.spec.policy.max_instances,
+    }
+}
+
+/// Writes the records, the moved cursors and the catch-ups taken in one transaction. On failure
+/// nothing is recorded, and the directories made for the claims go too, so the run numbers stay free.
+pub fn commit(
+    store: &mut Store,
+    home: &Home,
+    owner: &str,
+    plan: &TickPlan,
+    records: &[TickRecord],
+) -> Result<Vec<TickResult<RunDir>>> {
+    let cursors: Vec<(String, Option<i64>)> = plan
+        .cursors
+        .iter()
+        .map(|cursor| (cursor.job_id.clone(), cursor.next_slot.map(millis)))
+        .collect();
+    let mut created = Vec::new();
+    let committed = store.commit_tick(
+        records,
+        &cursors,
+        &plan.catchups_done,
+        owner,
+        millis(plan.now),
+        |job, seq| {
+            let (dir, stored) = RunDir::create_for_claim(home, job, seq)?;
+            created.push(dir.path().to_owned());
+            Ok((dir, stored))
+        },
+    );
+    if committed.is_err() {
+        for dir in created {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    committed
+}
+
+/// What the runner needs to execute a claimed run (a `TickRecord::Run`) in its locked directory.
+pub struct Claimed<'a> {
+    pub seq: i64,
+    pub queued: bool,
+    pub run_dir: RunDir,
+    pub entry: &'a Entry,
+    pub owner: &'a str,
+    pub home: &'a Home,
+    pub now: DateTime<Utc>,
+}
+
+/// The runner's plan of a claimed run; `None` for a record that is not a run.
+pub fn run_plan(record: TickRecord, claimed: Claimed<'_>) -> Option<RunPlan> {
+    let TickRecord::Run {
+        job_id,
+        trigger,
+        slot,
+        due_at,
+        first_slot,
+        last_slot,
+        count,
+        retry_of,
+        ..
+    } = record
+    else {
+        return None;
+    };
+    let Claimed {
+        seq,
+        queued,
+        run_dir,
+        entry,
+        owner,
+        home,
+        now,
+    } = claimed;
+    let lateness = due_at.map(|due| millis(now) - due).unwrap_or(0);
+    tracing::info!(run = %run_name(&job_id, seq), trigger = %trigger.as_str(), slot = %slot.map(rfc3339_ms).unwrap_or_else(|| "-".into()), lateness_ms = lateness, queued, "run claimed");
+    Some(RunPlan {
+        job_id,
+        seq,
+        trigger,
+        slot: slot.and_then(DateTime::from_timestamp_millis),
+        stands_for: slot.or(last_slot).and_then(DateTime::from_timestamp_millis),
+        due_at: due_at.and_then(DateTime::from_timestamp_millis),
+        replay_of: retry_of,
+        first_slot: first_slot.and_then(DateTime::from_timestamp_millis),
+        slot_count: u64::try_from(count).unwrap_or(1),
+        claimed_at: now,
+        queued,
+        spec: entry.spec.clone(),
+        spec_hash: entry.spec_hash.clone(),
+        owner: owner.to_owned(),
+        home: home.clone(),
+        run_dir,
+        control: RunControl::default(),
+    })
+}

@@ -1,0 +1,128 @@
+//! Reloading the job table: the specs are loaded and synced (a `Catalog`), the scheduled jobs become
+//! the loop's table, pending slots computed here are recorded, and what changed is logged. Must not
+//! claim anything (the tick does).
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use super::jobs::Jobs;
+use crate::catalog::{Catalog, Job, JobState};
+use crate::clock::millis;
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::store::Store;
+
+/// How many jobs of each kind the home has, for the start-up line: the loop's table holds only those
+/// on a schedule, which alone would read as if the others were lost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Census {
+    pub manual_only: usize,
+    pub paused: usize,
+    pub disabled: usize,
+    pub invalid: usize,
+}
+
+impl Census {
+    fn count(&mut self, job: &Job) {
+        match job.state() {
+            JobState::Paused => self.paused += 1,
+            JobState::Disabled => self.disabled += 1,
+            JobState::Invalid => self.invalid += 1,
+            JobState::Active if job.schedule.is_none() => self.manual_only += 1,
+            JobState::Active | JobState::Removed => {}
+        }
+    }
+}
+
+/// A reloaded table.
+pub struct Reloaded {
+    pub jobs: Jobs,
+    pub census: Census,
+    /// The store's data version read before the specs were loaded.
+    pub data_version: i64,
+}
+
+/// Loads the specs, syncs them into the store and builds the job table; pending slots come from the
+/// store, and jobs without one (new, or whose schedule changed) get the first slot after the last one
+/// recorded (or after now). `previous` is the table before, `None` at start.
+pub fn reload(
+    home: &Home,
+    store: &Mutex<Store>,
+    now: DateTime<Utc>,
+    previous: Option<&Jobs>,
+) -> Result<Reloaded> {
+    let locked = || {
+        store.lock().map_err(|_| Error::Internal {
+            message: "the store lock was poisoned".into(),
+        })
+    };
+    // Read before loading: a commit by another process from here on triggers one more reload rather
+    // than going unseen. (Our own commits never change it.)
+    let data_version = locked()?.data_version()?;
+    let catalog = Catalog::open(home, now)?;
+    let census = log_problems(&catalog, previous.is_none());
+    for id in &catalog.sync.rescheduled {
+        tracing::info!(job = %id, "schedule changed; its slots since the last one recorded are judged");
+    }
+    let (jobs, computed) = Jobs::from_catalog(&catalog, now, |job| {
+        job.row.next_slot.and_then(DateTime::from_timestamp_millis)
+    });
+    let computed: Vec<(String, Option<i64>)> = computed
+        .into_iter()
+        .map(|cursor| (cursor.job_id, cursor.next_slot.map(millis)))
+        .collect();
+    locked()?.set_next_slots(&computed)?;
+    if let Some(previous) = previous {
+        log_changes(previous, &jobs, &catalog);
+    }
+    Ok(Reloaded {
+        jobs,
+        census,
+        data_version,
+    })
+}
+
+/// Counts the jobs by kind and warns of invalid specs: those that just turned invalid, or all of them
+/// at start. What is logged is what changed in this loop's own view, whoever synced the files (a
+/// client such as `jobsctl list` may have synced a new spec before the scheduler saw it).
+fn log_problems(catalog: &Catalog, first_load: bool) -> Census {
+    let mut census = Census::default();
+    for job in &catalog.jobs {
+        census.count(job);
+        if let Some(problem) = job.problems.first()
+            && (catalog.sync.invalid.iter().any(|id| id == job.id()) || first_load)
+        {
+            tracing::warn!(
+                job = %job.id(),
+                problem = %format!("{}:{}: {}: {}", job.row.spec_path, problem.line, problem.pointer, problem.message),
+                "spec is invalid; {}",
+                if job.spec.is_some() { "keeping its last good version" } else { "it has never been valid, so it does not run" }
+            );
+        }
+    }
+    census
+}
+
+/// Logs the jobs that joined or left the table.
+fn log_changes(previous: &Jobs, jobs: &Jobs, catalog: &Catalog) {
+    let mut added: Vec<&String> = jobs.ids().filter(|id| !previous.contains(id)).collect();
+    added.sort();
+    for id in added {
+        tracing::info!(job = %id, "new job scheduled");
+    }
+    let mut gone: Vec<&String> = previous.ids().filter(|id| !jobs.contains(id)).collect();
+    gone.sort();
+    for id in gone {
+        let why = catalog
+            .jobs
+            .iter()
+            .find(|job| job.id() == id.as_str())
+            .map_or("its spec is gone", |job| match job.state() {
+                JobState::Removed => "its spec file was removed",
+                JobState::Disabled => "it is disabled",
+                _ => "it has no schedule any more",
+            });
+        tracing::info!(job = %id, "job no longer scheduled: {why}");
+    }
+}
