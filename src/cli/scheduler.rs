@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::entry::Ctx;
+use super::Ctx;
 use super::output::Report;
 use crate::clock::SystemClock;
 use crate::error::Result;
 use crate::scheduler::{Options, Shutdown, run as run_scheduler};
 
 pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report> {
-    let runtime = super::entry::async_runtime()?;
+    let runtime = super::ctx::async_runtime()?;
     let options = Options {
         dry_run,
         shutdown_grace,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local};
 
-use super::entry::Ctx;
+use super::Ctx;
 use super::output::{Output, Report, Style};
 use crate::artifacts::rundir::EVENTS_FILE;
 use crate::artifacts::{Event, EventKind, RunDir, Stream};
@@ -29,7 +29,7 @@ pub struct TailArgs {
 }
 
 pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
-    let catalog = super::entry::catalog_with_runs(ctx, Some(id))?;
+    let catalog = ctx.catalog_with_runs(Some(id))?;
     let job_dir = crate::artifacts::rundir::job_dir(&ctx.home, id);
     let mut printer = Printer {
         out: ctx.out,
@@ -85,12 +85,9 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
     follow_from(&mut printer, id, &job_dir, seq, args.forever)
 }
 
+/// `--json` prints the event lines as they are, so a report of tail has no `data` of its own.
 fn quiet(human: String) -> Report {
-    Report {
-        data: serde_json::Value::Null,
-        human,
-        error: None,
-    }
+    Report::streamed(human)
 }
 
 /// Follows run `seq`, then (with `forever`) every run after it.
@@ -114,11 +111,7 @@ fn follow_from(
                     run_name(id, seq)
                 ));
             }
-            return Ok(Report {
-                data: serde_json::Value::Null,
-                human: String::new(),
-                error,
-            });
+            return Ok(Report::streamed(String::new()).with_error(error));
         }
         seq = wait_for_run(job_dir, seq);
     }
