@@ -468,3 +468,89 @@ fn wait_for_end(
         std::thread::sleep(WAIT_POLL);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(run: &RunRow, request: Request, requester: Option<Requester>) -> CancelEntry<'_> {
+        CancelEntry {
+            run: RunInFlight::new(run),
+            status: RunNow::Unknown,
+            was: run.status,
+            request,
+            requester,
+            message: None,
+        }
+    }
+
+    fn row(seq: i64) -> RunRow {
+        RunRow {
+            job_id: "sleepy".into(),
+            seq,
+            trigger: Trigger::Manual,
+            slot: None,
+            due_at: None,
+            claimed_at: 0,
+            started_at: Some(1),
+            finished_at: None,
+            status: RunStatus::Running,
+            attempts: 1,
+            exit_code: None,
+            signal: None,
+            error_code: None,
+            message: None,
+            spec_hash: None,
+            owner: "7@host".into(),
+            slot_count: 1,
+            replay_of: None,
+            run_dir: None,
+            owner_start: None,
+            boot_id: None,
+            pgid: None,
+            leader_start: None,
+            kill_grace_ms: None,
+            retry_owed: false,
+        }
+    }
+
+    #[test]
+    fn each_answer_names_what_it_knows_and_leaves_out_the_rest() {
+        let (one, two) = (row(1), row(2));
+        let mut ended = entry(
+            &one,
+            Request::New,
+            Some(Requester {
+                requested_by: "me@host".into(),
+                reason: None,
+            }),
+        );
+        ended.status = RunNow::Is(RunStatus::Interrupted);
+        ended.message = Some(None);
+        let mut gone = entry(&two, Request::NotInFlight, None);
+        gone.status = RunNow::Gone;
+        let cancelled = Cancelled {
+            runs: vec![ended, gone],
+            waited: true,
+            bound: Duration::from_secs(1),
+        };
+        let json = serde_json::to_value(&cancelled).expect("serializes");
+        assert_eq!(json[0]["status"], "interrupted");
+        assert_eq!(json[0]["requested_by"], "me@host");
+        assert_eq!(json[0]["reason"], serde_json::Value::Null);
+        assert_eq!(json[0]["message"], serde_json::Value::Null);
+        assert_eq!(json[0]["claimed_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(json[1]["status"], "gone");
+        assert_eq!(json[1]["request"], "not_in_flight");
+        for absent in ["requested_by", "reason", "message"] {
+            assert!(json[1].get(absent).is_none(), "{absent} in {}", json[1]);
+        }
+        assert_eq!(
+            cancelled.render(),
+            "cancel requested for sleepy#1 (running, owner 7@host)\n\
+             sleepy#2 had ended already (gone)\n\
+             sleepy#1 interrupted: its owner ended before carrying out the cancel (no message)\n"
+        );
+        assert!(cancelled.error().is_none());
+    }
+}

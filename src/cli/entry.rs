@@ -145,6 +145,40 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             shutdown_grace,
             ..
         } => super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration()),
+        command @ (Command::Pause { .. }
+        | Command::Resume { .. }
+        | Command::Disable { .. }
+        | Command::Enable { .. }
+        | Command::Cancel { .. }) => dispatch_operator(ctx, command),
+        Command::Status => super::status::run(ctx),
+        Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
+        Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
+        Command::Backup { path, force } => super::backup::run(ctx, &path, force),
+        Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
+            Err(Error::Internal {
+                message: "a command without a home reached the dispatch of home commands".into(),
+            })
+        }
+        Command::Tail {
+            id,
+            run,
+            follow,
+            forever,
+        } => super::tail::run(
+            ctx,
+            &id,
+            &super::tail::TailArgs {
+                run,
+                follow,
+                forever,
+            },
+        ),
+    }
+}
+
+/// The operator's commands on a job: its state, and cancelling its runs.
+fn dispatch_operator(ctx: &Ctx, command: Command) -> Result<Report> {
+    match command {
         Command::Pause {
             id,
             reason,
@@ -206,29 +240,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
                 wait: !no_wait,
             },
         ),
-        Command::Status => super::status::run(ctx),
-        Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
-        Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
-        Command::Backup { path, force } => super::backup::run(ctx, &path, force),
-        Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
-            Err(Error::Internal {
-                message: "a command without a home reached the dispatch of home commands".into(),
-            })
-        }
-        Command::Tail {
-            id,
-            run,
-            follow,
-            forever,
-        } => super::tail::run(
-            ctx,
-            &id,
-            &super::tail::TailArgs {
-                run,
-                follow,
-                forever,
-            },
-        ),
+        _ => Err(Error::Internal {
+            message: "a command other than an operator's reached the dispatch of operator commands"
+                .into(),
+        }),
     }
 }
 

@@ -19,11 +19,14 @@ use crate::artifacts::events::Observer;
 use crate::catalog::{Catalog, JobState};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
+use crate::home::Home;
 use crate::run::{RunStatus, owner, run_name};
 use crate::runner::attempt::Stop;
+use crate::runner::execute::RunPlan;
 use crate::runner::{ClaimOf, RunOutcome, claim_run, execute};
 use crate::spec::JobSpec;
 use crate::store::Store;
+use chrono::{DateTime, Utc};
 
 pub struct RunArgs {
     pub ids: Vec<String>,
@@ -108,37 +111,20 @@ pub fn run_targets(
         let mut results: Vec<(String, TargetResult)> = Vec::new();
         let mut pending = Vec::new();
         for target in targets {
-            let Target {
-                id,
-                spec,
-                spec_hash,
-                of,
-            } = target;
             // Checked before every claim: after Ctrl-C in a sequential run, the jobs still waiting
             // must not start, and a claim would only record a run that never ran.
             if stops.stopping() {
-                results.push((id, TargetResult::NotRun));
+                results.push((target.id, TargetResult::NotRun));
                 continue;
             }
-            let plan = store.lock().map_err(|_| poisoned()).and_then(|mut store| {
-                claim_run(
-                    &mut store,
-                    &home,
-                    &id,
-                    &spec,
-                    &spec_hash,
-                    of,
-                    &me,
-                    clock.now(),
-                )
-            });
-            let plan = match plan {
+            let plan = match claim_target(&store, &home, &target, &me, clock.now()) {
                 Ok(plan) => plan,
                 Err(e) => {
-                    results.push((id, TargetResult::Refused(e)));
+                    results.push((target.id, TargetResult::Refused(e)));
                     continue;
                 }
             };
+            let id = target.id;
             let observer = (!out.json).then(|| live_output(&id, several));
             let stop = stops.register(&id, plan.seq);
             let run = execute(plan, Arc::clone(&store), Arc::clone(&clock), observer, stop);
@@ -159,6 +145,27 @@ pub fn run_targets(
         }
         results
     }))
+}
+
+/// Claims the run of one target, under the store's lock.
+fn claim_target(
+    store: &Mutex<Store>,
+    home: &Home,
+    target: &Target,
+    me: &str,
+    now: DateTime<Utc>,
+) -> Result<RunPlan> {
+    let mut store = store.lock().map_err(|_| poisoned())?;
+    claim_run(
+        &mut store,
+        home,
+        &target.id,
+        &target.spec,
+        &target.spec_hash,
+        target.of,
+        me,
+        now,
+    )
 }
 
 /// The stop channels of the runs this process owns: a signal stops them all (and nothing more
@@ -778,5 +785,49 @@ async fn detached_stop_signal() {
             while hangup.recv().await.is_some() {}
             std::future::pending::<()>().await;
         } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_target_has_no_signal_or_attempts_and_one_not_run_has_both() {
+        let refused = RunResult::refused("a".into(), &Error::JobDisabled { id: "a".into() });
+        let json = serde_json::to_value(&refused).expect("serializes");
+        assert_eq!(json["status"], "refused");
+        assert!(json.get("signal").is_none() && json.get("attempts").is_none());
+        assert_eq!(json["error"]["code"], "job_disabled");
+        let not_run = serde_json::to_value(RunResult::not_run("b".into())).expect("serializes");
+        assert_eq!(not_run["signal"], serde_json::Value::Null);
+        assert_eq!(not_run["attempts"], 0);
+        assert_eq!(not_run["error"]["code"], "cancelled");
+    }
+
+    #[test]
+    fn the_reply_of_a_background_run_reads_back_as_written() {
+        let error = Error::MaxInstancesReached {
+            id: "a".into(),
+            running: 2,
+            max: 2,
+        };
+        let line = serde_json::to_string(&ExecReply::refused(&error)).expect("serializes");
+        let reply: ExecReply = serde_json::from_str(&line).expect("parses");
+        assert!(!reply.ok);
+        let back = detached_error("a", reply.error.unwrap_or_default());
+        assert!(matches!(
+            back,
+            Error::MaxInstancesReached {
+                running: 2,
+                max: 2,
+                ..
+            }
+        ));
+        let garbled: ExecReply = serde_json::from_str("not json").unwrap_or_default();
+        assert!(matches!(
+            detached_error("a", garbled.error.unwrap_or_default()),
+            Error::Internal { .. }
+        ));
     }
 }

@@ -279,3 +279,52 @@ impl View for StatusView<'_> {
         human
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_scheduler_says_only_what_is_known_of_it() {
+        let now = at("2026-11-22T12:00:00Z");
+        let json = |view: &SchedulerView<'_>| serde_json::to_value(view).expect("serializes");
+        assert_eq!(
+            json(&SchedulerView::new(None, None, now)),
+            serde_json::json!({ "running": false })
+        );
+        assert_eq!(
+            json(&SchedulerView::new(Some("7@host"), None, now)),
+            serde_json::json!({ "running": true, "owner": "7@host" })
+        );
+        let owner = Owner {
+            pid: 7,
+            host: "host".into(),
+            version: "0.1.0".into(),
+            started_at: at("2026-11-22T11:00:00Z").timestamp_millis(),
+            heartbeat_at: at("2026-11-22T11:58:58.500Z").timestamp_millis(),
+        };
+        let view = SchedulerView::new(Some("7@host"), Some(&owner), now);
+        assert_eq!(
+            json(&view),
+            serde_json::json!({
+                "running": true, "owner": "7@host", "responsive": false, "pid": 7, "host": "host",
+                "version": "0.1.0", "started_at": "2026-11-22T11:00:00.000Z", "uptime_s": 3600,
+                "heartbeat_at": "2026-11-22T11:58:58.500Z", "heartbeat_age_s": 61.5,
+            })
+        );
+        let out = Output {
+            json: false,
+            color: false,
+        };
+        assert_eq!(
+            view.render(&out, now),
+            "scheduler: unresponsive (pid 7, host host, version 0.1.0), up since 1h 0m ago, last heartbeat 1m 1s ago\n"
+        );
+    }
+}
