@@ -3,10 +3,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::entry::Ctx;
-use super::output::Report;
+use super::Ctx;
+use super::output::{Output, Report, View};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -19,15 +19,27 @@ pub fn run(ctx: &Ctx, path: &Path, force: bool) -> Result<Report> {
     }
     let store = Store::open(&ctx.home.db_path())?;
     store.backup_to(path)?;
-    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let human = format!(
-        "backed up the store to {} ({bytes} bytes); run directories under runs/ are separate files\n",
-        path.display()
-    );
-    Ok(Report::ok(
-        json!({ "path": path.display().to_string(), "bytes": bytes }),
-        human,
-    ))
+    let view = BackupView {
+        path: path.display().to_string(),
+        bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+    };
+    Report::view(&view, &ctx.out)
+}
+
+/// Where the copy went and how big it is.
+#[derive(Serialize)]
+struct BackupView {
+    path: String,
+    bytes: u64,
+}
+
+impl View for BackupView {
+    fn render(&self, _: &Output) -> String {
+        format!(
+            "backed up the store to {} ({} bytes); run directories under runs/ are separate files\n",
+            self.path, self.bytes
+        )
+    }
 }
 
 /// The files SQLite keeps for the store beside it.

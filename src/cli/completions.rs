@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{CompleteEnv, Shells};
-use serde_json::json;
 
 use super::args::{Cli, CompletionShell};
-use super::output::Report;
+use super::output::{Output, Report};
+use super::shell_init::ScriptView;
 use crate::error::{Error, Result};
 use crate::home::Home;
 
@@ -35,7 +35,7 @@ pub fn answer_if_asked() {
         .complete();
 }
 
-pub fn run(shell: CompletionShell) -> Result<Report> {
+pub fn run(shell: CompletionShell, out: &Output) -> Result<Report> {
     let name = match shell {
         CompletionShell::Bash => "bash",
         CompletionShell::Zsh => "zsh",
@@ -61,10 +61,13 @@ pub fn run(shell: CompletionShell) -> Result<Report> {
             message: format!("cannot write the {name} completion script: {e}"),
         })?;
     let script = String::from_utf8_lossy(&script).into_owned();
-    Ok(Report::ok(
-        json!({ "shell": name, "script": script }),
-        script,
-    ))
+    Report::view(
+        &ScriptView {
+            shell: name,
+            script,
+        },
+        out,
+    )
 }
 
 /// The job ids of the home the command line being completed names: `--home` on it, else

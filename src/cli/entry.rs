@@ -6,19 +6,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use super::Ctx;
 use super::args::{CatchupArg, Cli, ColorChoice, Command, LogFormat};
 use super::output::{Output, Report};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::SystemClock;
 use crate::error::{Error, Result, exit};
 use crate::home::Home;
 use crate::store::StateChange;
-
-/// What every command gets: where the home is, how to print, and what time it is.
-pub struct Ctx {
-    pub home: Home,
-    pub out: Output,
-    pub clock: std::sync::Arc<dyn Clock>,
-}
 
 pub fn run() -> ExitCode {
     // A TAB in a shell that sourced `jobsctl completions`: answer and exit before anything else runs.
@@ -94,15 +88,15 @@ fn needs_home(command: &Command) -> bool {
 /// The commands about the program itself, not a home: they work from any directory (a shell's start-up
 /// file runs `shell-init` wherever the shell starts).
 fn run_without_home(cli: &Cli) -> Option<ExitCode> {
-    let outcome = match &cli.command {
-        Command::Completions { shell } => super::completions::run(*shell),
-        Command::Man { dir } => super::man::run(dir.as_deref()),
-        Command::ShellInit { shell } => Ok(super::shell_init::run(*shell)),
-        _ => return None,
-    };
     let out = Output {
         json: cli.json,
         color: false,
+    };
+    let outcome = match &cli.command {
+        Command::Completions { shell } => super::completions::run(*shell, &out),
+        Command::Man { dir } => super::man::run(dir.as_deref(), &out),
+        Command::ShellInit { shell } => super::shell_init::run(*shell, &out),
+        _ => return None,
     };
     Some(match outcome {
         Ok(report) => {
@@ -151,6 +145,40 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             shutdown_grace,
             ..
         } => super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration()),
+        command @ (Command::Pause { .. }
+        | Command::Resume { .. }
+        | Command::Disable { .. }
+        | Command::Enable { .. }
+        | Command::Cancel { .. }) => dispatch_operator(ctx, command),
+        Command::Status => super::status::run(ctx),
+        Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
+        Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
+        Command::Backup { path, force } => super::backup::run(ctx, &path, force),
+        Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
+            Err(Error::Internal {
+                message: "a command without a home reached the dispatch of home commands".into(),
+            })
+        }
+        Command::Tail {
+            id,
+            run,
+            follow,
+            forever,
+        } => super::tail::run(
+            ctx,
+            &id,
+            &super::tail::TailArgs {
+                run,
+                follow,
+                forever,
+            },
+        ),
+    }
+}
+
+/// The operator's commands on a job: its state, and cancelling its runs.
+fn dispatch_operator(ctx: &Ctx, command: Command) -> Result<Report> {
+    match command {
         Command::Pause {
             id,
             reason,
@@ -212,29 +240,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
                 wait: !no_wait,
             },
         ),
-        Command::Status => super::status::run(ctx),
-        Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
-        Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
-        Command::Backup { path, force } => super::backup::run(ctx, &path, force),
-        Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
-            Err(Error::Internal {
-                message: "a command without a home reached the dispatch of home commands".into(),
-            })
-        }
-        Command::Tail {
-            id,
-            run,
-            follow,
-            forever,
-        } => super::tail::run(
-            ctx,
-            &id,
-            &super::tail::TailArgs {
-                run,
-                follow,
-                forever,
-            },
-        ),
+        _ => Err(Error::Internal {
+            message: "a command other than an operator's reached the dispatch of operator commands"
+                .into(),
+        }),
     }
 }
 
@@ -256,37 +265,6 @@ fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
     }
     .error(&error);
     ExitCode::from(error.exit_code())
-}
-
-/// The catalog for a command that reads runs: specs loaded and synced, `job` (when given) known to
-/// exist, and runs whose owner died recorded as interrupted (their artifacts repaired) first.
-pub fn catalog_with_runs(ctx: &Ctx, job: Option<&str>) -> Result<crate::catalog::Catalog> {
-    let mut catalog = crate::catalog::Catalog::open(&ctx.home, ctx.clock.now())?;
-    if let Some(id) = job {
-        catalog.job(id)?;
-    }
-    match crate::runner::recover::reconcile_runs(&mut catalog.store, &ctx.home, &ctx.clock, job) {
-        Ok(_) => {}
-        // Settling dead runs is a write; when another process holds the lock the command still
-        // answers, and the next one (or the scheduler) settles them.
-        Err(e) if e.is_busy() => tracing::warn!(
-            "runs whose process died are not settled yet (another process holds the store's write lock): {e}"
-        ),
-        Err(e) => return Err(e),
-    }
-    Ok(catalog)
-}
-
-/// The async runtime of the commands that run things (`run`, `replay`, `scheduler`): two workers, so
-/// output capture and store writes proceed side by side on the two cores we plan for.
-pub fn async_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal {
-            message: format!("cannot start the async runtime: {e}"),
-        })
 }
 
 fn use_color(choice: ColorChoice) -> bool {

@@ -1,12 +1,12 @@
 //! `jobsctl history [<id>]`: past runs, newest first (ties broken by seq), filtered by job, status and
-//! time.
+//! time. Owns [`RunEntry`], a run as every command's `--json` shows it.
 
 use chrono::{DateTime, Local, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::entry::Ctx;
-use super::output::{Report, Style, Table, relative};
-use crate::clock::{millis, rfc3339_ms};
+use super::Ctx;
+use super::output::{Output, Report, Style, Table, View, relative, ser, stored};
+use crate::clock::millis;
 use crate::duration::SpecDuration;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, Trigger, run_name};
@@ -22,121 +22,181 @@ pub fn run(
     let now = ctx.clock.now();
     let since = since.map(|text| parse_since(text, now)).transpose()?;
     // Runs whose process died show as interrupted, not as running forever.
-    let catalog = super::entry::catalog_with_runs(ctx, id)?;
+    let catalog = ctx.catalog_with_runs(id)?;
+    let filtered = !statuses.is_empty() || since.is_some();
     let filter = HistoryFilter {
         job_id: id.map(str::to_owned),
-        statuses: statuses.clone(),
+        statuses,
         since: since.map(millis),
         limit: i64::from(limit),
     };
     let (rows, total) = catalog.store.history(&filter)?;
+    let view = HistoryView {
+        entries: rows.iter().map(RunEntry::new).collect(),
+        total: total.min(HISTORY_COUNT_CAP),
+        total_capped: total > HISTORY_COUNT_CAP,
+        filtered,
+        now,
+    };
+    Report::view(&view, &ctx.out)
+}
 
-    let mut table = Table::new(vec![
-        "RUN", "TRIGGER", "STATUS", "STARTED", "DURATION", "EXIT", "ATTEMPTS", "ERROR",
-    ]);
-    for row in &rows {
-        let started = row
-            .started_at
-            .or(Some(row.claimed_at))
-            .and_then(DateTime::from_timestamp_millis);
-        table.row(vec![
-            (run_name(&row.job_id, row.seq), Style::Bold),
-            (trigger_text(row), Style::Plain),
-            (row.status.as_str().to_owned(), status_style(row.status)),
-            (
-                started.map_or("-".into(), |t| {
+/// The runs that matched, and how many there are in all (counted up to a cap).
+#[derive(Serialize)]
+struct HistoryView<'a> {
+    entries: Vec<RunEntry<'a>>,
+    total: i64,
+    total_capped: bool,
+    /// A status or `--since` filter was given: no entries means none matched, not none yet.
+    #[serde(skip)]
+    filtered: bool,
+    #[serde(skip)]
+    now: DateTime<Utc>,
+}
+
+impl View for HistoryView<'_> {
+    fn render(&self, out: &Output) -> String {
+        if self.entries.is_empty() {
+            return if self.filtered {
+                "no runs match\n"
+            } else {
+                "no runs yet\n"
+            }
+            .to_owned();
+        }
+        let mut table = Table::new(vec![
+            "RUN", "TRIGGER", "STATUS", "STARTED", "DURATION", "EXIT", "ATTEMPTS", "ERROR",
+        ]);
+        for entry in &self.entries {
+            let started = entry.started_at.unwrap_or(entry.claimed_at);
+            table.row(vec![
+                (run_name(entry.job_id, entry.run), Style::Bold),
+                (entry.trigger_text(), Style::Plain),
+                (entry.status.as_str().to_owned(), status_style(entry.status)),
+                (
                     format!(
                         "{} ({})",
-                        t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
-                        relative(t, now)
-                    )
-                }),
-                Style::Plain,
-            ),
-            (
-                duration_ms(row).map_or("-".into(), |ms| format!("{:.3} s", ms as f64 / 1000.0)),
-                Style::Plain,
-            ),
-            (exit_text(row), Style::Plain),
-            (row.attempts.to_string(), Style::Plain),
-            (row.message.clone().unwrap_or_default(), Style::Dim),
-        ]);
-    }
-    let filtered = !statuses.is_empty() || since.is_some();
-    let human = if rows.is_empty() && filtered {
-        "no runs match\n".to_owned()
-    } else if rows.is_empty() {
-        "no runs yet\n".to_owned()
-    } else {
-        let mut text = table.render(&ctx.out);
-        if total > HISTORY_COUNT_CAP {
-            text.push_str(&ctx.out.paint(
-                Style::Dim,
-                &format!(
-                    "{} of more than {HISTORY_COUNT_CAP} runs shown; -n for more\n",
-                    rows.len()
+                        started.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
+                        relative(started, self.now)
+                    ),
+                    Style::Plain,
                 ),
-            ));
-        } else if total > rows.len() as i64 {
-            text.push_str(&ctx.out.paint(
+                (
+                    entry
+                        .duration_ms
+                        .map_or("-".into(), |ms| format!("{:.3} s", ms as f64 / 1000.0)),
+                    Style::Plain,
+                ),
+                (entry.exit_text(), Style::Plain),
+                (entry.attempts.to_string(), Style::Plain),
+                (entry.message.unwrap_or_default().to_owned(), Style::Dim),
+            ]);
+        }
+        let mut text = table.render(out);
+        let shown = self.entries.len();
+        if self.total_capped {
+            text.push_str(&out.paint(
                 Style::Dim,
-                &format!("{} of {total} runs shown; -n for more\n", rows.len()),
+                &format!("{shown} of more than {HISTORY_COUNT_CAP} runs shown; -n for more\n"),
+            ));
+        } else if self.total > shown as i64 {
+            text.push_str(&out.paint(
+                Style::Dim,
+                &format!("{shown} of {} runs shown; -n for more\n", self.total),
             ));
         }
         text
-    };
-    let entries: Vec<Value> = rows.iter().map(entry).collect();
-    Ok(Report::ok(
-        json!({
-            "entries": entries,
-            "total": total.min(HISTORY_COUNT_CAP),
-            "total_capped": total > HISTORY_COUNT_CAP,
-        }),
-        human,
-    ))
-}
-
-/// One history entry as `--json` shows it.
-pub fn entry(row: &RunRow) -> Value {
-    json!({
-        "job_id": row.job_id,
-        "run": row.seq,
-        "trigger": row.trigger.as_str(),
-        "slot": row.slot.map(rfc3339_ms),
-        "status": row.status.as_str(),
-        "claimed_at": rfc3339_ms(row.claimed_at),
-        "started_at": row.started_at.map(rfc3339_ms),
-        "finished_at": row.finished_at.map(rfc3339_ms),
-        "duration_ms": duration_ms(row),
-        "exit_code": row.exit_code,
-        "signal": row.signal,
-        "attempts": row.attempts,
-        "slot_count": row.slot_count,
-        "replay_of": row.replay_of,
-        "run_dir": row.run_dir,
-        "error": row.error_code.as_ref().map(|code| json!({ "code": code, "message": row.message })),
-    })
-}
-
-fn duration_ms(row: &RunRow) -> Option<i64> {
-    Some(row.finished_at? - row.started_at?)
-}
-
-/// `replay_of` links both a replay and the catch-up retry of an interrupted run to their original;
-/// only the trigger says which of the two a run is.
-fn trigger_text(row: &RunRow) -> String {
-    match (row.replay_of, row.trigger) {
-        (Some(original), Trigger::Catchup) => format!("retry of #{original}"),
-        (Some(original), _) => format!("replay of #{original}"),
-        (None, trigger) => trigger.as_str().to_owned(),
     }
 }
 
-fn exit_text(row: &RunRow) -> String {
-    match (row.exit_code, row.signal) {
-        (Some(code), _) => code.to_string(),
-        (None, Some(signal)) => format!("signal {signal}"),
-        (None, None) => "-".into(),
+/// One run as `--json` shows it in `history`, `status` and `show`.
+#[derive(Serialize)]
+pub struct RunEntry<'a> {
+    pub job_id: &'a str,
+    pub run: i64,
+    pub trigger: Trigger,
+    #[serde(serialize_with = "ser::instant_opt")]
+    pub slot: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    #[serde(serialize_with = "ser::instant")]
+    pub claimed_at: DateTime<Utc>,
+    #[serde(serialize_with = "ser::instant_opt")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ser::instant_opt")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub signal: Option<i64>,
+    pub attempts: i64,
+    pub slot_count: i64,
+    pub replay_of: Option<i64>,
+    pub run_dir: Option<&'a str>,
+    pub error: Option<RunError<'a>>,
+    /// The run's message, with or without an error code (`history` shows it either way).
+    #[serde(skip)]
+    pub message: Option<&'a str>,
+}
+
+/// Why a run did not succeed: a stable code and the message for people.
+#[derive(Serialize)]
+pub struct RunError<'a> {
+    pub code: &'a str,
+    pub message: Option<&'a str>,
+}
+
+impl<'a> RunEntry<'a> {
+    pub fn new(row: &'a RunRow) -> Self {
+        let started_at = row.started_at.map(stored);
+        let finished_at = row.finished_at.map(stored);
+        Self {
+            job_id: &row.job_id,
+            run: row.seq,
+            trigger: row.trigger,
+            slot: row.slot.map(stored),
+            status: row.status,
+            claimed_at: stored(row.claimed_at),
+            started_at,
+            finished_at,
+            duration_ms: finished_at
+                .zip(started_at)
+                .map(|(end, start)| (end - start).num_milliseconds()),
+            exit_code: row.exit_code,
+            signal: row.signal,
+            attempts: row.attempts,
+            slot_count: row.slot_count,
+            replay_of: row.replay_of,
+            run_dir: row.run_dir.as_deref(),
+            error: row.error_code.as_deref().map(|code| RunError {
+                code,
+                message: row.message.as_deref(),
+            }),
+            message: row.message.as_deref(),
+        }
+    }
+
+    /// The instant the run last moved: its end, else its start, else its claim.
+    pub fn last_moved(&self) -> DateTime<Utc> {
+        self.finished_at
+            .or(self.started_at)
+            .unwrap_or(self.claimed_at)
+    }
+
+    /// `replay_of` links both a replay and the catch-up retry of an interrupted run to their
+    /// original; only the trigger says which of the two a run is.
+    fn trigger_text(&self) -> String {
+        match (self.replay_of, self.trigger) {
+            (Some(original), Trigger::Catchup) => format!("retry of #{original}"),
+            (Some(original), _) => format!("replay of #{original}"),
+            (None, trigger) => trigger.as_str().to_owned(),
+        }
+    }
+
+    fn exit_text(&self) -> String {
+        match (self.exit_code, self.signal) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "-".into(),
+        }
     }
 }
 

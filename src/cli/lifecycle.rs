@@ -2,11 +2,11 @@
 //! when and why. A running scheduler sees the change within a second. `pause` and `disable` with
 //! `--cancel` also cancel the job's runs in flight, as `jobsctl cancel --all` does.
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::cancel::{cancel_runs, in_flight, wait_bound};
-use super::entry::Ctx;
-use super::output::Report;
+use super::Ctx;
+use super::cancel::{Cancelled, cancel_runs, in_flight, wait_bound};
+use super::output::{Output, Report, View};
 use crate::catalog::Catalog;
 use crate::clock::millis;
 use crate::error::Result;
@@ -40,92 +40,148 @@ pub fn run(
     let before = catalog
         .store
         .change_state(id, change, &by, reason, millis(now))?;
-    let (verb, after) = match change {
-        StateChange::Pause => ("paused", "paused"),
-        StateChange::Resume { .. } => ("resumed", "active"),
-        StateChange::Disable => ("disabled", "disabled"),
-        StateChange::Enable => ("enabled", "active"),
-    };
     let changed = change.changes(&before);
-    let mut human = if changed {
-        format!("{id} {verb} (was {before})\n")
-    } else if verb == "resumed" {
-        let hint = if before == "disabled" {
-            "; `jobsctl enable` starts it again"
-        } else {
-            ""
-        };
-        format!("{id} is not paused (it is {before}): nothing changed{hint}\n")
+    // Read after the change: a run claimed up to it is in the list, and none can be claimed by the
+    // scheduler after it.
+    let stops_runs = matches!(change, StateChange::Pause | StateChange::Disable);
+    let runs = if cancel.is_some() || stops_runs {
+        in_flight(&catalog.store, id)?
     } else {
-        format!(
-            "{id} is {before} already: nothing changed (who, when and why are kept; see `jobsctl show {id}`)\n"
-        )
+        Vec::new()
     };
-    match change {
-        _ if !changed => {}
-        StateChange::Pause => human.push_str(
-            "its slots are recorded as skipped until `jobsctl resume`; manual runs still work\n",
-        ),
-        StateChange::Resume {
-            catchup: Some(mode),
-        } => {
-            human.push_str(&format!(
-                "the scheduler makes up for the slots skipped while paused ({mode})\n"
-            ));
+    let cancelled = match cancel {
+        Some(Cancelling { wait }) => {
+            let why = match reason {
+                Some(reason) => format!("job {}: {reason}", verb(change)),
+                None => format!("job {}", verb(change)),
+            };
+            Some(cancel_runs(
+                ctx,
+                &mut catalog.store,
+                id,
+                &runs,
+                &by,
+                Some(&why),
+                wait.then(|| wait_bound(kill_grace)),
+            )?)
         }
-        StateChange::Disable => {
-            human.push_str("nothing runs until `jobsctl enable`; `jobsctl run --force` overrides\n")
-        }
-        _ => {}
-    }
+        None => None,
+    };
     let catchup = match change {
         StateChange::Resume { catchup } => catchup,
         _ => None,
     };
     // An unchanged state keeps who, when and why as first recorded: nothing new is reported for them.
-    let (state, shown_by, shown_reason, catchup) = if changed {
-        (after, Some(by.as_str()), reason, catchup)
-    } else {
-        (before.as_str(), None, None, None)
+    let view = LifecycleView {
+        id,
+        state: if changed { after(change) } else { &before },
+        previous: &before,
+        changed,
+        by: changed.then_some(by.as_str()),
+        reason: reason.filter(|_| changed),
+        catchup: catchup.filter(|_| changed),
+        runs_go_on: cancelled.is_none() && stops_runs && !runs.is_empty(),
+        cancelled,
+        change,
     };
-    let mut data = json!({ "id": id, "state": state, "previous": before, "changed": changed, "by": shown_by, "reason": shown_reason, "catchup": catchup });
-    let mut error = None;
-    if let Some(Cancelling { wait }) = cancel {
-        // Read after the change: a run claimed up to it is in the list, and none can be claimed by the
-        // scheduler after it.
-        let runs = in_flight(&catalog.store, id)?;
-        let why = match reason {
-            Some(reason) => format!("job {verb}: {reason}"),
-            None => format!("job {verb}"),
-        };
-        let cancelled = cancel_runs(
-            ctx,
-            &mut catalog.store,
-            id,
-            &runs,
-            &by,
-            Some(&why),
-            wait.then(|| wait_bound(kill_grace)),
-        )?;
-        if runs.is_empty() {
-            human.push_str("no run was in flight\n");
-        }
-        human.push_str(&cancelled.human);
-        data["cancelled"] = json!(cancelled.entries);
-        error = cancelled.error;
-    } else if matches!(change, StateChange::Pause | StateChange::Disable)
-        && !in_flight(&catalog.store, id)?.is_empty()
-    {
-        let (command, retries) = if change == StateChange::Pause {
-            ("pause", "a scheduled run starts no further retry")
-        } else {
-            ("disable", "it starts no further retry")
-        };
-        human.push_str(&format!(
-            "its run in flight goes on ({retries}); `jobsctl cancel {id}` (or `jobs {command} {id} --cancel`) stops it\n"
-        ));
+    let error = view.cancelled.as_ref().and_then(Cancelled::error);
+    Ok(Report::view(&view, &ctx.out)?.with_error(error))
+}
+
+/// The change made (or found made already), and the runs it cancelled with `--cancel`.
+#[derive(Serialize)]
+struct LifecycleView<'a> {
+    id: &'a str,
+    state: &'a str,
+    previous: &'a str,
+    changed: bool,
+    by: Option<&'a str>,
+    reason: Option<&'a str>,
+    catchup: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled: Option<Cancelled<'a>>,
+    #[serde(skip)]
+    change: StateChange<'a>,
+    /// Without `--cancel`, a pause or disable leaves runs in flight going.
+    #[serde(skip)]
+    runs_go_on: bool,
+}
+
+fn verb(change: StateChange<'_>) -> &'static str {
+    match change {
+        StateChange::Pause => "paused",
+        StateChange::Resume { .. } => "resumed",
+        StateChange::Disable => "disabled",
+        StateChange::Enable => "enabled",
     }
-    Ok(Report { data, human, error })
+}
+
+/// The state a change leads to.
+fn after(change: StateChange<'_>) -> &'static str {
+    match change {
+        StateChange::Pause => "paused",
+        StateChange::Resume { .. } | StateChange::Enable => "active",
+        StateChange::Disable => "disabled",
+    }
+}
+
+impl View for LifecycleView<'_> {
+    fn render(&self, _: &Output) -> String {
+        let mut human = self.outcome_line();
+        match self.change {
+            _ if !self.changed => {}
+            StateChange::Pause => human.push_str(
+                "its slots are recorded as skipped until `jobsctl resume`; manual runs still work\n",
+            ),
+            StateChange::Resume { .. } => {
+                if let Some(mode) = self.catchup {
+                    human.push_str(&format!(
+                        "the scheduler makes up for the slots skipped while paused ({mode})\n"
+                    ));
+                }
+            }
+            StateChange::Disable => human
+                .push_str("nothing runs until `jobsctl enable`; `jobsctl run --force` overrides\n"),
+            StateChange::Enable => {}
+        }
+        if let Some(cancelled) = &self.cancelled {
+            if cancelled.is_empty() {
+                human.push_str("no run was in flight\n");
+            }
+            human.push_str(&cancelled.render());
+        } else if self.runs_go_on {
+            let id = self.id;
+            let (command, retries) = if self.change == StateChange::Pause {
+                ("pause", "a scheduled run starts no further retry")
+            } else {
+                ("disable", "it starts no further retry")
+            };
+            human.push_str(&format!(
+                "its run in flight goes on ({retries}); `jobsctl cancel {id}` (or `jobs {command} {id} --cancel`) stops it\n"
+            ));
+        }
+        human
+    }
+}
+
+impl LifecycleView<'_> {
+    fn outcome_line(&self) -> String {
+        let (id, before) = (self.id, self.previous);
+        if self.changed {
+            format!("{id} {} (was {before})\n", verb(self.change))
+        } else if matches!(self.change, StateChange::Resume { .. }) {
+            let hint = if before == "disabled" {
+                "; `jobsctl enable` starts it again"
+            } else {
+                ""
+            };
+            format!("{id} is not paused (it is {before}): nothing changed{hint}\n")
+        } else {
+            format!(
+                "{id} is {before} already: nothing changed (who, when and why are kept; see `jobsctl show {id}`)\n"
+            )
+        }
+    }
 }
 
 /// Who made the change: the name of the real user (from /etc/passwd, since `$USER` is unset under

@@ -4,32 +4,58 @@
 use std::path::Path;
 
 use clap::CommandFactory;
-use serde_json::json;
+use serde::Serialize;
 
 use super::args::Cli;
-use super::output::Report;
+use super::output::{Output, Report, View};
 use crate::error::{Error, Result};
 
-pub fn run(dir: Option<&Path>) -> Result<Report> {
-    match dir {
-        None => page(),
-        Some(dir) => pages(dir),
+/// The man page itself, for `jobsctl man` without a directory.
+#[derive(Serialize)]
+struct PageView {
+    page: String,
+}
+
+impl View for PageView {
+    fn render(&self, _: &Output) -> String {
+        self.page.clone()
     }
 }
 
-fn page() -> Result<Report> {
+/// The pages written to a directory.
+#[derive(Serialize)]
+struct PagesView {
+    dir: String,
+    pages: Vec<String>,
+}
+
+impl View for PagesView {
+    fn render(&self, _: &Output) -> String {
+        format!("wrote {} man pages to {}\n", self.pages.len(), self.dir)
+    }
+}
+
+pub fn run(dir: Option<&Path>, out: &Output) -> Result<Report> {
+    match dir {
+        None => Report::view(&page()?, out),
+        Some(dir) => Report::view(&pages(dir)?, out),
+    }
+}
+
+fn page() -> Result<PageView> {
     let mut roff = Vec::new();
     clap_mangen::Man::new(Cli::command())
         .render(&mut roff)
         .map_err(|e| Error::Internal {
             message: format!("cannot render the man page: {e}"),
         })?;
-    let roff = String::from_utf8_lossy(&roff).into_owned();
-    Ok(Report::ok(json!({ "page": roff }), roff))
+    Ok(PageView {
+        page: String::from_utf8_lossy(&roff).into_owned(),
+    })
 }
 
 /// One page per subcommand (`jobsctl-run.1`, ...) beside `jobsctl.1`, for `man -M` or a package.
-fn pages(dir: &Path) -> Result<Report> {
+fn pages(dir: &Path) -> Result<PagesView> {
     if !dir.is_dir() {
         return Err(Error::io(
             "write the man pages to",
@@ -51,9 +77,8 @@ fn pages(dir: &Path) -> Result<Report> {
     );
     clap_mangen::generate_to(command, dir)
         .map_err(|e| Error::io("write the man pages to", dir, e))?;
-    let human = format!("wrote {} man pages to {}\n", written.len(), dir.display());
-    Ok(Report::ok(
-        json!({ "dir": dir.display().to_string(), "pages": written }),
-        human,
-    ))
+    Ok(PagesView {
+        dir: dir.display().to_string(),
+        pages: written,
+    })
 }

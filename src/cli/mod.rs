@@ -1,10 +1,12 @@
-//! The command line: clap wire types in `args`, one file per command, rendering in `output`, and the
-//! entry point that turns any outcome into output and an exit code.
+//! The command line: clap wire types in `args`, what every command gets in `ctx`, one file per command
+//! (each answering with a view), rendering in `output`, and the entry point that turns any outcome into
+//! output and an exit code.
 
 mod args;
 mod backup;
 mod cancel;
 mod completions;
+mod ctx;
 mod entry;
 mod history;
 mod lifecycle;
@@ -24,3 +26,5 @@ mod tail;
 mod validate;
 
 pub use entry::run;
+
+use ctx::Ctx;

@@ -1,13 +1,22 @@
-//! Rendering: the `--json` envelope, colour, aligned tables and how instants are shown to people.
+//! Rendering: the `--json` envelope, the [`View`] every command answers with, colour, aligned tables and
+//! how instants are shown to people and to machines. Knows no command.
 
 use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 pub use crate::text::escape_controls;
+
+/// A command's answer as one value: `--json` prints it serialized, people read [`View::render`] of the
+/// same value, so the two cannot drift. Fields only people see (the time now, for "5m ago") are
+/// `#[serde(skip)]`.
+pub trait View: Serialize {
+    fn render(&self, out: &Output) -> String;
+}
 
 /// What a command produced: the JSON `data`, the human rendering of the same, and, when the command
 /// completed but found something wrong (invalid specs), the error that decides the exit code. `data`
@@ -26,6 +35,30 @@ impl Report {
             error: None,
         }
     }
+
+    /// The report of a view: serialized under `--json`, rendered otherwise (only the form that is
+    /// printed is made).
+    pub fn view(view: &impl View, out: &Output) -> Result<Self> {
+        let (data, human) = if out.json {
+            let data = serde_json::to_value(view).map_err(|e| Error::Internal {
+                message: format!("cannot write the command's answer as JSON: {e}"),
+            })?;
+            (data, String::new())
+        } else {
+            (Value::Null, view.render(out))
+        };
+        Ok(Self::ok(data, human))
+    }
+
+    /// A report whose command printed its output as it went; `human` is what is left to say.
+    pub fn streamed(human: String) -> Self {
+        Self::ok(Value::Null, human)
+    }
+
+    /// The same report, with the error (if any) that decides its exit code.
+    pub fn with_error(self, error: Option<Error>) -> Self {
+        Self { error, ..self }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +76,48 @@ pub enum Style {
     Green,
     Yellow,
 }
+
+/// The `--json` document: `{"ok":true,"data":...}`, or with `error` when something failed.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+    hint: Option<String>,
+}
+
+impl ErrorBody {
+    fn of(error: &Error) -> Self {
+        Self {
+            code: error.code(),
+            message: error.to_string(),
+            hint: error.hint(),
+        }
+    }
+}
+
+impl Envelope<'_> {
+    fn print(&self) {
+        // Through a `Value`, whose keys are sorted: the document reads the same whatever the field
+        // order of the types above. Their serialization cannot fail; if it ever did, the reader still
+        // gets a document that says so.
+        let text = serde_json::to_value(self).map_or_else(
+            |_| UNWRITABLE.to_owned(),
+            |document| format!("{document:#}"),
+        );
+        print_stdout(&format!("{text}\n"));
+    }
+}
+
+const UNWRITABLE: &str = r#"{"ok":false,"error":{"code":"internal","message":"cannot write the answer as JSON","hint":null}}"#;
 
 impl Output {
     pub fn paint(&self, style: Style, text: &str) -> String {
@@ -65,11 +140,12 @@ impl Output {
             return;
         }
         if self.json {
-            let mut document = json!({ "ok": report.error.is_none(), "data": report.data });
-            if let Some(error) = &report.error {
-                document["error"] = error_json(error);
+            Envelope {
+                ok: report.error.is_none(),
+                data: Some(&report.data),
+                error: report.error.as_ref().map(ErrorBody::of),
             }
-            print_stdout(&format!("{document:#}\n"));
+            .print();
         } else {
             print_stdout(&report.human);
             if let Some(error) = &report.error {
@@ -81,10 +157,12 @@ impl Output {
     /// Prints a failure: the JSON envelope on stdout, or `error: …` and a hint on stderr.
     pub fn error(&self, error: &Error) {
         if self.json {
-            print_stdout(&format!(
-                "{:#}\n",
-                json!({ "ok": false, "error": error_json(error) })
-            ));
+            Envelope {
+                ok: false,
+                data: None,
+                error: Some(ErrorBody::of(error)),
+            }
+            .print();
         } else {
             // An error can quote a spec (its first problem) or the command line.
             let message = error.to_string();
@@ -103,10 +181,6 @@ impl Output {
             let _ = std::io::stderr().write_all(text.as_bytes());
         }
     }
-}
-
-fn error_json(error: &Error) -> Value {
-    json!({ "code": error.code(), "message": error.to_string(), "hint": error.hint() })
 }
 
 /// Writes to stdout, treating a closed pipe (`jobsctl list | head`) as done rather than as a failure.
@@ -133,10 +207,6 @@ impl Table {
 
     pub fn row(&mut self, cells: Vec<(String, Style)>) {
         self.rows.push(cells);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     pub fn render(&self, out: &Output) -> String {
@@ -222,6 +292,83 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
         format!("in {words}")
     } else {
         format!("{words} ago")
+    }
+}
+
+/// An instant with the zone it is shown in; serializes as [`zoned`].
+#[derive(Debug, Clone, Copy)]
+pub struct Zoned {
+    pub at: DateTime<Utc>,
+    pub tz: Tz,
+}
+
+impl Serialize for Zoned {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&zoned(self.at, self.tz))
+    }
+}
+
+/// An instant the store keeps in milliseconds, as views hold it. Only a value outside chrono's range
+/// (which this program never writes) fails, and reads as the epoch.
+pub fn stored(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// How view fields that are not plain data serialize, for `#[serde(serialize_with = "...")]`.
+pub mod ser {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use chrono_tz::Tz;
+    use serde::Serializer;
+
+    use crate::catalog::JobState;
+    use crate::schedule::DstNote;
+
+    /// [`super::utc`]: RFC 3339, UTC, milliseconds.
+    pub fn instant<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&super::utc(*t))
+    }
+
+    pub fn instant_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => instant(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// RFC 3339 in UTC with as many fractional digits as the instant has (none for a whole second).
+    pub fn instant_short<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    /// A zone by its IANA name.
+    pub fn zone<S: Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(tz.name())
+    }
+
+    pub fn zone_opt<S: Serializer>(tz: &Option<Tz>, s: S) -> Result<S::Ok, S::Error> {
+        match tz {
+            Some(tz) => zone(tz, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn job_state<S: Serializer>(state: &JobState, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(state.as_str())
+    }
+
+    pub fn job_state_opt<S: Serializer>(state: &Option<JobState>, s: S) -> Result<S::Ok, S::Error> {
+        match state {
+            Some(state) => job_state(state, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// `dst_gap`, `dst_fold`, or null.
+    pub fn dst_note<S: Serializer>(note: &Option<DstNote>, s: S) -> Result<S::Ok, S::Error> {
+        match note {
+            Some(note) => s.serialize_str(note.code()),
+            None => s.serialize_none(),
+        }
     }
 }
 

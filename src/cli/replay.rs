@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::entry::Ctx;
+use super::Ctx;
 use super::output::Report;
 use super::run::{Target, report, run_targets};
 use crate::artifacts::Receipt;
@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
     };
     let Catalog { store, .. } = catalog;
     let outcomes = run_targets(ctx, store, vec![target], true)?;
-    Ok(report(ctx, outcomes))
+    report(ctx, outcomes)
 }
 
 /// Why `id#seq` has no run to show: the number is a record of slots that did not run, or nothing at all.

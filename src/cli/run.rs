@@ -8,21 +8,25 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::entry::Ctx;
-use super::output::{Report, Style, Table};
+use super::Ctx;
+use super::ctx::async_runtime;
+use super::output::{Output, Report, Style, Table, View};
 use crate::artifacts::Stream;
 use crate::artifacts::events::Observer;
 use crate::catalog::{Catalog, JobState};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
+use crate::home::Home;
 use crate::run::{RunStatus, owner, run_name};
 use crate::runner::attempt::Stop;
+use crate::runner::execute::RunPlan;
 use crate::runner::{ClaimOf, RunOutcome, claim_run, execute};
 use crate::spec::JobSpec;
 use crate::store::Store;
+use chrono::{DateTime, Utc};
 
 pub struct RunArgs {
     pub ids: Vec<String>,
@@ -56,7 +60,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<Report> {
         });
     }
     let outcomes = run_targets(ctx, store, targets, args.sequential)?;
-    Ok(report(ctx, outcomes))
+    report(ctx, outcomes)
 }
 
 /// One run to claim and execute.
@@ -85,7 +89,7 @@ pub fn run_targets(
     sequential: bool,
 ) -> Result<Vec<(String, TargetResult)>> {
     let store = Arc::new(Mutex::new(store));
-    let runtime = super::entry::async_runtime()?;
+    let runtime = async_runtime()?;
     let several = targets.len() > 1;
     let out = ctx.out;
     let home = ctx.home.clone();
@@ -107,37 +111,20 @@ pub fn run_targets(
         let mut results: Vec<(String, TargetResult)> = Vec::new();
         let mut pending = Vec::new();
         for target in targets {
-            let Target {
-                id,
-                spec,
-                spec_hash,
-                of,
-            } = target;
             // Checked before every claim: after Ctrl-C in a sequential run, the jobs still waiting
             // must not start, and a claim would only record a run that never ran.
             if stops.stopping() {
-                results.push((id, TargetResult::NotRun));
+                results.push((target.id, TargetResult::NotRun));
                 continue;
             }
-            let plan = store.lock().map_err(|_| poisoned()).and_then(|mut store| {
-                claim_run(
-                    &mut store,
-                    &home,
-                    &id,
-                    &spec,
-                    &spec_hash,
-                    of,
-                    &me,
-                    clock.now(),
-                )
-            });
-            let plan = match plan {
+            let plan = match claim_target(&store, &home, &target, &me, clock.now()) {
                 Ok(plan) => plan,
                 Err(e) => {
-                    results.push((id, TargetResult::Refused(e)));
+                    results.push((target.id, TargetResult::Refused(e)));
                     continue;
                 }
             };
+            let id = target.id;
             let observer = (!out.json).then(|| live_output(&id, several));
             let stop = stops.register(&id, plan.seq);
             let run = execute(plan, Arc::clone(&store), Arc::clone(&clock), observer, stop);
@@ -158,6 +145,27 @@ pub fn run_targets(
         }
         results
     }))
+}
+
+/// Claims the run of one target, under the store's lock.
+fn claim_target(
+    store: &Mutex<Store>,
+    home: &Home,
+    target: &Target,
+    me: &str,
+    now: DateTime<Utc>,
+) -> Result<RunPlan> {
+    let mut store = store.lock().map_err(|_| poisoned())?;
+    claim_run(
+        &mut store,
+        home,
+        &target.id,
+        &target.spec,
+        &target.spec_hash,
+        target.of,
+        me,
+        now,
+    )
 }
 
 /// The stop channels of the runs this process owns: a signal stops them all (and nothing more
@@ -332,105 +340,31 @@ fn poisoned() -> Error {
     }
 }
 
-pub fn report(ctx: &Ctx, results: Vec<(String, TargetResult)>) -> Report {
-    let out = &ctx.out;
-    let mut table = Table::new(vec!["JOB", "RUN", "STATUS", "EXIT", "DURATION", "RUN DIR"]);
-    let mut entries = Vec::new();
-    let (mut succeeded, mut failed, mut not_run) = (0, 0, 0);
+/// What `jobsctl run` (or `replay`) came to: one row per target, and the error that decides the exit
+/// code.
+pub fn report(ctx: &Ctx, results: Vec<(String, TargetResult)>) -> Result<Report> {
     let mut refusals = Vec::new();
-    for (id, result) in results {
-        match result {
-            TargetResult::NotRun => {
-                not_run += 1;
-                table.row(vec![
-                    (id.clone(), Style::Bold),
-                    ("-".into(), Style::Plain),
-                    ("not run".into(), Style::Yellow),
-                    ("-".into(), Style::Plain),
-                    ("-".into(), Style::Plain),
-                    (NOT_RUN_MESSAGE.into(), Style::Dim),
-                ]);
-                entries.push(json!({
-                    "job_id": id,
-                    "run": null,
-                    "status": "not_run",
-                    "exit_code": null,
-                    "signal": null,
-                    "duration_ms": null,
-                    "attempts": 0,
-                    "run_dir": null,
-                    "error": { "code": "cancelled", "message": NOT_RUN_MESSAGE },
-                }));
-            }
-            TargetResult::Ran(outcome) => {
-                if outcome.status == RunStatus::Succeeded {
-                    succeeded += 1;
-                } else {
-                    failed += 1;
-                }
-                let exit = match (outcome.exit_code, outcome.signal) {
-                    (Some(code), _) => code.to_string(),
-                    (None, Some(signal)) => format!("signal {signal}"),
-                    (None, None) => "-".into(),
-                };
-                let style = if outcome.status == RunStatus::Succeeded {
-                    Style::Green
-                } else {
-                    Style::Red
-                };
-                let run_dir = ctx.home.display_path(&outcome.run_dir);
-                table.row(vec![
-                    (id.clone(), Style::Bold),
-                    (run_name(&id, outcome.seq), Style::Plain),
-                    (outcome.status.as_str().to_owned(), style),
-                    (exit, Style::Plain),
-                    (
-                        format!("{:.3} s", outcome.duration_ms as f64 / 1000.0),
-                        Style::Plain,
-                    ),
-                    (run_dir.clone(), Style::Dim),
-                ]);
-                entries.push(json!({
-                    "job_id": id,
-                    "run": outcome.seq,
-                    "status": outcome.status.as_str(),
-                    "exit_code": outcome.exit_code,
-                    "signal": outcome.signal,
-                    "duration_ms": outcome.duration_ms,
-                    "attempts": outcome.attempts,
-                    "run_dir": run_dir,
-                    "error": outcome.error_code.as_ref().map(|code| json!({ "code": code, "message": outcome.message })),
-                }));
-            }
+    let jobs_run: Vec<RunResult> = results
+        .into_iter()
+        .map(|(id, result)| match result {
+            TargetResult::NotRun => RunResult::not_run(id),
+            TargetResult::Ran(outcome) => RunResult::ran(ctx, id, &outcome),
             TargetResult::Refused(error) => {
-                table.row(vec![
-                    (id.clone(), Style::Bold),
-                    ("-".into(), Style::Plain),
-                    ("refused".into(), Style::Yellow),
-                    ("-".into(), Style::Plain),
-                    ("-".into(), Style::Plain),
-                    (error.to_string(), Style::Dim),
-                ]);
-                entries.push(json!({
-                    "job_id": id,
-                    "run": null,
-                    "status": "refused",
-                    "exit_code": null,
-                    "duration_ms": null,
-                    "run_dir": null,
-                    "error": { "code": error.code(), "message": error.to_string() },
-                }));
+                let entry = RunResult::refused(id, &error);
                 refusals.push(error);
+                entry
             }
-        }
-    }
-    let total = entries.len();
-    let data = json!({ "jobs_run": Value::Array(entries), "total": total, "succeeded": succeeded, "failed": failed, "not_run": not_run });
-    let mut human = String::new();
-    if total > 0 {
-        human.push('\n');
-        human.push_str(&table.render(out));
-    }
+        })
+        .collect();
+    let count = |kind: fn(&ResultKind) -> bool| jobs_run.iter().filter(|r| kind(&r.kind)).count();
+    let view = RunReport {
+        total: jobs_run.len(),
+        succeeded: count(|k| *k == ResultKind::Ran(RunStatus::Succeeded)),
+        failed: count(|k| matches!(k, ResultKind::Ran(s) if *s != RunStatus::Succeeded)),
+        not_run: count(|k| *k == ResultKind::NotRun),
+        jobs_run,
+    };
+    let (failed, not_run, total) = (view.failed, view.not_run, view.total);
     let error = if failed + not_run > 0 {
         Some(Error::RunsFailed {
             failed: failed + not_run + refusals.len(),
@@ -438,13 +372,172 @@ pub fn report(ctx: &Ctx, results: Vec<(String, TargetResult)>) -> Report {
         })
     } else if refusals.len() == 1 && total == 1 {
         refusals.pop()
-    } else if !refusals.is_empty() {
+    } else {
         // Several refused and nothing failed: the conflict is the answer, with its own exit code.
         refusals.into_iter().next()
-    } else {
-        None
     };
-    Report { data, human, error }
+    Ok(Report::view(&view, &ctx.out)?.with_error(error))
+}
+
+#[derive(Serialize)]
+struct RunReport {
+    jobs_run: Vec<RunResult>,
+    total: usize,
+    succeeded: usize,
+    failed: usize,
+    not_run: usize,
+}
+
+/// One target of `jobsctl run`. A refused target never had a process: it has no `signal` or
+/// `attempts` at all.
+#[derive(Serialize)]
+struct RunResult {
+    job_id: String,
+    run: Option<i64>,
+    status: &'static str,
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<Option<i32>>,
+    duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<u32>,
+    run_dir: Option<String>,
+    error: Option<ResultError>,
+    #[serde(skip)]
+    kind: ResultKind,
+}
+
+#[derive(Serialize)]
+struct ResultError {
+    code: String,
+    message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResultKind {
+    NotRun,
+    Ran(RunStatus),
+    Refused,
+}
+
+impl RunResult {
+    fn not_run(job_id: String) -> Self {
+        Self {
+            job_id,
+            run: None,
+            status: "not_run",
+            exit_code: None,
+            signal: Some(None),
+            duration_ms: None,
+            attempts: Some(0),
+            run_dir: None,
+            error: Some(ResultError {
+                code: "cancelled".into(),
+                message: Some(NOT_RUN_MESSAGE.into()),
+            }),
+            kind: ResultKind::NotRun,
+        }
+    }
+
+    fn ran(ctx: &Ctx, job_id: String, outcome: &RunOutcome) -> Self {
+        Self {
+            job_id,
+            run: Some(outcome.seq),
+            status: outcome.status.as_str(),
+            exit_code: outcome.exit_code,
+            signal: Some(outcome.signal),
+            duration_ms: Some(outcome.duration_ms),
+            attempts: Some(outcome.attempts),
+            run_dir: Some(ctx.home.display_path(&outcome.run_dir)),
+            error: outcome.error_code.as_ref().map(|code| ResultError {
+                code: code.clone(),
+                message: outcome.message.clone(),
+            }),
+            kind: ResultKind::Ran(outcome.status),
+        }
+    }
+
+    fn refused(job_id: String, error: &Error) -> Self {
+        Self {
+            job_id,
+            run: None,
+            status: "refused",
+            exit_code: None,
+            signal: None,
+            duration_ms: None,
+            attempts: None,
+            run_dir: None,
+            error: Some(ResultError {
+                code: error.code().into(),
+                message: Some(error.to_string()),
+            }),
+            kind: ResultKind::Refused,
+        }
+    }
+
+    fn row(&self) -> Vec<(String, Style)> {
+        let id = (self.job_id.clone(), Style::Bold);
+        let none = || ("-".to_owned(), Style::Plain);
+        let message = || {
+            let text = self.error.as_ref().and_then(|e| e.message.clone());
+            (text.unwrap_or_default(), Style::Dim)
+        };
+        match self.kind {
+            ResultKind::NotRun => vec![
+                id,
+                none(),
+                ("not run".into(), Style::Yellow),
+                none(),
+                none(),
+                message(),
+            ],
+            ResultKind::Refused => vec![
+                id,
+                none(),
+                ("refused".into(), Style::Yellow),
+                none(),
+                none(),
+                message(),
+            ],
+            ResultKind::Ran(status) => {
+                let exit = match (self.exit_code, self.signal.flatten()) {
+                    (Some(code), _) => code.to_string(),
+                    (None, Some(signal)) => format!("signal {signal}"),
+                    (None, None) => "-".into(),
+                };
+                let style = if status == RunStatus::Succeeded {
+                    Style::Green
+                } else {
+                    Style::Red
+                };
+                let duration = self.duration_ms.unwrap_or_default() as f64 / 1000.0;
+                vec![
+                    id,
+                    (
+                        run_name(&self.job_id, self.run.unwrap_or_default()),
+                        Style::Plain,
+                    ),
+                    (status.as_str().to_owned(), style),
+                    (exit, Style::Plain),
+                    (format!("{duration:.3} s"), Style::Plain),
+                    (self.run_dir.clone().unwrap_or_default(), Style::Dim),
+                ]
+            }
+        }
+    }
+}
+
+impl View for RunReport {
+    fn render(&self, out: &Output) -> String {
+        if self.jobs_run.is_empty() {
+            return String::new();
+        }
+        let mut table = Table::new(vec!["JOB", "RUN", "STATUS", "EXIT", "DURATION", "RUN DIR"]);
+        for result in &self.jobs_run {
+            table.row(result.row());
+        }
+        format!("\n{}", table.render(out))
+    }
 }
 
 /// `--detach`: each run goes to a background process of its own (`jobsctl __exec`), in a new process
@@ -482,52 +575,123 @@ fn detach(ctx: &Ctx, ids: &[String], force: bool) -> Result<Report> {
         if let Some(stdout) = child.stdout.take() {
             let _ = BufReader::new(stdout).read_line(&mut line);
         }
-        let reply: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if reply["ok"] == true {
-            started.push(json!({ "job_id": id, "run": reply["run"], "run_dir": reply["run_dir"], "pid": child.id() }));
+        let reply: ExecReply = serde_json::from_str(&line).unwrap_or_default();
+        if reply.ok {
+            started.push(Started {
+                job_id: id.clone(),
+                run: reply.run,
+                run_dir: reply.run_dir,
+                pid: child.id(),
+            });
         } else {
-            errors.push(detached_error(id, &reply));
+            errors.push(detached_error(id, reply.error.unwrap_or_default()));
         }
         // The child carries on alone; it is reaped by init when this process exits.
         drop(child);
     }
-    let mut human = String::new();
-    for entry in &started {
-        let id = entry["job_id"].as_str().unwrap_or_default();
-        let run = entry["run"].as_i64().unwrap_or_default();
-        human.push_str(&format!(
-            "started {} in the background: {} (follow it with `jobsctl tail {id} --run {run} -f`)\n",
-            run_name(id, run),
-            entry["run_dir"].as_str().unwrap_or_default()
-        ));
-    }
-    let total = started.len();
-    let data = json!({ "started": started, "total": total });
-    Ok(Report {
-        data,
-        human,
-        error: errors.into_iter().next(),
-    })
+    let view = DetachView {
+        total: started.len(),
+        started,
+    };
+    Ok(Report::view(&view, &ctx.out)?.with_error(errors.into_iter().next()))
 }
 
-fn detached_error(id: &str, reply: &Value) -> Error {
-    let code = reply["error"]["code"].as_str().unwrap_or_default();
-    let message = reply["error"]["message"]
-        .as_str()
-        .unwrap_or("the background run did not start")
-        .to_owned();
-    match code {
+/// The runs handed to background processes.
+#[derive(Serialize)]
+struct DetachView {
+    started: Vec<Started>,
+    total: usize,
+}
+
+#[derive(Serialize)]
+struct Started {
+    job_id: String,
+    run: Option<i64>,
+    run_dir: Option<String>,
+    pid: u32,
+}
+
+impl View for DetachView {
+    fn render(&self, _: &Output) -> String {
+        let mut human = String::new();
+        for entry in &self.started {
+            let (id, run) = (&entry.job_id, entry.run.unwrap_or_default());
+            human.push_str(&format!(
+                "started {} in the background: {} (follow it with `jobsctl tail {id} --run {run} -f`)\n",
+                run_name(id, run),
+                entry.run_dir.as_deref().unwrap_or_default()
+            ));
+        }
+        human
+    }
+}
+
+/// The one line `jobsctl __exec` writes for its parent: the run it claimed, or why it claimed none.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct ExecReply {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ExecError>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct ExecError {
+    code: String,
+    message: Option<String>,
+    /// With `max_instances_reached`: how many run, and the most allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<u32>,
+}
+
+impl ExecReply {
+    fn refused(error: &Error) -> Self {
+        let (running, max) = match error {
+            Error::MaxInstancesReached { running, max, .. } => (Some(*running), Some(*max)),
+            _ => (None, None),
+        };
+        Self {
+            ok: false,
+            error: Some(ExecError {
+                code: error.code().to_owned(),
+                message: Some(error.to_string()),
+                running,
+                max,
+            }),
+            ..Self::default()
+        }
+    }
+
+    fn send(&self) {
+        let line = serde_json::to_string(self).unwrap_or_else(|_| r#"{"ok":false}"#.to_owned());
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    }
+}
+
+fn detached_error(id: &str, error: ExecError) -> Error {
+    match error.code.as_str() {
         "max_instances_reached" => Error::MaxInstancesReached {
             id: id.to_owned(),
-            running: reply["error"]["running"].as_i64().unwrap_or_default(),
-            max: reply["error"]["max"]
-                .as_u64()
-                .and_then(|m| u32::try_from(m).ok())
-                .unwrap_or_default(),
+            running: error.running.unwrap_or_default(),
+            max: error.max.unwrap_or_default(),
         },
         "job_disabled" => Error::JobDisabled { id: id.to_owned() },
         _ => Error::Internal {
-            message: format!("background run of {id}: {message}"),
+            message: format!(
+                "background run of {id}: {}",
+                error
+                    .message
+                    .as_deref()
+                    .unwrap_or("the background run did not start")
+            ),
         },
     }
 }
@@ -535,10 +699,6 @@ fn detached_error(id: &str, reply: &Value) -> Error {
 /// `jobsctl __exec <id>`: the background side of `--detach`. Claims the run, tells the parent its id on
 /// stdout (one JSON line), then executes it with nothing attached to the terminal.
 pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
-    let reply = |value: Value| {
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{value}").and_then(|()| stdout.flush());
-    };
     let now = ctx.clock.now();
     let prepared = Catalog::open(&ctx.home, now).and_then(|catalog| {
         let (job, spec) = catalog.runnable(id, force)?;
@@ -559,19 +719,18 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
     let (store, plan) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
-            let mut answer = json!({ "ok": false, "error": { "code": error.code(), "message": error.to_string() } });
-            if let Error::MaxInstancesReached { running, max, .. } = &error {
-                answer["error"]["running"] = json!(running);
-                answer["error"]["max"] = json!(max);
-            }
-            reply(answer);
+            ExecReply::refused(&error).send();
             return Err(error);
         }
     };
-    reply(
-        json!({ "ok": true, "run": plan.seq, "run_dir": ctx.home.display_path(plan.run_dir.path()) }),
-    );
-    let runtime = super::entry::async_runtime()?;
+    ExecReply {
+        ok: true,
+        run: Some(plan.seq),
+        run_dir: Some(ctx.home.display_path(plan.run_dir.path())),
+        error: None,
+    }
+    .send();
+    let runtime = async_runtime()?;
     let outcome = runtime.block_on(async move {
         let store = Arc::new(Mutex::new(store));
         let stops = Stops::default();
@@ -588,14 +747,29 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
         ));
         execute(plan, store, Arc::new(SystemClock), None, stop).await
     });
-    Ok(Report {
-        data: json!({ "status": outcome.status.as_str() }),
-        human: String::new(),
-        error: (outcome.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
-            failed: 1,
-            total: 1,
-        }),
-    })
+    let error = (outcome.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
+        failed: 1,
+        total: 1,
+    });
+    Ok(Report::view(
+        &ExecView {
+            status: outcome.status,
+        },
+        &ctx.out,
+    )?
+    .with_error(error))
+}
+
+/// How the background run ended (no one reads it: the parent stopped listening after the reply).
+#[derive(Serialize)]
+struct ExecView {
+    status: RunStatus,
+}
+
+impl View for ExecView {
+    fn render(&self, _: &Output) -> String {
+        String::new()
+    }
 }
 
 /// As [`stop_signal`], and a hangup (the terminal closing) is ignored rather than fatal.
@@ -611,5 +785,49 @@ async fn detached_stop_signal() {
             while hangup.recv().await.is_some() {}
             std::future::pending::<()>().await;
         } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_target_has_no_signal_or_attempts_and_one_not_run_has_both() {
+        let refused = RunResult::refused("a".into(), &Error::JobDisabled { id: "a".into() });
+        let json = serde_json::to_value(&refused).expect("serializes");
+        assert_eq!(json["status"], "refused");
+        assert!(json.get("signal").is_none() && json.get("attempts").is_none());
+        assert_eq!(json["error"]["code"], "job_disabled");
+        let not_run = serde_json::to_value(RunResult::not_run("b".into())).expect("serializes");
+        assert_eq!(not_run["signal"], serde_json::Value::Null);
+        assert_eq!(not_run["attempts"], 0);
+        assert_eq!(not_run["error"]["code"], "cancelled");
+    }
+
+    #[test]
+    fn the_reply_of_a_background_run_reads_back_as_written() {
+        let error = Error::MaxInstancesReached {
+            id: "a".into(),
+            running: 2,
+            max: 2,
+        };
+        let line = serde_json::to_string(&ExecReply::refused(&error)).expect("serializes");
+        let reply: ExecReply = serde_json::from_str(&line).expect("parses");
+        assert!(!reply.ok);
+        let back = detached_error("a", reply.error.unwrap_or_default());
+        assert!(matches!(
+            back,
+            Error::MaxInstancesReached {
+                running: 2,
+                max: 2,
+                ..
+            }
+        ));
+        let garbled: ExecReply = serde_json::from_str("not json").unwrap_or_default();
+        assert!(matches!(
+            detached_error("a", garbled.error.unwrap_or_default()),
+            Error::Internal { .. }
+        ));
     }
 }

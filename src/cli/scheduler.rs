@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::entry::Ctx;
+use super::Ctx;
 use super::output::Report;
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::error::{Error, Result};
@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report>
         let plan = crate::scheduler::dry_run(&ctx.home, &clock)?;
         return dry_run_report(&ctx.home, &plan);
     }
-    let runtime = super::entry::async_runtime()?;
+    let runtime = super::ctx::async_runtime()?;
     let options = Options {
         shutdown_grace,
         ..Options::default()

@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use serde_json::json;
+use serde::Serialize;
 
 use super::args::{Cli, InitShell};
-use super::output::Report;
+use super::output::{Output, Report, View};
+use crate::error::Result;
 
 /// The running binary by its full path, so that the function and the completion script call this
 /// program even when its directory is not on PATH (and never the builtin).
@@ -48,7 +49,21 @@ fn program_words() -> Vec<String> {
     words
 }
 
-pub fn run(shell: InitShell) -> Report {
+/// A script for a shell to source (`shell-init`, `completions`): printed as it is, or under `--json`
+/// with the shell's name.
+#[derive(Serialize)]
+pub struct ScriptView {
+    pub shell: &'static str,
+    pub script: String,
+}
+
+impl View for ScriptView {
+    fn render(&self, _: &Output) -> String {
+        self.script.clone()
+    }
+}
+
+pub fn run(shell: InitShell, out: &Output) -> Result<Report> {
     let program = this_program().to_string_lossy().into_owned();
     let words = program_words();
     let (name, script) = match shell {
@@ -56,7 +71,13 @@ pub fn run(shell: InitShell) -> Report {
         InitShell::Zsh => ("zsh", posix_function(&program, &words)),
         InitShell::Fish => ("fish", fish_function(&program, &words)),
     };
-    Report::ok(json!({ "shell": name, "script": script }), script)
+    Report::view(
+        &ScriptView {
+            shell: name,
+            script,
+        },
+        out,
+    )
 }
 
 fn posix_function(program: &str, words: &[String]) -> String {

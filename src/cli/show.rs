@@ -1,122 +1,391 @@
 //! `jobsctl show <id>`: one job in detail: its schedule in words, next slots, operator state, spec and
 //! run record.
 
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
 
-use super::entry::Ctx;
-use super::history;
+use super::Ctx;
+use super::history::RunEntry;
 use super::list::state_style;
-use super::output::{Report, Style, escape_controls, local, relative, utc, zoned};
+use super::output::{
+    Output, Report, Style, View, Zoned, escape_controls, local, relative, ser, stored, utc,
+};
+use crate::catalog::{Job, JobState};
+use crate::duration::SpecDuration;
 use crate::error::Result;
 use crate::run::run_name;
-use crate::store::RunRow;
+use crate::schedule::DstNote;
+use crate::spec::model::{Overlap, PolicySpec, RetentionSpec, RetrySpec, RunLimits};
+use crate::spec::{JobSpec, Problem};
+use crate::store::RunStats;
 
 const NEXT_SLOTS: usize = 5;
 
 pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
     let now = ctx.clock.now();
-    let catalog = super::entry::catalog_with_runs(ctx, Some(id))?;
+    let catalog = ctx.catalog_with_runs(Some(id))?;
     let stats = catalog.store.run_stats(id)?;
     let job = catalog.job(id)?;
-    let out = &ctx.out;
-    let state = job.state();
-    let row = &job.row;
-    let spec = job.spec.as_ref();
-    let schedule = job.schedule.as_ref();
-    let tz = schedule.map(|s| s.timezone());
-    let slots = match (schedule, job.next_slot(now)) {
-        (Some(schedule), Some(_)) => schedule.slots_after(now, NEXT_SLOTS),
-        _ => Vec::new(),
-    };
+    Report::view(&ShowView::new(id, job, &stats, now), &ctx.out)
+}
 
-    // Every value below is safe to print: text from the spec or the store (a description, a reason, a
-    // command) goes through `safe`, since it can hold ESC and the terminal would act on it.
-    let safe = |text: &str| escape_controls(text).into_owned();
-    let mut lines: Vec<(&str, String)> = Vec::new();
-    lines.push((
-        "description",
-        spec.and_then(|s| s.description.as_deref())
-            .map_or_else(|| "-".into(), safe),
-    ));
-    lines.push(("spec", safe(&row.spec_path)));
-    let mut state_text = out.paint(state_style(state, !job.problems.is_empty()), state.as_str());
-    if let Some(by) = &row.state_by {
-        state_text.push_str(&format!(" (by {}", safe(by)));
-        if let Some(at) = row
-            .state_at
-            .and_then(chrono::DateTime::from_timestamp_millis)
-        {
-            state_text.push_str(&format!(", {}", relative(at, now)));
+/// Everything known of one job.
+#[derive(Serialize)]
+struct ShowView<'a> {
+    id: &'a str,
+    description: Option<&'a str>,
+    spec_path: &'a str,
+    #[serde(serialize_with = "ser::job_state")]
+    state: JobState,
+    operator_state: OperatorState<'a>,
+    enabled: bool,
+    schedule: Option<ScheduleView>,
+    next_slots: Vec<SlotEntry>,
+    // Env values stay out of every output; only their names are shown.
+    run: Option<RunView<'a>>,
+    policy: Option<&'a PolicySpec>,
+    retry: Option<&'a RetrySpec>,
+    retention: Option<&'a RetentionSpec>,
+    tags: &'a [String],
+    last_run: Option<RunEntry<'a>>,
+    last_success: Option<RunEntry<'a>>,
+    last_failure: Option<RunEntry<'a>>,
+    failure_streak: i64,
+    counts: Counts,
+    problems: &'a [Problem],
+    /// Whether a spec (the file's or its last good version) is known at all.
+    #[serde(skip)]
+    has_spec: bool,
+    #[serde(skip)]
+    now: DateTime<Utc>,
+}
+
+/// Who set the job's state, when and why.
+#[derive(Serialize)]
+struct OperatorState<'a> {
+    state: &'a str,
+    reason: Option<&'a str>,
+    by: Option<&'a str>,
+    #[serde(serialize_with = "ser::instant_opt")]
+    at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct ScheduleView {
+    expression: String,
+    kind: &'static str,
+    description: String,
+    #[serde(serialize_with = "ser::zone")]
+    timezone: Tz,
+    jitter: Option<SpecDuration>,
+}
+
+#[derive(Serialize)]
+struct SlotEntry {
+    local: Zoned,
+    #[serde(serialize_with = "ser::instant")]
+    utc: DateTime<Utc>,
+    #[serde(serialize_with = "ser::dst_note")]
+    note: Option<DstNote>,
+}
+
+#[derive(Serialize)]
+struct RunView<'a> {
+    command: Option<&'a [String]>,
+    shell: Option<&'a str>,
+    cwd: &'a str,
+    env_names: Vec<&'a str>,
+    timeout: Option<SpecDuration>,
+    kill_grace: SpecDuration,
+    user: Option<&'a str>,
+    group: Option<&'a str>,
+    limits: &'a RunLimits,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    runs: i64,
+    succeeded: i64,
+    failed: i64,
+    skipped: i64,
+    missed: i64,
+}
+
+impl<'a> ShowView<'a> {
+    fn new(id: &'a str, job: &'a Job, stats: &'a RunStats, now: DateTime<Utc>) -> Self {
+        let row = &job.row;
+        let spec = job.spec.as_ref();
+        Self {
+            id,
+            description: spec.and_then(|s| s.description.as_deref()),
+            spec_path: &row.spec_path,
+            state: job.state(),
+            operator_state: OperatorState {
+                state: &row.state,
+                reason: row.state_reason.as_deref(),
+                by: row.state_by.as_deref(),
+                at: row.state_at.map(stored),
+            },
+            enabled: spec.is_some_and(|s| s.enabled),
+            schedule: ScheduleView::new(job),
+            next_slots: next_slots(job, now),
+            run: spec.map(RunView::new),
+            policy: spec.map(|s| &s.policy),
+            retry: spec.map(|s| &s.retry),
+            retention: spec.map(|s| &s.retention),
+            tags: spec.map_or(&[], |s| &s.tags),
+            last_run: stats.last_run.as_ref().map(RunEntry::new),
+            last_success: stats.last_success.as_ref().map(RunEntry::new),
+            last_failure: stats.last_failure.as_ref().map(RunEntry::new),
+            failure_streak: stats.failure_streak,
+            counts: Counts {
+                runs: stats.runs,
+                succeeded: stats.succeeded,
+                failed: stats.failed,
+                skipped: stats.skipped,
+                missed: stats.missed,
+            },
+            problems: &job.problems,
+            has_spec: spec.is_some(),
+            now,
         }
-        if let Some(reason) = &row.state_reason {
-            state_text.push_str(&format!(": {}", safe(reason)));
+    }
+}
+
+impl ScheduleView {
+    fn new(job: &Job) -> Option<Self> {
+        let schedule = job.schedule.as_ref()?;
+        let spec = job.spec.as_ref().and_then(|s| s.schedule.as_ref());
+        Some(Self {
+            expression: schedule.expression(),
+            kind: if spec.is_some_and(|s| s.cron.is_some()) {
+                "cron"
+            } else {
+                "every"
+            },
+            description: schedule.describe(),
+            timezone: schedule.timezone(),
+            jitter: spec.and_then(|s| s.jitter),
+        })
+    }
+}
+
+/// The next slots, when the job will fire any (it is active and scheduled).
+fn next_slots(job: &Job, now: DateTime<Utc>) -> Vec<SlotEntry> {
+    let (Some(schedule), Some(_)) = (&job.schedule, job.next_slot(now)) else {
+        return Vec::new();
+    };
+    let tz = schedule.timezone();
+    schedule
+        .slots_after(now, NEXT_SLOTS)
+        .into_iter()
+        .map(|slot| SlotEntry {
+            local: Zoned { at: slot.at, tz },
+            utc: slot.at,
+            note: slot.note,
+        })
+        .collect()
+}
+
+impl<'a> RunView<'a> {
+    fn new(spec: &'a JobSpec) -> Self {
+        let run = &spec.run;
+        Self {
+            command: run.command.as_deref(),
+            shell: run.shell.as_deref(),
+            cwd: &run.cwd,
+            env_names: run.env.keys().map(String::as_str).collect(),
+            timeout: run.timeout,
+            kill_grace: run.kill_grace,
+            user: run.user.as_deref(),
+            group: run.group.as_deref(),
+            limits: &run.limits,
         }
-        state_text.push(')');
     }
-    if spec.is_some_and(|s| !s.enabled) {
-        state_text.push_str(" (enabled: false in the spec)");
+}
+
+/// Text from the spec or the store (a description, a reason, a command) can hold ESC, and the
+/// terminal would act on it: every such value goes through here.
+fn safe(text: &str) -> String {
+    escape_controls(text).into_owned()
+}
+
+/// The lines of the human rendering: a key (empty to continue the one above) and its value.
+type Lines = Vec<(&'static str, String)>;
+
+impl View for ShowView<'_> {
+    fn render(&self, out: &Output) -> String {
+        let mut lines: Lines = vec![
+            (
+                "description",
+                self.description.map_or_else(|| "-".into(), safe),
+            ),
+            ("spec", safe(self.spec_path)),
+            ("state", self.state_text(out)),
+        ];
+        self.schedule_lines(&mut lines);
+        if let Some(run) = &self.run {
+            run.lines(&mut lines);
+        }
+        self.policy_lines(&mut lines);
+        self.record_lines(&mut lines);
+        for (i, problem) in self.problems.iter().enumerate() {
+            let text = format!("{}:{}", self.spec_path, problem.located());
+            lines.push((
+                if i == 0 { "problems" } else { "" },
+                out.paint(Style::Yellow, &safe(&text)),
+            ));
+        }
+        let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut human = format!("{}\n", out.paint(Style::Bold, self.id));
+        for (key, value) in &lines {
+            human.push_str(&format!("  {key:width$}  {value}\n"));
+        }
+        human
     }
-    lines.push(("state", state_text));
-    match (schedule, tz) {
-        (Some(schedule), Some(tz)) => {
+}
+
+impl ShowView<'_> {
+    fn state_text(&self, out: &Output) -> String {
+        let operator = &self.operator_state;
+        let mut text = out.paint(
+            state_style(self.state, !self.problems.is_empty()),
+            self.state.as_str(),
+        );
+        if let Some(by) = operator.by {
+            text.push_str(&format!(" (by {}", safe(by)));
+            if let Some(at) = operator.at {
+                text.push_str(&format!(", {}", relative(at, self.now)));
+            }
+            if let Some(reason) = operator.reason {
+                text.push_str(&format!(": {}", safe(reason)));
+            }
+            text.push(')');
+        }
+        if self.has_spec && !self.enabled {
+            text.push_str(" (enabled: false in the spec)");
+        }
+        text
+    }
+
+    fn schedule_lines(&self, lines: &mut Lines) {
+        let Some(schedule) = &self.schedule else {
             lines.push((
                 "schedule",
-                format!("{} ({})", safe(&schedule.expression()), tz.name()),
+                if self.has_spec {
+                    "manual: runs only with `jobsctl run`".into()
+                } else {
+                    "unknown: the spec has never been valid (see problems below)".into()
+                },
             ));
-            lines.push(("in words", safe(&schedule.describe())));
-        }
-        _ if spec.is_none() => lines.push((
+            return;
+        };
+        lines.push((
             "schedule",
-            "unknown: the spec has never been valid (see problems below)".into(),
-        )),
-        _ => lines.push(("schedule", "manual: runs only with `jobsctl run`".into())),
-    }
-    if let Some(jitter) = spec
-        .and_then(|s| s.schedule.as_ref())
-        .and_then(|s| s.jitter)
-    {
-        lines.push(("jitter", format!("up to {jitter}, fixed per slot")));
-    }
-    if let Some(tz) = tz {
-        for (i, slot) in slots.iter().enumerate() {
+            format!(
+                "{} ({})",
+                safe(&schedule.expression),
+                schedule.timezone.name()
+            ),
+        ));
+        lines.push(("in words", safe(&schedule.description)));
+        if let Some(jitter) = schedule.jitter {
+            lines.push(("jitter", format!("up to {jitter}, fixed per slot")));
+        }
+        for (i, slot) in self.next_slots.iter().enumerate() {
             let note = slot
                 .note
                 .map(|n| format!("  [{}]", n.code()))
                 .unwrap_or_default();
             let text = format!(
                 "{}  {}  ({}){note}",
-                local(slot.at, tz),
-                utc(slot.at),
-                relative(slot.at, now)
+                local(slot.utc, schedule.timezone),
+                utc(slot.utc),
+                relative(slot.utc, self.now)
             );
             lines.push((if i == 0 { "next slots" } else { "" }, text));
         }
     }
-    if let Some(spec) = spec {
-        let run = &spec.run;
-        let command = match (&run.command, &run.shell) {
+
+    fn policy_lines(&self, lines: &mut Lines) {
+        if let Some(policy) = self.policy {
+            lines.push((
+                "policy",
+                format!(
+                    "max_instances {}, overlap {}, coalesce {}, misfire_grace {}",
+                    policy.max_instances,
+                    overlap_name(policy.overlap),
+                    policy.coalesce,
+                    policy.misfire_grace
+                ),
+            ));
+        }
+        if let Some(retry) = self.retry {
+            lines.push((
+                "retry",
+                if retry.max_attempts <= 1 {
+                    "none (1 attempt)".into()
+                } else {
+                    format!(
+                        "{} attempts, backoff {} doubling up to {}",
+                        retry.max_attempts, retry.backoff, retry.max_backoff
+                    )
+                },
+            ));
+        }
+        if self.has_spec && !self.tags.is_empty() {
+            lines.push(("tags", safe(&self.tags.join(", "))));
+        }
+    }
+
+    /// The job's runs: the last of each kind, the streak and the counts.
+    fn record_lines(&self, lines: &mut Lines) {
+        let describe = |entry: &Option<RunEntry<'_>>| {
+            entry.as_ref().map_or_else(
+                || "-".to_owned(),
+                |r| {
+                    let when = relative(r.last_moved(), self.now);
+                    format!("{} {} ({when})", run_name(r.job_id, r.run), r.status)
+                },
+            )
+        };
+        lines.push(("last run", describe(&self.last_run)));
+        lines.push(("last success", describe(&self.last_success)));
+        lines.push(("last failure", describe(&self.last_failure)));
+        lines.push(("failure streak", self.failure_streak.to_string()));
+        let c = &self.counts;
+        lines.push((
+            "counts",
+            format!(
+                "{} runs ({} succeeded, {} failed), {} slots skipped, {} missed",
+                c.runs, c.succeeded, c.failed, c.skipped, c.missed
+            ),
+        ));
+    }
+}
+
+impl RunView<'_> {
+    fn lines(&self, lines: &mut Lines) {
+        let command = match (self.command, self.shell) {
             (Some(argv), _) => argv.join(" "),
             (None, Some(shell)) => format!("sh -c {shell:?}"),
             (None, None) => "-".into(),
         };
         lines.push(("command", safe(&command)));
-        lines.push(("cwd", safe(&run.cwd)));
-        if !run.env.is_empty() {
-            lines.push((
-                "env",
-                safe(&run.env.keys().cloned().collect::<Vec<_>>().join(", ")),
-            ));
+        lines.push(("cwd", safe(self.cwd)));
+        if !self.env_names.is_empty() {
+            lines.push(("env", safe(&self.env_names.join(", "))));
         }
-        if let Some(user) = &run.user {
-            let group = run
+        if let Some(user) = self.user {
+            let group = self
                 .group
-                .as_ref()
                 .map(|g| format!(", group {}", safe(g)))
                 .unwrap_or_default();
             lines.push(("runs as", format!("{}{group}", safe(user))));
         }
-        if !run.limits.is_empty() {
-            let limits = &run.limits;
+        if !self.limits.is_empty() {
+            let limits = self.limits;
             let text = [
                 limits.nofile.map(|n| format!("nofile {n}")),
                 limits.address_space.map(|s| format!("as {s}")),
@@ -130,126 +399,18 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
         }
         lines.push((
             "timeout",
-            run.timeout.map_or("none".into(), |t| {
-                format!("{t}, then SIGTERM, SIGKILL after {}", run.kill_grace)
+            self.timeout.map_or("none".into(), |t| {
+                format!("{t}, then SIGTERM, SIGKILL after {}", self.kill_grace)
             }),
         ));
-        let policy = &spec.policy;
-        lines.push((
-            "policy",
-            format!(
-                "max_instances {}, overlap {}, coalesce {}, misfire_grace {}",
-                policy.max_instances,
-                json!(policy.overlap).as_str().unwrap_or_default(),
-                policy.coalesce,
-                policy.misfire_grace
-            ),
-        ));
-        let retry = &spec.retry;
-        lines.push((
-            "retry",
-            if retry.max_attempts <= 1 {
-                "none (1 attempt)".into()
-            } else {
-                format!(
-                    "{} attempts, backoff {} doubling up to {}",
-                    retry.max_attempts, retry.backoff, retry.max_backoff
-                )
-            },
-        ));
-        if !spec.tags.is_empty() {
-            lines.push(("tags", safe(&spec.tags.join(", "))));
-        }
     }
-    let describe = |row: &Option<RunRow>| {
-        row.as_ref().map_or_else(
-            || "-".to_owned(),
-            |r| {
-                let at = r.finished_at.or(r.started_at).unwrap_or(r.claimed_at);
-                let when = chrono::DateTime::from_timestamp_millis(at)
-                    .map(|t| relative(t, now))
-                    .unwrap_or_default();
-                format!("{} {} ({when})", run_name(&r.job_id, r.seq), r.status)
-            },
-        )
-    };
-    lines.push(("last run", describe(&stats.last_run)));
-    lines.push(("last success", describe(&stats.last_success)));
-    lines.push(("last failure", describe(&stats.last_failure)));
-    lines.push(("failure streak", stats.failure_streak.to_string()));
-    lines.push((
-        "counts",
-        format!(
-            "{} runs ({} succeeded, {} failed), {} slots skipped, {} missed",
-            stats.runs, stats.succeeded, stats.failed, stats.skipped, stats.missed
-        ),
-    ));
-    for (i, problem) in job.problems.iter().enumerate() {
-        let text = format!("{}:{}", row.spec_path, problem.located());
-        lines.push((
-            if i == 0 { "problems" } else { "" },
-            out.paint(Style::Yellow, &safe(&text)),
-        ));
-    }
+}
 
-    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let mut human = format!("{}\n", out.paint(Style::Bold, id));
-    for (key, value) in &lines {
-        human.push_str(&format!("  {key:width$}  {value}\n"));
+/// The spec's word for an overlap policy.
+fn overlap_name(overlap: Overlap) -> &'static str {
+    match overlap {
+        Overlap::Skip => "skip",
+        Overlap::Queue => "queue",
+        Overlap::Replace => "replace",
     }
-
-    let data = json!({
-        "id": id,
-        "description": spec.and_then(|s| s.description.clone()),
-        "spec_path": row.spec_path,
-        "state": state.as_str(),
-        "operator_state": {
-            "state": row.state,
-            "reason": row.state_reason,
-            "by": row.state_by,
-            "at": row.state_at.and_then(chrono::DateTime::from_timestamp_millis).map(utc),
-        },
-        "enabled": spec.is_some_and(|s| s.enabled),
-        "schedule": schedule.map(|s| json!({
-            "expression": s.expression(),
-            "kind": if spec.and_then(|x| x.schedule.as_ref()).is_some_and(|x| x.cron.is_some()) { "cron" } else { "every" },
-            "description": s.describe(),
-            "timezone": s.timezone().name(),
-            "jitter": spec.and_then(|x| x.schedule.as_ref()).and_then(|x| x.jitter).map(|j| j.to_string()),
-        })),
-        "next_slots": tz.map(|tz| slots.iter().map(|slot| json!({
-            "local": zoned(slot.at, tz),
-            "utc": utc(slot.at),
-            "note": slot.note.map(|n| n.code()),
-        })).collect::<Vec<_>>()).unwrap_or_default(),
-        // Env values stay out of every output; only their names are shown.
-        "run": spec.map(|s| json!({
-            "command": s.run.command,
-            "shell": s.run.shell,
-            "cwd": s.run.cwd,
-            "env_names": s.run.env.keys().collect::<Vec<_>>(),
-            "timeout": s.run.timeout.map(|t| t.to_string()),
-            "kill_grace": s.run.kill_grace.to_string(),
-            "user": s.run.user,
-            "group": s.run.group,
-            "limits": s.run.limits,
-        })),
-        "policy": spec.map(|s| json!(s.policy)),
-        "retry": spec.map(|s| json!(s.retry)),
-        "retention": spec.map(|s| json!(s.retention)),
-        "tags": spec.map(|s| s.tags.clone()).unwrap_or_default(),
-        "last_run": stats.last_run.as_ref().map(history::entry),
-        "last_success": stats.last_success.as_ref().map(history::entry),
-        "last_failure": stats.last_failure.as_ref().map(history::entry),
-        "failure_streak": stats.failure_streak,
-        "counts": {
-            "runs": stats.runs,
-            "succeeded": stats.succeeded,
-            "failed": stats.failed,
-            "skipped": stats.skipped,
-            "missed": stats.missed,
-        },
-        "problems": job.problems,
-    });
-    Ok(Report::ok(data, human))
 }

@@ -2,16 +2,22 @@
 //! Exits 0 when a live scheduler holds the lock, 5 when none does or when its heartbeat is over 60 s
 //! old (`scheduler_unresponsive`).
 
-use chrono::DateTime;
-use serde_json::json;
+use std::collections::BTreeMap;
 
-use super::entry::Ctx;
-use super::history::entry;
-use super::output::{Report, Style, escape_controls, local, relative, utc};
-use crate::catalog::JobState;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::Ctx;
+use super::history::RunEntry;
+use super::output::{Output, Report, Style, View, escape_controls, local, relative, ser};
+use crate::catalog::{Catalog, JobState};
 use crate::error::{Error, Result};
 use crate::run::run_name;
 use crate::scheduler::lock::OwnerLock;
+use crate::spec::Problem;
+use crate::store::RunRow;
+use crate::store::owner::Owner;
 
 /// A heartbeat older than this means the scheduler is stopped or hung. It beats every 2 s; a beat can
 /// wait up to the store's 30 s busy timeout behind another process's write lock, so only an age past
@@ -23,157 +29,302 @@ const NEXT_SLOTS_SHOWN: usize = 10;
 
 pub fn run(ctx: &Ctx) -> Result<Report> {
     let now = ctx.clock.now();
-    let catalog = super::entry::catalog_with_runs(ctx, None)?;
-    let out = &ctx.out;
+    let catalog = ctx.catalog_with_runs(None)?;
     let holder = OwnerLock::holder(&ctx.home);
     let owner = catalog.store.owner()?;
-    let mut human = String::new();
-    let mut unresponsive = None;
-    let scheduler = match (&holder, &owner) {
-        (Some(holder), Some(owner)) => {
+    let in_flight = catalog.store.active_runs()?;
+    let failures = catalog.store.recent_failures(5)?;
+    let scheduler = SchedulerView::new(holder.as_deref(), owner.as_ref(), now);
+    let view = StatusView::new(&catalog, scheduler, &in_flight, &failures, now);
+    let error = match (&holder, &view.scheduler.detail) {
+        (None, _) => Some(Error::SchedulerNotRunning),
+        (Some(holder), Some(detail)) if !detail.responsive => Some(Error::SchedulerUnresponsive {
+            owner: holder.clone(),
+            age_s: detail.heartbeat_age_whole_s(now),
+        }),
+        (Some(_), _) => None,
+    };
+    Ok(Report::view(&view, &ctx.out)?.with_error(error))
+}
+
+#[derive(Serialize)]
+struct StatusView<'a> {
+    scheduler: SchedulerView<'a>,
+    /// How many jobs are in each state.
+    jobs: BTreeMap<&'static str, usize>,
+    in_flight: Vec<RunEntry<'a>>,
+    next_slots: Vec<NextSlot<'a>>,
+    spec_problems: Vec<SpecProblems<'a>>,
+    last_failures: Vec<RunEntry<'a>>,
+    /// Active jobs with a next slot beyond those shown.
+    #[serde(skip)]
+    later: usize,
+    #[serde(skip)]
+    now: DateTime<Utc>,
+}
+
+/// The scheduler as the lock and the store's owner row tell it: `owner` once a process holds the
+/// lock, the rest once it has recorded itself.
+#[derive(Serialize)]
+struct SchedulerView<'a> {
+    running: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+    #[serde(flatten)]
+    detail: Option<OwnerDetail<'a>>,
+}
+
+#[derive(Serialize)]
+struct OwnerDetail<'a> {
+    responsive: bool,
+    pid: i64,
+    host: &'a str,
+    version: &'a str,
+    #[serde(serialize_with = "ser::instant_opt")]
+    started_at: Option<DateTime<Utc>>,
+    uptime_s: Option<i64>,
+    #[serde(serialize_with = "ser::instant_opt")]
+    heartbeat_at: Option<DateTime<Utc>>,
+    heartbeat_age_s: Option<f64>,
+}
+
+/// The soonest slot of one active job.
+#[derive(Serialize)]
+struct NextSlot<'a> {
+    job_id: &'a str,
+    #[serde(serialize_with = "ser::instant")]
+    slot: DateTime<Utc>,
+    #[serde(skip)]
+    tz: Tz,
+}
+
+#[derive(Serialize)]
+struct SpecProblems<'a> {
+    job_id: &'a str,
+    spec_path: &'a str,
+    problems: &'a [Problem],
+}
+
+impl<'a> SchedulerView<'a> {
+    fn new(holder: Option<&'a str>, owner: Option<&'a Owner>, now: DateTime<Utc>) -> Self {
+        let detail = holder.and(owner).map(|owner| {
             let started = DateTime::from_timestamp_millis(owner.started_at);
             let beat = DateTime::from_timestamp_millis(owner.heartbeat_at);
             let age_s = beat.map_or(i64::MAX, |t| (now - t).num_seconds());
-            let state = if age_s > UNRESPONSIVE_AFTER_S {
-                unresponsive = Some(Error::SchedulerUnresponsive {
-                    owner: holder.clone(),
-                    age_s,
-                });
-                out.paint(Style::Red, "unresponsive")
-            } else {
-                out.paint(Style::Green, "running")
-            };
-            human.push_str(&format!(
-                "scheduler: {state} (pid {}, host {}, version {}), up since {}, last heartbeat {}\n",
-                owner.pid,
-                owner.host,
-                owner.version,
-                started.map_or("?".into(), |t| relative(t, now)),
-                beat.map_or("?".into(), |t| relative(t, now)),
-            ));
-            json!({
-                "running": true,
-                "responsive": unresponsive.is_none(),
-                "owner": holder,
-                "pid": owner.pid,
-                "host": owner.host,
-                "version": owner.version,
-                "started_at": started.map(utc),
-                "uptime_s": started.map(|t| (now - t).num_seconds()),
-                "heartbeat_at": beat.map(utc),
-                "heartbeat_age_s": beat.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
-            })
+            OwnerDetail {
+                responsive: age_s <= UNRESPONSIVE_AFTER_S,
+                pid: owner.pid,
+                host: &owner.host,
+                version: &owner.version,
+                started_at: started,
+                uptime_s: started.map(|t| (now - t).num_seconds()),
+                heartbeat_at: beat,
+                heartbeat_age_s: beat.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
+            }
+        });
+        Self {
+            running: holder.is_some(),
+            owner: holder,
+            detail,
         }
-        (Some(holder), None) => {
-            human.push_str(&format!(
+    }
+
+    fn render(&self, out: &Output, now: DateTime<Utc>) -> String {
+        match (self.owner, &self.detail) {
+            (Some(_), Some(detail)) => {
+                let state = if detail.responsive {
+                    out.paint(Style::Green, "running")
+                } else {
+                    out.paint(Style::Red, "unresponsive")
+                };
+                let ago = |t: Option<DateTime<Utc>>| t.map_or("?".into(), |t| relative(t, now));
+                format!(
+                    "scheduler: {state} (pid {}, host {}, version {}), up since {}, last heartbeat {}\n",
+                    detail.pid,
+                    detail.host,
+                    detail.version,
+                    ago(detail.started_at),
+                    ago(detail.heartbeat_at),
+                )
+            }
+            (Some(holder), None) => format!(
                 "scheduler: {} ({holder}), starting up\n",
                 out.paint(Style::Green, "running")
-            ));
-            json!({ "running": true, "owner": holder })
+            ),
+            (None, _) => format!("scheduler: {}\n", out.paint(Style::Red, "not running")),
         }
-        (None, _) => {
-            human.push_str(&format!(
-                "scheduler: {}\n",
-                out.paint(Style::Red, "not running")
-            ));
-            json!({ "running": false })
-        }
-    };
-
-    let mut by_state = std::collections::BTreeMap::new();
-    for job in &catalog.jobs {
-        *by_state.entry(job.state().as_str()).or_insert(0) += 1;
     }
-    human.push_str(&format!(
-        "jobs: {}\n",
-        by_state
+}
+
+impl OwnerDetail<'_> {
+    /// The heartbeat's age in whole seconds, as `scheduler_unresponsive` reports it.
+    fn heartbeat_age_whole_s(&self, now: DateTime<Utc>) -> i64 {
+        self.heartbeat_at
+            .map_or(i64::MAX, |t| (now - t).num_seconds())
+    }
+}
+
+impl<'a> StatusView<'a> {
+    fn new(
+        catalog: &'a Catalog,
+        scheduler: SchedulerView<'a>,
+        in_flight: &'a [RunRow],
+        failures: &'a [RunRow],
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut jobs = BTreeMap::new();
+        for job in &catalog.jobs {
+            *jobs.entry(job.state().as_str()).or_insert(0) += 1;
+        }
+        let mut next_slots = Vec::new();
+        for job in catalog
+            .jobs
             .iter()
-            .map(|(state, n)| format!("{n} {state}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-
-    let in_flight = catalog.store.active_runs()?;
-    human.push_str(&format!("in flight: {}\n", in_flight.len()));
-    for run in &in_flight {
-        human.push_str(&format!(
-            "  {} {}\n",
-            run_name(&run.job_id, run.seq),
-            run.status
-        ));
-    }
-
-    let mut upcoming = Vec::new();
-    for job in catalog
-        .jobs
-        .iter()
-        .filter(|j| j.state() == JobState::Active)
-    {
-        // One slot per job: a job due every second would otherwise fill the list on its own.
-        if let Some(schedule) = &job.schedule
-            && let Some(slot) = schedule.slots_after(now, 1).first()
+            .filter(|j| j.state() == JobState::Active)
         {
-            upcoming.push((slot.at, job.id().to_owned(), schedule.timezone()));
+            // One slot per job: a job due every second would otherwise fill the list on its own.
+            if let Some(schedule) = &job.schedule
+                && let Some(slot) = schedule.slots_after(now, 1).first()
+            {
+                next_slots.push(NextSlot {
+                    job_id: job.id(),
+                    slot: slot.at,
+                    tz: schedule.timezone(),
+                });
+            }
+        }
+        next_slots.sort_by(|a, b| (a.slot, a.job_id).cmp(&(b.slot, b.job_id)));
+        let later = next_slots.len().saturating_sub(NEXT_SLOTS_SHOWN);
+        next_slots.truncate(NEXT_SLOTS_SHOWN);
+        let spec_problems = catalog
+            .jobs
+            .iter()
+            .filter(|j| !j.problems.is_empty())
+            .map(|j| SpecProblems {
+                job_id: j.id(),
+                spec_path: &j.row.spec_path,
+                problems: &j.problems,
+            })
+            .collect();
+        Self {
+            scheduler,
+            jobs,
+            in_flight: in_flight.iter().map(RunEntry::new).collect(),
+            next_slots,
+            spec_problems,
+            last_failures: failures.iter().map(RunEntry::new).collect(),
+            later,
+            now,
         }
     }
-    upcoming.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let later = upcoming.len().saturating_sub(NEXT_SLOTS_SHOWN);
-    upcoming.truncate(NEXT_SLOTS_SHOWN);
-    human.push_str("next slots:\n");
-    for (at, id, tz) in &upcoming {
-        human.push_str(&format!(
-            "  {}  {id}  ({})\n",
-            local(*at, *tz),
-            relative(*at, now)
-        ));
-    }
-    if later > 0 {
-        human.push_str(&format!(
-            "  and {later} more job(s) later; `jobsctl list` shows every next slot\n"
-        ));
-    }
+}
 
-    let broken: Vec<_> = catalog
-        .jobs
-        .iter()
-        .filter(|j| !j.problems.is_empty())
-        .collect();
-    if !broken.is_empty() {
-        human.push_str(&out.paint(Style::Yellow, "spec problems:\n"));
-        for job in &broken {
-            if let Some(problem) = job.problems.first() {
+impl View for StatusView<'_> {
+    fn render(&self, out: &Output) -> String {
+        let mut human = self.scheduler.render(out, self.now);
+        human.push_str(&format!(
+            "jobs: {}\n",
+            self.jobs
+                .iter()
+                .map(|(state, n)| format!("{n} {state}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        human.push_str(&format!("in flight: {}\n", self.in_flight.len()));
+        for run in &self.in_flight {
+            human.push_str(&format!(
+                "  {} {}\n",
+                run_name(run.job_id, run.run),
+                run.status
+            ));
+        }
+        human.push_str("next slots:\n");
+        for slot in &self.next_slots {
+            human.push_str(&format!(
+                "  {}  {}  ({})\n",
+                local(slot.slot, slot.tz),
+                slot.job_id,
+                relative(slot.slot, self.now)
+            ));
+        }
+        if self.later > 0 {
+            human.push_str(&format!(
+                "  and {} more job(s) later; `jobsctl list` shows every next slot\n",
+                self.later
+            ));
+        }
+        if !self.spec_problems.is_empty() {
+            human.push_str(&out.paint(Style::Yellow, "spec problems:\n"));
+            for job in &self.spec_problems {
+                if let Some(problem) = job.problems.first() {
+                    human.push_str(&format!(
+                        "  {}:{}\n",
+                        escape_controls(job.spec_path),
+                        escape_controls(&problem.located())
+                    ));
+                }
+            }
+        }
+        if !self.last_failures.is_empty() {
+            human.push_str("last failures:\n");
+            for run in &self.last_failures {
                 human.push_str(&format!(
-                    "  {}:{}\n",
-                    escape_controls(&job.row.spec_path),
-                    escape_controls(&problem.located())
+                    "  {} {} {}\n",
+                    run_name(run.job_id, run.run),
+                    out.paint(Style::Red, run.status.as_str()),
+                    run.message.unwrap_or_default()
                 ));
             }
         }
+        human
     }
-    let failures = catalog.store.recent_failures(5)?;
-    if !failures.is_empty() {
-        human.push_str("last failures:\n");
-        for run in &failures {
-            human.push_str(&format!(
-                "  {} {} {}\n",
-                run_name(&run.job_id, run.seq),
-                out.paint(Style::Red, run.status.as_str()),
-                run.message.as_deref().unwrap_or_default()
-            ));
-        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid")
+            .with_timezone(&Utc)
     }
 
-    let data = json!({
-        "scheduler": scheduler,
-        "jobs": by_state,
-        "in_flight": in_flight.iter().map(entry).collect::<Vec<_>>(),
-        "next_slots": upcoming.iter().map(|(at, id, _)| json!({ "job_id": id, "slot": utc(*at) })).collect::<Vec<_>>(),
-        "spec_problems": broken.iter().map(|j| json!({ "job_id": j.id(), "spec_path": j.row.spec_path, "problems": j.problems })).collect::<Vec<_>>(),
-        "last_failures": failures.iter().map(entry).collect::<Vec<_>>(),
-    });
-    let error = match holder {
-        None => Some(Error::SchedulerNotRunning),
-        Some(_) => unresponsive,
-    };
-    Ok(Report { data, human, error })
+    #[test]
+    fn the_scheduler_says_only_what_is_known_of_it() {
+        let now = at("2026-11-22T12:00:00Z");
+        let json = |view: &SchedulerView<'_>| serde_json::to_value(view).expect("serializes");
+        assert_eq!(
+            json(&SchedulerView::new(None, None, now)),
+            serde_json::json!({ "running": false })
+        );
+        assert_eq!(
+            json(&SchedulerView::new(Some("7@host"), None, now)),
+            serde_json::json!({ "running": true, "owner": "7@host" })
+        );
+        let owner = Owner {
+            pid: 7,
+            host: "host".into(),
+            version: "0.1.0".into(),
+            started_at: at("2026-11-22T11:00:00Z").timestamp_millis(),
+            heartbeat_at: at("2026-11-22T11:58:58.500Z").timestamp_millis(),
+        };
+        let view = SchedulerView::new(Some("7@host"), Some(&owner), now);
+        assert_eq!(
+            json(&view),
+            serde_json::json!({
+                "running": true, "owner": "7@host", "responsive": false, "pid": 7, "host": "host",
+                "version": "0.1.0", "started_at": "2026-11-22T11:00:00.000Z", "uptime_s": 3600,
+                "heartbeat_at": "2026-11-22T11:58:58.500Z", "heartbeat_age_s": 61.5,
+            })
+        );
+        let out = Output {
+            json: false,
+            color: false,
+        };
+        assert_eq!(
+            view.render(&out, now),
+            "scheduler: unresponsive (pid 7, host host, version 0.1.0), up since 1h 0m ago, last heartbeat 1m 1s ago\n"
+        );
+    }
 }

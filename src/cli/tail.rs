@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local};
 
-use super::entry::Ctx;
+use super::Ctx;
 use super::output::{Output, Report, Style};
+use crate::artifacts::events::ProcessInfo;
 use crate::artifacts::rundir::EVENTS_FILE;
 use crate::artifacts::{Event, EventKind, RunDir, Stream};
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ pub struct TailArgs {
 }
 
 pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
-    let catalog = super::entry::catalog_with_runs(ctx, Some(id))?;
+    let catalog = ctx.catalog_with_runs(Some(id))?;
     let job_dir = crate::artifacts::rundir::job_dir(&ctx.home, id);
     let mut printer = Printer {
         out: ctx.out,
@@ -85,12 +86,9 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
     follow_from(&mut printer, id, &job_dir, seq, args.forever)
 }
 
+/// `--json` prints the event lines as they are, so a report of tail has no `data` of its own.
 fn quiet(human: String) -> Report {
-    Report {
-        data: serde_json::Value::Null,
-        human,
-        error: None,
-    }
+    Report::streamed(human)
 }
 
 /// Follows run `seq`, then (with `forever`) every run after it.
@@ -114,11 +112,7 @@ fn follow_from(
                     run_name(id, seq)
                 ));
             }
-            return Ok(Report {
-                data: serde_json::Value::Null,
-                human: String::new(),
-                error,
-            });
+            return Ok(Report::streamed(String::new()).with_error(error));
         }
         seq = wait_for_run(job_dir, seq);
     }
@@ -313,28 +307,34 @@ pub fn render(event: &Event, out: &Output) -> String {
     let time = DateTime::parse_from_rfc3339(&event.ts)
         .map(|t| t.with_timezone(&Local).format("%H:%M:%S%.3f").to_string())
         .unwrap_or_else(|_| event.ts.clone());
+    let (mark, style, text) = describe(event);
+    format!(
+        "{} {} {}\n",
+        out.paint(Style::Dim, &time),
+        mark,
+        out.paint(style, &text)
+    )
+}
+
+/// An event's marker, its colour and its words.
+type Described = (&'static str, Style, String);
+
+fn describe(event: &Event) -> Described {
     let run = run_name(&event.job_id, event.run);
-    let (mark, style, text) = match &event.kind {
+    let cut = |truncated: bool| if truncated { " [cut]" } else { "" };
+    match &event.kind {
         EventKind::Output {
             stream: Stream::Stdout,
             line,
             truncated,
             ..
-        } => (
-            "|",
-            Style::Plain,
-            format!("{line}{}", if *truncated { " [cut]" } else { "" }),
-        ),
+        } => ("|", Style::Plain, format!("{line}{}", cut(*truncated))),
         EventKind::Output {
             stream: Stream::Stderr,
             line,
             truncated,
             ..
-        } => (
-            "!",
-            Style::Yellow,
-            format!("{line}{}", if *truncated { " [cut]" } else { "" }),
-        ),
+        } => ("!", Style::Yellow, format!("{line}{}", cut(*truncated))),
         EventKind::OutputTruncated { lines, bytes, .. } => {
             ("!", Style::Yellow, truncation_note(*lines, *bytes))
         }
@@ -354,6 +354,42 @@ pub fn render(event: &Event, out: &Output) -> String {
                     .unwrap_or_default()
             ),
         ),
+        EventKind::RunFinished {
+            status,
+            duration_ms,
+            message,
+            ..
+        } => (
+            "=",
+            if *status == RunStatus::Succeeded {
+                Style::Green
+            } else {
+                Style::Red
+            },
+            format!(
+                "{run} {status} in {:.3} s{}",
+                *duration_ms as f64 / 1000.0,
+                message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        slot @ (EventKind::SlotSkipped { .. }
+        | EventKind::SlotMissed { .. }
+        | EventKind::SlotsCoalesced { .. }) => describe_slot(slot),
+        attempt @ (EventKind::AttemptStarted { .. }
+        | EventKind::AttemptFinished { .. }
+        | EventKind::RetryScheduled { .. }
+        | EventKind::Timeout { .. }
+        | EventKind::KillSent { .. }
+        | EventKind::ProcessesLeft { .. }) => describe_attempt(attempt),
+    }
+}
+
+/// The events of one attempt: its start and end, a retry, a timeout, the signals and leftovers.
+fn describe_attempt(kind: &EventKind) -> Described {
+    match kind {
         EventKind::AttemptStarted { attempt, pid, .. } => (
             "#",
             Style::Dim,
@@ -414,45 +450,15 @@ pub fn render(event: &Event, out: &Output) -> String {
             action,
             processes,
             ..
-        } => (
-            "K",
-            Style::Yellow,
-            format!(
-                "{} process(es) left after {}, {action}: {}",
-                processes.len(),
-                if cause == "owner_gone" {
-                    "the owner died"
-                } else {
-                    "the main process exited"
-                },
-                processes
-                    .iter()
-                    .map(|p| format!("{} ({})", p.pid, p.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        EventKind::RunFinished {
-            status,
-            duration_ms,
-            message,
-            ..
-        } => (
-            "=",
-            if *status == RunStatus::Succeeded {
-                Style::Green
-            } else {
-                Style::Red
-            },
-            format!(
-                "{run} {status} in {:.3} s{}",
-                *duration_ms as f64 / 1000.0,
-                message
-                    .as_ref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ),
-        ),
+        } => ("K", Style::Yellow, leftovers(cause, action, processes)),
+        // `describe` sends only the kinds above here; it names each, so a new kind fails to compile there.
+        other => ("?", Style::Dim, format!("{other:?}")),
+    }
+}
+
+/// Slots that did not run as runs of their own: skipped, missed, coalesced.
+fn describe_slot(kind: &EventKind) -> Described {
+    match kind {
         EventKind::SlotSkipped { slot, reason } => {
             ("-", Style::Yellow, format!("slot {slot} skipped: {reason}"))
         }
@@ -474,12 +480,26 @@ pub fn render(event: &Event, out: &Output) -> String {
             Style::Dim,
             format!("{count} slots {first_slot}..{last_slot} coalesced into this run"),
         ),
-    };
+        // `describe` sends only the kinds above here; it names each, so a new kind fails to compile there.
+        other => ("?", Style::Dim, format!("{other:?}")),
+    }
+}
+
+/// The processes an attempt left in its group, and what became of them.
+fn leftovers(cause: &str, action: &str, processes: &[ProcessInfo]) -> String {
     format!(
-        "{} {} {}\n",
-        out.paint(Style::Dim, &time),
-        mark,
-        out.paint(style, &text)
+        "{} process(es) left after {}, {action}: {}",
+        processes.len(),
+        if cause == "owner_gone" {
+            "the owner died"
+        } else {
+            "the main process exited"
+        },
+        processes
+            .iter()
+            .map(|p| format!("{} ({})", p.pid, p.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
