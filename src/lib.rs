@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub(crate) mod config;
 pub mod digest;
 pub mod duration;
 pub(crate) mod error;

@@ -13,11 +13,12 @@ use serde_json::Value;
 
 pub use super::checks::is_valid_id;
 use super::checks::{RULES_REVISION, semantic_problems};
+use super::defaults::Defaults;
 use super::model::JobSpec;
 pub use super::problem::Problem;
 use super::problem::problem_at;
 pub use super::schema::JOB_SCHEMA;
-use super::schema::{implausible_spec, schema_problems};
+use super::schema::{Document, implausible_spec, schema_problems};
 use super::yaml::{self, locate_problem, read_limited};
 use crate::digest::content_hash;
 use crate::error::{Error, Result};
@@ -92,7 +93,7 @@ pub fn recheck_stored(
     expected_id: &str,
     now: DateTime<Utc>,
 ) -> Result<LoadedSpec, Vec<Problem>> {
-    load_bytes(spec_json.as_bytes(), expected_id, now)
+    load_bytes(spec_json.as_bytes(), expected_id, now, &Defaults::default())
 }
 
 /// Given a job id and the content hash of its file, a spec already known to be valid for exactly that
@@ -109,6 +110,17 @@ pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
 pub fn load_dir_trusting(
     dir: &Path,
     now: DateTime<Utc>,
+    trusted: Trusted<'_>,
+) -> Result<Vec<SpecFile>> {
+    load_dir_with(dir, now, &Defaults::default(), trusted)
+}
+
+/// As [`load_dir_trusting`], each spec completed by `defaults` (the home's config) before it is
+/// checked.
+pub fn load_dir_with(
+    dir: &Path,
+    now: DateTime<Utc>,
+    defaults: &Defaults,
     trusted: Trusted<'_>,
 ) -> Result<Vec<SpecFile>> {
     let entries = match fs::read_dir(dir) {
@@ -130,7 +142,7 @@ pub fn load_dir_trusting(
     paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     let mut seen = HashSet::new();
     let mut files = Vec::with_capacity(paths.len());
-    for mut file in load_all(&paths, now, trusted) {
+    for mut file in load_all(&paths, now, defaults, trusted) {
         if let Some(id) = &file.stem_id
             && !seen.insert(id.clone())
         {
@@ -155,7 +167,12 @@ const FILES_PER_THREAD: usize = 256;
 
 /// Loads `paths` in order, on as many threads as there are cores when there are many: at 10,000 specs
 /// parsing is most of a scheduler's start, and the files are independent.
-fn load_all(paths: &[PathBuf], now: DateTime<Utc>, trusted: Trusted<'_>) -> Vec<SpecFile> {
+fn load_all(
+    paths: &[PathBuf],
+    now: DateTime<Utc>,
+    defaults: &Defaults,
+    trusted: Trusted<'_>,
+) -> Vec<SpecFile> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(paths.len() / FILES_PER_THREAD)
@@ -163,7 +180,7 @@ fn load_all(paths: &[PathBuf], now: DateTime<Utc>, trusted: Trusted<'_>) -> Vec<
     if threads < 2 {
         return paths
             .iter()
-            .map(|path| load_file_trusting(path, now, trusted))
+            .map(|path| load_file_trusting(path, now, defaults, trusted))
             .collect();
     }
     let chunk = paths.len().div_ceil(threads);
@@ -173,7 +190,7 @@ fn load_all(paths: &[PathBuf], now: DateTime<Utc>, trusted: Trusted<'_>) -> Vec<
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|path| load_file_trusting(path, now, trusted))
+                        .map(|path| load_file_trusting(path, now, defaults, trusted))
                         .collect::<Vec<_>>()
                 })
             })
@@ -191,10 +208,20 @@ fn load_all(paths: &[PathBuf], now: DateTime<Utc>, trusted: Trusted<'_>) -> Vec<
 
 /// Loads one spec file. Read failures become problems of the file, like any other.
 pub fn load_file(path: &Path, now: DateTime<Utc>) -> SpecFile {
-    load_file_trusting(path, now, &|_, _| None)
+    load_file_with(path, now, &Defaults::default())
 }
 
-fn load_file_trusting(path: &Path, now: DateTime<Utc>, trusted: Trusted<'_>) -> SpecFile {
+/// As [`load_file`], the spec completed by `defaults` before it is checked.
+pub fn load_file_with(path: &Path, now: DateTime<Utc>, defaults: &Defaults) -> SpecFile {
+    load_file_trusting(path, now, defaults, &|_, _| None)
+}
+
+fn load_file_trusting(
+    path: &Path,
+    now: DateTime<Utc>,
+    defaults: &Defaults,
+    trusted: Trusted<'_>,
+) -> SpecFile {
     let stem_id = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -211,11 +238,11 @@ fn load_file_trusting(path: &Path, now: DateTime<Utc>, trusted: Trusted<'_>) -> 
             };
         }
     };
-    let hash = content_hash(&bytes);
+    let hash = defaults.spec_hash(&bytes);
     let outcome = match &stem_id {
         Some(id) => match trusted(id, &hash) {
             Some(loaded) => Ok(loaded),
-            None => load_bytes(&bytes, id, now),
+            None => load_bytes(&bytes, id, now, defaults),
         },
         None => {
             let stem = path
@@ -248,22 +275,25 @@ pub fn load_source(
     expected_id: &str,
     now: DateTime<Utc>,
 ) -> Result<LoadedSpec, Vec<Problem>> {
-    load_bytes(source.as_bytes(), expected_id, now)
+    load_bytes(source.as_bytes(), expected_id, now, &Defaults::default())
 }
 
 fn load_bytes(
     bytes: &[u8],
     expected_id: &str,
     now: DateTime<Utc>,
+    defaults: &Defaults,
 ) -> Result<LoadedSpec, Vec<Problem>> {
     let text = yaml::decode(bytes)?;
     let root = yaml::parse(text)?;
-    let object = yaml::to_mapping(&root)?;
+    let mut object = yaml::to_mapping(&root)?;
     if let Some(problem) = implausible_spec(&root, &object) {
         return Err(vec![problem]);
     }
+    // A problem in a value the defaults filled in is positioned at the nearest field the file has.
+    defaults.apply(&mut object);
     let json = Value::Object(object);
-    let mut problems = schema_problems(&root, &json);
+    let mut problems = schema_problems(Document::Job, &root, &json);
     let mut reported: HashSet<String> = problems.iter().map(|p| p.pointer.clone()).collect();
     let mut parsed_cron = None;
     for (pointer, code, message) in semantic_problems(&json, expected_id, now, &mut parsed_cron) {

@@ -30,7 +30,7 @@ impl Problem {
     }
 }
 
-pub(super) fn problem_at(
+pub(crate) fn problem_at(
     line: usize,
     column: usize,
     pointer: &str,

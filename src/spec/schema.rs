@@ -14,6 +14,17 @@ use crate::text::lowercase_first;
 /// The JSON Schema of a job spec, as shipped in `schemas/job.schema.json`.
 pub const JOB_SCHEMA: &str = include_str!("../../schemas/job.schema.json");
 
+/// The JSON Schema of the home's `config.yaml`, as shipped in `schemas/config.schema.json`.
+pub const CONFIG_SCHEMA: &str = include_str!("../../schemas/config.schema.json");
+
+/// Which kind of document a YAML file is checked as: both go through the same stages and their
+/// problems read alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Document {
+    Job,
+    Config,
+}
+
 /// A mapping none of whose keys is a field of a spec is not a plausible spec: a file of `name:value`
 /// lines (`/etc/shadow` is one) reads as YAML keys, and the schema's problems would quote each key in
 /// full, in both the message and the pointer. Such a file gets one problem that quotes no more than
@@ -22,7 +33,7 @@ pub(super) fn implausible_spec(
     root: &MarkedYaml<'_>,
     object: &Map<String, Value>,
 ) -> Option<Problem> {
-    let fields = known_properties("");
+    let fields = known_properties(Document::Job, "");
     if object.is_empty() || object.keys().any(|key| fields.contains(key)) {
         return None;
     }
@@ -44,46 +55,75 @@ pub(super) fn implausible_spec(
     ))
 }
 
-/// Every way `json` breaks the schema, each positioned in `root`.
-pub(super) fn schema_problems(root: &MarkedYaml<'_>, json: &Value) -> Vec<Problem> {
-    validator()
+/// Every way `json` breaks the schema of `document`, each positioned in `root`.
+pub(crate) fn schema_problems(
+    document: Document,
+    root: &MarkedYaml<'_>,
+    json: &Value,
+) -> Vec<Problem> {
+    validator(document)
         .iter_errors(json)
-        .map(|error| schema_problem(root, &error))
+        .map(|error| schema_problem(document, root, &error))
         .collect()
 }
 
-/// The embedded schema, parsed once.
-fn schema_value() -> &'static Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        // The schema is compiled into the binary and tested, so failing here is a build defect.
-        #[expect(clippy::expect_used, reason = "the embedded schema is tested to parse")]
-        serde_json::from_str(JOB_SCHEMA).expect("embedded job schema is valid JSON")
+/// The embedded schema of `document`, parsed once.
+pub(crate) fn schema_value(document: Document) -> &'static Value {
+    static JOB: OnceLock<Value> = OnceLock::new();
+    static CONFIG: OnceLock<Value> = OnceLock::new();
+    let (cell, text) = match document {
+        Document::Job => (&JOB, JOB_SCHEMA),
+        Document::Config => (&CONFIG, CONFIG_SCHEMA),
+    };
+    cell.get_or_init(|| {
+        // The schemas are compiled into the binary and tested, so failing here is a build defect.
+        #[expect(
+            clippy::expect_used,
+            reason = "the embedded schemas are tested to parse"
+        )]
+        serde_json::from_str(text).expect("an embedded schema is valid JSON")
     })
 }
 
-fn validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
+fn validator(document: Document) -> &'static jsonschema::Validator {
+    static JOB: OnceLock<jsonschema::Validator> = OnceLock::new();
+    static CONFIG: OnceLock<jsonschema::Validator> = OnceLock::new();
+    let cell = match document {
+        Document::Job => &JOB,
+        Document::Config => &CONFIG,
+    };
+    cell.get_or_init(|| {
         #[expect(
             clippy::expect_used,
-            reason = "the embedded schema is tested to compile"
+            reason = "the embedded schemas are tested to compile"
         )]
         jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .should_validate_formats(true)
-            .build(schema_value())
-            .expect("embedded job schema compiles")
+            .build(schema_value(document))
+            .expect("an embedded schema compiles")
     })
 }
 
-fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>) -> Problem {
+fn schema_problem(
+    document: Document,
+    root: &MarkedYaml<'_>,
+    error: &jsonschema::ValidationError<'_>,
+) -> Problem {
     let pointer = error.instance_path().as_str().to_owned();
+    // The config's defaults hold parts of a spec: their messages are those of the spec's fields.
+    let field = match document {
+        Document::Job => pointer.clone(),
+        Document::Config => pointer
+            .strip_prefix("/defaults")
+            .unwrap_or(&pointer)
+            .to_owned(),
+    };
     let instance = error.instance();
     let (pointer, message) = match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let name = unexpected.first().cloned().unwrap_or_default();
-            let known = known_properties(&pointer);
+            let known = known_properties(document, &pointer);
             let hint = crate::text::closest(&name, known.iter().map(String::as_str), 1)
                 .into_iter()
                 .next()
@@ -103,16 +143,16 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
         ValidationErrorKind::PropertyNames { error } => {
             // Point at the offending key itself, not at the mapping that holds it.
             let name = error.instance().as_str().unwrap_or_default().to_owned();
-            let pointer = format!("{pointer}/{}", escape_pointer(&name));
-            let message = pattern_message(&pointer, &Value::String(name));
-            (pointer, message)
+            let key = format!("/{}", escape_pointer(&name));
+            let message = pattern_message(&format!("{field}{key}"), &Value::String(name));
+            (format!("{pointer}{key}"), message)
         }
         // `dependentRequired`: a group only means something for the user the run changes to.
         ValidationErrorKind::Required { property }
-            if pointer == "/run" && property.as_str() == Some("user") =>
+            if field == "/run" && property.as_str() == Some("user") =>
         {
             (
-                "/run/group".into(),
+                format!("{pointer}/group"),
                 "run.group needs run.user: it is the group of the user the run changes to".into(),
             )
         }
@@ -121,7 +161,7 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
             (pointer, format!("missing required field \"{name}\""))
         }
         // An env value may be a secret typed without quotes: say what kind it is, never what it is.
-        ValidationErrorKind::Type { .. } if pointer.starts_with("/run/env/") => (
+        ValidationErrorKind::Type { .. } if field.starts_with("/run/env/") => (
             pointer.clone(),
             format!(
                 "expected text, found {}; env values are never shown",
@@ -129,7 +169,7 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
             ),
         ),
         // `env: "API_TOKEN=..."` holds its values in the text itself.
-        _ if pointer == "/run/env" => (
+        _ if field == "/run/env" => (
             pointer.clone(),
             format!(
                 "expected a mapping of names to values such as {{ API_TOKEN: ... }}, found {}; \
@@ -141,18 +181,16 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
             pointer.clone(),
             format!(
                 "expected {}, found {}",
-                expected_type(&pointer),
+                expected_type(&field),
                 json_kind(instance)
             ),
         ),
-        ValidationErrorKind::Pattern { .. } => {
-            (pointer.clone(), pattern_message(&pointer, instance))
-        }
+        ValidationErrorKind::Pattern { .. } => (pointer.clone(), pattern_message(&field, instance)),
         ValidationErrorKind::Enum { options } => (
             pointer,
             format!("{instance} is not one of {}", join_json(options)),
         ),
-        ValidationErrorKind::AnyOf { .. } if pointer == "/policy/misfire_grace" => (
+        ValidationErrorKind::AnyOf { .. } if field == "/policy/misfire_grace" => (
             pointer,
             format!("{instance} is not a duration such as 5m or 1h, nor \"unlimited\""),
         ),
@@ -185,8 +223,8 @@ fn clip(message: String) -> String {
 }
 
 /// The property names the schema allows in the object at `pointer`, for "did you mean".
-fn known_properties(pointer: &str) -> Vec<String> {
-    let mut node = schema_value();
+fn known_properties(document: Document, pointer: &str) -> Vec<String> {
+    let mut node = schema_value(document);
     for token in pointer.split('/').skip(1) {
         match node.get("properties").and_then(|p| p.get(token)) {
             Some(child) => node = child,

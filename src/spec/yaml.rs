@@ -15,7 +15,7 @@ use super::problem::{Problem, problem_at};
 /// Spec files larger than this are refused unread: a job spec is a few hundred bytes.
 pub(super) const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
-pub(super) fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
+pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
     use std::os::unix::fs::OpenOptionsExt;
     let unreadable = |e: std::io::Error| {
         problem_at(1, 1, "", "unreadable", format!("cannot read the file: {e}"))
@@ -156,7 +156,7 @@ fn nesting_problem(text: &str) -> Option<Problem> {
 }
 
 /// Parses `text` as the one YAML document of a spec, with positions.
-pub(super) fn parse(text: &str) -> Result<MarkedYaml<'_>, Vec<Problem>> {
+pub(crate) fn parse(text: &str) -> Result<MarkedYaml<'_>, Vec<Problem>> {
     if let Some(problem) = nesting_problem(text) {
         return Err(vec![problem]);
     }
@@ -217,7 +217,7 @@ fn yaml_message(info: &str) -> String {
 }
 
 /// The text of a spec file, which must be UTF-8.
-pub(super) fn decode(bytes: &[u8]) -> Result<&str, Vec<Problem>> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<&str, Vec<Problem>> {
     std::str::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_column(bytes, e.valid_up_to());
         vec![problem_at(
@@ -231,7 +231,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<&str, Vec<Problem>> {
 }
 
 /// The JSON of a document whose top level must be a mapping, or everything JSON cannot carry.
-pub(super) fn to_mapping(root: &MarkedYaml<'_>) -> Result<Map<String, Value>, Vec<Problem>> {
+pub(crate) fn to_mapping(root: &MarkedYaml<'_>) -> Result<Map<String, Value>, Vec<Problem>> {
     let mut problems = Vec::new();
     let json = to_json(root, &mut String::new(), &mut problems);
     if !problems.is_empty() {
@@ -383,7 +383,7 @@ fn unescape_pointer(token: &str) -> String {
 
 /// Positions a problem at the node `pointer` names: a mapping entry's key, a list item, or the
 /// deepest existing node on the way when the pointer names something absent.
-pub(super) fn locate_problem(
+pub(crate) fn locate_problem(
     root: &MarkedYaml<'_>,
     pointer: &str,
     code: &'static str,

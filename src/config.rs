@@ -1,0 +1,198 @@
+//! The home's `config.yaml`: read and checked through the same stages as a spec (bytes, YAML, the
+//! config schema), its problems positioned the same way, and the typed settings it holds (so far the
+//! defaults every spec gets). Must not touch the store or decide anything about runs; where the last
+//! good version is kept is the caller's business.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::home::Home;
+use crate::spec::Defaults;
+use crate::spec::problem::{Problem, problem_at};
+use crate::spec::schema::{Document, schema_problems};
+use crate::spec::yaml;
+
+/// The file name of the config, at the root of the home.
+pub const CONFIG_FILE: &str = "config.yaml";
+
+/// What `config.yaml` says, checked. A home without the file has the default: no defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HomeConfig {
+    pub defaults: Defaults,
+}
+
+/// The wire shape of the file, after the schema has passed it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    #[serde(default)]
+    defaults: Map<String, Value>,
+}
+
+/// The result of reading the home's config: where it is, whether it is there, its content hash, and
+/// either the settings or the problems in document order.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// `None` when the home has no config file.
+    pub hash: Option<String>,
+    pub outcome: Result<HomeConfig, Vec<Problem>>,
+}
+
+impl ConfigFile {
+    pub fn is_present(&self) -> bool {
+        self.hash.is_some()
+    }
+}
+
+/// Reads and checks `config.yaml` of `home`. A missing file is the default config, not a problem; a
+/// file that cannot be read is one, like a spec that cannot be read.
+pub fn load(home: &Home) -> ConfigFile {
+    load_path(&home.root().join(CONFIG_FILE))
+}
+
+/// As [`load`], from a path.
+pub fn load_path(path: &Path) -> ConfigFile {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return ConfigFile {
+                path: path.to_owned(),
+                hash: None,
+                outcome: Ok(HomeConfig::default()),
+            };
+        }
+        _ => {}
+    }
+    match yaml::read_limited(path) {
+        Ok(bytes) => ConfigFile {
+            path: path.to_owned(),
+            hash: Some(crate::digest::content_hash(&bytes)),
+            outcome: load_bytes(&bytes),
+        },
+        Err(problem) => ConfigFile {
+            path: path.to_owned(),
+            hash: Some(String::new()),
+            outcome: Err(vec![problem]),
+        },
+    }
+}
+
+/// Checks a config given as text (tests, and the config a store kept as its last good version).
+pub fn load_source(text: &str) -> Result<HomeConfig, Vec<Problem>> {
+    load_bytes(text.as_bytes())
+}
+
+fn load_bytes(bytes: &[u8]) -> Result<HomeConfig, Vec<Problem>> {
+    let text = yaml::decode(bytes)?;
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        // Unlike a spec, an empty config (or one of only comments) means something: it sets nothing.
+        Err(problems) if problems.iter().all(|p| p.code == "empty_file") => {
+            return Ok(HomeConfig::default());
+        }
+        Err(problems) => return Err(problems),
+    };
+    if root.data.is_null() {
+        return Ok(HomeConfig::default());
+    }
+    let json = Value::Object(yaml::to_mapping(&root)?);
+    let mut problems = schema_problems(Document::Config, &root, &json);
+    if !problems.is_empty() {
+        problems
+            .sort_by(|a, b| (a.line, a.column, &a.pointer).cmp(&(b.line, b.column, &b.pointer)));
+        return Err(problems);
+    }
+    let wire: Wire = serde_json::from_value(json).map_err(|e| {
+        vec![problem_at(
+            1,
+            1,
+            "",
+            "internal",
+            format!(
+                "the config passed the schema but does not fit the model ({e}); this is a bug in jobs"
+            ),
+        )]
+    })?;
+    Ok(HomeConfig {
+        defaults: Defaults::new(wire.defaults),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_read_and_an_empty_file_sets_nothing() {
+        let config =
+            load_source("defaults:\n  retention:\n    keep_last: 20\n  run:\n    timeout: 1h\n");
+        let Ok(config) = config else {
+            panic!("a good config loads: {config:?}");
+        };
+        assert_eq!(
+            Value::Object(config.defaults.values().clone()),
+            serde_json::json!({"retention": {"keep_last": 20}, "run": {"timeout": "1h"}})
+        );
+        assert_eq!(load_source("# nothing yet\n"), Ok(HomeConfig::default()));
+    }
+
+    #[test]
+    fn a_bad_value_is_a_positioned_problem_worded_like_the_specs_one() {
+        let Err(problems) = load_source("defaults:\n  run:\n    timeout: soon\n") else {
+            panic!("a bad duration is refused");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let problem = &problems[0];
+        assert_eq!((problem.line, problem.column), (3, 5), "{problem:?}");
+        assert_eq!(problem.pointer, "/defaults/run/timeout");
+        assert!(
+            problem.message.contains("is not a duration such as"),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_gets_a_did_you_mean() {
+        let Err(problems) = load_source("defaults:\n  retension:\n    keep_last: 2\n") else {
+            panic!("an unknown field is refused");
+        };
+        assert!(
+            problems[0].message.contains("did you mean \"retention\""),
+            "{problems:?}"
+        );
+        assert_eq!(problems[0].pointer, "/defaults/retension");
+    }
+
+    #[test]
+    fn a_spec_field_that_is_no_default_is_refused() {
+        let Err(problems) = load_source("defaults:\n  run:\n    command: [\"true\"]\n") else {
+            panic!("a command cannot be a default");
+        };
+        assert_eq!(problems[0].pointer, "/defaults/run/command", "{problems:?}");
+    }
+
+    /// The defaults' sections are copies of the job schema's, so a default means what the same
+    /// field in a spec means; this keeps the copies in step.
+    #[test]
+    fn the_config_schemas_defaults_are_the_job_schemas_fields() {
+        use crate::spec::schema::schema_value;
+        let job = schema_value(Document::Job);
+        let config = schema_value(Document::Config);
+        let defaults = &config["properties"]["defaults"]["properties"];
+        for section in ["retry", "retention"] {
+            assert_eq!(
+                defaults[section], job["properties"][section],
+                "defaults.{section} is the spec's {section}"
+            );
+        }
+        for field in ["timeout", "kill_grace"] {
+            assert_eq!(
+                defaults["run"]["properties"][field], job["properties"]["run"]["properties"][field],
+                "defaults.run.{field} is the spec's run.{field}"
+            );
+        }
+        assert_eq!(config["$defs"]["duration"], job["$defs"]["duration"]);
+    }
+}
