@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+use crate::config::{self, ConfigFile};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::schedule::Schedule;
-use crate::spec::load::{load_dir_trusting, loader_fingerprint, recheck_stored};
+use crate::spec::load::{load_dir_with, loader_fingerprint, recheck_stored};
 use crate::spec::{JobSpec, LoadedSpec, Problem, SpecFile};
 use crate::store::{JobRow, Store, SyncReport};
 
@@ -17,6 +18,8 @@ pub struct Catalog {
     /// Spec files that are not jobs (a name that is not a valid id, a second file for an id), with the
     /// reason each is ignored.
     pub stray_files: Vec<(PathBuf, String)>,
+    /// The home's `config.yaml` as read; its problems, if any, mean its last good version is in force.
+    pub config: ConfigFile,
     pub store: Store,
     pub jobs: Vec<Job>,
     pub sync: SyncReport,
@@ -125,7 +128,20 @@ impl Catalog {
                 .ok()?;
             Some(LoadedSpec { spec, schedule })
         };
-        let files = load_dir_trusting(&home.jobs_dir(), now, &trusted)?;
+        let config = config::load(home);
+        let kept = store.kept_config()?;
+        let in_force = config::in_force(&config, kept.as_ref());
+        if let Some(keep) = &in_force.keep {
+            match store.keep_config(keep.as_ref(), now.timestamp_millis()) {
+                Ok(()) => {}
+                // As with the specs below: the next command records it.
+                Err(e) if e.is_busy() => {
+                    tracing::warn!("the config's change is not recorded in the store yet: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let files = load_dir_with(&home.jobs_dir(), now, &in_force.config.defaults, &trusted)?;
         let sync = match store.sync_specs(
             &files,
             |f| home.display_path(&f.path),
@@ -175,6 +191,7 @@ impl Catalog {
             .collect();
         Ok(Self {
             stray_files,
+            config,
             store,
             jobs,
             sync,

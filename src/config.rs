@@ -13,6 +13,7 @@ use crate::spec::Defaults;
 use crate::spec::problem::{Problem, problem_at};
 use crate::spec::schema::{Document, schema_problems};
 use crate::spec::yaml;
+use crate::store::KeptConfig;
 
 /// The file name of the config, at the root of the home.
 pub const CONFIG_FILE: &str = "config.yaml";
@@ -38,6 +39,8 @@ pub struct ConfigFile {
     pub path: PathBuf,
     /// `None` when the home has no config file.
     pub hash: Option<String>,
+    /// The text, when it passed every check: what the store keeps as the last good version.
+    pub source: Option<String>,
     pub outcome: Result<HomeConfig, Vec<Problem>>,
 }
 
@@ -60,22 +63,72 @@ pub fn load_path(path: &Path) -> ConfigFile {
             return ConfigFile {
                 path: path.to_owned(),
                 hash: None,
+                source: None,
                 outcome: Ok(HomeConfig::default()),
             };
         }
         _ => {}
     }
     match yaml::read_limited(path) {
-        Ok(bytes) => ConfigFile {
-            path: path.to_owned(),
-            hash: Some(crate::digest::content_hash(&bytes)),
-            outcome: load_bytes(&bytes),
-        },
+        Ok(bytes) => {
+            let outcome = load_bytes(&bytes);
+            ConfigFile {
+                path: path.to_owned(),
+                hash: Some(crate::digest::content_hash(&bytes)),
+                source: outcome
+                    .is_ok()
+                    .then(|| String::from_utf8_lossy(&bytes).into_owned()),
+                outcome,
+            }
+        }
         Err(problem) => ConfigFile {
             path: path.to_owned(),
             hash: Some(String::new()),
+            source: None,
             outcome: Err(vec![problem]),
         },
+    }
+}
+
+/// The config in force, given the file as it is and the last good version the store kept, and what
+/// the store should keep from now on (`None`: leave it as it is; `Some(None)`: forget it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InForce {
+    pub config: HomeConfig,
+    /// The file is invalid and an earlier good version is in force instead.
+    pub kept_in_force: bool,
+    pub keep: Option<Option<KeptConfig>>,
+}
+
+/// A valid file is in force (and becomes the kept version); an invalid one leaves the kept version
+/// in force, as a job keeps the last good version of its spec; no file means no defaults.
+pub fn in_force(file: &ConfigFile, kept: Option<&KeptConfig>) -> InForce {
+    match (&file.outcome, &file.hash, &file.source) {
+        (Ok(config), Some(hash), Some(source)) => InForce {
+            config: config.clone(),
+            kept_in_force: false,
+            keep: (kept.map(|k| &k.hash) != Some(hash)).then(|| {
+                Some(KeptConfig {
+                    hash: hash.clone(),
+                    source: source.clone(),
+                })
+            }),
+        },
+        (Ok(config), _, _) => InForce {
+            config: config.clone(),
+            kept_in_force: false,
+            keep: kept.is_some().then_some(None),
+        },
+        (Err(_), _, _) => {
+            // A kept text this loader refuses (rules tightened since) gives no defaults at all
+            // rather than half of them.
+            let config = kept.and_then(|k| load_source(&k.source).ok());
+            InForce {
+                kept_in_force: config.is_some(),
+                config: config.unwrap_or_default(),
+                keep: None,
+            }
+        }
     }
 }
 
@@ -123,6 +176,47 @@ fn load_bytes(bytes: &[u8]) -> Result<HomeConfig, Vec<Problem>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(text: &str) -> ConfigFile {
+        let outcome = load_source(text);
+        ConfigFile {
+            path: PathBuf::from("config.yaml"),
+            hash: Some(crate::digest::content_hash(text.as_bytes())),
+            source: outcome.is_ok().then(|| text.to_owned()),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_valid_file_is_kept_an_invalid_one_leaves_the_kept_one_in_force_and_none_forgets_it() {
+        let good = file("defaults:\n  retention:\n    keep_last: 3\n");
+        let first = in_force(&good, None);
+        let Some(Some(kept)) = first.keep.clone() else {
+            panic!("a first good config is kept: {first:?}");
+        };
+        assert!(!first.kept_in_force);
+        assert_eq!(in_force(&good, Some(&kept)).keep, None, "kept already");
+
+        let bad = file("defaults:\n  retention:\n    keep_last: none\n");
+        let during = in_force(&bad, Some(&kept));
+        assert!(during.kept_in_force);
+        assert_eq!(during.config, first.config);
+        assert_eq!(
+            during.keep, None,
+            "an invalid file never replaces the kept one"
+        );
+        assert_eq!(in_force(&bad, None).config, HomeConfig::default());
+
+        let gone = ConfigFile {
+            path: PathBuf::from("config.yaml"),
+            hash: None,
+            source: None,
+            outcome: Ok(HomeConfig::default()),
+        };
+        let after = in_force(&gone, Some(&kept));
+        assert_eq!(after.config, HomeConfig::default());
+        assert_eq!(after.keep, Some(None));
+    }
 
     #[test]
     fn defaults_are_read_and_an_empty_file_sets_nothing() {

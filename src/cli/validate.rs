@@ -7,25 +7,44 @@ use serde::Serialize;
 
 use super::Ctx;
 use super::output::{Output, Report, Style, View, escape_controls};
+use crate::config::{self, CONFIG_FILE, ConfigFile};
 use crate::error::{Error, Result};
-use crate::spec::{Problem, SpecFile, load_dir, load_file};
+use crate::spec::load::{load_dir_with, load_file_with};
+use crate::spec::{Defaults, Problem};
 
 pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
     let now = ctx.clock.now();
-    let mut files: Vec<(String, SpecFile)> = Vec::new();
+    // Specs are checked as the home would run them, completed by its config's defaults; an invalid
+    // config is reported here and its defaults left out.
+    let home_config = config::load(&ctx.home);
+    let defaults = match &home_config.outcome {
+        Ok(config) => config.defaults.clone(),
+        Err(_) => Defaults::default(),
+    };
+    let mut files: Vec<(String, Checked)> = Vec::new();
     if paths.is_empty() {
-        for file in load_dir(&ctx.home.jobs_dir(), now)? {
-            files.push((ctx.home.display_path(&file.path), file));
+        if home_config.is_present() {
+            files.push((
+                ctx.home.display_path(&home_config.path),
+                Checked::config(&home_config),
+            ));
+        }
+        for file in load_dir_with(&ctx.home.jobs_dir(), now, &defaults, &|_, _| None)? {
+            files.push((ctx.home.display_path(&file.path), Checked::spec(&file)));
         }
     } else {
         for path in paths {
             // Relative to the current directory, as a shell user expects.
             if path.is_dir() {
-                for file in load_dir(path, now)? {
-                    files.push((file.path.display().to_string(), file));
+                for file in load_dir_with(path, now, &defaults, &|_, _| None)? {
+                    files.push((file.path.display().to_string(), Checked::spec(&file)));
                 }
+            } else if path.file_name().is_some_and(|name| name == CONFIG_FILE) {
+                let file = config::load_path(path);
+                files.push((path.display().to_string(), Checked::config(&file)));
             } else {
-                files.push((path.display().to_string(), load_file(path, now)));
+                let file = load_file_with(path, now, &defaults);
+                files.push((path.display().to_string(), Checked::spec(&file)));
             }
         }
     }
@@ -35,17 +54,36 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
             .iter()
             .map(|(shown, file)| FileEntry {
                 path: shown,
-                ok: file.is_ok(),
-                problems: file.problems(),
+                ok: file.problems.is_empty(),
+                problems: &file.problems,
             })
             .collect(),
         total: files.len(),
-        invalid: files.iter().filter(|(_, f)| !f.is_ok()).count(),
+        invalid: files.iter().filter(|(_, f)| !f.problems.is_empty()).count(),
     };
     let error = (view.invalid > 0).then_some(Error::InvalidSpecs {
         count: view.invalid,
     });
     Ok(Report::view(&view, &ctx.out)?.with_error(error))
+}
+
+/// One file checked, a spec or the config: its problems, none when it is valid.
+struct Checked {
+    problems: Vec<Problem>,
+}
+
+impl Checked {
+    fn spec(file: &crate::spec::SpecFile) -> Self {
+        Self {
+            problems: file.problems().to_vec(),
+        }
+    }
+
+    fn config(file: &ConfigFile) -> Self {
+        Self {
+            problems: file.outcome.as_ref().err().cloned().unwrap_or_default(),
+        }
+    }
 }
 
 /// Every file checked, with its problems.

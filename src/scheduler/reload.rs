@@ -88,6 +88,14 @@ pub fn reload(
 /// client such as `jobsctl list` may have synced a new spec before the scheduler saw it).
 fn log_problems(catalog: &Catalog, first_load: bool) -> Census {
     let mut census = Census::default();
+    if first_load && let Err(problems) = &catalog.config.outcome {
+        for problem in problems {
+            tracing::warn!(
+                problem = %format!("{}:{}:{}: {}", catalog.config.path.display(), problem.line, problem.column, problem.brief()),
+                "the home's config is invalid; its last good version (or none) is in force"
+            );
+        }
+    }
     for job in &catalog.jobs {
         census.count(job);
         if let Some(problem) = job.problems.first()

@@ -38,6 +38,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_run_processes.sql",
         include_str!("../../db/migrations/0007_run_processes.sql"),
     ),
+    (
+        "0008_home_config.sql",
+        include_str!("../../db/migrations/0008_home_config.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

@@ -16,6 +16,7 @@ mod commands;
 mod common;
 mod contract;
 mod first_day;
+mod home_config;
 mod maintenance;
 mod more_breaks;
 mod orphans;
