@@ -53,7 +53,7 @@ impl ConfigFile {
 /// Reads and checks `config.yaml` of `home`. A missing file is the default config, not a problem; a
 /// file that cannot be read is one, like a spec that cannot be read.
 pub fn load(home: &Home) -> ConfigFile {
-    load_path(&home.root().join(CONFIG_FILE))
+    load_path(&home.config_path())
 }
 
 /// As [`load`], from a path.

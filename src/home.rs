@@ -22,6 +22,11 @@ impl Home {
         self.root.join("jobs")
     }
 
+    /// The home's optional `config.yaml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(crate::config::CONFIG_FILE)
+    }
+
     pub fn db_dir(&self) -> PathBuf {
         self.root.join("db")
     }

@@ -123,7 +123,7 @@ pub async fn run(
     // The watch starts once the specs are loaded: the first load is not a change.
     let parts = Components {
         supervisor: Supervisor::new(Arc::clone(&store), Arc::clone(&clock), me.clone()),
-        watch: SpecWatch::start(&home.jobs_dir(), options.rescan_every),
+        watch: SpecWatch::start(&home.jobs_dir(), &home.config_path(), options.rescan_every),
         retention: Retention::new(Arc::clone(&store), home.runs_dir(), Arc::clone(&clock)),
         slot_log: SlotLog::new(home.clone(), Arc::clone(&clock)),
     };

@@ -3,6 +3,7 @@
 //! replace the file), and a periodic rescan covers what events miss. Must not read the specs itself
 //! (the daemon's reload does).
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,14 +20,25 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 pub struct SpecWatch {
     _watcher: Option<SpecWatcher>,
     changes: Option<mpsc::Receiver<()>>,
+    /// The home's `config.yaml`, watched through its directory (an editor replaces the file).
+    _config_watcher: Option<SpecWatcher>,
+    config_changes: Option<mpsc::Receiver<()>>,
     rescan: tokio::time::Interval,
 }
 
 impl SpecWatch {
     /// Starts watching `dir`, and rescanning every `rescan_every` (first after one period: the daemon
     /// has just loaded the specs). Must be called within the runtime.
-    pub fn start(dir: &Path, rescan_every: Duration) -> Self {
-        let (watcher, changes) = match watch(dir) {
+    pub fn start(dir: &Path, config: &Path, rescan_every: Duration) -> Self {
+        let (watcher, changes) = match watch(dir, None) {
+            Some((watcher, changes)) => (Some(watcher), Some(changes)),
+            None => (None, None),
+        };
+        let (config_watcher, config_changes) = match config
+            .parent()
+            .zip(config.file_name())
+            .and_then(|(home, name)| watch(home, Some(name)))
+        {
             Some((watcher, changes)) => (Some(watcher), Some(changes)),
             None => (None, None),
         };
@@ -35,6 +47,8 @@ impl SpecWatch {
         Self {
             _watcher: watcher,
             changes,
+            _config_watcher: config_watcher,
+            config_changes,
             rescan,
         }
     }
@@ -47,8 +61,15 @@ impl SpecWatch {
                 None => std::future::pending().await,
             }
         };
+        let config = async {
+            match self.config_changes.as_mut() {
+                Some(changes) => changes.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some(()) = events => "spec change",
+            Some(()) = config => "config change",
             _ = self.rescan.tick() => "periodic rescan",
         }
     }
@@ -59,15 +80,29 @@ pub struct SpecWatcher {
     _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
 }
 
-/// Starts watching `dir`; each settled batch of changes sends one `()`. Returns `None` (and the caller
-/// relies on its periodic rescan) where the platform cannot watch.
-pub fn watch(dir: &Path) -> Option<(SpecWatcher, mpsc::Receiver<()>)> {
+/// Starts watching `dir` (only its entry named `only`, when given); each settled batch of changes
+/// sends one `()`. Returns `None` (and the caller relies on its periodic rescan) where the platform
+/// cannot watch.
+pub fn watch(dir: &Path, only: Option<&OsStr>) -> Option<(SpecWatcher, mpsc::Receiver<()>)> {
     let (tx, rx) = mpsc::channel(1);
+    let whole_dir = only.is_none();
+    let only = only.map(OsStr::to_owned);
     let handler = move |result: DebounceEventResult| {
         // Reading the specs (which every reload does) produces access events; only a change to the
-        // directory's contents is worth a rescan, or the scheduler would wake itself forever.
+        // directory's contents is worth a rescan, or the scheduler would wake itself forever. In the
+        // home's root only the config counts: logs and the store's files change there all the time.
+        let relevant = |event: &notify_debouncer_full::DebouncedEvent| {
+            only.as_ref().is_none_or(|name| {
+                event
+                    .paths
+                    .iter()
+                    .any(|path| path.file_name() == Some(name.as_os_str()))
+            })
+        };
         let changed = match &result {
-            Ok(events) => events.iter().any(|event| is_change(&event.kind)),
+            Ok(events) => events
+                .iter()
+                .any(|event| is_change(&event.kind) && relevant(event)),
             Err(_) => true,
         };
         if changed {
@@ -85,7 +120,7 @@ pub fn watch(dir: &Path) -> Option<(SpecWatcher, mpsc::Receiver<()>)> {
             return None;
         }
     };
-    if let Err(e) = std::fs::create_dir_all(dir) {
+    if whole_dir && let Err(e) = std::fs::create_dir_all(dir) {
         tracing::warn!("cannot create {}: {e}", dir.display());
     }
     if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {

@@ -82,3 +82,25 @@ fn a_home_without_a_config_or_with_an_empty_one_runs_as_before() {
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     assert_eq!(retention(&home, "a"), serde_json::json!({}));
 }
+
+#[test]
+fn the_scheduler_notices_a_config_change_at_once_not_at_its_next_rescan() {
+    let home = TestHome::new();
+    home.spec("a.yaml", manual_spec("a"));
+    let scheduler = crate::common::start_scheduler(&home, &[]);
+    crate::common::wait_until("the scheduler to start", 10, || {
+        crate::common::scheduler_log(&home).contains("scheduler started")
+    });
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "defaults:\n  retention:\n    keep_last: 4\n",
+    )
+    .expect("write config");
+    // The periodic rescan comes every 30 s; the watch sees the file within a second or two.
+    crate::common::wait_until("the new default in the stored spec", 10, || {
+        home.count(
+            "SELECT COUNT(*) FROM jobs WHERE id = 'a' AND spec_json LIKE '%\"keep_last\":4%'",
+        ) == 1
+    });
+    assert_eq!(crate::common::stop(scheduler), 0);
+}
