@@ -286,7 +286,10 @@ fn sigterm_with_a_long_run_in_flight_interrupts_it_cleanly() {
         format!("id: long\n{EVERY_SECOND}run:\n  shell: \"echo $$ > pid.$JOBS_RUN_SEQ; sleep 30\"\n  kill_grace: 1s\n"),
     );
     let scheduler = start_scheduler(&home, &[]);
-    wait_until("a run in flight", 10, || home.path().join("pid.1").exists());
+    // The shell creates the file before `echo` writes to it: wait for the whole line.
+    wait_until("a run in flight", 10, || {
+        std::fs::read_to_string(home.path().join("pid.1")).is_ok_and(|text| text.ends_with('\n'))
+    });
     let pid: i32 = std::fs::read_to_string(home.path().join("pid.1"))
         .expect("pid")
         .trim()
