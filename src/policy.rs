@@ -158,7 +158,37 @@ pub fn claim_at(
 /// `now` is missed. With `coalesce`, all due slots stand behind one run for the latest (judged by its
 /// own lateness); without, each on-time slot gets its own run.
 pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
-    let mut due: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    let (due, cursor) = due_slots(input, now);
+    let (Some(&(first_slot, _)), Some(&(last_slot, _))) = (due.first(), due.last()) else {
+        return Plan {
+            decisions: Vec::new(),
+            next_slot: Some(input.next_slot),
+        };
+    };
+    let mut decisions = Vec::new();
+    if input.operator == Operator::Paused {
+        decisions.push(Decision::Skip {
+            first_slot,
+            last_slot,
+            count: due.len() as u64,
+            reason: SkipReason::Paused,
+        });
+    } else {
+        let fires = fires_of(input, &due, cursor, now, &mut decisions);
+        admit(input, fires, &mut decisions);
+    }
+    Plan {
+        decisions,
+        next_slot: cursor,
+    }
+}
+
+/// A slot and the instant it is due, its jitter added.
+type DueSlot = (DateTime<Utc>, DateTime<Utc>);
+
+/// The slots due by `now`, at most [`MAX_SLOTS_PER_TICK`], and the slot after them.
+fn due_slots(input: &Input<'_>, now: DateTime<Utc>) -> (Vec<DueSlot>, Option<DateTime<Utc>>) {
+    let mut due = Vec::new();
     let mut cursor = Some(input.next_slot);
     while let Some(slot) = cursor {
         let at = due_at(input.job_id, input.schedule, slot, input.jitter);
@@ -168,29 +198,22 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
         due.push((slot, at));
         cursor = input.schedule.next_after(slot);
     }
-    let Some(&(last_slot, last_due)) = due.last() else {
-        return Plan {
-            decisions: Vec::new(),
-            next_slot: Some(input.next_slot),
-        };
+    (due, cursor)
+}
+
+/// Misfire grace and coalescing: which of the `due` slots would run, with the missed ones recorded
+/// into `decisions`.
+fn fires_of(
+    input: &Input<'_>,
+    due: &[DueSlot],
+    cursor: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    decisions: &mut Vec<Decision>,
+) -> Vec<Fire> {
+    let (Some(&(first_slot, _)), Some(&(last_slot, last_due))) = (due.first(), due.last()) else {
+        return Vec::new();
     };
-    let first_slot = due[0].0;
     let count = due.len() as u64;
-    let mut decisions = Vec::new();
-
-    if input.operator == Operator::Paused {
-        decisions.push(Decision::Skip {
-            first_slot,
-            last_slot,
-            count,
-            reason: SkipReason::Paused,
-        });
-        return Plan {
-            decisions,
-            next_slot: cursor,
-        };
-    }
-
     let late = |due: DateTime<Utc>| match input.policy.misfire_grace {
         Limit::Unlimited => false,
         Limit::Within(grace) => {
@@ -220,34 +243,38 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
                 count,
             });
         }
-    } else {
-        let missed: Vec<_> = due.iter().filter(|(_, at)| late(*at)).collect();
-        if let (Some(first), Some(last)) = (missed.first(), missed.last()) {
-            decisions.push(Decision::Miss {
-                first_slot: first.0,
-                last_slot: last.0,
-                count: missed.len() as u64,
-            });
-        }
-        // The latest slot due is a plain scheduled run, unless the tick was cut short and later ones wait.
-        let capped = cursor
-            .is_some_and(|next| due_at(input.job_id, input.schedule, next, input.jitter) <= now);
-        for &(slot, at) in due.iter().filter(|(_, at)| !late(*at)) {
-            let trigger = if slot == last_slot && !capped {
-                Trigger::Schedule
-            } else {
-                Trigger::Catchup
-            };
-            fires.push(Fire {
-                slot,
-                due_at: at,
-                trigger,
-                first_slot: slot,
-                count: 1,
-            });
-        }
+        return fires;
     }
+    let missed: Vec<_> = due.iter().filter(|(_, at)| late(*at)).collect();
+    if let (Some(first), Some(last)) = (missed.first(), missed.last()) {
+        decisions.push(Decision::Miss {
+            first_slot: first.0,
+            last_slot: last.0,
+            count: missed.len() as u64,
+        });
+    }
+    // The latest slot due is a plain scheduled run, unless the tick was cut short and later ones wait.
+    let capped =
+        cursor.is_some_and(|next| due_at(input.job_id, input.schedule, next, input.jitter) <= now);
+    for &(slot, at) in due.iter().filter(|(_, at)| !late(*at)) {
+        let trigger = if slot == last_slot && !capped {
+            Trigger::Schedule
+        } else {
+            Trigger::Catchup
+        };
+        fires.push(Fire {
+            slot,
+            due_at: at,
+            trigger,
+            first_slot: slot,
+            count: 1,
+        });
+    }
+    fires
+}
 
+/// Overlap: each fire starts, queues, replaces the oldest run or is skipped, given the runs in flight.
+fn admit(input: &Input<'_>, fires: Vec<Fire>, decisions: &mut Vec<Decision>) {
     let max = input.policy.max_instances;
     let mut running = input.in_flight.running;
     let mut queued = input.in_flight.queued;
@@ -283,10 +310,6 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Plan {
                 }),
             },
         }
-    }
-    Plan {
-        decisions,
-        next_slot: cursor,
     }
 }
 
