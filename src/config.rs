@@ -267,6 +267,13 @@ mod tests {
         assert_eq!(problems[0].pointer, "/defaults/run/command", "{problems:?}");
     }
 
+    #[test]
+    fn the_repositorys_own_config_is_valid() {
+        let file = load_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join(CONFIG_FILE));
+        assert!(file.is_present());
+        assert!(file.outcome.is_ok(), "{:?}", file.outcome);
+    }
+
     /// The defaults' sections are copies of the job schema's, so a default means what the same
     /// field in a spec means; this keeps the copies in step.
     #[test]

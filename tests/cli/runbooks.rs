@@ -164,6 +164,8 @@ fn every_runbook_command_runs() {
                 .expect("copy example");
         }
     }
+    // The repository's home has a config too: the runbooks run against all of it.
+    std::fs::copy(root.join("config.yaml"), home.path().join("config.yaml")).expect("copy config");
     for _ in 0..2 {
         assert_eq!(home.run(&["run", "nightly-report"]).code, 0);
     }
