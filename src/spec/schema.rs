@@ -200,6 +200,18 @@ fn known_properties(pointer: &str) -> Vec<String> {
 }
 
 fn expected_type(pointer: &str) -> &'static str {
+    // `/notify/<i>/<field>`: a notifier's fields are the same whatever its place in the list.
+    if let Some(field) = pointer
+        .strip_prefix("/notify/")
+        .map(|rest| rest.split_once('/').map_or("", |(_, field)| field))
+    {
+        return match field {
+            "" => "a mapping",
+            "command" | "on" => "a list",
+            "include_output" => "a whole number",
+            _ => "text",
+        };
+    }
     match pointer {
         "/enabled" | "/policy/coalesce" => "true or false",
         "/policy/max_instances"
@@ -209,7 +221,7 @@ fn expected_type(pointer: &str) -> &'static str {
         | "/run/limits/nofile" => "a whole number",
         "" | "/schedule" | "/run" | "/policy" | "/retry" | "/retention" | "/run/env"
         | "/run/limits" => "a mapping",
-        "/run/command" | "/tags" | "/retry/retry_on" => "a list",
+        "/run/command" | "/tags" | "/retry/retry_on" | "/notify" => "a list",
         _ => "text",
     }
 }
