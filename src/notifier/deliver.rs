@@ -374,12 +374,20 @@ pub fn command(
         }
     };
     match (ended, status) {
-        (_, Err(e)) => Outcome::failed(format!("waiting for the notifier command failed: {e}"), true),
+        (_, Err(e)) => Outcome::failed(
+            format!("waiting for the notifier command failed: {e}"),
+            true,
+        ),
         (true, Ok(status)) if status.success() => Outcome::Delivered { http_status: None },
         (true, Ok(status)) => {
-            let what = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+            let what = match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
                 (Some(code), _) => format!("the notifier command exited with {code}"),
-                (None, Some(signal)) => format!("the notifier command was killed by signal {signal}"),
+                (None, Some(signal)) => {
+                    format!("the notifier command was killed by signal {signal}")
+                }
                 (None, None) => "the notifier command failed".into(),
             };
             Outcome::failed(with_stderr(what), true)
@@ -484,7 +492,11 @@ mod tests {
             (Event::Test, None, Some(PingSignal::Log)),
         ];
         for (event, code, expected) in rows {
-            assert_eq!(PingSignal::for_event(event, code), expected, "{event} {code:?}");
+            assert_eq!(
+                PingSignal::for_event(event, code),
+                expected,
+                "{event} {code:?}"
+            );
         }
     }
 

@@ -88,7 +88,7 @@ mod tests {
             ),
             (
                 "http://user:secret@127.0.0.1:8080/notify?token=abc",
-                "http://***@127.0.0.1:8080/notify/***",
+                "http://***@127.0.0.1:8080/***",
             ),
             ("https://example.com", "https://example.com"),
             ("https://example.com/", "https://example.com"),

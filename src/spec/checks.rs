@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::model::{HttpUrl, NotifyOn};
 use super::size::ByteSize;
 use super::yaml::escape_pointer;
-use super::model::{HttpUrl, NotifyOn};
 use crate::duration::SpecDuration;
 use crate::schedule::{self, MAX_FIRST_SLOT_DAYS};
 

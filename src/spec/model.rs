@@ -345,7 +345,8 @@ impl NotifierSpec {
         if matches!(self.target, NotifyTarget::Ping { .. }) {
             return false;
         }
-        self.on.contains(&event) || (event == NotifyOn::Recovered && self.on.contains(&NotifyOn::Succeeded))
+        self.on.contains(&event)
+            || (event == NotifyOn::Recovered && self.on.contains(&NotifyOn::Succeeded))
     }
 }
 
@@ -525,7 +526,9 @@ fn parts_of(text: &str) -> Result<UrlParts<'_>, (&'static str, String)> {
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return Err((
             "notify_url_scheme",
-            format!("\"{scheme}\" is not http or https; notifications are sent by HTTP, so use an http:// or https:// URL"),
+            format!(
+                "\"{scheme}\" is not http or https; notifications are sent by HTTP, so use an http:// or https:// URL"
+            ),
         ));
     }
     if let Some(c) = rest
@@ -551,13 +554,21 @@ fn parts_of(text: &str) -> Result<UrlParts<'_>, (&'static str, String)> {
         let Some((inside, after_bracket)) = bracketed.split_once(']') else {
             return Err(invalid("its IPv6 address has no closing ]"));
         };
-        if inside.is_empty() || !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        if inside.is_empty()
+            || !inside
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return Err(invalid("what is in [] is not an IPv6 address"));
         }
         match after_bracket.strip_prefix(':') {
             Some(port) => (inside, Some(port)),
             None if after_bracket.is_empty() => (inside, None),
-            None => return Err(invalid("something follows the IPv6 address that is not a port")),
+            None => {
+                return Err(invalid(
+                    "something follows the IPv6 address that is not a port",
+                ));
+            }
         }
     } else {
         match host_port.split_once(':') {
