@@ -303,7 +303,7 @@ const CASES: &[Case] = &[
         "schema",
         (5, 5),
         "/notify/0",
-        "expected a mapping, found the text",
+        "expected a mapping, found text, which is not shown",
     ),
     case(
         "  - command: ./page.sh\n",
@@ -372,6 +372,24 @@ fn no_problem_quotes_a_webhook_url_it_refuses() {
                 problem.message
             );
         }
+    }
+}
+
+#[test]
+fn a_notifier_written_as_a_bare_url_is_not_quoted() {
+    for notify in [
+        "  - https://hooks.example.com/services/T0/B0/sEcReT\n",
+        "  https://hooks.example.com/services/T0/B0/sEcReT\n",
+    ] {
+        let problems = load_source(&with_notify("b", notify), "b", now())
+            .err()
+            .unwrap_or_default();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(!problems[0].message.contains("sEcReT"), "{problems:#?}");
+        assert!(
+            problems[0].message.contains("- webhook: URL"),
+            "{problems:#?}"
+        );
     }
 }
 

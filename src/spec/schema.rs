@@ -128,6 +128,23 @@ fn schema_problem(root: &MarkedYaml<'_>, error: &jsonschema::ValidationError<'_>
                 json_kind_only(instance)
             ),
         ),
+        // `notify: https://...` or `- https://...` (no `webhook:`): the text is a URL with its token.
+        ValidationErrorKind::Type { .. }
+            if pointer == "/notify"
+                || pointer
+                    .strip_prefix("/notify/")
+                    .is_some_and(|rest| !rest.contains('/')) =>
+        {
+            (
+                pointer.clone(),
+                format!(
+                    "expected {}, found {}, which is not shown as it may be a URL with its token; \
+                     write a notifier as - webhook: URL, - command: [...] or - ping: URL",
+                    expected_type(&pointer),
+                    json_kind_only(instance)
+                ),
+            )
+        }
         // `env: "API_TOKEN=..."` holds its values in the text itself.
         _ if pointer == "/run/env" => (
             pointer.clone(),
