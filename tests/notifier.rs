@@ -353,6 +353,29 @@ fn a_refusal_is_not_retried_and_an_unreachable_endpoint_is() {
 }
 
 #[test]
+fn https_to_an_endpoint_that_speaks_no_tls_fails_as_a_retryable_try() {
+    // The TLS stack (rustls, the platform's verifier with the system's roots) is set up on the
+    // first https request: it must answer with a failure, never panic or hang past the timeout.
+    let receiver = Receiver::start();
+    let plain = receiver.url("/hook").replacen("http://", "https://", 1);
+    let started = Instant::now();
+    let outcome = deliver::webhook(
+        &url(&plain),
+        &failed(None),
+        WebhookFormat::Json,
+        Duration::from_secs(2),
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let Outcome::Failed {
+        retryable, reason, ..
+    } = outcome
+    else {
+        panic!("no TLS there: {outcome:?}");
+    };
+    assert!(retryable, "{reason}");
+}
+
+#[test]
 fn a_slack_webhook_gets_a_text_message() {
     let receiver = Receiver::start();
     let outcome = deliver::webhook(
