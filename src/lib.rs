@@ -12,6 +12,7 @@ pub mod duration;
 pub(crate) mod error;
 pub(crate) mod fault;
 pub mod home;
+pub mod notifier;
 pub mod policy;
 pub(crate) mod process;
 pub(crate) mod retention;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::model::{HttpUrl, NotifyOn};
 use super::size::ByteSize;
 use super::yaml::escape_pointer;
 use crate::duration::SpecDuration;
@@ -13,7 +14,7 @@ use crate::schedule::{self, MAX_FIRST_SLOT_DAYS};
 /// The revision of the checks the schema cannot express (`semantic_problems`). Raise it whenever a
 /// check is added or tightened: the fingerprint changes with it, so specs an older loader accepted are
 /// checked again, both files the store would trust and the last good versions it keeps.
-pub(super) const RULES_REVISION: u32 = 2;
+pub(super) const RULES_REVISION: u32 = 3;
 
 /// The ids `jobs` accepts, as in the schema: `^[a-z0-9][a-z0-9_-]{0,62}$`.
 pub fn is_valid_id(id: &str) -> bool {
@@ -147,6 +148,13 @@ pub(super) fn semantic_problems(
         ));
     }
     identity_problems(text("/run/user"), text("/run/group"), &mut out);
+    if let Some(notifiers) = json.get("notify").and_then(Value::as_array) {
+        for (index, notifier) in notifiers.iter().enumerate() {
+            if let Some(notifier) = notifier.as_object() {
+                notifier_problems(&format!("/notify/{index}"), notifier, &mut out);
+            }
+        }
+    }
 
     if let Some(schedule) = json.get("schedule").and_then(Value::as_object) {
         match (schedule.contains_key("cron"), schedule.contains_key("every")) {
@@ -300,6 +308,118 @@ fn identity_problems(
         ));
     }
 }
+
+/// One entry of `notify:` at `at`: exactly one target, options that belong to it, a URL that HTTP can
+/// reach, a timeout that ends, and only a run's events (the home's are named in the home's config).
+fn notifier_problems(
+    at: &str,
+    notifier: &serde_json::Map<String, Value>,
+    out: &mut Vec<(String, &'static str, String)>,
+) {
+    let targets: Vec<&str> = NOTIFY_TARGETS
+        .into_iter()
+        .filter(|key| notifier.contains_key(*key))
+        .collect();
+    match targets.as_slice() {
+        [] => out.push((
+            at.into(),
+            "notify_target_empty",
+            "a notifier needs one of webhook (a URL to POST to), command (a program to run) or \
+             ping (a healthchecks URL)"
+                .into(),
+        )),
+        [_] => {}
+        [first, second, ..] => out.push((
+            format!("{at}/{second}"),
+            "notify_target_conflict",
+            format!("use one of webhook, command or ping in each notifier, not both {first} and {second}; add another notifier to the list for the other"),
+        )),
+    }
+    let target = targets.first().copied();
+    for key in ["webhook", "ping"] {
+        if let Some(url) = notifier.get(key).and_then(Value::as_str)
+            && let Err((code, message)) = HttpUrl::parse(url)
+        {
+            out.push((format!("{at}/{key}"), code, message));
+        }
+    }
+    if let Some(argv) = notifier.get("command").and_then(Value::as_array) {
+        for (i, arg) in argv.iter().enumerate() {
+            if arg.as_str().is_some_and(|a| a.contains('\0')) {
+                out.push((
+                    format!("{at}/command/{i}"),
+                    "nul_byte",
+                    "contains a NUL character, which no command or argument can carry".into(),
+                ));
+            }
+        }
+    }
+    if let Some(target) = target
+        && target != "webhook"
+    {
+        for option in ["format", "include_output"] {
+            if notifier.contains_key(option) {
+                out.push((
+                    format!("{at}/{option}"),
+                    "notify_option_conflict",
+                    format!("{option} applies to a webhook only, and this notifier is a {target}; remove it"),
+                ));
+            }
+        }
+    }
+    if target == Some("ping") && notifier.contains_key("on") {
+        out.push((
+            format!("{at}/on"),
+            "notify_ping_on",
+            "a ping ignores on: it always signals start, success and failure, or its check would \
+             alert when a signal it waits for never comes; remove on:, or use a webhook to be told \
+             of some events only"
+                .into(),
+        ));
+    }
+    if let Some(events) = notifier.get("on").and_then(Value::as_array) {
+        for (i, event) in events.iter().enumerate() {
+            if let Some(event) = event.as_str().and_then(NotifyOn::parse)
+                && event.is_home_event()
+            {
+                out.push((
+                    format!("{at}/on/{i}"),
+                    "notify_home_event",
+                    format!(
+                        "{} is an event of the home, not of a job; name it in a notifier of the home's config.yaml",
+                        event.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(value) = notifier.get("timeout").and_then(Value::as_str) {
+        let pointer = format!("{at}/timeout");
+        match value.parse::<SpecDuration>() {
+            Ok(d) if d.is_zero() => {
+                out.push((pointer, "invalid_duration", "must be longer than zero".into()));
+            }
+            // Each try holds a delivery thread; past a few minutes an endpoint is down, not slow.
+            Ok(d) if d > MAX_NOTIFY_TIMEOUT => out.push((
+                pointer,
+                "invalid_duration",
+                format!("\"{value}\" is longer than the limit of {MAX_NOTIFY_TIMEOUT} for one try; failed tries are retried"),
+            )),
+            Ok(_) => {}
+            Err(e) if has_duration_shape(value) => out.push((
+                pointer,
+                "invalid_duration",
+                format!("\"{value}\" is not a valid duration: {e}"),
+            )),
+            Err(_) => {} // the schema's pattern reports it
+        }
+    }
+}
+
+const NOTIFY_TARGETS: [&str; 3] = ["webhook", "command", "ping"];
+
+/// The longest a notifier's `timeout` may be.
+const MAX_NOTIFY_TIMEOUT: SpecDuration = SpecDuration::from_millis(300_000);
 
 /// The shortest `every` a spec may ask for.
 const MIN_EVERY: SpecDuration = SpecDuration::from_millis(1_000);

@@ -168,6 +168,23 @@ fn schema_problem(
                 json_kind_only(instance)
             ),
         ),
+        // `notify: https://...` or `- https://...` (no `webhook:`): the text is a URL with its token.
+        ValidationErrorKind::Type { .. }
+            if pointer == "/notify"
+                || pointer
+                    .strip_prefix("/notify/")
+                    .is_some_and(|rest| !rest.contains('/')) =>
+        {
+            (
+                pointer.clone(),
+                format!(
+                    "expected {}, found {}, which is not shown as it may be a URL with its token; \
+                     write a notifier as - webhook: URL, - command: [...] or - ping: URL",
+                    expected_type(&pointer),
+                    json_kind_only(instance)
+                ),
+            )
+        }
         // `env: "API_TOKEN=..."` holds its values in the text itself.
         _ if field == "/run/env" => (
             pointer.clone(),
@@ -238,6 +255,18 @@ fn known_properties(document: Document, pointer: &str) -> Vec<String> {
 }
 
 fn expected_type(pointer: &str) -> &'static str {
+    // `/notify/<i>/<field>`: a notifier's fields are the same whatever its place in the list.
+    if let Some(field) = pointer
+        .strip_prefix("/notify/")
+        .map(|rest| rest.split_once('/').map_or("", |(_, field)| field))
+    {
+        return match field {
+            "" => "a mapping",
+            "command" | "on" => "a list",
+            "include_output" => "a whole number",
+            _ => "text",
+        };
+    }
     match pointer {
         "/enabled" | "/policy/coalesce" => "true or false",
         "/policy/max_instances"
@@ -247,7 +276,7 @@ fn expected_type(pointer: &str) -> &'static str {
         | "/run/limits/nofile" => "a whole number",
         "" | "/schedule" | "/run" | "/policy" | "/retry" | "/retention" | "/run/env"
         | "/run/limits" => "a mapping",
-        "/run/command" | "/tags" | "/retry/retry_on" => "a list",
+        "/run/command" | "/tags" | "/retry/retry_on" | "/notify" => "a list",
         _ => "text",
     }
 }

@@ -38,7 +38,12 @@ fn maximal() -> Value {
         "policy": { "max_instances": 2, "overlap": "queue", "coalesce": false, "misfire_grace": "unlimited" },
         "retry": { "max_attempts": 3, "backoff": "10s", "max_backoff": "1m", "retry_on": ["failed", "timed_out", "interrupted"] },
         "retention": { "keep_last": 200, "keep_days": 30 },
-        "tags": ["reports", "nightly"]
+        "tags": ["reports", "nightly"],
+        "notify": [
+            { "webhook": "https://hooks.example.com/services/T0/B0/x", "format": "slack", "include_output": 20, "timeout": "5s", "on": ["failed", "recovered"] },
+            { "command": ["./page.sh", "--team", "ops"], "timeout": "30s", "on": ["started", "succeeded", "failed", "timed_out", "cancelled", "interrupted", "missed", "skipped"] },
+            { "ping": "https://hc-ping.example.com/0b1c", "timeout": "10s" }
+        ]
     })
 }
 

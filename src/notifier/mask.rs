@@ -1,0 +1,112 @@
+//! Webhook and ping URLs as they may be shown: a URL carries its token in its path, its query or its
+//! userinfo, so `show`, `--json` and logs print `https://hooks.slack.com/services/***`. Pure; must not
+//! be bypassed by anything that prints a notifier's URL.
+
+use crate::spec::model::HttpUrl;
+
+/// What replaces the hidden part.
+const HIDDEN: &str = "***";
+
+/// `url` with its userinfo, query and fragment hidden, and its path but for a first segment that names
+/// a kind of endpoint (`services`, `hooks`, `api`: letters, `-` and `_` only, and more path after it).
+/// A first segment with a digit is taken for a token (a healthchecks UUID, a key) and hidden too.
+pub fn mask_url(url: &HttpUrl) -> String {
+    let parts = url.parts();
+    let mut shown = format!("{}://", parts.scheme);
+    if parts.userinfo.is_some() {
+        shown.push_str(HIDDEN);
+        shown.push('@');
+    }
+    shown.push_str(parts.host_port);
+    let path = parts.path.strip_prefix('/').unwrap_or(parts.path);
+    let (first, rest) = match path.split_once('/') {
+        Some((first, rest)) => (first, rest),
+        None => (path, ""),
+    };
+    let names_a_kind = !first.is_empty()
+        && !rest.is_empty()
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_');
+    let hides_something = !path.is_empty()
+        || parts.query.is_some()
+        || url.as_str().contains('#')
+        || parts.userinfo.is_some();
+    if names_a_kind {
+        shown.push('/');
+        shown.push_str(first);
+    }
+    if hides_something {
+        shown.push('/');
+        shown.push_str(HIDDEN);
+    }
+    shown
+}
+
+/// `text` with every occurrence of `url` masked: for messages that may quote it (an HTTP library's
+/// error, a command's stderr).
+pub fn mask_in(text: &str, url: &HttpUrl) -> String {
+    if text.contains(url.as_str()) {
+        text.replace(url.as_str(), &mask_url(url))
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(text: &str) -> String {
+        HttpUrl::parse(text)
+            .map(|url| mask_url(&url))
+            .unwrap_or_else(|(code, message)| format!("{code}: {message}"))
+    }
+
+    #[test]
+    fn tokens_are_hidden_and_the_kind_of_endpoint_stays() {
+        let cases = [
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXX",
+                "https://hooks.slack.com/services/***",
+            ),
+            (
+                "https://discord.com/api/webhooks/123/abc",
+                "https://discord.com/api/***",
+            ),
+            (
+                "https://chat.example.com/hooks/x1y2z3",
+                "https://chat.example.com/hooks/***",
+            ),
+            (
+                "https://hc-ping.com/5f2a1c9e-0000-4000-8000-000000000000",
+                "https://hc-ping.com/***",
+            ),
+            (
+                "https://hc-ping.com/k3y/backup?create=1",
+                "https://hc-ping.com/***",
+            ),
+            (
+                "http://user:secret@127.0.0.1:8080/notify?token=abc",
+                "http://***@127.0.0.1:8080/***",
+            ),
+            ("https://example.com", "https://example.com"),
+            ("https://example.com/", "https://example.com"),
+            ("https://example.com?t=1", "https://example.com/***"),
+            ("http://[::1]:9000/a/b", "http://[::1]:9000/a/***"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(masked(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_message_quoting_the_url_is_masked() {
+        let url = HttpUrl::parse("https://hooks.slack.com/services/T/B/secret").expect("a URL");
+        let text = format!("failed to reach {url}: refused");
+        assert_eq!(
+            mask_in(&text, &url),
+            "failed to reach https://hooks.slack.com/services/***: refused"
+        );
+    }
+}
