@@ -294,6 +294,9 @@ mod tests {
                 "defaults.run.{field} is the spec's run.{field}"
             );
         }
-        assert_eq!(config["$defs"]["duration"], job["$defs"]["duration"]);
+        assert_eq!(defaults["notify"], job["properties"]["notify"]);
+        for def in ["duration", "notifier", "notify_event"] {
+            assert_eq!(config["$defs"][def], job["$defs"][def], "$defs/{def}");
+        }
     }
 }

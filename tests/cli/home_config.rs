@@ -104,3 +104,27 @@ fn the_scheduler_notices_a_config_change_at_once_not_at_its_next_rescan() {
     });
     assert_eq!(crate::common::stop(scheduler), 0);
 }
+
+#[test]
+fn a_default_notify_list_reaches_specs_without_their_own_and_an_empty_list_opts_out() {
+    let home = TestHome::new();
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "defaults:\n  notify:\n    - webhook: http://127.0.0.1:9/team-hook\n",
+    )
+    .expect("write config");
+    home.spec("plain.yaml", manual_spec("plain"));
+    home.spec(
+        "quiet.yaml",
+        "id: quiet\nrun:\n  command: [\"true\"]\nnotify: []\n",
+    );
+    assert_eq!(home.run(&["validate"]).code, 0);
+    assert_eq!(home.run(&["list"]).code, 0);
+    let with_hook = |id: &str| {
+        home.count(&format!(
+            "SELECT COUNT(*) FROM jobs WHERE id = '{id}' AND spec_json LIKE '%team-hook%'"
+        ))
+    };
+    assert_eq!(with_hook("plain"), 1);
+    assert_eq!(with_hook("quiet"), 0);
+}
