@@ -11,13 +11,13 @@ use crate::home::Home;
 use crate::schedule::Schedule;
 use crate::spec::load::{load_dir_trusting, loader_fingerprint, recheck_stored};
 use crate::spec::{JobSpec, LoadedSpec, Problem, SpecFile};
-use crate::store::{JobRow, Store, SyncReport};
+use crate::store::{self, JobRow, OperatorState, Store, SyncReport};
 
 pub struct Catalog {
     /// Spec files that are not jobs (a name that is not a valid id, a second file for an id), with the
     /// reason each is ignored.
     pub stray_files: Vec<(PathBuf, String)>,
-    pub store: Store,
+    pub store: Box<dyn Store>,
     pub jobs: Vec<Job>,
     pub sync: SyncReport,
 }
@@ -72,9 +72,11 @@ impl Job {
             JobState::Removed
         } else if self.spec.is_none() {
             JobState::Invalid
-        } else if self.row.state == "disabled" || self.spec.as_ref().is_some_and(|s| !s.enabled) {
+        } else if self.row.state == OperatorState::Disabled
+            || self.spec.as_ref().is_some_and(|s| !s.enabled)
+        {
             JobState::Disabled
-        } else if self.row.state == "paused" {
+        } else if self.row.state == OperatorState::Paused {
             JobState::Paused
         } else {
             JobState::Active
@@ -103,7 +105,7 @@ impl Catalog {
                 owner,
             });
         }
-        let mut store = Store::open(&home.db_path())?;
+        let mut store = store::open(&home.db_path())?;
         let version = store.data_version()?;
         let rows = store.job_rows()?;
         // A file whose content the store already checked (same hash, same loader) is not parsed again.
@@ -126,11 +128,7 @@ impl Catalog {
             Some(LoadedSpec { spec, schedule })
         };
         let files = load_dir_trusting(&home.jobs_dir(), now, &trusted)?;
-        let sync = match store.sync_specs(
-            &files,
-            |f| home.display_path(&f.path),
-            now.timestamp_millis(),
-        ) {
+        let sync = match store.sync_specs(&files, &|f| home.display_path(&f.path), now) {
             Ok(sync) => sync,
             // Another process holds the write lock: the command goes on with the store as it is, and
             // the next command (or the scheduler's next rescan) records the change.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::entry::{Ctx, catalog_with_runs};
 use super::lifecycle::operator;
 use super::output::{Report, escape_controls};
-use crate::clock::{millis, rfc3339_ms};
+use crate::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, run_name};
 use crate::runner::recover::{owner_is_alive, reconcile_runs};
@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, id: &str, args: &CancelArgs) -> Result<Report> {
         .spec
         .as_ref()
         .map(|spec| spec.run.kill_grace.as_duration());
-    let in_flight = in_flight(&catalog.store, id)?;
+    let in_flight = in_flight(&*catalog.store, id)?;
     let targets = match (args.run, args.all) {
         (Some(seq), _) => match in_flight.iter().find(|run| run.seq == seq) {
             Some(run) => vec![run.clone()],
@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, id: &str, args: &CancelArgs) -> Result<Report> {
     let wait = args.wait.then(|| wait_bound(kill_grace));
     let cancelled = cancel_runs(
         ctx,
-        &mut catalog.store,
+        &mut *catalog.store,
         id,
         &targets,
         &by,
@@ -91,7 +91,7 @@ pub fn run(ctx: &Ctx, id: &str, args: &CancelArgs) -> Result<Report> {
 }
 
 /// The job's runs queued or running (a run waiting to retry is running), oldest first.
-pub(super) fn in_flight(store: &Store, id: &str) -> Result<Vec<RunRow>> {
+pub(super) fn in_flight(store: &dyn Store, id: &str) -> Result<Vec<RunRow>> {
     Ok(store
         .active_runs()?
         .into_iter()
@@ -135,8 +135,8 @@ fn describe(run: &RunRow) -> Value {
         "status": run.status.as_str(),
         "trigger": run.trigger.as_str(),
         "owner": run.owner,
-        "claimed_at": rfc3339_ms(run.claimed_at),
-        "started_at": run.started_at.map(rfc3339_ms),
+        "claimed_at": rfc3339(run.claimed_at),
+        "started_at": run.started_at.map(rfc3339),
     })
 }
 
@@ -153,7 +153,7 @@ pub(super) struct Cancelled {
 /// long for each to be recorded as ended, settling any whose owner dies meanwhile.
 pub(super) fn cancel_runs(
     ctx: &Ctx,
-    store: &mut Store,
+    store: &mut dyn Store,
     id: &str,
     runs: &[RunRow],
     by: &str,
@@ -161,7 +161,7 @@ pub(super) fn cancel_runs(
     wait: Option<Duration>,
 ) -> Result<Cancelled> {
     let keys: Vec<(String, i64)> = runs.iter().map(|r| (r.job_id.clone(), r.seq)).collect();
-    let answers = store.request_cancel(&keys, by, reason, millis(ctx.clock.now()))?;
+    let answers = store.request_cancel(&keys, by, reason, ctx.clock.now())?;
     let mut human = String::new();
     let mut entries = Vec::new();
     let mut asked = Vec::new();
@@ -255,7 +255,7 @@ pub(super) fn cancel_runs(
 /// row.
 fn wait_for_end(
     ctx: &Ctx,
-    store: &mut Store,
+    store: &mut dyn Store,
     id: &str,
     seqs: &[i64],
     bound: Duration,

@@ -170,8 +170,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         } => {
             let catchup = match catchup {
                 CatchupArg::None => None,
-                CatchupArg::Latest => Some("latest"),
-                CatchupArg::All => Some("all"),
+                CatchupArg::Latest => Some(crate::policy::Catchup::Latest),
+                CatchupArg::All => Some(crate::policy::Catchup::All),
             };
             super::lifecycle::run(
                 ctx,
@@ -265,7 +265,7 @@ pub fn catalog_with_runs(ctx: &Ctx, job: Option<&str>) -> Result<crate::catalog:
     if let Some(id) = job {
         catalog.job(id)?;
     }
-    match crate::runner::recover::reconcile_runs(&mut catalog.store, &ctx.home, &ctx.clock, job) {
+    match crate::runner::recover::reconcile_runs(&mut *catalog.store, &ctx.home, &ctx.clock, job) {
         Ok(_) => {}
         // Settling dead runs is a write; when another process holds the lock the command still
         // answers, and the next one (or the scheduler) settles them.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::entry::Ctx;
 use super::output::{Report, Style, Table, relative};
-use crate::clock::{millis, rfc3339_ms};
+use crate::clock::rfc3339;
 use crate::duration::SpecDuration;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, Trigger, run_name};
@@ -26,7 +26,7 @@ pub fn run(
     let filter = HistoryFilter {
         job_id: id.map(str::to_owned),
         statuses: statuses.clone(),
-        since: since.map(millis),
+        since,
         limit: i64::from(limit),
     };
     let (rows, total) = catalog.store.history(&filter)?;
@@ -35,10 +35,7 @@ pub fn run(
         "RUN", "TRIGGER", "STATUS", "STARTED", "DURATION", "EXIT", "ATTEMPTS", "ERROR",
     ]);
     for row in &rows {
-        let started = row
-            .started_at
-            .or(Some(row.claimed_at))
-            .and_then(DateTime::from_timestamp_millis);
+        let started = row.started_at.or(Some(row.claimed_at));
         table.row(vec![
             (run_name(&row.job_id, row.seq), Style::Bold),
             (trigger_text(row), Style::Plain),
@@ -102,11 +99,11 @@ pub fn entry(row: &RunRow) -> Value {
         "job_id": row.job_id,
         "run": row.seq,
         "trigger": row.trigger.as_str(),
-        "slot": row.slot.map(rfc3339_ms),
+        "slot": row.slot.map(rfc3339),
         "status": row.status.as_str(),
-        "claimed_at": rfc3339_ms(row.claimed_at),
-        "started_at": row.started_at.map(rfc3339_ms),
-        "finished_at": row.finished_at.map(rfc3339_ms),
+        "claimed_at": rfc3339(row.claimed_at),
+        "started_at": row.started_at.map(rfc3339),
+        "finished_at": row.finished_at.map(rfc3339),
         "duration_ms": duration_ms(row),
         "exit_code": row.exit_code,
         "signal": row.signal,
@@ -119,7 +116,7 @@ pub fn entry(row: &RunRow) -> Value {
 }
 
 fn duration_ms(row: &RunRow) -> Option<i64> {
-    Some(row.finished_at? - row.started_at?)
+    Some((row.finished_at? - row.started_at?).num_milliseconds())
 }
 
 /// `replay_of` links both a replay and the catch-up retry of an interrupted run to their original;

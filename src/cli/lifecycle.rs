@@ -8,9 +8,8 @@ use super::cancel::{cancel_runs, in_flight, wait_bound};
 use super::entry::Ctx;
 use super::output::Report;
 use crate::catalog::Catalog;
-use crate::clock::millis;
 use crate::error::Result;
-use crate::store::StateChange;
+use crate::store::{OperatorState, StateChange};
 
 /// `--cancel` of `pause` and `disable`: whether to wait for the runs to end.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +24,7 @@ pub fn cancelling(cancel: bool, no_wait: bool) -> Option<Cancelling> {
 pub fn run(
     ctx: &Ctx,
     id: &str,
-    change: StateChange<'_>,
+    change: StateChange,
     reason: Option<&str>,
     cancel: Option<Cancelling>,
 ) -> Result<Report> {
@@ -37,20 +36,18 @@ pub fn run(
         .as_ref()
         .map(|spec| spec.run.kill_grace.as_duration());
     let by = operator();
-    let before = catalog
-        .store
-        .change_state(id, change, &by, reason, millis(now))?;
+    let before = catalog.store.change_state(id, change, &by, reason, now)?;
     let (verb, after) = match change {
         StateChange::Pause => ("paused", "paused"),
         StateChange::Resume { .. } => ("resumed", "active"),
         StateChange::Disable => ("disabled", "disabled"),
         StateChange::Enable => ("enabled", "active"),
     };
-    let changed = change.changes(&before);
+    let changed = change.changes(before);
     let mut human = if changed {
         format!("{id} {verb} (was {before})\n")
     } else if verb == "resumed" {
-        let hint = if before == "disabled" {
+        let hint = if before == OperatorState::Disabled {
             "; `jobsctl enable` starts it again"
         } else {
             ""
@@ -93,14 +90,14 @@ pub fn run(
     if let Some(Cancelling { wait }) = cancel {
         // Read after the change: a run claimed up to it is in the list, and none can be claimed by the
         // scheduler after it.
-        let runs = in_flight(&catalog.store, id)?;
+        let runs = in_flight(&*catalog.store, id)?;
         let why = match reason {
             Some(reason) => format!("job {verb}: {reason}"),
             None => format!("job {verb}"),
         };
         let cancelled = cancel_runs(
             ctx,
-            &mut catalog.store,
+            &mut *catalog.store,
             id,
             &runs,
             &by,
@@ -114,7 +111,7 @@ pub fn run(
         data["cancelled"] = json!(cancelled.entries);
         error = cancelled.error;
     } else if matches!(change, StateChange::Pause | StateChange::Disable)
-        && !in_flight(&catalog.store, id)?.is_empty()
+        && !in_flight(&*catalog.store, id)?.is_empty()
     {
         let (command, retries) = if change == StateChange::Pause {
             ("pause", "a scheduled run starts no further retry")

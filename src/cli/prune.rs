@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, id: Option<&str>, dry_run: bool) -> Result<Report> {
     let (mut total_runs, mut total_orphans, mut total_set_aside) = (0, 0, 0);
     for (id, retention) in targets {
         let pruned = prune_job(
-            &mut catalog.store,
+            &mut *catalog.store,
             &runs_root,
             &id,
             &retention,

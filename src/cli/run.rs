@@ -80,7 +80,7 @@ pub enum TargetResult {
 /// SIGTERM stops the runs in flight (recorded cancelled), and no further run is claimed or started.
 pub fn run_targets(
     ctx: &Ctx,
-    store: Store,
+    store: Box<dyn Store>,
     targets: Vec<Target>,
     sequential: bool,
 ) -> Result<Vec<(String, TargetResult)>> {
@@ -121,7 +121,7 @@ pub fn run_targets(
             }
             let plan = store.lock().map_err(|_| poisoned()).and_then(|mut store| {
                 claim_run(
-                    &mut store,
+                    &mut **store,
                     &home,
                     &id,
                     &spec,
@@ -227,8 +227,9 @@ const CANCEL_POLL: Duration = Duration::from_millis(250);
 /// Carries out `jobsctl cancel` (from any process) for the runs this process owns: when the store
 /// changed (`PRAGMA data_version`, a cheap read), the requests for our runs in flight are read and
 /// their runs stopped. Runs until the runtime ends.
-async fn watch_cancel_requests(store: Arc<Mutex<Store>>, me: String, stops: Stops) {
-    let version = |store: &Arc<Mutex<Store>>| store.lock().ok().and_then(|s| s.data_version().ok());
+async fn watch_cancel_requests(store: Arc<Mutex<Box<dyn Store>>>, me: String, stops: Stops) {
+    let version =
+        |store: &Arc<Mutex<Box<dyn Store>>>| store.lock().ok().and_then(|s| s.data_version().ok());
     let mut seen = version(&store);
     let mut poll = tokio::time::interval(CANCEL_POLL);
     loop {
@@ -363,17 +364,17 @@ pub fn report(ctx: &Ctx, results: Vec<(String, TargetResult)>) -> Report {
                 }));
             }
             TargetResult::Ran(outcome) => {
-                if outcome.status == RunStatus::Succeeded {
+                if outcome.end.status == RunStatus::Succeeded {
                     succeeded += 1;
                 } else {
                     failed += 1;
                 }
-                let exit = match (outcome.exit_code, outcome.signal) {
+                let exit = match (outcome.end.exit_code, outcome.end.signal) {
                     (Some(code), _) => code.to_string(),
                     (None, Some(signal)) => format!("signal {signal}"),
                     (None, None) => "-".into(),
                 };
-                let style = if outcome.status == RunStatus::Succeeded {
+                let style = if outcome.end.status == RunStatus::Succeeded {
                     Style::Green
                 } else {
                     Style::Red
@@ -382,10 +383,10 @@ pub fn report(ctx: &Ctx, results: Vec<(String, TargetResult)>) -> Report {
                 table.row(vec![
                     (id.clone(), Style::Bold),
                     (run_name(&id, outcome.seq), Style::Plain),
-                    (outcome.status.as_str().to_owned(), style),
+                    (outcome.end.status.as_str().to_owned(), style),
                     (exit, Style::Plain),
                     (
-                        format!("{:.3} s", outcome.duration_ms as f64 / 1000.0),
+                        format!("{:.3} s", outcome.end.duration_ms as f64 / 1000.0),
                         Style::Plain,
                     ),
                     (run_dir.clone(), Style::Dim),
@@ -393,13 +394,13 @@ pub fn report(ctx: &Ctx, results: Vec<(String, TargetResult)>) -> Report {
                 entries.push(json!({
                     "job_id": id,
                     "run": outcome.seq,
-                    "status": outcome.status.as_str(),
-                    "exit_code": outcome.exit_code,
-                    "signal": outcome.signal,
-                    "duration_ms": outcome.duration_ms,
-                    "attempts": outcome.attempts,
+                    "status": outcome.end.status.as_str(),
+                    "exit_code": outcome.end.exit_code,
+                    "signal": outcome.end.signal,
+                    "duration_ms": outcome.end.duration_ms,
+                    "attempts": outcome.end.attempts,
                     "run_dir": run_dir,
-                    "error": outcome.error_code.as_ref().map(|code| json!({ "code": code, "message": outcome.message })),
+                    "error": outcome.end.error_code.as_ref().map(|code| json!({ "code": code, "message": outcome.end.message })),
                 }));
             }
             TargetResult::Refused(error) => {
@@ -545,7 +546,7 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
         let (spec, hash) = (spec.clone(), job.spec_hash().to_owned());
         let Catalog { mut store, .. } = catalog;
         let plan = claim_run(
-            &mut store,
+            &mut *store,
             &ctx.home,
             id,
             &spec,
@@ -589,9 +590,9 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
         execute(plan, store, Arc::new(SystemClock), None, stop).await
     });
     Ok(Report {
-        data: json!({ "status": outcome.status.as_str() }),
+        data: json!({ "status": outcome.end.status.as_str() }),
         human: String::new(),
-        error: (outcome.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
+        error: (outcome.end.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
             failed: 1,
             total: 1,
         }),

@@ -42,10 +42,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
     let mut state_text = out.paint(state_style(state, !job.problems.is_empty()), state.as_str());
     if let Some(by) = &row.state_by {
         state_text.push_str(&format!(" (by {}", safe(by)));
-        if let Some(at) = row
-            .state_at
-            .and_then(chrono::DateTime::from_timestamp_millis)
-        {
+        if let Some(at) = row.state_at {
             state_text.push_str(&format!(", {}", relative(at, now)));
         }
         if let Some(reason) = &row.state_reason {
@@ -166,9 +163,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             || "-".to_owned(),
             |r| {
                 let at = r.finished_at.or(r.started_at).unwrap_or(r.claimed_at);
-                let when = chrono::DateTime::from_timestamp_millis(at)
-                    .map(|t| relative(t, now))
-                    .unwrap_or_default();
+                let when = relative(at, now);
                 format!("{} {} ({when})", run_name(&r.job_id, r.seq), r.status)
             },
         )
@@ -207,7 +202,7 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
             "state": row.state,
             "reason": row.state_reason,
             "by": row.state_by,
-            "at": row.state_at.and_then(chrono::DateTime::from_timestamp_millis).map(utc),
+            "at": row.state_at.map(utc),
         },
         "enabled": spec.is_some_and(|s| s.enabled),
         "schedule": schedule.map(|s| json!({

@@ -2,7 +2,6 @@
 //! Exits 0 when a live scheduler holds the lock, 5 when none does or when its heartbeat is over 60 s
 //! old (`scheduler_unresponsive`).
 
-use chrono::DateTime;
 use serde_json::json;
 
 use super::entry::Ctx;
@@ -31,8 +30,8 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     let mut unresponsive = None;
     let scheduler = match (&holder, &owner) {
         (Some(holder), Some(owner)) => {
-            let started = DateTime::from_timestamp_millis(owner.started_at);
-            let beat = DateTime::from_timestamp_millis(owner.heartbeat_at);
+            let started = Some(owner.started_at);
+            let beat = Some(owner.heartbeat_at);
             let age_s = beat.map_or(i64::MAX, |t| (now - t).num_seconds());
             let state = if age_s > UNRESPONSIVE_AFTER_S {
                 unresponsive = Some(Error::SchedulerUnresponsive {

@@ -15,7 +15,7 @@ use super::set_aside::{set_aside_unknown_dirs, unknown_run_dirs};
 use super::shutdown::Shutdown;
 use crate::artifacts::{EventKind, EventLog, RunDir};
 use crate::catalog::{Catalog, JobState};
-use crate::clock::{Clock, millis, rfc3339, rfc3339_ms};
+use crate::clock::{Clock, rfc3339};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::policy::{self, Catchup, Decision, Fire, InFlight, Input, Operator, Plan};
@@ -25,7 +25,6 @@ use crate::runner::execute::{RunControl, RunOutcome, RunPlan, Started};
 use crate::runner::recover::{began, orphaned_runs, reconcile_runs};
 use crate::schedule::Schedule;
 use crate::spec::JobSpec;
-use crate::store::owner::Owner;
 use crate::store::{RunRow, Store, TickRecord, TickResult};
 
 #[derive(Debug, Clone)]
@@ -68,7 +67,7 @@ struct Entry {
     operator: Operator,
     next_slot: Option<DateTime<Utc>>,
     catchup: Option<Catchup>,
-    paused_at: Option<i64>,
+    paused_at: Option<DateTime<Utc>>,
     /// The job had a run in flight when its next slot could have been claimed ahead: it is claimed
     /// when due instead, so the overlap policy sees whether that run has ended by then.
     claim_when_due: bool,
@@ -78,7 +77,7 @@ struct Daemon {
     home: Home,
     clock: Arc<dyn Clock>,
     me: String,
-    store: Arc<Mutex<Store>>,
+    store: Arc<Mutex<Box<dyn Store>>>,
     jobs: HashMap<String, Entry>,
     runs: JoinSet<RunOutcome>,
     stops: HashMap<(String, i64), watch::Sender<Option<RunStatus>>>,
@@ -148,27 +147,18 @@ pub async fn run(
 ) -> Result<Summary> {
     let me = owner();
     let _lock = OwnerLock::acquire(&home, &me)?;
-    let store = Store::open(&home.db_path())?;
+    let store = crate::store::open(&home.db_path())?;
     let store_identity = StoreIdentity::of(&home.db_path())?;
     if options.dry_run {
         return dry_run(&home, store, &clock);
     }
-    let pid = i64::from(std::process::id());
-    let now = clock.now();
     let mut store = store;
-    let host = me.split_once('@').map_or("", |(_, host)| host).to_owned();
-    store.claim_owner(&Owner {
-        pid,
-        host,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at: millis(now),
-        heartbeat_at: millis(now),
-    })?;
-    let interrupted = reconcile_runs(&mut store, &home, &clock, None)?;
+    store.claim_owner(&me, env!("CARGO_PKG_VERSION"))?;
+    let interrupted = reconcile_runs(&mut *store, &home, &clock, None)?;
     for (job, seq) in &interrupted {
         tracing::warn!(run = %run_name(job, *seq), "its process is gone; marked interrupted");
     }
-    for (dir, aside) in set_aside_unknown_dirs(&mut store, &home)? {
+    for (dir, aside) in set_aside_unknown_dirs(&mut *store, &home)? {
         tracing::warn!(
             run = %run_name(&dir.job_id, dir.seq),
             moved_to = %home.display_path(&aside),
@@ -227,7 +217,7 @@ pub async fn run(
             }
             _ = store_poll.tick() => daemon.poll_store(),
             _ = rescan.tick() => daemon.reload_logged("periodic rescan"),
-            _ = heartbeat.tick() => daemon.heartbeat(pid),
+            _ = heartbeat.tick() => daemon.heartbeat(),
             Some(first) = starts.recv() => daemon.record_starts(first, &mut starts),
             Some(finished) = daemon.runs.join_next() => daemon.finished(finished),
             () = shutdown.requested(1) => break,
@@ -246,7 +236,7 @@ pub async fn run(
     };
     let interrupted_at_shutdown = daemon.shut_down(grace, &mut starts, &mut shutdown).await;
     if let Ok(mut store) = daemon.store.lock() {
-        let _ = store.release_owner(pid);
+        let _ = store.release_owner(&daemon.me);
     }
     if let Some(error) = daemon.fatal.take() {
         tracing::error!("scheduler stopped: {error}");
@@ -262,7 +252,7 @@ pub async fn run(
 }
 
 impl Daemon {
-    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>> {
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Store>>> {
         self.store.lock().map_err(|_| Error::Internal {
             message: "the store lock was poisoned".into(),
         })
@@ -307,20 +297,16 @@ impl Daemon {
             let (Some(spec), Some(schedule)) = (job.spec.clone(), job.schedule.clone()) else {
                 continue;
             };
-            let next_slot = match job.row.next_slot.and_then(DateTime::from_timestamp_millis) {
+            let next_slot = match job.row.next_slot {
                 Some(slot) => Some(slot),
                 None => {
-                    let consumed = job.row.last_slot.and_then(DateTime::from_timestamp_millis);
+                    let consumed = job.row.last_slot;
                     let slot = policy::pending_slot(None, true, consumed, &schedule, now);
-                    missing_slots.push((job.row.id.clone(), slot.map(millis)));
+                    missing_slots.push((job.row.id.clone(), slot));
                     slot
                 }
             };
-            let catchup = match job.row.catchup.as_deref() {
-                Some("latest") => Some(Catchup::Latest),
-                Some("all") => Some(Catchup::All),
-                _ => None,
-            };
+            let catchup = job.row.catchup;
             let entry = Entry {
                 spec_hash: job.spec_hash().to_owned(),
                 spec,
@@ -499,12 +485,11 @@ impl Daemon {
         }
     }
 
-    fn heartbeat(&mut self, pid: i64) {
+    fn heartbeat(&mut self) {
         if !self.store_still_ours() {
             return;
         }
-        let now = millis(self.clock.now());
-        if let Err(e) = self.store().and_then(|mut s| s.heartbeat(pid, now)) {
+        if let Err(e) = self.store().and_then(|mut s| s.heartbeat(&self.me)) {
             tracing::error!("{e}");
         }
     }
@@ -556,7 +541,7 @@ impl Daemon {
             self.last_reap = tokio::time::Instant::now();
             let reaped = self
                 .store()
-                .and_then(|mut store| reconcile_runs(&mut store, &self.home, &self.clock, None));
+                .and_then(|mut store| reconcile_runs(&mut **store, &self.home, &self.clock, None));
             match reaped {
                 Ok(reaped) if !reaped.is_empty() => self.plan_retries(),
                 Ok(_) => {}
@@ -596,7 +581,7 @@ impl Daemon {
                 job_id: row.job_id.clone(),
                 trigger: Trigger::Catchup,
                 slot: None,
-                due_at: Some(millis(now)),
+                due_at: Some(now),
                 first_slot: row.slot,
                 last_slot: row.slot,
                 count: 1,
@@ -609,7 +594,7 @@ impl Daemon {
         for (id, entry) in &self.jobs {
             let (mut running, mut queued) = in_flight.get(id).copied().unwrap_or((0, 0));
             if let Some(mode) = entry.catchup {
-                let since = entry.paused_at.unwrap_or(0);
+                let since = entry.paused_at.unwrap_or(DateTime::UNIX_EPOCH);
                 let mut slots = match self.store().and_then(|s| s.paused_skips(id, since)) {
                     Ok(ranges) => expand(&entry.schedule, &ranges),
                     Err(e) => {
@@ -675,9 +660,9 @@ impl Daemon {
                         reason,
                     } => records.push(TickRecord::Skipped {
                         job_id: id.clone(),
-                        first_slot: millis(first_slot),
-                        last_slot: millis(last_slot),
-                        count: i64::try_from(count).unwrap_or(i64::MAX),
+                        first_slot,
+                        last_slot,
+                        count,
                         reason: reason.as_str().to_owned(),
                     }),
                     Decision::Miss {
@@ -688,9 +673,9 @@ impl Daemon {
                         let late = (now - last_slot).num_milliseconds() as f64 / 1000.0;
                         records.push(TickRecord::Missed {
                             job_id: id.clone(),
-                            first_slot: millis(first_slot),
-                            last_slot: millis(last_slot),
-                            count: i64::try_from(count).unwrap_or(i64::MAX),
+                            first_slot,
+                            last_slot,
+                            count,
                             message: format!(
                                 "{count} slot(s) missed: claimed {late:.1} s after the last was due, past misfire_grace {}",
                                 entry.spec.policy.misfire_grace
@@ -699,7 +684,7 @@ impl Daemon {
                     }
                 }
             }
-            next_slots.push((id.clone(), plan.next_slot.map(millis)));
+            next_slots.push((id.clone(), plan.next_slot));
             plans.push((id.clone(), plan));
         }
         for id in hold {
@@ -713,12 +698,12 @@ impl Daemon {
         let home = &self.home;
         let mut created = Vec::new();
         let result = self.store().and_then(|mut store| {
-            store.commit_tick(
+            store.commit_tick_with(
                 &records,
                 &next_slots,
                 &catchups_done,
                 &self.me,
-                millis(now),
+                now,
                 |job, seq| {
                     let (dir, stored) = RunDir::create_for_claim(home, job, seq)?;
                     created.push(dir.path().to_owned());
@@ -796,16 +781,13 @@ impl Daemon {
                 tracing::info!(job = %record.job_id(), count, reason = %reason, "slot(s) skipped");
                 if first_slot == last_slot {
                     EventKind::SlotSkipped {
-                        slot: rfc3339_ms(*last_slot),
+                        slot: rfc3339(*last_slot),
                         reason: reason.clone(),
                     }
                 } else {
                     EventKind::SlotSkipped {
-                        slot: rfc3339_ms(*last_slot),
-                        reason: format!(
-                            "{reason} ({count} slots from {})",
-                            rfc3339_ms(*first_slot)
-                        ),
+                        slot: rfc3339(*last_slot),
+                        reason: format!("{reason} ({count} slots from {})", rfc3339(*first_slot)),
                     }
                 }
             }
@@ -818,9 +800,9 @@ impl Daemon {
             } => {
                 tracing::warn!(job = %record.job_id(), count, "{message}");
                 EventKind::SlotMissed {
-                    first_slot: rfc3339_ms(*first_slot),
-                    last_slot: rfc3339_ms(*last_slot),
-                    count: u64::try_from(*count).unwrap_or(0),
+                    first_slot: rfc3339(*first_slot),
+                    last_slot: rfc3339(*last_slot),
+                    count: *count,
                 }
             }
             TickRecord::Run { .. } => return,
@@ -887,18 +869,20 @@ impl Daemon {
         let Some(entry) = self.jobs.get(&job_id) else {
             return;
         };
-        let lateness = due_at.map(|due| millis(now) - due).unwrap_or(0);
-        tracing::info!(run = %run_name(&job_id, seq), trigger = %trigger.as_str(), slot = %slot.map(rfc3339_ms).unwrap_or_else(|| "-".into()), lateness_ms = lateness, queued, "run claimed");
+        let lateness = due_at
+            .map(|due| (now - due).num_milliseconds())
+            .unwrap_or(0);
+        tracing::info!(run = %run_name(&job_id, seq), trigger = %trigger.as_str(), slot = %slot.map(rfc3339).unwrap_or_else(|| "-".into()), lateness_ms = lateness, queued, "run claimed");
         let plan = RunPlan {
             job_id: job_id.clone(),
             seq,
             trigger,
-            slot: slot.and_then(DateTime::from_timestamp_millis),
-            stands_for: slot.or(last_slot).and_then(DateTime::from_timestamp_millis),
-            due_at: due_at.and_then(DateTime::from_timestamp_millis),
+            slot,
+            stands_for: slot.or(last_slot),
+            due_at,
             replay_of: retry_of,
-            first_slot: first_slot.and_then(DateTime::from_timestamp_millis),
-            slot_count: u64::try_from(count).unwrap_or(1),
+            first_slot,
+            slot_count: count,
             claimed_at: now,
             queued,
             spec: entry.spec.clone(),
@@ -946,7 +930,7 @@ impl Daemon {
             }
             Ok(outcome) => {
                 self.apply_retention(&outcome.job_id);
-                tracing::info!(run = %run_name(&outcome.job_id, outcome.seq), status = %outcome.status, duration_ms = outcome.duration_ms, "run finished");
+                tracing::info!(run = %run_name(&outcome.job_id, outcome.seq), status = %outcome.end.status, duration_ms = outcome.end.duration_ms, "run finished");
                 self.stops.remove(&(outcome.job_id, outcome.seq));
             }
             Err(e) => tracing::error!("a run task failed: {e}"),
@@ -964,7 +948,7 @@ impl Daemon {
         let now = self.clock.now();
         let runs_root = self.home.runs_dir();
         let pruned = self.store().and_then(|mut store| {
-            crate::retention::prune_job(&mut store, &runs_root, job_id, &retention, now, false)
+            crate::retention::prune_job(&mut **store, &runs_root, job_id, &retention, now, false)
         });
         match pruned {
             Ok(pruned) if !pruned.runs.is_empty() => {
@@ -1081,11 +1065,11 @@ fn run_record(
     TickRecord::Run {
         job_id: id.to_owned(),
         trigger: fire.trigger,
-        slot: slot.map(millis),
-        due_at: Some(millis(fire.due_at)),
-        first_slot: several.then(|| millis(fire.first_slot)),
-        last_slot: several.then(|| millis(fire.slot)),
-        count: i64::try_from(fire.count).unwrap_or(i64::MAX),
+        slot,
+        due_at: Some(fire.due_at),
+        first_slot: several.then_some(fire.first_slot),
+        last_slot: several.then_some(fire.slot),
+        count: fire.count,
         spec_hash: entry.spec_hash.clone(),
         queued,
         retry_of: None,
@@ -1094,15 +1078,9 @@ fn run_record(
 }
 
 /// The individual slots of recorded `(first, last)` ranges, oldest first.
-fn expand(schedule: &Schedule, ranges: &[(i64, i64)]) -> Vec<DateTime<Utc>> {
+fn expand(schedule: &Schedule, ranges: &[(DateTime<Utc>, DateTime<Utc>)]) -> Vec<DateTime<Utc>> {
     let mut slots = Vec::new();
     for &(first, last) in ranges {
-        let (Some(first), Some(last)) = (
-            DateTime::from_timestamp_millis(first),
-            DateTime::from_timestamp_millis(last),
-        ) else {
-            continue;
-        };
         let mut slot = Some(first);
         while let Some(at) =
             slot.filter(|at| *at <= last && slots.len() < policy::MAX_SLOTS_PER_TICK)
@@ -1115,10 +1093,10 @@ fn expand(schedule: &Schedule, ranges: &[(i64, i64)]) -> Vec<DateTime<Utc>> {
 }
 
 /// `--dry-run`: what a start would do now, changing nothing.
-fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary> {
+fn dry_run(home: &Home, store: Box<dyn Store>, clock: &Arc<dyn Clock>) -> Result<Summary> {
     let now = clock.now();
     let mut lines = Vec::new();
-    let orphaned = orphaned_runs(&store, home)?;
+    let orphaned = orphaned_runs(&*store, home)?;
     for run in &orphaned {
         lines.push(format!(
             "{}: {} but no process holds its lock: would be settled first (kept as finished if its artifacts say so, else interrupted)",
@@ -1126,7 +1104,7 @@ fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary>
             run.status
         ));
     }
-    for dir in unknown_run_dirs(&store, home)? {
+    for dir in unknown_run_dirs(&*store, home)? {
         lines.push(format!(
             "{}: {} has no record in the store: would be moved to runs/{}/{}/ and its number kept taken",
             run_name(&dir.job_id, dir.seq),
@@ -1137,7 +1115,7 @@ fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary>
     }
     // The start settles the orphaned runs before its first tick, so they hold no instance then; a
     // scheduled claim that never began gives its slot back, to be judged again.
-    let mut given_back: HashMap<String, i64> = HashMap::new();
+    let mut given_back: HashMap<String, DateTime<Utc>> = HashMap::new();
     for run in &orphaned {
         if let (Trigger::Schedule, Some(slot), Some(dir)) = (run.trigger, run.slot, &run.run_dir)
             && !began(&crate::artifacts::rundir::resolve(home, dir))
@@ -1173,10 +1151,9 @@ fn dry_run(home: &Home, store: Store, clock: &Arc<dyn Clock>) -> Result<Summary>
             (Some(next), Some(back)) => Some(next.min(*back)),
             (next, _) => next,
         };
-        let consumed = job.row.last_slot.and_then(DateTime::from_timestamp_millis);
-        let Some(next_slot) = kept
-            .and_then(DateTime::from_timestamp_millis)
-            .or_else(|| policy::pending_slot(None, true, consumed, schedule, now))
+        let consumed = job.row.last_slot;
+        let Some(next_slot) =
+            kept.or_else(|| policy::pending_slot(None, true, consumed, schedule, now))
         else {
             lines.push(format!("{}: its schedule has no further slot", job.id()));
             continue;
