@@ -10,16 +10,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use jobs::artifacts::{EventKind, EventLog, RunDir};
 use jobs::catalog::Catalog;
 use jobs::clock::{Clock, SystemClock};
 use jobs::home::Home;
-use jobs::run::{RunStatus, Trigger};
+use jobs::run::{RunEnd, RunStatus, Trigger};
 use jobs::spec::model::Overlap;
-use jobs::store::{ClaimRequest, Finish, Store};
+use jobs::store::{self, ClaimRequest, Store};
 
 const JOB: &str = "bench";
 
@@ -37,7 +37,7 @@ fn home(dir: &Path) -> Home {
     home
 }
 
-fn request(now: i64) -> ClaimRequest<'static> {
+fn request(now: DateTime<Utc>) -> ClaimRequest<'static> {
     ClaimRequest {
         job_id: JOB,
         trigger: Trigger::Manual,
@@ -52,16 +52,17 @@ fn request(now: i64) -> ClaimRequest<'static> {
     }
 }
 
-fn finish(store: &mut Store, seq: i64) {
-    let done = Finish {
+fn finish(store: &mut dyn Store, seq: i64) {
+    let done = RunEnd {
         status: RunStatus::Succeeded,
-        started_at: None,
-        finished_at: Utc::now().timestamp_millis(),
         attempts: 1,
         exit_code: Some(0),
         signal: None,
         error_code: None,
         message: None,
+        started_at: None,
+        finished_at: Utc::now(),
+        duration_ms: 0,
     };
     store
         .finish_run(JOB, seq, &done)
@@ -70,13 +71,13 @@ fn finish(store: &mut Store, seq: i64) {
 
 /// Times `iters` claims, each followed (untimed) by finishing the run so the next one finds a free
 /// instance. `with_dir` creates and locks the run directory inside the transaction, as the runner does.
-fn time_claims(store: &mut Store, runs_root: &Path, iters: u64, with_dir: bool) -> Duration {
+fn time_claims(store: &mut dyn Store, runs_root: &Path, iters: u64, with_dir: bool) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let start = Instant::now();
         let (claimed, dir) = store
-            .claim(
-                &request(Utc::now().timestamp_millis()),
+            .claim_with(
+                &request(Utc::now()),
                 |_| true,
                 |seq| {
                     let dir = if with_dir {
@@ -98,30 +99,30 @@ fn time_claims(store: &mut Store, runs_root: &Path, iters: u64, with_dir: bool) 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
     let home = home(dir.path());
-    let mut store = Store::open(&home.db_path()).unwrap_or_else(|e| panic!("open the store: {e}"));
+    let mut store = store::open(&home.db_path()).unwrap_or_else(|e| panic!("open the store: {e}"));
     let runs_root = home.runs_dir();
 
     let mut group = c.benchmark_group("store");
     group.sample_size(30);
     group.bench_function("claim one run (store only)", |b| {
-        b.iter_custom(|iters| time_claims(&mut store, &runs_root, iters, false))
+        b.iter_custom(|iters| time_claims(&mut *store, &runs_root, iters, false))
     });
     group.bench_function("claim one run with its run directory", |b| {
-        b.iter_custom(|iters| time_claims(&mut store, &runs_root, iters, true))
+        b.iter_custom(|iters| time_claims(&mut *store, &runs_root, iters, true))
     });
     group.bench_function("finish one run", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let (claimed, ()) = store
-                    .claim(
-                        &request(Utc::now().timestamp_millis()),
+                    .claim_with(
+                        &request(Utc::now()),
                         |_| true,
                         |seq| Ok(((), format!("runs/{JOB}/{seq}"))),
                     )
                     .unwrap_or_else(|e| panic!("claim: {e}"));
                 let start = Instant::now();
-                finish(&mut store, claimed.seq());
+                finish(&mut *store, claimed.seq());
                 total += start.elapsed();
             }
             total

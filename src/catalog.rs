@@ -12,7 +12,7 @@ use crate::home::Home;
 use crate::schedule::Schedule;
 use crate::spec::load::{load_dir_with, loader_fingerprint, recheck_stored};
 use crate::spec::{JobSpec, LoadedSpec, Problem, SpecFile};
-use crate::store::{JobRow, Store, SyncReport};
+use crate::store::{self, JobRow, OperatorState, Store, SyncReport};
 
 pub struct Catalog {
     /// Spec files that are not jobs (a name that is not a valid id, a second file for an id), with the
@@ -20,7 +20,7 @@ pub struct Catalog {
     pub stray_files: Vec<(PathBuf, String)>,
     /// The home's `config.yaml` as read; its problems, if any, mean its last good version is in force.
     pub config: ConfigFile,
-    pub store: Store,
+    pub store: Box<dyn Store>,
     pub jobs: Vec<Job>,
     pub sync: SyncReport,
 }
@@ -75,9 +75,11 @@ impl Job {
             JobState::Removed
         } else if self.spec.is_none() {
             JobState::Invalid
-        } else if self.row.state == "disabled" || self.spec.as_ref().is_some_and(|s| !s.enabled) {
+        } else if self.row.state == OperatorState::Disabled
+            || self.spec.as_ref().is_some_and(|s| !s.enabled)
+        {
             JobState::Disabled
-        } else if self.row.state == "paused" {
+        } else if self.row.state == OperatorState::Paused {
             JobState::Paused
         } else {
             JobState::Active
@@ -106,7 +108,7 @@ impl Catalog {
                 owner,
             });
         }
-        let mut store = Store::open(&home.db_path())?;
+        let mut store = store::open(&home.db_path())?;
         let version = store.data_version()?;
         let rows = store.job_rows()?;
         // A file whose content the store already checked (same hash, same loader) is not parsed again.
@@ -132,7 +134,7 @@ impl Catalog {
         let kept = store.kept_config()?;
         let in_force = config::in_force(&config, kept.as_ref());
         if let Some(keep) = &in_force.keep {
-            match store.keep_config(keep.as_ref(), now.timestamp_millis()) {
+            match store.keep_config(keep.as_ref(), now) {
                 Ok(()) => {}
                 // As with the specs below: the next command records it.
                 Err(e) if e.is_busy() => {
@@ -142,11 +144,7 @@ impl Catalog {
             }
         }
         let files = load_dir_with(&home.jobs_dir(), now, &in_force.config.defaults, &trusted)?;
-        let sync = match store.sync_specs(
-            &files,
-            |f| home.display_path(&f.path),
-            now.timestamp_millis(),
-        ) {
+        let sync = match store.sync_specs(&files, &|f| home.display_path(&f.path), now) {
             Ok(sync) => sync,
             // Another process holds the write lock: the command goes on with the store as it is, and
             // the next command (or the scheduler's next rescan) records the change.

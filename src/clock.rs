@@ -32,14 +32,11 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// [`rfc3339`] of milliseconds since the epoch, as the store keeps instants.
-pub fn rfc3339_ms(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), rfc3339)
-}
-
-/// Milliseconds since the epoch, as the store keeps instants.
-pub fn millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
+/// An instant written in RFC 3339 (as [`rfc3339`] writes it, or with any offset), read back.
+pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Serializes instants as [`rfc3339`] writes them, for `#[serde(serialize_with = ...)]` on `--json`

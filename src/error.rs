@@ -76,9 +76,11 @@ pub enum Error {
         path: PathBuf,
         first_problem: String,
     },
+    /// The store failed; `fault` says how, for the hint. The source is the backend's own error.
     Store {
         action: String,
-        source: rusqlite::Error,
+        fault: StoreFault,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Another process has held the store's write lock for longer than the busy timeout.
     StoreBusy {
@@ -159,22 +161,16 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// A store error; one caused by another process holding the write lock past the busy timeout
-    /// becomes [`Error::StoreBusy`], which says so instead of blaming the file system.
-    pub fn store(action: impl Into<String>, source: rusqlite::Error) -> Self {
-        if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
-            return Self::StoreBusy {
-                action: action.into(),
-                waited: crate::store::connection::busy_timeout(),
-            };
-        }
-        Self::Store {
-            action: action.into(),
-            source,
-        }
-    }
+/// How the store failed, as far as the operator's next step depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFault {
+    /// The store's file is damaged or is not a store at all: restore a backup.
+    Damaged,
+    /// Anything else (a full disk, a read-only file system, a bug).
+    Other,
+}
 
+impl Error {
     /// Whether this is the store's write lock being held by another process.
     pub fn is_busy(&self) -> bool {
         matches!(self, Self::StoreBusy { .. })
@@ -184,12 +180,15 @@ impl Error {
     /// (errors from opening it name it already).
     pub fn naming_store(self, path: &Path) -> Self {
         match self {
-            Self::Store { action, source } if !action.contains(&*path.to_string_lossy()) => {
-                Self::Store {
-                    action: format!("{action} in {}", path.display()),
-                    source,
-                }
-            }
+            Self::Store {
+                action,
+                fault,
+                source,
+            } if !action.contains(&*path.to_string_lossy()) => Self::Store {
+                action: format!("{action} in {}", path.display()),
+                fault,
+                source,
+            },
             other => other,
         }
     }
@@ -282,12 +281,10 @@ impl Error {
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => {
                 Some("run `jobsctl validate` for every problem with its position".into())
             }
-            Self::Store { source, .. }
-                if matches!(
-                    source.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-                ) =>
-            {
+            Self::Store {
+                fault: StoreFault::Damaged,
+                ..
+            } => {
                 Some("the store is damaged: stop the scheduler and restore a backup (see runbooks/backup-restore.md)".into())
             }
             Self::Store { .. } => Some(
@@ -390,7 +387,7 @@ impl fmt::Display for Error {
                 "job `{id}` has no valid spec: {}:{first_problem}",
                 path.display()
             ),
-            Self::Store { action, source } => write!(f, "failed to {action}: {source}"),
+            Self::Store { action, source, .. } => write!(f, "failed to {action}: {source}"),
             Self::StoreBusy { action, waited } => write!(
                 f,
                 "failed to {action}: the store is busy, another process has held its write lock for over {} s",
@@ -460,7 +457,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Store { source, .. } => Some(source),
+            Self::Store { source, .. } => Some(source.as_ref()),
             Self::Io { source, .. } | Self::ArtifactWrite { source, .. } => Some(source),
             _ => None,
         }
@@ -491,7 +488,11 @@ mod tests {
             ),
             (Error::InvalidSpecs { count: 2 }, "job_invalid_spec", 4),
             (
-                Error::store("open the store", rusqlite::Error::InvalidQuery),
+                Error::Store {
+                    action: "open the store".into(),
+                    fault: StoreFault::Other,
+                    source: "boom".into(),
+                },
                 "store_error",
                 6,
             ),

@@ -313,8 +313,10 @@ fn admit(input: &Input<'_>, fires: Vec<Fire>, decisions: &mut Vec<Decision>) {
     }
 }
 
-/// How a resumed job makes up for the slots it skipped while paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a resumed job makes up for the slots it skipped while paused. Shown to people and in `--json`
+/// as `none`, `latest`, `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Catchup {
     /// Nothing: the skipped slots stay skipped.
     None,
@@ -322,6 +324,16 @@ pub enum Catchup {
     Latest,
     /// One run per skipped slot, oldest first, one after another.
     All,
+}
+
+impl std::fmt::Display for Catchup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Latest => "latest",
+            Self::All => "all",
+        })
+    }
 }
 
 /// The catch-up runs owed on resume, given the slots skipped while paused (oldest first).

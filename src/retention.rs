@@ -25,7 +25,7 @@ pub struct Pruned {
 
 /// Plans the prune of one job and, unless `dry_run`, carries it out.
 pub fn prune_job(
-    store: &mut Store,
+    store: &mut dyn Store,
     runs_root: &Path,
     job_id: &str,
     retention: &RetentionSpec,
@@ -39,13 +39,14 @@ pub fn prune_job(
     let linked = std::fs::symlink_metadata(&job_dir).is_ok_and(|m| m.file_type().is_symlink());
     let rows: Vec<RetentionRow> = view
         .iter()
-        .map(|&(seq, at, active)| {
-            let dir = job_dir.join(seq.to_string());
+        .map(|run| {
+            let dir = job_dir.join(run.seq.to_string());
             RetentionRow {
-                seq,
-                at,
+                seq: run.seq,
+                // The plan weighs ages in milliseconds.
+                at: run.at.timestamp_millis(),
                 // A directory whose lock is held belongs to a live run, whatever its row says.
-                active: active || RunDir::is_locked(&dir),
+                active: run.in_flight || RunDir::is_locked(&dir),
                 // Records of slots that did not run (skipped, missed) never have a directory.
                 ran: !linked && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()),
             }
@@ -63,7 +64,7 @@ pub fn prune_job(
                 continue;
             };
             let path = entry.path();
-            if !view.iter().any(|(s, ..)| *s == seq)
+            if !view.iter().any(|run| run.seq == seq)
                 && !RunDir::is_locked(&path)
                 && !store.run_exists(job_id, seq)?
             {

@@ -1,8 +1,9 @@
-//! What a run is, in words every part shares: how it was triggered, the statuses it moves through, and
-//! how it is named (`nightly-report#42`).
+//! What a run is, in words every part shares: how it was triggered, the statuses it moves through, how
+//! it ended, and how it is named (`nightly-report#42`).
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,6 +93,27 @@ impl Trigger {
             .into_iter()
             .find(|t| t.as_str() == text)
     }
+}
+
+/// How a run ended: what its owner (or whoever settles it after the owner died) records in the store,
+/// writes as the `run_finished` event and into the receipt, and what `jobsctl run` reports. Every
+/// record of a run's end is made from one of these, so they cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    /// Attempts started; 0 for a run that never started one.
+    pub attempts: u32,
+    /// The last attempt's exit code, when its main process exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the last attempt's main process.
+    pub signal: Option<i32>,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+    /// When the command first started, if it did. `None` leaves a start the store has as it is.
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    /// From the start to the end; 0 for a run that never started.
+    pub duration_ms: u64,
 }
 
 /// How a run is named to people: `job#seq`.

@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use super::rundir::{link_refused, no_follow, open_append, open_read};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::run::{RunStatus, Trigger};
+use crate::run::{RunEnd, RunStatus, Trigger};
 
 /// One line of `events.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +133,21 @@ pub enum EventKind {
         last_slot: String,
         count: u64,
     },
+}
+
+impl EventKind {
+    /// The `run_finished` event of a run that ended so (its time is the event's own).
+    pub fn run_finished(end: &RunEnd) -> Self {
+        Self::RunFinished {
+            status: end.status,
+            attempts: end.attempts,
+            exit_code: end.exit_code,
+            signal: end.signal,
+            duration_ms: end.duration_ms,
+            error_code: end.error_code.clone(),
+            message: end.message.clone(),
+        }
+    }
 }
 
 /// A process as an event names it.

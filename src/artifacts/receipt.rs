@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::rundir::write_atomic;
 use chrono::{DateTime, Utc};
 
-use crate::clock::rfc3339;
+use crate::clock::{parse_rfc3339, rfc3339};
 use crate::error::Result;
-use crate::run::{RunStatus, Trigger, run_name};
+use crate::run::{RunEnd, RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
 
 /// Bumped when a field changes meaning or goes away; new fields do not bump it.
@@ -139,6 +139,39 @@ impl Receipt {
             kill_grace_ms: ms(run.kill_grace.as_duration()),
             max_attempts: spec.retry.max_attempts,
             attempts: Vec::new(),
+        }
+    }
+
+    /// Writes how the run ended into the receipt (a start it has already is kept).
+    pub fn record_end(&mut self, end: &RunEnd) {
+        self.status = end.status;
+        if self.started_at.is_none() {
+            self.started_at = end.started_at.map(rfc3339);
+        }
+        self.finished_at = Some(rfc3339(end.finished_at));
+        self.duration_ms = Some(end.duration_ms);
+        self.exit_code = end.exit_code;
+        self.signal = end.signal;
+        self.error_code.clone_from(&end.error_code);
+        self.message.clone_from(&end.message);
+    }
+
+    /// How the run ended, as a terminal receipt says; `now` stands in for an end it has no time of.
+    pub fn end(&self, now: DateTime<Utc>) -> RunEnd {
+        RunEnd {
+            status: self.status,
+            attempts: u32::try_from(self.attempts.len()).unwrap_or(u32::MAX),
+            exit_code: self.exit_code,
+            signal: self.signal,
+            error_code: self.error_code.clone(),
+            message: self.message.clone(),
+            started_at: self.started_at.as_deref().and_then(parse_rfc3339),
+            finished_at: self
+                .finished_at
+                .as_deref()
+                .and_then(parse_rfc3339)
+                .unwrap_or(now),
+            duration_ms: self.duration_ms.unwrap_or(0),
         }
     }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Ctx;
 use super::output::{Output, Report, View};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store;
 
 pub fn run(ctx: &Ctx, path: &Path, force: bool) -> Result<Report> {
     refuse_live_store_file(&ctx.home.db_path(), path)?;
@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, path: &Path, force: bool) -> Result<Report> {
             path: path.to_owned(),
         });
     }
-    let store = Store::open(&ctx.home.db_path())?;
+    let store = store::open(&ctx.home.db_path())?;
     store.backup_to(path)?;
     let view = BackupView {
         path: path.display().to_string(),

@@ -9,8 +9,7 @@ use serde::{Serialize, Serializer};
 
 use super::Ctx;
 use super::lifecycle::operator;
-use super::output::{Output, Report, View, escape_controls, ser, stored};
-use crate::clock::millis;
+use super::output::{Output, Report, View, escape_controls, ser};
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, Trigger, run_name};
 use crate::runner::recover::{owner_is_alive, reconcile_runs};
@@ -40,7 +39,7 @@ pub fn run(ctx: &Ctx, id: &str, args: &CancelArgs) -> Result<Report> {
         .spec
         .as_ref()
         .map(|spec| spec.run.kill_grace.as_duration());
-    let in_flight = in_flight(&catalog.store, id)?;
+    let in_flight = in_flight(&*catalog.store, id)?;
     let targets = match (args.run, args.all) {
         (Some(seq), _) => match in_flight.iter().find(|run| run.seq == seq) {
             Some(run) => vec![run.clone()],
@@ -69,7 +68,7 @@ pub fn run(ctx: &Ctx, id: &str, args: &CancelArgs) -> Result<Report> {
     let wait = args.wait.then(|| wait_bound(kill_grace));
     let cancelled = cancel_runs(
         ctx,
-        &mut catalog.store,
+        &mut *catalog.store,
         id,
         &targets,
         &by,
@@ -88,7 +87,7 @@ pub fn run(ctx: &Ctx, id: &str, args: &CancelArgs) -> Result<Report> {
 }
 
 /// The job's runs queued or running (a run waiting to retry is running), oldest first.
-pub(super) fn in_flight(store: &Store, id: &str) -> Result<Vec<RunRow>> {
+pub(super) fn in_flight(store: &dyn Store, id: &str) -> Result<Vec<RunRow>> {
     Ok(store
         .active_runs()?
         .into_iter()
@@ -189,8 +188,8 @@ impl<'a> RunInFlight<'a> {
             run: run.seq,
             trigger: run.trigger,
             owner: &run.owner,
-            claimed_at: stored(run.claimed_at),
-            started_at: run.started_at.map(stored),
+            claimed_at: run.claimed_at,
+            started_at: run.started_at,
         }
     }
 }
@@ -351,7 +350,7 @@ impl Cancelled<'_> {
 /// long for each to be recorded as ended, settling any whose owner dies meanwhile.
 pub(super) fn cancel_runs<'a>(
     ctx: &Ctx,
-    store: &mut Store,
+    store: &mut dyn Store,
     id: &str,
     runs: &'a [RunRow],
     by: &str,
@@ -359,7 +358,7 @@ pub(super) fn cancel_runs<'a>(
     wait: Option<Duration>,
 ) -> Result<Cancelled<'a>> {
     let keys: Vec<(String, i64)> = runs.iter().map(|r| (r.job_id.clone(), r.seq)).collect();
-    let answers = store.request_cancel(&keys, by, reason, millis(ctx.clock.now()))?;
+    let answers = store.request_cancel(&keys, by, reason, ctx.clock.now())?;
     let mut entries: Vec<CancelEntry<'a>> = runs
         .iter()
         .zip(answers)
@@ -431,7 +430,7 @@ pub(super) fn cancel_runs<'a>(
 /// row.
 fn wait_for_end(
     ctx: &Ctx,
-    store: &mut Store,
+    store: &mut dyn Store,
     id: &str,
     seqs: &[i64],
     bound: Duration,
@@ -491,8 +490,8 @@ mod tests {
             trigger: Trigger::Manual,
             slot: None,
             due_at: None,
-            claimed_at: 0,
-            started_at: Some(1),
+            claimed_at: chrono::DateTime::UNIX_EPOCH,
+            started_at: chrono::DateTime::from_timestamp_millis(1),
             finished_at: None,
             status: RunStatus::Running,
             attempts: 1,
@@ -509,7 +508,7 @@ mod tests {
             boot_id: None,
             pgid: None,
             leader_start: None,
-            kill_grace_ms: None,
+            kill_grace: None,
             retry_owed: false,
         }
     }

@@ -25,7 +25,7 @@ impl Ctx {
             catalog.job(id)?;
         }
         match crate::runner::recover::reconcile_runs(
-            &mut catalog.store,
+            &mut *catalog.store,
             &self.home,
             &self.clock,
             job,

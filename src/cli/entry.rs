@@ -198,8 +198,8 @@ fn dispatch_operator(ctx: &Ctx, command: Command) -> Result<Report> {
         } => {
             let catchup = match catchup {
                 CatchupArg::None => None,
-                CatchupArg::Latest => Some("latest"),
-                CatchupArg::All => Some("all"),
+                CatchupArg::Latest => Some(crate::policy::Catchup::Latest),
+                CatchupArg::All => Some(crate::policy::Catchup::All),
             };
             super::lifecycle::run(
                 ctx,

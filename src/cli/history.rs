@@ -5,8 +5,7 @@ use chrono::{DateTime, Local, Utc};
 use serde::Serialize;
 
 use super::Ctx;
-use super::output::{Output, Report, Style, Table, View, relative, ser, stored};
-use crate::clock::millis;
+use super::output::{Output, Report, Style, Table, View, relative, ser};
 use crate::duration::SpecDuration;
 use crate::error::{Error, Result};
 use crate::run::{RunStatus, Trigger, run_name};
@@ -27,7 +26,7 @@ pub fn run(
     let filter = HistoryFilter {
         job_id: id.map(str::to_owned),
         statuses,
-        since: since.map(millis),
+        since,
         limit: i64::from(limit),
     };
     let (rows, total) = catalog.store.history(&filter)?;
@@ -125,10 +124,10 @@ pub struct RunEntry<'a> {
     #[serde(serialize_with = "ser::instant_opt")]
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
-    pub exit_code: Option<i64>,
-    pub signal: Option<i64>,
-    pub attempts: i64,
-    pub slot_count: i64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub attempts: u32,
+    pub slot_count: u64,
     pub replay_of: Option<i64>,
     pub run_dir: Option<&'a str>,
     pub error: Option<RunError<'a>>,
@@ -146,15 +145,15 @@ pub struct RunError<'a> {
 
 impl<'a> RunEntry<'a> {
     pub fn new(row: &'a RunRow) -> Self {
-        let started_at = row.started_at.map(stored);
-        let finished_at = row.finished_at.map(stored);
+        let started_at = row.started_at;
+        let finished_at = row.finished_at;
         Self {
             job_id: &row.job_id,
             run: row.seq,
             trigger: row.trigger,
-            slot: row.slot.map(stored),
+            slot: row.slot,
             status: row.status,
-            claimed_at: stored(row.claimed_at),
+            claimed_at: row.claimed_at,
             started_at,
             finished_at,
             duration_ms: finished_at

@@ -8,7 +8,6 @@ use super::Ctx;
 use super::cancel::{Cancelled, cancel_runs, in_flight, wait_bound};
 use super::output::{Output, Report, View};
 use crate::catalog::Catalog;
-use crate::clock::millis;
 use crate::error::Result;
 use crate::store::StateChange;
 
@@ -25,7 +24,7 @@ pub fn cancelling(cancel: bool, no_wait: bool) -> Option<Cancelling> {
 pub fn run(
     ctx: &Ctx,
     id: &str,
-    change: StateChange<'_>,
+    change: StateChange,
     reason: Option<&str>,
     cancel: Option<Cancelling>,
 ) -> Result<Report> {
@@ -37,15 +36,13 @@ pub fn run(
         .as_ref()
         .map(|spec| spec.run.kill_grace.as_duration());
     let by = operator();
-    let before = catalog
-        .store
-        .change_state(id, change, &by, reason, millis(now))?;
-    let changed = change.changes(&before);
+    let before = catalog.store.change_state(id, change, &by, reason, now)?;
+    let changed = change.changes(before);
     // Read after the change: a run claimed up to it is in the list, and none can be claimed by the
     // scheduler after it.
     let stops_runs = matches!(change, StateChange::Pause | StateChange::Disable);
     let runs = if cancel.is_some() || stops_runs {
-        in_flight(&catalog.store, id)?
+        in_flight(&*catalog.store, id)?
     } else {
         Vec::new()
     };
@@ -57,7 +54,7 @@ pub fn run(
             };
             Some(cancel_runs(
                 ctx,
-                &mut catalog.store,
+                &mut *catalog.store,
                 id,
                 &runs,
                 &by,
@@ -74,8 +71,12 @@ pub fn run(
     // An unchanged state keeps who, when and why as first recorded: nothing new is reported for them.
     let view = LifecycleView {
         id,
-        state: if changed { after(change) } else { &before },
-        previous: &before,
+        state: if changed {
+            after(change)
+        } else {
+            before.as_str()
+        },
+        previous: before.as_str(),
         changed,
         by: changed.then_some(by.as_str()),
         reason: reason.filter(|_| changed),
@@ -97,17 +98,17 @@ struct LifecycleView<'a> {
     changed: bool,
     by: Option<&'a str>,
     reason: Option<&'a str>,
-    catchup: Option<&'a str>,
+    catchup: Option<crate::policy::Catchup>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cancelled: Option<Cancelled<'a>>,
     #[serde(skip)]
-    change: StateChange<'a>,
+    change: StateChange,
     /// Without `--cancel`, a pause or disable leaves runs in flight going.
     #[serde(skip)]
     runs_go_on: bool,
 }
 
-fn verb(change: StateChange<'_>) -> &'static str {
+fn verb(change: StateChange) -> &'static str {
     match change {
         StateChange::Pause => "paused",
         StateChange::Resume { .. } => "resumed",
@@ -117,7 +118,7 @@ fn verb(change: StateChange<'_>) -> &'static str {
 }
 
 /// The state a change leads to.
-fn after(change: StateChange<'_>) -> &'static str {
+fn after(change: StateChange) -> &'static str {
     match change {
         StateChange::Pause => "paused",
         StateChange::Resume { .. } | StateChange::Enable => "active",

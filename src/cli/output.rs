@@ -308,12 +308,6 @@ impl Serialize for Zoned {
     }
 }
 
-/// An instant the store keeps in milliseconds, as views hold it. Only a value outside chrono's range
-/// (which this program never writes) fails, and reads as the epoch.
-pub fn stored(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
-}
-
 /// How view fields that are not plain data serialize, for `#[serde(serialize_with = "...")]`.
 pub mod ser {
     use chrono::{DateTime, SecondsFormat, Utc};

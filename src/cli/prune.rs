@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, id: Option<&str>, dry_run: bool) -> Result<Report> {
     let mut jobs = Vec::new();
     for (id, retention) in targets {
         let pruned = prune_job(
-            &mut catalog.store,
+            &mut *catalog.store,
             &runs_root,
             &id,
             &retention,

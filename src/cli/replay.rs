@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
     let dir = crate::artifacts::rundir::run_path(&ctx.home, id, seq);
     let receipt = match Receipt::read(&dir) {
         Ok(receipt) => receipt,
-        Err(_) => return Err(not_a_run(&catalog.store, id, seq)),
+        Err(_) => return Err(not_a_run(&*catalog.store, id, seq)),
     };
 
     let run = &spec.run;
@@ -72,7 +72,7 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
 }
 
 /// Why `id#seq` has no run to show: the number is a record of slots that did not run, or nothing at all.
-pub fn not_a_run(store: &crate::store::Store, id: &str, seq: i64) -> Error {
+pub fn not_a_run(store: &dyn crate::store::Store, id: &str, seq: i64) -> Error {
     let not_found = Error::RunNotFound {
         id: id.to_owned(),
         seq,

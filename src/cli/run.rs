@@ -84,7 +84,7 @@ pub enum TargetResult {
 /// SIGTERM stops the runs in flight (recorded cancelled), and no further run is claimed or started.
 pub fn run_targets(
     ctx: &Ctx,
-    store: Store,
+    store: Box<dyn Store>,
     targets: Vec<Target>,
     sequential: bool,
 ) -> Result<Vec<(String, TargetResult)>> {
@@ -149,7 +149,7 @@ pub fn run_targets(
 
 /// Claims the run of one target, under the store's lock.
 fn claim_target(
-    store: &Mutex<Store>,
+    store: &Mutex<Box<dyn Store>>,
     home: &Home,
     target: &Target,
     me: &str,
@@ -157,7 +157,7 @@ fn claim_target(
 ) -> Result<RunPlan> {
     let mut store = store.lock().map_err(|_| poisoned())?;
     claim_run(
-        &mut store,
+        &mut **store,
         home,
         &target.id,
         &target.spec,
@@ -235,8 +235,9 @@ const CANCEL_POLL: Duration = Duration::from_millis(250);
 /// Carries out `jobsctl cancel` (from any process) for the runs this process owns: when the store
 /// changed (`PRAGMA data_version`, a cheap read), the requests for our runs in flight are read and
 /// their runs stopped. Runs until the runtime ends.
-async fn watch_cancel_requests(store: Arc<Mutex<Store>>, me: String, stops: Stops) {
-    let version = |store: &Arc<Mutex<Store>>| store.lock().ok().and_then(|s| s.data_version().ok());
+async fn watch_cancel_requests(store: Arc<Mutex<Box<dyn Store>>>, me: String, stops: Stops) {
+    let version =
+        |store: &Arc<Mutex<Box<dyn Store>>>| store.lock().ok().and_then(|s| s.data_version().ok());
     let mut seen = version(&store);
     let mut poll = tokio::time::interval(CANCEL_POLL);
     loop {
@@ -440,20 +441,21 @@ impl RunResult {
     }
 
     fn ran(ctx: &Ctx, job_id: String, outcome: &RunOutcome) -> Self {
+        let end = &outcome.end;
         Self {
             job_id,
             run: Some(outcome.seq),
-            status: outcome.status.as_str(),
-            exit_code: outcome.exit_code,
-            signal: Some(outcome.signal),
-            duration_ms: Some(outcome.duration_ms),
-            attempts: Some(outcome.attempts),
+            status: end.status.as_str(),
+            exit_code: end.exit_code,
+            signal: Some(end.signal),
+            duration_ms: Some(end.duration_ms),
+            attempts: Some(end.attempts),
             run_dir: Some(ctx.home.display_path(&outcome.run_dir)),
-            error: outcome.error_code.as_ref().map(|code| ResultError {
+            error: end.error_code.as_ref().map(|code| ResultError {
                 code: code.clone(),
-                message: outcome.message.clone(),
+                message: end.message.clone(),
             }),
-            kind: ResultKind::Ran(outcome.status),
+            kind: ResultKind::Ran(end.status),
         }
     }
 
@@ -705,7 +707,7 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
         let (spec, hash) = (spec.clone(), job.spec_hash().to_owned());
         let Catalog { mut store, .. } = catalog;
         let plan = claim_run(
-            &mut store,
+            &mut *store,
             &ctx.home,
             id,
             &spec,
@@ -747,13 +749,13 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
         ));
         execute(plan, store, Arc::new(SystemClock), None, stop).await
     });
-    let error = (outcome.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
+    let error = (outcome.end.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
         failed: 1,
         total: 1,
     });
     Ok(Report::view(
         &ExecView {
-            status: outcome.status,
+            status: outcome.end.status,
         },
         &ctx.out,
     )?

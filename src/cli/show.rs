@@ -9,7 +9,7 @@ use super::Ctx;
 use super::history::RunEntry;
 use super::list::state_style;
 use super::output::{
-    Output, Report, Style, View, Zoned, escape_controls, local, relative, ser, stored, utc,
+    Output, Report, Style, View, Zoned, escape_controls, local, relative, ser, utc,
 };
 use crate::catalog::{Job, JobState};
 use crate::duration::SpecDuration;
@@ -122,10 +122,10 @@ impl<'a> ShowView<'a> {
             spec_path: &row.spec_path,
             state: job.state(),
             operator_state: OperatorState {
-                state: &row.state,
+                state: row.state.as_str(),
                 reason: row.state_reason.as_deref(),
                 by: row.state_by.as_deref(),
-                at: row.state_at.map(stored),
+                at: row.state_at,
             },
             enabled: spec.is_some_and(|s| s.enabled),
             schedule: ScheduleView::new(job),

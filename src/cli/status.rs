@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::run::run_name;
 use crate::scheduler::lock::OwnerLock;
 use crate::spec::Problem;
+use crate::store::Owner;
 use crate::store::RunRow;
-use crate::store::owner::Owner;
 
 /// A heartbeat older than this means the scheduler is stopped or hung. It beats every 2 s; a beat can
 /// wait up to the store's 30 s busy timeout behind another process's write lock, so only an age past
@@ -108,8 +108,8 @@ struct SpecProblems<'a> {
 impl<'a> SchedulerView<'a> {
     fn new(holder: Option<&'a str>, owner: Option<&'a Owner>, now: DateTime<Utc>) -> Self {
         let detail = holder.and(owner).map(|owner| {
-            let started = DateTime::from_timestamp_millis(owner.started_at);
-            let beat = DateTime::from_timestamp_millis(owner.heartbeat_at);
+            let started = Some(owner.started_at);
+            let beat = Some(owner.heartbeat_at);
             let age_s = beat.map_or(i64::MAX, |t| (now - t).num_seconds());
             OwnerDetail {
                 responsive: age_s <= UNRESPONSIVE_AFTER_S,
@@ -306,8 +306,8 @@ mod tests {
             pid: 7,
             host: "host".into(),
             version: "0.1.0".into(),
-            started_at: at("2026-11-22T11:00:00Z").timestamp_millis(),
-            heartbeat_at: at("2026-11-22T11:58:58.500Z").timestamp_millis(),
+            started_at: at("2026-11-22T11:00:00Z"),
+            heartbeat_at: at("2026-11-22T11:58:58.500Z"),
         };
         let view = SchedulerView::new(Some("7@host"), Some(&owner), now);
         assert_eq!(

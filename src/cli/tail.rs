@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
     let start = match args.run {
         Some(seq) => {
             if !job_dir.join(seq.to_string()).join(EVENTS_FILE).exists() {
-                return Err(super::replay::not_a_run(&catalog.store, id, seq));
+                return Err(super::replay::not_a_run(&*catalog.store, id, seq));
             }
             Some(seq)
         }

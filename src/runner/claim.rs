@@ -9,7 +9,7 @@ use super::execute::RunControl;
 use super::execute::RunPlan;
 use super::recover::{reconcile_runs, run_is_alive};
 use crate::artifacts::RunDir;
-use crate::clock::{Clock, FixedClock, millis};
+use crate::clock::{Clock, FixedClock};
 use crate::error::Result;
 use crate::home::Home;
 use crate::run::Trigger;
@@ -44,7 +44,7 @@ impl ClaimOf {
     reason = "the claim needs each of these and they have no common owner"
 )]
 pub fn claim_run(
-    store: &mut Store,
+    store: &mut dyn Store,
     home: &Home,
     job_id: &str,
     spec: &JobSpec,
@@ -56,11 +56,11 @@ pub fn claim_run(
     let request = ClaimRequest {
         job_id,
         trigger: of.trigger,
-        slot: of.slot.map(millis),
-        due_at: of.due_at.map(millis),
+        slot: of.slot,
+        due_at: of.due_at,
         spec_hash,
         owner,
-        now: millis(now),
+        now,
         max_instances: spec.policy.max_instances,
         overlap: spec.policy.overlap,
         replay_of: of.replay_of,
@@ -69,7 +69,7 @@ pub fn claim_run(
     // would otherwise only mark its row, leaving a receipt that still says "running".
     let at: Arc<dyn Clock> = Arc::new(FixedClock(now));
     reconcile_runs(store, home, &at, Some(job_id))?;
-    let (claimed, run_dir) = store.claim(
+    let (claimed, run_dir) = store.claim_with(
         &request,
         |dir| run_is_alive(home, dir),
         |seq| RunDir::create_for_claim(home, job_id, seq),

@@ -1,13 +1,14 @@
 //! A whole run: wait for an instance if queued, then attempts with retries and backoff, each step an
 //! event; the receipt at the start and, atomically replaced, at the end; the summary; and the store's
 //! record of how it ended. Artifacts are finished before the store, so a crash in between leaves a
-//! terminal receipt beside an unfinished row, which reconciliation can read.
+//! terminal receipt beside an unfinished row, which reconciliation can read. The store is called on
+//! blocking threads only (see [`blocking`]): its calls wait on the disk and on other processes' locks.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 
 use super::attempt::{AttemptSpec, OutputSinks, Stop, run_attempt, stop_reason, stop_requested};
@@ -16,14 +17,17 @@ use crate::artifacts::events::Observer;
 use crate::artifacts::receipt::ClaimFacts;
 use crate::artifacts::rundir::{EVENTS_FILE, STDERR_FILE, STDOUT_FILE, open_append};
 use crate::artifacts::{AttemptRecord, EventKind, EventLog, Receipt, RunDir, summary};
-use crate::clock::{Clock, millis, rfc3339};
+use crate::clock::{Clock, rfc3339};
 use crate::error::Error;
 use crate::home::Home;
 use crate::process::Identity;
-use crate::run::{RunStatus, Trigger, run_name};
+use crate::run::{RunEnd, RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
 use crate::spec::model::RetryOn;
-use crate::store::{AttemptProcess, CancelRequest, Finish, QueuedStart, Store};
+use crate::store::{AttemptProcess, CancelRequest, OperatorState, QueuedStart, Store};
+
+/// The store as the runs of one process share it.
+pub type SharedStore = Arc<Mutex<Box<dyn Store>>>;
 
 /// How often a queued run checks whether an instance has freed up.
 const QUEUE_POLL: Duration = Duration::from_millis(100);
@@ -68,35 +72,30 @@ pub struct RunControl {
     pub hold: Option<watch::Receiver<bool>>,
 }
 
-/// A run's command started at `at` (milliseconds since the epoch); with `process`, an attempt's process
-/// group started, to be recorded so that it can be stopped should the owner die.
+/// A run's command started at `at`; with `process`, an attempt's process group started, to be recorded
+/// so that it can be stopped should the owner die.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
     pub job_id: String,
     pub seq: i64,
-    pub at: i64,
+    pub at: DateTime<Utc>,
     pub process: Option<AttemptProcess>,
 }
 
+/// What became of a run, for its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
     pub job_id: String,
     pub seq: i64,
-    pub status: RunStatus,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub attempts: u32,
-    pub duration_ms: u64,
+    pub end: RunEnd,
     pub run_dir: PathBuf,
-    pub error_code: Option<String>,
-    pub message: Option<String>,
     /// The run never started and gave its slot back (its owner shut down first): it has no record.
     pub released: bool,
 }
 
 pub async fn execute(
     plan: RunPlan,
-    store: Arc<Mutex<Store>>,
+    store: SharedStore,
     clock: Arc<dyn Clock>,
     observer: Option<Observer>,
     mut stop: Stop,
@@ -174,6 +173,7 @@ pub async fn execute(
                 &plan,
                 &store,
                 &clock,
+                None,
                 &mut receipt,
                 None,
                 &summary::Output::default(),
@@ -199,6 +199,7 @@ pub async fn execute(
                 &plan,
                 &store,
                 &clock,
+                None,
                 &mut receipt,
                 Some(&events),
                 &summary::Output::default(),
@@ -221,20 +222,18 @@ pub async fn execute(
         // up to the tenth is logged, then one in a hundred.
         let mut failures: u32 = 0;
         loop {
-            let started = store
-                .lock()
-                .map_err(|_| Error::Internal {
-                    message: "the store lock was poisoned".into(),
-                })
-                .and_then(|mut store| {
-                    store.start_queued(
-                        &plan.job_id,
-                        plan.seq,
-                        spec.policy.max_instances,
-                        |d| run_is_alive(&home, d),
-                        millis(clock.now()),
-                    )
-                });
+            let (job_id, seq, home) = (plan.job_id.clone(), plan.seq, home.clone());
+            let (max_instances, now) = (spec.policy.max_instances, clock.now());
+            let started = blocking(&store, move |store| {
+                store.start_queued(
+                    &job_id,
+                    seq,
+                    max_instances,
+                    &|d| run_is_alive(&home, d),
+                    now,
+                )
+            })
+            .await;
             let started = match started {
                 Ok(started) => {
                     failures = 0;
@@ -270,6 +269,7 @@ pub async fn execute(
                     &plan,
                     &store,
                     &clock,
+                    None,
                     &mut receipt,
                     Some(&events),
                     &summary::Output::default(),
@@ -282,7 +282,7 @@ pub async fn execute(
                 () = tokio::time::sleep(QUEUE_POLL) => {}
                 () = wait_for_hold(&plan.control) => {}
                 requested = stop_requested(&mut stop) => {
-                    return finish(&plan, &store, &clock, &mut receipt, Some(&events), &summary::Output::default(), requested, artifact_error).await;
+                    return finish(&plan, &store, &clock, None, &mut receipt, Some(&events), &summary::Output::default(), requested, artifact_error).await;
                 }
             }
         }
@@ -307,19 +307,20 @@ pub async fn execute(
             () = tokio::time::sleep(wait) => {}
             () = wait_for_hold(&plan.control) => {}
             requested = stop_requested(&mut stop) => {
-                return finish(&plan, &store, &clock, &mut receipt, Some(&events), &summary::Output::default(), requested, artifact_error).await;
+                return finish(&plan, &store, &clock, None, &mut receipt, Some(&events), &summary::Output::default(), requested, artifact_error).await;
             }
         }
     }
     // The owner began to shut down before the slot came: the run never starts.
     if held(&plan.control) {
-        if let Some(outcome) = release(&plan, &store).await {
+        if let Some(outcome) = release(&plan, &store, &clock).await {
             return outcome;
         }
         return finish(
             &plan,
             &store,
             &clock,
+            None,
             &mut receipt,
             Some(&events),
             &summary::Output::default(),
@@ -328,8 +329,11 @@ pub async fn execute(
         )
         .await;
     }
-    let started_at = clock.now();
-    record_start(&plan, &store, millis(started_at), None);
+    // To the millisecond, as the receipt and the store keep it, so the duration agrees with both.
+    let started_at = clock.now().trunc_subsecs(3);
+    if let Some(recording) = record_start(&plan, &store, started_at, None) {
+        let _ = recording.await;
+    }
     receipt.started_at = Some(rfc3339(started_at));
     receipt.status = RunStatus::Running;
     events.emit(EventKind::RunStarted {
@@ -349,8 +353,8 @@ pub async fn execute(
         attempt += 1;
         let attempt_started = clock.now();
         let extra = [("JOBS_ATTEMPT".to_owned(), attempt.to_string())];
-        let kill_grace_ms = i64::try_from(ms(attempt_spec.kill_grace)).unwrap_or(i64::MAX);
         let mut listed = false;
+        let mut recording = None;
         let mut spawned = |pid: u32, leader: Option<&Identity>| {
             // The receipt lists the attempt as soon as it runs, and the store learns its process
             // group, so that whoever settles the run after its owner died can stop it.
@@ -377,9 +381,10 @@ pub async fn execute(
                     job_id: plan.job_id.clone(),
                     seq: plan.seq,
                     leader: leader.clone(),
-                    kill_grace_ms,
+                    kill_grace: attempt_spec.kill_grace,
                 };
-                record_start(&plan, &store, millis(started_at), Some(process));
+                // Recorded on a blocking thread while the attempt goes on; waited for once it ends.
+                recording = record_start(&plan, &store, started_at, Some(process));
             }
             listed = true;
         };
@@ -393,13 +398,16 @@ pub async fn execute(
             &mut spawned,
         )
         .await;
+        if let Some(recording) = recording {
+            let _ = recording.await;
+        }
         if listed {
             // Listed while it ran: replaced below by how it ended.
             receipt.attempts.pop();
         }
         // A cancel asked for through the store says who and why in the attempt too, not only the run.
         if result.status == RunStatus::Cancelled
-            && let Some(request) = cancel_request_of(&plan, &store)
+            && let Some(request) = cancel_request_of(&plan, &store).await
         {
             result.message = Some(request.message());
         }
@@ -459,7 +467,7 @@ pub async fn execute(
                 break;
             }
         }
-        if halted_by_job(&plan, &store, &clock) {
+        if halted_by_job(&plan, &store, &clock).await {
             status = RunStatus::Cancelled;
             break;
         }
@@ -476,6 +484,7 @@ pub async fn execute(
         &plan,
         &store,
         &clock,
+        Some(started_at),
         &mut receipt,
         Some(&events),
         &output,
@@ -485,10 +494,29 @@ pub async fn execute(
     .await
 }
 
+/// Calls the store on a blocking thread, so that its waits (the disk, another process's write lock)
+/// never hold up the async workers that run the other runs.
+async fn blocking<R: Send + 'static>(
+    store: &SharedStore,
+    call: impl FnOnce(&mut dyn Store) -> crate::error::Result<R> + Send + 'static,
+) -> crate::error::Result<R> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        let mut store = store.lock().map_err(|_| Error::Internal {
+            message: "the store lock was poisoned".into(),
+        })?;
+        call(&mut **store)
+    })
+    .await
+    .map_err(|e| Error::Internal {
+        message: format!("a store call failed: {e}"),
+    })?
+}
+
 /// Resolves once the run's job is disabled (or, for a scheduled run, paused), having recorded that
 /// as a request to cancel the run, by whoever changed the job's state.
-async fn job_halts(plan: &RunPlan, store: &Arc<Mutex<Store>>, clock: &Arc<dyn Clock>) {
-    while !halted_by_job(plan, store, clock) {
+async fn job_halts(plan: &RunPlan, store: &SharedStore, clock: &Arc<dyn Clock>) {
+    while !halted_by_job(plan, store, clock).await {
         tokio::time::sleep(JOB_STATE_POLL).await;
     }
 }
@@ -497,46 +525,49 @@ async fn job_halts(plan: &RunPlan, store: &Arc<Mutex<Store>>, clock: &Arc<dyn Cl
 /// scheduler started (manual runs work while a job is paused, as in the queue). When it is, a cancel
 /// request naming who changed the state is recorded, so the run ends cancelled with who and why, and
 /// nothing later retries it. A store that cannot be read stops nothing.
-fn halted_by_job(plan: &RunPlan, store: &Arc<Mutex<Store>>, clock: &Arc<dyn Clock>) -> bool {
-    let Ok(mut store) = store.lock() else {
-        return false;
-    };
-    let job = match store.job_row(&plan.job_id) {
-        Ok(Some(job)) => job,
-        Ok(None) => return false,
-        Err(e) => {
-            tracing::warn!(run = %run_name(&plan.job_id, plan.seq), "cannot read the job's state before a retry: {e}");
-            return false;
-        }
-    };
+async fn halted_by_job(plan: &RunPlan, store: &SharedStore, clock: &Arc<dyn Clock>) -> bool {
+    let (job_id, seq, now) = (plan.job_id.clone(), plan.seq, clock.now());
     let scheduled = matches!(plan.trigger, Trigger::Schedule | Trigger::Catchup);
-    let halts = job.state == "disabled" || (job.state == "paused" && scheduled);
-    if !halts {
-        return false;
-    }
-    let reason = match &job.state_reason {
-        Some(why) => format!(
-            "the job was {} while the run waited to retry ({why}); no further attempt",
-            job.state
-        ),
-        None => format!(
-            "the job was {} while the run waited to retry; no further attempt",
-            job.state
-        ),
-    };
-    let by = job.state_by.as_deref().unwrap_or("unknown");
-    let runs = [(plan.job_id.clone(), plan.seq)];
-    if let Err(e) = store.request_cancel(&runs, by, Some(&reason), millis(clock.now())) {
-        tracing::error!(run = %run_name(&plan.job_id, plan.seq), "{e}");
-    }
-    tracing::info!(run = %run_name(&plan.job_id, plan.seq), "no further attempt: the job is {}", job.state);
-    true
+    let halted = blocking(store, move |store| {
+        let job = match store.job_row(&job_id) {
+            Ok(Some(job)) => job,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                tracing::warn!(run = %run_name(&job_id, seq), "cannot read the job's state before a retry: {e}");
+                return Ok(false);
+            }
+        };
+        let halts = job.state == OperatorState::Disabled
+            || (job.state == OperatorState::Paused && scheduled);
+        if !halts {
+            return Ok(false);
+        }
+        let reason = match &job.state_reason {
+            Some(why) => format!(
+                "the job was {} while the run waited to retry ({why}); no further attempt",
+                job.state
+            ),
+            None => format!(
+                "the job was {} while the run waited to retry; no further attempt",
+                job.state
+            ),
+        };
+        let by = job.state_by.as_deref().unwrap_or("unknown");
+        let runs = [(job_id.clone(), seq)];
+        if let Err(e) = store.request_cancel(&runs, by, Some(&reason), now) {
+            tracing::error!(run = %run_name(&job_id, seq), "{e}");
+        }
+        tracing::info!(run = %run_name(&job_id, seq), "no further attempt: the job is {}", job.state);
+        Ok(true)
+    })
+    .await;
+    halted.unwrap_or(false)
 }
 
 /// Why a cancelled run was cancelled, when someone asked for it through the store.
-fn cancel_request_of(plan: &RunPlan, store: &Arc<Mutex<Store>>) -> Option<CancelRequest> {
-    let store = store.lock().ok()?;
-    match store.cancel_request(&plan.job_id, plan.seq) {
+async fn cancel_request_of(plan: &RunPlan, store: &SharedStore) -> Option<CancelRequest> {
+    let (job_id, seq) = (plan.job_id.clone(), plan.seq);
+    match blocking(store, move |store| store.cancel_request(&job_id, seq)).await {
         Ok(request) => request,
         Err(e) => {
             tracing::warn!(run = %run_name(&plan.job_id, plan.seq), "{e}");
@@ -561,13 +592,16 @@ async fn wait_for_hold(control: &RunControl) {
     }
 }
 
-/// Tells the owner (or the store) when the command started, or which process group an attempt runs in.
+/// Tells the owner when the command started, or which process group an attempt runs in. Without an
+/// owner batching them (a run of `jobsctl run`), the run records it in the store itself, on a blocking
+/// thread whose handle is returned: the caller awaits it before it goes on past the attempt, so the
+/// record is never written after the run's end.
 fn record_start(
     plan: &RunPlan,
-    store: &Arc<Mutex<Store>>,
-    at: i64,
+    store: &SharedStore,
+    at: DateTime<Utc>,
     process: Option<AttemptProcess>,
-) {
+) -> Option<tokio::task::JoinHandle<()>> {
     let started = Started {
         job_id: plan.job_id.clone(),
         seq: plan.seq,
@@ -577,23 +611,30 @@ fn record_start(
     if let Some(starts) = &plan.control.starts
         && starts.send(started.clone()).is_ok()
     {
-        return;
+        return None;
     }
-    // No owner batching the starts (a run of `jobsctl run`): one small commit of its own.
-    let recorded = store.lock().map(|mut store| match started.process {
-        Some(process) => store.record_processes(&[process]),
-        None => store.record_starts(&[(started.job_id, started.seq, started.at)]),
-    });
-    if let Ok(Err(e)) = recorded {
-        tracing::error!(run = %run_name(&plan.job_id, plan.seq), "{e}");
-    }
+    // No owner batching the starts: one small commit of its own.
+    let store = Arc::clone(store);
+    Some(tokio::task::spawn_blocking(move || {
+        let recorded = store.lock().map(|mut store| match started.process {
+            Some(process) => store.record_processes(&[process]),
+            None => store.record_starts(&[(started.job_id.clone(), started.seq, started.at)]),
+        });
+        if let Ok(Err(e)) = recorded {
+            tracing::error!(run = %run_name(&started.job_id, started.seq), "{e}");
+        }
+    }))
 }
 
 /// Gives back the slot of a scheduled run that never started: its directory goes first, then its row,
 /// and the job's pending slot moves back to it, so the next scheduler judges the slot afresh instead
 /// of it ending as a run that never ran. `None` when it cannot be (not a scheduled run with a slot,
 /// or its directory cannot be removed): the run is then recorded as interrupted.
-async fn release(plan: &RunPlan, store: &Arc<Mutex<Store>>) -> Option<RunOutcome> {
+async fn release(
+    plan: &RunPlan,
+    store: &SharedStore,
+    clock: &Arc<dyn Clock>,
+) -> Option<RunOutcome> {
     if plan.trigger != Trigger::Schedule || plan.slot.is_none() {
         return None;
     }
@@ -622,14 +663,18 @@ async fn release(plan: &RunPlan, store: &Arc<Mutex<Store>>) -> Option<RunOutcome
     Some(RunOutcome {
         job_id: plan.job_id.clone(),
         seq: plan.seq,
-        status: RunStatus::Interrupted,
-        exit_code: None,
-        signal: None,
-        attempts: 0,
-        duration_ms: 0,
+        end: RunEnd {
+            status: RunStatus::Interrupted,
+            attempts: 0,
+            exit_code: None,
+            signal: None,
+            error_code: None,
+            message: None,
+            started_at: None,
+            finished_at: clock.now(),
+            duration_ms: 0,
+        },
         run_dir: plan.run_dir.path().to_owned(),
-        error_code: None,
-        message: None,
         released: true,
     })
 }
@@ -641,15 +686,17 @@ pub fn backoff(backoff: Duration, max: Duration, after: u32) -> Duration {
     backoff.saturating_mul(factor).min(max)
 }
 
-/// Ends a run: the last event, the summary, the durable receipt, then the store.
+/// Ends a run: the last event, the summary, the durable receipt, then the store. `started_at` is when
+/// its command started, if it did.
 #[expect(
     clippy::too_many_arguments,
     reason = "one call site per way a run can end, all in this file"
 )]
 async fn finish(
     plan: &RunPlan,
-    store: &Arc<Mutex<Store>>,
+    store: &SharedStore,
     clock: &Arc<dyn Clock>,
+    started_at: Option<DateTime<Utc>>,
     receipt: &mut Receipt,
     events: Option<&EventLog>,
     output: &summary::Output,
@@ -675,7 +722,7 @@ async fn finish(
         message = Some(text.into());
     }
     if status == RunStatus::Cancelled
-        && let Some(request) = cancel_request_of(plan, store)
+        && let Some(request) = cancel_request_of(plan, store).await
     {
         error_code = Some("cancelled".into());
         message = Some(request.message());
@@ -688,54 +735,30 @@ async fn finish(
         error_code = Some(error.code().into());
         message = Some(error.to_string());
     }
-    let duration_ms = receipt
-        .started_at
-        .as_ref()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map_or(0, |s| {
-            u64::try_from((finished_at - s.with_timezone(&Utc)).num_milliseconds()).unwrap_or(0)
-        });
-    let exit_code = last.as_ref().and_then(|a| a.exit_code);
-    let signal = last.as_ref().and_then(|a| a.signal);
-    let attempts = u32::try_from(receipt.attempts.len()).unwrap_or(u32::MAX);
-    if let Some(events) = events {
-        events.emit(EventKind::RunFinished {
-            status,
-            attempts,
-            exit_code,
-            signal,
-            duration_ms,
-            error_code: error_code.clone(),
-            message: message.clone(),
-        });
-    }
-    receipt.status = status;
-    receipt.finished_at = Some(rfc3339(finished_at));
-    receipt.duration_ms = Some(duration_ms);
-    receipt.exit_code = exit_code;
-    receipt.signal = signal;
-    receipt.error_code = error_code.clone();
-    receipt.message = message.clone();
-    let dir = plan.run_dir.path();
-    let started_at = receipt
-        .started_at
-        .as_deref()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|s| millis(s.with_timezone(&Utc)));
-    let record = Finish {
+    let last_attempt = last.as_ref();
+    let end = RunEnd {
         status,
+        attempts: u32::try_from(receipt.attempts.len()).unwrap_or(u32::MAX),
+        exit_code: last_attempt.and_then(|a| a.exit_code),
+        signal: last_attempt.and_then(|a| a.signal),
+        error_code,
+        message,
         started_at,
-        finished_at: millis(finished_at),
-        attempts: i64::from(attempts),
-        exit_code: exit_code.map(i64::from),
-        signal: signal.map(i64::from),
-        error_code: error_code.clone(),
-        message: message.clone(),
+        finished_at,
+        duration_ms: started_at.map_or(0, |s| {
+            u64::try_from((finished_at - s).num_milliseconds()).unwrap_or(0)
+        }),
     };
+    if let Some(events) = events {
+        events.emit(EventKind::run_finished(&end));
+    }
+    receipt.record_end(&end);
+    let dir = plan.run_dir.path();
     // The summary, the durable receipt (two fsyncs) and the store's commit wait on the disk: on a
     // blocking thread they leave the async workers free to start the runs that are due meanwhile.
     let written = {
         let (dir, receipt, output) = (dir.to_owned(), receipt.clone(), output.clone());
+        let recorded = end.clone();
         let (store, job_id, seq) = (Arc::clone(store), plan.job_id.clone(), plan.seq);
         tokio::task::spawn_blocking(move || {
             if let Err(e) =
@@ -744,7 +767,7 @@ async fn finish(
                 tracing::error!(run = %run_name(&job_id, seq), "{e}");
             }
             if let Ok(mut store) = store.lock()
-                && let Err(e) = store.finish_run(&job_id, seq, &record)
+                && let Err(e) = store.finish_run(&job_id, seq, &recorded)
             {
                 tracing::error!(run = %run_name(&job_id, seq), "{e}");
             }
@@ -757,14 +780,8 @@ async fn finish(
     RunOutcome {
         job_id: plan.job_id.clone(),
         seq: plan.seq,
-        status,
-        exit_code,
-        signal,
-        attempts,
-        duration_ms,
+        end,
         run_dir: dir.to_owned(),
-        error_code,
-        message,
         released: false,
     }
 }

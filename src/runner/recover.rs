@@ -17,14 +17,13 @@ use crate::artifacts::events::{ProcessInfo, read_events};
 use crate::artifacts::receipt::ClaimFacts;
 use crate::artifacts::rundir::{EVENTS_FILE, LOCK_FILE, open_read, resolve};
 use crate::artifacts::{Event, EventKind, EventLog, Receipt};
-use crate::clock::{Clock, millis, rfc3339};
+use crate::clock::{Clock, parse_rfc3339, rfc3339};
 use crate::error::Result;
 use crate::home::Home;
 use crate::process::{Identity, remaining, stop_group};
-use crate::run::{RunStatus, Trigger, run_name};
+use crate::run::{RunEnd, RunStatus, Trigger, run_name};
 use crate::spec::JobSpec;
-use crate::store::runs::OWNER_GONE;
-use crate::store::{Finish, RunRow, Store};
+use crate::store::{OWNER_GONE, RunRow, Store};
 
 /// The grace between SIGTERM and SIGKILL for the processes of a dead run when nothing recorded says
 /// (the spec's default).
@@ -54,7 +53,7 @@ pub fn owner_is_alive(home: &Home, run: &RunRow) -> bool {
 }
 
 /// Runs in flight whose owner is gone, without changing anything (for `--dry-run`).
-pub fn orphaned_runs(store: &Store, home: &Home) -> Result<Vec<RunRow>> {
+pub fn orphaned_runs(store: &dyn Store, home: &Home) -> Result<Vec<RunRow>> {
     Ok(store
         .active_runs()?
         .into_iter()
@@ -66,7 +65,7 @@ pub fn orphaned_runs(store: &Store, home: &Home) -> Result<Vec<RunRow>> {
 /// runs calls this, so a run is never shown as running forever, and its artifacts always agree with
 /// the store. Returns the runs now recorded as interrupted, as `(job, seq)`.
 pub fn reconcile_runs(
-    store: &mut Store,
+    store: &mut dyn Store,
     home: &Home,
     clock: &Arc<dyn Clock>,
     job: Option<&str>,
@@ -119,14 +118,14 @@ pub fn reconcile_runs(
             }
         }
         let spec = spec_of(store, &row);
-        let finish = repair(&dir, home, &row, spec.as_ref(), clock);
-        store.finish_orphaned(&row.job_id, row.seq, &finish)?;
-        if finish.status == RunStatus::Interrupted {
+        let end = repair(&dir, home, &row, spec.as_ref(), clock);
+        store.finish_orphaned(&row.job_id, row.seq, &end)?;
+        if end.status == RunStatus::Interrupted {
             interrupted.push((row.job_id.clone(), row.seq));
         }
     }
     // What is left: rows without a run directory, or whose directory is gone. Nothing to repair there.
-    let reaped = store.reap_dead_runs(job, |dir| run_is_alive(home, dir), millis(clock.now()))?;
+    let reaped = store.reap_dead_runs(job, &|dir| run_is_alive(home, dir), clock.now())?;
     interrupted.extend(reaped);
     Ok(interrupted)
 }
@@ -170,7 +169,7 @@ fn take_lock(dir: &Path) -> Lock {
 /// telling the store). A group whose leader's pid now belongs to another process is never signalled.
 /// With the run directory (`artifacts`), the events say what was found and which signals were sent,
 /// unless the run had already written how it ended.
-fn stop_processes(run: &RunRow, artifacts: Option<(&Path, &Arc<dyn Clock>)>, store: &Store) {
+fn stop_processes(run: &RunRow, artifacts: Option<(&Path, &Arc<dyn Clock>)>, store: &dyn Store) {
     let events = artifacts
         .map(|(dir, _)| read_events(&dir.join(EVENTS_FILE)).map_or_else(|_| Vec::new(), |(e, _)| e))
         .unwrap_or_default();
@@ -202,9 +201,7 @@ fn stop_processes(run: &RunRow, artifacts: Option<(&Path, &Arc<dyn Clock>)>, sto
         return;
     }
     let grace = run
-        .kill_grace_ms
-        .and_then(|ms| u64::try_from(ms).ok())
-        .map(std::time::Duration::from_millis)
+        .kill_grace
         .or_else(|| {
             artifacts
                 .and_then(|(dir, _)| Receipt::read(dir).ok())
@@ -261,59 +258,12 @@ fn stop_processes(run: &RunRow, artifacts: Option<(&Path, &Arc<dyn Clock>)>, sto
 }
 
 /// The spec the run was claimed with, when the store still has it (its last good version is the same).
-fn spec_of(store: &Store, run: &RunRow) -> Option<JobSpec> {
+fn spec_of(store: &dyn Store, run: &RunRow) -> Option<JobSpec> {
     let row = store.job_row(&run.job_id).ok()??;
     if row.good_hash.is_none() || row.good_hash != run.spec_hash {
         return None;
     }
     serde_json::from_str(row.spec_json.as_deref()?).ok()
-}
-
-/// How a run ended, as the artifacts or the reconciliation tell it.
-struct Outcome {
-    status: RunStatus,
-    /// When the command started, as the artifacts say (the store may not have heard yet).
-    started_at: Option<chrono::DateTime<chrono::Utc>>,
-    finished_at: chrono::DateTime<chrono::Utc>,
-    attempts: u32,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    duration_ms: u64,
-    error_code: Option<String>,
-    message: Option<String>,
-}
-
-impl Outcome {
-    fn finish(self) -> Finish {
-        Finish {
-            status: self.status,
-            started_at: self.started_at.map(millis),
-            finished_at: millis(self.finished_at),
-            attempts: i64::from(self.attempts),
-            exit_code: self.exit_code.map(i64::from),
-            signal: self.signal.map(i64::from),
-            error_code: self.error_code,
-            message: self.message,
-        }
-    }
-
-    fn event(&self) -> EventKind {
-        EventKind::RunFinished {
-            status: self.status,
-            attempts: self.attempts,
-            exit_code: self.exit_code,
-            signal: self.signal,
-            duration_ms: self.duration_ms,
-            error_code: self.error_code.clone(),
-            message: self.message.clone(),
-        }
-    }
-}
-
-fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// Brings an orphaned run's artifacts to their end and says how it ended. A run finishes its
@@ -327,7 +277,7 @@ fn repair(
     run: &RunRow,
     spec: Option<&JobSpec>,
     clock: &Arc<dyn Clock>,
-) -> Finish {
+) -> RunEnd {
     let now = clock.now();
     let events_path = dir.join(EVENTS_FILE);
     // A torn last line is held back by the reader and cut off by the append below.
@@ -335,38 +285,21 @@ fn repair(
     let receipt = Receipt::read(dir).ok();
     // The store's start is the instant the command was spawned; the `run_started` event, written just
     // after, stands in when the owner died before the store heard of the start.
-    let started = run
-        .started_at
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .or_else(|| {
-            events
-                .iter()
-                .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
-                .and_then(|e| parse_time(&e.ts))
-        });
+    let started = run.started_at.or_else(|| {
+        events
+            .iter()
+            .find(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+            .and_then(|e| parse_rfc3339(&e.ts))
+    });
     if let Some(receipt) = receipt.as_ref().filter(|r| !r.status.is_active()) {
-        let outcome = Outcome {
-            status: receipt.status,
-            started_at: receipt.started_at.as_deref().and_then(parse_time),
-            finished_at: receipt
-                .finished_at
-                .as_deref()
-                .and_then(parse_time)
-                .unwrap_or(now),
-            attempts: u32::try_from(receipt.attempts.len()).unwrap_or(u32::MAX),
-            exit_code: receipt.exit_code,
-            signal: receipt.signal,
-            duration_ms: receipt.duration_ms.unwrap_or(0),
-            error_code: receipt.error_code.clone(),
-            message: receipt.message.clone(),
-        };
+        let end = receipt.end(now);
         if !ends_with_run_finished(&events) {
-            append_event(&events_path, run, clock, outcome.event());
+            append_event(&events_path, run, clock, EventKind::run_finished(&end));
         }
-        return outcome.finish();
+        return end;
     }
     let last = events.last();
-    let outcome = match last.map(|e| &e.kind) {
+    let end = match last.map(|e| &e.kind) {
         Some(EventKind::RunFinished {
             status,
             attempts,
@@ -375,16 +308,16 @@ fn repair(
             duration_ms,
             error_code,
             message,
-        }) => Outcome {
+        }) => RunEnd {
             status: *status,
-            started_at: started,
-            finished_at: last.and_then(|e| parse_time(&e.ts)).unwrap_or(now),
             attempts: *attempts,
             exit_code: *exit_code,
             signal: *signal,
-            duration_ms: *duration_ms,
             error_code: error_code.clone(),
             message: message.clone(),
+            started_at: started,
+            finished_at: last.and_then(|e| parse_rfc3339(&e.ts)).unwrap_or(now),
+            duration_ms: *duration_ms,
         },
         _ => {
             let attempts = events
@@ -394,26 +327,26 @@ fn repair(
             // The run ended at its last recorded sign of life (every output line is an event), not
             // when someone found it: a store restored from a backup, or a scheduler down for a day,
             // would otherwise turn a 3 ms run into one of hours.
-            let last_seen = last.and_then(|e| parse_time(&e.ts));
+            let last_seen = last.and_then(|e| parse_rfc3339(&e.ts));
             let finished_at = match (started, last_seen) {
                 (Some(started), Some(seen)) => seen.max(started),
                 _ => now,
             };
-            let outcome = Outcome {
+            let end = RunEnd {
                 status: RunStatus::Interrupted,
-                started_at: started,
-                finished_at,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                 exit_code: None,
                 signal: None,
+                error_code: Some("owner_gone".into()),
+                message: Some(OWNER_GONE.into()),
+                started_at: started,
+                finished_at,
                 duration_ms: started.map_or(0, |t| {
                     u64::try_from((finished_at - t).num_milliseconds()).unwrap_or(0)
                 }),
-                error_code: Some("owner_gone".into()),
-                message: Some(OWNER_GONE.into()),
             };
-            append_event(&events_path, run, clock, outcome.event());
-            outcome
+            append_event(&events_path, run, clock, EventKind::run_finished(&end));
+            end
         }
     };
     // The receipt as it was, or, if the owner died before writing it, one made from the store's row
@@ -426,32 +359,22 @@ fn repair(
             .iter_mut()
             .filter(|a| a.finished_at.is_none())
         {
-            let started = parse_time(&attempt.started_at).unwrap_or(outcome.finished_at);
-            attempt.status = outcome.status;
-            attempt.finished_at = Some(rfc3339(outcome.finished_at.max(started)));
-            attempt.duration_ms = Some(
-                u64::try_from((outcome.finished_at - started).num_milliseconds()).unwrap_or(0),
-            );
-            attempt.error_code.clone_from(&outcome.error_code);
-            attempt.message.clone_from(&outcome.message);
+            let started = parse_rfc3339(&attempt.started_at).unwrap_or(end.finished_at);
+            attempt.status = end.status;
+            attempt.finished_at = Some(rfc3339(end.finished_at.max(started)));
+            attempt.duration_ms =
+                Some(u64::try_from((end.finished_at - started).num_milliseconds()).unwrap_or(0));
+            attempt.error_code.clone_from(&end.error_code);
+            attempt.message.clone_from(&end.message);
         }
-        receipt.status = outcome.status;
-        if receipt.started_at.is_none() {
-            receipt.started_at = outcome.started_at.map(rfc3339);
-        }
-        receipt.finished_at = Some(rfc3339(outcome.finished_at));
-        receipt.duration_ms = Some(outcome.duration_ms);
-        receipt.exit_code = outcome.exit_code;
-        receipt.signal = outcome.signal;
-        receipt.error_code.clone_from(&outcome.error_code);
-        receipt.message.clone_from(&outcome.message);
+        receipt.record_end(&end);
         let written = crate::artifacts::summary::write(dir, &receipt, &[])
             .and_then(|()| receipt.write(dir, true));
         if let Err(e) = written {
             tracing::warn!("cannot update the artifacts in {}: {e}", dir.display());
         }
     }
-    outcome.finish()
+    end
 }
 
 fn ends_with_run_finished(events: &[Event]) -> bool {
@@ -471,18 +394,17 @@ fn append_event(path: &Path, run: &RunRow, clock: &Arc<dyn Clock>, kind: EventKi
 
 /// The receipt a run would have written at its start, for a run whose owner died before it could.
 fn new_receipt(home: &Home, run: &RunRow, spec: &JobSpec) -> Receipt {
-    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
     let claim = ClaimFacts {
         job_id: &run.job_id,
         seq: run.seq,
         trigger: run.trigger,
-        slot: run.slot.and_then(at),
-        due_at: run.due_at.and_then(at),
+        slot: run.slot,
+        due_at: run.due_at,
         replay_of: run.replay_of,
-        claimed_at: at(run.claimed_at).unwrap_or_default(),
-        started_at: run.started_at.and_then(at),
+        claimed_at: run.claimed_at,
+        started_at: run.started_at,
         status: run.status,
-        slot_count: u64::try_from(run.slot_count).unwrap_or(1),
+        slot_count: run.slot_count,
         spec_hash: run.spec_hash.as_deref().unwrap_or_default(),
         owner: &run.owner,
     };

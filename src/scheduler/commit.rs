@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::jobs::{Entry, Jobs};
 use super::plan::{Claim, TickPlan, What};
 use crate::artifacts::RunDir;
-use crate::clock::{millis, rfc3339_ms};
+use crate::clock::rfc3339;
 use crate::error::Result;
 use crate::home::Home;
 use crate::policy::{Decision, Fire};
@@ -30,9 +30,9 @@ fn record(claim: &Claim, entry: &Entry, now: DateTime<Utc>) -> TickRecord {
             job_id: id.to_owned(),
             trigger: Trigger::Catchup,
             slot: None,
-            due_at: Some(millis(now)),
-            first_slot: slot.map(millis),
-            last_slot: slot.map(millis),
+            due_at: Some(now),
+            first_slot: *slot,
+            last_slot: *slot,
             count: 1,
             spec_hash: entry.spec_hash.clone(),
             queued: *queued,
@@ -51,9 +51,9 @@ fn record(claim: &Claim, entry: &Entry, now: DateTime<Utc>) -> TickRecord {
             reason,
         }) => TickRecord::Skipped {
             job_id: id.to_owned(),
-            first_slot: millis(*first_slot),
-            last_slot: millis(*last_slot),
-            count: i64::try_from(*count).unwrap_or(i64::MAX),
+            first_slot: *first_slot,
+            last_slot: *last_slot,
+            count: *count,
             reason: reason.as_str().to_owned(),
         },
         What::Slots(Decision::Miss {
@@ -64,9 +64,9 @@ fn record(claim: &Claim, entry: &Entry, now: DateTime<Utc>) -> TickRecord {
             let late = (claim.judged_at - *last_slot).num_milliseconds() as f64 / 1000.0;
             TickRecord::Missed {
                 job_id: id.to_owned(),
-                first_slot: millis(*first_slot),
-                last_slot: millis(*last_slot),
-                count: i64::try_from(*count).unwrap_or(i64::MAX),
+                first_slot: *first_slot,
+                last_slot: *last_slot,
+                count: *count,
                 message: format!(
                     "{count} slot(s) missed: claimed {late:.1} s after the last was due, past misfire_grace {}",
                     entry.spec.policy.misfire_grace
@@ -89,11 +89,11 @@ fn run_record(
     TickRecord::Run {
         job_id: id.to_owned(),
         trigger: fire.trigger,
-        slot: slot.map(millis),
-        due_at: Some(millis(fire.due_at)),
-        first_slot: several.then(|| millis(fire.first_slot)),
-        last_slot: several.then(|| millis(fire.slot)),
-        count: i64::try_from(fire.count).unwrap_or(i64::MAX),
+        slot,
+        due_at: Some(fire.due_at),
+        first_slot: several.then_some(fire.first_slot),
+        last_slot: several.then_some(fire.slot),
+        count: fire.count,
         spec_hash: entry.spec_hash.clone(),
         queued,
         retry_of: None,
@@ -104,24 +104,24 @@ fn run_record(
 /// Writes the records, the moved cursors and the catch-ups taken in one transaction. On failure
 /// nothing is recorded, and the directories made for the claims go too, so the run numbers stay free.
 pub fn commit(
-    store: &mut Store,
+    store: &mut dyn Store,
     home: &Home,
     owner: &str,
     plan: &TickPlan,
     records: &[TickRecord],
 ) -> Result<Vec<TickResult<RunDir>>> {
-    let cursors: Vec<(String, Option<i64>)> = plan
+    let cursors: Vec<(String, Option<DateTime<Utc>>)> = plan
         .cursors
         .iter()
-        .map(|cursor| (cursor.job_id.clone(), cursor.next_slot.map(millis)))
+        .map(|cursor| (cursor.job_id.clone(), cursor.next_slot))
         .collect();
     let mut created = Vec::new();
-    let committed = store.commit_tick(
+    let committed = store.commit_tick_with(
         records,
         &cursors,
         &plan.catchups_done,
         owner,
-        millis(plan.now),
+        plan.now,
         |job, seq| {
             let (dir, stored) = RunDir::create_for_claim(home, job, seq)?;
             created.push(dir.path().to_owned());
@@ -172,18 +172,18 @@ pub fn run_plan(record: TickRecord, claimed: Claimed<'_>) -> Option<RunPlan> {
         home,
         now,
     } = claimed;
-    let lateness = due_at.map(|due| millis(now) - due).unwrap_or(0);
-    tracing::info!(run = %run_name(&job_id, seq), trigger = %trigger.as_str(), slot = %slot.map(rfc3339_ms).unwrap_or_else(|| "-".into()), lateness_ms = lateness, queued, "run claimed");
+    let lateness = due_at.map_or(0, |due| (now - due).num_milliseconds());
+    tracing::info!(run = %run_name(&job_id, seq), trigger = %trigger.as_str(), slot = %slot.map(rfc3339).unwrap_or_else(|| "-".into()), lateness_ms = lateness, queued, "run claimed");
     Some(RunPlan {
         job_id,
         seq,
         trigger,
-        slot: slot.and_then(DateTime::from_timestamp_millis),
-        stands_for: slot.or(last_slot).and_then(DateTime::from_timestamp_millis),
-        due_at: due_at.and_then(DateTime::from_timestamp_millis),
+        slot,
+        stands_for: slot.or(last_slot),
+        due_at,
         replay_of: retry_of,
-        first_slot: first_slot.and_then(DateTime::from_timestamp_millis),
-        slot_count: u64::try_from(count).unwrap_or(1),
+        first_slot,
+        slot_count: count,
         claimed_at: now,
         queued,
         spec: entry.spec.clone(),

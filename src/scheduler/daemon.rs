@@ -22,13 +22,12 @@ use super::slot_log::SlotLog;
 use super::supervisor::Supervisor;
 use super::watch::SpecWatch;
 use crate::artifacts::RunDir;
-use crate::clock::{Clock, millis};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::run::{owner, run_name};
 use crate::runner::execute::RunOutcome;
 use crate::runner::recover::reconcile_runs;
-use crate::store::owner::Owner;
 use crate::store::{RunRow, Store, TickRecord, TickResult};
 
 #[derive(Debug, Clone)]
@@ -86,8 +85,7 @@ struct Daemon {
     home: Home,
     clock: Arc<dyn Clock>,
     me: String,
-    pid: i64,
-    store: Arc<Mutex<Store>>,
+    store: Arc<Mutex<Box<dyn Store>>>,
     jobs: Jobs,
     parts: Components,
     data_version: i64,
@@ -113,11 +111,10 @@ pub async fn run(
 ) -> Result<Summary> {
     let me = owner();
     let _lock = OwnerLock::acquire(&home, &me)?;
-    let mut store = Store::open(&home.db_path())?;
+    let mut store = crate::store::open(&home.db_path())?;
     let store_identity = StoreIdentity::of(&home.db_path())?;
-    let pid = i64::from(std::process::id());
-    claim_owner(&mut store, &me, pid, clock.now())?;
-    let interrupted = settle_at_start(&mut store, &home, &clock)?;
+    store.claim_owner(&me, env!("CARGO_PKG_VERSION"))?;
+    let interrupted = settle_at_start(&mut *store, &home, &clock)?;
     let store = Arc::new(Mutex::new(store));
     let first = reload(&home, &store, clock.now(), None)?;
     // The watch starts once the specs are loaded: the first load is not a change.
@@ -131,7 +128,6 @@ pub async fn run(
         home,
         clock,
         me,
-        pid,
         store,
         jobs: first.jobs,
         parts,
@@ -167,21 +163,9 @@ pub async fn run(
     })
 }
 
-/// Records this process as the home's scheduler.
-fn claim_owner(store: &mut Store, me: &str, pid: i64, now: DateTime<Utc>) -> Result<()> {
-    let host = me.split_once('@').map_or("", |(_, host)| host).to_owned();
-    store.claim_owner(&Owner {
-        pid,
-        host,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at: millis(now),
-        heartbeat_at: millis(now),
-    })
-}
-
 /// Settles the runs whose owner died and sets aside run directories the store has no record of;
 /// returns how many runs were found interrupted.
-fn settle_at_start(store: &mut Store, home: &Home, clock: &Arc<dyn Clock>) -> Result<usize> {
+fn settle_at_start(store: &mut dyn Store, home: &Home, clock: &Arc<dyn Clock>) -> Result<usize> {
     let interrupted = reconcile_runs(store, home, clock, None)?;
     for (job, seq) in &interrupted {
         tracing::warn!(run = %run_name(job, *seq), "its process is gone; marked interrupted");
@@ -217,7 +201,7 @@ impl Daemon {
         }
     }
 
-    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>> {
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Store>>> {
         self.store.lock().map_err(|_| Error::Internal {
             message: "the store lock was poisoned".into(),
         })
@@ -309,9 +293,8 @@ impl Daemon {
         if !self.store_still_ours() {
             return;
         }
-        let now = millis(self.clock.now());
-        let pid = self.pid;
-        if let Err(e) = self.store().and_then(|mut s| s.heartbeat(pid, now)) {
+        let me = self.me.clone();
+        if let Err(e) = self.store().and_then(|mut s| s.heartbeat(&me)) {
             tracing::error!("{e}");
         }
     }
@@ -374,7 +357,7 @@ impl Daemon {
         self.last_reap = tokio::time::Instant::now();
         let reaped = self
             .store()
-            .and_then(|mut store| reconcile_runs(&mut store, &self.home, &self.clock, None));
+            .and_then(|mut store| reconcile_runs(&mut **store, &self.home, &self.clock, None));
         match reaped {
             Ok(reaped) if !reaped.is_empty() => self.take_owed_retries(),
             Ok(_) => {}
@@ -399,7 +382,7 @@ impl Daemon {
     fn paused_slots(&self) -> HashMap<String, Vec<SlotRange>> {
         let mut paused = HashMap::new();
         for (id, entry) in self.jobs.catching_up() {
-            let since = entry.paused_at.unwrap_or(0);
+            let since = entry.paused_at.unwrap_or(DateTime::UNIX_EPOCH);
             match self.store().and_then(|s| s.paused_skips(id, since)) {
                 Ok(ranges) => {
                     paused.insert(id.to_owned(), slot_ranges(&ranges));
@@ -417,9 +400,9 @@ impl Daemon {
         plan: &TickPlan,
         records: &[TickRecord],
     ) -> Option<Vec<TickResult<RunDir>>> {
-        let committed = self
-            .store()
-            .and_then(|mut store| commit::commit(&mut store, &self.home, &self.me, plan, records));
+        let committed = self.store().and_then(|mut store| {
+            commit::commit(&mut **store, &self.home, &self.me, plan, records)
+        });
         match committed {
             Ok(results) => {
                 self.retry_at = None;
@@ -508,7 +491,7 @@ impl Daemon {
             })
             .await;
         if let Ok(mut store) = self.store.lock() {
-            let _ = store.release_owner(self.pid);
+            let _ = store.release_owner(&self.me);
         }
         stopped
     }
@@ -519,7 +502,7 @@ fn run_ended(jobs: &Jobs, retention: &Retention, outcome: &RunOutcome) {
     if let Some(entry) = jobs.get(&outcome.job_id) {
         retention.after_run(&outcome.job_id, &entry.spec.retention);
     }
-    tracing::info!(run = %run_name(&outcome.job_id, outcome.seq), status = %outcome.status, duration_ms = outcome.duration_ms, "run finished");
+    tracing::info!(run = %run_name(&outcome.job_id, outcome.seq), status = %outcome.end.status, duration_ms = outcome.end.duration_ms, "run finished");
 }
 
 /// Logs what an operator should hear of before the plan is committed.
@@ -545,19 +528,14 @@ fn owed_retry(row: &RunRow) -> OwedRetry {
     OwedRetry {
         job_id: row.job_id.clone(),
         seq: row.seq,
-        slot: row.slot.and_then(DateTime::from_timestamp_millis),
+        slot: row.slot,
     }
 }
 
-/// Slot ranges as the store keeps them (epoch milliseconds) as instants.
-pub(super) fn slot_ranges(ranges: &[(i64, i64)]) -> Vec<SlotRange> {
+/// Slot ranges `(first, last)` as the store returns them, for the planner.
+pub(super) fn slot_ranges(ranges: &[(DateTime<Utc>, DateTime<Utc>)]) -> Vec<SlotRange> {
     ranges
         .iter()
-        .filter_map(|&(first, last)| {
-            Some(SlotRange {
-                first: DateTime::from_timestamp_millis(first)?,
-                last: DateTime::from_timestamp_millis(last)?,
-            })
-        })
+        .map(|&(first, last)| SlotRange { first, last })
         .collect()
 }

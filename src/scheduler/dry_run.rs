@@ -54,23 +54,22 @@ pub struct PlannedJob {
 /// lock while it looks, so it fails the same way when a scheduler runs.
 pub fn dry_run(home: &Home, clock: &Arc<dyn Clock>) -> Result<DryRun> {
     let _lock = OwnerLock::acquire(home, &owner())?;
-    let store = Store::open(&home.db_path())?;
+    let store = crate::store::open(&home.db_path())?;
     let now = clock.now();
-    let orphaned = orphaned_runs(&store, home)?;
-    let set_aside = unknown_run_dirs(&store, home)?;
+    let orphaned = orphaned_runs(&*store, home)?;
+    let set_aside = unknown_run_dirs(&*store, home)?;
     let given_back = given_back(home, &orphaned);
-    let in_flight = in_flight_after_settling(&store, &orphaned)?;
+    let in_flight = in_flight_after_settling(&*store, &orphaned)?;
     drop(store);
     let catalog = Catalog::open(home, now)?;
     // The same pending slot a start computes: a slot given back by a claim that never began, the kept
     // slot, or for a changed schedule the first after the last slot recorded, so its slots since then
     // are judged, as the start would judge them.
     let (jobs, _) = Jobs::from_catalog(&catalog, now, |job| {
-        let kept = match (job.row.next_slot, given_back.get(job.id())) {
+        match (job.row.next_slot, given_back.get(job.id())) {
             (Some(next), Some(back)) => Some(next.min(*back)),
             (next, _) => next,
-        };
-        kept.and_then(DateTime::from_timestamp_millis)
+        }
     });
     let retries: Vec<OwedRetry> = catalog
         .store
@@ -80,14 +79,14 @@ pub fn dry_run(home: &Home, clock: &Arc<dyn Clock>) -> Result<DryRun> {
         .map(|row| OwedRetry {
             job_id: row.job_id.clone(),
             seq: row.seq,
-            slot: row.slot.and_then(DateTime::from_timestamp_millis),
+            slot: row.slot,
         })
         .collect();
     let mut paused = HashMap::new();
     for (id, entry) in jobs.catching_up() {
         let ranges = catalog
             .store
-            .paused_skips(id, entry.paused_at.unwrap_or(0))?;
+            .paused_skips(id, entry.paused_at.unwrap_or(DateTime::UNIX_EPOCH))?;
         paused.insert(id.to_owned(), slot_ranges(&ranges));
     }
     let tick = plan_tick(&TickInput {
@@ -125,9 +124,9 @@ pub fn dry_run(home: &Home, clock: &Arc<dyn Clock>) -> Result<DryRun> {
 }
 
 /// A scheduled claim that never began gives its slot back when it is settled, to be judged again: the
-/// earliest such slot by job (epoch milliseconds).
-fn given_back(home: &Home, orphaned: &[RunRow]) -> HashMap<String, i64> {
-    let mut given_back: HashMap<String, i64> = HashMap::new();
+/// earliest such slot by job.
+fn given_back(home: &Home, orphaned: &[RunRow]) -> HashMap<String, DateTime<Utc>> {
+    let mut given_back: HashMap<String, DateTime<Utc>> = HashMap::new();
     for run in orphaned {
         if let (Trigger::Schedule, Some(slot), Some(dir)) = (run.trigger, run.slot, &run.run_dir)
             && !began(&crate::artifacts::rundir::resolve(home, dir))
@@ -141,7 +140,7 @@ fn given_back(home: &Home, orphaned: &[RunRow]) -> HashMap<String, i64> {
 
 /// The runs in flight by job once the orphaned runs are settled: those hold no instance then.
 fn in_flight_after_settling(
-    store: &Store,
+    store: &dyn Store,
     orphaned: &[RunRow],
 ) -> Result<HashMap<String, InFlight>> {
     let mut in_flight: HashMap<String, InFlight> = store

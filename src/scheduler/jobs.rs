@@ -26,9 +26,9 @@ pub struct Entry {
     pub next_slot: Option<DateTime<Utc>>,
     /// A catch-up asked for on resume, not yet claimed.
     pub catchup: Option<Catchup>,
-    /// When the job was paused (epoch milliseconds, as the store keeps it): the skips since then are
+    /// When the job was paused: the skips since then are
     /// what a catch-up makes up for.
-    pub paused_at: Option<i64>,
+    pub paused_at: Option<DateTime<Utc>>,
     /// The job had a run in flight when its next slot could have been claimed ahead: it is claimed
     /// when due instead, so the overlap policy sees whether that run has ended by then.
     pub claim_when_due: bool,
@@ -46,11 +46,7 @@ impl Entry {
         let (Some(spec), Some(schedule)) = (job.spec.clone(), job.schedule.clone()) else {
             return None;
         };
-        let catchup = match job.row.catchup.as_deref() {
-            Some("latest") => Some(Catchup::Latest),
-            Some("all") => Some(Catchup::All),
-            _ => None,
-        };
+        let catchup = job.row.catchup.filter(|mode| *mode != Catchup::None);
         Some(Self {
             spec_hash: job.spec_hash().to_owned(),
             spec,
@@ -139,7 +135,7 @@ impl Jobs {
                 continue;
             };
             entry.next_slot = kept(job).or_else(|| {
-                let consumed = job.row.last_slot.and_then(DateTime::from_timestamp_millis);
+                let consumed = job.row.last_slot;
                 let slot = policy::pending_slot(None, true, consumed, &entry.schedule, now);
                 computed.push(Cursor {
                     job_id: job.id().to_owned(),

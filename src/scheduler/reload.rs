@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 
 use super::jobs::Jobs;
 use crate::catalog::{Catalog, Job, JobState};
-use crate::clock::millis;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::store::Store;
@@ -48,7 +47,7 @@ pub struct Reloaded {
 /// recorded (or after now). `previous` is the table before, `None` at start.
 pub fn reload(
     home: &Home,
-    store: &Mutex<Store>,
+    store: &Mutex<Box<dyn Store>>,
     now: DateTime<Utc>,
     previous: Option<&Jobs>,
 ) -> Result<Reloaded> {
@@ -65,12 +64,10 @@ pub fn reload(
     for id in &catalog.sync.rescheduled {
         tracing::info!(job = %id, "schedule changed; its slots since the last one recorded are judged");
     }
-    let (jobs, computed) = Jobs::from_catalog(&catalog, now, |job| {
-        job.row.next_slot.and_then(DateTime::from_timestamp_millis)
-    });
-    let computed: Vec<(String, Option<i64>)> = computed
+    let (jobs, computed) = Jobs::from_catalog(&catalog, now, |job| job.row.next_slot);
+    let computed: Vec<(String, Option<DateTime<Utc>>)> = computed
         .into_iter()
-        .map(|cursor| (cursor.job_id, cursor.next_slot.map(millis)))
+        .map(|cursor| (cursor.job_id, cursor.next_slot))
         .collect();
     locked()?.set_next_slots(&computed)?;
     if let Some(previous) = previous {

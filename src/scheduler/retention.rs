@@ -10,13 +10,17 @@ use crate::spec::model::RetentionSpec;
 use crate::store::Store;
 
 pub struct Retention {
-    store: Arc<Mutex<Store>>,
+    store: Arc<Mutex<Box<dyn Store>>>,
     runs_root: PathBuf,
     clock: Arc<dyn Clock>,
 }
 
 impl Retention {
-    pub fn new(store: Arc<Mutex<Store>>, runs_root: PathBuf, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<Mutex<Box<dyn Store>>>,
+        runs_root: PathBuf,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             runs_root,
@@ -34,8 +38,14 @@ impl Retention {
             tracing::error!(job = %job_id, "pruning failed: the store lock was poisoned");
             return;
         };
-        let pruned =
-            crate::retention::prune_job(&mut store, &self.runs_root, job_id, retention, now, false);
+        let pruned = crate::retention::prune_job(
+            &mut **store,
+            &self.runs_root,
+            job_id,
+            retention,
+            now,
+            false,
+        );
         match pruned {
             Ok(pruned) if !pruned.runs.is_empty() => {
                 tracing::info!(job = %job_id, runs = pruned.runs.len(), "old runs pruned");

@@ -26,7 +26,7 @@ pub struct UnknownDir {
 /// per job. Changes nothing (`--dry-run` shows them). One listing per job directory: gaps are normal
 /// (skipped and missed records take numbers but make no directory), so stopping at the first absent
 /// number would miss the rest.
-pub fn unknown_run_dirs(store: &Store, home: &Home) -> Result<Vec<UnknownDir>> {
+pub fn unknown_run_dirs(store: &dyn Store, home: &Home) -> Result<Vec<UnknownDir>> {
     let runs_root = home.runs_dir();
     let mut found = Vec::new();
     // One listing instead of a failed `stat` for every job that never ran.
@@ -76,7 +76,7 @@ pub fn unknown_run_dirs(store: &Store, home: &Home) -> Result<Vec<UnknownDir>> {
 /// never handed out again and nothing a run wrote is deleted: they may be runs that really happened,
 /// recorded in a store that was since replaced by an older backup. Returns what was moved, and where.
 pub fn set_aside_unknown_dirs(
-    store: &mut Store,
+    store: &mut dyn Store,
     home: &Home,
 ) -> Result<Vec<(UnknownDir, PathBuf)>> {
     let found = unknown_run_dirs(store, home)?;

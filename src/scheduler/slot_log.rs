@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::artifacts::{EventKind, EventLog};
-use crate::clock::{Clock, rfc3339_ms};
+use crate::clock::{Clock, rfc3339};
 use crate::error::Error;
 use crate::home::Home;
 use crate::store::TickRecord;
@@ -40,10 +40,10 @@ impl SlotLog {
                 let reason = if first_slot == last_slot {
                     reason.clone()
                 } else {
-                    format!("{reason} ({count} slots from {})", rfc3339_ms(*first_slot))
+                    format!("{reason} ({count} slots from {})", rfc3339(*first_slot))
                 };
                 EventKind::SlotSkipped {
-                    slot: rfc3339_ms(*last_slot),
+                    slot: rfc3339(*last_slot),
                     reason,
                 }
             }
@@ -56,9 +56,9 @@ impl SlotLog {
             } => {
                 tracing::warn!(job = %record.job_id(), count, "{message}");
                 EventKind::SlotMissed {
-                    first_slot: rfc3339_ms(*first_slot),
-                    last_slot: rfc3339_ms(*last_slot),
-                    count: u64::try_from(*count).unwrap_or(0),
+                    first_slot: rfc3339(*first_slot),
+                    last_slot: rfc3339(*last_slot),
+                    count: *count,
                 }
             }
             TickRecord::Run { .. } => return,

@@ -23,7 +23,7 @@ use crate::store::{RunRow, Store};
 const CANCEL_POLL_AT_SHUTDOWN: Duration = Duration::from_millis(250);
 
 pub struct Supervisor {
-    store: Arc<Mutex<Store>>,
+    store: Arc<Mutex<Box<dyn Store>>>,
     clock: Arc<dyn Clock>,
     /// This scheduler as the store names run owners.
     me: String,
@@ -38,7 +38,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(store: Arc<Mutex<Store>>, clock: Arc<dyn Clock>, me: String) -> Self {
+    pub fn new(store: Arc<Mutex<Box<dyn Store>>>, clock: Arc<dyn Clock>, me: String) -> Self {
         let (starts_tx, starts) = mpsc::unbounded_channel();
         Self {
             store,
@@ -58,7 +58,7 @@ impl Supervisor {
         self.started
     }
 
-    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>> {
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Store>>> {
         self.store.lock().map_err(|_| Error::Internal {
             message: "the store lock was poisoned".into(),
         })

@@ -1,18 +1,17 @@
-//! The SQLite store: the only code that speaks SQL. Opening applies migrations; every state change is
-//! one transaction, and read-then-write decisions take the write lock first (`BEGIN IMMEDIATE`).
+//! The store: the only code that speaks SQL. The interface the rest of `jobs` uses (`interface`), the
+//! values that cross it (`records`), and its SQLite implementation (`sqlite`). Every state change is
+//! one transaction, and read-then-write decisions take the write lock first.
 
-pub(crate) mod cancel;
-pub(crate) mod config;
-pub(crate) mod connection;
-pub(crate) mod jobs;
-pub(crate) mod owner;
-pub(crate) mod runs;
+mod interface;
+mod records;
+mod sqlite;
 
-pub use cancel::{CancelRequest, Requested};
-pub use config::KeptConfig;
-pub use connection::Store;
-pub use jobs::{JobRow, StateChange, SyncReport};
-pub use runs::{
-    AttemptProcess, ClaimRequest, Claimed, Finish, HISTORY_COUNT_CAP, HistoryFilter, QueuedStart,
-    RunRow, RunStats, TickRecord, TickResult,
+pub use interface::{
+    CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, OwnerStore, Prepare, RunStore,
+    Store, open,
+};
+pub use records::{
+    AttemptProcess, CancelRequest, ClaimRequest, Claimed, HISTORY_COUNT_CAP, HistoryFilter, JobRow,
+    KeptConfig, OWNER_GONE, OperatorState, Owner, QueuedStart, Requested, RetainedRun, RunRow,
+    RunStats, StateChange, SyncReport, TickRecord, TickResult,
 };

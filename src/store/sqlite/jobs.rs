@@ -1,68 +1,19 @@
-//! The `jobs` table: syncing loaded spec files into it and reading it back.
+//! The `jobs` table: syncing loaded spec files into it, the operator's state, and reading it back.
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::Value;
 
-use super::Store;
-use crate::error::{Error, Result};
+use super::column::{Millis, catchup_column, instant, millis};
+use super::connection::{SqliteStore, store_error};
+use crate::error::Result;
+use crate::policy::Catchup;
 use crate::spec::SpecFile;
 use crate::spec::load::loader_fingerprint;
-
-/// A job as the store knows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobRow {
-    pub id: String,
-    pub spec_path: String,
-    pub spec_hash: String,
-    /// The content hash of the file that produced `spec_json`.
-    pub good_hash: Option<String>,
-    /// The loader fingerprint that checked `spec_json` (see `spec::load::loader_fingerprint`).
-    pub checked_by: Option<String>,
-    pub paused_at: Option<i64>,
-    /// A catch-up requested by `jobsctl resume --catchup`: `latest` or `all`.
-    pub catchup: Option<String>,
-    /// The last good spec, defaults filled in, as stored (JSON text).
-    pub spec_json: Option<String>,
-    /// The file's current problems (a JSON array), when it is invalid.
-    pub load_error: Option<Value>,
-    pub present: bool,
-    pub state: String,
-    pub state_reason: Option<String>,
-    pub state_by: Option<String>,
-    pub state_at: Option<i64>,
-    pub next_slot: Option<i64>,
-    /// Set when a schedule change drops `next_slot`: the last slot the job's records account for, from
-    /// which the new schedule's slots are judged. Cleared by `enable` (nothing from a disabled time runs).
-    pub last_slot: Option<i64>,
-    pub schedule_changed_at: Option<i64>,
-    pub run_counter: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub removed_at: Option<i64>,
-}
-
-/// What a sync changed, by job id.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SyncReport {
-    pub added: Vec<String>,
-    pub updated: Vec<String>,
-    /// Jobs whose schedule changed: their pending slot was dropped and the last slot their records
-    /// account for kept (`last_slot`), so that the new schedule's slots since then are judged.
-    pub rescheduled: Vec<String>,
-    pub invalid: Vec<String>,
-    pub removed: Vec<String>,
-}
-
-impl SyncReport {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
-            && self.updated.is_empty()
-            && self.invalid.is_empty()
-            && self.removed.is_empty()
-    }
-}
+use crate::store::interface::JobStore;
+use crate::store::records::{JobRow, OperatorState, StateChange, SyncReport};
 
 /// One change a sync makes to the `jobs` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,22 +58,18 @@ const JOB_COLUMNS: &str = "id, spec_path, spec_hash, spec_json, load_error, pres
      state_by, state_at, next_slot, last_slot, schedule_changed_at, run_counter, created_at, updated_at, removed_at, \
      good_hash, checked_by, paused_at, catchup";
 
-impl Store {
-    /// Brings the `jobs` table in line with the spec files just loaded: new jobs are added, changed
-    /// specs replace the last good version (a changed schedule drops the pending slot), invalid files
-    /// keep the last good version and record their problems, and jobs whose file is gone are marked
-    /// removed with their history kept. Writes nothing when nothing changed.
-    pub fn sync_specs(
+impl JobStore for SqliteStore {
+    fn sync_specs(
         &mut self,
         files: &[SpecFile],
-        display_path: impl Fn(&SpecFile) -> String,
-        now_ms: i64,
+        display_path: &dyn Fn(&SpecFile) -> String,
+        now: DateTime<Utc>,
     ) -> Result<SyncReport> {
-        let fail = |e| Error::store("sync the specs into the store", e);
+        let fail = |e| store_error("sync the specs into the store", e);
         let changes = plan(
             &read_sync_state(&self.conn).map_err(fail)?,
             files,
-            &display_path,
+            display_path,
         );
         if changes.is_empty() {
             return Ok(SyncReport::default());
@@ -132,18 +79,17 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
         // Plan again under the write lock: another process may have synced in between.
-        let changes = plan(&read_sync_state(&tx).map_err(fail)?, files, &display_path);
+        let changes = plan(&read_sync_state(&tx).map_err(fail)?, files, display_path);
         let mut report = SyncReport::default();
         for change in changes {
-            apply(&tx, &change, now_ms, &mut report).map_err(fail)?;
+            apply(&tx, &change, Millis(now), &mut report).map_err(fail)?;
         }
         tx.commit().map_err(fail)?;
         Ok(report)
     }
 
-    /// Each job's id and run counter (the last run number handed out), without the rest of its row.
-    pub fn run_counters(&self) -> Result<Vec<(String, i64)>> {
-        let fail = |e| Error::store("read the jobs' run counters", e);
+    fn run_counters(&self) -> Result<Vec<(String, i64)>> {
+        let fail = |e| store_error("read the jobs' run counters", e);
         let mut statement = self
             .conn
             .prepare_cached("SELECT id, run_counter FROM jobs")
@@ -155,20 +101,18 @@ impl Store {
             .map_err(fail)
     }
 
-    /// Raises a job's run counter to `seq` if it is lower, so that no claim hands out `seq` or any
-    /// number below it again.
-    pub fn raise_run_counter(&mut self, job_id: &str, seq: i64) -> Result<()> {
+    fn raise_run_counter(&mut self, job_id: &str, seq: i64) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE jobs SET run_counter = ?2 WHERE id = ?1 AND run_counter < ?2",
                 rusqlite::params![job_id, seq],
             )
-            .map_err(|e| Error::store(format!("raise the run counter of {job_id}"), e))?;
+            .map_err(|e| store_error(format!("raise the run counter of {job_id}"), e))?;
         Ok(())
     }
 
-    pub fn job_rows(&self) -> Result<Vec<JobRow>> {
-        let fail = |e| Error::store("read the jobs", e);
+    fn job_rows(&self) -> Result<Vec<JobRow>> {
+        let fail = |e| store_error("read the jobs", e);
         let mut statement = self
             .conn
             .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))
@@ -177,7 +121,7 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(fail)
     }
 
-    pub fn job_row(&self, id: &str) -> Result<Option<JobRow>> {
+    fn job_row(&self, id: &str) -> Result<Option<JobRow>> {
         self.conn
             .query_row(
                 &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
@@ -185,54 +129,26 @@ impl Store {
                 job_row,
             )
             .optional()
-            .map_err(|e| Error::store(format!("read job {id}"), e))
+            .map_err(|e| store_error(format!("read job {id}"), e))
     }
-}
 
-/// An operator's change of a job's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateChange<'a> {
-    Pause,
-    /// Back to active; `catchup` is `latest` or `all` when the skipped slots are owed.
-    Resume {
-        catchup: Option<&'a str>,
-    },
-    Disable,
-    /// Back to active; the pending slot is recomputed from now, so nothing from the disabled time runs.
-    Enable,
-}
-
-impl StateChange<'_> {
-    /// Whether this change does anything to a job in state `before`.
-    pub fn changes(self, before: &str) -> bool {
-        match self {
-            Self::Resume { .. } => before == "paused",
-            Self::Pause => before != "paused",
-            Self::Disable => before != "disabled",
-            Self::Enable => true,
-        }
-    }
-}
-
-impl Store {
-    /// Applies an operator's state change in one transaction. Returns the state before.
-    pub fn change_state(
+    fn change_state(
         &mut self,
         id: &str,
-        change: StateChange<'_>,
+        change: StateChange,
         by: &str,
         reason: Option<&str>,
-        now: i64,
-    ) -> Result<String> {
-        let fail = |e| Error::store(format!("change the state of {id}"), e);
+        now: DateTime<Utc>,
+    ) -> Result<OperatorState> {
+        let fail = |e| store_error(format!("change the state of {id}"), e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        let before: String = tx
+        let before: OperatorState = tx
             .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
             .map_err(fail)?;
-        if !change.changes(&before) {
+        if !change.changes(before) {
             // Only a pause owes slots. Resuming anything else again would make up the same paused slots
             // a second time (they are still recorded as skipped), so it changes nothing at all. Pausing
             // a paused job (or disabling a disabled one) again would wipe who did it, when and why.
@@ -258,9 +174,10 @@ impl Store {
             }
         };
         let catchup = match change {
-            StateChange::Resume { catchup } => catchup,
+            StateChange::Resume { catchup } => catchup_column(catchup),
             _ => None,
         };
+        let now = Millis(now);
         let changed = match change {
             StateChange::Resume { .. } => tx.execute(sql, params![id, by, reason, now, catchup]),
             _ => tx.execute(sql, params![id, by, reason, now]),
@@ -270,12 +187,11 @@ impl Store {
         Ok(before)
     }
 
-    /// Sets the pending slot of jobs, in one transaction.
-    pub fn set_next_slots(&mut self, slots: &[(String, Option<i64>)]) -> Result<()> {
+    fn set_next_slots(&mut self, slots: &[(String, Option<DateTime<Utc>>)]) -> Result<()> {
         if slots.is_empty() {
             return Ok(());
         }
-        let fail = |e| Error::store("record the next slots", e);
+        let fail = |e| store_error("record the next slots", e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -285,7 +201,9 @@ impl Store {
                 .prepare_cached("UPDATE jobs SET next_slot = ?2 WHERE id = ?1")
                 .map_err(fail)?;
             for (id, slot) in slots {
-                statement.execute(params![id, slot]).map_err(fail)?;
+                statement
+                    .execute(params![id, millis(*slot)])
+                    .map_err(fail)?;
             }
         }
         tx.commit().map_err(fail)
@@ -307,18 +225,18 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         state: row.get(6)?,
         state_reason: row.get(7)?,
         state_by: row.get(8)?,
-        state_at: row.get(9)?,
-        next_slot: row.get(10)?,
-        last_slot: row.get(11)?,
-        schedule_changed_at: row.get(12)?,
+        state_at: instant(row, 9)?,
+        next_slot: instant(row, 10)?,
+        last_slot: instant(row, 11)?,
+        schedule_changed_at: instant(row, 12)?,
         run_counter: row.get(13)?,
-        created_at: row.get(14)?,
-        updated_at: row.get(15)?,
-        removed_at: row.get(16)?,
+        created_at: row.get::<_, Millis>(14)?.0,
+        updated_at: row.get::<_, Millis>(15)?.0,
+        removed_at: instant(row, 16)?,
         good_hash: row.get(17)?,
         checked_by: row.get(18)?,
-        paused_at: row.get(19)?,
-        catchup: row.get(20)?,
+        paused_at: instant(row, 19)?,
+        catchup: row.get::<_, Option<Catchup>>(20)?,
     })
 }
 
@@ -438,7 +356,7 @@ fn plan(
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     change: &Change,
-    now: i64,
+    now: Millis,
     report: &mut SyncReport,
 ) -> rusqlite::Result<()> {
     match change {

@@ -2,62 +2,32 @@
 //! owner's view of the requests for its runs. The owner carries a request out; the row stays as the
 //! record of who asked and why.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::Store;
-use crate::error::{Error, Result};
+use super::column::Millis;
+use super::connection::{SqliteStore, store_error};
+use crate::error::Result;
 use crate::run::RunStatus;
+use crate::store::interface::CancelStore;
+use crate::store::records::{CancelRequest, Requested};
 
-/// Someone's request to cancel a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CancelRequest {
-    pub job_id: String,
-    pub seq: i64,
-    pub requested_at: i64,
-    /// user@host.
-    pub by: String,
-    pub reason: Option<String>,
-}
-
-impl CancelRequest {
-    /// How the end of a run cancelled on this request is worded in the store, the receipt and events.
-    pub fn message(&self) -> String {
-        match &self.reason {
-            Some(reason) => format!("cancelled by {}: {reason}", self.by),
-            None => format!("cancelled by {}", self.by),
-        }
-    }
-}
-
-/// What became of asking to cancel one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Requested {
-    /// Recorded now; the owner stops the run when it sees it.
-    New,
-    /// Someone asked before; that request (its author and reason) stands.
-    Already(CancelRequest),
-    /// The run ended (or never was) before the request could be recorded.
-    NotInFlight(Option<RunStatus>),
-}
-
-impl Store {
-    /// Records a request to cancel each of `runs` that is still queued or running, in one
-    /// transaction. A run asked for already keeps its first request.
-    pub fn request_cancel(
+impl CancelStore for SqliteStore {
+    fn request_cancel(
         &mut self,
         runs: &[(String, i64)],
         by: &str,
         reason: Option<&str>,
-        now: i64,
+        now: DateTime<Utc>,
     ) -> Result<Vec<Requested>> {
-        let fail = |e| Error::store("record the cancel request", e);
+        let fail = |e| store_error("record the cancel request", e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
         let mut answers = Vec::with_capacity(runs.len());
         for (job_id, seq) in runs {
-            let status: Option<String> = tx
+            let status: Option<RunStatus> = tx
                 .query_row(
                     "SELECT status FROM runs WHERE job_id = ?1 AND seq = ?2",
                     params![job_id, seq],
@@ -65,7 +35,6 @@ impl Store {
                 )
                 .optional()
                 .map_err(fail)?;
-            let status = status.as_deref().and_then(RunStatus::parse);
             if !status.is_some_and(RunStatus::is_active) {
                 answers.push(Requested::NotInFlight(status));
                 continue;
@@ -77,7 +46,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO cancel_requests (job_id, seq, requested_at, requested_by, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![job_id, seq, now, by, reason],
+                params![job_id, seq, Millis(now), by, reason],
             )
             .map_err(fail)?;
             answers.push(Requested::New);
@@ -86,9 +55,8 @@ impl Store {
         Ok(answers)
     }
 
-    /// The runs in flight owned by `owner` (pid@host) that someone asked to cancel.
-    pub fn cancels_for_owner(&self, owner: &str) -> Result<Vec<(String, i64)>> {
-        let fail = |e| Error::store("read the cancel requests", e);
+    fn cancels_for_owner(&self, owner: &str) -> Result<Vec<(String, i64)>> {
+        let fail = |e| store_error("read the cancel requests", e);
         // Runs first (CROSS JOIN keeps that order): only the few in flight are looked at, not every
         // request ever made.
         let mut statement = self
@@ -105,10 +73,9 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(fail)
     }
 
-    /// The request to cancel a run, if there is one.
-    pub fn cancel_request(&self, job_id: &str, seq: i64) -> Result<Option<CancelRequest>> {
+    fn cancel_request(&self, job_id: &str, seq: i64) -> Result<Option<CancelRequest>> {
         read_request(&self.conn, job_id, seq)
-            .map_err(|e| Error::store(format!("read the cancel request of {job_id}#{seq}"), e))
+            .map_err(|e| store_error(format!("read the cancel request of {job_id}#{seq}"), e))
     }
 }
 
@@ -124,7 +91,7 @@ fn read_request(
             Ok(CancelRequest {
                 job_id: job_id.to_owned(),
                 seq,
-                requested_at: row.get(0)?,
+                requested_at: row.get::<_, Millis>(0)?.0,
                 by: row.get(1)?,
                 reason: row.get(2)?,
             })
@@ -136,11 +103,18 @@ fn read_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ClaimRequest, Finish};
+    use crate::run::RunEnd;
+    use crate::store::interface::{RunStore, Store};
+    use crate::store::records::ClaimRequest;
 
-    fn claim(store: &mut Store, owner: &str) -> i64 {
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).expect("in range")
+    }
+
+    fn claim(store: &mut SqliteStore, owner: &str) -> i64 {
+        let store: &mut dyn Store = store;
         let claimed = store
-            .claim(
+            .claim_with(
                 &ClaimRequest {
                     job_id: "a",
                     trigger: crate::run::Trigger::Manual,
@@ -148,7 +122,7 @@ mod tests {
                     due_at: None,
                     spec_hash: "h",
                     owner,
-                    now: 0,
+                    now: at(0),
                     max_instances: 5,
                     overlap: crate::spec::model::Overlap::Skip,
                     replay_of: None,
@@ -163,7 +137,7 @@ mod tests {
     #[test]
     fn a_request_is_recorded_once_and_only_for_runs_in_flight() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::open(&dir.path().join("jobs.sqlite3")).expect("open");
+        let mut store = SqliteStore::open(&dir.path().join("jobs.sqlite3")).expect("open");
         store
             .conn
             .execute_batch(
@@ -173,20 +147,21 @@ mod tests {
             .expect("job");
         let first = claim(&mut store, "1@h");
         let second = claim(&mut store, "2@h");
-        let finish = Finish {
+        let end = RunEnd {
             status: RunStatus::Succeeded,
-            started_at: None,
-            finished_at: 1,
             attempts: 1,
             exit_code: Some(0),
             signal: None,
             error_code: None,
             message: None,
+            started_at: None,
+            finished_at: at(1),
+            duration_ms: 0,
         };
-        store.finish_run("a", second, &finish).expect("finish");
+        store.finish_run("a", second, &end).expect("finish");
         let runs = [("a".to_owned(), first), ("a".to_owned(), second)];
         let answers = store
-            .request_cancel(&runs, "me@h", Some("why"), 5)
+            .request_cancel(&runs, "me@h", Some("why"), at(5))
             .expect("request");
         assert_eq!(
             answers,
@@ -196,7 +171,7 @@ mod tests {
             ]
         );
         let again = store
-            .request_cancel(&runs[..1], "you@h", None, 6)
+            .request_cancel(&runs[..1], "you@h", None, at(6))
             .expect("again");
         let Requested::Already(earlier) = &again[0] else {
             panic!("{again:?}");

@@ -1,46 +1,48 @@
-//! Opening the store: pragmas, WAL, and the embedded migrations applied in order under one IMMEDIATE
-//! transaction, tracked by `PRAGMA user_version`.
+//! The SQLite store's connection: opening it (pragmas, WAL, and the embedded migrations applied in
+//! order under one IMMEDIATE transaction, tracked by `PRAGMA user_version`), SQLite's errors as the
+//! store's, and the whole-store operations (data version, backup).
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreFault};
+use crate::store::interface::Store;
 
 /// The migrations in `db/migrations/`, in order. Migration N (1-based) brings `user_version` to N.
-pub const MIGRATIONS: &[(&str, &str)] = &[
+const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_jobs.sql",
-        include_str!("../../db/migrations/0001_jobs.sql"),
+        include_str!("../../../db/migrations/0001_jobs.sql"),
     ),
     (
         "0002_runs.sql",
-        include_str!("../../db/migrations/0002_runs.sql"),
+        include_str!("../../../db/migrations/0002_runs.sql"),
     ),
     (
         "0003_checked_by.sql",
-        include_str!("../../db/migrations/0003_checked_by.sql"),
+        include_str!("../../../db/migrations/0003_checked_by.sql"),
     ),
     (
         "0004_lifecycle.sql",
-        include_str!("../../db/migrations/0004_lifecycle.sql"),
+        include_str!("../../../db/migrations/0004_lifecycle.sql"),
     ),
     (
         "0005_history_by_job_status.sql",
-        include_str!("../../db/migrations/0005_history_by_job_status.sql"),
+        include_str!("../../../db/migrations/0005_history_by_job_status.sql"),
     ),
     (
         "0006_cancel_requests.sql",
-        include_str!("../../db/migrations/0006_cancel_requests.sql"),
+        include_str!("../../../db/migrations/0006_cancel_requests.sql"),
     ),
     (
         "0007_run_processes.sql",
-        include_str!("../../db/migrations/0007_run_processes.sql"),
+        include_str!("../../../db/migrations/0007_run_processes.sql"),
     ),
     (
         "0008_home_config.sql",
-        include_str!("../../db/migrations/0008_home_config.sql"),
+        include_str!("../../../db/migrations/0008_home_config.sql"),
     ),
 ];
 
@@ -50,10 +52,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Overrides [`BUSY_TIMEOUT`] (a duration such as `500ms`), for tests and for operators who would rather
 /// fail fast than wait.
-pub const BUSY_TIMEOUT_ENV: &str = "JOBS_BUSY_TIMEOUT";
+const BUSY_TIMEOUT_ENV: &str = "JOBS_BUSY_TIMEOUT";
 
 /// The busy timeout in effect: `JOBS_BUSY_TIMEOUT` when set and valid, else 30 s.
-pub fn busy_timeout() -> Duration {
+fn busy_timeout() -> Duration {
     configured_busy_timeout().unwrap_or(BUSY_TIMEOUT)
 }
 
@@ -73,14 +75,37 @@ fn configured_busy_timeout() -> Result<Duration> {
         })
 }
 
-pub struct Store {
-    pub(crate) conn: Connection,
+/// The store in one SQLite file, shared with other processes on this host through SQLite's locks.
+pub struct SqliteStore {
+    pub(super) conn: Connection,
+}
+
+/// SQLite's error as the store's: another process holding the write lock past the busy timeout is
+/// [`Error::StoreBusy`], which says so instead of blaming the file system; a damaged file says so,
+/// for its hint.
+pub(super) fn store_error(action: impl Into<String>, source: rusqlite::Error) -> Error {
+    let code = source.sqlite_error_code();
+    if code == Some(ErrorCode::DatabaseBusy) {
+        return Error::StoreBusy {
+            action: action.into(),
+            waited: busy_timeout(),
+        };
+    }
+    let fault = match code {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreFault::Damaged,
+        _ => StoreFault::Other,
+    };
+    Error::Store {
+        action: action.into(),
+        fault,
+        source: Box::new(source),
+    }
 }
 
 fn is_busy(error: &rusqlite::Error) -> bool {
     matches!(
         error.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
 }
 
@@ -108,7 +133,7 @@ fn refuse_links(path: &Path) -> Result<()> {
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent()
@@ -125,7 +150,7 @@ impl Store {
         refuse_links(path)?;
         let new = !path.exists();
         let conn = Connection::open(path)
-            .map_err(|e| Error::store(format!("open the store {}", path.display()), e))?;
+            .map_err(|e| store_error(format!("open the store {}", path.display()), e))?;
         if new {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
@@ -134,7 +159,7 @@ impl Store {
         let mut store = Self { conn };
         store
             .configure(busy)
-            .map_err(|e| Error::store(format!("configure the store {}", path.display()), e))?;
+            .map_err(|e| store_error(format!("configure the store {}", path.display()), e))?;
         store.migrate()?;
         Ok(store)
     }
@@ -171,7 +196,7 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let fail = |e| Error::store("migrate the store", e);
+        let fail = |e| store_error("migrate the store", e);
         let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
         // A plain read first: with nothing to apply no write lock is needed, so commands that only
         // read keep working while another process holds the lock (WAL lets readers through).
@@ -205,7 +230,7 @@ impl Store {
             .skip(usize::try_from(version).unwrap_or(0))
         {
             tx.execute_batch(sql)
-                .map_err(|e| Error::store(format!("apply migration {name}"), e))?;
+                .map_err(|e| store_error(format!("apply migration {name}"), e))?;
             tx.pragma_update(
                 None,
                 "user_version",
@@ -216,19 +241,28 @@ impl Store {
         tx.commit().map_err(fail)
     }
 
+    /// The schema version the store is at.
+    fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| store_error("read the store version", e))
+    }
+}
+
+impl Store for SqliteStore {
     /// A number that changes whenever another connection commits to the store: a cheap way to learn
     /// that what was read may be stale.
-    pub fn data_version(&self) -> Result<i64> {
+    fn data_version(&self) -> Result<i64> {
         self.conn
             .query_row("PRAGMA data_version", [], |row| row.get(0))
-            .map_err(|e| Error::store("read the store's data version", e))
+            .map_err(|e| store_error("read the store's data version", e))
     }
 
     /// Writes a consistent copy of the store to `path` with SQLite's online backup: other processes (the
     /// scheduler) go on reading and writing meanwhile. The copy is made beside `path` under a name of
     /// its own and renamed into place, so `path` is either absent or a complete database, and backups
     /// to the same path at once never write into each other's file (nor its `-journal`).
-    pub fn backup_to(&self, path: &Path) -> Result<()> {
+    fn backup_to(&self, path: &Path) -> Result<()> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -241,7 +275,7 @@ impl Store {
                 &temp,
                 None::<fn(rusqlite::backup::Progress)>,
             )
-            .map_err(|e| Error::store(format!("back up the store to {}", temp.display()), e))
+            .map_err(|e| store_error(format!("back up the store to {}", temp.display()), e))
             .and_then(|()| {
                 std::fs::rename(&temp, path)
                     .map_err(|e| Error::io("move the backup into place at", path, e))
@@ -250,12 +284,6 @@ impl Store {
             let _ = std::fs::remove_file(&temp);
         }
         copied
-    }
-    /// The schema version the store is at.
-    pub fn schema_version(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(|e| Error::store("read the store version", e))
     }
 }
 
@@ -303,13 +331,13 @@ mod tests {
     fn opening_twice_migrates_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db/jobs.sqlite3");
-        let first = Store::open(&path).expect("open");
+        let first = SqliteStore::open(&path).expect("open");
         assert_eq!(
             first.schema_version().expect("version"),
             MIGRATIONS.len() as i64
         );
         drop(first);
-        let second = Store::open(&path).expect("reopen");
+        let second = SqliteStore::open(&path).expect("reopen");
         assert_eq!(
             second.schema_version().expect("version"),
             MIGRATIONS.len() as i64
@@ -325,11 +353,11 @@ mod tests {
     fn a_store_from_a_newer_jobs_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("jobs.sqlite3");
-        drop(Store::open(&path).expect("open"));
+        drop(SqliteStore::open(&path).expect("open"));
         let conn = Connection::open(&path).expect("raw open");
         conn.pragma_update(None, "user_version", 999).expect("bump");
         drop(conn);
-        let error = Store::open(&path).err().expect("refused");
+        let error = SqliteStore::open(&path).err().expect("refused");
         assert_eq!(error.code(), "store_error");
         assert!(error.to_string().contains("schema version 999"), "{error}");
     }

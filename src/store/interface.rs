@@ -1,0 +1,364 @@
+//! The store's interface: every operation the rest of `jobs` asks of the store, and nothing of how a
+//! backend does it. SQLite implements it today (`sqlite`); a store shared by processes on several
+//! hosts (PostgreSQL) is meant to implement the same traits. Nothing outside `store/` names a backend.
+//!
+//! The operations, by group:
+//! - [`Store`]: [`open`]; a change token (`data_version`); an online `backup_to`.
+//! - [`JobStore`], the jobs: `sync_specs`, `job_rows`, `job_row`; operator state (`change_state`:
+//!   pause, resume, disable, enable); pending slots (`set_next_slots`); run numbers (`run_counters`,
+//!   `raise_run_counter`).
+//! - [`RunStore`], a run's life: claiming (`claim` for a manual run, `commit_tick` for everything a
+//!   tick decided, `start_queued` for a run waiting for an instance), what happens meanwhile
+//!   (`record_starts`, `record_processes`), its end (`finish_run`, `finish_orphaned`,
+//!   `release_unstarted`, `reap_dead_runs`), the retries owed (`owed_retries`) and retention's
+//!   deletes (`delete_runs`).
+//! - [`HistoryStore`], reading runs: `run_row`, `run_exists`, `active_runs`, `in_flight`,
+//!   `paused_skips`, `recent_failures`, `history`, `run_stats`, `retention_view`.
+//! - [`CancelStore`], requests to cancel a run in flight: `request_cancel`, `cancels_for_owner`,
+//!   `cancel_request`.
+//! - [`ConfigStore`], the last good version of the home's `config.yaml`: `kept_config`,
+//!   `keep_config`.
+//! - [`OwnerStore`], the scheduler that owns the home: `claim_owner`, `heartbeat`, `release_owner`,
+//!   `owner`. Informational today (the flock on `db/scheduler.lock` decides); the row is the lease a
+//!   store shared between hosts will grant as leadership.
+//!
+//! What every backend guarantees, and every caller may rely on:
+//! - The caller is never assumed to be the only writer: other processes (on other hosts, for a shared
+//!   store) claim, finish and change jobs at any moment. Every decision that reads before it writes
+//!   (a claim under `max_instances`, a state change, a request) reads again under the write lock, in
+//!   the same transaction as the write.
+//! - Each method that changes something is one transaction: it happens whole or not at all.
+//! - Times cross as `DateTime<Utc>`, to the millisecond. Where one process judges another by time
+//!   (the owner's heartbeat, the lease to come), the store stamps its own clock, not the caller's.
+//! - The interface is synchronous and may block (on the disk, on another process's lock, on the
+//!   network): call it from a blocking thread (`tokio::task::spawn_blocking`, or a thread of its own),
+//!   never from an async worker.
+//! - Errors are `Error::Store` (with a kind: damaged, or other), `Error::StoreBusy` when another
+//!   process held the write lock past the busy timeout, or the errors a `prepare` callback returned.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use super::records::{
+    AttemptProcess, CancelRequest, ClaimRequest, Claimed, HistoryFilter, JobRow, KeptConfig,
+    OperatorState, Owner, QueuedStart, Requested, RetainedRun, RunRow, RunStats, StateChange,
+    SyncReport, TickRecord, TickResult,
+};
+use crate::error::{Error, Result};
+use crate::run::RunEnd;
+use crate::spec::SpecFile;
+
+/// Whether a run in flight still has a live owner (see `runner::recover::run_is_alive`): runs for
+/// which it says no are settled as interrupted by the operations that take it.
+pub type IsAlive<'a> = &'a dyn Fn(&RunRow) -> bool;
+
+/// Makes what a claimed run needs before anyone can see its record (its run directory, created and
+/// locked), called inside the claim's transaction with the job and the run's number; returns where it
+/// is, as the store records it. An `Error::ArtifactWrite` of a directory that exists already makes the
+/// store step over that number (it is never reused); any other error is the claim's.
+pub type Prepare<'a> = &'a mut dyn FnMut(&str, i64) -> Result<String>;
+
+/// The whole store. `Send`, so that it can move to a blocking thread; not `Sync`: one caller at a time
+/// (share it behind a `Mutex`).
+pub trait Store:
+    JobStore + RunStore + HistoryStore + CancelStore + OwnerStore + ConfigStore + Send
+{
+    /// A number that changes whenever another process commits to the store (never for this one's own
+    /// commits): a cheap way to learn that what was read may be stale. Only equality means anything.
+    fn data_version(&self) -> Result<i64>;
+
+    /// Writes a consistent copy of the store to `path` while other processes go on reading and
+    /// writing. `path` is either left absent or is a complete store; concurrent backups to the same
+    /// path never write into each other's file.
+    fn backup_to(&self, path: &Path) -> Result<()>;
+}
+
+/// The jobs: their specs as last synced, and the operator's state of each.
+pub trait JobStore {
+    /// Brings the jobs in line with the spec files just loaded, in one transaction: new jobs are added,
+    /// changed specs replace the last good version (a changed schedule drops the pending slot and keeps
+    /// the last slot the job's records account for), invalid files keep the last good version and
+    /// record their problems, and jobs whose file is gone are marked removed with their history kept.
+    /// Idempotent: the changes are planned again under the write lock, so a sync another process made
+    /// meanwhile is not made twice, and nothing is written when nothing changed.
+    fn sync_specs(
+        &mut self,
+        files: &[SpecFile],
+        display_path: &dyn Fn(&SpecFile) -> String,
+        now: DateTime<Utc>,
+    ) -> Result<SyncReport>;
+
+    /// Every job, by id.
+    fn job_rows(&self) -> Result<Vec<JobRow>>;
+
+    fn job_row(&self, id: &str) -> Result<Option<JobRow>>;
+
+    /// Applies an operator's state change in one transaction, judged against the state read under the
+    /// write lock; returns that state (before the change). A change that changes nothing (pausing a
+    /// paused job, resuming one that is not paused) writes nothing, so who, when and why stay as first
+    /// recorded, and the same slots are never owed twice.
+    fn change_state(
+        &mut self,
+        id: &str,
+        change: StateChange,
+        by: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<OperatorState>;
+
+    /// Sets the pending slot of jobs, in one transaction.
+    fn set_next_slots(&mut self, slots: &[(String, Option<DateTime<Utc>>)]) -> Result<()>;
+
+    /// Each job's id and run counter (the last run number handed out).
+    fn run_counters(&self) -> Result<Vec<(String, i64)>>;
+
+    /// Raises a job's run counter to `seq` if it is lower, so that no claim hands out `seq` or any
+    /// number below it again. Never lowers it, whoever raised it meanwhile.
+    fn raise_run_counter(&mut self, job_id: &str, seq: i64) -> Result<()>;
+}
+
+/// A run's life in the store, from its claim to its end.
+pub trait RunStore {
+    /// Claims a run of a job (manual, replay) in one transaction holding the write lock: runs of the
+    /// job whose owner is gone (`is_alive`) are first marked interrupted, then `max_instances` and the
+    /// overlap policy decide (`Error::MaxInstancesReached` when they refuse). `prepare` runs inside
+    /// the transaction with the new number, so no other process sees the record before the run's lock
+    /// is held; if it fails, nothing is recorded. A number is never handed out twice.
+    fn claim(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        is_alive: IsAlive<'_>,
+        prepare: Prepare<'_>,
+    ) -> Result<Claimed>;
+
+    /// Writes a tick's records, the jobs' new pending slots and the catch-ups carried out (cleared) in
+    /// one transaction: one durable commit for everything due at the same moment. One result per
+    /// record, in order. A slot that already has a record, or a retry whose debt another claim took,
+    /// is `AlreadyClaimed`: never twice, whichever scheduler asks. `max_instances` is counted again
+    /// inside the transaction (a manual run may have taken an instance). A run whose `prepare` fails
+    /// is recorded failed with that error, and the other records go on.
+    fn commit_tick(
+        &mut self,
+        records: &[TickRecord],
+        next_slots: &[(String, Option<DateTime<Utc>>)],
+        catchups_done: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+        prepare: Prepare<'_>,
+    ) -> Result<Vec<TickResult>>;
+
+    /// Starts a queued run if an instance is free and it is the oldest one waiting, in one transaction
+    /// (dead runs of the job settled first, as by `claim`). A queued run of a job disabled meanwhile
+    /// (or, for a scheduled run, paused) is `Dropped`: it must not start after the operator said stop.
+    fn start_queued(
+        &mut self,
+        job_id: &str,
+        seq: i64,
+        max_instances: u32,
+        is_alive: IsAlive<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<QueuedStart>;
+
+    /// Records when runs' commands really started, in one transaction, keeping a start recorded
+    /// before. May be less durable than other commits (a start lost to a power cut is written again
+    /// with the run's end).
+    fn record_starts(&mut self, starts: &[(String, i64, DateTime<Utc>)]) -> Result<()>;
+
+    /// Records the process group of each attempt that just started, in one transaction. May be less
+    /// durable than other commits: a power cut that loses it also ended the processes it names.
+    fn record_processes(&mut self, processes: &[AttemptProcess]) -> Result<()>;
+
+    /// Records how a run ended, by its owner, in one statement. Writing the same end again changes
+    /// nothing.
+    fn finish_run(&mut self, job_id: &str, seq: i64, end: &RunEnd) -> Result<()>;
+
+    /// Records how a run whose owner died ended (see `runner::recover`), in one statement: an
+    /// interrupted run also records whether it owes a retry (its job retries interruptions, it is
+    /// not itself a retry or replay, and no one asked for it to be cancelled).
+    fn finish_orphaned(&mut self, job_id: &str, seq: i64, end: &RunEnd) -> Result<()>;
+
+    /// Gives back the slot of a scheduled run whose owner died (or shut down) after claiming it and
+    /// before starting it, in one transaction: the record goes, and the job's pending slot moves back
+    /// to it, so the next tick judges the slot afresh. Returns whether it was released; a run that is
+    /// not such a claim (any more) is left alone.
+    fn release_unstarted(&mut self, job_id: &str, seq: i64) -> Result<bool>;
+
+    /// Marks the runs in flight (all jobs, or one) whose owner is gone (`is_alive`) as interrupted, in
+    /// one transaction, recording whether each owes a retry. Returns them. Asks for no write lock when
+    /// nothing is in flight.
+    fn reap_dead_runs(
+        &mut self,
+        job_id: Option<&str>,
+        is_alive: IsAlive<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>>;
+
+    /// Runs settled as interrupted whose retry is owed and not claimed yet, oldest first. Claiming the
+    /// retry (`commit_tick` with `retry_of`) takes the debt.
+    fn owed_retries(&self) -> Result<Vec<RunRow>>;
+
+    /// Deletes runs' records (and their cancel requests) in one transaction, never one in flight,
+    /// whatever the caller read before. Returns how many went.
+    fn delete_runs(&mut self, job_id: &str, seqs: &[i64]) -> Result<usize>;
+}
+
+/// Reading runs. Each answer is consistent in itself; it may be stale the moment it returns.
+pub trait HistoryStore {
+    fn run_row(&self, job_id: &str, seq: i64) -> Result<Option<RunRow>>;
+
+    fn run_exists(&self, job_id: &str, seq: i64) -> Result<bool>;
+
+    /// Runs in flight (queued or running), oldest claim first.
+    fn active_runs(&self) -> Result<Vec<RunRow>>;
+
+    /// Running and queued runs per job, manual ones included.
+    fn in_flight(&self) -> Result<HashMap<String, (u32, u32)>>;
+
+    /// The slot ranges `(first, last)` of a job skipped because it was paused, recorded since `since`,
+    /// oldest first.
+    fn paused_skips(
+        &self,
+        job_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>>;
+
+    /// The latest failed, timed-out or interrupted runs, newest first.
+    fn recent_failures(&self, limit: i64) -> Result<Vec<RunRow>>;
+
+    /// Runs newest first (by claim time, then seq), and how many match the filter in all, counted up
+    /// to `HISTORY_COUNT_CAP` + 1 (a count above the cap means "more than the cap").
+    fn history(&self, filter: &HistoryFilter) -> Result<(Vec<RunRow>, i64)>;
+
+    /// Last run, last success, last failure, failure streak and counts of one job.
+    fn run_stats(&self, job_id: &str) -> Result<RunStats>;
+
+    /// Every run of a job as retention weighs it.
+    fn retention_view(&self, job_id: &str) -> Result<Vec<RetainedRun>>;
+}
+
+/// Requests to cancel runs in flight: written by anyone, carried out by the run's owner.
+pub trait CancelStore {
+    /// Records a request to cancel each of `runs` that is still in flight, in one transaction that
+    /// reads each run's status under the write lock. A run asked for already keeps its first request
+    /// (`Already`), so asking twice is harmless.
+    fn request_cancel(
+        &mut self,
+        runs: &[(String, i64)],
+        by: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Requested>>;
+
+    /// The runs in flight owned by `owner` (`pid@host`) that someone asked to cancel.
+    fn cancels_for_owner(&self, owner: &str) -> Result<Vec<(String, i64)>>;
+
+    /// The request to cancel a run, if there is one.
+    fn cancel_request(&self, job_id: &str, seq: i64) -> Result<Option<CancelRequest>>;
+}
+
+/// The scheduler that owns the home. The row is keyed by `owner` (`pid@host`), so that processes on
+/// several hosts never mistake one another; its times are the store's clock.
+pub trait OwnerStore {
+    /// Records `owner` (running `version`) as the home's scheduler, started and last seen now by the
+    /// store's clock, in one statement. Today it replaces any row: who really owns the home was decided
+    /// by its lock before. A store shared between hosts grants this as a lease instead: only when the
+    /// row is free, or its heartbeat older than the lease by the store's clock.
+    fn claim_owner(&mut self, owner: &str, version: &str) -> Result<()>;
+
+    /// Renews the owner's heartbeat (the store's clock), only while the row is `owner`'s: returns
+    /// whether it still is.
+    fn heartbeat(&mut self, owner: &str) -> Result<bool>;
+
+    /// Clears the row, only if it is `owner`'s: a successor's row is never removed.
+    fn release_owner(&mut self, owner: &str) -> Result<()>;
+
+    fn owner(&self) -> Result<Option<Owner>>;
+}
+
+/// Opens the store at `path` (SQLite, the only backend today), creating it if needed and bringing its
+/// schema up to date.
+pub fn open(path: &Path) -> Result<Box<dyn Store>> {
+    Ok(Box::new(super::sqlite::SqliteStore::open(path)?))
+}
+
+/// Whether a `prepare` failed because the number's directory exists already: the claim then takes the
+/// next number.
+pub(super) fn number_taken(error: &Error) -> bool {
+    matches!(error, Error::ArtifactWrite { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+}
+
+impl dyn Store + '_ {
+    /// [`RunStore::claim`], keeping what `prepare` made (the run's locked directory) for the caller.
+    pub fn claim_with<T>(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        is_alive: impl Fn(&RunRow) -> bool,
+        mut prepare: impl FnMut(i64) -> Result<(T, String)>,
+    ) -> Result<(Claimed, T)> {
+        let mut made = None;
+        let claimed = self.claim(request, &is_alive, &mut |_, seq| {
+            let (prepared, stored) = prepare(seq)?;
+            made = Some(prepared);
+            Ok(stored)
+        })?;
+        let made = made.ok_or_else(|| Error::Internal {
+            message: format!("the claim of {} prepared nothing", request.job_id),
+        })?;
+        Ok((claimed, made))
+    }
+
+    /// [`RunStore::commit_tick`], with what `prepare` made for each run recorded in its result.
+    pub fn commit_tick_with<T>(
+        &mut self,
+        records: &[TickRecord],
+        next_slots: &[(String, Option<DateTime<Utc>>)],
+        catchups_done: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+        mut prepare: impl FnMut(&str, i64) -> Result<(T, String)>,
+    ) -> Result<Vec<TickResult<T>>> {
+        let mut made: HashMap<(String, i64), T> = HashMap::new();
+        let results = self.commit_tick(
+            records,
+            next_slots,
+            catchups_done,
+            owner,
+            now,
+            &mut |job_id, seq| {
+                let (prepared, stored) = prepare(job_id, seq)?;
+                made.insert((job_id.to_owned(), seq), prepared);
+                Ok(stored)
+            },
+        )?;
+        Ok(records
+            .iter()
+            .zip(results)
+            .map(|(record, result)| match result {
+                TickResult::Recorded {
+                    seq,
+                    prepared,
+                    queued,
+                } => TickResult::Recorded {
+                    seq,
+                    prepared: prepared
+                        .and_then(|()| made.remove(&(record.job_id().to_owned(), seq))),
+                    queued,
+                },
+                TickResult::AlreadyClaimed => TickResult::AlreadyClaimed,
+                TickResult::Failed { seq, error } => TickResult::Failed { seq, error },
+            })
+            .collect())
+    }
+}
+
+/// The last good version of the home's `config.yaml`, which stays in force while the file is invalid.
+pub trait ConfigStore {
+    /// The last good config, if the home ever had one (and has not removed it since).
+    fn kept_config(&self) -> Result<Option<KeptConfig>>;
+
+    /// Keeps `config` as the last good version, in one statement that writes nothing when the same
+    /// version is kept already; `None` forgets it (the file was removed, so no defaults are in force).
+    fn keep_config(&mut self, config: Option<&KeptConfig>, now: DateTime<Utc>) -> Result<()>;
+}

@@ -1,0 +1,389 @@
+//! The values that cross the store's interface: rows as read back, requests, and what became of them.
+//! Backend-neutral: times are `DateTime<Utc>`, states and modes are enums; how a backend keeps them
+//! (the SQLite columns hold milliseconds and words) is its own business and never shows here.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::policy::Catchup;
+use crate::process::Identity;
+use crate::run::{RunStatus, Trigger};
+use crate::spec::model::Overlap;
+
+/// The state an operator put a job in (`jobsctl pause`, `disable`...), as the store records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorState {
+    Active,
+    Paused,
+    Disabled,
+}
+
+impl OperatorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Active, Self::Paused, Self::Disabled]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for OperatorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job as the store knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: String,
+    pub spec_path: String,
+    pub spec_hash: String,
+    /// The content hash of the file that produced `spec_json`.
+    pub good_hash: Option<String>,
+    /// The loader fingerprint that checked `spec_json` (see `spec::load::loader_fingerprint`).
+    pub checked_by: Option<String>,
+    pub paused_at: Option<DateTime<Utc>>,
+    /// A catch-up requested by `jobsctl resume --catchup`, not carried out yet.
+    pub catchup: Option<Catchup>,
+    /// The last good spec, defaults filled in, as stored (JSON text).
+    pub spec_json: Option<String>,
+    /// The file's current problems (a JSON array), when it is invalid.
+    pub load_error: Option<Value>,
+    pub present: bool,
+    pub state: OperatorState,
+    pub state_reason: Option<String>,
+    pub state_by: Option<String>,
+    pub state_at: Option<DateTime<Utc>>,
+    pub next_slot: Option<DateTime<Utc>>,
+    /// Set when a schedule change drops `next_slot`: the last slot the job's records account for, from
+    /// which the new schedule's slots are judged. Cleared by `enable` (nothing from a disabled time runs).
+    pub last_slot: Option<DateTime<Utc>>,
+    pub schedule_changed_at: Option<DateTime<Utc>>,
+    pub run_counter: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub removed_at: Option<DateTime<Utc>>,
+}
+
+/// What a sync changed, by job id.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    /// Jobs whose schedule changed: their pending slot was dropped and the last slot their records
+    /// account for kept (`last_slot`), so that the new schedule's slots since then are judged.
+    pub rescheduled: Vec<String>,
+    pub invalid: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl SyncReport {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.updated.is_empty()
+            && self.invalid.is_empty()
+            && self.removed.is_empty()
+    }
+}
+
+/// An operator's change of a job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateChange {
+    Pause,
+    /// Back to active; with `catchup`, the slots skipped while paused are owed.
+    Resume {
+        catchup: Option<Catchup>,
+    },
+    Disable,
+    /// Back to active; the pending slot is recomputed from now, so nothing from the disabled time runs.
+    Enable,
+}
+
+impl StateChange {
+    /// Whether this change does anything to a job in state `before`.
+    pub fn changes(self, before: OperatorState) -> bool {
+        match self {
+            Self::Resume { .. } => before == OperatorState::Paused,
+            Self::Pause => before != OperatorState::Paused,
+            Self::Disable => before != OperatorState::Disabled,
+            Self::Enable => true,
+        }
+    }
+}
+
+/// A run as the store records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub job_id: String,
+    pub seq: i64,
+    pub trigger: Trigger,
+    pub slot: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub claimed_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+    pub spec_hash: Option<String>,
+    pub owner: String,
+    pub slot_count: u64,
+    pub replay_of: Option<i64>,
+    pub run_dir: Option<String>,
+    /// The owner's start time (see [`crate::process::Identity`]), with `boot_id`.
+    pub owner_start: Option<u64>,
+    pub boot_id: Option<String>,
+    /// The latest attempt's process group and its leader's start time, once it started.
+    pub pgid: Option<u32>,
+    pub leader_start: Option<u64>,
+    /// The spec's `kill_grace` the run was claimed with, once an attempt started.
+    pub kill_grace: Option<Duration>,
+    /// Settled as interrupted after its owner died, and its retry is not claimed yet.
+    pub retry_owed: bool,
+}
+
+impl RunRow {
+    /// The process that owns the run, as recorded when it claimed it.
+    pub fn owner_identity(&self) -> Option<Identity> {
+        let pid = self.owner.split_once('@')?.0.parse().ok()?;
+        Some(Identity {
+            pid,
+            start: self.owner_start?,
+            boot: self.boot_id.clone()?,
+        })
+    }
+
+    /// The leader of the latest attempt's process group, as recorded when it started.
+    pub fn leader_identity(&self) -> Option<Identity> {
+        Some(Identity {
+            pid: self.pgid?,
+            start: self.leader_start?,
+            boot: self.boot_id.clone()?,
+        })
+    }
+}
+
+/// An attempt's process group, recorded so that whoever settles the run after its owner died can stop
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptProcess {
+    pub job_id: String,
+    pub seq: i64,
+    pub leader: Identity,
+    pub kill_grace: Duration,
+}
+
+/// What a process asks for when it wants to start a run outside a tick (`jobsctl run`, `replay`).
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub job_id: &'a str,
+    pub trigger: Trigger,
+    pub slot: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub spec_hash: &'a str,
+    /// `pid@host` of the process that will run it.
+    pub owner: &'a str,
+    pub now: DateTime<Utc>,
+    pub max_instances: u32,
+    pub overlap: Overlap,
+    pub replay_of: Option<i64>,
+}
+
+/// The outcome of a claim that was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// The run may start now.
+    Running(i64),
+    /// The run waits behind the ones in flight (overlap `queue`); see `RunStore::start_queued`.
+    Queued(i64),
+}
+
+impl Claimed {
+    pub fn seq(self) -> i64 {
+        match self {
+            Self::Running(seq) | Self::Queued(seq) => seq,
+        }
+    }
+}
+
+/// What `RunStore::start_queued` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuedStart {
+    Started,
+    /// No instance is free yet, or an older queued run goes first.
+    Waiting,
+    /// The job was disabled (or paused) while the run waited: it is dropped, recorded as skipped.
+    Dropped {
+        reason: &'static str,
+    },
+}
+
+/// One record a scheduler tick writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickRecord {
+    /// A run to start (or to queue). `slot` is `None` for catch-up runs of slots already recorded.
+    Run {
+        job_id: String,
+        trigger: Trigger,
+        slot: Option<DateTime<Utc>>,
+        due_at: Option<DateTime<Utc>>,
+        first_slot: Option<DateTime<Utc>>,
+        last_slot: Option<DateTime<Utc>>,
+        count: u64,
+        spec_hash: String,
+        queued: bool,
+        /// For a retry of an interrupted run: the run it repeats.
+        retry_of: Option<i64>,
+        /// The job's limit, checked again inside the transaction: a manual run may have claimed an
+        /// instance since the scheduler counted.
+        max_instances: u32,
+    },
+    /// Slots that did not run, and why.
+    Skipped {
+        job_id: String,
+        first_slot: DateTime<Utc>,
+        last_slot: DateTime<Utc>,
+        count: u64,
+        reason: String,
+    },
+    /// Slots claimed past their misfire grace.
+    Missed {
+        job_id: String,
+        first_slot: DateTime<Utc>,
+        last_slot: DateTime<Utc>,
+        count: u64,
+        message: String,
+    },
+}
+
+impl TickRecord {
+    pub fn job_id(&self) -> &str {
+        match self {
+            Self::Run { job_id, .. }
+            | Self::Skipped { job_id, .. }
+            | Self::Missed { job_id, .. } => job_id,
+        }
+    }
+}
+
+/// What became of one record of a tick.
+#[derive(Debug)]
+pub enum TickResult<T = ()> {
+    /// Recorded with this seq; for a run, with what `prepare` made (its locked directory).
+    /// `queued` says whether a run waits for an instance (asked for, or because the job was full).
+    Recorded {
+        seq: i64,
+        prepared: Option<T>,
+        queued: bool,
+    },
+    /// The slot already has a record: it was claimed before (never twice).
+    AlreadyClaimed,
+    /// The run directory could not be made; the run is recorded as failed with this error.
+    Failed { seq: i64, error: Error },
+}
+
+/// Which runs `jobsctl history` lists.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub job_id: Option<String>,
+    /// Any of these statuses; empty means every status.
+    pub statuses: Vec<RunStatus>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+/// Counting matching runs stops here: an exact count of a million rows costs more than the page of
+/// history itself, and "more than 10000" says all an operator needs.
+pub const HISTORY_COUNT_CAP: i64 = 10_000;
+
+/// What `jobsctl show` says about a job's runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunStats {
+    pub last_run: Option<RunRow>,
+    pub last_success: Option<RunRow>,
+    pub last_failure: Option<RunRow>,
+    /// Failed, timed-out or interrupted runs since the last success.
+    pub failure_streak: i64,
+    pub runs: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub missed: i64,
+}
+
+/// A run as retention weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedRun {
+    pub seq: i64,
+    /// When it finished, or for a run that has not, when it was claimed.
+    pub at: DateTime<Utc>,
+    pub in_flight: bool,
+}
+
+/// The message recorded on a run whose owner died without finishing it.
+pub const OWNER_GONE: &str = "the process running it is gone: no one holds its run lock";
+
+/// Someone's request to cancel a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub job_id: String,
+    pub seq: i64,
+    pub requested_at: DateTime<Utc>,
+    /// user@host.
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+impl CancelRequest {
+    /// How the end of a run cancelled on this request is worded in the store, the receipt and events.
+    pub fn message(&self) -> String {
+        match &self.reason {
+            Some(reason) => format!("cancelled by {}: {reason}", self.by),
+            None => format!("cancelled by {}", self.by),
+        }
+    }
+}
+
+/// What became of asking to cancel one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requested {
+    /// Recorded now; the owner stops the run when it sees it.
+    New,
+    /// Someone asked before; that request (its author and reason) stands.
+    Already(CancelRequest),
+    /// The run ended (or never was) before the request could be recorded.
+    NotInFlight(Option<RunStatus>),
+}
+
+/// The scheduler that owns the home, as its owner row says: who, since when, and its last heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: i64,
+    pub host: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+/// A config text that passed every check, and its content hash: the home's last good `config.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptConfig {
+    pub hash: String,
+    pub source: String,
+}

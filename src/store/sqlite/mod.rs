@@ -1,0 +1,13 @@
+//! The store in one SQLite file: WAL, so readers go on while a process writes; `BEGIN IMMEDIATE`
+//! for every read-then-write decision; migrations embedded and applied on open.
+
+mod cancel;
+mod column;
+mod config;
+mod connection;
+mod history;
+mod jobs;
+mod owner;
+mod runs;
+
+pub use connection::SqliteStore;

@@ -1,0 +1,589 @@
+//! The `runs` table, a run's life: claiming runs under the job's `max_instances` (one at a time, or a
+//! whole tick at once), recording their starts and processes, finishing them, settling runs whose owner
+//! died, and deleting old ones for retention.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::column::{Millis, millis, signed};
+use super::connection::{SqliteStore, store_error};
+use super::history::{RUN_COLUMNS, run_row};
+use crate::error::{Error, Result};
+use crate::process::Identity;
+use crate::run::{RunEnd, RunStatus, Trigger};
+use crate::spec::model::Overlap;
+use crate::store::interface::{IsAlive, Prepare, RunStore, number_taken};
+use crate::store::records::{
+    AttemptProcess, ClaimRequest, Claimed, OWNER_GONE, OperatorState, QueuedStart, RunRow,
+    TickRecord, TickResult,
+};
+
+/// The owner start time and boot to record with a claim by `owner`. A run is always claimed by the
+/// process that runs it, so the identity is this process's; an owner naming another pid (a test, a
+/// benchmark) gets none, and its liveness is judged by the run's lock alone.
+fn claim_identity(owner: &str) -> (Option<i64>, Option<String>) {
+    let ours = owner
+        .split_once('@')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    match Identity::own().filter(|_| ours) {
+        Some(own) => (i64::try_from(own.start).ok(), Some(own.boot)),
+        None => (None, None),
+    }
+}
+
+impl RunStore for SqliteStore {
+    fn claim(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        is_alive: IsAlive<'_>,
+        prepare: Prepare<'_>,
+    ) -> Result<Claimed> {
+        let fail = |e| store_error(format!("claim a run of {}", request.job_id), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        reap(&tx, Some(request.job_id), is_alive, Millis(request.now)).map_err(fail)?;
+        let (running, queued) = active_counts(&tx, request.job_id).map_err(fail)?;
+        let max = i64::from(request.max_instances);
+        let queue = running >= max || queued > 0;
+        if queue && (request.overlap != Overlap::Queue || queued > 0) {
+            return Err(Error::MaxInstancesReached {
+                id: request.job_id.to_owned(),
+                running,
+                max: request.max_instances,
+            });
+        }
+        let mut skipped = 0;
+        let (seq, run_dir) = loop {
+            let seq = next_seq(&tx, request.job_id).map_err(fail)?;
+            match prepare(request.job_id, seq) {
+                Ok(prepared) => break (seq, prepared),
+                // A directory of that number exists already (a store restored from an older backup, or a
+                // claim whose transaction failed): never reuse it, take the next number.
+                Err(e) if number_taken(&e) && skipped < MAX_SKIPPED_SEQS => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        // The start is recorded when the command is spawned (`record_starts`), not at the claim.
+        let (status, started_at) = if queue {
+            (RunStatus::Queued, None::<Millis>)
+        } else {
+            (RunStatus::Running, None)
+        };
+        let (owner_start, boot_id) = claim_identity(request.owner);
+        tx.execute(
+            "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash, owner,
+                               replay_of, run_dir, owner_start, boot_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                request.job_id,
+                seq,
+                request.trigger,
+                millis(request.slot),
+                millis(request.due_at),
+                Millis(request.now),
+                started_at,
+                status,
+                request.spec_hash,
+                request.owner,
+                request.replay_of,
+                run_dir,
+                owner_start,
+                boot_id,
+            ],
+        )
+        .map_err(fail)?;
+        crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
+        tx.commit().map_err(fail)?;
+        let claimed = if queue {
+            Claimed::Queued(seq)
+        } else {
+            Claimed::Running(seq)
+        };
+        Ok(claimed)
+    }
+
+    fn commit_tick(
+        &mut self,
+        records: &[TickRecord],
+        next_slots: &[(String, Option<DateTime<Utc>>)],
+        catchups_done: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+        prepare: Prepare<'_>,
+    ) -> Result<Vec<TickResult>> {
+        let now = Millis(now);
+        let fail = |e| store_error("record the scheduler's claims", e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let mut results = Vec::with_capacity(records.len());
+        let (owner_start, boot_id) = claim_identity(owner);
+        for record in records {
+            // A retry owed to an interrupted run is claimed once: the claim takes the debt, in this
+            // transaction, and a second claim of it (another tick, another scheduler) finds none.
+            if let TickRecord::Run {
+                job_id,
+                retry_of: Some(of),
+                ..
+            } = record
+            {
+                let taken = tx
+                    .execute(
+                        "UPDATE runs SET retry_owed = 0 WHERE job_id = ?1 AND seq = ?2 AND retry_owed = 1",
+                        params![job_id, of],
+                    )
+                    .map_err(fail)?;
+                if taken == 0 {
+                    results.push(TickResult::AlreadyClaimed);
+                    continue;
+                }
+            }
+            if let TickRecord::Run {
+                job_id,
+                slot: Some(slot),
+                ..
+            } = record
+            {
+                let taken: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = ?1 AND slot = ?2)",
+                        params![job_id, Millis(*slot)],
+                        |row| row.get(0),
+                    )
+                    .map_err(fail)?;
+                if taken {
+                    results.push(TickResult::AlreadyClaimed);
+                    continue;
+                }
+            }
+            let mut seq = next_seq(&tx, record.job_id()).map_err(fail)?;
+            // A run's directory is made before its row, under the same write lock; a number whose
+            // directory exists already is skipped, never reused.
+            let mut prepared_run = None;
+            if matches!(record, TickRecord::Run { .. }) {
+                let mut skipped = 0;
+                loop {
+                    match prepare(record.job_id(), seq) {
+                        Err(e) if number_taken(&e) && skipped < MAX_SKIPPED_SEQS => {
+                            skipped += 1;
+                            seq = next_seq(&tx, record.job_id()).map_err(fail)?;
+                        }
+                        made => {
+                            prepared_run = Some(made);
+                            break;
+                        }
+                    }
+                }
+            }
+            let mut queue_run = false;
+            let inserted = match record {
+                TickRecord::Run {
+                    job_id,
+                    trigger,
+                    slot,
+                    due_at,
+                    first_slot,
+                    last_slot,
+                    count,
+                    spec_hash,
+                    queued,
+                    retry_of,
+                    max_instances,
+                } => {
+                    let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
+                    queue_run = *queued || running >= i64::from(*max_instances);
+                    // No start time yet: a run claimed ahead of its slot starts when it is due, and its
+                    // real start is recorded when the command is spawned (`record_starts`).
+                    let (status, started_at) = if queue_run { ("queued", None::<Millis>) } else { ("running", None) };
+                    tx.execute(
+                        "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
+                                           owner, slot_count, first_slot, last_slot, replay_of, owner_start, boot_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING",
+                        params![job_id, seq, trigger, millis(*slot), millis(*due_at), now, started_at, status, spec_hash,
+                                owner, signed(*count), millis(*first_slot), millis(*last_slot), retry_of, owner_start,
+                                boot_id],
+                    )
+                    .map_err(fail)?
+                }
+                TickRecord::Skipped { job_id, first_slot, last_slot, count, reason } => tx
+                    .execute(
+                        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
+                                           first_slot, last_slot, error_code, message)
+                         VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, 'skipped', ?5, ?6, ?7, ?3, ?8, ?9) ON CONFLICT DO NOTHING",
+                        params![job_id, seq, Millis(*last_slot), now, owner, signed(*count), Millis(*first_slot),
+                                format!("skipped_{reason}"), format!("skipped: {reason}")],
+                    )
+                    .map_err(fail)?,
+                TickRecord::Missed { job_id, first_slot, last_slot, count, message } => tx
+                    .execute(
+                        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
+                                           first_slot, last_slot, error_code, message)
+                         VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, 'missed', ?5, ?6, ?7, ?3, 'misfire', ?8) ON CONFLICT DO NOTHING",
+                        params![job_id, seq, Millis(*last_slot), now, owner, signed(*count), Millis(*first_slot),
+                                message],
+                    )
+                    .map_err(fail)?,
+            };
+            if inserted == 0 {
+                results.push(TickResult::AlreadyClaimed);
+                continue;
+            }
+            match prepared_run {
+                Some(Ok(run_dir)) => {
+                    tx.execute(
+                        "UPDATE runs SET run_dir = ?3 WHERE job_id = ?1 AND seq = ?2",
+                        params![record.job_id(), seq, run_dir],
+                    )
+                    .map_err(fail)?;
+                    results.push(TickResult::Recorded {
+                        seq,
+                        prepared: Some(()),
+                        queued: queue_run,
+                    });
+                }
+                Some(Err(error)) => {
+                    // One job's unwritable run directory must not stop the others' claims.
+                    tx.execute(
+                        "UPDATE runs SET status = 'failed', finished_at = ?3, error_code = ?4, message = ?5
+                         WHERE job_id = ?1 AND seq = ?2",
+                        params![record.job_id(), seq, now, error.code(), error.to_string()],
+                    )
+                    .map_err(fail)?;
+                    results.push(TickResult::Failed { seq, error });
+                }
+                None => results.push(TickResult::Recorded {
+                    seq,
+                    prepared: None,
+                    queued: false,
+                }),
+            }
+        }
+        {
+            let mut statement = tx
+                .prepare_cached("UPDATE jobs SET next_slot = ?2 WHERE id = ?1")
+                .map_err(fail)?;
+            for (id, slot) in next_slots {
+                statement
+                    .execute(params![id, millis(*slot)])
+                    .map_err(fail)?;
+            }
+            let mut statement = tx
+                .prepare_cached("UPDATE jobs SET catchup = NULL, paused_at = NULL WHERE id = ?1")
+                .map_err(fail)?;
+            for id in catchups_done {
+                statement.execute([id]).map_err(fail)?;
+            }
+        }
+        crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
+        tx.commit().map_err(fail)?;
+        Ok(results)
+    }
+
+    fn start_queued(
+        &mut self,
+        job_id: &str,
+        seq: i64,
+        max_instances: u32,
+        is_alive: IsAlive<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<QueuedStart> {
+        let fail = |e| store_error(format!("start queued run {job_id}#{seq}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let (state, trigger): (OperatorState, Trigger) = tx
+            .query_row(
+                "SELECT jobs.state, runs.trigger FROM runs JOIN jobs ON jobs.id = runs.job_id
+                 WHERE runs.job_id = ?1 AND runs.seq = ?2",
+                params![job_id, seq],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(fail)?;
+        let scheduled = !matches!(trigger, Trigger::Manual | Trigger::Replay);
+        match state {
+            OperatorState::Disabled => return Ok(QueuedStart::Dropped { reason: "disabled" }),
+            OperatorState::Paused if scheduled => {
+                return Ok(QueuedStart::Dropped { reason: "paused" });
+            }
+            OperatorState::Active | OperatorState::Paused => {}
+        }
+        reap(&tx, Some(job_id), is_alive, Millis(now)).map_err(fail)?;
+        let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
+        let oldest: Option<i64> = tx
+            .query_row(
+                "SELECT MIN(seq) FROM runs WHERE job_id = ?1 AND status = 'queued'",
+                [job_id],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        if running >= i64::from(max_instances) || oldest != Some(seq) {
+            // The reaping above may have settled dead runs: keep that.
+            tx.commit().map_err(fail)?;
+            return Ok(QueuedStart::Waiting);
+        }
+        tx.execute(
+            "UPDATE runs SET status = 'running' WHERE job_id = ?1 AND seq = ?2 AND status = 'queued'",
+            params![job_id, seq],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(QueuedStart::Started)
+    }
+
+    fn record_starts(&mut self, starts: &[(String, i64, DateTime<Utc>)]) -> Result<()> {
+        if starts.is_empty() {
+            return Ok(());
+        }
+        self.unsynced("record when runs started", |tx| {
+            let mut statement = tx.prepare_cached(
+                "UPDATE runs SET started_at = ?3 WHERE job_id = ?1 AND seq = ?2 AND started_at IS NULL",
+            )?;
+            for (job_id, seq, at) in starts {
+                statement.execute(params![job_id, seq, Millis(*at)])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn record_processes(&mut self, processes: &[AttemptProcess]) -> Result<()> {
+        if processes.is_empty() {
+            return Ok(());
+        }
+        self.unsynced("record the processes of runs", |tx| {
+            let mut statement = tx.prepare_cached(
+                "UPDATE runs SET pgid = ?3, leader_start = ?4, boot_id = COALESCE(boot_id, ?5), kill_grace_ms = ?6
+                 WHERE job_id = ?1 AND seq = ?2",
+            )?;
+            for p in processes {
+                statement.execute(params![
+                    p.job_id,
+                    p.seq,
+                    p.leader.pid,
+                    signed(p.leader.start),
+                    p.leader.boot,
+                    i64::try_from(p.kill_grace.as_millis()).unwrap_or(i64::MAX)
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn finish_run(&mut self, job_id: &str, seq: i64, end: &RunEnd) -> Result<()> {
+        self.record_end(job_id, seq, end, "")
+    }
+
+    fn finish_orphaned(&mut self, job_id: &str, seq: i64, end: &RunEnd) -> Result<()> {
+        let owes =
+            format!(", retry_owed = CASE WHEN ?3 = 'interrupted' THEN {OWES_RETRY} ELSE 0 END");
+        self.record_end(job_id, seq, end, &owes)
+    }
+
+    fn release_unstarted(&mut self, job_id: &str, seq: i64) -> Result<bool> {
+        let fail = |e| store_error(format!("release the claim of {job_id}#{seq}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let slot: Option<Millis> = tx
+            .query_row(
+                "SELECT slot FROM runs WHERE job_id = ?1 AND seq = ?2 AND trigger = 'schedule'
+                   AND status IN ('running', 'queued') AND slot IS NOT NULL",
+                params![job_id, seq],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        let Some(slot) = slot else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE jobs SET next_slot = ?2 WHERE id = ?1 AND next_slot IS NOT NULL AND next_slot > ?2",
+            params![job_id, slot],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "DELETE FROM runs WHERE job_id = ?1 AND seq = ?2",
+            params![job_id, seq],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(true)
+    }
+
+    fn reap_dead_runs(
+        &mut self,
+        job_id: Option<&str>,
+        is_alive: IsAlive<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
+        let fail = |e| store_error("check runs in flight", e);
+        // A cheap read first: most of the time nothing is in flight and no write lock is needed.
+        let active: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
+        if active == 0 {
+            return Ok(Vec::new());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let reaped = reap(&tx, job_id, is_alive, Millis(now)).map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(reaped)
+    }
+
+    fn owed_retries(&self) -> Result<Vec<RunRow>> {
+        self.select_runs(
+            "retry_owed = 1 ORDER BY claimed_at, seq",
+            "read the retries owed",
+        )
+    }
+
+    fn delete_runs(&mut self, job_id: &str, seqs: &[i64]) -> Result<usize> {
+        let fail = |e| store_error(format!("delete runs of {job_id}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let mut deleted = 0;
+        {
+            let mut statement = tx
+                .prepare_cached(
+                    "DELETE FROM runs WHERE job_id = ?1 AND seq = ?2 AND status NOT IN ('queued', 'running')",
+                )
+                .map_err(fail)?;
+            for seq in seqs {
+                deleted += statement.execute(params![job_id, seq]).map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(deleted)
+    }
+}
+
+impl SqliteStore {
+    /// One transaction committed without an fsync of its own (`synchronous = NORMAL` for it, `FULL`
+    /// again after): for records that the next synced commit makes durable anyway, and whose loss to a
+    /// power cut costs nothing (a start time written again at the run's end; a process group that the
+    /// power cut ended).
+    fn unsynced(
+        &mut self,
+        what: &str,
+        write: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<()> {
+        let fail = |e| store_error(what, e);
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
+        let written = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                write(&tx)?;
+                tx.commit()
+            });
+        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
+        written.map_err(fail)?;
+        restored.map_err(fail)
+    }
+
+    /// The one statement that records a run's end; `also` sets more columns in the same statement.
+    fn record_end(&mut self, job_id: &str, seq: i64, end: &RunEnd, also: &str) -> Result<()> {
+        crate::fault::point(crate::fault::Point::FinishBeforeCommit);
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE runs SET status = ?3, finished_at = ?4, attempts = ?5, exit_code = ?6, signal = ?7,
+                         error_code = ?8, message = ?9, started_at = COALESCE(?10, started_at){also}
+                     WHERE job_id = ?1 AND seq = ?2"
+                ),
+                params![
+                    job_id,
+                    seq,
+                    end.status,
+                    Millis(end.finished_at),
+                    end.attempts,
+                    end.exit_code,
+                    end.signal,
+                    end.error_code,
+                    end.message,
+                    millis(end.started_at),
+                ],
+            )
+            .map_err(|e| store_error(format!("record the end of run {job_id}#{seq}"), e))?;
+        Ok(())
+    }
+}
+
+/// How many taken run numbers a claim steps over before it gives up and reports the error.
+const MAX_SKIPPED_SEQS: u32 = 1000;
+
+/// The job's next run number.
+fn next_seq(tx: &Transaction<'_>, job_id: &str) -> rusqlite::Result<i64> {
+    tx.query_row(
+        "UPDATE jobs SET run_counter = run_counter + 1 WHERE id = ?1 RETURNING run_counter",
+        [job_id],
+        |row| row.get(0),
+    )
+}
+
+/// Whether a run settled as interrupted now owes a retry: its job's last good spec retries
+/// `interrupted` outcomes with attempts to spare, and it is not itself a retry (or a replay), so a
+/// job that keeps taking its owner down cannot loop. Decided when the run is settled, by whoever
+/// settles it, so that no command settling it first can make the retry be forgotten.
+const OWES_RETRY: &str = "(replay_of IS NULL AND EXISTS (
+        SELECT 1 FROM jobs, json_each(jobs.spec_json, '$.retry.retry_on') AS retry_on
+        WHERE jobs.id = runs.job_id AND retry_on.value = 'interrupted'
+          AND json_extract(jobs.spec_json, '$.retry.max_attempts') >= 2)
+        AND NOT EXISTS (SELECT 1 FROM cancel_requests AS c WHERE c.job_id = runs.job_id AND c.seq = runs.seq))";
+
+/// Marks the active runs (of one job, or all) whose owner is gone as interrupted.
+fn reap(
+    tx: &Transaction<'_>,
+    job_id: Option<&str>,
+    is_alive: IsAlive<'_>,
+    now: Millis,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut statement = tx.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE status IN ('queued', 'running') AND (?1 IS NULL OR job_id = ?1)"
+    ))?;
+    let active: Vec<RunRow> = statement
+        .query_map([job_id], run_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut reaped = Vec::new();
+    for run in active {
+        if !is_alive(&run) {
+            tx.execute(
+                &format!(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ?3, error_code = 'owner_gone', message = ?4,
+                         retry_owed = {OWES_RETRY}
+                     WHERE job_id = ?1 AND seq = ?2"
+                ),
+                params![run.job_id, run.seq, now, OWNER_GONE],
+            )?;
+            reaped.push((run.job_id, run.seq));
+        }
+    }
+    Ok(reaped)
+}
+
+fn active_counts(tx: &Transaction<'_>, job_id: &str) -> rusqlite::Result<(i64, i64)> {
+    tx.query_row(
+        "SELECT COALESCE(SUM(status = 'running'), 0), COALESCE(SUM(status = 'queued'), 0)
+         FROM runs WHERE job_id = ?1 AND status IN ('queued', 'running')",
+        [job_id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+}
