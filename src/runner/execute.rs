@@ -2,7 +2,7 @@
 //! event; the receipt at the start and, atomically replaced, at the end; the summary; and the store's
 //! record of how it ended. Artifacts are finished before the store, so a crash in between leaves a
 //! terminal receipt beside an unfinished row, which reconciliation can read. The store is called on
-//! blocking threads only (see [`blocking`]): its calls wait on the disk and on other processes' locks.
+//! blocking threads only (see `blocking`): its calls wait on the disk and on other processes' locks.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -146,7 +146,7 @@ pub struct RunRow {
     pub slot_count: u64,
     pub replay_of: Option<i64>,
     pub run_dir: Option<String>,
-    /// The owner's start time (see [`crate::process::Identity`]), with `boot_id`.
+    /// The owner's start time (see `process::Identity`), with `boot_id`.
     pub owner_start: Option<u64>,
     pub boot_id: Option<String>,
     /// The latest attempt's process group and its leader's start time, once it started.

@@ -123,3 +123,34 @@ impl FromSql for Trigger {
         word(value, Self::parse)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_and_words_keep_their_columns() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let at = DateTime::from_timestamp_millis(1_795_000_000_123).expect("in range");
+        let (ms, back): (i64, Millis) = conn
+            .query_row("SELECT ?1, ?1", [Millis(at)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("round trip");
+        assert_eq!((ms, back), (1_795_000_000_123, Millis(at)));
+        let state: OperatorState = conn
+            .query_row("SELECT ?1", [OperatorState::Paused], |r| r.get(0))
+            .expect("state");
+        assert_eq!(state, OperatorState::Paused);
+        assert_eq!(catchup_column(Some(Catchup::All)), Some("all"));
+        // Nothing owed is no request at all: the column stays NULL, as its CHECK wants.
+        assert_eq!(catchup_column(Some(Catchup::None)), None);
+        assert_eq!(catchup_column(None), None);
+        let mode: Catchup = conn
+            .query_row("SELECT 'latest'", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, Catchup::Latest);
+        let beyond = conn.query_row("SELECT ?1", [i64::MAX], |r| r.get::<_, Millis>(0));
+        assert!(beyond.is_err(), "an instant chrono cannot hold is an error");
+    }
+}
