@@ -450,8 +450,12 @@ pub fn killed_run() -> TestHome {
         "id: doomed\nrun:\n  shell: \"if [ ! -e shell.pid ]; then echo $$ > shell.pid; sleep 30; fi\"\n",
     );
     let mut jobs = home.command(&["run", "doomed"]).spawn().expect("spawn");
+    // The shell writes its pid as soon as it runs, which can be before `jobs run` has written the
+    // attempt's start: wait for both, so the run died with one attempt on record.
     wait_until("the command to start", 5, || {
         home.path().join("shell.pid").exists()
+            && std::fs::read_to_string(home.run_dir("doomed", 1).join("events.jsonl"))
+                .is_ok_and(|events| events.contains("\"attempt_started\""))
     });
     jobs.kill().expect("SIGKILL jobs run");
     jobs.wait().expect("reap");
