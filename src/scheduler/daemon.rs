@@ -201,10 +201,9 @@ impl Daemon {
         }
     }
 
-    fn store(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Store>>> {
-        self.store.lock().map_err(|_| Error::Internal {
-            message: "the store lock was poisoned".into(),
-        })
+    /// One call of the store, off the async workers (see [`crate::store::call`]).
+    fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
+        crate::store::call(&self.store, f)
     }
 
     fn log_start(&self) {
@@ -222,7 +221,10 @@ impl Daemon {
 
     /// Rebuilds the job table from the specs and the store.
     fn reload(&mut self) -> Result<()> {
-        let reloaded = reload(&self.home, &self.store, self.clock.now(), Some(&self.jobs))?;
+        // Loading the specs opens the store too: all of it off the async workers.
+        let reloaded = crate::store::blocking(|| {
+            reload(&self.home, &self.store, self.clock.now(), Some(&self.jobs))
+        })?;
         self.jobs = reloaded.jobs;
         self.census = reloaded.census;
         self.data_version = reloaded.data_version;
@@ -237,7 +239,7 @@ impl Daemon {
     /// retry takes the debt in the same transaction, so it happens exactly once. A retry that is itself
     /// interrupted owes none, so a job that keeps taking the scheduler down cannot loop.
     fn take_owed_retries(&mut self) {
-        match self.store().and_then(|s| s.owed_retries()) {
+        match self.with_store(|s| s.owed_retries()) {
             Ok(owed) => {
                 self.retries = owed
                     .iter()
@@ -262,7 +264,7 @@ impl Daemon {
     /// Another process changed the store (pause, resume, a manual run, a cancel...): reload what it
     /// may affect.
     fn poll_store(&mut self) {
-        let version = self.store().and_then(|s| s.data_version());
+        let version = self.with_store(|s| s.data_version());
         match version {
             Ok(version) if version != self.data_version => {
                 self.reload_and_deliver_cancels("a store change");
@@ -294,7 +296,7 @@ impl Daemon {
             return;
         }
         let me = self.me.clone();
-        if let Err(e) = self.store().and_then(|mut s| s.heartbeat(&me)) {
+        if let Err(e) = self.with_store(|s| s.heartbeat(&me)) {
             tracing::error!("{e}");
         }
     }
@@ -355,9 +357,7 @@ impl Daemon {
             return;
         }
         self.last_reap = tokio::time::Instant::now();
-        let reaped = self
-            .store()
-            .and_then(|mut store| reconcile_runs(&mut **store, &self.home, &self.clock, None));
+        let reaped = self.with_store(|store| reconcile_runs(store, &self.home, &self.clock, None));
         match reaped {
             Ok(reaped) if !reaped.is_empty() => self.take_owed_retries(),
             Ok(_) => {}
@@ -367,7 +367,7 @@ impl Daemon {
 
     /// The runs in flight by job; `None` (and a pause before the next try) when the store fails.
     fn in_flight(&mut self) -> Option<HashMap<String, crate::policy::InFlight>> {
-        match self.store().and_then(|s| s.active_runs()) {
+        match self.with_store(|s| s.active_runs()) {
             Ok(active) => Some(self.parts.supervisor.in_flight(&active)),
             Err(e) => {
                 tracing::error!("{e}");
@@ -383,7 +383,7 @@ impl Daemon {
         let mut paused = HashMap::new();
         for (id, entry) in self.jobs.catching_up() {
             let since = entry.paused_at.unwrap_or(DateTime::UNIX_EPOCH);
-            match self.store().and_then(|s| s.paused_skips(id, since)) {
+            match self.with_store(|s| s.paused_skips(id, since)) {
                 Ok(ranges) => {
                     paused.insert(id.to_owned(), slot_ranges(&ranges));
                 }
@@ -400,9 +400,8 @@ impl Daemon {
         plan: &TickPlan,
         records: &[TickRecord],
     ) -> Option<Vec<TickResult<RunDir>>> {
-        let committed = self.store().and_then(|mut store| {
-            commit::commit(&mut **store, &self.home, &self.me, plan, records)
-        });
+        let committed =
+            self.with_store(|store| commit::commit(store, &self.home, &self.me, plan, records));
         match committed {
             Ok(results) => {
                 self.retry_at = None;
@@ -490,9 +489,7 @@ impl Daemon {
                 run_ended(jobs, retention, outcome)
             })
             .await;
-        if let Ok(mut store) = self.store.lock() {
-            let _ = store.release_owner(&self.me);
-        }
+        let _ = self.with_store(|store| store.release_owner(&self.me));
         stopped
     }
 }

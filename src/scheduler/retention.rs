@@ -34,18 +34,9 @@ impl Retention {
             return;
         }
         let now = self.clock.now();
-        let Ok(mut store) = self.store.lock() else {
-            tracing::error!(job = %job_id, "pruning failed: the store lock was poisoned");
-            return;
-        };
-        let pruned = crate::retention::prune_job(
-            &mut **store,
-            &self.runs_root,
-            job_id,
-            retention,
-            now,
-            false,
-        );
+        let pruned = crate::store::call(&self.store, |store| {
+            crate::retention::prune_job(store, &self.runs_root, job_id, retention, now, false)
+        });
         match pruned {
             Ok(pruned) if !pruned.runs.is_empty() => {
                 tracing::info!(job = %job_id, runs = pruned.runs.len(), "old runs pruned");

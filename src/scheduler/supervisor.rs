@@ -12,7 +12,7 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::shutdown::Shutdown;
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::policy::InFlight;
 use crate::run::{RunStatus, run_name};
 use crate::runner::execute;
@@ -58,10 +58,9 @@ impl Supervisor {
         self.started
     }
 
-    fn store(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Store>>> {
-        self.store.lock().map_err(|_| Error::Internal {
-            message: "the store lock was poisoned".into(),
-        })
+    /// One call of the store, off the async workers (see [`crate::store::call`]).
+    fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
+        crate::store::call(&self.store, f)
     }
 
     /// Starts a claimed run; its control (start reports, the shutdown hold) and stop channel are the
@@ -102,7 +101,7 @@ impl Supervisor {
     /// Stops the runs of this scheduler that someone asked to cancel (`jobsctl cancel`, from any
     /// process): each is stopped as a timeout would stop it, and recorded cancelled.
     pub fn deliver_cancels(&mut self) {
-        let requested = self.store().and_then(|s| s.cancels_for_owner(&self.me));
+        let requested = self.with_store(|s| s.cancels_for_owner(&self.me));
         let requested = match requested {
             Ok(requested) => requested,
             Err(e) => {
@@ -193,7 +192,7 @@ impl Supervisor {
                 None => batch.push((started.job_id, started.seq, started.at)),
             }
         }
-        let recorded = self.store().and_then(|mut s| {
+        let recorded = self.with_store(|s| {
             s.record_starts(&batch)?;
             s.record_processes(&processes)
         });

@@ -362,3 +362,30 @@ pub trait ConfigStore {
     /// version is kept already; `None` forgets it (the file was removed, so no defaults are in force).
     fn keep_config(&mut self, config: Option<&KeptConfig>, now: DateTime<Utc>) -> Result<()>;
 }
+
+/// Calls the store behind `shared` from async code without holding up the async workers (see
+/// [`blocking`]).
+pub fn call<T>(
+    shared: &std::sync::Mutex<Box<dyn Store>>,
+    f: impl FnOnce(&mut dyn Store) -> Result<T>,
+) -> Result<T> {
+    blocking(|| {
+        let mut store = shared.lock().map_err(|_| Error::Internal {
+            message: "the store lock was poisoned".into(),
+        })?;
+        f(&mut **store)
+    })
+}
+
+/// Runs `f`, which calls the store (and may block), from async code: on a multi-threaded runtime in
+/// place of a blocking thread (`block_in_place`, which also leaves the runtime's context, so a backend
+/// with a runtime of its own may block on it); anywhere else (a blocking thread, a plain thread, a
+/// current-thread runtime) as a plain call.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}

@@ -8,7 +8,7 @@ mod sqlite;
 
 pub use interface::{
     CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, OwnerStore, Prepare, RunStore,
-    Store, open,
+    Store, blocking, call, open,
 };
 pub use records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, HISTORY_COUNT_CAP, HistoryFilter, JobRow,
