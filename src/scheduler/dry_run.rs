@@ -143,11 +143,7 @@ fn in_flight_after_settling(
     store: &dyn Store,
     orphaned: &[RunRow],
 ) -> Result<HashMap<String, InFlight>> {
-    let mut in_flight: HashMap<String, InFlight> = store
-        .in_flight()?
-        .into_iter()
-        .map(|(id, (running, queued))| (id, InFlight { running, queued }))
-        .collect();
+    let mut in_flight = store.in_flight()?;
     for run in orphaned {
         if let Some(tally) = in_flight.get_mut(&run.job_id) {
             match run.status {

@@ -214,7 +214,7 @@ pub trait HistoryStore {
     fn active_runs(&self) -> Result<Vec<RunRow>>;
 
     /// Running and queued runs per job, manual ones included.
-    fn in_flight(&self) -> Result<HashMap<String, (u32, u32)>>;
+    fn in_flight(&self) -> Result<HashMap<String, crate::policy::InFlight>>;
 
     /// The slot ranges `(first, last)` of a job skipped because it was paused, recorded since `since`,
     /// oldest first.

@@ -1,6 +1,7 @@
 //! Reading the `runs` table: one run, the runs in flight, history pages, a job's record, and what
 //! retention weighs.
 
+use crate::policy::InFlight;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ impl HistoryStore for SqliteStore {
         )
     }
 
-    fn in_flight(&self) -> Result<HashMap<String, (u32, u32)>> {
+    fn in_flight(&self) -> Result<HashMap<String, InFlight>> {
         let fail = |e| store_error("count the runs in flight", e);
         let mut statement = self
             .conn
@@ -62,7 +63,11 @@ impl HistoryStore for SqliteStore {
                 let count = |i: usize| -> rusqlite::Result<u32> {
                     Ok(u32::try_from(row.get::<_, i64>(i)?).unwrap_or(u32::MAX))
                 };
-                Ok((row.get::<_, String>(0)?, (count(1)?, count(2)?)))
+                let in_flight = InFlight {
+                    running: count(1)?,
+                    queued: count(2)?,
+                };
+                Ok((row.get::<_, String>(0)?, in_flight))
             })
             .map_err(fail)?;
         rows.collect::<rusqlite::Result<_>>().map_err(fail)
