@@ -103,37 +103,8 @@ pub async fn execute(
     let dir = plan.run_dir.path().to_owned();
     let spec = &plan.spec;
     let run = &spec.run;
-    let cwd = plan.home.working_dir(&run.cwd);
-    let argv = match (&run.command, &run.shell) {
-        (Some(argv), _) => argv.clone(),
-        (None, Some(line)) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
-        (None, None) => Vec::new(),
-    };
-    let mut env: Vec<(String, String)> = run
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    env.push(("JOBS_JOB_ID".into(), plan.job_id.clone()));
-    env.push(("JOBS_RUN_SEQ".into(), plan.seq.to_string()));
-    env.push(("JOBS_RUN_DIR".into(), dir.display().to_string()));
-    if let Some(slot) = plan.stands_for {
-        env.push(("JOBS_SLOT".into(), rfc3339(slot)));
-    }
-    // So that a job can call `jobs` itself (e.g. `"$JOBS_BIN" backup ...`) without relying on PATH,
-    // where the shell's own `jobs` builtin would win anyway.
-    if let Ok(exe) = std::env::current_exe() {
-        env.push(("JOBS_BIN".into(), exe.display().to_string()));
-    }
-    let attempt_spec = AttemptSpec {
-        argv,
-        cwd: cwd.clone(),
-        env,
-        timeout: run.timeout.map(|t| t.as_duration()),
-        kill_grace: run.kill_grace.as_duration(),
-        setup: super::identity_limits::ProcessSetup::from_spec(run),
-        leftovers: run.leftovers,
-    };
+    let attempt_spec = attempt_spec(&plan, &dir);
+    let cwd = attempt_spec.cwd.clone();
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut receipt = Receipt::for_claim(
         &ClaimFacts {
@@ -217,74 +188,19 @@ pub async fn execute(
         events.emit(EventKind::RunQueued {
             trigger: plan.trigger,
         });
-        let home = plan.home.clone();
-        // A store that keeps failing must not leave the run polling in silence: each failure in a row
-        // up to the tenth is logged, then one in a hundred.
-        let mut failures: u32 = 0;
-        loop {
-            let (job_id, seq, home) = (plan.job_id.clone(), plan.seq, home.clone());
-            let (max_instances, now) = (spec.policy.max_instances, clock.now());
-            let started = blocking(&store, move |store| {
-                store.start_queued(
-                    &job_id,
-                    seq,
-                    max_instances,
-                    &|d| run_is_alive(&home, d),
-                    now,
-                )
-            })
+        if let Some(status) = wait_in_queue(&plan, &store, &clock, &mut receipt, &mut stop).await {
+            return finish(
+                &plan,
+                &store,
+                &clock,
+                None,
+                &mut receipt,
+                Some(&events),
+                &summary::Output::default(),
+                status,
+                artifact_error,
+            )
             .await;
-            let started = match started {
-                Ok(started) => {
-                    failures = 0;
-                    Ok(started)
-                }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    if failures <= 10 || failures.is_multiple_of(100) {
-                        tracing::error!(run = %run_name(&plan.job_id, plan.seq), failures, "a queued run cannot check for a free instance: {e}");
-                    }
-                    Err(())
-                }
-            };
-            let ended = match started {
-                Ok(QueuedStart::Started) => break,
-                Ok(QueuedStart::Dropped { reason }) => {
-                    tracing::info!(run = %run_name(&plan.job_id, plan.seq), "dropped from the queue: the job is {reason}");
-                    receipt.error_code = Some(format!("skipped_{reason}"));
-                    receipt.message = Some(format!(
-                        "skipped: the job was {reason} while this run waited in the queue"
-                    ));
-                    Some(RunStatus::Skipped)
-                }
-                // A queued run was decided (overlap `queue`), not just claimed early: at shutdown it
-                // is recorded as interrupted before it began, rather than starting during the grace.
-                Ok(QueuedStart::Waiting) | Err(()) if held(&plan.control) => {
-                    Some(RunStatus::Interrupted)
-                }
-                Ok(QueuedStart::Waiting) | Err(()) => None,
-            };
-            if let Some(status) = ended {
-                return finish(
-                    &plan,
-                    &store,
-                    &clock,
-                    None,
-                    &mut receipt,
-                    Some(&events),
-                    &summary::Output::default(),
-                    status,
-                    artifact_error,
-                )
-                .await;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(QUEUE_POLL) => {}
-                () = wait_for_hold(&plan.control) => {}
-                requested = stop_requested(&mut stop) => {
-                    return finish(&plan, &store, &clock, None, &mut receipt, Some(&events), &summary::Output::default(), requested, artifact_error).await;
-                }
-            }
         }
     }
 
@@ -511,6 +427,112 @@ async fn blocking<R: Send + 'static>(
     .map_err(|e| Error::Internal {
         message: format!("a store call failed: {e}"),
     })?
+}
+
+/// What each attempt runs: the command (or the shell line), where, with the spec's environment and the
+/// run's own `JOBS_*` variables, under the spec's limits.
+fn attempt_spec(plan: &RunPlan, dir: &std::path::Path) -> AttemptSpec {
+    let run = &plan.spec.run;
+    let cwd = plan.home.working_dir(&run.cwd);
+    let argv = match (&run.command, &run.shell) {
+        (Some(argv), _) => argv.clone(),
+        (None, Some(line)) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+        (None, None) => Vec::new(),
+    };
+    let mut env: Vec<(String, String)> = run
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push(("JOBS_JOB_ID".into(), plan.job_id.clone()));
+    env.push(("JOBS_RUN_SEQ".into(), plan.seq.to_string()));
+    env.push(("JOBS_RUN_DIR".into(), dir.display().to_string()));
+    if let Some(slot) = plan.stands_for {
+        env.push(("JOBS_SLOT".into(), rfc3339(slot)));
+    }
+    // So that a job can call `jobs` itself (e.g. `"$JOBS_BIN" backup ...`) without relying on PATH,
+    // where the shell's own `jobs` builtin would win anyway.
+    if let Ok(exe) = std::env::current_exe() {
+        env.push(("JOBS_BIN".into(), exe.display().to_string()));
+    }
+    AttemptSpec {
+        argv,
+        cwd,
+        env,
+        timeout: run.timeout.map(|t| t.as_duration()),
+        kill_grace: run.kill_grace.as_duration(),
+        setup: super::identity_limits::ProcessSetup::from_spec(run),
+        leftovers: run.leftovers,
+    }
+}
+
+/// Waits in the queue until an instance is free and this run is the oldest waiting; `Some` ends the
+/// run before it starts: dropped (its job was paused or disabled meanwhile), interrupted (its owner
+/// is shutting down) or stopped.
+async fn wait_in_queue(
+    plan: &RunPlan,
+    store: &SharedStore,
+    clock: &Arc<dyn Clock>,
+    receipt: &mut Receipt,
+    stop: &mut Stop,
+) -> Option<RunStatus> {
+    let spec = &plan.spec;
+    let home = plan.home.clone();
+    // A store that keeps failing must not leave the run polling in silence: each failure in a row
+    // up to the tenth is logged, then one in a hundred.
+    let mut failures: u32 = 0;
+    loop {
+        let (job_id, seq, home) = (plan.job_id.clone(), plan.seq, home.clone());
+        let (max_instances, now) = (spec.policy.max_instances, clock.now());
+        let started = blocking(store, move |store| {
+            store.start_queued(
+                &job_id,
+                seq,
+                max_instances,
+                &|d| run_is_alive(&home, d),
+                now,
+            )
+        })
+        .await;
+        let started = match started {
+            Ok(started) => {
+                failures = 0;
+                Ok(started)
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures <= 10 || failures.is_multiple_of(100) {
+                    tracing::error!(run = %run_name(&plan.job_id, plan.seq), failures, "a queued run cannot check for a free instance: {e}");
+                }
+                Err(())
+            }
+        };
+        let ended = match started {
+            Ok(QueuedStart::Started) => return None,
+            Ok(QueuedStart::Dropped { reason }) => {
+                tracing::info!(run = %run_name(&plan.job_id, plan.seq), "dropped from the queue: the job is {reason}");
+                receipt.error_code = Some(format!("skipped_{reason}"));
+                receipt.message = Some(format!(
+                    "skipped: the job was {reason} while this run waited in the queue"
+                ));
+                Some(RunStatus::Skipped)
+            }
+            // A queued run was decided (overlap `queue`), not just claimed early: at shutdown it
+            // is recorded as interrupted before it began, rather than starting during the grace.
+            Ok(QueuedStart::Waiting) | Err(()) if held(&plan.control) => {
+                Some(RunStatus::Interrupted)
+            }
+            Ok(QueuedStart::Waiting) | Err(()) => None,
+        };
+        if ended.is_some() {
+            return ended;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(QUEUE_POLL) => {}
+            () = wait_for_hold(&plan.control) => {}
+            requested = stop_requested(stop) => return Some(requested),
+        }
+    }
 }
 
 /// Resolves once the run's job is disabled (or, for a scheduled run, paused), having recorded that
