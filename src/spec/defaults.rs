@@ -26,10 +26,6 @@ impl Defaults {
         Self { values, hash }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     pub fn values(&self) -> &Map<String, Value> {
         &self.values
     }

@@ -103,20 +103,11 @@ pub type Trusted<'a> = &'a (dyn Fn(&str, &str) -> Option<LoadedSpec> + Sync);
 /// Loads every spec file in `dir`, sorted by file name. A missing directory holds no specs. Two files
 /// claiming the same id (`a.yaml` and `a.yml`) both load, and the later one gets a problem.
 pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
-    load_dir_trusting(dir, now, &|_, _| None)
+    load_dir_with(dir, now, &Defaults::default(), &|_, _| None)
 }
 
-/// As [`load_dir`], taking specs from `trusted` when it knows a file's content.
-pub fn load_dir_trusting(
-    dir: &Path,
-    now: DateTime<Utc>,
-    trusted: Trusted<'_>,
-) -> Result<Vec<SpecFile>> {
-    load_dir_with(dir, now, &Defaults::default(), trusted)
-}
-
-/// As [`load_dir_trusting`], each spec completed by `defaults` (the home's config) before it is
-/// checked.
+/// As [`load_dir`], each spec completed by `defaults` (the home's config) before it is checked, and
+/// taken from `trusted` when it knows the file's content.
 pub fn load_dir_with(
     dir: &Path,
     now: DateTime<Utc>,
