@@ -140,14 +140,12 @@ pub async fn execute(
         Ok(events) => Arc::new(events),
         Err(e) => {
             // Without an events log there is nothing to watch; record the failure and stop.
-            return finish(
+            return finish_unstarted(
                 &plan,
                 &store,
                 &clock,
-                None,
                 &mut receipt,
                 None,
-                &summary::Output::default(),
                 RunStatus::Failed,
                 Some(e),
             )
@@ -166,14 +164,12 @@ pub async fn execute(
             captured: Arc::default(),
         },
         (Err(e), _) | (_, Err(e)) => {
-            return finish(
+            return finish_unstarted(
                 &plan,
                 &store,
                 &clock,
-                None,
                 &mut receipt,
                 Some(&events),
-                &summary::Output::default(),
                 RunStatus::Failed,
                 Some(e),
             )
@@ -189,14 +185,12 @@ pub async fn execute(
             trigger: plan.trigger,
         });
         if let Some(status) = wait_in_queue(&plan, &store, &clock, &mut receipt, &mut stop).await {
-            return finish(
+            return finish_unstarted(
                 &plan,
                 &store,
                 &clock,
-                None,
                 &mut receipt,
                 Some(&events),
-                &summary::Output::default(),
                 status,
                 artifact_error,
             )
@@ -223,7 +217,7 @@ pub async fn execute(
             () = tokio::time::sleep(wait) => {}
             () = wait_for_hold(&plan.control) => {}
             requested = stop_requested(&mut stop) => {
-                return finish(&plan, &store, &clock, None, &mut receipt, Some(&events), &summary::Output::default(), requested, artifact_error).await;
+                return finish_unstarted(&plan, &store, &clock, &mut receipt, Some(&events), requested, artifact_error).await;
             }
         }
     }
@@ -232,14 +226,12 @@ pub async fn execute(
         if let Some(outcome) = release(&plan, &store, &clock).await {
             return outcome;
         }
-        return finish(
+        return finish_unstarted(
             &plan,
             &store,
             &clock,
-            None,
             &mut receipt,
             Some(&events),
-            &summary::Output::default(),
             RunStatus::Interrupted,
             artifact_error,
         )
@@ -706,6 +698,31 @@ async fn release(
 pub fn backoff(backoff: Duration, max: Duration, after: u32) -> Duration {
     let factor = 2u32.saturating_pow(after.saturating_sub(1));
     backoff.saturating_mul(factor).min(max)
+}
+/// Ends a run that never started its command (artifacts that could not be made, stopped or dropped
+/// while it waited): no start time, no output.
+async fn finish_unstarted(
+    plan: &RunPlan,
+    store: &SharedStore,
+    clock: &Arc<dyn Clock>,
+    receipt: &mut Receipt,
+    events: Option<&EventLog>,
+    status: RunStatus,
+    artifact_error: Option<Error>,
+) -> RunOutcome {
+    let no_output = summary::Output::default();
+    finish(
+        plan,
+        store,
+        clock,
+        None,
+        receipt,
+        events,
+        &no_output,
+        status,
+        artifact_error,
+    )
+    .await
 }
 
 /// Ends a run: the last event, the summary, the durable receipt, then the store. `started_at` is when
