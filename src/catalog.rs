@@ -143,8 +143,14 @@ impl Catalog {
                 Err(e) => return Err(e),
             }
         }
+        announce_invalid_config(store.as_mut(), home, &config, &in_force.config, now);
         let files = load_dir_with(&home.jobs_dir(), now, &in_force.config.defaults, &trusted)?;
-        let sync = match store.sync_specs(&files, &|f| home.display_path(&f.path), now) {
+        let sync = match store.sync_specs(
+            &files,
+            &|f| home.display_path(&f.path),
+            &in_force.config.notify,
+            now,
+        ) {
             Ok(sync) => sync,
             // Another process holds the write lock: the command goes on with the store as it is, and
             // the next command (or the scheduler's next rescan) records the change.
@@ -263,5 +269,41 @@ fn merge(row: JobRow, file: Option<SpecFile>, now: DateTime<Utc>) -> Job {
                 problems,
             }
         }
+    }
+}
+
+/// Writes `spec_invalid` for a config file that is invalid, once per version of it, through the
+/// notifiers of the config in force (its last good version). Best effort: a busy store records it
+/// on the next command, and a failure here must not stop the command the operator asked for.
+fn announce_invalid_config(
+    store: &mut dyn Store,
+    home: &Home,
+    file: &ConfigFile,
+    in_force: &config::HomeConfig,
+    now: DateTime<Utc>,
+) {
+    let (Err(problems), Some(hash)) = (&file.outcome, &file.hash) else {
+        return;
+    };
+    let path = home.display_path(&file.path);
+    let facts = crate::notifier::HomeFacts {
+        job_id: None,
+        path: Some(path.clone()),
+        message: Some(crate::notifier::problems_message(
+            problems
+                .iter()
+                .map(|p| (Some(p.line as u64), p.message.as_str())),
+        )),
+    };
+    let owed = crate::notifier::fanout::for_home(
+        crate::notifier::Event::SpecInvalid,
+        &facts,
+        &format!("{path}:{hash}"),
+        &in_force.notify,
+        &crate::run::host(),
+        now,
+    );
+    if let Err(e) = store.config_turned_invalid(hash, &owed) {
+        tracing::warn!("the invalid config is not recorded in the store yet: {e}");
     }
 }

@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::home::Home;
 use crate::spec::Defaults;
+use crate::spec::checks::{NotifierScope, notifier_problems};
+use crate::spec::model::{HttpUrl, NotifierSpec, NotifyOn};
 use crate::spec::problem::{Problem, problem_at};
 use crate::spec::schema::{Document, schema_problems};
 use crate::spec::yaml;
@@ -18,10 +20,15 @@ use crate::store::KeptConfig;
 /// The file name of the config, at the root of the home.
 pub const CONFIG_FILE: &str = "config.yaml";
 
-/// What `config.yaml` says, checked. A home without the file has the default: no defaults.
+/// What `config.yaml` says, checked. A home without the file has the default: no defaults, no
+/// notifiers of its own and no heartbeat.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HomeConfig {
     pub defaults: Defaults,
+    /// The notifiers of the home's own events (`spec_invalid`, `scheduler_started`, `scheduler_stopped`).
+    pub notify: Vec<NotifierSpec>,
+    /// A healthchecks URL the scheduler pings every minute while it runs.
+    pub heartbeat_ping: Option<HttpUrl>,
 }
 
 /// The wire shape of the file, after the schema has passed it.
@@ -30,7 +37,18 @@ pub struct HomeConfig {
 struct Wire {
     #[serde(default)]
     defaults: Map<String, Value>,
+    #[serde(default)]
+    notify: Vec<Value>,
+    #[serde(default)]
+    heartbeat_ping: Option<String>,
 }
+
+/// The events a home notifier hears when its `on:` is left out: all of the home's.
+const DEFAULT_HOME_ON: [NotifyOn; 3] = [
+    NotifyOn::SpecInvalid,
+    NotifyOn::SchedulerStarted,
+    NotifyOn::SchedulerStopped,
+];
 
 /// The result of reading the home's config: where it is, whether it is there, its content hash, and
 /// either the settings or the problems in document order.
@@ -152,6 +170,12 @@ fn load_bytes(bytes: &[u8]) -> Result<HomeConfig, Vec<Problem>> {
     }
     let json = Value::Object(yaml::to_mapping(&root)?);
     let mut problems = schema_problems(Document::Config, &root, &json);
+    if problems.is_empty() {
+        problems = rule_problems(&json)
+            .into_iter()
+            .map(|(pointer, code, message)| yaml::locate_problem(&root, &pointer, code, message))
+            .collect();
+    }
     if !problems.is_empty() {
         problems
             .sort_by(|a, b| (a.line, a.column, &a.pointer).cmp(&(b.line, b.column, &b.pointer)));
@@ -168,9 +192,68 @@ fn load_bytes(bytes: &[u8]) -> Result<HomeConfig, Vec<Problem>> {
             ),
         )]
     })?;
+    let misfit = |what: &str, e: String| {
+        vec![problem_at(
+            1,
+            1,
+            "",
+            "internal",
+            format!(
+                "the config's {what} passed every check but does not fit the model ({e}); this is a bug in jobs"
+            ),
+        )]
+    };
+    let notify = wire
+        .notify
+        .into_iter()
+        .map(|mut notifier| {
+            if let Some(fields) = notifier.as_object_mut()
+                && !fields.contains_key("on")
+                && !fields.contains_key("ping")
+            {
+                let on = DEFAULT_HOME_ON.map(|e| Value::from(e.as_str()));
+                fields.insert("on".into(), Value::Array(on.to_vec()));
+            }
+            serde_json::from_value::<NotifierSpec>(notifier)
+                .map_err(|e| misfit("notify", e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let heartbeat_ping = wire
+        .heartbeat_ping
+        .map(|url| HttpUrl::parse(&url).map_err(|(_, e)| misfit("heartbeat_ping", e)))
+        .transpose()?;
     Ok(HomeConfig {
         defaults: Defaults::new(wire.defaults),
+        notify,
+        heartbeat_ping,
     })
+}
+
+/// The checks the schema cannot say: each notifier's (of the defaults, as a job's; of the home, as
+/// the home's) and the heartbeat's URL.
+fn rule_problems(json: &Value) -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    let lists = [
+        (
+            "/defaults/notify",
+            &json["defaults"]["notify"],
+            NotifierScope::Job,
+        ),
+        ("/notify", &json["notify"], NotifierScope::Home),
+    ];
+    for (at, list, scope) in lists {
+        for (index, notifier) in list.as_array().into_iter().flatten().enumerate() {
+            if let Some(notifier) = notifier.as_object() {
+                notifier_problems(&format!("{at}/{index}"), notifier, scope, &mut out);
+            }
+        }
+    }
+    if let Some(url) = json.get("heartbeat_ping").and_then(Value::as_str)
+        && let Err((code, message)) = HttpUrl::parse(url)
+    {
+        out.push(("/heartbeat_ping".into(), code, message));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -265,6 +348,40 @@ mod tests {
             panic!("a command cannot be a default");
         };
         assert_eq!(problems[0].pointer, "/defaults/run/command", "{problems:?}");
+    }
+
+    #[test]
+    fn home_notifiers_hear_the_homes_events_and_a_run_event_or_a_ping_is_refused_there() {
+        let text = "notify:\n  - webhook: https://hooks.example.com/x\nheartbeat_ping: https://hc.example.com/abc\n";
+        let Ok(config) = load_source(text) else {
+            panic!("a home notifier and a heartbeat load");
+        };
+        assert_eq!(config.notify.len(), 1);
+        assert_eq!(config.notify[0].on, DEFAULT_HOME_ON.to_vec());
+        assert!(config.heartbeat_ping.is_some());
+
+        let Err(problems) =
+            load_source("notify:\n  - webhook: https://h.example.com/x\n    on: [failed]\n")
+        else {
+            panic!("a run event is refused for the home");
+        };
+        assert_eq!(problems[0].code, "notify_run_event", "{problems:?}");
+        assert_eq!(
+            (problems[0].line, problems[0].pointer.as_str()),
+            (3, "/notify/0/on/0")
+        );
+
+        let Err(problems) = load_source("notify:\n  - ping: https://hc.example.com/x\n") else {
+            panic!("a ping is refused for the home");
+        };
+        assert_eq!(problems[0].code, "notify_home_ping", "{problems:?}");
+
+        let Err(problems) = load_source(
+            "defaults:\n  notify:\n    - webhook: https://h.example.com/x\n      on: [scheduler_started]\n",
+        ) else {
+            panic!("a home event is refused in the defaults");
+        };
+        assert_eq!(problems[0].code, "notify_home_event", "{problems:?}");
     }
 
     #[test]

@@ -123,9 +123,13 @@ pub fn run_name(job_id: &str, seq: i64) -> String {
 
 /// `pid@host` of this process, recorded as the owner of what it claims.
 pub fn owner() -> String {
-    let host = rustix::system::uname()
+    format!("{}@{}", std::process::id(), host())
+}
+
+/// This machine's host name, as `uname` gives it.
+pub fn host() -> String {
+    rustix::system::uname()
         .nodename()
         .to_string_lossy()
-        .into_owned();
-    format!("{}@{host}", std::process::id())
+        .into_owned()
 }

@@ -194,9 +194,5 @@ pub(super) fn operator() -> String {
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())
         .unwrap_or_else(|| format!("uid {uid}"));
-    let host = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
-    format!("{user}@{host}")
+    format!("{user}@{}", crate::run::host())
 }

@@ -157,9 +157,13 @@ pub fn ping_url(url: &HttpUrl, signal: PingSignal, rid: Option<&str>) -> String 
 /// A run id for [`ping_url`]: a UUID derived from the job and the run, the same for a run's start
 /// and its end, and for every try.
 pub fn run_uuid(job_id: &str, run: i64) -> String {
-    let name = crate::run::run_name(job_id, run);
-    let high = crate::digest::content_hash(format!("rid:a:{name}").as_bytes());
-    let low = crate::digest::content_hash(format!("rid:b:{name}").as_bytes());
+    uuid_from(&format!("rid:{}", crate::run::run_name(job_id, run)))
+}
+
+/// A UUID (version 4 in form) derived from `name`: the same name always gives the same UUID.
+pub fn uuid_from(name: &str) -> String {
+    let high = crate::digest::content_hash(format!("{name}:a").as_bytes());
+    let low = crate::digest::content_hash(format!("{name}:b").as_bytes());
     let hex: Vec<char> = format!("{high}{low}").chars().collect();
     // Version 4 and the RFC 4122 variant, so that services that check the form accept it.
     let mut hex = hex;

@@ -2,7 +2,7 @@
 //! userinfo, so `show`, `--json` and logs print `https://hooks.slack.com/services/***`. Pure; must not
 //! be bypassed by anything that prints a notifier's URL.
 
-use crate::spec::model::HttpUrl;
+use crate::spec::model::{HttpUrl, NotifyTarget};
 
 /// What replaces the hidden part.
 const HIDDEN: &str = "***";
@@ -41,6 +41,20 @@ pub fn mask_url(url: &HttpUrl) -> String {
         shown.push_str(HIDDEN);
     }
     shown
+}
+
+/// A notifier as people may see it (in `show`, `--json`, logs): its kind and its target masked; a
+/// command by its program alone, since its arguments may carry a token too.
+pub fn shown(target: &NotifyTarget) -> String {
+    match target {
+        NotifyTarget::Webhook { url, .. } => format!("webhook {}", mask_url(url)),
+        NotifyTarget::Ping { url } => format!("ping {}", mask_url(url)),
+        NotifyTarget::Command { argv } => match argv.split_first() {
+            Some((program, [])) => format!("command {program}"),
+            Some((program, args)) => format!("command {program} (+{} arguments)", args.len()),
+            None => "command (empty)".into(),
+        },
+    }
 }
 
 /// `text` with every occurrence of `url` masked: for messages that may quote it (an HTTP library's

@@ -4,10 +4,13 @@
 
 pub mod backoff;
 pub mod deliver;
+pub mod fanout;
 pub mod mask;
 pub mod payload;
 
 pub use backoff::{MAX_TRIES, NextTry, next_try};
 pub use deliver::{Outcome, PingSignal};
-pub use mask::mask_url;
-pub use payload::{Envelope, ErrorFacts, Event, HomeFacts, Notification, OutputLine, RunFacts};
+pub use mask::{mask_url, shown};
+pub use payload::{
+    Envelope, ErrorFacts, Event, HomeFacts, Notification, OutputLine, RunFacts, problems_message,
+};

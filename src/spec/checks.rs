@@ -151,7 +151,12 @@ pub(super) fn semantic_problems(
     if let Some(notifiers) = json.get("notify").and_then(Value::as_array) {
         for (index, notifier) in notifiers.iter().enumerate() {
             if let Some(notifier) = notifier.as_object() {
-                notifier_problems(&format!("/notify/{index}"), notifier, &mut out);
+                notifier_problems(
+                    &format!("/notify/{index}"),
+                    notifier,
+                    NotifierScope::Job,
+                    &mut out,
+                );
             }
         }
     }
@@ -309,11 +314,20 @@ fn identity_problems(
     }
 }
 
+/// Whose notifier is checked: a job's (a spec's `notify:`, or the config's `defaults.notify`), which
+/// hears a run's events, or the home's (the config's own `notify:`), which hears the home's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifierScope {
+    Job,
+    Home,
+}
+
 /// One entry of `notify:` at `at`: exactly one target, options that belong to it, a URL that HTTP can
-/// reach, a timeout that ends, and only a run's events (the home's are named in the home's config).
-fn notifier_problems(
+/// reach, a timeout that ends, and only the events of its scope.
+pub fn notifier_problems(
     at: &str,
     notifier: &serde_json::Map<String, Value>,
+    scope: NotifierScope,
     out: &mut Vec<(String, &'static str, String)>,
 ) {
     let targets: Vec<&str> = NOTIFY_TARGETS
@@ -377,11 +391,33 @@ fn notifier_problems(
                 .into(),
         ));
     }
+    if scope == NotifierScope::Home && target == Some("ping") {
+        out.push((
+            format!("{at}/ping"),
+            "notify_home_ping",
+            "the home's events have no signal in the ping protocol; to have a dead-man's switch \
+             watch the scheduler itself, set heartbeat_ping: URL in config.yaml"
+                .into(),
+        ));
+    }
     if let Some(events) = notifier.get("on").and_then(Value::as_array) {
         for (i, event) in events.iter().enumerate() {
-            if let Some(event) = event.as_str().and_then(NotifyOn::parse)
-                && event.is_home_event()
-            {
+            let Some(event) = event.as_str().and_then(NotifyOn::parse) else {
+                continue;
+            };
+            if scope == NotifierScope::Home && !event.is_home_event() {
+                out.push((
+                    format!("{at}/on/{i}"),
+                    "notify_run_event",
+                    format!(
+                        "{} is an event of a job's runs; the home's notifiers hear spec_invalid, \
+                         scheduler_started and scheduler_stopped. To be told of every job's runs, \
+                         put the notifier under defaults.notify",
+                        event.as_str()
+                    ),
+                ));
+            }
+            if scope == NotifierScope::Job && event.is_home_event() {
                 out.push((
                     format!("{at}/on/{i}"),
                     "notify_home_event",

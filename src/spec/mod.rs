@@ -1,6 +1,6 @@
 //! Job specs: the typed model, and loading a YAML file into a checked spec with positioned problems.
 
-mod checks;
+pub(crate) mod checks;
 pub mod defaults;
 pub mod load;
 pub mod model;

@@ -18,6 +18,10 @@
 //!   `cancel_request`.
 //! - [`ConfigStore`], the last good version of the home's `config.yaml`: `kept_config`,
 //!   `keep_config`.
+//! - [`OutboxStore`], the notifications owed: those of a run are written by the operations that
+//!   record the run's start and end (and a missed or skipped slot), in the same transaction, for the
+//!   notifiers of the job's last good spec; those of the home by `enqueue` and `sync_specs`. Then
+//!   `take_due`, `record_try`, `release_leases`; `notifications_of_run` and `outbox_counts` read it.
 //! - [`OwnerStore`], the scheduler that owns the home: `claim_owner`, `heartbeat`, `release_owner`,
 //!   `owner`. Informational today (the flock on `db/scheduler.lock` decides); the row is the lease a
 //!   store shared between hosts will grant as leadership.
@@ -42,13 +46,16 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::records::{
-    AttemptProcess, CancelRequest, ClaimRequest, Claimed, HistoryFilter, JobRow, KeptConfig,
-    OperatorState, Owner, QueuedStart, Requested, RetainedRun, RunRow, RunStats, StateChange,
-    SyncReport, TickRecord, TickResult,
+    AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryTry, DueNotification,
+    HistoryFilter, JobRow, KeptConfig, NotificationRecord, OperatorState, OutboxCounts, Owner,
+    QueuedStart, Requested, RetainedRun, RunRow, RunStats, StateChange, SyncReport, TickRecord,
+    TickResult,
 };
 use crate::error::{Error, Result};
+use crate::notifier::fanout::Outgoing;
 use crate::run::RunEnd;
 use crate::spec::SpecFile;
+use crate::spec::model::NotifierSpec;
 
 /// Whether a run in flight still has a live owner (see `runner::recover::run_is_alive`): runs for
 /// which it says no are settled as interrupted by the operations that take it.
@@ -63,7 +70,7 @@ pub type Prepare<'a> = &'a mut dyn FnMut(&str, i64) -> Result<String>;
 /// The whole store. `Send`, so that it can move to a blocking thread; not `Sync`: one caller at a time
 /// (share it behind a `Mutex`).
 pub trait Store:
-    JobStore + RunStore + HistoryStore + CancelStore + OwnerStore + ConfigStore + Send
+    JobStore + RunStore + HistoryStore + CancelStore + OwnerStore + ConfigStore + OutboxStore + Send
 {
     /// A number that changes whenever another process commits to the store (never for this one's own
     /// commits): a cheap way to learn that what was read may be stale. Only equality means anything.
@@ -82,11 +89,14 @@ pub trait JobStore {
     /// the last slot the job's records account for), invalid files keep the last good version and
     /// record their problems, and jobs whose file is gone are marked removed with their history kept.
     /// Idempotent: the changes are planned again under the write lock, so a sync another process made
-    /// meanwhile is not made twice, and nothing is written when nothing changed.
+    /// meanwhile is not made twice, and nothing is written when nothing changed. A file found invalid
+    /// (a version not recorded before) owes `spec_invalid` to the home's `notifiers`, in the same
+    /// transaction.
     fn sync_specs(
         &mut self,
         files: &[SpecFile],
         display_path: &dyn Fn(&SpecFile) -> String,
+        notifiers: &[NotifierSpec],
         now: DateTime<Utc>,
     ) -> Result<SyncReport>;
 
@@ -361,6 +371,47 @@ pub trait ConfigStore {
     /// Keeps `config` as the last good version, in one statement that writes nothing when the same
     /// version is kept already; `None` forgets it (the file was removed, so no defaults are in force).
     fn keep_config(&mut self, config: Option<&KeptConfig>, now: DateTime<Utc>) -> Result<()>;
+}
+
+/// The outbox: notifications owed, their delivery tries, and leases that keep two processes from
+/// sending the same one at once (a lease that runs out makes it anyone's again: at least once).
+pub trait OutboxStore {
+    /// Writes notifications of home events, in one transaction. One owed already (the same delivery
+    /// id) is left as it is.
+    fn enqueue(&mut self, notifications: &[Outgoing]) -> Result<()>;
+
+    /// Records that the config file with content `hash` is invalid and writes `notifications`, in one
+    /// transaction, unless that version was recorded already. Returns whether it was new.
+    fn config_turned_invalid(&mut self, hash: &str, notifications: &[Outgoing]) -> Result<bool>;
+
+    /// Takes up to `limit` pending notifications due at `now` (of one run only, when `run` says so),
+    /// oldest first, that no one holds a live lease on and that `admit` accepts (it sees each one's
+    /// endpoint, and counts what it accepts), leasing each to `by` for its notifier's timeout and a
+    /// margin, in one transaction.
+    fn take_due(
+        &mut self,
+        by: &str,
+        now: DateTime<Utc>,
+        run: Option<(&str, i64)>,
+        limit: usize,
+        admit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Vec<DueNotification>>;
+
+    /// Records one try of a notification `by` took, and what follows (done, or the next try), in one
+    /// transaction; the lease ends. A delivered notification stays delivered whatever comes after.
+    fn record_try(&mut self, delivery_id: &str, by: &str, tried: &DeliveryTry) -> Result<()>;
+
+    /// Gives back every lease `by` holds on notifications it did not try, so another process can
+    /// take them at once (a process stopping, a manual run leaving the rest to the scheduler).
+    fn release_leases(&mut self, by: &str) -> Result<()>;
+
+    /// The notifications of a run, oldest first, each with its tries.
+    fn notifications_of_run(&self, job_id: &str, seq: i64) -> Result<Vec<NotificationRecord>>;
+
+    /// Of one run's notifications, how many are still pending.
+    fn pending_of_run(&self, job_id: &str, seq: i64) -> Result<u64>;
+
+    fn outbox_counts(&self) -> Result<OutboxCounts>;
 }
 
 /// Calls the store behind `shared` from async code without holding up the async workers (see

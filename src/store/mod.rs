@@ -7,11 +7,12 @@ mod records;
 mod sqlite;
 
 pub use interface::{
-    CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, OwnerStore, Prepare, RunStore,
-    Store, blocking, call, open,
+    CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, OutboxStore, OwnerStore, Prepare,
+    RunStore, Store, blocking, call, open,
 };
 pub use records::{
-    AttemptProcess, CancelRequest, ClaimRequest, Claimed, HISTORY_COUNT_CAP, HistoryFilter, JobRow,
-    KeptConfig, OWNER_GONE, OperatorState, Owner, QueuedStart, Requested, RetainedRun, RunRow,
-    RunStats, StateChange, SyncReport, TickRecord, TickResult,
+    AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryState, DeliveryTry,
+    DueNotification, HISTORY_COUNT_CAP, HistoryFilter, JobRow, KeptConfig, NotificationRecord,
+    OWNER_GONE, OperatorState, OutboxCounts, Owner, QueuedStart, Requested, RetainedRun, RunRow,
+    RunStats, StateChange, SyncReport, TickRecord, TickResult, TryRecord,
 };

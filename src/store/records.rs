@@ -387,3 +387,88 @@ pub struct KeptConfig {
     pub hash: String,
     pub source: String,
 }
+
+/// A notification taken from the outbox for one delivery try, leased to the taker until its lease
+/// ends (then anyone may take it again, with the same delivery id).
+#[derive(Debug, Clone)]
+pub struct DueNotification {
+    pub delivery_id: String,
+    pub run: Option<(String, i64)>,
+    pub notifier: crate::spec::model::NotifierSpec,
+    pub endpoint: String,
+    pub body: crate::notifier::Notification,
+    /// Tries made before this one.
+    pub tries: u32,
+}
+
+/// How one delivery try went, and what follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTry {
+    pub at: DateTime<Utc>,
+    pub delivered: bool,
+    pub http_status: Option<u16>,
+    /// Why it failed (short, URLs masked); `None` when delivered.
+    pub detail: Option<String>,
+    pub took_ms: u64,
+    /// `None`: done (delivered, or given up); `Some(at)`: try again at `at`.
+    pub next_try_at: Option<DateTime<Utc>>,
+}
+
+/// Where a notification stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    GivenUp,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::GivenUp => "given_up",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::GivenUp]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// A notification as `show` reports it: where it stands and every try so far. Its target is shown
+/// masked (`notifier::mask_url`), never as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationRecord {
+    pub delivery_id: String,
+    pub event: String,
+    /// The notifier, as people may see it: `webhook https://hooks.example.com/…`.
+    pub notifier: String,
+    pub state: DeliveryState,
+    pub created_at: DateTime<Utc>,
+    pub next_try_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub tries: Vec<TryRecord>,
+}
+
+/// One delivery try as recorded: the `notify_sent` or `notify_failed` event of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TryRecord {
+    pub event: &'static str,
+    pub at: DateTime<Utc>,
+    pub http_status: Option<u16>,
+    pub detail: Option<String>,
+    pub took_ms: u64,
+    pub by: String,
+}
+
+/// The outbox at a glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub given_up: u64,
+}

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_home_config.sql",
         include_str!("../../../db/migrations/0008_home_config.sql"),
     ),
+    (
+        "0009_outbox.sql",
+        include_str!("../../../db/migrations/0009_outbox.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

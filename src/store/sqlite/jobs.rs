@@ -8,10 +8,14 @@ use serde_json::Value;
 
 use super::column::{Millis, catchup_column, instant, millis};
 use super::connection::{SqliteStore, store_error};
+use super::outbox;
 use crate::error::Result;
+use crate::notifier::fanout::{self, Outgoing};
+use crate::notifier::{Event, HomeFacts, problems_message};
 use crate::policy::Catchup;
 use crate::spec::SpecFile;
 use crate::spec::load::loader_fingerprint;
+use crate::spec::model::NotifierSpec;
 use crate::store::interface::JobStore;
 use crate::store::records::{JobRow, OperatorState, StateChange, SyncReport};
 
@@ -63,6 +67,7 @@ impl JobStore for SqliteStore {
         &mut self,
         files: &[SpecFile],
         display_path: &dyn Fn(&SpecFile) -> String,
+        notifiers: &[NotifierSpec],
         now: DateTime<Utc>,
     ) -> Result<SyncReport> {
         let fail = |e| store_error("sync the specs into the store", e);
@@ -83,6 +88,9 @@ impl JobStore for SqliteStore {
         let mut report = SyncReport::default();
         for change in changes {
             apply(&tx, &change, Millis(now), &mut report).map_err(fail)?;
+            if let Some(owed) = announce_invalid(&change, notifiers, now) {
+                outbox::insert(&tx, &owed).map_err(fail)?;
+            }
         }
         tx.commit().map_err(fail)?;
         Ok(report)
@@ -351,6 +359,54 @@ fn plan(
             .map(|id| Change::Removed { id: id.clone() }),
     );
     changes
+}
+
+/// What a change that finds a spec invalid owes the home's notifiers (`spec_invalid`), once per
+/// version of the file (its path and content hash name the occurrence).
+fn announce_invalid(
+    change: &Change,
+    notifiers: &[NotifierSpec],
+    now: DateTime<Utc>,
+) -> Option<Vec<Outgoing>> {
+    let (id, path, hash, problems) = match change {
+        Change::Insert {
+            id,
+            path,
+            hash,
+            problems: Some(problems),
+            ..
+        }
+        | Change::Invalid {
+            id,
+            path,
+            hash,
+            problems,
+        } => (id, path, hash, problems),
+        _ => return None,
+    };
+    if notifiers.is_empty() {
+        return None;
+    }
+    let problems = serde_json::from_str::<Vec<Value>>(problems).unwrap_or_default();
+    let message = problems_message(problems.iter().filter_map(|p| {
+        Some((
+            p.get("line").and_then(Value::as_u64),
+            p.get("message")?.as_str()?,
+        ))
+    }));
+    let facts = HomeFacts {
+        job_id: Some(id.clone()),
+        path: Some(path.clone()),
+        message: Some(message),
+    };
+    Some(fanout::for_home(
+        Event::SpecInvalid,
+        &facts,
+        &format!("{path}:{hash}"),
+        notifiers,
+        &crate::run::host(),
+        now,
+    ))
 }
 
 fn apply(

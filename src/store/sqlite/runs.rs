@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use super::column::{Millis, millis, signed};
 use super::connection::{SqliteStore, store_error};
 use super::history::{RUN_COLUMNS, run_row};
+use super::outbox::{RunEventKind, owe_for_run};
 use crate::error::{Error, Result};
 use crate::process::Identity;
 use crate::run::{RunEnd, RunStatus, Trigger};
@@ -253,13 +254,20 @@ impl RunStore for SqliteStore {
                         params![record.job_id(), seq, now, error.code(), error.to_string()],
                     )
                     .map_err(fail)?;
+                    owe_for_run(&tx, record.job_id(), seq, RunEventKind::Ended, now)
+                        .map_err(fail)?;
                     results.push(TickResult::Failed { seq, error });
                 }
-                None => results.push(TickResult::Recorded {
-                    seq,
-                    prepared: None,
-                    queued: false,
-                }),
+                None => {
+                    // A skipped or missed slot is an end in itself.
+                    owe_for_run(&tx, record.job_id(), seq, RunEventKind::Ended, now)
+                        .map_err(fail)?;
+                    results.push(TickResult::Recorded {
+                        seq,
+                        prepared: None,
+                        queued: false,
+                    });
+                }
             }
         }
         {
@@ -344,7 +352,9 @@ impl RunStore for SqliteStore {
                 "UPDATE runs SET started_at = ?3 WHERE job_id = ?1 AND seq = ?2 AND started_at IS NULL",
             )?;
             for (job_id, seq, at) in starts {
-                statement.execute(params![job_id, seq, Millis(*at)])?;
+                if statement.execute(params![job_id, seq, Millis(*at)])? > 0 {
+                    owe_for_run(tx, job_id, *seq, RunEventKind::Started, Millis(*at))?;
+                }
             }
             Ok(())
         })
@@ -463,8 +473,19 @@ impl RunStore for SqliteStore {
                     "DELETE FROM runs WHERE job_id = ?1 AND seq = ?2 AND status NOT IN ('queued', 'running')",
                 )
                 .map_err(fail)?;
+            // A run's delivered (or given up) notifications go with it; one still owed is delivered
+            // all the same.
+            let mut notifications = tx
+                .prepare_cached(
+                    "DELETE FROM notifications WHERE job_id = ?1 AND seq = ?2 AND state != 'pending'",
+                )
+                .map_err(fail)?;
             for seq in seqs {
-                deleted += statement.execute(params![job_id, seq]).map_err(fail)?;
+                let gone = statement.execute(params![job_id, seq]).map_err(fail)?;
+                if gone > 0 {
+                    notifications.execute(params![job_id, seq]).map_err(fail)?;
+                }
+                deleted += gone;
             }
         }
         tx.commit().map_err(fail)?;
@@ -501,7 +522,14 @@ impl SqliteStore {
     /// The one statement that records a run's end; `also` sets more columns in the same statement.
     fn record_end(&mut self, job_id: &str, seq: i64, end: &RunEnd, also: &str) -> Result<()> {
         crate::fault::point(crate::fault::Point::FinishBeforeCommit);
-        self.conn
+        let fail = |e| store_error(format!("record the end of run {job_id}#{seq}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        // The same end written again (a run finished twice) owes nothing more: the outbox keeps one
+        // notification per delivery id.
+        let changed = tx
             .execute(
                 &format!(
                     "UPDATE runs SET status = ?3, finished_at = ?4, attempts = ?5, exit_code = ?6, signal = ?7,
@@ -521,8 +549,18 @@ impl SqliteStore {
                     millis(end.started_at),
                 ],
             )
-            .map_err(|e| store_error(format!("record the end of run {job_id}#{seq}"), e))?;
-        Ok(())
+            .map_err(fail)?;
+        if changed > 0 {
+            owe_for_run(
+                &tx,
+                job_id,
+                seq,
+                RunEventKind::Ended,
+                Millis(end.finished_at),
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
     }
 }
 
@@ -573,6 +611,7 @@ fn reap(
                 ),
                 params![run.job_id, run.seq, now, OWNER_GONE],
             )?;
+            owe_for_run(tx, &run.job_id, run.seq, RunEventKind::Ended, now)?;
             reaped.push((run.job_id, run.seq));
         }
     }

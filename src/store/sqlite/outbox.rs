@@ -1,0 +1,461 @@
+//! The `notifications` and `notification_tries` tables: writing what an event owes (inside the
+//! transaction that records the event), leasing due notifications to a deliverer, recording each try.
+//! Must not decide who hears an event (`notifier::fanout` does) or when to try again (the deliverer's
+//! backoff does).
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::column::{Millis, instant, millis, signed, unsigned};
+use super::connection::{SqliteStore, store_error};
+use super::history::{RUN_COLUMNS, run_row};
+use crate::error::Result;
+use crate::notifier::fanout::{self, Outgoing, RunEvent};
+use crate::notifier::{ErrorFacts, Notification, RunFacts};
+use crate::run::RunStatus;
+use crate::spec::model::NotifierSpec;
+use crate::store::interface::OutboxStore;
+use crate::store::records::{
+    DeliveryState, DeliveryTry, DueNotification, NotificationRecord, OutboxCounts, RunRow,
+    TryRecord,
+};
+
+/// A lease lasts the notifier's timeout and this much more, so that a try still going when the
+/// lease ends is one whose process is gone.
+const LEASE_MARGIN: Duration = Duration::seconds(60);
+
+/// Writes what `what` of run `job_id#seq` owes to the notifiers of its job's last good spec, inside
+/// the caller's transaction. A job without notifiers costs one indexed read.
+pub(super) fn owe_for_run(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    seq: i64,
+    what: RunEventKind,
+    now: Millis,
+) -> rusqlite::Result<()> {
+    let notify: Option<String> = tx
+        .prepare_cached("SELECT json_extract(spec_json, '$.notify') FROM jobs WHERE id = ?1")?
+        .query_row([job_id], |row| row.get(0))
+        .optional()?
+        .flatten();
+    let Some(notify) = notify.filter(|n| n != "[]") else {
+        return Ok(());
+    };
+    let notifiers: Vec<NotifierSpec> = match serde_json::from_str(&notify) {
+        Ok(notifiers) => notifiers,
+        Err(e) => {
+            // The spec was checked when it was stored; a notify list that no longer reads is a store
+            // from another version, and must not stop the run's end from being recorded.
+            tracing::warn!(job = %job_id, "the stored notify list does not read ({e}); no notification is owed");
+            return Ok(());
+        }
+    };
+    let run = tx
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ?1 AND seq = ?2"
+        ))?
+        .query_row(params![job_id, seq], run_row)
+        .optional()?;
+    let Some(run) = run else { return Ok(()) };
+    let event = match what {
+        RunEventKind::Started => RunEvent::Started,
+        RunEventKind::Ended => RunEvent::Ended {
+            previous_failed: run.status == RunStatus::Succeeded && previous_failed(tx, &run)?,
+        },
+    };
+    let owed = fanout::for_run(
+        event,
+        &run_facts(&run),
+        &notifiers,
+        &crate::run::host(),
+        now.0,
+    );
+    insert(tx, &owed)
+}
+
+/// Which moment of a run is being recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RunEventKind {
+    Started,
+    Ended,
+}
+
+/// Whether the job's last run before `run` that ran to an end (succeeded, failed, timed out or was
+/// interrupted; not a cancel or a slot that never ran) did not succeed.
+fn previous_failed(tx: &Transaction<'_>, run: &RunRow) -> rusqlite::Result<bool> {
+    let status: Option<RunStatus> = tx
+        .prepare_cached(
+            "SELECT status FROM runs WHERE job_id = ?1 AND seq < ?2
+               AND status IN ('succeeded', 'failed', 'timed_out', 'interrupted')
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![run.job_id, run.seq], |row| row.get(0))
+        .optional()?;
+    Ok(status.is_some_and(|s| s != RunStatus::Succeeded))
+}
+
+/// The facts of a run as a notification reports them, from its record. No env value is in a record.
+fn run_facts(run: &RunRow) -> RunFacts {
+    let duration_ms = match (run.started_at, run.finished_at) {
+        (Some(start), Some(end)) => Some((end - start).num_milliseconds().max(0)),
+        _ => None,
+    };
+    RunFacts {
+        job_id: run.job_id.clone(),
+        run: run.seq,
+        status: run.status,
+        trigger: run.trigger,
+        slot: run.slot,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        duration_ms,
+        exit_code: run.exit_code,
+        signal: run.signal,
+        error: run.error_code.clone().map(|code| ErrorFacts {
+            code,
+            message: run.message.clone().unwrap_or_default(),
+        }),
+        attempts: run.attempts,
+        run_dir: run.run_dir.clone(),
+        output: Vec::new(),
+    }
+}
+
+/// Writes `owed` to the outbox; a delivery id owed already is left alone.
+pub(super) fn insert(tx: &Transaction<'_>, owed: &[Outgoing]) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO notifications (delivery_id, job_id, seq, event, notifier, endpoint, body, created_at,
+                                    next_try_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT DO NOTHING",
+    )?;
+    for o in owed {
+        let notifier = serde_json::to_string(&o.notifier).unwrap_or_default();
+        let (job_id, seq) = match &o.run {
+            Some((job, seq)) => (Some(job.as_str()), Some(*seq)),
+            None => (None, None),
+        };
+        statement.execute(params![
+            o.delivery_id,
+            job_id,
+            seq,
+            o.event.as_str(),
+            notifier,
+            o.endpoint,
+            o.body.to_json(),
+            Millis(o.at),
+        ])?;
+    }
+    Ok(())
+}
+
+impl OutboxStore for SqliteStore {
+    fn enqueue(&mut self, notifications: &[Outgoing]) -> Result<()> {
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let fail = |e| store_error("write notifications to the outbox", e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        insert(&tx, notifications).map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
+
+    fn config_turned_invalid(&mut self, hash: &str, notifications: &[Outgoing]) -> Result<bool> {
+        let fail = |e| store_error("record the invalid config", e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let changed = tx
+            .execute(
+                "INSERT INTO config_invalid (id, hash) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET hash = ?1 WHERE hash != ?1",
+                [hash],
+            )
+            .map_err(fail)?;
+        if changed > 0 {
+            insert(&tx, notifications).map_err(fail)?;
+        }
+        tx.commit().map_err(fail)?;
+        Ok(changed > 0)
+    }
+
+    fn take_due(
+        &mut self,
+        by: &str,
+        now: DateTime<Utc>,
+        run: Option<(&str, i64)>,
+        limit: usize,
+        admit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Vec<DueNotification>> {
+        let fail = |e| store_error("take notifications from the outbox", e);
+        let now = Millis(now);
+        let (job, seq) = match run {
+            Some((job, seq)) => (Some(job), Some(seq)),
+            None => (None, None),
+        };
+        let due_sql = "SELECT delivery_id, job_id, seq, notifier, endpoint, body, tries FROM notifications
+             WHERE state = 'pending' AND next_try_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+               AND (?2 IS NULL OR (job_id = ?2 AND seq = ?3))
+             ORDER BY next_try_at LIMIT ?4";
+        // A cheap read first: most of the time nothing is due and no write lock is needed.
+        let any: bool = self
+            .conn
+            .prepare_cached(&format!("SELECT EXISTS ({due_sql})"))
+            .and_then(|mut s| s.query_row(params![now, job, seq, 1], |row| row.get(0)))
+            .map_err(fail)?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let rows: Vec<(
+            String,
+            Option<String>,
+            Option<i64>,
+            String,
+            String,
+            String,
+            u32,
+        )> = {
+            // Read more than `limit`: `admit` may turn down the ones of a busy endpoint.
+            let window = i64::try_from(limit.saturating_mul(8).max(64)).unwrap_or(i64::MAX);
+            let mut statement = tx.prepare_cached(due_sql).map_err(fail)?;
+            statement
+                .query_map(params![now, job, seq, window], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                    ))
+                })
+                .map_err(fail)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(fail)?
+        };
+        let mut taken = Vec::new();
+        for (delivery_id, job_id, seq, notifier, endpoint, body, tries) in rows {
+            if taken.len() >= limit {
+                break;
+            }
+            let parsed = serde_json::from_str::<NotifierSpec>(&notifier)
+                .map_err(|e| e.to_string())
+                .and_then(|n| {
+                    serde_json::from_str::<Notification>(&body)
+                        .map(|b| (n, b))
+                        .map_err(|e| e.to_string())
+                });
+            let (notifier, body) = match parsed {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    // Written by another version and unreadable by this one: given up, with why,
+                    // rather than tried forever.
+                    tx.execute(
+                        "UPDATE notifications SET state = 'given_up', done_at = ?2, last_error = ?3
+                         WHERE delivery_id = ?1",
+                        params![
+                            delivery_id,
+                            now,
+                            format!("the stored notification does not read: {e}")
+                        ],
+                    )
+                    .map_err(fail)?;
+                    continue;
+                }
+            };
+            if !admit(&endpoint) {
+                continue;
+            }
+            let lease = chrono::Duration::from_std(notifier.timeout.as_duration())
+                .unwrap_or(Duration::zero())
+                + LEASE_MARGIN;
+            tx.execute(
+                "UPDATE notifications SET leased_by = ?2, lease_until = ?3 WHERE delivery_id = ?1",
+                params![delivery_id, by, Millis(now.0 + lease)],
+            )
+            .map_err(fail)?;
+            taken.push(DueNotification {
+                delivery_id,
+                run: job_id.zip(seq),
+                notifier,
+                endpoint,
+                body,
+                tries,
+            });
+        }
+        tx.commit().map_err(fail)?;
+        Ok(taken)
+    }
+
+    fn record_try(&mut self, delivery_id: &str, by: &str, tried: &DeliveryTry) -> Result<()> {
+        let fail = |e| store_error(format!("record a try of notification {delivery_id}"), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let tries: Option<i64> = tx
+            .query_row(
+                "SELECT tries FROM notifications WHERE delivery_id = ?1",
+                [delivery_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        // Gone meanwhile (retention deleted its run's records): nothing to record against.
+        let Some(tries) = tries else { return Ok(()) };
+        tx.execute(
+            "INSERT INTO notification_tries (delivery_id, try, at, ok, http_status, detail, took_ms, by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                delivery_id,
+                tries + 1,
+                Millis(tried.at),
+                tried.delivered,
+                tried.http_status,
+                tried.detail,
+                signed(tried.took_ms),
+                by
+            ],
+        )
+        .map_err(fail)?;
+        let state = match (tried.delivered, tried.next_try_at) {
+            (true, _) => DeliveryState::Delivered,
+            (false, Some(_)) => DeliveryState::Pending,
+            (false, None) => DeliveryState::GivenUp,
+        };
+        tx.execute(
+            "UPDATE notifications SET tries = tries + 1,
+                 state = CASE WHEN state = 'delivered' THEN 'delivered' ELSE ?2 END,
+                 next_try_at = COALESCE(?3, next_try_at),
+                 done_at = CASE WHEN ?3 IS NULL THEN COALESCE(done_at, ?4) ELSE done_at END,
+                 last_error = CASE WHEN ?5 THEN last_error ELSE ?6 END,
+                 leased_by = CASE WHEN leased_by = ?7 THEN NULL ELSE leased_by END,
+                 lease_until = CASE WHEN leased_by = ?7 THEN NULL ELSE lease_until END
+             WHERE delivery_id = ?1",
+            params![
+                delivery_id,
+                state.as_str(),
+                millis(tried.next_try_at),
+                Millis(tried.at),
+                tried.delivered,
+                tried.detail,
+                by
+            ],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
+
+    fn release_leases(&mut self, by: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE notifications SET leased_by = NULL, lease_until = NULL
+                 WHERE leased_by = ?1 AND state = 'pending'",
+                [by],
+            )
+            .map_err(|e| store_error("give back the outbox's leases", e))?;
+        Ok(())
+    }
+
+    fn notifications_of_run(&self, job_id: &str, seq: i64) -> Result<Vec<NotificationRecord>> {
+        let fail = |e| store_error(format!("read the notifications of {job_id}#{seq}"), e);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT delivery_id, event, notifier, state, created_at, next_try_at, done_at, last_error
+                 FROM notifications WHERE job_id = ?1 AND seq = ?2 ORDER BY created_at, delivery_id",
+            )
+            .map_err(fail)?;
+        let mut records: Vec<NotificationRecord> = statement
+            .query_map(params![job_id, seq], |row| {
+                let notifier: String = row.get(2)?;
+                let shown = serde_json::from_str::<NotifierSpec>(&notifier).map_or_else(
+                    |_| "unreadable".into(),
+                    |n| crate::notifier::shown(&n.target),
+                );
+                let state: String = row.get(3)?;
+                let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending);
+                Ok(NotificationRecord {
+                    delivery_id: row.get(0)?,
+                    event: row.get(1)?,
+                    notifier: shown,
+                    state,
+                    created_at: row.get::<_, Millis>(4)?.0,
+                    next_try_at: (state == DeliveryState::Pending)
+                        .then(|| instant(row, 5))
+                        .transpose()?
+                        .flatten(),
+                    done_at: instant(row, 6)?,
+                    last_error: row.get(7)?,
+                    tries: Vec::new(),
+                })
+            })
+            .map_err(fail)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(fail)?;
+        let mut tries = self
+            .conn
+            .prepare_cached(
+                "SELECT ok, at, http_status, detail, took_ms, by FROM notification_tries
+                 WHERE delivery_id = ?1 ORDER BY try",
+            )
+            .map_err(fail)?;
+        for record in &mut records {
+            record.tries = tries
+                .query_map([&record.delivery_id], |row| {
+                    Ok(TryRecord {
+                        event: if row.get::<_, bool>(0)? {
+                            "notify_sent"
+                        } else {
+                            "notify_failed"
+                        },
+                        at: row.get::<_, Millis>(1)?.0,
+                        http_status: row.get(2)?,
+                        detail: row.get(3)?,
+                        took_ms: unsigned(row, 4)?.unwrap_or(0),
+                        by: row.get(5)?,
+                    })
+                })
+                .map_err(fail)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(fail)?;
+        }
+        Ok(records)
+    }
+
+    fn pending_of_run(&self, job_id: &str, seq: i64) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM notifications WHERE job_id = ?1 AND seq = ?2 AND state = 'pending'",
+                params![job_id, seq],
+                |row| row.get(0),
+            )
+            .map_err(|e| store_error(format!("read the notifications of {job_id}#{seq}"), e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn outbox_counts(&self) -> Result<OutboxCounts> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'given_up'), 0)
+                 FROM notifications",
+                [],
+                |row| {
+                    Ok(OutboxCounts {
+                        pending: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        given_up: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                    })
+                },
+            )
+            .map_err(|e| store_error("count the outbox", e))
+    }
+}
