@@ -388,6 +388,19 @@ fn slack_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The problems of an invalid file as one line for people, each with its line number where it has
+/// one: what a `spec_invalid` notification says happened.
+pub fn problems_message<'a>(problems: impl IntoIterator<Item = (Option<u64>, &'a str)>) -> String {
+    let parts: Vec<String> = problems
+        .into_iter()
+        .map(|(line, message)| match line {
+            Some(line) => format!("line {line}: {message}"),
+            None => message.to_owned(),
+        })
+        .collect();
+    parts.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,17 +513,4 @@ mod tests {
         assert_eq!(body["text"], text);
         assert_eq!(body.as_object().map(|o| o.len()), Some(1));
     }
-}
-
-/// The problems of an invalid file as one line for people, each with its line number where it has
-/// one: what a `spec_invalid` notification says happened.
-pub fn problems_message<'a>(problems: impl IntoIterator<Item = (Option<u64>, &'a str)>) -> String {
-    let parts: Vec<String> = problems
-        .into_iter()
-        .map(|(line, message)| match line {
-            Some(line) => format!("line {line}: {message}"),
-            None => message.to_owned(),
-        })
-        .collect();
-    parts.join("; ")
 }

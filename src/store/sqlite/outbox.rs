@@ -148,6 +148,17 @@ pub(super) fn insert(tx: &Transaction<'_>, owed: &[Outgoing]) -> rusqlite::Resul
     Ok(())
 }
 
+/// A due row as read: delivery id, job id, run seq, notifier JSON, endpoint, body JSON, tries so far.
+type DueRow = (
+    String,
+    Option<String>,
+    Option<i64>,
+    String,
+    String,
+    String,
+    u32,
+);
+
 impl OutboxStore for SqliteStore {
     fn enqueue(&mut self, notifications: &[Outgoing]) -> Result<()> {
         if notifications.is_empty() {
@@ -213,15 +224,7 @@ impl OutboxStore for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        let rows: Vec<(
-            String,
-            Option<String>,
-            Option<i64>,
-            String,
-            String,
-            String,
-            u32,
-        )> = {
+        let rows: Vec<DueRow> = {
             // Read more than `limit`: `admit` may turn down the ones of a busy endpoint.
             let window = i64::try_from(limit.saturating_mul(8).max(64)).unwrap_or(i64::MAX);
             let mut statement = tx.prepare_cached(due_sql).map_err(fail)?;
