@@ -20,6 +20,8 @@ pub struct Catalog {
     pub stray_files: Vec<(PathBuf, String)>,
     /// The home's `config.yaml` as read; its problems, if any, mean its last good version is in force.
     pub config: ConfigFile,
+    /// The config in force: the file's when it is valid, else its last good version (or none).
+    pub in_force: config::HomeConfig,
     pub store: Box<dyn Store>,
     pub jobs: Vec<Job>,
     pub sync: SyncReport,
@@ -196,6 +198,7 @@ impl Catalog {
         Ok(Self {
             stray_files,
             config,
+            in_force: in_force.config,
             store,
             jobs,
             sync,

@@ -102,6 +102,15 @@ pub enum Error {
         failed: usize,
         total: usize,
     },
+    /// `jobsctl notify test`: some of the job's notifiers did not take the test; the report says why.
+    NotifyFailed {
+        failed: usize,
+        total: usize,
+    },
+    /// `jobsctl notify test` of a job that has no notifiers.
+    NoNotifiers {
+        id: String,
+    },
     /// The job's `max_instances` runs are in flight and its overlap policy does not queue another.
     MaxInstancesReached {
         id: String,
@@ -216,6 +225,8 @@ impl Error {
             Self::StoreBusy { .. } => "store_busy",
             Self::Io { .. } => "io_error",
             Self::RunsFailed { .. } => "run_failed",
+            Self::NotifyFailed { .. } => "notify_failed",
+            Self::NoNotifiers { .. } => "no_notifiers",
             Self::MaxInstancesReached { .. } => "max_instances_reached",
             Self::JobDisabled { .. } => "job_disabled",
             Self::SpecChanged { .. } => "spec_changed",
@@ -244,7 +255,8 @@ impl Error {
             | Self::StoreBusy { .. }
             | Self::StoreTooNew { .. }
             | Self::Io { .. } => exit::STORE_OR_IO,
-            Self::RunsFailed { .. } => exit::RUN_FAILED,
+            Self::RunsFailed { .. } | Self::NotifyFailed { .. } => exit::RUN_FAILED,
+            Self::NoNotifiers { .. } => exit::CONFLICT,
             Self::MaxInstancesReached { .. }
             | Self::JobDisabled { .. }
             | Self::SpecChanged { .. }
@@ -298,6 +310,12 @@ impl Error {
                 Some("upgrade jobs, or restore a backup of the store".into())
             }
             Self::Io { .. } => Some("check that the path exists and is readable".into()),
+            Self::NotifyFailed { .. } => Some(
+                "each failed notifier's line says why; fix its URL or command in the spec (or in config.yaml's defaults), then test again".into(),
+            ),
+            Self::NoNotifiers { .. } => Some(
+                "add `notify:` to the job's spec, or `defaults: notify:` to the home's config.yaml".into(),
+            ),
             Self::RunsFailed { .. } => Some(
                 "see the run directories (summary.md, stderr.log), or find such runs with \
                  `jobsctl history --status failed,timed_out,cancelled,interrupted`"
@@ -408,6 +426,13 @@ impl fmt::Display for Error {
                 failed: 1,
                 total: 1,
             } => write!(f, "the run did not succeed"),
+            Self::NotifyFailed { failed, total } => {
+                write!(
+                    f,
+                    "{failed} of {total} notifiers did not take the test notification"
+                )
+            }
+            Self::NoNotifiers { id } => write!(f, "job `{id}` has no notifiers to test"),
             Self::RunsFailed { failed, total } => {
                 write!(f, "{failed} of {total} runs did not succeed")
             }

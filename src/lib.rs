@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub(crate) mod config;
+pub mod delivery;
 pub mod digest;
 pub mod duration;
 pub(crate) mod error;

@@ -58,6 +58,9 @@ pub enum Command {
         /// The job's id
         #[arg(add = ArgValueCandidates::new(job_ids))]
         id: String,
+        /// One of its runs instead: the run in detail, with its notifications and their tries
+        #[arg(long)]
+        run: Option<i64>,
     },
     /// Print the next slots of a job in its time zone and in UTC, marking DST changes
     Next {
@@ -210,6 +213,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Check a job's notifiers: send each a test notification now and say how it went
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Show a run's events: the run in flight, or the latest; follow it with -f
     Tail {
         #[arg(add = ArgValueCandidates::new(job_ids))]
@@ -301,4 +309,14 @@ fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("not an RFC 3339 time such as 2026-03-08T00:00:00Z: {e}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notification through each of a job's notifiers (a ping sends `/log`), straight to
+    /// them rather than through the outbox, and print each result
+    Test {
+        #[arg(add = ArgValueCandidates::new(job_ids))]
+        id: String,
+    },
 }

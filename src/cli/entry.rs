@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use super::Ctx;
-use super::args::{CatchupArg, Cli, ColorChoice, Command, LogFormat};
+use super::args::{CatchupArg, Cli, ColorChoice, Command, LogFormat, NotifyCommand};
 use super::output::{Output, Report};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result, exit};
@@ -114,7 +114,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
     match command {
         Command::Validate { paths } => super::validate::run(ctx, &paths),
         Command::List => super::list::run(ctx),
-        Command::Show { id } => super::show::run(ctx, &id),
+        Command::Show { id, run: None } => super::show::run(ctx, &id),
+        Command::Show { id, run: Some(seq) } => super::show_run::run(ctx, &id, seq),
         Command::Next { id, count, after } => super::next::run(ctx, &id, usize::from(count), after),
         Command::Schema => Ok(super::schema::run()),
         Command::Run {
@@ -154,6 +155,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::Replay { id, run, force } => super::replay::run(ctx, &id, run, force),
         Command::Prune { id, dry_run } => super::prune::run(ctx, id.as_deref(), dry_run),
         Command::Backup { path, force } => super::backup::run(ctx, &path, force),
+        Command::Notify {
+            command: NotifyCommand::Test { id },
+        } => super::notify::test(ctx, &id),
         Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
             Err(Error::Internal {
                 message: "a command without a home reached the dispatch of home commands".into(),

@@ -94,7 +94,7 @@ pub fn run_targets(
     let out = ctx.out;
     let home = ctx.home.clone();
     let clock = Arc::clone(&ctx.clock);
-    Ok(runtime.block_on(async move {
+    let results = runtime.block_on(async move {
         let stops = Stops::default();
         let stop = stop_signal();
         let on_signal = stops.clone();
@@ -144,7 +144,45 @@ pub fn run_targets(
             results.push((id, outcome));
         }
         results
-    }))
+    });
+    let ran: Vec<(String, i64)> = results
+        .iter()
+        .filter_map(|(_, result)| match result {
+            TargetResult::Ran(outcome) => Some((outcome.job_id.clone(), outcome.seq)),
+            TargetResult::Refused(_) | TargetResult::NotRun => None,
+        })
+        .collect();
+    deliver_unless_scheduled(ctx, &ran);
+    Ok(results)
+}
+
+/// How long a manual run goes on delivering its own notifications when no scheduler runs.
+const OWN_DELIVERY_BUDGET: Duration = Duration::from_secs(10);
+
+/// Delivers the notifications of `runs` when no scheduler owns the home (one that does delivers them
+/// within a second), for at most [`OWN_DELIVERY_BUDGET`]; what is left stays in the outbox for the
+/// next scheduler. Best effort: the runs are recorded whatever becomes of their notifications.
+fn deliver_unless_scheduled(ctx: &Ctx, runs: &[(String, i64)]) {
+    if runs.is_empty() || crate::scheduler::lock::OwnerLock::holder(&ctx.home).is_some() {
+        return;
+    }
+    let delivered = crate::delivery::deliver_own(
+        &ctx.home,
+        &owner(),
+        Arc::clone(&ctx.clock),
+        runs,
+        OWN_DELIVERY_BUDGET,
+    );
+    match delivered {
+        Ok(report) if report.left > 0 => tracing::warn!(
+            "{} notification(s) not delivered yet; they stay in the outbox for the scheduler (`jobsctl show <id> <run>` shows their tries)",
+            report.left
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            "delivering the run's notifications failed: {e}; they stay in the outbox for the scheduler"
+        ),
+    }
 }
 
 /// Claims the run of one target, under the store's lock.
@@ -749,6 +787,7 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
         ));
         execute(plan, store, Arc::new(SystemClock), None, stop).await
     });
+    deliver_unless_scheduled(ctx, &[(outcome.job_id.clone(), outcome.seq)]);
     let error = (outcome.end.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
         failed: 1,
         total: 1,

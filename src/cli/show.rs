@@ -16,7 +16,7 @@ use crate::duration::SpecDuration;
 use crate::error::Result;
 use crate::run::run_name;
 use crate::schedule::DstNote;
-use crate::spec::model::{Overlap, PolicySpec, RetentionSpec, RetrySpec, RunLimits};
+use crate::spec::model::{NotifierSpec, Overlap, PolicySpec, RetentionSpec, RetrySpec, RunLimits};
 use crate::spec::{JobSpec, Problem};
 use crate::store::RunStats;
 
@@ -101,6 +101,27 @@ struct RunView<'a> {
     user: Option<&'a str>,
     group: Option<&'a str>,
     limits: &'a RunLimits,
+    /// The job's notifiers, their URLs masked (they carry tokens).
+    notify: Vec<NotifierView>,
+}
+
+/// A notifier as people may see it.
+#[derive(Serialize)]
+struct NotifierView {
+    notifier: String,
+    /// The events it is sent; a ping follows its own protocol and names none.
+    on: Vec<&'static str>,
+    timeout: SpecDuration,
+}
+
+impl NotifierView {
+    fn new(notifier: &NotifierSpec) -> Self {
+        Self {
+            notifier: crate::notifier::shown(&notifier.target),
+            on: notifier.on.iter().map(|on| on.as_str()).collect(),
+            timeout: notifier.timeout,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -201,6 +222,7 @@ impl<'a> RunView<'a> {
             user: run.user.as_deref(),
             group: run.group.as_deref(),
             limits: &run.limits,
+            notify: spec.notify.iter().map(NotifierView::new).collect(),
         }
     }
 }
@@ -403,6 +425,17 @@ impl RunView<'_> {
                 format!("{t}, then SIGTERM, SIGKILL after {}", self.kill_grace)
             }),
         ));
+        for (i, notifier) in self.notify.iter().enumerate() {
+            let on = if notifier.on.is_empty() {
+                "start, success, fail".to_owned()
+            } else {
+                notifier.on.join(", ")
+            };
+            lines.push((
+                if i == 0 { "notify" } else { "" },
+                format!("{} on {on}", safe(&notifier.notifier)),
+            ));
+        }
     }
 }
 

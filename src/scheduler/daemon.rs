@@ -23,11 +23,14 @@ use super::supervisor::Supervisor;
 use super::watch::SpecWatch;
 use crate::artifacts::RunDir;
 use crate::clock::Clock;
+use crate::delivery::Courier;
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::notifier::{Event, HomeFacts, fanout};
 use crate::run::{owner, run_name};
 use crate::runner::execute::RunOutcome;
 use crate::runner::recover::reconcile_runs;
+use crate::spec::model::NotifierSpec;
 use crate::store::{RunRow, Store, TickRecord, TickResult};
 
 #[derive(Debug, Clone)]
@@ -67,18 +70,24 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// After a failed claim, the loop waits this long before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// How long the courier may go on at shutdown delivering what is owed (`scheduler_stopped` among
+/// it); what it cannot deliver stays in the outbox for the next start.
+const COURIER_GRACE: Duration = Duration::from_secs(3);
+
 /// The daemon's parts besides the tick. The loop polls or tells each; all of them stop on the one
 /// shutdown path, [`Daemon::shut_down`].
 ///
-/// The next issues add their components here: the notifier (delivering the outbox) and the HTTP
-/// server (metrics, health, the dashboard). Each is a task started in [`run`] with a clone of the
-/// daemon's [`Shutdown`], and awaited in [`Daemon::shut_down`] after the supervisor, so nothing they
-/// report outlives the runs it reports on.
+/// The next issue adds the HTTP server (metrics, health, the dashboard) here: a task started in
+/// [`run`] with a clone of the daemon's [`Shutdown`], and awaited in [`Daemon::shut_down`] after the
+/// supervisor, so nothing it reports outlives the runs it reports on.
 struct Components {
     supervisor: Supervisor,
     watch: SpecWatch,
     retention: Retention,
     slot_log: SlotLog,
+    /// Delivers the outbox on a thread of its own; stopped after the supervisor, so the
+    /// notifications of the runs stopped at shutdown are owed before it winds down.
+    courier: Option<Courier>,
 }
 
 struct Daemon {
@@ -100,6 +109,10 @@ struct Daemon {
     fatal: Option<Error>,
     /// The jobs of the home by kind, as of the last reload.
     census: Census,
+    /// The home's notifiers (for `scheduler_started` and `scheduler_stopped`), as of the last reload.
+    home_notifiers: Vec<NotifierSpec>,
+    /// When this scheduler took the home: names its start and stop in their delivery ids.
+    started_at: DateTime<Utc>,
 }
 
 /// Runs the scheduler of `home` until `shutdown` resolves.
@@ -113,17 +126,30 @@ pub async fn run(
     let _lock = OwnerLock::acquire(&home, &me)?;
     let mut store = crate::store::open(&home.db_path())?;
     let store_identity = StoreIdentity::of(&home.db_path())?;
+    let previous = store.owner()?;
     store.claim_owner(&me, env!("CARGO_PKG_VERSION"))?;
+    take_over_leases(&mut *store, previous.as_ref());
     let interrupted = settle_at_start(&mut *store, &home, &clock)?;
     let store = Arc::new(Mutex::new(store));
     let first = reload(&home, &store, clock.now(), None)?;
     // The watch starts once the specs are loaded: the first load is not a change.
+    let courier = Courier::start(
+        &home,
+        me.clone(),
+        Arc::clone(&clock),
+        first.config.heartbeat_ping.clone(),
+    );
+    let courier = courier
+        .map_err(|e| tracing::error!("{e}; notifications stay in the outbox"))
+        .ok();
     let parts = Components {
         supervisor: Supervisor::new(Arc::clone(&store), Arc::clone(&clock), me.clone()),
         watch: SpecWatch::start(&home.jobs_dir(), &home.config_path(), options.rescan_every),
         retention: Retention::new(Arc::clone(&store), home.runs_dir(), Arc::clone(&clock)),
         slot_log: SlotLog::new(home.clone(), Arc::clone(&clock)),
+        courier,
     };
+    let started_at = clock.now();
     let mut daemon = Daemon {
         home,
         clock,
@@ -138,9 +164,12 @@ pub async fn run(
         store_identity,
         fatal: None,
         census: first.census,
+        home_notifiers: first.config.notify,
+        started_at,
     };
     daemon.take_owed_retries();
     daemon.log_start();
+    daemon.announce(Event::SchedulerStarted, None);
     daemon.run_loop(&options, &mut shutdown).await;
     // With its store gone, nothing the runs in flight record can be kept, and a new store at the path
     // knows nothing of them (a `jobsctl run` there would start a second instance beside them): they are
@@ -161,6 +190,21 @@ pub async fn run(
         runs_started: daemon.parts.supervisor.started(),
         interrupted_at_shutdown,
     })
+}
+
+/// A scheduler that died (we hold the home's lock, so it is gone) leaves the notifications it was
+/// trying leased to it: they are taken back at once rather than when their leases run out, so that
+/// what it could not finish goes out within a second of this start.
+fn take_over_leases(store: &mut dyn Store, previous: Option<&crate::store::Owner>) {
+    let Some(previous) = previous else {
+        return;
+    };
+    let name = format!("{}@{}", previous.pid, previous.host);
+    if let Err(e) = store.release_leases(&name) {
+        tracing::warn!(
+            "the notifications {name} was delivering wait for their leases to run out: {e}"
+        );
+    }
 }
 
 /// Settles the runs whose owner died and sets aside run directories the store has no record of;
@@ -228,6 +272,10 @@ impl Daemon {
         self.jobs = reloaded.jobs;
         self.census = reloaded.census;
         self.data_version = reloaded.data_version;
+        self.home_notifiers = reloaded.config.notify;
+        if let Some(courier) = &self.parts.courier {
+            courier.set_heartbeat(reloaded.config.heartbeat_ping);
+        }
         // Another process may have settled an interrupted run whose retry is owed.
         self.take_owed_retries();
         Ok(())
@@ -359,7 +407,10 @@ impl Daemon {
         self.last_reap = tokio::time::Instant::now();
         let reaped = self.with_store(|store| reconcile_runs(store, &self.home, &self.clock, None));
         match reaped {
-            Ok(reaped) if !reaped.is_empty() => self.take_owed_retries(),
+            Ok(reaped) if !reaped.is_empty() => {
+                self.wake_courier();
+                self.take_owed_retries();
+            }
             Ok(_) => {}
             Err(e) => tracing::error!("{e}"),
         }
@@ -425,6 +476,8 @@ impl Daemon {
     ) {
         self.retries.clear();
         self.jobs.advance(plan);
+        // Missed and skipped slots, and runs started, may owe notifications.
+        self.wake_courier();
         // Replace stops the oldest run only once the new one is safely claimed.
         for id in plan.replaced() {
             self.parts.supervisor.stop_oldest(id);
@@ -475,7 +528,40 @@ impl Daemon {
     fn reap_finished(&mut self, finished: std::result::Result<RunOutcome, tokio::task::JoinError>) {
         if let Some(outcome) = self.parts.supervisor.finished(finished) {
             run_ended(&self.jobs, &self.parts.retention, &outcome);
+            self.wake_courier();
         }
+    }
+
+    fn wake_courier(&self) {
+        if let Some(courier) = &self.parts.courier {
+            courier.wake();
+        }
+    }
+
+    /// Owes the home's notifiers `event` (the scheduler's start or stop), in the outbox like any
+    /// other notification. Best effort: a store that fails here must not stop the start or the stop.
+    fn announce(&self, event: Event, message: Option<String>) {
+        let facts = HomeFacts {
+            job_id: None,
+            path: None,
+            message,
+        };
+        let key = format!("{}:{}", self.me, crate::clock::rfc3339(self.started_at));
+        let owed = fanout::for_home(
+            event,
+            &facts,
+            &key,
+            &self.home_notifiers,
+            &crate::run::host(),
+            self.clock.now(),
+        );
+        if owed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.with_store(|store| store.enqueue(&owed)) {
+            tracing::warn!("the {event} notification could not be written: {e}");
+        }
+        self.wake_courier();
     }
 
     /// The one shutdown path: stops claiming, lets the supervisor wind the runs down within `grace`,
@@ -489,6 +575,14 @@ impl Daemon {
                 run_ended(jobs, retention, outcome)
             })
             .await;
+        let why = match &self.fatal {
+            Some(error) => format!("stopped on an error: {error}"),
+            None => "stopped on request".to_owned(),
+        };
+        self.announce(Event::SchedulerStopped, Some(why));
+        if let Some(courier) = self.parts.courier.take() {
+            crate::store::blocking(|| courier.stop(COURIER_GRACE));
+        }
         let _ = self.with_store(|store| store.release_owner(&self.me));
         stopped
     }

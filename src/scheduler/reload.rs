@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::jobs::Jobs;
 use crate::catalog::{Catalog, Job, JobState};
+use crate::config::HomeConfig;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::store::Store;
@@ -40,6 +41,8 @@ pub struct Reloaded {
     pub census: Census,
     /// The store's data version read before the specs were loaded.
     pub data_version: i64,
+    /// The home's config in force.
+    pub config: HomeConfig,
 }
 
 /// Loads the specs, syncs them into the store and builds the job table; pending slots come from the
@@ -77,6 +80,7 @@ pub fn reload(
         jobs,
         census,
         data_version,
+        config: catalog.in_force,
     })
 }
 

@@ -448,8 +448,11 @@ pub struct NotificationRecord {
     /// The notifier, as people may see it: `webhook https://hooks.example.com/…`.
     pub notifier: String,
     pub state: DeliveryState,
+    #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::clock::as_rfc3339::option")]
     pub next_try_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::clock::as_rfc3339::option")]
     pub done_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub tries: Vec<TryRecord>,
@@ -459,6 +462,7 @@ pub struct NotificationRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct TryRecord {
     pub event: &'static str,
+    #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
     pub at: DateTime<Utc>,
     pub http_status: Option<u16>,
     pub detail: Option<String>,

@@ -19,8 +19,11 @@ mod first_day;
 mod home_config;
 mod maintenance;
 mod more_breaks;
+mod notify;
 mod orphans;
 mod output_limits;
+#[path = "../support/receiver.rs"]
+mod receiver;
 mod runbooks;
 mod runs;
 mod scheduler;

@@ -33,6 +33,11 @@ impl Request {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body as JSON, or null when it is not (a ping's empty body).
+    pub fn json_or_null(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {}", self.body_text()))
@@ -106,6 +111,12 @@ impl Receiver {
         self
     }
 
+    /// Answer again (after [`Self::hang`]); connections held so far are let go unanswered.
+    pub fn answer(&self) -> &Self {
+        self.shared.hang.store(false, Ordering::SeqCst);
+        self
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.shared
             .requests
@@ -157,7 +168,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
     }
     if shared.hang.load(Ordering::SeqCst) {
         let start = Instant::now();
-        while !shared.stop.load(Ordering::SeqCst) && start.elapsed() < LONGEST_HANG {
+        while !shared.stop.load(Ordering::SeqCst)
+            && shared.hang.load(Ordering::SeqCst)
+            && start.elapsed() < LONGEST_HANG
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         return;

@@ -20,9 +20,10 @@ use crate::store::records::{
     TryRecord,
 };
 
-/// A lease lasts the notifier's timeout and this much more, so that a try still going when the
-/// lease ends is one whose process is gone.
-const LEASE_MARGIN: Duration = Duration::seconds(60);
+/// A lease lasts the notifier's timeout and this much more: a try is bounded by its timeout, so one
+/// still unrecorded when the lease ends is one whose process is gone (or stalled, and then a second
+/// try with the same delivery id is what at-least-once allows).
+const LEASE_MARGIN: Duration = Duration::seconds(15);
 
 /// Writes what `what` of run `job_id#seq` owes to the notifiers of its job's last good spec, inside
 /// the caller's transaction. A job without notifiers costs one indexed read.
@@ -207,10 +208,20 @@ impl OutboxStore for SqliteStore {
             Some((job, seq)) => (Some(job), Some(seq)),
             None => (None, None),
         };
-        let due_sql = "SELECT delivery_id, job_id, seq, notifier, endpoint, body, tries FROM notifications
-             WHERE state = 'pending' AND next_try_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-               AND (?2 IS NULL OR (job_id = ?2 AND seq = ?3))
-             ORDER BY next_try_at LIMIT ?4";
+        // A run's notifications to one notifier go out in the order they were owed: a healthchecks
+        // check that heard a run's end before its start would wait for an end that never comes.
+        let due_sql =
+            "SELECT n.delivery_id, n.job_id, n.seq, n.notifier, n.endpoint, n.body, n.tries
+             FROM notifications n
+             WHERE n.state = 'pending' AND n.next_try_at <= ?1
+               AND (n.lease_until IS NULL OR n.lease_until <= ?1)
+               AND (?2 IS NULL OR (n.job_id = ?2 AND n.seq = ?3))
+               AND NOT EXISTS (
+                   SELECT 1 FROM notifications e
+                   WHERE e.job_id = n.job_id AND e.seq = n.seq AND e.state = 'pending'
+                     AND e.endpoint = n.endpoint AND e.notifier = n.notifier
+                     AND e.rowid < n.rowid)
+             ORDER BY n.next_try_at LIMIT ?4";
         // A cheap read first: most of the time nothing is due and no write lock is needed.
         let any: bool = self
             .conn
