@@ -66,17 +66,19 @@ impl Rng {
 
 /// Five kinds of job, ten of each, so that every path of a run is crossed while it is being killed:
 /// plain successes, output on both streams, failures with retries, timeouts (a kill of the process
-/// group, retried, also after an interruption), and a queue behind a slow run.
+/// group, retried, also after an interruption), and a queue behind a slow run. The failing and the
+/// timing-out kinds notify (the default events) through a command that appends the delivery id to
+/// `notified.log` in the home.
 fn spec(index: usize) -> String {
     let head = format!("id: t{index:02}\nschedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n");
     let body = match index % 5 {
         0 => "run:\n  command: [\"true\"]\n",
         1 => "run:\n  shell: \"echo out; echo err >&2\"\n",
         2 => {
-            "run:\n  shell: \"echo failing; exit 3\"\nretry:\n  max_attempts: 3\n  backoff: 200ms\n  retry_on: [failed]\n"
+            "run:\n  shell: \"echo failing; exit 3\"\nretry:\n  max_attempts: 3\n  backoff: 200ms\n  retry_on: [failed]\nnotify:\n  - command: [sh, -c, \"echo $JOBS_NOTIFY_DELIVERY >> notified.log\"]\n"
         }
         3 => {
-            "run:\n  shell: \"sleep 5\"\n  timeout: 400ms\n  kill_grace: 200ms\npolicy:\n  coalesce: false\n  misfire_grace: 2s\nretry:\n  max_attempts: 2\n  backoff: 100ms\n  retry_on: [timed_out, interrupted]\n"
+            "run:\n  shell: \"sleep 5\"\n  timeout: 400ms\n  kill_grace: 200ms\npolicy:\n  coalesce: false\n  misfire_grace: 2s\nretry:\n  max_attempts: 2\n  backoff: 100ms\n  retry_on: [timed_out, interrupted]\nnotify:\n  - command: [sh, -c, \"echo $JOBS_NOTIFY_DELIVERY >> notified.log\"]\n"
         }
         _ => "run:\n  shell: \"sleep 1.5\"\npolicy:\n  max_instances: 1\n  overlap: queue\n",
     };
@@ -288,8 +290,9 @@ fn fifty_jobs_survive_repeated_kill_9() {
         violations.push(format!("after the clean stop: {offender}"));
     }
     let report = check(&home, &mut violations);
+    let notified = check_notifications(&home, &mut violations);
     println!(
-        "torture: {cycles} cycles survived in {:.1} s, {} runs ({}), {plain_kills} plain kills, {fault_kills} kills at fault points, {patience_kills} armed cycles ended by a plain kill, {} directories without a row after the final start, violations: {}",
+        "torture: {cycles} cycles survived in {:.1} s, {} runs ({}), {plain_kills} plain kills, {fault_kills} kills at fault points, {patience_kills} armed cycles ended by a plain kill, {} directories without a row after the final start, {notified} notifications delivered, violations: {}",
         began.elapsed().as_secs_f64(),
         report.runs,
         report.by_status,
@@ -489,6 +492,92 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
         by_status,
         leftover_dirs: leftovers.len(),
     }
+}
+
+/// The kinds of job that notify (see [`spec`]), and the run statuses they are told of by default.
+const NOTIFYING: [usize; 2] = [2, 3];
+const TOLD: [&str; 4] = ["failed", "timed_out", "interrupted", "missed"];
+
+/// Every notification the kills could have lost: each run of a notifying job that ended in a status
+/// its notifier hears owes exactly one notification, written with the end it reports; once a last
+/// scheduler (with every job disabled, so that it owes nothing new) has drained the outbox, every
+/// one is delivered, and its delivery id reached the command at least once. Returns how many.
+fn check_notifications(home: &TestHome, violations: &mut Vec<String>) -> usize {
+    let db = home.db();
+    let mut statement = db
+        .prepare(
+            "SELECT r.job_id, r.seq, r.status, COUNT(n.delivery_id), COALESCE(MAX(n.event), '')
+             FROM runs r LEFT JOIN notifications n ON n.job_id = r.job_id AND n.seq = r.seq
+             GROUP BY r.job_id, r.seq",
+        )
+        .expect("prepare");
+    let runs: Vec<(String, i64, String, i64, String)> = statement
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (job, seq, status, owed, event) in &runs {
+        let index: usize = job[1..].parse().expect("a torture job id");
+        let told = NOTIFYING.contains(&(index % 5)) && TOLD.contains(&status.as_str());
+        match (told, owed) {
+            (true, 1) if event == status => {}
+            (false, 0) => {}
+            _ => violations.push(format!(
+                "{job}#{seq} ({status}) owes {owed} notification(s) (event {event:?}); expected {}",
+                u8::from(told)
+            )),
+        }
+    }
+    drop(statement);
+    drop(db);
+
+    for index in 0..JOBS {
+        let outcome = home.run(&["disable", &format!("t{index:02}")]);
+        assert_eq!(outcome.code, 0, "disable: {}", outcome.stderr);
+    }
+    let pending = || home.count("SELECT COUNT(*) FROM notifications WHERE state = 'pending'");
+    let mut scheduler = start(home, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pending() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = Pid::from_raw(i32::try_from(scheduler.id()).expect("pid")).expect("pid");
+    kill_process(pid, Signal::TERM).expect("SIGTERM");
+    wait_exit(&mut scheduler, 30);
+
+    let sent: BTreeSet<String> = std::fs::read_to_string(home.path().join("notified.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let db = home.db();
+    let mut statement = db
+        .prepare("SELECT delivery_id, state, job_id, seq FROM notifications")
+        .expect("prepare");
+    let rows: Vec<(String, String, String, i64)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (id, state, job, seq) in &rows {
+        if state != "delivered" {
+            violations.push(format!(
+                "{job}#{seq}: notification {id} is {state} after the outbox was drained"
+            ));
+        }
+        if !sent.contains(id) {
+            violations.push(format!(
+                "{job}#{seq}: notification {id} never reached its command"
+            ));
+        }
+    }
+    let known: BTreeSet<&String> = rows.iter().map(|(id, ..)| id).collect();
+    for id in sent.iter().filter(|id| !known.contains(id)) {
+        violations.push(format!("the command got {id}, which no notification has"));
+    }
+    rows.len()
 }
 
 /// Every `runs/<job>/<seq>/` directory.

@@ -26,6 +26,7 @@ CREATE TABLE notifications (
 ) STRICT;
 CREATE INDEX notifications_due ON notifications (next_try_at) WHERE state = 'pending';
 CREATE INDEX notifications_by_run ON notifications (job_id, seq);
+CREATE INDEX notifications_given_up ON notifications (done_at) WHERE state = 'given_up';
 
 -- Every delivery try: `notify_sent` (ok = 1) or `notify_failed`, with what the endpoint answered.
 CREATE TABLE notification_tries (

@@ -175,7 +175,7 @@ fn deliver_unless_scheduled(ctx: &Ctx, runs: &[(String, i64)]) {
     );
     match delivered {
         Ok(report) if report.left > 0 => tracing::warn!(
-            "{} notification(s) not delivered yet; they stay in the outbox for the scheduler (`jobsctl show <id> <run>` shows their tries)",
+            "{} notification(s) not delivered yet; they stay in the outbox for the scheduler (`jobsctl show <id> --run <n>` shows their tries)",
             report.left
         ),
         Ok(_) => {}

@@ -16,8 +16,7 @@ use crate::error::{Error, Result};
 use crate::run::run_name;
 use crate::scheduler::lock::OwnerLock;
 use crate::spec::Problem;
-use crate::store::Owner;
-use crate::store::RunRow;
+use crate::store::{NotificationRecord, OutboxCounts, Owner, RunRow};
 
 /// A heartbeat older than this means the scheduler is stopped or hung. It beats every 2 s; a beat can
 /// wait up to the store's 30 s busy timeout behind another process's write lock, so only an age past
@@ -35,7 +34,11 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     let in_flight = catalog.store.active_runs()?;
     let failures = catalog.store.recent_failures(5)?;
     let scheduler = SchedulerView::new(holder.as_deref(), owner.as_ref(), now);
-    let view = StatusView::new(&catalog, scheduler, &in_flight, &failures, now);
+    let mut view = StatusView::new(&catalog, scheduler, &in_flight, &failures, now);
+    view.notifications = NotificationsView {
+        counts: catalog.store.outbox_counts()?,
+        recent_given_up: catalog.store.given_up(GIVEN_UP_SHOWN)?,
+    };
     let error = match (&holder, &view.scheduler.detail) {
         (None, _) => Some(Error::SchedulerNotRunning),
         (Some(holder), Some(detail)) if !detail.responsive => Some(Error::SchedulerUnresponsive {
@@ -56,12 +59,24 @@ struct StatusView<'a> {
     next_slots: Vec<NextSlot<'a>>,
     spec_problems: Vec<SpecProblems<'a>>,
     last_failures: Vec<RunEntry<'a>>,
+    notifications: NotificationsView,
     /// Active jobs with a next slot beyond those shown.
     #[serde(skip)]
     later: usize,
     #[serde(skip)]
     now: DateTime<Utc>,
 }
+
+/// The outbox at a glance: what waits to be delivered, what was given up, and the latest given up.
+#[derive(Serialize)]
+struct NotificationsView {
+    #[serde(flatten)]
+    counts: OutboxCounts,
+    recent_given_up: Vec<NotificationRecord>,
+}
+
+/// How many of the notifications given up most recently `status` lists.
+const GIVEN_UP_SHOWN: usize = 5;
 
 /// The scheduler as the lock and the store's owner row tell it: `owner` once a process holds the
 /// lock, the rest once it has recorded itself.
@@ -213,6 +228,10 @@ impl<'a> StatusView<'a> {
             next_slots,
             spec_problems,
             last_failures: failures.iter().map(RunEntry::new).collect(),
+            notifications: NotificationsView {
+                counts: OutboxCounts::default(),
+                recent_given_up: Vec::new(),
+            },
             later,
             now,
         }
@@ -265,6 +284,7 @@ impl View for StatusView<'_> {
                 }
             }
         }
+        self.render_notifications(out, &mut human);
         if !self.last_failures.is_empty() {
             human.push_str("last failures:\n");
             for run in &self.last_failures {
@@ -277,6 +297,40 @@ impl View for StatusView<'_> {
             }
         }
         human
+    }
+}
+
+impl StatusView<'_> {
+    fn render_notifications(&self, out: &Output, human: &mut String) {
+        let counts = self.notifications.counts;
+        let given_up = format!("{} given up", counts.given_up);
+        human.push_str(&format!(
+            "notifications: {} pending, {}\n",
+            counts.pending,
+            if counts.given_up > 0 {
+                out.paint(Style::Red, &given_up)
+            } else {
+                given_up
+            }
+        ));
+        for notification in &self.notifications.recent_given_up {
+            let about = match (&notification.job_id, notification.run) {
+                (Some(job), Some(run)) => run_name(job, run),
+                _ => "the home".to_owned(),
+            };
+            let when = notification
+                .done_at
+                .map(|at| relative(at, self.now))
+                .unwrap_or_default();
+            human.push_str(&format!(
+                "  {} {} to {}, given up {}: {}\n",
+                escape_controls(&about),
+                notification.event,
+                escape_controls(&notification.notifier),
+                when,
+                escape_controls(notification.last_error.as_deref().unwrap_or("-"))
+            ));
+        }
     }
 }
 

@@ -411,6 +411,9 @@ pub trait OutboxStore {
     /// Of one run's notifications, how many are still pending.
     fn pending_of_run(&self, job_id: &str, seq: i64) -> Result<u64>;
 
+    /// The notifications given up most recently, newest first, up to `limit` (without their tries).
+    fn given_up(&self, limit: usize) -> Result<Vec<NotificationRecord>>;
+
     fn outbox_counts(&self) -> Result<OutboxCounts>;
 }
 

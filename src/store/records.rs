@@ -447,6 +447,9 @@ pub struct NotificationRecord {
     pub event: String,
     /// The notifier, as people may see it: `webhook https://hooks.example.com/…`.
     pub notifier: String,
+    /// The run it is about; `None` for an event of the home.
+    pub job_id: Option<String>,
+    pub run: Option<i64>,
     pub state: DeliveryState,
     #[serde(serialize_with = "crate::clock::as_rfc3339::instant")]
     pub created_at: DateTime<Utc>,

@@ -149,6 +149,36 @@ pub(super) fn insert(tx: &Transaction<'_>, owed: &[Outgoing]) -> rusqlite::Resul
     Ok(())
 }
 
+/// The columns [`record_row`] reads.
+const RECORD_COLUMNS: &str = "delivery_id, event, notifier, state, created_at, next_try_at, done_at, last_error, job_id, seq";
+
+/// A notification as `show` and `status` report it, its notifier masked; its tries are read apart.
+fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NotificationRecord> {
+    let notifier: String = row.get(2)?;
+    let shown = serde_json::from_str::<NotifierSpec>(&notifier).map_or_else(
+        |_| "unreadable".into(),
+        |n| crate::notifier::shown(&n.target),
+    );
+    let state: String = row.get(3)?;
+    let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending);
+    Ok(NotificationRecord {
+        delivery_id: row.get(0)?,
+        event: row.get(1)?,
+        notifier: shown,
+        job_id: row.get(8)?,
+        run: row.get(9)?,
+        state,
+        created_at: row.get::<_, Millis>(4)?.0,
+        next_try_at: (state == DeliveryState::Pending)
+            .then(|| instant(row, 5))
+            .transpose()?
+            .flatten(),
+        done_at: instant(row, 6)?,
+        last_error: row.get(7)?,
+        tries: Vec::new(),
+    })
+}
+
 /// A due row as read: delivery id, job id, run seq, notifier JSON, endpoint, body JSON, tries so far.
 type DueRow = (
     String,
@@ -383,35 +413,13 @@ impl OutboxStore for SqliteStore {
         let fail = |e| store_error(format!("read the notifications of {job_id}#{seq}"), e);
         let mut statement = self
             .conn
-            .prepare_cached(
-                "SELECT delivery_id, event, notifier, state, created_at, next_try_at, done_at, last_error
-                 FROM notifications WHERE job_id = ?1 AND seq = ?2 ORDER BY created_at, delivery_id",
-            )
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM notifications WHERE job_id = ?1 AND seq = ?2
+                 ORDER BY created_at, rowid"
+            ))
             .map_err(fail)?;
         let mut records: Vec<NotificationRecord> = statement
-            .query_map(params![job_id, seq], |row| {
-                let notifier: String = row.get(2)?;
-                let shown = serde_json::from_str::<NotifierSpec>(&notifier).map_or_else(
-                    |_| "unreadable".into(),
-                    |n| crate::notifier::shown(&n.target),
-                );
-                let state: String = row.get(3)?;
-                let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending);
-                Ok(NotificationRecord {
-                    delivery_id: row.get(0)?,
-                    event: row.get(1)?,
-                    notifier: shown,
-                    state,
-                    created_at: row.get::<_, Millis>(4)?.0,
-                    next_try_at: (state == DeliveryState::Pending)
-                        .then(|| instant(row, 5))
-                        .transpose()?
-                        .flatten(),
-                    done_at: instant(row, 6)?,
-                    last_error: row.get(7)?,
-                    tries: Vec::new(),
-                })
-            })
+            .query_map(params![job_id, seq], record_row)
             .map_err(fail)?
             .collect::<rusqlite::Result<_>>()
             .map_err(fail)?;
@@ -457,11 +465,27 @@ impl OutboxStore for SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    fn given_up(&self, limit: usize) -> Result<Vec<NotificationRecord>> {
+        let fail = |e| store_error("read the notifications given up", e);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM notifications WHERE state = 'given_up'
+                 ORDER BY done_at DESC, rowid DESC LIMIT ?1"
+            ))
+            .and_then(|mut s| {
+                s.query_map([limit], record_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(fail)
+    }
+
     fn outbox_counts(&self) -> Result<OutboxCounts> {
         self.conn
             .query_row(
-                "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'given_up'), 0)
-                 FROM notifications",
+                // Each count from its partial index, not a scan of every notification ever owed.
+                "SELECT (SELECT COUNT(*) FROM notifications WHERE state = 'pending'),
+                        (SELECT COUNT(*) FROM notifications WHERE state = 'given_up')",
                 [],
                 |row| {
                     Ok(OutboxCounts {
