@@ -144,8 +144,19 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::Scheduler {
             dry_run,
             shutdown_grace,
+            listen,
+            token_file,
             ..
-        } => super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration()),
+        } => {
+            let listen = listen
+                .map(|addr| crate::server::Listen::new(&addr, token_file.as_deref()))
+                .transpose()?;
+            super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration(), listen)
+        }
+        Command::Serve { listen, token_file } => {
+            let listen = crate::server::Listen::new(&listen, token_file.as_deref())?;
+            super::serve::run(ctx, &listen)
+        }
         command @ (Command::Pause { .. }
         | Command::Resume { .. }
         | Command::Disable { .. }

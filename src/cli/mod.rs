@@ -20,6 +20,7 @@ mod replay;
 mod run;
 mod scheduler;
 mod schema;
+mod serve;
 mod shell_init;
 mod show;
 mod show_run;

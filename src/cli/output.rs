@@ -183,6 +183,24 @@ impl Output {
     }
 }
 
+/// The `--json` document of a command's outcome, as [`Output::report`] and [`Output::error`] print it:
+/// what the HTTP API answers too, so its shapes are the CLI's.
+pub fn envelope(outcome: &Result<Report>) -> Value {
+    let envelope = match outcome {
+        Ok(report) => Envelope {
+            ok: report.error.is_none(),
+            data: Some(&report.data),
+            error: report.error.as_ref().map(ErrorBody::of),
+        },
+        Err(error) => Envelope {
+            ok: false,
+            data: None,
+            error: Some(ErrorBody::of(error)),
+        },
+    };
+    serde_json::to_value(&envelope).unwrap_or(Value::Null)
+}
+
 /// Writes to stdout, treating a closed pipe (`jobsctl list | head`) as done rather than as a failure.
 fn print_stdout(text: &str) {
     let mut stdout = std::io::stdout().lock();

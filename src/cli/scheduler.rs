@@ -17,15 +17,29 @@ use crate::scheduler::DryRun;
 use crate::scheduler::plan::{Claim, Note, What};
 use crate::scheduler::{Options, Shutdown, run as run_scheduler};
 
-pub fn run(ctx: &Ctx, dry_run: bool, shutdown_grace: Duration) -> Result<Report> {
+pub fn run(
+    ctx: &Ctx,
+    dry_run: bool,
+    shutdown_grace: Duration,
+    listen: Option<crate::server::Listen>,
+) -> Result<Report> {
     if dry_run {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let plan = crate::scheduler::dry_run(&ctx.home, &clock)?;
         return dry_run_report(&ctx.home, &plan);
     }
     let runtime = super::ctx::async_runtime()?;
+    let server = listen.map(|listen| crate::scheduler::ServerSetup {
+        listen,
+        source: std::sync::Arc::new(super::serve::HomeSource::new(
+            ctx.home.clone(),
+            Arc::new(SystemClock),
+            Some(crate::run::owner()),
+        )),
+    });
     let options = Options {
         shutdown_grace,
+        server,
         ..Options::default()
     };
     let home = ctx.home.clone();

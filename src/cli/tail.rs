@@ -86,6 +86,18 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
     follow_from(&mut printer, id, &job_dir, seq, args.forever)
 }
 
+/// A run's event lines as written (whole lines only): what the HTTP API answers for a run's events.
+pub fn event_lines(ctx: &Ctx, id: &str, seq: i64) -> Result<String> {
+    // The job must exist before its id names a path.
+    let catalog = ctx.catalog_with_runs(Some(id))?;
+    let dir = crate::artifacts::rundir::job_dir(&ctx.home, id).join(seq.to_string());
+    if !dir.join(EVENTS_FILE).exists() {
+        return Err(super::replay::not_a_run(&*catalog.store, id, seq));
+    }
+    let lines = EventReader::new(&dir).read_new()?;
+    Ok(lines.iter().map(|line| format!("{line}\n")).collect())
+}
+
 /// `--json` prints the event lines as they are, so a report of tail has no `data` of its own.
 fn quiet(human: String) -> Report {
     Report::streamed(human)

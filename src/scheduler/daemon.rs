@@ -26,10 +26,12 @@ use crate::clock::Clock;
 use crate::delivery::Courier;
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::metrics::Metrics;
 use crate::notifier::{Event, HomeFacts, fanout};
 use crate::run::{owner, run_name};
 use crate::runner::execute::RunOutcome;
 use crate::runner::recover::reconcile_runs;
+use crate::server::{Listen, Server, Source};
 use crate::spec::model::NotifierSpec;
 use crate::store::{RunRow, Store, TickRecord, TickResult};
 
@@ -41,6 +43,23 @@ pub struct Options {
     pub rescan_every: Duration,
     /// How often the store is checked for changes made by other processes.
     pub store_poll: Duration,
+    /// The HTTP server to run beside the loop (`--listen`), if any.
+    pub server: Option<ServerSetup>,
+}
+
+/// Where the scheduler's HTTP server listens and what it answers from.
+#[derive(Clone)]
+pub struct ServerSetup {
+    pub listen: Listen,
+    pub source: Arc<dyn Source>,
+}
+
+impl std::fmt::Debug for ServerSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSetup")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Options {
@@ -49,6 +68,7 @@ impl Default for Options {
             shutdown_grace: Duration::from_secs(30),
             rescan_every: Duration::from_secs(30),
             store_poll: Duration::from_millis(250),
+            server: None,
         }
     }
 }
@@ -75,11 +95,8 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const COURIER_GRACE: Duration = Duration::from_secs(3);
 
 /// The daemon's parts besides the tick. The loop polls or tells each; all of them stop on the one
-/// shutdown path, [`Daemon::shut_down`].
-///
-/// The next issue adds the HTTP server (metrics, health, the dashboard) here: a task started in
-/// [`run`] with a clone of the daemon's [`Shutdown`], and awaited in [`Daemon::shut_down`] after the
-/// supervisor, so nothing it reports outlives the runs it reports on.
+/// shutdown path, [`Daemon::shut_down`], after the supervisor, so nothing they report outlives the
+/// runs it reports on.
 struct Components {
     supervisor: Supervisor,
     watch: SpecWatch,
@@ -88,6 +105,8 @@ struct Components {
     /// Delivers the outbox on a thread of its own; stopped after the supervisor, so the
     /// notifications of the runs stopped at shutdown are owed before it winds down.
     courier: Option<Courier>,
+    /// `/metrics`, health and the JSON API (`--listen`); stopped last, so it can be watched to the end.
+    server: Option<Server>,
 }
 
 struct Daemon {
@@ -113,6 +132,11 @@ struct Daemon {
     home_notifiers: Vec<NotifierSpec>,
     /// When this scheduler took the home: names its start and stop in their delivery ids.
     started_at: DateTime<Utc>,
+    /// What this process saw, for `/metrics`.
+    metrics: Arc<Metrics>,
+    /// The slots of the scheduled runs started and not ended yet: how late each started is known at
+    /// its end.
+    slots: HashMap<(String, i64), DateTime<Utc>>,
 }
 
 /// Runs the scheduler of `home` until `shutdown` resolves.
@@ -148,8 +172,21 @@ pub async fn run(
         retention: Retention::new(Arc::clone(&store), home.runs_dir(), Arc::clone(&clock)),
         slot_log: SlotLog::new(home.clone(), Arc::clone(&clock)),
         courier,
+        server: None,
     };
     let started_at = clock.now();
+    let metrics = Arc::new(Metrics::new());
+    let server = match &options.server {
+        Some(setup) => Some(
+            Server::start(
+                &setup.listen,
+                Arc::clone(&setup.source),
+                Arc::clone(&metrics),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let mut daemon = Daemon {
         home,
         clock,
@@ -166,7 +203,10 @@ pub async fn run(
         census: first.census,
         home_notifiers: first.config.notify,
         started_at,
+        metrics,
+        slots: HashMap::new(),
     };
+    daemon.parts.server = server;
     daemon.take_owed_retries();
     daemon.log_start();
     daemon.announce(Event::SchedulerStarted, None);
@@ -504,9 +544,16 @@ impl Daemon {
             } => (seq, prepared, queued),
         };
         let Some(run_dir) = prepared else {
+            self.count_slots(&record);
             self.parts.slot_log.record(&record, seq);
             return;
         };
+        if let TickRecord::Run {
+            slot: Some(slot), ..
+        } = &record
+        {
+            self.slots.insert((record.job_id().to_owned(), seq), *slot);
+        }
         let Some(entry) = self.jobs.get(record.job_id()) else {
             return;
         };
@@ -528,8 +575,42 @@ impl Daemon {
     fn reap_finished(&mut self, finished: std::result::Result<RunOutcome, tokio::task::JoinError>) {
         if let Some(outcome) = self.parts.supervisor.finished(finished) {
             run_ended(&self.jobs, &self.parts.retention, &outcome);
+            self.count_end(&outcome);
             self.wake_courier();
         }
+    }
+
+    /// Slots recorded skipped or missed, for `/metrics`.
+    fn count_slots(&self, record: &TickRecord) {
+        match record {
+            TickRecord::Skipped {
+                job_id,
+                count,
+                reason,
+                ..
+            } => self.metrics.slots_skipped(job_id, reason, *count),
+            TickRecord::Missed { job_id, count, .. } => {
+                self.metrics.slots_missed(job_id, *count);
+            }
+            TickRecord::Run { .. } => {}
+        }
+    }
+
+    /// A run's end, for `/metrics`: its status and duration, and how late a scheduled run started.
+    fn count_end(&mut self, outcome: &RunOutcome) {
+        let slot = self.slots.remove(&(outcome.job_id.clone(), outcome.seq));
+        if outcome.released {
+            return;
+        }
+        let lateness = slot
+            .zip(outcome.end.started_at)
+            .map(|(slot, started)| (started - slot).num_milliseconds());
+        self.metrics.run_finished(
+            &outcome.job_id,
+            outcome.end.status.as_str(),
+            outcome.end.duration_ms,
+            lateness,
+        );
     }
 
     fn wake_courier(&self) {
@@ -584,6 +665,9 @@ impl Daemon {
             crate::store::blocking(|| courier.stop(COURIER_GRACE));
         }
         let _ = self.with_store(|store| store.release_owner(&self.me));
+        if let Some(server) = self.parts.server.take() {
+            server.stop().await;
+        }
         stopped
     }
 }

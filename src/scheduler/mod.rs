@@ -17,6 +17,6 @@ mod slot_log;
 mod supervisor;
 pub mod watch;
 
-pub use daemon::{Options, run};
+pub use daemon::{Options, ServerSetup, run};
 pub use dry_run::{DryRun, dry_run};
 pub use shutdown::Shutdown;

@@ -47,9 +47,9 @@ use chrono::{DateTime, Utc};
 
 use super::records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryTry, DueNotification,
-    HistoryFilter, JobRow, KeptConfig, NotificationRecord, OperatorState, OutboxCounts, Owner,
-    QueuedStart, Requested, RetainedRun, RunRow, RunStats, StateChange, SyncReport, TickRecord,
-    TickResult,
+    HistoryFilter, JobRow, KeptConfig, LastEnds, NotificationRecord, OperatorState, OutboxCounts,
+    Owner, QueuedStart, Requested, RetainedRun, RunRow, RunStats, StateChange, SyncReport,
+    TickRecord, TickResult,
 };
 use crate::error::{Error, Result};
 use crate::notifier::fanout::Outgoing;
@@ -243,6 +243,10 @@ pub trait HistoryStore {
 
     /// Last run, last success, last failure, failure streak and counts of one job.
     fn run_stats(&self, job_id: &str) -> Result<RunStats>;
+
+    /// When each job's last success and last failure (failed, timed out, cancelled, interrupted)
+    /// ended, in one read for every job: what `/metrics` shows.
+    fn last_ends(&self) -> Result<Vec<LastEnds>>;
 
     /// Every run of a job as retention weighs it.
     fn retention_view(&self, job_id: &str) -> Result<Vec<RetainedRun>>;

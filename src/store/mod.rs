@@ -12,7 +12,7 @@ pub use interface::{
 };
 pub use records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryState, DeliveryTry,
-    DueNotification, HISTORY_COUNT_CAP, HistoryFilter, JobRow, KeptConfig, NotificationRecord,
-    OWNER_GONE, OperatorState, OutboxCounts, Owner, QueuedStart, Requested, RetainedRun, RunRow,
-    RunStats, StateChange, SyncReport, TickRecord, TickResult, TryRecord,
+    DueNotification, HISTORY_COUNT_CAP, HistoryFilter, JobRow, KeptConfig, LastEnds,
+    NotificationRecord, OWNER_GONE, OperatorState, OutboxCounts, Owner, QueuedStart, Requested,
+    RetainedRun, RunRow, RunStats, StateChange, SyncReport, TickRecord, TickResult, TryRecord,
 };

@@ -473,6 +473,14 @@ pub struct TryRecord {
     pub by: String,
 }
 
+/// When a job last succeeded and last failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastEnds {
+    pub job_id: String,
+    pub success: Option<DateTime<Utc>>,
+    pub failure: Option<DateTime<Utc>>,
+}
+
 /// The outbox at a glance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxCounts {

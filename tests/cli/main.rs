@@ -27,6 +27,7 @@ mod receiver;
 mod runbooks;
 mod runs;
 mod scheduler;
+mod server;
 mod spec_input;
 mod store_access;
 mod store_sync;

@@ -95,9 +95,9 @@ fn kill_9_of_jobs_run_leaves_no_process_after_the_next_command() {
     let running = group(pgid).len();
     sigkill(owner.id());
     wait_exit(&mut owner, 10);
-    assert_eq!(
-        group(pgid).len(),
-        running,
+    // At least those seen before the kill: the shell may still be starting its second child.
+    assert!(
+        group(pgid).len() >= running,
         "the command outlives its owner until settled"
     );
 

@@ -12,7 +12,9 @@ use super::column::{Millis, instant, unsigned};
 use super::connection::{SqliteStore, store_error};
 use crate::error::Result;
 use crate::store::interface::HistoryStore;
-use crate::store::records::{HISTORY_COUNT_CAP, HistoryFilter, RetainedRun, RunRow, RunStats};
+use crate::store::records::{
+    HISTORY_COUNT_CAP, HistoryFilter, LastEnds, RetainedRun, RunRow, RunStats,
+};
 
 pub(super) const RUN_COLUMNS: &str = "job_id, seq, trigger, slot, due_at, claimed_at, started_at, finished_at, status, \
      attempts, exit_code, signal, error_code, message, spec_hash, owner, slot_count, replay_of, run_dir, \
@@ -93,6 +95,30 @@ impl HistoryStore for SqliteStore {
             })
             .map_err(fail)?;
         rows.collect::<rusqlite::Result<_>>().map_err(fail)
+    }
+
+    fn last_ends(&self) -> Result<Vec<LastEnds>> {
+        self.conn
+            .prepare_cached(
+                "SELECT job_id,
+                        MAX(CASE WHEN status = 'succeeded' THEN finished_at END),
+                        MAX(CASE WHEN status <> 'succeeded' THEN finished_at END)
+                 FROM runs
+                 WHERE status IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'interrupted')
+                 GROUP BY job_id",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| {
+                        Ok(LastEnds {
+                            job_id: row.get(0)?,
+                            success: instant(row, 1)?,
+                            failure: instant(row, 2)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| store_error("read when each job last succeeded and failed", e))
     }
 
     fn recent_failures(&self, limit: i64) -> Result<Vec<RunRow>> {

@@ -1,0 +1,259 @@
+//! The server itself: axum on the runtime it is started from, its routes (`/metrics`, `/healthz`,
+//! `/readyz`, `/api/...`), the token check, a cap on requests in flight and a time limit on each.
+//! Read-only: every route answers from its [`Source`] on a blocking thread. Must not hold anything the
+//! scheduler's loop waits for.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+use super::access::{Listen, authorized};
+use super::source::{Answer, Route, Source};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+/// Requests answered at once; more wait for a slot, up to [`REQUEST_TIMEOUT`].
+const IN_FLIGHT: usize = 32;
+
+/// The longest one request may take, waiting for a slot included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most runs one page of `/api/jobs/<id>/runs` lists.
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Clone)]
+struct AppState {
+    source: Arc<dyn Source>,
+    metrics: Arc<Metrics>,
+    token: Option<Arc<str>>,
+    slots: Arc<Semaphore>,
+}
+
+/// A server that runs until [`Server::stop`].
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `listen` and starts serving on the current runtime.
+    pub async fn start(
+        listen: &Listen,
+        source: Arc<dyn Source>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen.addr)
+            .await
+            .map_err(|e| Error::Usage {
+                message: format!("cannot listen on {}: {e}", listen.addr),
+            })?;
+        let addr = listener.local_addr().map_err(|e| Error::Internal {
+            message: format!("the listening socket has no address: {e}"),
+        })?;
+        let state = AppState {
+            source,
+            metrics,
+            token: listen.token.as_deref().map(Arc::from),
+            slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+        };
+        let router = router(state);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!("the HTTP server stopped: {e}");
+            }
+        });
+        tracing::info!(address = %addr, "listening on http://{addr}");
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets the requests in flight finish (each is bounded), and returns.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, &mut self.task).await;
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .route("/api/jobs", get(jobs))
+        .route("/api/jobs/{id}", get(job))
+        .route("/api/jobs/{id}/runs", get(runs))
+        .route("/api/jobs/{id}/runs/{seq}", get(run))
+        .route("/api/jobs/{id}/runs/{seq}/events", get(events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        // Alive says nothing about the home, so it needs no token: what a supervisor probes.
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(guarded)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The token (when one is set), then a slot among the requests in flight, then the time limit.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok());
+        if !authorized(token, header) {
+            let mut response =
+                (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    let answered = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let Ok(_slot) = state.slots.acquire().await else {
+            return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+        };
+        next.run(request).await
+    })
+    .await;
+    answered.unwrap_or_else(|_| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the request took too long\n",
+        )
+            .into_response()
+    })
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+/// Runs `f` on a blocking thread (the sources read the store and the disk).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let source = Arc::clone(&state.source);
+    let metrics = Arc::clone(&state.metrics);
+    let text = blocking(move || source.gauges().map(|gauges| metrics.render(&gauges))).await;
+    match text {
+        Some(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Some(Err(e)) => {
+            tracing::warn!("a scrape failed: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+        }
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "the scrape failed\n").into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let source = Arc::clone(&state.source);
+    match blocking(move || source.ready()).await {
+        Some(Ok(())) => "ready\n".into_response(),
+        Some(Err(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "the check failed\n").into_response(),
+    }
+}
+
+async fn answer(state: AppState, route: Route) -> Response {
+    let source = Arc::clone(&state.source);
+    match blocking(move || source.answer(&route)).await {
+        Some(Answer::Json(status, body)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(body),
+        )
+            .into_response(),
+        Some(Answer::Lines(text)) => (
+            [(header::CONTENT_TYPE, "application/jsonl; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "the request failed\n").into_response(),
+    }
+}
+
+async fn jobs(State(state): State<AppState>) -> Response {
+    answer(state, Route::Jobs).await
+}
+
+async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    answer(state, Route::Job { id }).await
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<RunsQuery>,
+) -> Response {
+    let statuses = query
+        .status
+        .map(|s| {
+            s.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let limit = query.limit.map(|n| n.clamp(1, MAX_LIMIT));
+    answer(
+        state,
+        Route::Runs {
+            id,
+            statuses,
+            limit,
+        },
+    )
+    .await
+}
+
+async fn run(State(state): State<AppState>, Path((id, seq)): Path<(String, i64)>) -> Response {
+    answer(state, Route::Run { id, seq }).await
+}
+
+async fn events(State(state): State<AppState>, Path((id, seq)): Path<(String, i64)>) -> Response {
+    answer(state, Route::Events { id, seq }).await
+}

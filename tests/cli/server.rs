@@ -1,0 +1,394 @@
+//! The HTTP server of a home, end to end: the real binary listening on a loopback port of its own
+//! choosing, `/metrics` in the classic text format that `promtool` reads, health, the JSON API with the
+//! CLI's shapes, 404 for anything outside its routes, and the token rules.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{KillOnDrop, SchedulerStart, TestHome, stop, wait_until};
+
+const EVERY_SECOND: &str = "schedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n";
+
+/// A GET of `path` at `port`: the status code and the body.
+fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
+    get_on(stream, path, token)
+}
+
+fn get_on(mut stream: TcpStream, path: &str, token: Option<&str>) -> (u16, String) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The port the process logged it listens on (`listening on http://127.0.0.1:PORT`).
+fn port_in(log: &std::path::Path) -> u16 {
+    let mut port = 0;
+    wait_until("the server to listen", 15, || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        port = text
+            .split("listening on http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        port != 0
+    });
+    port
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// `jobsctl serve` in `home`, its stderr in `serve.log`.
+fn serve(home: &TestHome, args: &[&str]) -> (KillOnDrop, u16) {
+    let log = home.path().join("serve.log");
+    let child = home
+        .command(&[&["serve", "--listen", "127.0.0.1:0"], args].concat())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start jobsctl serve");
+    let child = KillOnDrop(child);
+    let port = port_in(&log);
+    (child, port)
+}
+
+/// `promtool check metrics` on `text`: `None` when it has no complaint, else what it said. Fails the
+/// test when promtool is missing under `JOBS_TEST_STRICT` (CI installs Debian's `prometheus`).
+fn promtool_check(text: &str) -> Option<String> {
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                std::env::var_os("JOBS_TEST_STRICT").is_none(),
+                "promtool is needed (Debian's prometheus package): {e}"
+            );
+            eprintln!("skipped: promtool is not installed ({e})");
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let output = child.wait_with_output().expect("promtool ran");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (!output.status.success() || !said.trim().is_empty()).then_some(said)
+}
+
+#[test]
+fn the_scheduler_serves_metrics_promtool_reads_and_health() {
+    let home = TestHome::new();
+    home.spec(
+        "flip.yaml",
+        format!(
+            "id: flip\n{EVERY_SECOND}run:\n  shell: \"test -e ok || {{ touch ok; exit 2; }}\"\n"
+        ),
+    );
+    home.spec("paused.yaml", "id: paused\nrun:\n  command: [\"true\"]\n");
+    assert_eq!(home.run(&["pause", "paused"]).code, 0);
+    let scheduler = SchedulerStart::new(home.path())
+        .args(&["--listen", "127.0.0.1:0"])
+        .start();
+    let port = port_in(&home.path().join("scheduler.log"));
+    assert_eq!(get(port, "/healthz", None), (200, "ok\n".to_owned()));
+    wait_until("a failure and a success", 15, || {
+        let (_, text) = get(port, "/metrics", None);
+        text.contains("jobs_runs_finished_total{job_id=\"flip\",status=\"failed\"} 1")
+            && text.contains("jobs_runs_finished_total{job_id=\"flip\",status=\"succeeded\"}")
+            // The gauges are read from the store at most once a second.
+            && text.contains("jobs_last_success_timestamp_seconds{job_id=\"flip\"}")
+    });
+    let (status, text) = get(port, "/metrics", None);
+    assert_eq!(status, 200);
+    for expected in [
+        "jobs_build_info{version=\"",
+        "jobs_scheduler_up 1\n",
+        "jobs_job_state{job_id=\"paused\",state=\"paused\"} 1\n",
+        "jobs_job_state{job_id=\"flip\",state=\"active\"} 1\n",
+        "jobs_last_success_timestamp_seconds{job_id=\"flip\"} ",
+        "jobs_last_failure_timestamp_seconds{job_id=\"flip\"} ",
+        "jobs_next_slot_timestamp_seconds{job_id=\"flip\"} ",
+        "jobs_run_duration_seconds_count{job_id=\"flip\"} ",
+        "jobs_fire_lateness_seconds_bucket{le=\"+Inf\"} ",
+        "jobs_notifications_pending 0\n",
+        "# TYPE jobs_runs_finished_total counter\n",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("{job="),
+        "the label is job_id: Prometheus keeps `job` for the scrape job"
+    );
+    if let Some(complaint) = promtool_check(&text) {
+        panic!("promtool check metrics: {complaint}\n{text}");
+    }
+    wait_until("ready", 10, || get(port, "/readyz", None).0 == 200);
+    assert_eq!(stop(scheduler), 0);
+}
+
+#[test]
+fn the_api_answers_what_json_prints_and_nothing_outside_its_routes() {
+    let home = TestHome::new();
+    home.spec(
+        "report.yaml",
+        "id: report\ndescription: \"<script>alert(1)</script>\"\nrun:\n  shell: \"echo '<img src=x onerror=alert(1)>'; exit 1\"\n  env:\n    TOKEN: hunter2-never-served\n",
+    );
+    assert_eq!(home.run(&["run", "report"]).code, 1);
+    let (_server, port) = serve(&home, &[]);
+
+    let (status, body) = get(port, "/api/jobs", None);
+    assert_eq!(status, 200);
+    let (cli, _) = home.json(&["list"]);
+    assert_eq!(json(&body)["data"]["jobs"], cli["data"]["jobs"]);
+
+    let (status, body) = get(port, "/api/jobs/report", None);
+    assert_eq!(status, 200);
+    let served = json(&body);
+    assert_eq!(served["data"]["id"], "report");
+    assert!(!body.contains("hunter2"), "no env value is served: {body}");
+
+    let (status, body) = get(port, "/api/jobs/report/runs?status=failed&limit=5", None);
+    assert_eq!(status, 200, "{body}");
+    let runs = json(&body);
+    assert_eq!(runs["data"]["entries"][0]["status"], "failed", "{runs}");
+    let (status, body) = get(port, "/api/jobs/report/runs?status=nonsense", None);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(json(&body)["error"]["code"], "usage");
+
+    let (status, body) = get(port, "/api/jobs/report/runs/1", None);
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["data"]["run"]["exit_code"], 1);
+
+    let (status, body) = get(port, "/api/jobs/report/runs/1/events", None);
+    assert_eq!(status, 200);
+    let lines: Vec<Value> = body.lines().map(json).collect();
+    assert_eq!(
+        lines.first().map(|e| e["type"].clone()),
+        Some("run_started".into())
+    );
+    assert_eq!(
+        lines.last().map(|e| e["type"].clone()),
+        Some("run_finished".into())
+    );
+
+    let (status, body) = get(port, "/api/jobs/nope", None);
+    assert_eq!(status, 404);
+    assert_eq!(json(&body)["error"]["code"], "job_not_found");
+    assert_eq!(get(port, "/api/jobs/report/runs/9", None).0, 404);
+    for path in [
+        "/../../etc/passwd",
+        "/api/jobs/..%2F..%2Fetc%2Fpasswd",
+        "/api/jobs/%2e%2e/runs/1/events",
+        "/api/jobs/report/runs/1/..%2F..%2F..%2Fdb%2Fjobs.sqlite3",
+        "/runs/",
+        "/db/jobs.sqlite3",
+        "/api",
+    ] {
+        let (status, body) = get(port, path, None);
+        assert_eq!(status / 100, 4, "{path}: {status} {body}");
+        assert!(!body.contains("root:"), "{path}: {body}");
+    }
+    // No scheduler runs here: the server still answers, and says so.
+    let (_, text) = get(port, "/metrics", None);
+    assert!(text.contains("jobs_scheduler_up 0\n"), "{text}");
+    assert!(text.contains("jobs_last_failure_timestamp_seconds{job_id=\"report\"}"));
+    assert_eq!(get(port, "/readyz", None).0, 200);
+}
+
+#[test]
+fn an_address_others_can_reach_needs_a_token_from_a_private_file() {
+    let home = TestHome::new();
+    home.spec("a.yaml", "id: a\nrun:\n  command: [\"true\"]\n");
+    let refused = home.run(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--token-file"),
+        "{}",
+        refused.stderr
+    );
+
+    let token = home.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").expect("write token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let token_arg = token.to_str().expect("utf-8");
+    let refused = home.run(&["serve", "--listen", "0.0.0.0:0", "--token-file", token_arg]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("chmod 600"), "{}", refused.stderr);
+
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (_server, port) = serve(&home, &["--token-file", token_arg]);
+    assert_eq!(get(port, "/api/jobs", None).0, 401);
+    assert_eq!(get(port, "/metrics", Some("wrong")).0, 401);
+    assert_eq!(get(port, "/metrics", Some("s3cret-token")).0, 200);
+    assert_eq!(get(port, "/api/jobs", Some("s3cret-token")).0, 200);
+    // Alive needs no token: it says nothing about the home.
+    assert_eq!(get(port, "/healthz", None).0, 200);
+    let log = std::fs::read_to_string(home.path().join("serve.log")).unwrap_or_default();
+    assert!(!log.contains("s3cret"), "{log}");
+}
+
+/// A free loopback port (taken and let go: a process started right after can bind it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_scheduler_and_answers_for_a_jobs_runs_and_failures() {
+    if std::process::Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("JOBS_TEST_STRICT").is_none(),
+            "prometheus is needed (Debian's prometheus package)"
+        );
+        eprintln!("skipped: prometheus is not installed");
+        return;
+    }
+    let home = TestHome::new();
+    home.spec(
+        "flaky.yaml",
+        format!("id: flaky\n{EVERY_SECOND}run:\n  shell: \"test $(( $(date +%s) % 2 )) -eq 0\"\n"),
+    );
+    let scheduler = SchedulerStart::new(home.path())
+        .args(&["--listen", "127.0.0.1:0"])
+        .start();
+    let port = port_in(&home.path().join("scheduler.log"));
+    let prometheus_port = free_port();
+    let config = home.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: jobs\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let _prometheus = KillOnDrop(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                home.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(home.path().join("prometheus.log")).expect("log file"))
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = |q: &str| -> Value {
+        let encoded: String = q
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        // Prometheus takes a moment to start listening.
+        let Ok(stream) = TcpStream::connect(("127.0.0.1", prometheus_port)) else {
+            return Value::Null;
+        };
+        let (status, body) = get_on(stream, &format!("/api/v1/query?query={encoded}"), None);
+        if status == 200 {
+            json(&body)
+        } else {
+            Value::Null
+        }
+    };
+    let first_value = |answer: &Value| -> Option<f64> {
+        answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+    };
+    let mut failures = None;
+    wait_until("prometheus to have scraped runs and failures", 60, || {
+        let runs = first_value(&query("sum(jobs_runs_finished_total{job_id=\"flaky\"})"));
+        failures = first_value(&query(
+            "jobs_runs_finished_total{job_id=\"flaky\",status=\"failed\"}",
+        ));
+        runs.is_some_and(|n| n >= 2.0) && failures.is_some_and(|n| n >= 1.0)
+    });
+    // The target is up, and the series keep our label (not `exported_job`).
+    let up = query("up{job=\"jobs\"}");
+    assert_eq!(first_value(&up), Some(1.0), "{up}");
+    let state = query("jobs_job_state{job_id=\"flaky\",state=\"active\"}");
+    assert_eq!(first_value(&state), Some(1.0), "{state}");
+    let stale = query("time() - jobs_last_success_timestamp_seconds{job_id=\"flaky\"} < 60");
+    assert!(
+        first_value(&stale).is_some(),
+        "the one-line alert reads: {stale}"
+    );
+    assert_eq!(stop(scheduler), 0);
+}
