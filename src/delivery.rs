@@ -222,6 +222,8 @@ impl Engine {
             }
             let wait = match stopping {
                 Some(until) => until.saturating_duration_since(Instant::now()),
+                // Without a heartbeat URL its instant means nothing: waiting for it would spin.
+                None if self.heartbeat.is_none() => POLL,
                 None => POLL.min(
                     self.next_heartbeat
                         .saturating_duration_since(Instant::now()),
