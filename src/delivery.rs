@@ -278,7 +278,10 @@ impl Engine {
             *count += 1;
             true
         };
-        let due = match self.store.take_due(&self.by, now, run, room, &mut admit) {
+        let due = match self
+            .store
+            .take_due(&self.by, now, run, room, PER_ENDPOINT, &mut admit)
+        {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!("taking due notifications failed: {e}");
@@ -286,7 +289,8 @@ impl Engine {
             }
         };
         for notification in due {
-            *self.busy.entry(notification.endpoint.clone()).or_insert(0) += 1;
+            let endpoint = notification.endpoint.clone();
+            *self.busy.entry(endpoint.clone()).or_insert(0) += 1;
             let tx = self.tx.clone();
             let clock = Arc::clone(&self.clock);
             let home_root = self.home_root.clone();
@@ -306,20 +310,17 @@ impl Engine {
                     }));
                 });
             if let Err(e) = spawned {
-                // Its lease runs out and it is taken again; nothing is lost.
+                // Its lease runs out and it is taken again; nothing is lost. Its place at the
+                // endpoint is free again, or the endpoint would look busy for ever.
                 tracing::warn!("a notification try could not start: {e}");
+                self.free_place(&endpoint);
             }
         }
     }
 
     /// Records a try that ended, and what follows it.
     fn settle(&mut self, tried: Tried) {
-        if let Some(count) = self.busy.get_mut(&tried.endpoint) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.busy.remove(&tried.endpoint);
-            }
-        }
+        self.free_place(&tried.endpoint);
         let ended = tried.started
             + chrono::Duration::from_std(tried.took).unwrap_or(chrono::Duration::zero());
         let tries = tried.tries_before + 1;
@@ -366,6 +367,16 @@ impl Engine {
         if let Err(e) = self.store.record_try(&tried.delivery_id, &self.by, &record) {
             // The lease runs out and the notification is tried again: at least once, never zero.
             tracing::warn!(delivery = %tried.delivery_id, "recording a notification try failed: {e}");
+        }
+    }
+
+    /// One try at `endpoint` is no longer in flight.
+    fn free_place(&mut self, endpoint: &str) {
+        if let Some(count) = self.busy.get_mut(endpoint) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.busy.remove(endpoint);
+            }
         }
     }
 

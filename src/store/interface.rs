@@ -389,15 +389,17 @@ pub trait OutboxStore {
     fn config_turned_invalid(&mut self, hash: &str, notifications: &[Outgoing]) -> Result<bool>;
 
     /// Takes up to `limit` pending notifications due at `now` (of one run only, when `run` says so),
-    /// oldest first, that no one holds a live lease on and that `admit` accepts (it sees each one's
-    /// endpoint, and counts what it accepts), leasing each to `by` for its notifier's timeout and a
-    /// margin, in one transaction.
+    /// oldest first and at most `per_endpoint` of any one endpoint, that no one holds a live lease on
+    /// and that `admit` accepts (it sees each one's endpoint, and counts what it accepts), leasing
+    /// each to `by` for its notifier's timeout and a margin, in one transaction. However many are
+    /// due to one endpoint, the others' are still taken.
     fn take_due(
         &mut self,
         by: &str,
         now: DateTime<Utc>,
         run: Option<(&str, i64)>,
         limit: usize,
+        per_endpoint: usize,
         admit: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Vec<DueNotification>>;
 

@@ -230,6 +230,7 @@ impl OutboxStore for SqliteStore {
         now: DateTime<Utc>,
         run: Option<(&str, i64)>,
         limit: usize,
+        per_endpoint: usize,
         admit: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Vec<DueNotification>> {
         let fail = |e| store_error("take notifications from the outbox", e);
@@ -238,25 +239,23 @@ impl OutboxStore for SqliteStore {
             Some((job, seq)) => (Some(job), Some(seq)),
             None => (None, None),
         };
-        // A run's notifications to one notifier go out in the order they were owed: a healthchecks
-        // check that heard a run's end before its start would wait for an end that never comes.
-        let due_sql =
-            "SELECT n.delivery_id, n.job_id, n.seq, n.notifier, n.endpoint, n.body, n.tries
-             FROM notifications n
+        // What is due: pending, its time come, no live lease, and (a run's notifications to one
+        // endpoint go out in the order they were owed: a healthchecks check that heard a run's end
+        // before its start would wait for an end that never comes) nothing earlier of its run to the
+        // same endpoint still pending.
+        let due = "FROM notifications n
              WHERE n.state = 'pending' AND n.next_try_at <= ?1
                AND (n.lease_until IS NULL OR n.lease_until <= ?1)
                AND (?2 IS NULL OR (n.job_id = ?2 AND n.seq = ?3))
                AND NOT EXISTS (
                    SELECT 1 FROM notifications e
                    WHERE e.job_id = n.job_id AND e.seq = n.seq AND e.state = 'pending'
-                     AND e.endpoint = n.endpoint AND e.notifier = n.notifier
-                     AND e.rowid < n.rowid)
-             ORDER BY n.next_try_at LIMIT ?4";
+                     AND e.endpoint = n.endpoint AND e.rowid < n.rowid)";
         // A cheap read first: most of the time nothing is due and no write lock is needed.
         let any: bool = self
             .conn
-            .prepare_cached(&format!("SELECT EXISTS ({due_sql})"))
-            .and_then(|mut s| s.query_row(params![now, job, seq, 1], |row| row.get(0)))
+            .prepare_cached(&format!("SELECT EXISTS (SELECT 1 {due})"))
+            .and_then(|mut s| s.query_row(params![now, job, seq], |row| row.get(0)))
             .map_err(fail)?;
         if !any {
             return Ok(Vec::new());
@@ -266,30 +265,47 @@ impl OutboxStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
         let rows: Vec<DueRow> = {
-            // Read more than `limit`: `admit` may turn down the ones of a busy endpoint.
-            let window = i64::try_from(limit.saturating_mul(8).max(64)).unwrap_or(i64::MAX);
-            let mut statement = tx.prepare_cached(due_sql).map_err(fail)?;
-            statement
-                .query_map(params![now, job, seq, window], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                    ))
-                })
-                .map_err(fail)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(fail)?
+            // At most `per_endpoint` of each endpoint, oldest first, read until `limit` are
+            // admitted: a backlog behind one hung endpoint fills a few places of the read, never all
+            // of them, so every other endpoint's notifications are still seen and taken.
+            let per_endpoint = i64::try_from(per_endpoint.max(1)).unwrap_or(i64::MAX);
+            let mut statement = tx
+                .prepare_cached(&format!(
+                    "SELECT delivery_id, job_id, seq, notifier, endpoint, body, tries FROM (
+                         SELECT n.delivery_id, n.job_id, n.seq, n.notifier, n.endpoint, n.body,
+                                n.tries, n.next_try_at, n.rowid AS place,
+                                ROW_NUMBER() OVER (PARTITION BY n.endpoint
+                                                   ORDER BY n.next_try_at, n.rowid) AS rank
+                         {due})
+                     WHERE rank <= ?4 ORDER BY next_try_at, place"
+                ))
+                .map_err(fail)?;
+            let mut read = statement
+                .query(params![now, job, seq, per_endpoint])
+                .map_err(fail)?;
+            let mut rows = Vec::new();
+            while rows.len() < limit {
+                let Some(row) = read.next().map_err(fail)? else {
+                    break;
+                };
+                let endpoint: String = row.get(4).map_err(fail)?;
+                if !admit(&endpoint) {
+                    continue;
+                }
+                rows.push((
+                    row.get(0).map_err(fail)?,
+                    row.get(1).map_err(fail)?,
+                    row.get(2).map_err(fail)?,
+                    row.get(3).map_err(fail)?,
+                    endpoint,
+                    row.get(5).map_err(fail)?,
+                    row.get(6).map_err(fail)?,
+                ));
+            }
+            rows
         };
         let mut taken = Vec::new();
         for (delivery_id, job_id, seq, notifier, endpoint, body, tries) in rows {
-            if taken.len() >= limit {
-                break;
-            }
             let parsed = serde_json::from_str::<NotifierSpec>(&notifier)
                 .map_err(|e| e.to_string())
                 .and_then(|n| {
@@ -315,9 +331,6 @@ impl OutboxStore for SqliteStore {
                     continue;
                 }
             };
-            if !admit(&endpoint) {
-                continue;
-            }
             let lease = chrono::Duration::from_std(notifier.timeout.as_duration())
                 .unwrap_or(Duration::zero())
                 + LEASE_MARGIN;
@@ -495,5 +508,80 @@ impl OutboxStore for SqliteStore {
                 },
             )
             .map_err(|e| store_error("count the outbox", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::SpecDuration;
+    use crate::notifier::Event;
+    use crate::notifier::HomeFacts;
+    use crate::spec::model::{HttpUrl, NotifyTarget, WebhookFormat};
+
+    fn webhook(url: &str) -> NotifierSpec {
+        NotifierSpec {
+            target: NotifyTarget::Webhook {
+                url: HttpUrl::parse(url).unwrap_or_else(|_| panic!("a url: {url}")),
+                format: WebhookFormat::Json,
+                include_output: None,
+            },
+            on: vec![crate::spec::model::NotifyOn::SchedulerStarted],
+            timeout: SpecDuration::from_millis(10_000),
+        }
+    }
+
+    fn owed(store: &mut SqliteStore, url: &str, key: &str, at: DateTime<Utc>) {
+        let facts = HomeFacts::default();
+        let notifications = fanout::for_home(
+            Event::SchedulerStarted,
+            &facts,
+            key,
+            &[webhook(url)],
+            "host",
+            at,
+        );
+        assert_eq!(notifications.len(), 1, "a webhook hears a scheduler start");
+        store.enqueue(&notifications).expect("enqueue");
+    }
+
+    #[test]
+    fn a_backlog_behind_one_busy_endpoint_does_not_starve_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = SqliteStore::open(&dir.path().join("jobs.sqlite3")).expect("open");
+        let start = DateTime::parse_from_rfc3339("2026-12-03T09:00:00Z")
+            .expect("instant")
+            .with_timezone(&Utc);
+        // 300 owed to a hung endpoint first, then one to a healthy one.
+        for n in 0..300 {
+            owed(
+                &mut store,
+                "http://hung.example:8000/ping",
+                &format!("hung-{n}"),
+                start + Duration::milliseconds(n),
+            );
+        }
+        owed(
+            &mut store,
+            "http://ok.example:8000/ping",
+            "ok",
+            start + Duration::seconds(1),
+        );
+        let now = start + Duration::seconds(2);
+        // The hung endpoint already has its two tries in flight, so nothing more of it is admitted.
+        let mut admit = |endpoint: &str| !endpoint.contains("hung");
+        let taken = store
+            .take_due("courier", now, None, 16, 2, &mut admit)
+            .expect("take");
+        let endpoints: Vec<&str> = taken.iter().map(|t| t.endpoint.as_str()).collect();
+        assert_eq!(endpoints, ["http://ok.example:8000"]);
+
+        // Left to itself, the hung endpoint is given at most two at a time.
+        let mut all = |_: &str| true;
+        let taken = store
+            .take_due("courier", now, None, 16, 2, &mut all)
+            .expect("take");
+        assert_eq!(taken.len(), 2, "{taken:?}");
+        assert!(taken.iter().all(|t| t.endpoint.contains("hung")));
     }
 }
