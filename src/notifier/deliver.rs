@@ -367,7 +367,8 @@ pub fn command(
             .recv_timeout(Duration::from_millis(500))
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&text);
-        crate::text::escape_controls(text.trim()).into_owned()
+        let text = super::mask::mask_stderr(text.trim(), args);
+        crate::text::escape_controls(&text).into_owned()
     };
     let with_stderr = |what: String| {
         let said = stderr();

@@ -67,6 +67,57 @@ pub fn mask_in(text: &str, url: &HttpUrl) -> String {
     }
 }
 
+/// Arguments shorter than this are left in quoted text: a flag (`-s`, `--fail`) or a small number
+/// carries no secret, and hiding every `-s` would make a message unreadable.
+const SHORTEST_HIDDEN_ARGUMENT: usize = 6;
+
+/// What a notifier command wrote on stderr, as it may be quoted in a try's record: every argument it
+/// was given (which may hold a token, as `curl`'s URL does) and every URL in it masked. The command is
+/// not ours, so what it prints is treated as if it held the secrets it was handed.
+pub fn mask_stderr(text: &str, args: &[String]) -> String {
+    let mut text = text.to_owned();
+    let mut args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| a.len() >= SHORTEST_HIDDEN_ARGUMENT)
+        .collect();
+    // Longest first, so an argument that holds another is hidden whole.
+    args.sort_by_key(|a| std::cmp::Reverse(a.len()));
+    for arg in args {
+        let hidden = match HttpUrl::parse(arg) {
+            Ok(url) => mask_url(&url),
+            Err(_) => HIDDEN.to_owned(),
+        };
+        text = text.replace(arg, &hidden);
+    }
+    mask_urls(&text)
+}
+
+/// `text` with every `http://` or `https://` URL in it masked, up to the next white space or quote.
+fn mask_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"]
+        .iter()
+        .filter_map(|scheme| rest.find(scheme))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(tail.len());
+        let candidate = &tail[..end];
+        match HttpUrl::parse(candidate) {
+            Ok(url) => out.push_str(&mask_url(&url)),
+            Err(_) => out.push_str(HIDDEN),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +172,33 @@ mod tests {
         assert_eq!(
             mask_in(&text, &url),
             "failed to reach https://hooks.slack.com/services/***: refused"
+        );
+    }
+
+    #[test]
+    fn a_commands_stderr_is_quoted_without_its_arguments_or_urls() {
+        let args = [
+            "-fsS".to_owned(),
+            "--data-binary".to_owned(),
+            "@-".to_owned(),
+            "https://hooks.slack.com/services/T/B/secret".to_owned(),
+            "Bearer sk-live-0123456789".to_owned(),
+        ];
+        let stderr = "curl: (22) The requested URL returned error: 404 for \
+                      https://hooks.slack.com/services/T/B/secret with Bearer sk-live-0123456789; \
+                      also tried http://10.0.0.1:9/p?token=abc";
+        let shown = mask_stderr(stderr, &args);
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(!shown.contains("sk-live"), "{shown}");
+        assert!(!shown.contains("token=abc"), "{shown}");
+        assert!(
+            shown.contains("https://hooks.slack.com/services/***"),
+            "{shown}"
+        );
+        assert!(shown.contains("http://10.0.0.1:9/***"), "{shown}");
+        assert!(
+            shown.starts_with("curl: (22) The requested URL returned error: 404"),
+            "{shown}"
         );
     }
 }
