@@ -32,6 +32,9 @@ const IN_FLIGHT: usize = 16;
 /// other processes (a manual run while the scheduler runs) and retries coming due.
 const POLL: Duration = Duration::from_millis(500);
 
+/// How often a manual run's courier looks for its runs' due notifications.
+const OWN_POLL: Duration = Duration::from_millis(100);
+
 /// How often the home's `heartbeat_ping` is sent.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
@@ -48,8 +51,11 @@ enum Message {
     Tried(Tried),
     /// A heartbeat ping ended.
     Pinged(Outcome),
-    /// Stop taking notifications; wait for the tries in flight until the instant given.
+    /// Stop taking notifications; wait for the tries in flight until the instant given. To an
+    /// [`OwnCourier`]: its runs ended; deliver what they owe until the instant given.
     Stop(Instant),
+    /// To an [`OwnCourier`]: the notifications of this run are its to deliver.
+    Run(String, i64),
 }
 
 /// How one try went, as its thread reports it.
@@ -120,7 +126,7 @@ impl Drop for Courier {
     }
 }
 
-/// What [`deliver_own`] came to.
+/// What a manual run's own delivery came to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OwnDelivery {
     pub delivered: usize,
@@ -129,48 +135,57 @@ pub struct OwnDelivery {
     pub left: u64,
 }
 
-/// Delivers the notifications of `runs`, for at most `budget`, as a manual run does when no
-/// scheduler runs: retries that come due within the budget are made, and whatever is still pending
-/// at its end stays in the outbox (its leases given back) for whoever delivers next.
-pub fn deliver_own(
-    home: &Home,
-    by: &str,
-    clock: Arc<dyn Clock>,
-    runs: &[(String, i64)],
-    budget: Duration,
-) -> Result<OwnDelivery> {
-    let store = crate::store::open(&home.db_path())?;
-    let (tx, rx) = mpsc::channel();
-    let mut engine = Engine::new(store, by.to_owned(), clock, home, tx, rx);
-    let deadline = Instant::now() + budget;
-    let mut report = OwnDelivery::default();
-    loop {
-        for (job, seq) in runs {
-            engine.dispatch(Some((job, *seq)));
-        }
-        if engine.in_flight() == 0 && engine.pending_of(runs) == 0 {
-            break;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        let wait = (deadline - now).min(Duration::from_millis(100));
-        if let Some(Message::Tried(tried)) = engine.next_message(wait) {
-            if tried.outcome.is_delivered() {
-                report.delivered += 1;
-            } else {
-                report.failed += 1;
-            }
-            engine.settle(tried);
-        }
-    }
-    engine.release();
-    report.left = engine.pending_of(runs);
-    Ok(report)
+/// A manual run's courier, when no scheduler runs: delivers the notifications of the runs it is
+/// given while they execute (a `started` ping goes out when the run starts, not when it ends), then,
+/// told the runs ended, for at most a bounded time more. Whatever is still pending when it stops
+/// stays in the outbox (its leases given back) for whoever delivers next.
+pub struct OwnCourier {
+    tx: Sender<Message>,
+    thread: JoinHandle<OwnDelivery>,
 }
 
-/// The delivering itself, shared by the courier's thread and [`deliver_own`].
+/// Stops an [`OwnCourier`] at once, from anywhere (a second Ctrl-C while it finishes).
+#[derive(Clone)]
+pub struct Abandon(Sender<Message>);
+
+impl Abandon {
+    pub fn now(&self) {
+        let _ = self.0.send(Message::Stop(Instant::now()));
+    }
+}
+
+impl OwnCourier {
+    pub fn start(home: &Home, by: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = crate::store::open(&home.db_path())?;
+        let (tx, rx) = mpsc::channel();
+        let mut engine = Engine::new(store, by.to_owned(), clock, home, tx.clone(), rx);
+        let thread = std::thread::Builder::new()
+            .name("own-courier".into())
+            .spawn(move || engine.serve_own())
+            .map_err(|e| crate::error::Error::Internal {
+                message: format!("delivering the run's notifications could not start: {e}"),
+            })?;
+        Ok(Self { tx, thread })
+    }
+
+    /// The notifications of run `job_id#seq` are this courier's to deliver.
+    pub fn deliver_for(&self, job_id: &str, seq: i64) {
+        let _ = self.tx.send(Message::Run(job_id.to_owned(), seq));
+    }
+
+    pub fn abandoner(&self) -> Abandon {
+        Abandon(self.tx.clone())
+    }
+
+    /// The runs ended: delivers what they still owe for at most `budget` (less when all is
+    /// delivered, or when abandoned), and says how it went.
+    pub fn finish(self, budget: Duration) -> OwnDelivery {
+        let _ = self.tx.send(Message::Stop(Instant::now() + budget));
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The delivering itself, shared by the courier's thread and a manual run's [`OwnCourier`].
 struct Engine {
     store: Box<dyn Store>,
     by: String,
@@ -245,10 +260,51 @@ impl Engine {
                         self.dispatch(None);
                     }
                 }
-                Some(Message::Wake) | None => {}
+                Some(Message::Wake | Message::Run(..)) | None => {}
             }
         }
         self.release();
+    }
+
+    /// An [`OwnCourier`]'s loop: deliver its runs' notifications as they come due (looking every
+    /// [`OWN_POLL`]: the runs are in this process, and a `started` ping should not wait), until told
+    /// the runs ended and then until all is delivered or the instant given.
+    fn serve_own(&mut self) -> OwnDelivery {
+        let mut runs: Vec<(String, i64)> = Vec::new();
+        let mut until: Option<Instant> = None;
+        let mut report = OwnDelivery::default();
+        loop {
+            for (job, seq) in &runs {
+                self.dispatch(Some((job, *seq)));
+            }
+            if let Some(until) = until {
+                let done = self.in_flight() == 0 && self.pending_of(&runs) == 0;
+                if done || Instant::now() >= until {
+                    break;
+                }
+            }
+            let wait = until.map_or(OWN_POLL, |until| {
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(OWN_POLL)
+            });
+            match self.next_message(wait) {
+                Some(Message::Tried(tried)) => {
+                    if tried.outcome.is_delivered() {
+                        report.delivered += 1;
+                    } else {
+                        report.failed += 1;
+                    }
+                    self.settle(tried);
+                }
+                Some(Message::Run(job, seq)) => runs.push((job, seq)),
+                Some(Message::Stop(at)) => until = Some(until.map_or(at, |before| before.min(at))),
+                Some(Message::Wake | Message::Heartbeat(_) | Message::Pinged(_)) | None => {}
+            }
+        }
+        self.release();
+        report.left = self.pending_of(&runs);
+        report
     }
 
     /// The next message, within `wait`; `None` when none came.

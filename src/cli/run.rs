@@ -17,7 +17,8 @@ use super::output::{Output, Report, Style, Table, View};
 use crate::artifacts::Stream;
 use crate::artifacts::events::Observer;
 use crate::catalog::{Catalog, JobState};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
+use crate::delivery::OwnCourier;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::run::{RunStatus, owner, run_name};
@@ -108,6 +109,7 @@ pub fn run_targets(
             me.clone(),
             stops.clone(),
         ));
+        let courier = own_courier(&home, &me, &clock);
         let mut results: Vec<(String, TargetResult)> = Vec::new();
         let mut pending = Vec::new();
         for target in targets {
@@ -125,6 +127,9 @@ pub fn run_targets(
                 }
             };
             let id = target.id;
+            if let Some(courier) = &courier {
+                courier.deliver_for(&id, plan.seq);
+            }
             let observer = (!out.json).then(|| live_output(&id, several));
             let stop = stops.register(&id, plan.seq);
             let run = execute(plan, Arc::clone(&store), Arc::clone(&clock), observer, stop);
@@ -143,37 +148,49 @@ pub fn run_targets(
             };
             results.push((id, outcome));
         }
+        finish_delivery(courier, stop_signal()).await;
         results
     });
-    let ran: Vec<(String, i64)> = results
-        .iter()
-        .filter_map(|(_, result)| match result {
-            TargetResult::Ran(outcome) => Some((outcome.job_id.clone(), outcome.seq)),
-            TargetResult::Refused(_) | TargetResult::NotRun => None,
-        })
-        .collect();
-    deliver_unless_scheduled(ctx, &ran);
     Ok(results)
 }
 
 /// How long a manual run goes on delivering its own notifications when no scheduler runs.
 const OWN_DELIVERY_BUDGET: Duration = Duration::from_secs(10);
 
-/// Delivers the notifications of `runs` when no scheduler owns the home (one that does delivers them
-/// within a second), for at most [`OWN_DELIVERY_BUDGET`]; what is left stays in the outbox for the
-/// next scheduler. Best effort: the runs are recorded whatever becomes of their notifications.
-fn deliver_unless_scheduled(ctx: &Ctx, runs: &[(String, i64)]) {
-    if runs.is_empty() || crate::scheduler::lock::OwnerLock::holder(&ctx.home).is_some() {
-        return;
+/// Starts delivering the notifications of this process's runs as they execute, unless a scheduler
+/// owns the home (its courier delivers them within a second). Best effort: the runs are recorded
+/// whatever becomes of their notifications, which stay in the outbox for the scheduler.
+fn own_courier(home: &Home, me: &str, clock: &Arc<dyn Clock>) -> Option<OwnCourier> {
+    if crate::scheduler::lock::OwnerLock::holder(home).is_some() {
+        return None;
     }
-    let delivered = crate::delivery::deliver_own(
-        &ctx.home,
-        &owner(),
-        Arc::clone(&ctx.clock),
-        runs,
-        OWN_DELIVERY_BUDGET,
-    );
-    match delivered {
+    match OwnCourier::start(home, me, Arc::clone(clock)) {
+        Ok(courier) => Some(courier),
+        Err(e) => {
+            tracing::warn!("{e}; the run's notifications stay in the outbox for the scheduler");
+            None
+        }
+    }
+}
+
+/// The runs ended: lets `courier` deliver what they still owe for at most
+/// [`OWN_DELIVERY_BUDGET`], or until `interrupted` (Ctrl-C, SIGTERM) comes, and says what it left.
+async fn finish_delivery(
+    courier: Option<OwnCourier>,
+    interrupted: impl std::future::Future<Output = ()>,
+) {
+    let Some(courier) = courier else { return };
+    let abandon = courier.abandoner();
+    let finishing = tokio::task::spawn_blocking(move || courier.finish(OWN_DELIVERY_BUDGET));
+    tokio::pin!(finishing, interrupted);
+    let report = tokio::select! {
+        report = &mut finishing => report,
+        () = &mut interrupted => {
+            abandon.now();
+            finishing.await
+        }
+    };
+    match report {
         Ok(report) if report.left > 0 => tracing::warn!(
             "{} notification(s) not delivered yet; they stay in the outbox for the scheduler (`jobsctl show <id> --run <n>` shows their tries)",
             report.left
@@ -771,8 +788,14 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
     }
     .send();
     let runtime = async_runtime()?;
+    let home = ctx.home.clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outcome = runtime.block_on(async move {
         let store = Arc::new(Mutex::new(store));
+        let courier = own_courier(&home, &plan.owner, &clock);
+        if let Some(courier) = &courier {
+            courier.deliver_for(&plan.job_id, plan.seq);
+        }
         let stops = Stops::default();
         let stop = stops.register(&plan.job_id, plan.seq);
         let on_signal = stops.clone();
@@ -785,9 +808,10 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
             plan.owner.clone(),
             stops,
         ));
-        execute(plan, store, Arc::new(SystemClock), None, stop).await
+        let outcome = execute(plan, store, clock, None, stop).await;
+        finish_delivery(courier, detached_stop_signal()).await;
+        outcome
     });
-    deliver_unless_scheduled(ctx, &[(outcome.job_id.clone(), outcome.seq)]);
     let error = (outcome.end.status != RunStatus::Succeeded).then_some(Error::RunsFailed {
         failed: 1,
         total: 1,

@@ -295,6 +295,56 @@ fn what_a_manual_run_cannot_deliver_stays_for_the_scheduler() {
 }
 
 #[test]
+fn a_manual_runs_start_ping_goes_out_while_it_runs_and_ctrl_c_leaves_the_rest() {
+    let receiver = Receiver::start();
+    let home = TestHome::new();
+    home.spec(
+        "slow.yaml",
+        format!(
+            "id: slow\nrun:\n  command: [sleep, \"2\"]\nnotify:\n  - ping: {}\n",
+            receiver.url("/ping/slow")
+        ),
+    );
+    let mut child = home
+        .command(&["run", "slow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(crate::common::KillOnDrop)
+        .expect("start jobsctl run");
+    // No scheduler runs: the run's own process sends the start while the command still runs.
+    let requests = receiver.wait_for(1, Duration::from_millis(1500));
+    assert_eq!(requests[0].path.split('?').next(), Some("/ping/slow/start"));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the start ping went out only after the run ended"
+    );
+    // The end ping fails, and would be retried for ten seconds; Ctrl-C leaves it to the scheduler.
+    receiver.answer_next(1000, 503);
+    receiver.wait_for(2, Duration::from_secs(5));
+    let interrupted = std::time::Instant::now();
+    crate::common::signal(&child, rustix::process::Signal::INT);
+    let status = crate::common::wait_exit(&mut child, 30);
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(2),
+        "Ctrl-C ended the delivery at once, not after {:?}",
+        interrupted.elapsed()
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr piped"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(0), "the run itself succeeded: {stderr}");
+    assert!(
+        stderr.contains("1 notification(s) not delivered yet"),
+        "{stderr}"
+    );
+    let notifications = notifications_of(&home, "slow", 1);
+    assert_eq!(notifications.len(), 2, "{notifications:#?}");
+    assert_eq!(notifications[0]["state"], "delivered");
+    assert_eq!(notifications[1]["state"], "pending");
+}
+
+#[test]
 fn a_failing_scheduled_run_notifies_and_a_hung_endpoint_holds_up_no_run() {
     let hung = Receiver::start();
     hung.hang();
