@@ -295,6 +295,27 @@ fn what_a_manual_run_cannot_deliver_stays_for_the_scheduler() {
 }
 
 #[test]
+fn two_homes_running_the_same_job_never_share_a_delivery_id() {
+    let receiver = Receiver::start();
+    let homes = [TestHome::new(), TestHome::new()];
+    for home in &homes {
+        config_with_webhook(home, &receiver.url("/hook"));
+        home.spec("broken.yaml", failing_spec("broken", ""));
+        assert_eq!(home.run(&["run", "broken"]).code, 1);
+    }
+    let requests = receiver.wait_for(2, Duration::from_secs(5));
+    let ids: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.header("x-jobs-delivery"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{requests:#?}");
+    assert_ne!(ids[0], ids[1], "the same job#run in two homes is two notifications");
+    // And a home's id is the one its store recorded.
+    let recorded = notifications_of(&homes[1], "broken", 1);
+    assert_eq!(recorded[0]["delivery_id"], ids[1]);
+}
+
+#[test]
 fn a_manual_runs_start_ping_goes_out_while_it_runs_and_ctrl_c_leaves_the_rest() {
     let receiver = Receiver::start();
     let home = TestHome::new();

@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_outbox.sql",
         include_str!("../../../db/migrations/0009_outbox.sql"),
     ),
+    (
+        "0010_store_key.sql",
+        include_str!("../../../db/migrations/0010_store_key.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

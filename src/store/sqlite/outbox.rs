@@ -124,6 +124,11 @@ fn run_facts(run: &RunRow) -> RunFacts {
 
 /// Writes `owed` to the outbox; a delivery id owed already is left alone.
 pub(super) fn insert(tx: &Transaction<'_>, owed: &[Outgoing]) -> rusqlite::Result<()> {
+    let store_key: String = tx
+        .prepare_cached("SELECT key FROM store_key WHERE id = 1")?
+        .query_row([], |row| row.get(0))?;
+    let mut claimed_at =
+        tx.prepare_cached("SELECT claimed_at FROM runs WHERE job_id = ?1 AND seq = ?2")?;
     let mut statement = tx.prepare_cached(
         "INSERT INTO notifications (delivery_id, job_id, seq, event, notifier, endpoint, body, created_at,
                                     next_try_at)
@@ -135,14 +140,29 @@ pub(super) fn insert(tx: &Transaction<'_>, owed: &[Outgoing]) -> rusqlite::Resul
             Some((job, seq)) => (Some(job.as_str()), Some(*seq)),
             None => (None, None),
         };
+        // The fan-out's id names the event; this store's key and the run's claim make it this
+        // home's, and this run's (not an earlier one's with the same number, before a restore).
+        let claimed: Option<i64> = match (job_id, seq) {
+            (Some(job), Some(seq)) => claimed_at
+                .query_row(params![job, seq], |row| row.get(0))
+                .optional()?,
+            _ => None,
+        };
+        let delivery_id = crate::notifier::deliver::uuid_from(&format!(
+            "{store_key}:{}:{}",
+            claimed.map(|c| c.to_string()).unwrap_or_default(),
+            o.delivery_id
+        ));
+        let mut body = o.body.clone();
+        body.delivery_id.clone_from(&delivery_id);
         statement.execute(params![
-            o.delivery_id,
+            delivery_id,
             job_id,
             seq,
             o.event.as_str(),
             notifier,
             o.endpoint,
-            o.body.to_json(),
+            body.to_json(),
             Millis(o.at),
         ])?;
     }
