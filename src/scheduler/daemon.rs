@@ -82,6 +82,9 @@ pub struct Summary {
 }
 
 /// How often the loop looks for runs whose owner died (manual runs killed while the scheduler runs).
+/// How long the notifications of home events are kept once done.
+const HOME_EVENTS_KEPT: chrono::Duration = chrono::Duration::days(90);
+
 const REAP_EVERY: Duration = Duration::from_secs(5);
 
 /// The longest the loop sleeps without looking at the clock, so a wall clock that jumps is noticed.
@@ -163,9 +166,9 @@ pub async fn run(
         Arc::clone(&clock),
         first.config.heartbeat_ping.clone(),
     );
-    let courier = courier
-        .map_err(|e| tracing::error!("{e}; notifications stay in the outbox"))
-        .ok();
+    // A scheduler that cannot deliver would leave every notification owed and tell no one: it does
+    // not start (a thread that cannot be made means the machine is out of them anyway).
+    let courier = Some(courier?);
     let parts = Components {
         supervisor: Supervisor::new(Arc::clone(&store), Arc::clone(&clock), me.clone()),
         watch: SpecWatch::start(&home.jobs_dir(), &home.config_path(), options.rescan_every),
@@ -210,6 +213,7 @@ pub async fn run(
     daemon.take_owed_retries();
     daemon.log_start();
     daemon.announce(Event::SchedulerStarted, None);
+    daemon.forget_old_home_events();
     daemon.run_loop(&options, &mut shutdown).await;
     // With its store gone, nothing the runs in flight record can be kept, and a new store at the path
     // knows nothing of them (a `jobsctl run` there would start a second instance beside them): they are
@@ -643,6 +647,18 @@ impl Daemon {
             tracing::warn!("the {event} notification could not be written: {e}");
         }
         self.wake_courier();
+    }
+
+    /// Deletes the home events (starts, stops, specs turned invalid) delivered or given up more
+    /// than [`HOME_EVENTS_KEPT`] ago: a run's notifications go with the run, and these would
+    /// otherwise pile up, a few per restart, for ever.
+    fn forget_old_home_events(&self) {
+        let before = self.clock.now() - HOME_EVENTS_KEPT;
+        match self.with_store(|store| store.forget_home_events(before)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(notifications = n, "old home event notifications deleted"),
+            Err(e) => tracing::warn!("deleting old home event notifications failed: {e}"),
+        }
     }
 
     /// The one shutdown path: stops claiming, lets the supervisor wind the runs down within `grace`,

@@ -421,6 +421,10 @@ pub trait OutboxStore {
     fn given_up(&self, limit: usize) -> Result<Vec<NotificationRecord>>;
 
     fn outbox_counts(&self) -> Result<OutboxCounts>;
+
+    /// Deletes the notifications of home events (not of a run) that were done (delivered or given
+    /// up) before `before`, with their tries; returns how many.
+    fn forget_home_events(&mut self, before: DateTime<Utc>) -> Result<usize>;
 }
 
 /// Calls the store behind `shared` from async code without holding up the async workers (see

@@ -309,7 +309,10 @@ fn two_homes_running_the_same_job_never_share_a_delivery_id() {
         .filter_map(|r| r.header("x-jobs-delivery"))
         .collect();
     assert_eq!(ids.len(), 2, "{requests:#?}");
-    assert_ne!(ids[0], ids[1], "the same job#run in two homes is two notifications");
+    assert_ne!(
+        ids[0], ids[1],
+        "the same job#run in two homes is two notifications"
+    );
     // And a home's id is the one its store recorded.
     let recorded = notifications_of(&homes[1], "broken", 1);
     assert_eq!(recorded[0]["delivery_id"], ids[1]);

@@ -529,6 +529,16 @@ impl OutboxStore for SqliteStore {
             )
             .map_err(|e| store_error("count the outbox", e))
     }
+
+    fn forget_home_events(&mut self, before: DateTime<Utc>) -> Result<usize> {
+        self.conn
+            .execute(
+                "DELETE FROM notifications
+                 WHERE job_id IS NULL AND state != 'pending' AND done_at < ?1",
+                [Millis(before)],
+            )
+            .map_err(|e| store_error("delete old home event notifications", e))
+    }
 }
 
 #[cfg(test)]
@@ -603,5 +613,40 @@ mod tests {
             .expect("take");
         assert_eq!(taken.len(), 2, "{taken:?}");
         assert!(taken.iter().all(|t| t.endpoint.contains("hung")));
+    }
+
+    #[test]
+    fn done_home_events_are_forgotten_and_pending_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = SqliteStore::open(&dir.path().join("jobs.sqlite3")).expect("open");
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("instant")
+            .with_timezone(&Utc);
+        owed(&mut store, "http://a.example/hook", "done", start);
+        owed(&mut store, "http://b.example/hook", "pending", start);
+        let mut only_a = |endpoint: &str| endpoint.contains("a.example");
+        let taken = store
+            .take_due("courier", start, None, 16, 2, &mut only_a)
+            .expect("take");
+        assert_eq!(taken.len(), 1);
+        let delivered = DeliveryTry {
+            at: start,
+            delivered: true,
+            http_status: Some(200),
+            detail: None,
+            took_ms: 3,
+            next_try_at: None,
+        };
+        store
+            .record_try(&taken[0].delivery_id, "courier", &delivered)
+            .expect("record");
+        assert_eq!(
+            store.forget_home_events(start).expect("forget"),
+            0,
+            "not before it was done"
+        );
+        let later = start + Duration::days(100);
+        assert_eq!(store.forget_home_events(later).expect("forget"), 1);
+        assert_eq!(store.outbox_counts().expect("counts").pending, 1);
     }
 }
