@@ -28,7 +28,7 @@ use jobs::notifier::{
     next_try,
 };
 use jobs::run::{RunStatus, Trigger};
-use jobs::spec::model::{HttpUrl, NotifierSpec, NotifyTarget, WebhookFormat};
+use jobs::spec::model::{HttpUrl, NotifierSpec, WebhookFormat};
 
 use receiver::Receiver;
 
@@ -565,29 +565,10 @@ fn urls_are_shown_masked() {
     }
 }
 
-/// What the lead's dispatcher will do for one notifier of a spec: the notification it asks for, by
-/// the route it names.
+/// One try through `notifier`, as the courier makes it.
 fn send(notifier: &NotifierSpec, run: &RunFacts, event: Event, cwd: &Path) -> Outcome {
-    let timeout = notifier.timeout.as_duration();
-    match &notifier.target {
-        NotifyTarget::Webhook {
-            url,
-            format,
-            include_output,
-        } => {
-            let n = Notification::for_run(event, &envelope("d-env"), run, *include_output);
-            deliver::webhook(url, &n, *format, timeout)
-        }
-        NotifyTarget::Command { argv } => {
-            let n = Notification::for_run(event, &envelope("d-env"), run, None);
-            deliver::command(argv, cwd, &n, timeout)
-        }
-        NotifyTarget::Ping { url } => {
-            let signal = PingSignal::for_event(event, run.exit_code).expect("a signal");
-            let rid = deliver::run_uuid(&run.job_id, run.run);
-            deliver::ping(url, signal, Some(&rid), "d-env", timeout)
-        }
-    }
+    let body = Notification::for_run(event, &envelope("d-env"), run, None);
+    jobs::delivery::try_notifier(notifier, &body, cwd)
 }
 
 #[test]
