@@ -59,3 +59,28 @@ pub mod as_rfc3339 {
         }
     }
 }
+
+/// How far `t` is from `now` in words: `in 3h 12m`, `5m ago`, `now`.
+pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let delta = (t - now).num_seconds();
+    let span = delta.unsigned_abs();
+    if span == 0 {
+        return "now".into();
+    }
+    let (days, hours, minutes, seconds) =
+        (span / 86_400, span / 3_600 % 24, span / 60 % 60, span % 60);
+    let words = if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m {seconds}s")
+    } else {
+        format!("{seconds}s")
+    };
+    if delta > 0 {
+        format!("in {words}")
+    } else {
+        format!("{words} ago")
+    }
+}

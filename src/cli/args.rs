@@ -109,6 +109,9 @@ pub enum Command {
         /// Only runs claimed since this time: RFC 3339, or a duration ago such as 2h or 7d
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Only runs numbered below N (with a job id): the page after one that ended at run N
+        #[arg(long, value_name = "N", requires = "id")]
+        before: Option<i64>,
     },
     /// Run the scheduler: fire every job on its schedule until stopped (SIGINT or SIGTERM)
     Scheduler {

@@ -139,7 +139,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             status,
             limit,
             since,
-        } => super::history::run(ctx, id.as_deref(), status, limit, since.as_deref()),
+            before,
+        } => super::history::run(ctx, id.as_deref(), status, limit, since.as_deref(), before),
         Command::Exec { id, force } => super::run::exec_detached(ctx, &id, force),
         Command::Scheduler {
             dry_run,

@@ -17,16 +17,19 @@ pub fn run(
     statuses: Vec<RunStatus>,
     limit: u32,
     since: Option<&str>,
+    before: Option<i64>,
 ) -> Result<Report> {
     let now = ctx.clock.now();
     let since = since.map(|text| parse_since(text, now)).transpose()?;
     // Runs whose process died show as interrupted, not as running forever.
     let catalog = ctx.catalog_with_runs(id)?;
-    let filtered = !statuses.is_empty() || since.is_some();
+    let filtered = !statuses.is_empty() || since.is_some() || before.is_some();
     let filter = HistoryFilter {
         job_id: id.map(str::to_owned),
         statuses,
         since,
+        // Run numbers are per job: below N means something only within one job's runs.
+        before: before.filter(|_| id.is_some()),
         limit: i64::from(limit),
     };
     let (rows, total) = catalog.store.history(&filter)?;

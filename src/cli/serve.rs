@@ -18,6 +18,7 @@ use crate::home::Home;
 use crate::metrics::{Gauges, JobGauges, Metrics};
 use crate::run::RunStatus;
 use crate::scheduler::lock::OwnerLock;
+use crate::server::source::{Artifact, EventChunk};
 use crate::server::{Answer, Listen, Route, Server, Source};
 use crate::store::{JobRow, OperatorState};
 
@@ -73,6 +74,18 @@ impl HomeSource {
         }
     }
 
+    /// The directory of run `id#seq`, when it is one `jobs` made: a job id that could name another
+    /// path, or a link where a directory should be, has none.
+    fn run_dir(&self, id: &str, seq: i64) -> Option<std::path::PathBuf> {
+        if !crate::spec::checks::is_valid_id(id) || seq < 1 {
+            return None;
+        }
+        let job_dir = crate::artifacts::rundir::job_dir(&self.home, id);
+        let dir = job_dir.join(seq.to_string());
+        let real = |d: &std::path::Path| crate::artifacts::rundir::ensure_real_dir(d).is_ok();
+        (real(&job_dir) && real(&dir)).then_some(dir)
+    }
+
     fn read_gauges(&self) -> Result<Gauges> {
         let store = crate::store::open(&self.home.db_path())?;
         let mut in_flight: HashMap<String, u64> = HashMap::new();
@@ -112,6 +125,67 @@ impl HomeSource {
             scheduler_up: OwnerLock::holder(&self.home).is_some(),
         })
     }
+}
+
+/// The most of a receipt or summary the dashboard shows: both are small unless something is wrong.
+const ARTIFACT_SHOWN_BYTES: u64 = 1 << 20;
+
+/// How many of each job's last runs the dashboard's strip shows.
+const RECENT_OUTCOMES: usize = 20;
+
+/// `/api/overview`: the jobs as `list` has them, with what a person scanning for trouble wants
+/// beside each: the schedule in words, the next slot in the job's zone, the last outcomes (newest
+/// first) and the failure streak among them, the spec's problems in brief; and whether a scheduler
+/// runs.
+fn overview(ctx: &Ctx, home: &Home) -> Result<Report> {
+    let now = ctx.clock.now();
+    let catalog = crate::catalog::Catalog::open(home, now)?;
+    let mut recent: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for (job, seq, status) in catalog.store.recent_outcomes(RECENT_OUTCOMES)? {
+        recent
+            .entry(job)
+            .or_default()
+            .push(json!({"run": seq, "status": status.as_str()}));
+    }
+    let jobs: Vec<serde_json::Value> = catalog
+        .jobs
+        .iter()
+        .map(|job| {
+            let outcomes = recent.remove(job.id()).unwrap_or_default();
+            // As `show` counts it: failures since the last success, whatever was skipped between.
+            let streak = outcomes
+                .iter()
+                .map(|o| o["status"].as_str().unwrap_or_default())
+                .take_while(|status| *status != "succeeded")
+                .filter(|status| matches!(*status, "failed" | "timed_out" | "interrupted"))
+                .count();
+            let schedule = job.schedule.as_ref();
+            let next = job.next_slot(now);
+            json!({
+                "id": job.id(),
+                "description": job.spec.as_ref().and_then(|s| s.description.as_deref()),
+                "state": job.state().as_str(),
+                "schedule": schedule.map(|s| s.expression()),
+                "schedule_words": schedule.map(|s| s.describe()),
+                "timezone": schedule.map(|s| s.timezone().name()),
+                "next_slot": next.map(crate::clock::rfc3339),
+                "next_slot_local": next.zip(schedule).map(|(at, s)| super::output::local(at, s.timezone())),
+                "problems": job.problems.iter().map(|p| p.brief()).collect::<Vec<_>>(),
+                "recent": outcomes,
+                "failure_streak": streak,
+            })
+        })
+        .collect();
+    let scheduler = OwnerLock::holder(home);
+    Ok(Report::ok(
+        json!({
+            "jobs": jobs,
+            "total": catalog.jobs.len(),
+            "scheduler": {"running": scheduler.is_some(), "owner": scheduler},
+            "now": crate::clock::rfc3339(now),
+        }),
+        String::new(),
+    ))
 }
 
 /// A job's state from its row alone (a scrape must not load every spec file, as the catalog does):
@@ -158,10 +232,12 @@ impl Source for HomeSource {
         let outcome = match route {
             Route::Jobs => super::list::run(&ctx),
             Route::Job { id } => super::show::run(&ctx, id),
+            Route::Overview => overview(&ctx, &self.home),
             Route::Runs {
                 id,
                 statuses,
                 limit,
+                before,
             } => {
                 let parsed: std::result::Result<Vec<RunStatus>, Error> = statuses
                     .iter()
@@ -172,7 +248,14 @@ impl Source for HomeSource {
                     })
                     .collect();
                 parsed.and_then(|statuses| {
-                    super::history::run(&ctx, Some(id), statuses, limit.unwrap_or(20), None)
+                    super::history::run(
+                        &ctx,
+                        Some(id),
+                        statuses,
+                        limit.unwrap_or(20),
+                        None,
+                        *before,
+                    )
                 })
             }
             Route::Run { id, seq } => super::show_run::run(&ctx, id, *seq),
@@ -182,6 +265,39 @@ impl Source for HomeSource {
             },
         };
         Answer::Json(status_of(&outcome), envelope(&outcome))
+    }
+
+    fn artifact(&self, id: &str, seq: i64, which: Artifact) -> Result<Option<String>> {
+        let name = match which {
+            Artifact::Receipt => crate::artifacts::rundir::RECEIPT_FILE,
+            Artifact::Summary => crate::artifacts::rundir::SUMMARY_FILE,
+        };
+        let Some(dir) = self.run_dir(id, seq) else {
+            return Ok(None);
+        };
+        let path = dir.join(name);
+        let file = match crate::artifacts::rundir::open_read(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, ARTIFACT_SHOWN_BYTES),
+            &mut text,
+        )
+        .map_err(|e| Error::io("read", &path, e))?;
+        Ok(Some(text))
+    }
+
+    fn events_from(&self, id: &str, seq: i64, offset: u64) -> Result<EventChunk> {
+        let Some(dir) = self.run_dir(id, seq) else {
+            return Ok(EventChunk {
+                offset,
+                ..EventChunk::default()
+            });
+        };
+        super::tail::events_from(&dir, offset)
     }
 
     fn gauges(&self) -> Result<Gauges> {

@@ -2,7 +2,6 @@
 //! directly, so it works while the run is being written, and holds back a line until its newline has
 //! been written. Following wakes on file-system events (notify) and polls as a fallback.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -97,6 +96,51 @@ pub fn event_lines(ctx: &Ctx, id: &str, seq: i64) -> Result<String> {
     let lines = EventReader::new(&dir).read_new()?;
     Ok(lines.iter().map(|line| format!("{line}\n")).collect())
 }
+
+/// The whole event lines of the run in `dir` written from byte `offset` on: what the dashboard's
+/// live view streams. Never through a link planted where the file should be.
+pub fn events_from(dir: &Path, offset: u64) -> Result<crate::server::source::EventChunk> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = dir.join(EVENTS_FILE);
+    let mut file = match crate::artifacts::rundir::open_read(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(crate::server::source::EventChunk {
+                offset,
+                ..Default::default()
+            });
+        }
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.take(EVENTS_CHUNK_BYTES).read_to_end(&mut bytes))
+        .map_err(|e| Error::io("read", &path, e))?;
+    // Whole lines only: what follows the last newline is read again next time.
+    let whole = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |end| end + 1);
+    let lines: Vec<String> = bytes[..whole]
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .collect();
+    let finished = lines.iter().any(|line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|event| event["type"] == "run_finished")
+    });
+    Ok(crate::server::source::EventChunk {
+        lines,
+        offset: offset + whole as u64,
+        finished,
+    })
+}
+
+/// The most of `events.jsonl` one read for the live view takes: a run with a long history of output
+/// is sent in pieces, never read into memory whole. Every event line is far shorter (output lines
+/// are cut at the output line limit).
+const EVENTS_CHUNK_BYTES: u64 = 1 << 20;
 
 /// `--json` prints the event lines as they are, so a report of tail has no `data` of its own.
 fn quiet(human: String) -> Report {
@@ -260,7 +304,7 @@ impl EventReader {
     }
 
     fn read_new(&mut self) -> Result<Vec<String>> {
-        let mut file = match File::open(&self.path) {
+        let mut file = match crate::artifacts::rundir::open_read(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io("read", &self.path, e)),

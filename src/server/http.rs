@@ -1,5 +1,6 @@
 //! The server itself: axum on the runtime it is started from, its routes (`/metrics`, `/healthz`,
-//! `/readyz`, `/api/...`), the token check, a cap on requests in flight and a time limit on each.
+//! `/readyz`, `/api/...`, the dashboard's pages), the token check, a cap on requests in flight and a
+//! time limit on each.
 //! Read-only: every route answers from its [`Source`] on a blocking thread. Must not hold anything the
 //! scheduler's loop waits for.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +19,7 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 use super::access::{Listen, authorized};
+use super::dashboard;
 use super::source::{Answer, Route, Source};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -32,11 +34,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_LIMIT: u32 = 1000;
 
 #[derive(Clone)]
-struct AppState {
-    source: Arc<dyn Source>,
+pub(super) struct AppState {
+    pub(super) source: Arc<dyn Source>,
     metrics: Arc<Metrics>,
     token: Option<Arc<str>>,
     slots: Arc<Semaphore>,
+    /// Places for live event streams, apart from `slots`: a stream outlives its request.
+    pub(super) streams: Arc<Semaphore>,
 }
 
 /// A server that runs until [`Server::stop`].
@@ -66,6 +70,7 @@ impl Server {
             metrics,
             token: listen.token.as_deref().map(Arc::from),
             slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+            streams: Arc::new(Semaphore::new(super::live::STREAMS)),
         };
         let router = router(state);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -109,6 +114,11 @@ fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/runs", get(runs))
         .route("/api/jobs/{id}/runs/{seq}", get(run))
         .route("/api/jobs/{id}/runs/{seq}/events", get(events))
+        .route("/api/overview", get(overview))
+        .route("/", get(dashboard::jobs_page))
+        .route("/jobs/{id}", get(dashboard::job_page))
+        .route("/jobs/{id}/runs/{seq}", get(dashboard::run_page))
+        .route("/assets/{name}", get(dashboard::asset))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         // Alive says nothing about the home, so it needs no token: what a supervisor probes.
@@ -150,12 +160,14 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     })
 }
 
-async fn not_found() -> Response {
+pub(super) async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
 /// Runs `f` on a blocking thread (the sources read the store and the disk).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
     tokio::task::spawn_blocking(f).await.ok()
 }
 
@@ -210,6 +222,10 @@ async fn answer(state: AppState, route: Route) -> Response {
     }
 }
 
+async fn overview(State(state): State<AppState>) -> Response {
+    answer(state, Route::Overview).await
+}
+
 async fn jobs(State(state): State<AppState>) -> Response {
     answer(state, Route::Jobs).await
 }
@@ -222,6 +238,7 @@ async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response 
 struct RunsQuery {
     status: Option<String>,
     limit: Option<u32>,
+    before: Option<i64>,
 }
 
 async fn runs(
@@ -245,6 +262,7 @@ async fn runs(
             id,
             statuses,
             limit,
+            before: query.before,
         },
     )
     .await
@@ -254,6 +272,49 @@ async fn run(State(state): State<AppState>, Path((id, seq)): Path<(String, i64)>
     answer(state, Route::Run { id, seq }).await
 }
 
-async fn events(State(state): State<AppState>, Path((id, seq)): Path<(String, i64)>) -> Response {
-    answer(state, Route::Events { id, seq }).await
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Where a live stream starts: a byte offset into the run's events, as a page drew them.
+    from: Option<u64>,
+}
+
+/// A run's events: JSON lines of what is written so far, or, asked for `text/event-stream` (as a
+/// browser's `EventSource` does), a live stream until the run ends.
+async fn events(
+    State(state): State<AppState>,
+    Path((id, seq)): Path<(String, i64)>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"));
+    if !wants_stream {
+        return answer(state, Route::Events { id, seq }).await;
+    }
+    // The run must exist before its id and number name a file.
+    let source = Arc::clone(&state.source);
+    let route = Route::Run {
+        id: id.clone(),
+        seq,
+    };
+    match blocking(move || source.answer(&route)).await {
+        Some(Answer::Json(200, _)) => {}
+        Some(Answer::Json(status, body)) => {
+            return (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                axum::Json(body),
+            )
+                .into_response();
+        }
+        _ => return (StatusCode::INTERNAL_SERVER_ERROR, "the request failed\n").into_response(),
+    }
+    // A browser reconnecting says where it got to.
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|id| id.parse().ok());
+    let from = resumed.or(query.from).unwrap_or(0);
+    super::live::follow(&state, id, seq, from)
 }

@@ -1,7 +1,9 @@
-//! The HTTP server: metrics, health and the read-only JSON API of a home.
+//! The HTTP server: metrics, health, the read-only JSON API and the dashboard of a home.
 
 pub mod access;
+mod dashboard;
 pub mod http;
+mod live;
 pub mod source;
 
 pub use access::Listen;

@@ -1,7 +1,7 @@
 //! What the server asks of the home it serves: the JSON of each read route (the same documents as
-//! `--json`), the gauges of `/metrics`, whether it is ready. The CLI implements it over a home; the
-//! server knows no store, spec or command. Every method may block: the server calls them from
-//! blocking threads.
+//! `--json`), two artifacts of a run, a run's events from an offset on, the gauges of `/metrics`,
+//! whether it is ready. The CLI implements it over a home; the server knows no store, spec or
+//! command. Every method may block: the server calls them from blocking threads.
 
 use crate::error::Result;
 use crate::metrics::Gauges;
@@ -9,15 +9,19 @@ use crate::metrics::Gauges;
 /// A read route of the JSON API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    /// `/api/overview`: every job with its state, schedule in words, next slot, last outcomes and
+    /// failure streak; the document the dashboard's job list is drawn from.
+    Overview,
     /// `/api/jobs`: as `jobsctl --json list`.
     Jobs,
     /// `/api/jobs/<id>`: as `jobsctl --json show <id>`.
     Job { id: String },
-    /// `/api/jobs/<id>/runs?status=&limit=`: as `jobsctl --json history <id>`.
+    /// `/api/jobs/<id>/runs?status=&limit=&before=`: as `jobsctl --json history <id>`.
     Runs {
         id: String,
         statuses: Vec<String>,
         limit: Option<u32>,
+        before: Option<i64>,
     },
     /// `/api/jobs/<id>/runs/<n>`: as `jobsctl --json show <id> --run <n>`.
     Run { id: String, seq: i64 },
@@ -34,8 +38,35 @@ pub enum Answer {
     Lines(String),
 }
 
+/// The artifacts of a run the dashboard shows whole (the events it streams).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifact {
+    /// `run_receipt.json`.
+    Receipt,
+    /// `summary.md`.
+    Summary,
+}
+
+/// A run's event lines from a byte offset of its `events.jsonl` on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventChunk {
+    /// Whole lines only, as written.
+    pub lines: Vec<String>,
+    /// Where the next read starts: just after the last whole line.
+    pub offset: u64,
+    /// The run's last event (`run_finished`) is among what was read up to `offset`.
+    pub finished: bool,
+}
+
 pub trait Source: Send + Sync + 'static {
     fn answer(&self, route: &Route) -> Answer;
+
+    /// An artifact of run `id#seq`, `None` when the run has none (yet, or any more).
+    fn artifact(&self, id: &str, seq: i64, which: Artifact) -> Result<Option<String>>;
+
+    /// The event lines of run `id#seq` written from `offset` on. The server asked for the run by
+    /// [`Route::Run`] first, so `id` names a job.
+    fn events_from(&self, id: &str, seq: i64, offset: u64) -> Result<EventChunk>;
 
     /// The home as the store has it now, for `/metrics`.
     fn gauges(&self) -> Result<Gauges>;

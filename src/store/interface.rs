@@ -53,7 +53,7 @@ use super::records::{
 };
 use crate::error::{Error, Result};
 use crate::notifier::fanout::Outgoing;
-use crate::run::RunEnd;
+use crate::run::{RunEnd, RunStatus};
 use crate::spec::SpecFile;
 use crate::spec::model::NotifierSpec;
 
@@ -247,6 +247,10 @@ pub trait HistoryStore {
     /// When each job's last success and last failure (failed, timed out, cancelled, interrupted)
     /// ended, in one read for every job: what `/metrics` shows.
     fn last_ends(&self) -> Result<Vec<LastEnds>>;
+
+    /// Each job's last `per_job` runs, newest first, as (job, run, status), in one read for every job:
+    /// the strip of outcomes the dashboard shows beside each job.
+    fn recent_outcomes(&self, per_job: usize) -> Result<Vec<(String, i64, RunStatus)>>;
 
     /// Every run of a job as retention weighs it.
     fn retention_view(&self, job_id: &str) -> Result<Vec<RetainedRun>>;

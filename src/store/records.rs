@@ -305,6 +305,8 @@ pub struct HistoryFilter {
     /// Any of these statuses; empty means every status.
     pub statuses: Vec<RunStatus>,
     pub since: Option<DateTime<Utc>>,
+    /// Only runs numbered below this (of the one job given): the next page.
+    pub before: Option<i64>,
     pub limit: i64,
 }
 

@@ -11,6 +11,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::column::{Millis, instant, unsigned};
 use super::connection::{SqliteStore, store_error};
 use crate::error::Result;
+use crate::run::RunStatus;
 use crate::store::interface::HistoryStore;
 use crate::store::records::{
     HISTORY_COUNT_CAP, HistoryFilter, LastEnds, RetainedRun, RunRow, RunStats,
@@ -121,6 +122,32 @@ impl HistoryStore for SqliteStore {
             .map_err(|e| store_error("read when each job last succeeded and failed", e))
     }
 
+    fn recent_outcomes(&self, per_job: usize) -> Result<Vec<(String, i64, RunStatus)>> {
+        let per_job = i64::try_from(per_job).unwrap_or(i64::MAX);
+        self.conn
+            .prepare_cached(
+                "SELECT job_id, seq, status FROM (
+                     SELECT job_id, seq, status,
+                            ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY seq DESC) AS place
+                     FROM runs)
+                 WHERE place <= ?1 ORDER BY job_id, seq DESC",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([per_job], |row| {
+                        let status: String = row.get(2)?;
+                        Ok((row.get(0)?, row.get(1)?, status))
+                    })?
+                    .collect::<rusqlite::Result<Vec<(String, i64, String)>>>()
+            })
+            .map(|rows| {
+                rows.into_iter()
+                    .filter_map(|(job, seq, status)| Some((job, seq, RunStatus::parse(&status)?)))
+                    .collect()
+            })
+            .map_err(|e| store_error("read each job's recent runs", e))
+    }
+
     fn recent_failures(&self, limit: i64) -> Result<Vec<RunRow>> {
         self.select_runs(
             &format!("status IN ('failed', 'timed_out', 'interrupted') ORDER BY claimed_at DESC, seq DESC LIMIT {limit}"),
@@ -153,6 +180,10 @@ impl HistoryStore for SqliteStore {
         if let Some(since) = filter.since {
             conditions.push("claimed_at >= ?");
             values.push(since.timestamp_millis().into());
+        }
+        if let Some(before) = filter.before {
+            conditions.push("seq < ?");
+            values.push(before.into());
         }
         let condition = if conditions.is_empty() {
             String::new()

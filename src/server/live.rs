@@ -1,0 +1,108 @@
+//! A run's events as Server-Sent Events: what the run page's script follows. Each event line of
+//! `events.jsonl` is sent once as it is written (`event: event`), then `event: end` after the run's
+//! last line, and the stream closes. Bounded: a cap on streams open at once, a lifetime after which
+//! the browser reconnects where it left off (`Last-Event-ID` is a byte offset into the file).
+//! Must not hold a store connection or a request slot while it waits for more.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::http::{AppState, blocking};
+use super::source::Source;
+
+/// Streams open at once; more are answered 503 (the browser tries again later by itself).
+pub(super) const STREAMS: usize = 64;
+
+/// How often a stream looks for new lines.
+const POLL: Duration = Duration::from_millis(200);
+
+/// How long one stream stays open; the browser then reconnects from its last event.
+const LIFETIME: Duration = Duration::from_secs(600);
+
+/// Follows run `id#seq` from byte `from` of its events. The caller has checked the run exists.
+pub(super) fn follow(state: &AppState, id: String, seq: i64, from: u64) -> Response {
+    let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many live streams\n").into_response();
+    };
+    let follow = Follow {
+        source: Arc::clone(&state.source),
+        id,
+        seq,
+        offset: from,
+        queue: VecDeque::new(),
+        ended: false,
+        until: Instant::now() + LIFETIME,
+        _permit: permit,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next().await?;
+        Some((Ok::<Event, Infallible>(event), follow))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+struct Follow {
+    source: Arc<dyn Source>,
+    id: String,
+    seq: i64,
+    offset: u64,
+    queue: VecDeque<Event>,
+    ended: bool,
+    until: Instant,
+    /// Held while the stream is open: its place among [`STREAMS`].
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Follow {
+    /// The next event to send; `None` closes the stream.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            if self.ended || Instant::now() >= self.until {
+                return None;
+            }
+            let source = Arc::clone(&self.source);
+            let (id, seq, offset) = (self.id.clone(), self.seq, self.offset);
+            let chunk = match blocking(move || source.events_from(&id, seq, offset)).await {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    tracing::warn!("following {}#{} failed: {e}", self.id, self.seq);
+                    return None;
+                }
+                None => return None,
+            };
+            let last = chunk.lines.len().saturating_sub(1);
+            for (n, line) in chunk.lines.into_iter().enumerate() {
+                let event = Event::default().event("event").data(line);
+                // The offset names where the next line starts; only the chunk's last line knows it.
+                let event = if n == last {
+                    event.id(chunk.offset.to_string())
+                } else {
+                    event
+                };
+                self.queue.push_back(event);
+            }
+            self.offset = chunk.offset;
+            if chunk.finished {
+                self.queue
+                    .push_back(Event::default().event("end").data("ended"));
+                self.ended = true;
+            }
+            if self.queue.is_empty() {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
