@@ -114,7 +114,7 @@ pub fn events_from(dir: &Path, offset: u64) -> Result<crate::server::source::Eve
     };
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(offset))
-        .and_then(|_| file.take(EVENTS_CHUNK_BYTES).read_to_end(&mut bytes))
+        .and_then(|_| (&mut file).take(EVENTS_CHUNK_BYTES).read_to_end(&mut bytes))
         .map_err(|e| Error::io("read", &path, e))?;
     // Whole lines only: what follows the last newline is read again next time.
     let whole = bytes
@@ -126,15 +126,36 @@ pub fn events_from(dir: &Path, offset: u64) -> Result<crate::server::source::Eve
         .filter(|line| !line.is_empty())
         .map(|line| String::from_utf8_lossy(line).into_owned())
         .collect();
-    let finished = lines.iter().any(|line| {
+    let is_end = |line: &str| {
         serde_json::from_str::<serde_json::Value>(line)
             .is_ok_and(|event| event["type"] == "run_finished")
-    });
+    };
+    let finished = match lines.last() {
+        Some(last) => is_end(last),
+        // Nothing new: the run may have ended before `offset` (a stream resumed after its end).
+        None => last_line_before(&mut file, offset).is_some_and(|line| is_end(&line)),
+    };
     Ok(crate::server::source::EventChunk {
         lines,
         offset: offset + whole as u64,
         finished,
     })
+}
+
+/// The last whole line of `file` that ends at `offset`, if it is short enough to be an event other
+/// than output (the end of a run always is).
+fn last_line_before(file: &mut std::fs::File, offset: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const LONGEST: u64 = 16 * 1024;
+    let start = offset.checked_sub(1)?.saturating_sub(LONGEST);
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(start)).ok()?;
+    Read::take(&mut *file, offset - start)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let body = bytes.strip_suffix(b"\n")?;
+    let begin = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    Some(String::from_utf8_lossy(&body[begin..]).into_owned())
 }
 
 /// The most of `events.jsonl` one read for the live view takes: a run with a long history of output

@@ -15,6 +15,7 @@ mod commands;
 )]
 mod common;
 mod contract;
+mod dashboard;
 mod first_day;
 mod home_config;
 mod maintenance;

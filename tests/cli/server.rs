@@ -14,7 +14,7 @@ use crate::common::{KillOnDrop, SchedulerStart, TestHome, stop, wait_until};
 const EVERY_SECOND: &str = "schedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n";
 
 /// A GET of `path` at `port`: the status code and the body.
-fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
     get_on(stream, path, token)
 }
@@ -67,7 +67,7 @@ fn dechunk(mut body: &str) -> String {
 }
 
 /// The port the process logged it listens on (`listening on http://127.0.0.1:PORT`).
-fn port_in(log: &std::path::Path) -> u16 {
+pub(crate) fn port_in(log: &std::path::Path) -> u16 {
     let mut port = 0;
     wait_until("the server to listen", 15, || {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -92,7 +92,7 @@ fn json(body: &str) -> Value {
 }
 
 /// `jobsctl serve` in `home`, its stderr in `serve.log`.
-fn serve(home: &TestHome, args: &[&str]) -> (KillOnDrop, u16) {
+pub(crate) fn serve(home: &TestHome, args: &[&str]) -> (KillOnDrop, u16) {
     let log = home.path().join("serve.log");
     let child = home
         .command(&[&["serve", "--listen", "127.0.0.1:0"], args].concat())
