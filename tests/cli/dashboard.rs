@@ -207,8 +207,8 @@ fn a_runs_events_stream_live_until_it_ends_then_the_stream_closes() {
     // Resuming after the last event sends nothing but the end.
     let last_id = stream
         .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("id: "))
         .expect("an event id");
     let resumed = raw_get(
         port,
