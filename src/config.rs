@@ -29,6 +29,17 @@ pub struct HomeConfig {
     pub notify: Vec<NotifierSpec>,
     /// A healthchecks URL the scheduler pings every minute while it runs.
     pub heartbeat_ping: Option<HttpUrl>,
+    /// Where the HTTP server listens when no `--listen` is given.
+    pub server: ServerConfig,
+}
+
+/// The `server:` section: read at a process's start only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: Option<String>,
+    /// As written: relative to the home unless absolute.
+    pub token_file: Option<PathBuf>,
 }
 
 /// The wire shape of the file, after the schema has passed it.
@@ -41,6 +52,8 @@ struct Wire {
     notify: Vec<Value>,
     #[serde(default)]
     heartbeat_ping: Option<String>,
+    #[serde(default)]
+    server: ServerConfig,
 }
 
 /// The events a home notifier hears when its `on:` is left out: all of the home's.
@@ -226,6 +239,7 @@ fn load_bytes(bytes: &[u8]) -> Result<HomeConfig, Vec<Problem>> {
         defaults: Defaults::new(wire.defaults),
         notify,
         heartbeat_ping,
+        server: wire.server,
     })
 }
 
@@ -252,6 +266,15 @@ fn rule_problems(json: &Value) -> Vec<(String, &'static str, String)> {
         && let Err((code, message)) = HttpUrl::parse(url)
     {
         out.push(("/heartbeat_ping".into(), code, message));
+    }
+    if let Some(listen) = json["server"]["listen"].as_str()
+        && listen.parse::<std::net::SocketAddr>().is_err()
+    {
+        out.push((
+            "/server/listen".into(),
+            "invalid_listen",
+            format!("{listen:?} is not an address and port: give one such as 127.0.0.1:9180"),
+        ));
     }
     out
 }

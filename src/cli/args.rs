@@ -124,8 +124,9 @@ pub enum Command {
         /// Log lines as text or as JSON objects
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
-        /// Serve /metrics, /healthz, /readyz and the JSON API at this address (loopback unless a
-        /// token file is given), e.g. 127.0.0.1:9180
+        /// Serve the dashboard, /metrics, /healthz, /readyz and the JSON API at this address
+        /// (loopback unless a token file is given), e.g. 127.0.0.1:9180; by default config.yaml's
+        /// server.listen, if any
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
         /// The bearer token clients must send, in a file only you can read (required for an address
@@ -133,13 +134,14 @@ pub enum Command {
         #[arg(long, value_name = "FILE", requires = "listen")]
         token_file: Option<PathBuf>,
     },
-    /// Serve a home's /metrics, health and JSON API, read-only, without running its jobs
+    /// Serve a home's dashboard, /metrics, health and JSON API, read-only, without running its jobs
     Serve {
-        /// Where to listen, e.g. 127.0.0.1:9180 (loopback unless a token file is given)
+        /// Where to listen, e.g. 127.0.0.1:9180 (loopback unless a token file is given); by
+        /// default config.yaml's server.listen
         #[arg(long, value_name = "ADDR")]
-        listen: String,
+        listen: Option<String>,
         /// The bearer token clients must send, in a file only you can read
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", requires = "listen")]
         token_file: Option<PathBuf>,
     },
     /// Stop scheduling a job's slots; they are recorded as skipped. Manual runs still work

@@ -149,13 +149,15 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             token_file,
             ..
         } => {
-            let listen = listen
-                .map(|addr| crate::server::Listen::new(&addr, token_file.as_deref()))
-                .transpose()?;
+            let listen = super::serve::listen_from(ctx, listen, token_file)?;
             super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration(), listen)
         }
         Command::Serve { listen, token_file } => {
-            let listen = crate::server::Listen::new(&listen, token_file.as_deref())?;
+            let listen = super::serve::listen_from(ctx, listen, token_file)?.ok_or_else(|| {
+                Error::Usage {
+                    message: "give --listen ADDR (such as 127.0.0.1:9180), or set server.listen in config.yaml".into(),
+                }
+            })?;
             super::serve::run(ctx, &listen)
         }
         command @ (Command::Pause { .. }

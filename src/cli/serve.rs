@@ -43,6 +43,45 @@ pub fn run(ctx: &Ctx, listen: &Listen) -> Result<Report> {
     Ok(Report::ok(json!({"stopped": true}), String::new()))
 }
 
+/// Where the server listens: the flags, or else the `server:` section of the home's `config.yaml`
+/// (read now: a change takes a restart). A config that does not load gives no server settings, and
+/// says so; `None` when neither asks for a server.
+pub fn listen_from(
+    ctx: &Ctx,
+    listen: Option<String>,
+    token_file: Option<std::path::PathBuf>,
+) -> Result<Option<Listen>> {
+    if let Some(addr) = listen {
+        return Listen::new(&addr, token_file.as_deref()).map(Some);
+    }
+    let file = crate::config::load(&ctx.home);
+    let server = match file.outcome {
+        Ok(config) => config.server,
+        Err(problems) => {
+            if let Some(problem) = problems.first() {
+                tracing::warn!(
+                    "{} does not load ({}); its server settings are not used",
+                    ctx.home.display_path(&file.path),
+                    problem.brief()
+                );
+            }
+            return Ok(None);
+        }
+    };
+    let Some(addr) = server.listen else {
+        return Ok(None);
+    };
+    let token = server.token_file.map(|path| ctx.home.root().join(path));
+    Listen::new(&addr, token.as_deref())
+        .map(Some)
+        .map_err(|e| match e {
+            Error::Usage { message } => Error::Usage {
+                message: format!("config.yaml server: {message}"),
+            },
+            other => other,
+        })
+}
+
 /// A home as the server sees it.
 pub struct HomeSource {
     home: Home,

@@ -392,3 +392,86 @@ fn a_real_prometheus_scrapes_the_scheduler_and_answers_for_a_jobs_runs_and_failu
     );
     assert_eq!(stop(scheduler), 0);
 }
+
+#[test]
+fn config_yaml_says_where_to_listen_when_no_flag_does() {
+    let home = TestHome::new();
+    home.spec("a.yaml", "id: a\nrun:\n  command: [\"true\"]\n");
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "server:\n  listen: 127.0.0.1:0\n",
+    )
+    .expect("write config.yaml");
+    let log = home.path().join("serve.log");
+    let child = home
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .map(KillOnDrop)
+        .expect("start jobsctl serve");
+    let port = port_in(&log);
+    let (status, body) = get(port, "/api/jobs", None);
+    assert_eq!(status, 200, "{body}");
+    drop(child);
+
+    // The same rules as the flags: an address others can reach needs a private token file.
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "server:\n  listen: 0.0.0.0:0\n",
+    )
+    .expect("write config.yaml");
+    let refused = home.run(&["serve"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("config.yaml server:"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(home.path().join("token"), "s3cret-token\n").expect("token");
+    std::fs::set_permissions(
+        home.path().join("token"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "server:\n  listen: 127.0.0.1:0\n  token_file: token\n",
+    )
+    .expect("write config.yaml");
+    let child = home
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .map(KillOnDrop)
+        .expect("start jobsctl serve");
+    let port = port_in(&log);
+    assert_eq!(get(port, "/api/jobs", None).0, 401);
+    assert_eq!(get(port, "/api/jobs", Some("s3cret-token")).0, 200);
+    drop(child);
+
+    // A listen address that is not one is a problem with its position, as any other.
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "server:\n  listen: localhost\n",
+    )
+    .expect("write config.yaml");
+    let checked = home.run(&["validate"]);
+    assert_ne!(checked.code, 0);
+    assert!(
+        format!("{}{}", checked.stdout, checked.stderr).contains("config.yaml:2:3"),
+        "{}{}",
+        checked.stdout,
+        checked.stderr
+    );
+    // Nothing to listen on: serve says what to give.
+    std::fs::remove_file(home.path().join("config.yaml")).expect("remove config.yaml");
+    let refused = home.run(&["serve"]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("give --listen"),
+        "{}",
+        refused.stderr
+    );
+}
