@@ -30,6 +30,16 @@ const IN_FLIGHT: usize = 32;
 /// The longest one request may take, waiting for a slot included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections open at once (a live event stream holds one).
+const CONNECTIONS: usize = 256;
+
+/// The longest a client may take to send a request's head, and to send the next one on a kept-alive
+/// connection.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most a request's head may hold; the server reads no bodies.
+const HEAD_BYTES: usize = 16 * 1024;
+
 /// The most runs one page of `/api/jobs/<id>/runs` lists.
 const MAX_LIMIT: u32 = 1000;
 
@@ -74,16 +84,7 @@ impl Server {
         };
         let router = router(state);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!("the HTTP server stopped: {e}");
-            }
-        });
+        let task = tokio::spawn(accept(listener, router, stopped));
         tracing::info!(address = %addr, "listening on http://{addr}");
         Ok(Self {
             addr,
@@ -103,6 +104,60 @@ impl Server {
         }
         let _ = tokio::time::timeout(REQUEST_TIMEOUT, &mut self.task).await;
     }
+}
+
+/// Accepts connections until told to stop, each served on a task of its own, at most
+/// [`CONNECTIONS`] at once (one more is closed at once); at the stop, each connection finishes the
+/// request it is answering, within [`REQUEST_TIMEOUT`].
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let places = Arc::new(Semaphore::new(CONNECTIONS));
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stopped => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, most likely: wait rather than spin.
+                tracing::warn!("accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(place) = Arc::clone(&places).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut stop_seen = stop_seen.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                // A client that sends its request's head slowly (or never) is let go.
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(HEAD_BYTES)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = async {
+                    // The guard it returns is dropped here, before the wait below.
+                    let _ = stop_seen.wait_for(|stop| *stop).await;
+                } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, connection).await;
+                }
+            }
+            drop(place);
+        });
+    }
+    let _ = stopping.send(true);
 }
 
 fn router(state: AppState) -> Router {

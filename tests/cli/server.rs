@@ -475,3 +475,27 @@ fn config_yaml_says_where_to_listen_when_no_flag_does() {
         refused.stderr
     );
 }
+
+#[test]
+fn a_client_that_never_finishes_its_request_is_let_go() {
+    let home = TestHome::new();
+    let (_serve, port) = serve(&home, &[]);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .expect("send half a request");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = stream.read_to_end(&mut rest);
+    assert!(read.is_ok(), "the server closed the connection: {read:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    // And it still answers everyone else.
+    assert_eq!(get(port, "/healthz", None).0, 200);
+}
