@@ -38,3 +38,12 @@ bench-full:
 # fault-injection points), 8 clients for 60 s; `cargo test` runs the same tests in a short variant
 torture:
     JOBS_TORTURE_CYCLES=20 JOBS_CONCURRENCY_SECS=60 cargo test --test torture --test concurrency -- --nocapture
+
+# the server's costs: a /metrics scrape at 10,000 jobs, and fire lateness of 200 jobs every second
+# without and with `--listen` and a scrape every second (two rounds each, alternating)
+bench-server:
+    ./bench/scrape.sh 10000 11
+    ./bench/scheduler.sh lateness 200 30
+    ./bench/scheduler.sh lateness 200 30 listen
+    ./bench/scheduler.sh lateness 200 30
+    ./bench/scheduler.sh lateness 200 30 listen

@@ -5,13 +5,16 @@
 #             and its resident memory then; first start (empty store) and restart (store in place).
 #   lateness: N jobs (default 200) due every second for S seconds (default 60) running `true`: the
 #             lateness of each run's start against its slot (p50, p99, max) and the slots missed or
-#             skipped. Every run writes its full artifacts (receipt, events, summary, logs).
-# Usage: bench/scheduler.sh [startup|lateness|all] [N] [S]
+#             skipped. Every run writes its full artifacts (receipt, events, summary, logs). With
+#             `listen` as the fourth argument the scheduler also serves on a loopback port and
+#             /metrics is scraped every second meanwhile, for comparing against the figures without.
+# Usage: bench/scheduler.sh [startup|lateness|all] [N] [S] [listen]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 jobs_n=${2:-200}
 seconds=${3:-60}
+listen=${4:-}
 source bench/lib.sh
 
 make_home() { # home count cron
@@ -53,15 +56,27 @@ fi
 if [[ $what == lateness || $what == all ]]; then
   home=$(mktemp -d)
   make_home "$home" "$jobs_n" "* * * * * *"
-  "$bin" --home "$home" scheduler >/dev/null 2>"$home/scheduler.log" &
+  serve=()
+  if [[ $listen == listen ]]; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    serve=(--listen "127.0.0.1:$port")
+  fi
+  "$bin" --home "$home" scheduler "${serve[@]}" >/dev/null 2>"$home/scheduler.log" &
   pid=$!
+  scraper=
+  if [[ -n ${port:-} ]]; then
+    (while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true; done) &
+    scraper=$!
+  fi
   sleep "$seconds"
+  [[ -n $scraper ]] && kill "$scraper"
   kill -TERM "$pid"
   wait "$pid" || true
-  python3 - "$home" "$jobs_n" "$seconds" <<'PY'
+  python3 - "$home" "$jobs_n" "$seconds" "$listen" <<'PY'
 import glob, json, sqlite3, sys
 from datetime import datetime
 home, jobs, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+served = ", serving with a scrape every second" if sys.argv[4] == "listen" else ""
 def t(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 # Lateness = when the first attempt's process was started (from the receipt) minus the nominal slot.
@@ -75,7 +90,7 @@ con = sqlite3.connect(f"{home}/db/jobs.sqlite3")
 other = dict(con.execute("SELECT status, SUM(slot_count) FROM runs GROUP BY status").fetchall())
 def pct(p):
     return round(late[min(len(late) - 1, int(len(late) * p))]) if late else None
-print(f"lateness, {jobs} jobs every second for {seconds} s: {len(late)} runs, "
+print(f"lateness, {jobs} jobs every second for {seconds} s{served}: {len(late)} runs, "
       f"p50 {pct(0.5)} ms, p99 {pct(0.99)} ms, max {round(late[-1]) if late else None} ms; "
       f"missed {other.get('missed', 0)}, skipped {other.get('skipped', 0)}, statuses {other}")
 PY

@@ -3,10 +3,10 @@
 // live and whose status turns final without a reload, and a job's hostile output shown as text that
 // opens no dialog and makes no element. Prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
 //
-//   node dashboard.mjs BASE_URL LIVE_JOB HOSTILE_JOB SCREENSHOT_DIR
+//   node dashboard.mjs BASE_URL LIVE_JOB HOSTILE_JOB BUSY_JOB SCREENSHOT_DIR
 import { chromium } from "playwright-core";
 
-const [base, liveJob, hostileJob, shots] = process.argv.slice(2);
+const [base, liveJob, hostileJob, busyJob, shots] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 function check(condition, what) {
@@ -53,7 +53,6 @@ try {
   check(description.includes("<script>"), "the description is shown as text: " + description);
   check((await page.$$("#runs tbody tr")).length > 0, "the job page lists its runs");
   report.checks.push("job page");
-  await page.screenshot({ path: shots + "/job.png", fullPage: true });
 
   // A run of the hostile job: what it printed is text, nothing ran and no element was made.
   const hostileRuns = await page.$$eval("#runs tbody tr td a", (links) => links.map((a) => a.href));
@@ -64,6 +63,16 @@ try {
   const made = await page.$$eval("main img, main script:not([src])", (els) => els.length);
   check(made === 0, "no element came from the output");
   report.checks.push("escaped output");
+
+  // A job with some history, filtered by status without a script: a plain link.
+  await page.goto(base + "/jobs/" + busyJob, { waitUntil: "load" });
+  await page.click(".filters a:text-is('failed')");
+  await page.waitForURL(/status=failed/);
+  const statuses = await page.$$eval("#runs tbody tr .status", (cells) => cells.map((c) => c.textContent));
+  check(statuses.length > 0 && statuses.every((s) => s === "failed"), "the filter shows failed runs only: " + statuses);
+  report.checks.push("history filter");
+  await page.goto(base + "/jobs/" + busyJob, { waitUntil: "load" });
+  await page.screenshot({ path: shots + "/job.png", fullPage: true });
 
   // The live run: lines written after the page was drawn appear, then the final status.
   const runUrl = base + "/jobs/" + liveJob + "/runs/1";

@@ -101,7 +101,7 @@ fn the_dashboard_in_a_real_browser_shows_jobs_live_output_and_escaped_markup() {
     let output = std::process::Command::new("node")
         .arg(browser_dir.join("dashboard.mjs"))
         .arg(format!("http://127.0.0.1:{port}"))
-        .args(["ticker", "hostile"])
+        .args(["ticker", "hostile", "flaky"])
         .arg(&shots)
         .env("CHROMIUM", chromium)
         .output()
