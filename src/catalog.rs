@@ -146,7 +146,16 @@ impl Catalog {
             }
         }
         announce_invalid_config(store.as_mut(), home, &config, &in_force.config, now);
-        let files = load_dir_with(&home.jobs_dir(), now, &in_force.config.defaults, &trusted)?;
+        let groups = in_force.config.group_names();
+        let files = load_dir_with(
+            &home.jobs_dir(),
+            now,
+            &in_force.config.defaults,
+            &trusted,
+            &crate::spec::relations::Known {
+                groups: Some(&groups),
+            },
+        )?;
         let sync = match store.sync_specs(
             &files,
             &|f| home.display_path(&f.path),

@@ -31,6 +31,24 @@ pub struct HomeConfig {
     pub heartbeat_ping: Option<HttpUrl>,
     /// Where the HTTP server listens when no `--listen` is given.
     pub server: ServerConfig,
+    /// Concurrency groups, by name: how many runs of their jobs may be in flight at once.
+    pub groups: std::collections::BTreeMap<String, GroupLimit>,
+    /// Runs of the whole home in flight at once.
+    pub max_running: Option<u32>,
+}
+
+/// One group of `groups:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimit {
+    pub max_running: u32,
+}
+
+impl HomeConfig {
+    /// The names of the groups specs may join.
+    pub fn group_names(&self) -> std::collections::BTreeSet<String> {
+        self.groups.keys().cloned().collect()
+    }
 }
 
 /// The `server:` section: read at a process's start only.
@@ -54,6 +72,10 @@ struct Wire {
     heartbeat_ping: Option<String>,
     #[serde(default)]
     server: ServerConfig,
+    #[serde(default)]
+    groups: std::collections::BTreeMap<String, GroupLimit>,
+    #[serde(default)]
+    max_running: Option<u32>,
 }
 
 /// The events a home notifier hears when its `on:` is left out: all of the home's.
@@ -240,6 +262,8 @@ fn load_bytes(bytes: &[u8]) -> Result<HomeConfig, Vec<Problem>> {
         notify,
         heartbeat_ping,
         server: wire.server,
+        groups: wire.groups,
+        max_running: wire.max_running,
     })
 }
 

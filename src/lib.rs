@@ -26,4 +26,5 @@ pub mod server;
 pub mod spec;
 pub mod store;
 pub mod text;
+pub mod triggers;
 pub(crate) mod users;

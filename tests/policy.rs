@@ -107,6 +107,7 @@ fn policy(max_instances: u32, overlap: Overlap, coalesce: bool, grace: &str) -> 
         } else {
             Limit::Within(duration(grace))
         },
+        group: None,
     }
 }
 

@@ -62,6 +62,12 @@ pub enum Command {
         #[arg(long)]
         run: Option<i64>,
     },
+    /// Print which jobs trigger which (after: and after_all:), or the graph for Graphviz
+    Graph {
+        /// Print the graph in Graphviz's DOT language (`jobsctl graph --dot | dot -Tsvg`)
+        #[arg(long)]
+        dot: bool,
+    },
     /// Print the next slots of a job in its time zone and in UTC, marking DST changes
     Next {
         /// The job's id

@@ -116,6 +116,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::List => super::list::run(ctx),
         Command::Show { id, run: None } => super::show::run(ctx, &id),
         Command::Show { id, run: Some(seq) } => super::show_run::run(ctx, &id, seq),
+        Command::Graph { dot } => super::graph::run(ctx, dot),
         Command::Next { id, count, after } => super::next::run(ctx, &id, usize::from(count), after),
         Command::Schema => Ok(super::schema::run()),
         Command::Run {

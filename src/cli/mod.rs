@@ -8,6 +8,7 @@ mod cancel;
 mod completions;
 mod ctx;
 mod entry;
+mod graph;
 mod history;
 mod lifecycle;
 mod list;

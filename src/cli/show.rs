@@ -27,7 +27,11 @@ pub fn run(ctx: &Ctx, id: &str) -> Result<Report> {
     let catalog = ctx.catalog_with_runs(Some(id))?;
     let stats = catalog.store.run_stats(id)?;
     let job = catalog.job(id)?;
-    Report::view(&ShowView::new(id, job, &stats, now), &ctx.out)
+    let edges = crate::triggers::edges(catalog.jobs.iter().filter_map(|j| j.spec.as_ref()));
+    let mut view = ShowView::new(id, job, &stats, now);
+    view.upstream = edges.iter().filter(|e| e.to == id).cloned().collect();
+    view.downstream = edges.into_iter().filter(|e| e.from == id).collect();
+    Report::view(&view, &ctx.out)
 }
 
 /// Everything known of one job.
@@ -48,6 +52,9 @@ struct ShowView<'a> {
     retry: Option<&'a RetrySpec>,
     retention: Option<&'a RetentionSpec>,
     tags: &'a [String],
+    /// The jobs whose runs trigger this one's, and the jobs this one's runs trigger.
+    upstream: Vec<crate::triggers::Edge>,
+    downstream: Vec<crate::triggers::Edge>,
     last_run: Option<RunEntry<'a>>,
     last_success: Option<RunEntry<'a>>,
     last_failure: Option<RunEntry<'a>>,
@@ -156,6 +163,8 @@ impl<'a> ShowView<'a> {
             retry: spec.map(|s| &s.retry),
             retention: spec.map(|s| &s.retention),
             tags: spec.map_or(&[], |s| &s.tags),
+            upstream: Vec::new(),
+            downstream: Vec::new(),
             last_run: stats.last_run.as_ref().map(RunEntry::new),
             last_success: stats.last_success.as_ref().map(RunEntry::new),
             last_failure: stats.last_failure.as_ref().map(RunEntry::new),
@@ -358,6 +367,22 @@ impl ShowView<'_> {
         }
         if self.has_spec && !self.tags.is_empty() {
             lines.push(("tags", safe(&self.tags.join(", "))));
+        }
+        let edge = |e: &crate::triggers::Edge, other: &str| {
+            if e.all {
+                format!("{other} (all of after_all succeeded)")
+            } else {
+                let on: Vec<&str> = e.on.iter().map(|o| o.as_str()).collect();
+                format!("{other} (on {})", on.join(", "))
+            }
+        };
+        if !self.upstream.is_empty() {
+            let after: Vec<String> = self.upstream.iter().map(|e| edge(e, &e.from)).collect();
+            lines.push(("runs after", after.join(", ")));
+        }
+        if !self.downstream.is_empty() {
+            let next: Vec<String> = self.downstream.iter().map(|e| edge(e, &e.to)).collect();
+            lines.push(("triggers", next.join(", ")));
         }
     }
 

@@ -10,6 +10,7 @@ use super::output::{Output, Report, Style, View, escape_controls};
 use crate::config::{self, CONFIG_FILE, ConfigFile};
 use crate::error::{Error, Result};
 use crate::spec::load::{load_dir_with, load_file_with};
+use crate::spec::relations::Known;
 use crate::spec::{Defaults, Problem};
 
 pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
@@ -17,10 +18,15 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
     // Specs are checked as the home would run them, completed by its config's defaults; an invalid
     // config is reported here and its defaults left out.
     let home_config = config::load(&ctx.home);
-    let defaults = match &home_config.outcome {
-        Ok(config) => config.defaults.clone(),
-        Err(_) => Defaults::default(),
+    let (defaults, groups) = match &home_config.outcome {
+        Ok(config) => (config.defaults.clone(), Some(config.group_names())),
+        Err(_) => (Defaults::default(), None),
     };
+    // A directory of the home is checked against the home's groups; any other, on its own.
+    let home_known = Known {
+        groups: groups.as_ref(),
+    };
+    let alone = Known { groups: None };
     let mut files: Vec<(String, Checked)> = Vec::new();
     if paths.is_empty() {
         if home_config.is_present() {
@@ -29,14 +35,25 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
                 Checked::config(&home_config),
             ));
         }
-        for file in load_dir_with(&ctx.home.jobs_dir(), now, &defaults, &|_, _| None)? {
+        for file in load_dir_with(
+            &ctx.home.jobs_dir(),
+            now,
+            &defaults,
+            &|_, _| None,
+            &home_known,
+        )? {
             files.push((ctx.home.display_path(&file.path), Checked::spec(&file)));
         }
     } else {
         for path in paths {
             // Relative to the current directory, as a shell user expects.
             if path.is_dir() {
-                for file in load_dir_with(path, now, &defaults, &|_, _| None)? {
+                let known = if path.canonicalize().ok() == ctx.home.jobs_dir().canonicalize().ok() {
+                    &home_known
+                } else {
+                    &alone
+                };
+                for file in load_dir_with(path, now, &defaults, &|_, _| None, known)? {
                     files.push((file.path.display().to_string(), Checked::spec(&file)));
                 }
             } else if path.file_name().is_some_and(|name| name == CONFIG_FILE) {

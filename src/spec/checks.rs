@@ -14,7 +14,7 @@ use crate::schedule::{self, MAX_FIRST_SLOT_DAYS};
 /// The revision of the checks the schema cannot express (`semantic_problems`). Raise it whenever a
 /// check is added or tightened: the fingerprint changes with it, so specs an older loader accepted are
 /// checked again, both files the store would trust and the last good versions it keeps.
-pub(super) const RULES_REVISION: u32 = 3;
+pub(super) const RULES_REVISION: u32 = 4;
 
 /// The ids `jobs` accepts, as in the schema: `^[a-z0-9][a-z0-9_-]{0,62}$`.
 pub fn is_valid_id(id: &str) -> bool {
@@ -275,7 +275,58 @@ pub(super) fn semantic_problems(
             }
         }
     }
+    trigger_problems(json, expected_id, &mut out);
     out
+}
+
+/// A job that triggers itself, an upstream named twice, and a group with `overlap: replace` (which
+/// would stop another job's run to make room): the trigger and group rules one spec can break alone.
+/// Unknown upstreams, cycles and undefined groups need the other specs and the config
+/// (`spec::relations`).
+fn trigger_problems(json: &Value, id: &str, out: &mut Vec<(String, &'static str, String)>) {
+    let mut named = std::collections::HashSet::new();
+    for (i, upstream) in json["after"].as_array().into_iter().flatten().enumerate() {
+        let Some(job) = upstream["job"].as_str() else {
+            continue;
+        };
+        if job == id {
+            out.push((
+                format!("/after/{i}/job"),
+                "triggers_itself",
+                format!("\"{id}\" cannot run after itself; a job that should run again uses a schedule or retry"),
+            ));
+        } else if !named.insert(job) {
+            out.push((
+                format!("/after/{i}/job"),
+                "duplicate_upstream",
+                format!(
+                    "\"{job}\" is named twice in after; give one entry with every outcome in its on"
+                ),
+            ));
+        }
+    }
+    for (i, job) in json["after_all"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if job.as_str() == Some(id) {
+            out.push((
+                format!("/after_all/{i}"),
+                "triggers_itself",
+                format!("\"{id}\" cannot wait for itself in after_all"),
+            ));
+        }
+    }
+    if json["policy"]["group"].is_string() && json["policy"]["overlap"] == "replace" {
+        out.push((
+            "/policy/overlap".into(),
+            "group_with_replace",
+            "overlap: replace cannot go with a group: it would stop another job's run to make room; use skip or queue"
+                .into(),
+        ));
+    }
 }
 
 /// `run.user` and `run.group`. Changing user takes root, so as anyone else a spec that asks for it is

@@ -103,16 +103,24 @@ pub type Trusted<'a> = &'a (dyn Fn(&str, &str) -> Option<LoadedSpec> + Sync);
 /// Loads every spec file in `dir`, sorted by file name. A missing directory holds no specs. Two files
 /// claiming the same id (`a.yaml` and `a.yml`) both load, and the later one gets a problem.
 pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
-    load_dir_with(dir, now, &Defaults::default(), &|_, _| None)
+    load_dir_with(
+        dir,
+        now,
+        &Defaults::default(),
+        &|_, _| None,
+        &super::relations::Known { groups: None },
+    )
 }
 
 /// As [`load_dir`], each spec completed by `defaults` (the home's config) before it is checked, and
-/// taken from `trusted` when it knows the file's content.
+/// taken from `trusted` when it knows the file's content; then the specs are checked against each
+/// other and against what the config defines (`known`).
 pub fn load_dir_with(
     dir: &Path,
     now: DateTime<Utc>,
     defaults: &Defaults,
     trusted: Trusted<'_>,
+    known: &super::relations::Known<'_>,
 ) -> Result<Vec<SpecFile>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -150,6 +158,7 @@ pub fn load_dir_with(
         }
         files.push(file);
     }
+    super::relations::check(&mut files, known);
     Ok(files)
 }
 

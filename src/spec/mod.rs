@@ -5,6 +5,7 @@ pub mod defaults;
 pub mod load;
 pub mod model;
 pub(crate) mod problem;
+pub mod relations;
 pub(crate) mod schema;
 pub(crate) mod size;
 pub(crate) mod yaml;

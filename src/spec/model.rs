@@ -24,6 +24,12 @@ pub struct JobSpec {
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleSpec>,
+    /// Upstream jobs whose runs trigger this one, each with the outcomes that do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<AfterSpec>,
+    /// Fan-in: one run once every one of these has succeeded since this job's last such run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_all: Vec<String>,
     pub run: RunSpec,
     #[serde(default)]
     pub policy: PolicySpec,
@@ -36,6 +42,57 @@ pub struct JobSpec {
     /// Who is told about the job's runs, and of which events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifierSpec>,
+}
+
+/// One upstream of `after:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterSpec {
+    pub job: String,
+    #[serde(default = "succeeded_only")]
+    pub on: Vec<UpstreamOutcome>,
+}
+
+/// An upstream run's end that can trigger a downstream run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamOutcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Interrupted,
+}
+
+impl UpstreamOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+fn succeeded_only() -> Vec<UpstreamOutcome> {
+    vec![UpstreamOutcome::Succeeded]
+}
+
+impl JobSpec {
+    /// The jobs whose runs can trigger this one, `after:` and `after_all:` together, each once.
+    pub fn upstreams(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .after
+            .iter()
+            .map(|a| a.job.as_str())
+            .chain(self.after_all.iter().map(String::as_str))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +222,9 @@ pub struct PolicySpec {
     pub coalesce: bool,
     #[serde(default = "five_minutes")]
     pub misfire_grace: Limit,
+    /// The concurrency group (of the home's `config.yaml`) whose limit this job's runs count against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Default for PolicySpec {
@@ -174,6 +234,7 @@ impl Default for PolicySpec {
             overlap: skip(),
             coalesce: true,
             misfire_grace: five_minutes(),
+            group: None,
         }
     }
 }

@@ -35,7 +35,9 @@ fn maximal() -> Value {
             "limits": { "nofile": 256, "as": "512MiB", "cpu": "1m" },
             "leftovers": "keep"
         },
-        "policy": { "max_instances": 2, "overlap": "queue", "coalesce": false, "misfire_grace": "unlimited" },
+        "after": [{ "job": "extract", "on": ["succeeded", "failed"] }],
+        "after_all": ["extract-eu", "extract-us"],
+        "policy": { "max_instances": 2, "overlap": "queue", "coalesce": false, "misfire_grace": "unlimited", "group": "db" },
         "retry": { "max_attempts": 3, "backoff": "10s", "max_backoff": "1m", "retry_on": ["failed", "timed_out", "interrupted"] },
         "retention": { "keep_last": 200, "keep_days": 30 },
         "tags": ["reports", "nightly"],
