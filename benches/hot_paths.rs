@@ -49,6 +49,7 @@ fn request(now: DateTime<Utc>) -> ClaimRequest<'static> {
         max_instances: 1,
         overlap: Overlap::Skip,
         replay_of: None,
+        shared: jobs::store::SharedLimits::default(),
     }
 }
 

@@ -45,6 +45,19 @@ pub struct GroupLimit {
 }
 
 impl HomeConfig {
+    /// The limits a run of `spec` shares with other jobs: its group's (when the config still
+    /// defines it) and the home's.
+    pub fn shared_limits(&self, spec: &crate::spec::JobSpec) -> crate::store::SharedLimits {
+        crate::store::SharedLimits {
+            group: spec.policy.group.as_ref().and_then(|name| {
+                self.groups
+                    .get(name)
+                    .map(|limit| (name.clone(), limit.max_running))
+            }),
+            home: self.max_running,
+        }
+    }
+
     /// The names of the groups specs may join.
     pub fn group_names(&self) -> std::collections::BTreeSet<String> {
         self.groups.keys().cloned().collect()
@@ -183,6 +196,18 @@ pub fn in_force(file: &ConfigFile, kept: Option<&KeptConfig>) -> InForce {
             }
         }
     }
+}
+
+/// The limits a run of `spec` shares with other jobs, by the config in force now (the file, or the
+/// store's last good version while the file is invalid): what a manual claim checks.
+pub fn shared_limits_now(
+    home: &Home,
+    store: &dyn crate::store::Store,
+    spec: &crate::spec::JobSpec,
+) -> crate::store::SharedLimits {
+    let file = load(home);
+    let kept = store.kept_config().ok().flatten();
+    in_force(&file, kept.as_ref()).config.shared_limits(spec)
 }
 
 /// Checks a config given as text (tests, and the config a store kept as its last good version).

@@ -117,6 +117,14 @@ pub enum Error {
         running: i64,
         max: u32,
     },
+    /// A run would go past the limit its job shares with others: its group's, or the home's
+    /// `max_running` (`group` is then `None`).
+    GroupFull {
+        id: String,
+        group: Option<String>,
+        running: i64,
+        max: u32,
+    },
     JobDisabled {
         id: String,
     },
@@ -228,6 +236,7 @@ impl Error {
             Self::NotifyFailed { .. } => "notify_failed",
             Self::NoNotifiers { .. } => "no_notifiers",
             Self::MaxInstancesReached { .. } => "max_instances_reached",
+            Self::GroupFull { .. } => "group_full",
             Self::JobDisabled { .. } => "job_disabled",
             Self::SpecChanged { .. } => "spec_changed",
             Self::FileExists { .. } => "file_exists",
@@ -258,6 +267,7 @@ impl Error {
             Self::RunsFailed { .. } | Self::NotifyFailed { .. } => exit::RUN_FAILED,
             Self::NoNotifiers { .. } => exit::CONFLICT,
             Self::MaxInstancesReached { .. }
+            | Self::GroupFull { .. }
             | Self::JobDisabled { .. }
             | Self::SpecChanged { .. }
             | Self::FileExists { .. }
@@ -320,6 +330,12 @@ impl Error {
                 "see the run directories (summary.md, stderr.log), or find such runs with \
                  `jobsctl history --status failed,timed_out,cancelled,interrupted`"
                     .into(),
+            ),
+            Self::GroupFull { group: Some(group), .. } => Some(format!(
+                "wait for the group's runs to finish (`jobsctl status` lists them), or raise groups.{group}.max_running in config.yaml"
+            )),
+            Self::GroupFull { group: None, .. } => Some(
+                "wait for runs in flight to finish (`jobsctl status` lists them), or raise max_running in config.yaml".into(),
             ),
             Self::MaxInstancesReached { id, .. } => Some(format!(
                 "wait for the run in flight to finish (`jobsctl history {id} --status running`), or raise policy.max_instances"
@@ -439,6 +455,19 @@ impl fmt::Display for Error {
             Self::MaxInstancesReached { id, running, max } => write!(
                 f,
                 "job `{id}` already has {running} run(s) in flight, its max_instances is {max}"
+            ),
+            Self::GroupFull {
+                id,
+                group: Some(group),
+                running,
+                max,
+            } => write!(
+                f,
+                "group `{group}` of job `{id}` already has {running} run(s) in flight, its max_running is {max}"
+            ),
+            Self::GroupFull { running, max, .. } => write!(
+                f,
+                "the home already has {running} run(s) in flight, its max_running is {max}"
             ),
             Self::JobDisabled { id } => write!(f, "job `{id}` is disabled"),
             Self::FileExists { path } => write!(f, "{} exists already", path.display()),

@@ -133,6 +133,9 @@ pub struct RunEntry<'a> {
     pub slot_count: u64,
     pub replay_of: Option<i64>,
     pub run_dir: Option<&'a str>,
+    /// The concurrency group the run holds a place in while in flight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<&'a str>,
     pub error: Option<RunError<'a>>,
     /// The run's message, with or without an error code (`history` shows it either way).
     #[serde(skip)]
@@ -168,6 +171,7 @@ impl<'a> RunEntry<'a> {
             slot_count: row.slot_count,
             replay_of: row.replay_of,
             run_dir: row.run_dir.as_deref(),
+            group: row.group.as_deref(),
             error: row.error_code.as_deref().map(|code| RunError {
                 code,
                 message: row.message.as_deref(),

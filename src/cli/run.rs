@@ -701,7 +701,7 @@ struct ExecReply {
 struct ExecError {
     code: String,
     message: Option<String>,
-    /// With `max_instances_reached`: how many run, and the most allowed.
+    /// With `max_instances_reached` and `group_full`: how many run, and the most allowed.
     #[serde(skip_serializing_if = "Option::is_none")]
     running: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -711,7 +711,8 @@ struct ExecError {
 impl ExecReply {
     fn refused(error: &Error) -> Self {
         let (running, max) = match error {
-            Error::MaxInstancesReached { running, max, .. } => (Some(*running), Some(*max)),
+            Error::MaxInstancesReached { running, max, .. }
+            | Error::GroupFull { running, max, .. } => (Some(*running), Some(*max)),
             _ => (None, None),
         };
         Self {
@@ -741,6 +742,18 @@ fn detached_error(id: &str, error: ExecError) -> Error {
             max: error.max.unwrap_or_default(),
         },
         "job_disabled" => Error::JobDisabled { id: id.to_owned() },
+        "group_full" => Error::GroupFull {
+            id: id.to_owned(),
+            // The message names the group; the code and the counts are what a caller acts on.
+            group: error
+                .message
+                .as_deref()
+                .and_then(|m| m.strip_prefix("group `"))
+                .and_then(|m| m.split('`').next())
+                .map(str::to_owned),
+            running: error.running.unwrap_or_default(),
+            max: error.max.unwrap_or_default(),
+        },
         _ => Error::Internal {
             message: format!(
                 "background run of {id}: {}",

@@ -251,8 +251,12 @@ impl View for StatusView<'_> {
         ));
         human.push_str(&format!("in flight: {}\n", self.in_flight.len()));
         for run in &self.in_flight {
+            let group = run
+                .group
+                .map(|g| format!(" (holds group {g})"))
+                .unwrap_or_default();
             human.push_str(&format!(
-                "  {} {}\n",
+                "  {} {}{group}\n",
                 run_name(run.job_id, run.run),
                 run.status
             ));

@@ -64,6 +64,7 @@ pub fn claim_run(
         max_instances: spec.policy.max_instances,
         overlap: spec.policy.overlap,
         replay_of: of.replay_of,
+        shared: crate::config::shared_limits_now(home, store, spec),
     };
     // A run of this job whose process died is settled first, artifacts included: the claim below
     // would otherwise only mark its row, leaving a receipt that still says "running".
@@ -86,6 +87,7 @@ pub fn claim_run(
         slot_count: of.slot_count,
         claimed_at: now,
         queued: matches!(claimed, Claimed::Queued(_)),
+        shared: request.shared.clone(),
         spec: spec.clone(),
         spec_hash: spec_hash.to_owned(),
         owner: owner.to_owned(),

@@ -52,6 +52,8 @@ pub struct RunPlan {
     pub claimed_at: DateTime<Utc>,
     /// The claim put the run in the queue: it starts when an instance frees up.
     pub queued: bool,
+    /// The limits shared with other jobs the run was claimed under; a queued run waits for them too.
+    pub shared: crate::store::SharedLimits,
     pub spec: JobSpec,
     pub spec_hash: String,
     pub owner: String,
@@ -476,11 +478,13 @@ async fn wait_in_queue(
     loop {
         let (job_id, seq, home) = (plan.job_id.clone(), plan.seq, home.clone());
         let (max_instances, now) = (spec.policy.max_instances, clock.now());
+        let shared = plan.shared.clone();
         let started = blocking(store, move |store| {
             store.start_queued(
                 &job_id,
                 seq,
                 max_instances,
+                &shared,
                 &|d| run_is_alive(&home, d),
                 now,
             )

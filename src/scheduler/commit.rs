@@ -8,18 +8,27 @@ use super::jobs::{Entry, Jobs};
 use super::plan::{Claim, TickPlan, What};
 use crate::artifacts::RunDir;
 use crate::clock::rfc3339;
+use crate::config::HomeConfig;
 use crate::error::Result;
 use crate::home::Home;
 use crate::policy::{Decision, Fire};
 use crate::run::{Trigger, run_name};
 use crate::runner::execute::{RunControl, RunPlan};
-use crate::store::{Store, TickRecord, TickResult};
+use crate::store::{SharedLimits, Store, TickRecord, TickResult};
 
-/// The store records of the plan's claims, in order.
-pub fn records(plan: &TickPlan, jobs: &Jobs) -> Vec<TickRecord> {
+/// The store records of the plan's claims, in order; each run with the limits it shares with other
+/// jobs by `config` (checked by the store, in the transaction).
+pub fn records(plan: &TickPlan, jobs: &Jobs, config: &HomeConfig) -> Vec<TickRecord> {
     plan.claims
         .iter()
-        .filter_map(|claim| Some(record(claim, jobs.get(&claim.job_id)?, plan.now)))
+        .filter_map(|claim| {
+            let entry = jobs.get(&claim.job_id)?;
+            let mut record = record(claim, entry, plan.now);
+            if let TickRecord::Run { shared, .. } = &mut record {
+                *shared = config.shared_limits(&entry.spec);
+            }
+            Some(record)
+        })
         .collect()
 }
 
@@ -38,6 +47,8 @@ fn record(claim: &Claim, entry: &Entry, now: DateTime<Utc>) -> TickRecord {
             queued: *queued,
             retry_of: Some(*of),
             max_instances: entry.spec.policy.max_instances,
+            shared: SharedLimits::default(),
+            overlap: entry.spec.policy.overlap,
         },
         What::CatchUp { fire, queued } => run_record(id, entry, fire, None, *queued),
         What::Slots(Decision::Fire(fire)) => run_record(id, entry, fire, Some(fire.slot), false),
@@ -98,6 +109,8 @@ fn run_record(
         queued,
         retry_of: None,
         max_instances: entry.spec.policy.max_instances,
+        shared: SharedLimits::default(),
+        overlap: entry.spec.policy.overlap,
     }
 }
 
@@ -158,6 +171,7 @@ pub fn run_plan(record: TickRecord, claimed: Claimed<'_>) -> Option<RunPlan> {
         last_slot,
         count,
         retry_of,
+        shared,
         ..
     } = record
     else {
@@ -186,6 +200,7 @@ pub fn run_plan(record: TickRecord, claimed: Claimed<'_>) -> Option<RunPlan> {
         slot_count: count,
         claimed_at: now,
         queued,
+        shared,
         spec: entry.spec.clone(),
         spec_hash: entry.spec_hash.clone(),
         owner: owner.to_owned(),

@@ -133,6 +133,8 @@ struct Daemon {
     census: Census,
     /// The home's notifiers (for `scheduler_started` and `scheduler_stopped`), as of the last reload.
     home_notifiers: Vec<NotifierSpec>,
+    /// The config in force, for the limits runs share (groups, the home's `max_running`).
+    config: crate::config::HomeConfig,
     /// When this scheduler took the home: names its start and stop in their delivery ids.
     started_at: DateTime<Utc>,
     /// What this process saw, for `/metrics`.
@@ -204,7 +206,8 @@ pub async fn run(
         store_identity,
         fatal: None,
         census: first.census,
-        home_notifiers: first.config.notify,
+        home_notifiers: first.config.notify.clone(),
+        config: first.config,
         started_at,
         metrics,
         slots: HashMap::new(),
@@ -316,10 +319,11 @@ impl Daemon {
         self.jobs = reloaded.jobs;
         self.census = reloaded.census;
         self.data_version = reloaded.data_version;
-        self.home_notifiers = reloaded.config.notify;
+        self.home_notifiers = reloaded.config.notify.clone();
         if let Some(courier) = &self.parts.courier {
-            courier.set_heartbeat(reloaded.config.heartbeat_ping);
+            courier.set_heartbeat(reloaded.config.heartbeat_ping.clone());
         }
+        self.config = reloaded.config;
         // Another process may have settled an interrupted run whose retry is owed.
         self.take_owed_retries();
         Ok(())
@@ -435,7 +439,7 @@ impl Daemon {
             return;
         }
         log_plan(&plan);
-        let records = commit::records(&plan, &self.jobs);
+        let records = commit::records(&plan, &self.jobs, &self.config);
         let Some(results) = self.commit(&plan, &records) else {
             return;
         };
@@ -535,6 +539,14 @@ impl Daemon {
         let (seq, prepared, queued) = match result {
             TickResult::AlreadyClaimed => {
                 tracing::warn!(job = %record.job_id(), "slot already claimed; not running it twice");
+                return;
+            }
+            TickResult::Refused { seq, limit } => {
+                // Recorded skipped by the store: logged and counted as the planner's skips are.
+                if let Some(skipped) = record.refused(limit.reason()) {
+                    self.count_slots(&skipped);
+                    self.parts.slot_log.record(&skipped, seq);
+                }
                 return;
             }
             TickResult::Failed { seq, error } => {

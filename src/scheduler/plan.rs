@@ -147,13 +147,27 @@ pub fn plan_tick(input: &TickInput<'_>) -> TickPlan {
     };
     let mut in_flight = input.in_flight.clone();
     plan_retries(input, &mut in_flight, &mut plan);
+    // A group with a run in flight is busy for every job in it, as a job's own run makes the job
+    // busy: its slots are judged when due, so the run in flight has had its chance to end (and the
+    // group then goes to whichever of its jobs ran least recently: the store's order).
+    let busy_groups: std::collections::HashSet<String> = in_flight
+        .iter()
+        .filter(|(_, tally)| tally.running > 0 || tally.queued > 0)
+        .filter_map(|(id, _)| input.jobs.get(id)?.spec.policy.group.clone())
+        .collect();
     let horizon = input.now + input.ahead;
     // Jobs past the horizon keep their place in the index: the first of them is a candidate deadline.
     let mut next_deadline = input.jobs.first_wake_after(horizon);
     for (id, entry) in input.jobs.waking_by(horizon) {
         let tally = in_flight.entry(id.to_owned()).or_default();
         let caught_up = plan_catch_up(id, entry, input, tally, &mut plan);
-        let planned = plan_slots(id, entry, input, *tally, &mut plan);
+        let group_busy = entry
+            .spec
+            .policy
+            .group
+            .as_ref()
+            .is_some_and(|group| busy_groups.contains(group));
+        let planned = plan_slots(id, entry, input, *tally, group_busy, &mut plan);
         let wake = match planned {
             Planned::Advanced(next_slot) => wake_at(entry, id, next_slot, false, false),
             Planned::Held => wake_at(entry, id, entry.next_slot, true, false),
@@ -250,12 +264,13 @@ fn plan_slots(
     entry: &Entry,
     input: &TickInput<'_>,
     in_flight: InFlight,
+    group_busy: bool,
     plan: &mut TickPlan,
 ) -> Planned {
     let (Some(next_slot), Some(due)) = (entry.next_slot, entry.due(id)) else {
         return Planned::Untouched;
     };
-    let busy = in_flight.running > 0 || in_flight.queued > 0;
+    let busy = in_flight.running > 0 || in_flight.queued > 0 || group_busy;
     let Some(judged_at) = policy::claim_at(due, input.now, input.ahead, busy) else {
         if due <= input.now + input.ahead {
             // Too early to tell whether the run in flight will have ended when the slot comes.
@@ -600,7 +615,8 @@ mod tests {
         });
         assert_eq!(whats(&plan, "job"), [&missed]);
         assert_eq!(plan.cursors[0].next_slot, Some(jan("11:00")));
-        let records = super::super::commit::records(&plan, &jobs);
+        let records =
+            super::super::commit::records(&plan, &jobs, &crate::config::HomeConfig::default());
         let crate::store::TickRecord::Missed { message, .. } = &records[0] else {
             panic!("a missed record: {records:?}");
         };

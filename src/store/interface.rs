@@ -167,6 +167,7 @@ pub trait RunStore {
         job_id: &str,
         seq: i64,
         max_instances: u32,
+        shared: &super::records::SharedLimits,
         is_alive: IsAlive<'_>,
         now: DateTime<Utc>,
     ) -> Result<QueuedStart>;
@@ -365,6 +366,7 @@ impl dyn Store + '_ {
                     queued,
                 },
                 TickResult::AlreadyClaimed => TickResult::AlreadyClaimed,
+                TickResult::Refused { seq, limit } => TickResult::Refused { seq, limit },
                 TickResult::Failed { seq, error } => TickResult::Failed { seq, error },
             })
             .collect())

@@ -12,7 +12,8 @@ pub use interface::{
 };
 pub use records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryState, DeliveryTry,
-    DueNotification, HISTORY_COUNT_CAP, HistoryFilter, JobRow, KeptConfig, LastEnds,
+    DueNotification, HISTORY_COUNT_CAP, HistoryFilter, JobRow, KeptConfig, LastEnds, LimitReached,
     NotificationRecord, OWNER_GONE, OperatorState, OutboxCounts, Owner, QueuedStart, Requested,
-    RetainedRun, RunRow, RunStats, StateChange, SyncReport, TickRecord, TickResult, TryRecord,
+    RetainedRun, RunRow, RunStats, SharedLimits, StateChange, SyncReport, TickRecord, TickResult,
+    TryRecord,
 };

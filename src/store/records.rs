@@ -156,6 +156,8 @@ pub struct RunRow {
     pub kill_grace: Option<Duration>,
     /// Settled as interrupted after its owner died, and its retry is not claimed yet.
     pub retry_owed: bool,
+    /// The concurrency group the run was claimed in, whose limit it holds while in flight.
+    pub group: Option<String>,
 }
 
 impl RunRow {
@@ -203,6 +205,42 @@ pub struct ClaimRequest<'a> {
     pub max_instances: u32,
     pub overlap: Overlap,
     pub replay_of: Option<i64>,
+    pub shared: SharedLimits,
+}
+
+/// The limits a claim must respect besides its job's own `max_instances`: those it shares with other
+/// jobs, its group's and the home's, from `config.yaml`. Checked inside the claim transaction, so
+/// they hold across every process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedLimits {
+    /// The job's group and the group's `max_running`.
+    pub group: Option<(String, u32)>,
+    /// The home's `max_running`.
+    pub home: Option<u32>,
+}
+
+/// Which shared limit a claim would go past.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitReached {
+    Group {
+        name: String,
+        running: i64,
+        max: u32,
+    },
+    Home {
+        running: i64,
+        max: u32,
+    },
+}
+
+impl LimitReached {
+    /// The reason a slot skipped for it is recorded with.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Group { .. } => "group",
+            Self::Home { .. } => "max_running",
+        }
+    }
 }
 
 /// The outcome of a claim that was granted.
@@ -253,6 +291,11 @@ pub enum TickRecord {
         /// The job's limit, checked again inside the transaction: a manual run may have claimed an
         /// instance since the scheduler counted.
         max_instances: u32,
+        /// The limits shared with other jobs, checked only inside the transaction (the planner
+        /// knows one job at a time); one that is full queues the run (overlap `queue`) or records
+        /// the slot skipped.
+        shared: SharedLimits,
+        overlap: Overlap,
     },
     /// Slots that did not run, and why.
     Skipped {
@@ -280,6 +323,27 @@ impl TickRecord {
             | Self::Missed { job_id, .. } => job_id,
         }
     }
+
+    /// A run record of a slot as the skipped record the store made of it when a shared limit was
+    /// full (`reason`); `None` for anything else.
+    pub fn refused(&self, reason: &str) -> Option<TickRecord> {
+        match self {
+            Self::Run {
+                job_id,
+                slot: Some(slot),
+                first_slot,
+                count,
+                ..
+            } => Some(Self::Skipped {
+                job_id: job_id.clone(),
+                first_slot: first_slot.unwrap_or(*slot),
+                last_slot: *slot,
+                count: *count,
+                reason: reason.to_owned(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// What became of one record of a tick.
@@ -294,6 +358,8 @@ pub enum TickResult<T = ()> {
     },
     /// The slot already has a record: it was claimed before (never twice).
     AlreadyClaimed,
+    /// A limit shared with other jobs was full: the slot is recorded skipped with this seq.
+    Refused { seq: i64, limit: LimitReached },
     /// The run directory could not be made; the run is recorded as failed with this error.
     Failed { seq: i64, error: Error },
 }

@@ -21,6 +21,7 @@ mod home_config;
 mod maintenance;
 mod more_breaks;
 mod notify;
+mod orchestration;
 mod orphans;
 mod output_limits;
 #[path = "../support/receiver.rs"]

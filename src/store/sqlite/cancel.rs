@@ -126,6 +126,7 @@ mod tests {
                     max_instances: 5,
                     overlap: crate::spec::model::Overlap::Skip,
                     replay_of: None,
+                    shared: crate::store::SharedLimits::default(),
                 },
                 |_| true,
                 |seq| Ok(((), format!("runs/a/{seq}"))),

@@ -52,6 +52,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_store_key.sql",
         include_str!("../../../db/migrations/0010_store_key.sql"),
     ),
+    (
+        "0011_run_group.sql",
+        include_str!("../../../db/migrations/0011_run_group.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

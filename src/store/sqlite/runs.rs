@@ -15,8 +15,8 @@ use crate::run::{RunEnd, RunStatus, Trigger};
 use crate::spec::model::Overlap;
 use crate::store::interface::{IsAlive, Prepare, RunStore, number_taken};
 use crate::store::records::{
-    AttemptProcess, ClaimRequest, Claimed, OWNER_GONE, OperatorState, QueuedStart, RunRow,
-    TickRecord, TickResult,
+    AttemptProcess, ClaimRequest, Claimed, LimitReached, OWNER_GONE, OperatorState, QueuedStart,
+    RunRow, SharedLimits, TickRecord, TickResult,
 };
 
 /// The owner start time and boot to record with a claim by `owner`. A run is always claimed by the
@@ -48,13 +48,19 @@ impl RunStore for SqliteStore {
         reap(&tx, Some(request.job_id), is_alive, Millis(request.now)).map_err(fail)?;
         let (running, queued) = active_counts(&tx, request.job_id).map_err(fail)?;
         let max = i64::from(request.max_instances);
-        let queue = running >= max || queued > 0;
+        let mut queue = running >= max || queued > 0;
         if queue && (request.overlap != Overlap::Queue || queued > 0) {
             return Err(Error::MaxInstancesReached {
                 id: request.job_id.to_owned(),
                 running,
                 max: request.max_instances,
             });
+        }
+        if let Some(limit) = shared_limit_reached(&tx, &request.shared).map_err(fail)? {
+            if request.overlap != Overlap::Queue {
+                return Err(limit_error(request.job_id, limit));
+            }
+            queue = true;
         }
         let mut skipped = 0;
         let (seq, run_dir) = loop {
@@ -76,8 +82,8 @@ impl RunStore for SqliteStore {
         let (owner_start, boot_id) = claim_identity(request.owner);
         tx.execute(
             "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash, owner,
-                               replay_of, run_dir, owner_start, boot_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                               replay_of, run_dir, owner_start, boot_id, run_group)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 request.job_id,
                 seq,
@@ -93,6 +99,7 @@ impl RunStore for SqliteStore {
                 run_dir,
                 owner_start,
                 boot_id,
+                request.shared.group.as_ref().map(|(name, _)| name),
             ],
         )
         .map_err(fail)?;
@@ -123,7 +130,8 @@ impl RunStore for SqliteStore {
             .map_err(fail)?;
         let mut results = Vec::with_capacity(records.len());
         let (owner_start, boot_id) = claim_identity(owner);
-        for record in records {
+        for index in fair_order(&tx, records).map_err(fail)? {
+            let record = &records[index];
             // A retry owed to an interrupted run is claimed once: the claim takes the debt, in this
             // transaction, and a second claim of it (another tick, another scheduler) finds none.
             if let TickRecord::Run {
@@ -139,7 +147,7 @@ impl RunStore for SqliteStore {
                     )
                     .map_err(fail)?;
                 if taken == 0 {
-                    results.push(TickResult::AlreadyClaimed);
+                    results.push((index, TickResult::AlreadyClaimed));
                     continue;
                 }
             }
@@ -157,11 +165,52 @@ impl RunStore for SqliteStore {
                     )
                     .map_err(fail)?;
                 if taken {
-                    results.push(TickResult::AlreadyClaimed);
+                    results.push((index, TickResult::AlreadyClaimed));
                     continue;
                 }
             }
             let mut seq = next_seq(&tx, record.job_id()).map_err(fail)?;
+            // A limit shared with other jobs is known only here, across every process: full, a
+            // slot's run is queued (overlap `queue`) or the slot recorded skipped; a run owed
+            // without a slot of its own (a catch-up, a retry) always waits in the queue.
+            let mut held_by_limit = false;
+            if let TickRecord::Run {
+                job_id,
+                slot,
+                first_slot,
+                count,
+                shared,
+                overlap,
+                queued,
+                ..
+            } = record
+                && !*queued
+                && let Some(limit) = shared_limit_reached(&tx, shared).map_err(fail)?
+            {
+                match slot {
+                    Some(slot) if *overlap != Overlap::Queue => {
+                        let first = first_slot.unwrap_or(*slot);
+                        let inserted = tx
+                            .execute(
+                                "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
+                                                   first_slot, last_slot, error_code, message)
+                                 VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, 'skipped', ?5, ?6, ?7, ?3, ?8, ?9) ON CONFLICT DO NOTHING",
+                                params![job_id, seq, Millis(*slot), now, owner, signed(*count), Millis(first),
+                                        format!("skipped_{}", limit.reason()), limit_message(&limit)],
+                            )
+                            .map_err(fail)?;
+                        if inserted == 0 {
+                            results.push((index, TickResult::AlreadyClaimed));
+                        } else {
+                            owe_for_run(&tx, job_id, seq, RunEventKind::Ended, now)
+                                .map_err(fail)?;
+                            results.push((index, TickResult::Refused { seq, limit }));
+                        }
+                        continue;
+                    }
+                    _ => held_by_limit = true,
+                }
+            }
             // A run's directory is made before its row, under the same write lock; a number whose
             // directory exists already is skipped, never reused.
             let mut prepared_run = None;
@@ -194,19 +243,22 @@ impl RunStore for SqliteStore {
                     queued,
                     retry_of,
                     max_instances,
+                    shared,
+                    ..
                 } => {
                     let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
-                    queue_run = *queued || running >= i64::from(*max_instances);
+                    queue_run = *queued || held_by_limit || running >= i64::from(*max_instances);
                     // No start time yet: a run claimed ahead of its slot starts when it is due, and its
                     // real start is recorded when the command is spawned (`record_starts`).
                     let (status, started_at) = if queue_run { ("queued", None::<Millis>) } else { ("running", None) };
                     tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
-                                           owner, slot_count, first_slot, last_slot, replay_of, owner_start, boot_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING",
+                                           owner, slot_count, first_slot, last_slot, replay_of, owner_start, boot_id,
+                                           run_group)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT DO NOTHING",
                         params![job_id, seq, trigger, millis(*slot), millis(*due_at), now, started_at, status, spec_hash,
                                 owner, signed(*count), millis(*first_slot), millis(*last_slot), retry_of, owner_start,
-                                boot_id],
+                                boot_id, shared.group.as_ref().map(|(name, _)| name)],
                     )
                     .map_err(fail)?
                 }
@@ -230,7 +282,7 @@ impl RunStore for SqliteStore {
                     .map_err(fail)?,
             };
             if inserted == 0 {
-                results.push(TickResult::AlreadyClaimed);
+                results.push((index, TickResult::AlreadyClaimed));
                 continue;
             }
             match prepared_run {
@@ -240,11 +292,14 @@ impl RunStore for SqliteStore {
                         params![record.job_id(), seq, run_dir],
                     )
                     .map_err(fail)?;
-                    results.push(TickResult::Recorded {
-                        seq,
-                        prepared: Some(()),
-                        queued: queue_run,
-                    });
+                    results.push((
+                        index,
+                        TickResult::Recorded {
+                            seq,
+                            prepared: Some(()),
+                            queued: queue_run,
+                        },
+                    ));
                 }
                 Some(Err(error)) => {
                     // One job's unwritable run directory must not stop the others' claims.
@@ -256,17 +311,20 @@ impl RunStore for SqliteStore {
                     .map_err(fail)?;
                     owe_for_run(&tx, record.job_id(), seq, RunEventKind::Ended, now)
                         .map_err(fail)?;
-                    results.push(TickResult::Failed { seq, error });
+                    results.push((index, TickResult::Failed { seq, error }));
                 }
                 None => {
                     // A skipped or missed slot is an end in itself.
                     owe_for_run(&tx, record.job_id(), seq, RunEventKind::Ended, now)
                         .map_err(fail)?;
-                    results.push(TickResult::Recorded {
-                        seq,
-                        prepared: None,
-                        queued: false,
-                    });
+                    results.push((
+                        index,
+                        TickResult::Recorded {
+                            seq,
+                            prepared: None,
+                            queued: false,
+                        },
+                    ));
                 }
             }
         }
@@ -288,7 +346,8 @@ impl RunStore for SqliteStore {
         }
         crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
         tx.commit().map_err(fail)?;
-        Ok(results)
+        results.sort_by_key(|(index, _)| *index);
+        Ok(results.into_iter().map(|(_, result)| result).collect())
     }
 
     fn start_queued(
@@ -296,6 +355,7 @@ impl RunStore for SqliteStore {
         job_id: &str,
         seq: i64,
         max_instances: u32,
+        shared: &SharedLimits,
         is_alive: IsAlive<'_>,
         now: DateTime<Utc>,
     ) -> Result<QueuedStart> {
@@ -329,7 +389,10 @@ impl RunStore for SqliteStore {
                 |row| row.get(0),
             )
             .map_err(fail)?;
-        if running >= i64::from(max_instances) || oldest != Some(seq) {
+        let limited = running < i64::from(max_instances)
+            && oldest == Some(seq)
+            && shared_limit_reached(&tx, shared).map_err(fail)?.is_some();
+        if running >= i64::from(max_instances) || oldest != Some(seq) || limited {
             // The reaping above may have settled dead runs: keep that.
             tx.commit().map_err(fail)?;
             return Ok(QueuedStart::Waiting);
@@ -616,6 +679,97 @@ fn reap(
         }
     }
     Ok(reaped)
+}
+
+/// The order a tick's records are written in: as planned, except that runs sharing a group go
+/// from the job that last ran in the group longest ago (or never) to the most recent, so that a
+/// full group takes turns among its jobs rather than always giving its place to the first one.
+fn fair_order(tx: &Transaction<'_>, records: &[TickRecord]) -> rusqlite::Result<Vec<usize>> {
+    let mut last_ran = tx.prepare_cached(
+        "SELECT MAX(claimed_at) FROM runs WHERE job_id = ?1 AND run_group = ?2 AND status != 'skipped'",
+    )?;
+    let mut keys: Vec<(usize, Option<i64>)> = Vec::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        let key = match record {
+            TickRecord::Run {
+                job_id,
+                shared:
+                    SharedLimits {
+                        group: Some((group, _)),
+                        ..
+                    },
+                ..
+            } => Some(
+                last_ran
+                    .query_row(params![job_id, group], |row| row.get::<_, Option<i64>>(0))?
+                    .unwrap_or(i64::MIN),
+            ),
+            _ => None,
+        };
+        keys.push((index, key));
+    }
+    // Stable: records outside any group keep their place ahead of the grouped ones.
+    keys.sort_by_key(|(_, key)| *key);
+    Ok(keys.into_iter().map(|(index, _)| index).collect())
+}
+
+/// The limit shared with other jobs that one more running run would go past, if any: the group's
+/// (its runs in flight, of every job in it) or the home's (all runs in flight).
+fn shared_limit_reached(
+    tx: &Transaction<'_>,
+    shared: &SharedLimits,
+) -> rusqlite::Result<Option<LimitReached>> {
+    if let Some((name, max)) = &shared.group {
+        let running: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM runs WHERE run_group = ?1 AND status = 'running'",
+            )?
+            .query_row([name], |row| row.get(0))?;
+        if running >= i64::from(*max) {
+            return Ok(Some(LimitReached::Group {
+                name: name.clone(),
+                running,
+                max: *max,
+            }));
+        }
+    }
+    if let Some(max) = shared.home {
+        let running: i64 = tx
+            .prepare_cached("SELECT COUNT(*) FROM runs WHERE status = 'running'")?
+            .query_row([], |row| row.get(0))?;
+        if running >= i64::from(max) {
+            return Ok(Some(LimitReached::Home { running, max }));
+        }
+    }
+    Ok(None)
+}
+
+fn limit_error(job_id: &str, limit: LimitReached) -> Error {
+    match limit {
+        LimitReached::Group { name, running, max } => Error::GroupFull {
+            id: job_id.to_owned(),
+            group: Some(name),
+            running,
+            max,
+        },
+        LimitReached::Home { running, max } => Error::GroupFull {
+            id: job_id.to_owned(),
+            group: None,
+            running,
+            max,
+        },
+    }
+}
+
+fn limit_message(limit: &LimitReached) -> String {
+    match limit {
+        LimitReached::Group { name, running, max } => format!(
+            "skipped: group {name} had {running} run(s) in flight, its max_running is {max}"
+        ),
+        LimitReached::Home { running, max } => {
+            format!("skipped: the home had {running} run(s) in flight, its max_running is {max}")
+        }
+    }
 }
 
 fn active_counts(tx: &Transaction<'_>, job_id: &str) -> rusqlite::Result<(i64, i64)> {

@@ -1,0 +1,157 @@
+//! Jobs that share limits and jobs that trigger jobs, end to end: the real binary, a running
+//! scheduler, the processes' own start and end times, the store's records.
+
+use crate::common::{SchedulerStart, TestHome, stop, wait_until};
+
+const EVERY_SECOND: &str = "schedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n";
+
+/// A job that appends its own start and end (nanoseconds) to `times` and runs `secs` in between.
+fn timed_job(id: &str, extra: &str, secs: &str) -> String {
+    format!(
+        "id: {id}\n{extra}run:\n  shell: \"echo {id} start $(date +%s%N) >> times; sleep {secs}; echo {id} end $(date +%s%N) >> times\"\n"
+    )
+}
+
+/// The (job, start, end) of every finished process recorded in `times`.
+fn intervals(home: &TestHome) -> Vec<(String, u128, u128)> {
+    let text = std::fs::read_to_string(home.path().join("times")).unwrap_or_default();
+    let mut open: std::collections::HashMap<String, Vec<u128>> = std::collections::HashMap::new();
+    let mut done = Vec::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [job, what, at] = parts[..] else {
+            panic!("a line of times: {line:?}")
+        };
+        let at: u128 = at.parse().expect("a time");
+        match what {
+            "start" => open.entry(job.to_owned()).or_default().push(at),
+            _ => {
+                let start = open
+                    .get_mut(job)
+                    .and_then(Vec::pop)
+                    .expect("a start before the end");
+                done.push((job.to_owned(), start, at));
+            }
+        }
+    }
+    done.sort_by_key(|(_, start, _)| *start);
+    done
+}
+
+#[test]
+fn two_jobs_in_a_group_of_one_never_overlap_and_the_refused_slots_say_group() {
+    let home = TestHome::new();
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "groups:\n  db:\n    max_running: 1\n",
+    )
+    .expect("write config.yaml");
+    let group = "policy:\n  group: db\n";
+    home.spec(
+        "a.yaml",
+        timed_job("a", &format!("{EVERY_SECOND}{group}"), "1.5"),
+    );
+    home.spec(
+        "b.yaml",
+        timed_job("b", &format!("{EVERY_SECOND}{group}"), "1.5"),
+    );
+    let scheduler = SchedulerStart::new(home.path()).start();
+    wait_until("a few runs of the group", 30, || {
+        intervals(&home).len() >= 4
+    });
+    assert_eq!(stop(scheduler), 0);
+    let ran = intervals(&home);
+    for pair in ran.windows(2) {
+        let ((a, _, a_end), (b, b_start, _)) = (&pair[0], &pair[1]);
+        assert!(
+            a_end <= b_start,
+            "{a} ended at {a_end}, after {b} started at {b_start}: {ran:?}"
+        );
+    }
+    let jobs: std::collections::HashSet<&str> = ran.iter().map(|(j, _, _)| j.as_str()).collect();
+    assert_eq!(jobs.len(), 2, "both jobs ran: {ran:?}");
+    assert!(
+        home.count(
+            "SELECT COUNT(*) FROM runs WHERE status = 'skipped' AND error_code = 'skipped_group'"
+        ) > 0,
+        "slots refused by the group are recorded skipped with reason group"
+    );
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs WHERE status IN ('running', 'queued')"),
+        0
+    );
+}
+
+#[test]
+fn a_manual_run_into_a_full_group_exits_5_group_full_and_queue_waits_its_turn() {
+    let home = TestHome::new();
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "groups:\n  db:\n    max_running: 1\n",
+    )
+    .expect("write config.yaml");
+    home.spec(
+        "long.yaml",
+        timed_job("long", "policy:\n  group: db\n", "3"),
+    );
+    home.spec(
+        "other.yaml",
+        timed_job("other", "policy:\n  group: db\n", "0.1"),
+    );
+    home.spec(
+        "patient.yaml",
+        timed_job("patient", "policy:\n  group: db\n  overlap: queue\n", "0.1"),
+    );
+    let mut long = home
+        .command(&["run", "long"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(crate::common::KillOnDrop)
+        .expect("start the long run");
+    wait_until("the long run to start", 10, || {
+        std::fs::read_to_string(home.path().join("times")).is_ok_and(|t| t.contains("long start"))
+    });
+    // `status` says which run holds the group.
+    let (status, _) = home.json(&["status"]);
+    let holding: Vec<&serde_json::Value> = status["data"]["in_flight"]
+        .as_array()
+        .map(|runs| runs.iter().filter(|r| r["group"] == "db").collect())
+        .unwrap_or_default();
+    assert_eq!(holding.len(), 1, "{status:#}");
+    assert_eq!(holding[0]["job_id"], "long");
+    let refused = home.run(&["--json", "run", "other"]);
+    assert_eq!(refused.code, 5, "{} {}", refused.stdout, refused.stderr);
+    let json = refused.json();
+    assert_eq!(
+        json["data"]["jobs_run"][0]["error"]["code"], "group_full",
+        "{json:#}"
+    );
+    // A job that queues waits for the group's run to end, then runs.
+    let queued = home.run(&["run", "patient"]);
+    assert_eq!(queued.code, 0, "{}", queued.stderr);
+    assert!(crate::common::wait_exit(&mut long, 30).success());
+    let ran = intervals(&home);
+    let long_end = ran.iter().find(|(j, _, _)| j == "long").map(|(_, _, e)| *e);
+    let patient_start = ran
+        .iter()
+        .find(|(j, _, _)| j == "patient")
+        .map(|(_, s, _)| *s);
+    assert!(
+        long_end.is_some() && patient_start >= long_end,
+        "the queued run started after the group's run ended: {ran:?}"
+    );
+    // An undefined group is a problem of the spec, with its position.
+    home.spec(
+        "stray.yaml",
+        timed_job("stray", "policy:\n  group: nope\n", "0"),
+    );
+    let checked = home.run(&["validate"]);
+    assert_eq!(checked.code, 4, "{}", checked.stdout);
+    assert!(
+        checked.stdout.contains("jobs/stray.yaml:3:3")
+            && checked.stdout.contains("no group \"nope\""),
+        "{}",
+        checked.stdout
+    );
+}
