@@ -510,6 +510,7 @@ mod tests {
             leader_start: None,
             kill_grace: None,
             retry_owed: false,
+            group: None,
         }
     }
 
