@@ -155,3 +155,127 @@ fn a_manual_run_into_a_full_group_exits_5_group_full_and_queue_waits_its_turn() 
         checked.stdout
     );
 }
+
+#[test]
+fn cycles_unknown_upstreams_and_self_triggers_are_refused_with_positions_and_graph_draws_the_rest()
+{
+    let home = TestHome::new();
+    let job = |id: &str, after: &str| format!("id: {id}\n{after}run:\n  command: [\"true\"]\n");
+    home.spec("extract.yaml", job("extract", ""));
+    home.spec(
+        "transform.yaml",
+        job("transform", "after:\n  - job: extract\n"),
+    );
+    home.spec(
+        "report.yaml",
+        job(
+            "report",
+            "after:\n  - job: transform\n    on: [failed, timed_out]\n",
+        ),
+    );
+    home.spec(
+        "merge.yaml",
+        job("merge", "after_all: [extract, transform]\n"),
+    );
+    home.spec("ping.yaml", job("ping", "after:\n  - job: pong\n"));
+    home.spec("pong.yaml", job("pong", "after_all: [ping, extract]\n"));
+    home.spec("lost.yaml", job("lost", "after:\n  - job: nowhere\n"));
+    home.spec("selfish.yaml", job("selfish", "after:\n  - job: selfish\n"));
+    let checked = home.run(&["validate"]);
+    assert_eq!(checked.code, 4, "{}", checked.stdout);
+    for expected in [
+        "jobs/ping.yaml:3:5: /after/0/job: the jobs trigger each other in a cycle (ping -> pong -> ping)",
+        "jobs/pong.yaml:2:13: /after_all/0: the jobs trigger each other in a cycle",
+        "jobs/lost.yaml:3:5: /after/0/job: there is no job \"nowhere\"",
+        "jobs/selfish.yaml:3:5: /after/0/job: \"selfish\" cannot run after itself",
+    ] {
+        assert!(
+            checked.stdout.contains(expected),
+            "{expected}\n{}",
+            checked.stdout
+        );
+    }
+    for fine in [
+        "extract.yaml",
+        "transform.yaml",
+        "report.yaml",
+        "merge.yaml",
+    ] {
+        assert!(
+            !checked.stdout.contains(&format!("jobs/{fine}:")),
+            "{}",
+            checked.stdout
+        );
+    }
+    // A cycle never loads: the jobs in it have no spec to run.
+    let (list, _) = home.json(&["list"]);
+    let state = |id: &str| {
+        list["data"]["jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["id"] == id))
+            .map(|j| j["state"].clone())
+    };
+    assert_eq!(state("ping"), Some(serde_json::json!("invalid")));
+    assert_eq!(state("transform"), Some(serde_json::json!("active")));
+
+    let graph = home.run(&["graph"]);
+    assert_eq!(graph.code, 0, "{}", graph.stderr);
+    assert!(
+        graph
+            .stdout
+            .contains("extract -> transform  (on succeeded)"),
+        "{}",
+        graph.stdout
+    );
+    assert!(
+        graph
+            .stdout
+            .contains("transform -> report  (on failed, timed_out)"),
+        "{}",
+        graph.stdout
+    );
+    assert!(
+        graph
+            .stdout
+            .contains("extract -> merge  (once all of its after_all succeeded)")
+    );
+    let (shown, _) = home.json(&["show", "transform"]);
+    assert_eq!(shown["data"]["upstream"][0]["from"], "extract");
+    let downstream: Vec<&str> = shown["data"]["downstream"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|e| e["to"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(downstream, ["merge", "report"]);
+
+    // The DOT output is read by Graphviz's own parser.
+    let dot = home.run(&["graph", "--dot"]);
+    assert_eq!(dot.code, 0);
+    let rendered = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match rendered {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                std::env::var_os("JOBS_TEST_STRICT").is_none(),
+                "dot is needed (Debian's graphviz): {e}"
+            );
+            eprintln!("skipped: dot is not installed ({e})");
+            return;
+        }
+    };
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), dot.stdout.as_bytes())
+        .expect("feed dot");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("dot ran");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        dot.stdout
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
+}
