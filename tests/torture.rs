@@ -68,7 +68,8 @@ impl Rng {
 /// plain successes, output on both streams, failures with retries, timeouts (a kill of the process
 /// group, retried, also after an interruption), and a queue behind a slow run. The failing and the
 /// timing-out kinds notify (the default events) through a command that appends the delivery id to
-/// `notified.log` in the home.
+/// `notified.log` in the home. Two of the slow ones share the group `tg` of one place (see
+/// [`GROUP_CONFIG`]), so a full group is crossed too.
 fn spec(index: usize) -> String {
     let head = format!("id: t{index:02}\nschedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n");
     let body = match index % 5 {
@@ -80,10 +81,17 @@ fn spec(index: usize) -> String {
         3 => {
             "run:\n  shell: \"sleep 5\"\n  timeout: 400ms\n  kill_grace: 200ms\npolicy:\n  coalesce: false\n  misfire_grace: 2s\nretry:\n  max_attempts: 2\n  backoff: 100ms\n  retry_on: [timed_out, interrupted]\nnotify:\n  - command: [sh, -c, \"echo $JOBS_NOTIFY_DELIVERY >> notified.log\"]\n"
         }
+        _ if GROUPED.contains(&index) => {
+            "run:\n  shell: \"sleep 1.5\"\npolicy:\n  max_instances: 1\n  overlap: queue\n  group: tg\n"
+        }
         _ => "run:\n  shell: \"sleep 1.5\"\npolicy:\n  max_instances: 1\n  overlap: queue\n",
     };
     format!("{head}{body}")
 }
+
+/// The jobs in the group `tg`, and the home's config that defines it.
+const GROUPED: [usize; 2] = [4, 9];
+const GROUP_CONFIG: &str = "groups:\n  tg:\n    max_running: 1\n";
 
 fn start(home: &TestHome, faults: Option<u64>) -> KillOnDrop {
     let start = SchedulerStart::new(home.path()).append();
@@ -207,6 +215,7 @@ fn fifty_jobs_survive_repeated_kill_9() {
     println!("torture: seed {seed} (JOBS_TORTURE_SEED repeats this run)");
     let mut rng = Rng(seed | 1);
     let home = TestHome::new();
+    std::fs::write(home.path().join("config.yaml"), GROUP_CONFIG).expect("write config.yaml");
     for index in 0..JOBS {
         home.spec(&format!("t{index:02}.yaml"), spec(index));
     }
@@ -397,6 +406,30 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
         violations.push(format!("{job}: slot {slot} has {count} records"));
     }
 
+    // No instant with more runs of the group in flight than its one place: the runs' recorded
+    // lives (from the spawn to the recorded end, which for a killed owner's run is when the next
+    // start settled it, after its processes were stopped) never overlap.
+    let mut statement = db
+        .prepare(
+            "SELECT job_id, seq, started_at, finished_at FROM runs
+             WHERE run_group = 'tg' AND started_at IS NOT NULL ORDER BY started_at, job_id, seq",
+        )
+        .expect("prepare");
+    let lives: Vec<(String, i64, i64, Option<i64>)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for pair in lives.windows(2) {
+        let ((a, a_seq, _, a_end), (b, b_seq, b_start, _)) = (&pair[0], &pair[1]);
+        if a_end.is_none_or(|end| end > *b_start) {
+            violations.push(format!(
+                "group tg over its limit: {a}#{a_seq} (ended {a_end:?}) still in flight when {b}#{b_seq} started at {b_start}"
+            ));
+        }
+    }
+    let grouped_runs = lives.len();
+
     let mut statement = db
         .prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
         .expect("prepare");
@@ -422,6 +455,7 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
         statuses.iter().any(|(s, n)| s == "succeeded" && *n > 0),
         "the scheduler made progress at all: {by_status}"
     );
+    assert!(grouped_runs > 0, "the group's jobs ran at all");
 
     // Rows with a run directory, with the status the store gives them.
     let mut statement = db

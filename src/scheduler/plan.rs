@@ -699,6 +699,31 @@ mod tests {
     }
 
     #[test]
+    fn a_run_in_flight_in_its_group_holds_a_job_until_due_as_its_own_would() {
+        let group = "{group: db}";
+        let jobs = &mut table([
+            ("a", entry("a", "{every: 1m}", group, jan("10:01"))),
+            ("b", entry("b", "{every: 1m}", group, jan("10:01"))),
+            ("loner", entry("loner", "{every: 1m}", "{}", jan("10:01"))),
+        ]);
+        // `a` has a run in flight: both jobs of the group wait until due, the job outside it does not.
+        let busy = World::default().running("a", 1, 0);
+        let plan = busy.plan(jobs, jan("10:00:59.800"));
+        let mut held = plan.hold.clone();
+        held.sort();
+        assert_eq!(held, ["a", "b"], "{plan:?}");
+        assert_eq!(
+            whats(&plan, "loner"),
+            [&What::Slots(Decision::Fire(one(jan("10:01"))))]
+        );
+        jobs.hold(&plan);
+        // When due, with the group's run ended, both are claimed: the store gives the place to one.
+        let plan = World::default().plan(jobs, jan("10:01"));
+        assert_eq!(whats(&plan, "a").len(), 1);
+        assert_eq!(whats(&plan, "b").len(), 1);
+    }
+
+    #[test]
     fn catch_up_after_a_pause_latest_all_and_none() {
         // Paused over the 01:00, 02:00 and 03:00 slots of an hourly job; resumed at 03:30, its next
         // slot 04:00 not due yet.
