@@ -481,3 +481,37 @@ pub fn killed_run() -> TestHome {
     assert!(events.iter().all(|e| e["type"] != "run_finished"));
     home
 }
+
+/// Runs `program args` with `input` on its stdin: its output, or `None` when the program is not
+/// installed, which fails the test under `JOBS_TEST_STRICT` (`.ci/run` installs `package`).
+pub fn feed_tool(
+    program: &str,
+    args: &[&str],
+    input: &str,
+    package: &str,
+) -> Option<std::process::Output> {
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                std::env::var_os("JOBS_TEST_STRICT").is_none(),
+                "{program} is needed (Debian's {package}): {e}"
+            );
+            eprintln!("skipped: {program} is not installed ({e})");
+            return None;
+        }
+    };
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("the tool's stdin"),
+        input.as_bytes(),
+    )
+    .expect("feed the tool");
+    drop(child.stdin.take());
+    Some(child.wait_with_output().expect("the tool ran"))
+}

@@ -41,6 +41,21 @@ fn dashboard_home() -> TestHome {
     home
 }
 
+/// `jobsctl run ticker` in the background, once its run has begun writing events.
+fn start_ticker(home: &TestHome) -> crate::common::KillOnDrop {
+    let ticker = home
+        .command(&["run", "ticker"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(crate::common::KillOnDrop)
+        .expect("start the ticker");
+    wait_until("the ticker to start", 10, || {
+        home.run_dir("ticker", 1).join("events.jsonl").exists()
+    });
+    ticker
+}
+
 fn browser_ready() -> Option<(PathBuf, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -83,16 +98,7 @@ fn the_dashboard_in_a_real_browser_shows_jobs_live_output_and_escaped_markup() {
     wait_until("a few scheduled runs", 20, || {
         home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'flaky' AND status = 'failed'") >= 2
     });
-    let mut ticker = home
-        .command(&["run", "ticker"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(crate::common::KillOnDrop)
-        .expect("start the ticker");
-    wait_until("the ticker to start", 10, || {
-        home.run_dir("ticker", 1).join("events.jsonl").exists()
-    });
+    let mut ticker = start_ticker(&home);
     let shots = match std::env::var_os("JOBS_UPDATE_SCREENSHOTS") {
         Some(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"),
         None => home.path().join("screenshots"),
@@ -173,16 +179,7 @@ fn pages_escape_what_jobs_wrote_and_forbid_inline_scripts() {
 fn a_runs_events_stream_live_until_it_ends_then_the_stream_closes() {
     let home = dashboard_home();
     let (mut serve, port) = crate::server::serve(&home, &[]);
-    let mut ticker = home
-        .command(&["run", "ticker"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(crate::common::KillOnDrop)
-        .expect("start the ticker");
-    wait_until("the ticker to start", 10, || {
-        home.run_dir("ticker", 1).join("events.jsonl").exists()
-    });
+    let mut ticker = start_ticker(&home);
     let started = std::time::Instant::now();
     let stream = raw_get(
         port,

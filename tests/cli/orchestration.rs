@@ -250,27 +250,9 @@ fn cycles_unknown_upstreams_and_self_triggers_are_refused_with_positions_and_gra
     // The DOT output is read by Graphviz's own parser.
     let dot = home.run(&["graph", "--dot"]);
     assert_eq!(dot.code, 0);
-    let rendered = std::process::Command::new("dot")
-        .arg("-Tsvg")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match rendered {
-        Ok(child) => child,
-        Err(e) => {
-            assert!(
-                std::env::var_os("JOBS_TEST_STRICT").is_none(),
-                "dot is needed (Debian's graphviz): {e}"
-            );
-            eprintln!("skipped: dot is not installed ({e})");
-            return;
-        }
+    let Some(out) = crate::common::feed_tool("dot", &["-Tsvg"], &dot.stdout, "graphviz") else {
+        return;
     };
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), dot.stdout.as_bytes())
-        .expect("feed dot");
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("dot ran");
     assert!(
         out.status.success(),
         "{}\n{}",

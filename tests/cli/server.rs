@@ -91,11 +91,16 @@ fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-/// `jobsctl serve` in `home`, its stderr in `serve.log`.
+/// `jobsctl serve` on a port of its own choosing in `home`, its stderr in `serve.log`.
 pub(crate) fn serve(home: &TestHome, args: &[&str]) -> (KillOnDrop, u16) {
+    spawn_serve(home, &[&["--listen", "127.0.0.1:0"], args].concat())
+}
+
+/// `jobsctl serve ARGS` in `home`, and the port it says it listens on.
+fn spawn_serve(home: &TestHome, args: &[&str]) -> (KillOnDrop, u16) {
     let log = home.path().join("serve.log");
     let child = home
-        .command(&[&["serve", "--listen", "127.0.0.1:0"], args].concat())
+        .command(&[&["serve"], args].concat())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
@@ -108,30 +113,7 @@ pub(crate) fn serve(home: &TestHome, args: &[&str]) -> (KillOnDrop, u16) {
 /// `promtool check metrics` on `text`: `None` when it has no complaint, else what it said. Fails the
 /// test when promtool is missing under `JOBS_TEST_STRICT` (CI installs Debian's `prometheus`).
 fn promtool_check(text: &str) -> Option<String> {
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) => {
-            assert!(
-                std::env::var_os("JOBS_TEST_STRICT").is_none(),
-                "promtool is needed (Debian's prometheus package): {e}"
-            );
-            eprintln!("skipped: promtool is not installed ({e})");
-            return None;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let output = child.wait_with_output().expect("promtool ran");
+    let output = crate::common::feed_tool("promtool", &["check", "metrics"], text, "prometheus")?;
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -402,15 +384,7 @@ fn config_yaml_says_where_to_listen_when_no_flag_does() {
         "server:\n  listen: 127.0.0.1:0\n",
     )
     .expect("write config.yaml");
-    let log = home.path().join("serve.log");
-    let child = home
-        .command(&["serve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start jobsctl serve");
-    let port = port_in(&log);
+    let (child, port) = spawn_serve(&home, &[]);
     let (status, body) = get(port, "/api/jobs", None);
     assert_eq!(status, 200, "{body}");
     drop(child);
@@ -439,14 +413,7 @@ fn config_yaml_says_where_to_listen_when_no_flag_does() {
         "server:\n  listen: 127.0.0.1:0\n  token_file: token\n",
     )
     .expect("write config.yaml");
-    let child = home
-        .command(&["serve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .map(KillOnDrop)
-        .expect("start jobsctl serve");
-    let port = port_in(&log);
+    let (child, port) = spawn_serve(&home, &[]);
     assert_eq!(get(port, "/api/jobs", None).0, 401);
     assert_eq!(get(port, "/api/jobs", Some("s3cret-token")).0, 200);
     drop(child);
