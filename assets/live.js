@@ -29,6 +29,9 @@
     } catch (e) {
       event = { type: "unreadable", line: line };
     }
+    if (event.type === "run_finished" && typeof event.status === "string") {
+      showStatus(event.status);
+    }
     const [kind, text] = describe(event);
     const row = body.insertRow();
     row.className = kind;
@@ -50,24 +53,38 @@
     if (element && value !== undefined) element.textContent = value;
   }
 
+  function showStatus(value) {
+    const status = document.getElementById("status");
+    status.textContent = value;
+    status.className = "status " + value;
+  }
+
+  const terminal = new Set(["succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped", "missed"]);
+
+  // The run's files are written before the store records its end, so the record may lag the last
+  // event by a moment: asked until it is final (for up to a minute).
   async function finalStatus() {
     const live = document.getElementById("live");
     if (live) {
       live.textContent = "ended";
       live.classList.add("ended");
     }
-    try {
-      const answer = await fetch(table.dataset.run, { headers: { Accept: "application/json" } });
-      const run = (await answer.json()).data.run;
-      const status = document.getElementById("status");
-      status.textContent = run.status;
-      status.className = "status " + run.status;
-      set("finished", run.finished_at || "-");
-      set("duration", run.duration_ms === null ? "-" : run.duration_ms + " ms");
-      set("exit", run.exit_code !== null ? "exit " + run.exit_code : run.signal !== null ? "signal " + run.signal : "-");
-      set("error", run.error ? run.error.code + ": " + run.error.message : "");
-    } catch (e) {
-      // The status stays as drawn; a reload shows the end.
+    for (let tries = 0; tries < 120; tries++) {
+      try {
+        const answer = await fetch(table.dataset.run, { headers: { Accept: "application/json" } });
+        const run = (await answer.json()).data.run;
+        if (terminal.has(run.status)) {
+          showStatus(run.status);
+          set("finished", run.finished_at || "-");
+          set("duration", run.duration_ms === null ? "-" : run.duration_ms + " ms");
+          set("exit", run.exit_code !== null ? "exit " + run.exit_code : run.signal !== null ? "signal " + run.signal : "-");
+          set("error", run.error ? run.error.code + ": " + run.error.message : "");
+          return;
+        }
+      } catch (e) {
+        // Tried again below; the status stays as the last event said.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
 

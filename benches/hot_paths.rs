@@ -50,6 +50,7 @@ fn request(now: DateTime<Utc>) -> ClaimRequest<'static> {
         overlap: Overlap::Skip,
         replay_of: None,
         shared: jobs::store::SharedLimits::default(),
+        no_trigger: false,
     }
 }
 

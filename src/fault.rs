@@ -17,6 +17,8 @@ pub enum Point {
     ReceiptBeforeRename,
     /// Inside the transaction that records how a run ended, before its commit.
     FinishBeforeCommit,
+    /// Just after the transaction that records how a run ended (and what it triggers) commits.
+    FinishAfterCommit,
 }
 
 impl Point {
@@ -27,6 +29,7 @@ impl Point {
             Point::EventTorn => "event-torn",
             Point::ReceiptBeforeRename => "receipt-before-rename",
             Point::FinishBeforeCommit => "finish-before-commit",
+            Point::FinishAfterCommit => "finish-after-commit",
         }
     }
 }

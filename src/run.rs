@@ -17,6 +17,8 @@ pub enum Trigger {
     Manual,
     /// Started by `jobsctl replay`, repeating an earlier run.
     Replay,
+    /// Started by the end of another job's run (`after:`, `after_all:`).
+    After,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,13 +87,20 @@ impl Trigger {
             Self::Catchup => "catchup",
             Self::Manual => "manual",
             Self::Replay => "replay",
+            Self::After => "after",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Schedule, Self::Catchup, Self::Manual, Self::Replay]
-            .into_iter()
-            .find(|t| t.as_str() == text)
+        [
+            Self::Schedule,
+            Self::Catchup,
+            Self::Manual,
+            Self::Replay,
+            Self::After,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == text)
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Triggered {
     pub toward_all: bool,
 }
 
-pub fn triggered(downstream: &JobSpec, upstream: &str, status: RunStatus) -> Triggered {
+pub fn triggered(downstream: &Upstreams, upstream: &str, status: RunStatus) -> Triggered {
     Triggered {
         after: downstream
             .after
@@ -67,6 +67,30 @@ pub fn triggered(downstream: &JobSpec, upstream: &str, status: RunStatus) -> Tri
         toward_all: status == RunStatus::Succeeded
             && downstream.after_all.iter().any(|job| job == upstream),
     }
+}
+
+/// The part of a downstream's spec that says what triggers it, as read from the stored spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Upstreams {
+    #[serde(default)]
+    pub after: Vec<crate::spec::model::AfterSpec>,
+    #[serde(default)]
+    pub after_all: Vec<String>,
+}
+
+impl Upstreams {
+    pub fn of(spec: &JobSpec) -> Self {
+        Self {
+            after: spec.after.clone(),
+            after_all: spec.after_all.clone(),
+        }
+    }
+}
+
+/// Whether the fan-in of `after_all` is complete with the upstream successes `have` (job ids).
+pub fn fan_in_complete<'a>(after_all: &[String], have: impl IntoIterator<Item = &'a str>) -> bool {
+    let have: std::collections::HashSet<&str> = have.into_iter().collect();
+    !after_all.is_empty() && after_all.iter().all(|job| have.contains(job.as_str()))
 }
 
 /// The graph in Graphviz's DOT language: one node per job given, one edge per trigger (`after_all`
@@ -117,9 +141,10 @@ mod tests {
 
     #[test]
     fn an_end_triggers_by_its_status_and_fan_in_counts_successes_only() {
-        let load = spec(
+        let load_spec = spec(
             "id: load\nafter:\n  - job: transform\n  - job: audit\n    on: [failed, timed_out]\nafter_all: [eu, us]\nrun:\n  command: [\"true\"]\n",
         );
+        let load = Upstreams::of(&load_spec);
         assert!(triggered(&load, "transform", RunStatus::Succeeded).after);
         assert!(!triggered(&load, "transform", RunStatus::Failed).after);
         assert!(triggered(&load, "audit", RunStatus::TimedOut).after);
@@ -135,11 +160,14 @@ mod tests {
             triggered(&load, "eu", RunStatus::Failed),
             Triggered::default()
         );
-        let all = edges([&load]);
+        let all = edges([&load_spec]);
         assert_eq!(all.len(), 4);
         assert_eq!(all[0].from, "audit");
         let dot = dot(&[("load".into(), "active")], &all);
         assert!(dot.contains("\"eu\" -> \"load\" [label=\"all succeeded\", style=dashed];"));
         assert!(dot.contains("\"audit\" -> \"load\" [label=\"failed, timed_out\"];"));
+        let after_all = ["eu".to_owned(), "us".to_owned()];
+        assert!(!fan_in_complete(&after_all, ["eu"]));
+        assert!(fan_in_complete(&after_all, ["us", "eu", "other"]));
     }
 }

@@ -96,6 +96,9 @@ pub enum Command {
         /// Start each run in the background and return at once, printing the run ids
         #[arg(long)]
         detach: bool,
+        /// Trigger no downstream job (`after:`) when these runs end
+        #[arg(long, conflicts_with = "detach")]
+        no_trigger: bool,
         /// Run a disabled job anyway
         #[arg(long)]
         force: bool,
@@ -118,6 +121,9 @@ pub enum Command {
         /// Only runs numbered below N (with a job id): the page after one that ended at run N
         #[arg(long, value_name = "N", requires = "id")]
         before: Option<i64>,
+        /// Only runs triggered by this upstream run, e.g. extract#41
+        #[arg(long, value_name = "JOB#RUN")]
+        upstream: Option<String>,
     },
     /// Run the scheduler: fire every job on its schedule until stopped (SIGINT or SIGTERM)
     Scheduler {

@@ -511,6 +511,7 @@ mod tests {
             kill_grace: None,
             retry_owed: false,
             group: None,
+            upstream: None,
         }
     }
 

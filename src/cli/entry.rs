@@ -124,6 +124,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             all,
             sequential,
             detach,
+            no_trigger,
             force,
         } => super::run::run(
             ctx,
@@ -132,6 +133,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
                 all,
                 sequential,
                 detach,
+                no_trigger,
                 force,
             },
         ),
@@ -141,7 +143,16 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             limit,
             since,
             before,
-        } => super::history::run(ctx, id.as_deref(), status, limit, since.as_deref(), before),
+            upstream,
+        } => super::history::run(
+            ctx,
+            id.as_deref(),
+            status,
+            limit,
+            since.as_deref(),
+            before,
+            upstream,
+        ),
         Command::Exec { id, force } => super::run::exec_detached(ctx, &id, force),
         Command::Scheduler {
             dry_run,

@@ -18,18 +18,21 @@ pub fn run(
     limit: u32,
     since: Option<&str>,
     before: Option<i64>,
+    upstream: Option<String>,
 ) -> Result<Report> {
     let now = ctx.clock.now();
     let since = since.map(|text| parse_since(text, now)).transpose()?;
     // Runs whose process died show as interrupted, not as running forever.
     let catalog = ctx.catalog_with_runs(id)?;
-    let filtered = !statuses.is_empty() || since.is_some() || before.is_some();
+    let filtered =
+        !statuses.is_empty() || since.is_some() || before.is_some() || upstream.is_some();
     let filter = HistoryFilter {
         job_id: id.map(str::to_owned),
         statuses,
         since,
         // Run numbers are per job: below N means something only within one job's runs.
         before: before.filter(|_| id.is_some()),
+        upstream,
         limit: i64::from(limit),
     };
     let (rows, total) = catalog.store.history(&filter)?;
@@ -136,6 +139,9 @@ pub struct RunEntry<'a> {
     /// The concurrency group the run holds a place in while in flight.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<&'a str>,
+    /// For a triggered run: the upstream run(s) that triggered it, `job#seq` comma-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<&'a str>,
     pub error: Option<RunError<'a>>,
     /// The run's message, with or without an error code (`history` shows it either way).
     #[serde(skip)]
@@ -172,6 +178,7 @@ impl<'a> RunEntry<'a> {
             replay_of: row.replay_of,
             run_dir: row.run_dir.as_deref(),
             group: row.group.as_deref(),
+            upstream: row.upstream.as_deref(),
             error: row.error_code.as_deref().map(|code| RunError {
                 code,
                 message: row.message.as_deref(),
@@ -190,10 +197,11 @@ impl<'a> RunEntry<'a> {
     /// `replay_of` links both a replay and the catch-up retry of an interrupted run to their
     /// original; only the trigger says which of the two a run is.
     fn trigger_text(&self) -> String {
-        match (self.replay_of, self.trigger) {
-            (Some(original), Trigger::Catchup) => format!("retry of #{original}"),
-            (Some(original), _) => format!("replay of #{original}"),
-            (None, trigger) => trigger.as_str().to_owned(),
+        match (self.replay_of, self.trigger, self.upstream) {
+            (Some(original), Trigger::Catchup, _) => format!("retry of #{original}"),
+            (Some(original), _, _) => format!("replay of #{original}"),
+            (None, Trigger::After, Some(upstream)) => format!("after {upstream}"),
+            (None, trigger, _) => trigger.as_str().to_owned(),
         }
     }
 

@@ -64,6 +64,7 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
             due_at: None,
             replay_of: Some(seq),
             slot_count: 1,
+            no_trigger: false,
         },
     };
     let Catalog { store, .. } = catalog;

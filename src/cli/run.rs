@@ -34,6 +34,7 @@ pub struct RunArgs {
     pub all: bool,
     pub sequential: bool,
     pub detach: bool,
+    pub no_trigger: bool,
     pub force: bool,
 }
 
@@ -57,7 +58,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<Report> {
             id,
             spec,
             spec_hash: job.spec_hash().to_owned(),
-            of: ClaimOf::manual(),
+            of: ClaimOf {
+                no_trigger: args.no_trigger,
+                ..ClaimOf::manual()
+            },
         });
     }
     let outcomes = run_targets(ctx, store, targets, args.sequential)?;

@@ -294,6 +294,7 @@ impl Source for HomeSource {
                         limit.unwrap_or(20),
                         None,
                         *before,
+                        None,
                     )
                 })
             }

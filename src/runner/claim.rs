@@ -24,6 +24,8 @@ pub struct ClaimOf {
     pub due_at: Option<DateTime<Utc>>,
     pub replay_of: Option<i64>,
     pub slot_count: u64,
+    /// The run's end triggers no downstream run.
+    pub no_trigger: bool,
 }
 
 impl ClaimOf {
@@ -34,6 +36,7 @@ impl ClaimOf {
             due_at: None,
             replay_of: None,
             slot_count: 1,
+            no_trigger: false,
         }
     }
 }
@@ -65,6 +68,7 @@ pub fn claim_run(
         overlap: spec.policy.overlap,
         replay_of: of.replay_of,
         shared: crate::config::shared_limits_now(home, store, spec),
+        no_trigger: of.no_trigger,
     };
     // A run of this job whose process died is settled first, artifacts included: the claim below
     // would otherwise only mark its row, leaving a receipt that still says "running".
@@ -88,6 +92,7 @@ pub fn claim_run(
         claimed_at: now,
         queued: matches!(claimed, Claimed::Queued(_)),
         shared: request.shared.clone(),
+        upstream: None,
         spec: spec.clone(),
         spec_hash: spec_hash.to_owned(),
         owner: owner.to_owned(),

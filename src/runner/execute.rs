@@ -54,6 +54,8 @@ pub struct RunPlan {
     pub queued: bool,
     /// The limits shared with other jobs the run was claimed under; a queued run waits for them too.
     pub shared: crate::store::SharedLimits,
+    /// For a triggered run: the upstream run(s), `job#seq`, comma-separated.
+    pub upstream: Option<String>,
     pub spec: JobSpec,
     pub spec_hash: String,
     pub owner: String,
@@ -425,6 +427,31 @@ async fn blocking<R: Send + 'static>(
 
 /// What each attempt runs: the command (or the shell line), where, with the spec's environment and the
 /// run's own `JOBS_*` variables, under the spec's limits.
+/// For a triggered run, what it is told of the run(s) that triggered it: `JOBS_UPSTREAM_JOB` and
+/// `JOBS_UPSTREAM_RUN` (the last of them, the one whose end triggered), `JOBS_UPSTREAM_RUNS` (all,
+/// `job#seq` comma-separated) and `JOBS_UPSTREAM_RUN_DIR` when that run's directory is on this
+/// machine, so the run can read what the upstream wrote.
+fn upstream_env(plan: &RunPlan) -> Vec<(String, String)> {
+    let Some(upstreams) = plan.upstream.as_deref() else {
+        return Vec::new();
+    };
+    let mut env = vec![("JOBS_UPSTREAM_RUNS".to_owned(), upstreams.to_owned())];
+    let last = upstreams
+        .rsplit(',')
+        .next()
+        .and_then(|name| name.rsplit_once('#'))
+        .and_then(|(job, seq)| Some((job, seq.parse::<i64>().ok()?)));
+    if let Some((job, seq)) = last {
+        env.push(("JOBS_UPSTREAM_JOB".into(), job.to_owned()));
+        env.push(("JOBS_UPSTREAM_RUN".into(), seq.to_string()));
+        let dir = crate::artifacts::rundir::run_path(&plan.home, job, seq);
+        if crate::spec::checks::is_valid_id(job) && dir.is_dir() {
+            env.push(("JOBS_UPSTREAM_RUN_DIR".into(), dir.display().to_string()));
+        }
+    }
+    env
+}
+
 fn attempt_spec(plan: &RunPlan, dir: &std::path::Path) -> AttemptSpec {
     let run = &plan.spec.run;
     let cwd = plan.home.working_dir(&run.cwd);
@@ -444,6 +471,7 @@ fn attempt_spec(plan: &RunPlan, dir: &std::path::Path) -> AttemptSpec {
     if let Some(slot) = plan.stands_for {
         env.push(("JOBS_SLOT".into(), rfc3339(slot)));
     }
+    env.extend(upstream_env(plan));
     // So that a job can call `jobs` itself (e.g. `"$JOBS_BIN" backup ...`) without relying on PATH,
     // where the shell's own `jobs` builtin would win anyway.
     if let Ok(exe) = std::env::current_exe() {

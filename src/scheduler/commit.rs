@@ -14,7 +14,8 @@ use crate::home::Home;
 use crate::policy::{Decision, Fire};
 use crate::run::{Trigger, run_name};
 use crate::runner::execute::{RunControl, RunPlan};
-use crate::store::{SharedLimits, Store, TickRecord, TickResult};
+use crate::spec::JobSpec;
+use crate::store::{OwedTrigger, SharedLimits, Store, TickRecord, TickResult};
 
 /// The store records of the plan's claims, in order; each run with the limits it shares with other
 /// jobs by `config` (checked by the store, in the transaction).
@@ -49,6 +50,7 @@ fn record(claim: &Claim, entry: &Entry, now: DateTime<Utc>) -> TickRecord {
             max_instances: entry.spec.policy.max_instances,
             shared: SharedLimits::default(),
             overlap: entry.spec.policy.overlap,
+            upstream: None,
         },
         What::CatchUp { fire, queued } => run_record(id, entry, fire, None, *queued),
         What::Slots(Decision::Fire(fire)) => run_record(id, entry, fire, Some(fire.slot), false),
@@ -111,6 +113,33 @@ fn run_record(
         max_instances: entry.spec.policy.max_instances,
         shared: SharedLimits::default(),
         overlap: entry.spec.policy.overlap,
+        upstream: None,
+    }
+}
+
+/// The record of a run owed by upstream runs' ends: claimed now, due when the trigger was written
+/// (its lateness counts from the upstream's end), taking its trigger in the same transaction.
+pub fn triggered_record(
+    owed: OwedTrigger,
+    spec: &JobSpec,
+    spec_hash: &str,
+    config: &HomeConfig,
+) -> TickRecord {
+    TickRecord::Run {
+        job_id: owed.job_id.clone(),
+        trigger: Trigger::After,
+        slot: None,
+        due_at: Some(owed.created_at),
+        first_slot: None,
+        last_slot: None,
+        count: 1,
+        spec_hash: spec_hash.to_owned(),
+        queued: false,
+        retry_of: None,
+        max_instances: spec.policy.max_instances,
+        shared: config.shared_limits(spec),
+        overlap: spec.policy.overlap,
+        upstream: Some(owed),
     }
 }
 
@@ -154,7 +183,8 @@ pub struct Claimed<'a> {
     pub seq: i64,
     pub queued: bool,
     pub run_dir: RunDir,
-    pub entry: &'a Entry,
+    pub spec: &'a JobSpec,
+    pub spec_hash: &'a str,
     pub owner: &'a str,
     pub home: &'a Home,
     pub now: DateTime<Utc>,
@@ -172,6 +202,7 @@ pub fn run_plan(record: TickRecord, claimed: Claimed<'_>) -> Option<RunPlan> {
         count,
         retry_of,
         shared,
+        upstream,
         ..
     } = record
     else {
@@ -181,7 +212,8 @@ pub fn run_plan(record: TickRecord, claimed: Claimed<'_>) -> Option<RunPlan> {
         seq,
         queued,
         run_dir,
-        entry,
+        spec,
+        spec_hash,
         owner,
         home,
         now,
@@ -201,8 +233,9 @@ pub fn run_plan(record: TickRecord, claimed: Claimed<'_>) -> Option<RunPlan> {
         claimed_at: now,
         queued,
         shared,
-        spec: entry.spec.clone(),
-        spec_hash: entry.spec_hash.clone(),
+        upstream: upstream.map(|owed| owed.upstreams),
+        spec: spec.clone(),
+        spec_hash: spec_hash.to_owned(),
         owner: owner.to_owned(),
         home: home.clone(),
         run_dir,

@@ -135,6 +135,9 @@ struct Daemon {
     home_notifiers: Vec<NotifierSpec>,
     /// The config in force, for the limits runs share (groups, the home's `max_running`).
     config: crate::config::HomeConfig,
+    /// The jobs other jobs' runs trigger, and the triggered runs owed to them, not yet claimed.
+    downstream: HashMap<String, super::reload::Downstream>,
+    triggers: Vec<crate::store::OwedTrigger>,
     /// When this scheduler took the home: names its start and stop in their delivery ids.
     started_at: DateTime<Utc>,
     /// What this process saw, for `/metrics`.
@@ -208,6 +211,8 @@ pub async fn run(
         census: first.census,
         home_notifiers: first.config.notify.clone(),
         config: first.config,
+        downstream: first.downstream,
+        triggers: Vec::new(),
         started_at,
         metrics,
         slots: HashMap::new(),
@@ -324,8 +329,11 @@ impl Daemon {
             courier.set_heartbeat(reloaded.config.heartbeat_ping.clone());
         }
         self.config = reloaded.config;
-        // Another process may have settled an interrupted run whose retry is owed.
+        self.downstream = reloaded.downstream;
+        // Another process may have settled an interrupted run whose retry is owed, or ended a run
+        // that triggers one of ours.
         self.take_owed_retries();
+        self.take_owed_triggers();
         Ok(())
     }
 
@@ -345,6 +353,51 @@ impl Daemon {
             }
             Err(e) => tracing::error!("{e}"),
         }
+    }
+
+    /// The triggered runs owed to jobs this scheduler knows, as the store has them now.
+    fn take_owed_triggers(&mut self) {
+        if self.downstream.is_empty() {
+            self.triggers.clear();
+            return;
+        }
+        match self.with_store(|s| s.owed_triggers()) {
+            Ok(owed) => {
+                self.triggers = owed
+                    .into_iter()
+                    .filter(|t| self.downstream.contains_key(&t.job_id))
+                    .collect();
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// Claims the runs upstream runs' ends owe (or records them skipped), each in the transaction
+    /// that takes its trigger, so each runs once however many schedulers try.
+    fn claim_triggered(&mut self) {
+        if self.triggers.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let records: Vec<TickRecord> = std::mem::take(&mut self.triggers)
+            .into_iter()
+            .filter_map(|owed| {
+                let down = self.downstream.get(&owed.job_id)?;
+                Some(commit::triggered_record(
+                    owed,
+                    &down.spec,
+                    &down.spec_hash,
+                    &self.config,
+                ))
+            })
+            .collect();
+        let plan = TickPlan::empty(now);
+        let Some(results) = self.commit(&plan, &records) else {
+            // Nothing was taken: they are read again for the next try.
+            self.take_owed_triggers();
+            return;
+        };
+        self.apply(&plan, records, results);
     }
 
     /// Reloads, then delivers the cancel requests: a reload takes in the store's data version, so a
@@ -401,7 +454,7 @@ impl Daemon {
     /// [`MAX_SLEEP`], and never before a failed claim may be tried again.
     fn time_to_next_deadline(&self) -> Duration {
         let now = self.clock.now();
-        let next = if self.retries.is_empty() {
+        let next = if self.retries.is_empty() && self.triggers.is_empty() {
             self.jobs.next_wake()
         } else {
             Some(now)
@@ -435,6 +488,7 @@ impl Daemon {
             ahead: ahead(),
         });
         self.jobs.hold(&plan);
+        self.claim_triggered();
         if plan.is_empty() {
             return;
         }
@@ -541,11 +595,16 @@ impl Daemon {
                 tracing::warn!(job = %record.job_id(), "slot already claimed; not running it twice");
                 return;
             }
-            TickResult::Refused { seq, limit } => {
+            TickResult::Refused { seq, reason } => {
                 // Recorded skipped by the store: logged and counted as the planner's skips are.
-                if let Some(skipped) = record.refused(limit.reason()) {
-                    self.count_slots(&skipped);
-                    self.parts.slot_log.record(&skipped, seq);
+                match record.refused(reason) {
+                    Some(skipped) => {
+                        self.count_slots(&skipped);
+                        self.parts.slot_log.record(&skipped, seq);
+                    }
+                    None => {
+                        tracing::info!(run = %run_name(record.job_id(), seq), "triggered run skipped ({reason})")
+                    }
                 }
                 return;
             }
@@ -570,14 +629,20 @@ impl Daemon {
         {
             self.slots.insert((record.job_id().to_owned(), seq), *slot);
         }
-        let Some(entry) = self.jobs.get(record.job_id()) else {
-            return;
+        let (spec, spec_hash) = match (
+            self.jobs.get(record.job_id()),
+            self.downstream.get(record.job_id()),
+        ) {
+            (Some(entry), _) => (&entry.spec, entry.spec_hash.as_str()),
+            (None, Some(down)) => (&down.spec, down.spec_hash.as_str()),
+            (None, None) => return,
         };
         let claimed = Claimed {
             seq,
             queued,
             run_dir,
-            entry,
+            spec,
+            spec_hash,
             owner: &self.me,
             home: &self.home,
             now,
@@ -593,6 +658,8 @@ impl Daemon {
             run_ended(&self.jobs, &self.parts.retention, &outcome);
             self.count_end(&outcome);
             self.wake_courier();
+            // Its end may owe downstream runs, written in the same transaction.
+            self.take_owed_triggers();
         }
     }
 

@@ -124,6 +124,20 @@ impl TickPlan {
         self.claims.is_empty() && self.cursors.is_empty() && self.catchups_done.is_empty()
     }
 
+    /// A plan of nothing at `now`: what records claimed outside the planner (triggered runs) are
+    /// committed and applied with.
+    pub fn empty(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            claims: Vec::new(),
+            cursors: Vec::new(),
+            catchups_done: Vec::new(),
+            hold: Vec::new(),
+            notes: Vec::new(),
+            next_deadline: None,
+        }
+    }
+
     /// The jobs whose oldest run is replaced, once per replacing claim.
     pub fn replaced(&self) -> impl Iterator<Item = &str> {
         self.claims.iter().filter_map(|claim| match claim.what {

@@ -2,6 +2,7 @@
 //! the loop's table, pending slots computed here are recorded, and what changed is logged. Must not
 //! claim anything (the tick does).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -38,11 +39,20 @@ impl Census {
 /// A reloaded table.
 pub struct Reloaded {
     pub jobs: Jobs,
+    /// The jobs other jobs' runs can trigger, with the spec a triggered run executes.
+    pub downstream: HashMap<String, Downstream>,
     pub census: Census,
     /// The store's data version read before the specs were loaded.
     pub data_version: i64,
     /// The home's config in force.
     pub config: HomeConfig,
+}
+
+/// A job that other jobs' runs trigger, as a triggered run of it executes.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub spec: crate::spec::JobSpec,
+    pub spec_hash: String,
 }
 
 /// Loads the specs, syncs them into the store and builds the job table; pending slots come from the
@@ -76,8 +86,25 @@ pub fn reload(
     if let Some(previous) = previous {
         log_changes(previous, &jobs, &catalog);
     }
+    let downstream = catalog
+        .jobs
+        .iter()
+        .filter_map(|job| {
+            let spec = job.spec.as_ref()?;
+            (!spec.after.is_empty() || !spec.after_all.is_empty()).then(|| {
+                (
+                    job.id().to_owned(),
+                    Downstream {
+                        spec: spec.clone(),
+                        spec_hash: job.spec_hash().to_owned(),
+                    },
+                )
+            })
+        })
+        .collect();
     Ok(Reloaded {
         jobs,
+        downstream,
         census,
         data_version,
         config: catalog.in_force,

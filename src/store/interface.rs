@@ -210,6 +210,9 @@ pub trait RunStore {
     /// retry (`commit_tick` with `retry_of`) takes the debt.
     fn owed_retries(&self) -> Result<Vec<RunRow>>;
 
+    /// The downstream runs that upstream runs' ends owe and no scheduler has taken yet, oldest first.
+    fn owed_triggers(&self) -> Result<Vec<super::records::OwedTrigger>>;
+
     /// Deletes runs' records (and their cancel requests) in one transaction, never one in flight,
     /// whatever the caller read before. Returns how many went.
     fn delete_runs(&mut self, job_id: &str, seqs: &[i64]) -> Result<usize>;
@@ -366,7 +369,7 @@ impl dyn Store + '_ {
                     queued,
                 },
                 TickResult::AlreadyClaimed => TickResult::AlreadyClaimed,
-                TickResult::Refused { seq, limit } => TickResult::Refused { seq, limit },
+                TickResult::Refused { seq, reason } => TickResult::Refused { seq, reason },
                 TickResult::Failed { seq, error } => TickResult::Failed { seq, error },
             })
             .collect())

@@ -13,7 +13,7 @@ pub use interface::{
 pub use records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryState, DeliveryTry,
     DueNotification, HISTORY_COUNT_CAP, HistoryFilter, JobRow, KeptConfig, LastEnds, LimitReached,
-    NotificationRecord, OWNER_GONE, OperatorState, OutboxCounts, Owner, QueuedStart, Requested,
-    RetainedRun, RunRow, RunStats, SharedLimits, StateChange, SyncReport, TickRecord, TickResult,
-    TryRecord,
+    NotificationRecord, OWNER_GONE, OperatorState, OutboxCounts, OwedTrigger, Owner, QueuedStart,
+    Requested, RetainedRun, RunRow, RunStats, SharedLimits, StateChange, SyncReport, TickRecord,
+    TickResult, TryRecord,
 };

@@ -158,6 +158,8 @@ pub struct RunRow {
     pub retry_owed: bool,
     /// The concurrency group the run was claimed in, whose limit it holds while in flight.
     pub group: Option<String>,
+    /// For a triggered run: the upstream run(s), `job#seq`, comma-separated.
+    pub upstream: Option<String>,
 }
 
 impl RunRow {
@@ -206,6 +208,8 @@ pub struct ClaimRequest<'a> {
     pub overlap: Overlap,
     pub replay_of: Option<i64>,
     pub shared: SharedLimits,
+    /// The run's end triggers no downstream run (`jobsctl run --no-trigger`).
+    pub no_trigger: bool,
 }
 
 /// The limits a claim must respect besides its job's own `max_instances`: those it shares with other
@@ -241,6 +245,20 @@ impl LimitReached {
             Self::Home { .. } => "max_running",
         }
     }
+}
+
+/// A downstream run owed by an upstream run's end (`after:`, or a complete `after_all:`), not yet
+/// taken by a scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedTrigger {
+    /// The downstream job.
+    pub job_id: String,
+    /// The upstream run whose end owes it (for a fan-in, the one that completed it).
+    pub upstream_job: String,
+    pub upstream_seq: i64,
+    /// Every upstream run it stands for, `job#seq`, comma-separated.
+    pub upstreams: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The outcome of a claim that was granted.
@@ -296,6 +314,9 @@ pub enum TickRecord {
         /// the slot skipped.
         shared: SharedLimits,
         overlap: Overlap,
+        /// For a run triggered by upstream runs: the trigger it takes, in the same transaction,
+        /// so it runs once.
+        upstream: Option<OwedTrigger>,
     },
     /// Slots that did not run, and why.
     Skipped {
@@ -358,8 +379,9 @@ pub enum TickResult<T = ()> {
     },
     /// The slot already has a record: it was claimed before (never twice).
     AlreadyClaimed,
-    /// A limit shared with other jobs was full: the slot is recorded skipped with this seq.
-    Refused { seq: i64, limit: LimitReached },
+    /// Not run: a limit shared with other jobs was full, or (for a triggered run) the job was
+    /// paused, disabled or full; recorded skipped with this seq and reason.
+    Refused { seq: i64, reason: &'static str },
     /// The run directory could not be made; the run is recorded as failed with this error.
     Failed { seq: i64, error: Error },
 }
@@ -373,6 +395,8 @@ pub struct HistoryFilter {
     pub since: Option<DateTime<Utc>>,
     /// Only runs numbered below this (of the one job given): the next page.
     pub before: Option<i64>,
+    /// Only runs triggered by this upstream run (`job#seq`).
+    pub upstream: Option<String>,
     pub limit: i64,
 }
 

@@ -261,3 +261,201 @@ fn cycles_unknown_upstreams_and_self_triggers_are_refused_with_positions_and_gra
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
 }
+
+/// A scheduler in `home`, once it has started (owns the home and its store): a command run
+/// earlier could find the home locked and no store yet.
+fn ready_scheduler(home: &TestHome) -> crate::common::KillOnDrop {
+    let scheduler = SchedulerStart::new(home.path()).start();
+    wait_until("the scheduler to start", 20, || {
+        crate::common::scheduler_log(home).contains("scheduler started")
+    });
+    scheduler
+}
+
+/// How many runs of `job` the store has with `status` (all statuses when `None`).
+fn runs_of(home: &TestHome, job: &str, status: Option<&str>) -> i64 {
+    match status {
+        Some(status) => home.count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE job_id = '{job}' AND status = '{status}'"
+        )),
+        None => home.count(&format!("SELECT COUNT(*) FROM runs WHERE job_id = '{job}'")),
+    }
+}
+
+fn manual(id: &str, extra: &str, shell: &str) -> String {
+    format!("id: {id}\n{extra}run:\n  shell: \"{shell}\"\n")
+}
+
+#[test]
+fn a_chain_runs_its_downstream_once_per_upstream_success_with_the_upstream_variables() {
+    let home = TestHome::new();
+    home.spec(
+        "extract.yaml",
+        manual("extract", "", "echo extracted; test ! -e fail"),
+    );
+    home.spec(
+        "transform.yaml",
+        manual(
+            "transform",
+            "after:\n  - job: extract\n",
+            "echo $JOBS_UPSTREAM_JOB $JOBS_UPSTREAM_RUN $JOBS_UPSTREAM_RUNS; cat $JOBS_UPSTREAM_RUN_DIR/stdout.log",
+        ),
+    );
+    home.spec(
+        "alert.yaml",
+        manual(
+            "alert",
+            "after:\n  - job: extract\n    on: [failed]\n",
+            "echo alerting",
+        ),
+    );
+    let scheduler = ready_scheduler(&home);
+    let first = home.run(&["run", "extract"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    wait_until("the downstream run", 15, || {
+        runs_of(&home, "transform", Some("succeeded")) == 1
+    });
+    // A failure triggers only what listens for failures.
+    std::fs::write(home.path().join("fail"), "").expect("make it fail");
+    assert_eq!(home.run(&["run", "extract"]).code, 1);
+    wait_until("the failure's downstream", 15, || {
+        runs_of(&home, "alert", Some("succeeded")) == 1
+    });
+    // A run that opts out triggers nothing.
+    std::fs::remove_file(home.path().join("fail")).expect("make it pass");
+    assert_eq!(home.run(&["run", "extract", "--no-trigger"]).code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(stop(scheduler), 0);
+    assert_eq!(
+        runs_of(&home, "transform", None),
+        1,
+        "once per upstream success"
+    );
+    assert_eq!(
+        runs_of(&home, "alert", None),
+        1,
+        "once per upstream failure"
+    );
+
+    let (history, _) = home.json(&["history", "transform"]);
+    let entry = &history["data"]["entries"][0];
+    assert_eq!(entry["trigger"], "after");
+    assert_eq!(entry["upstream"], "extract#1");
+    let output = std::fs::read_to_string(home.run_dir("transform", 1).join("stdout.log"))
+        .expect("the downstream's output");
+    assert!(
+        output.starts_with("extract 1 extract#1\nextracted"),
+        "{output}"
+    );
+    let receipt: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(home.run_dir("transform", 1).join("run_receipt.json"))
+            .expect("the receipt"),
+    )
+    .expect("JSON");
+    assert_eq!(receipt["trigger"], "after");
+    assert!(
+        crate::common::schema("run_receipt").is_valid(&receipt),
+        "{receipt:#}"
+    );
+    // What a run triggered, from the upstream's side.
+    let (triggered, _) = home.json(&["history", "--upstream", "extract#2"]);
+    let jobs: Vec<&str> = triggered["data"]["entries"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|r| r["job_id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(jobs, ["alert"]);
+}
+
+#[test]
+fn fan_in_waits_for_every_upstream_and_a_paused_downstream_records_the_trigger_skipped() {
+    let home = TestHome::new();
+    home.spec("eu.yaml", manual("eu", "", "true"));
+    home.spec("us.yaml", manual("us", "", "true"));
+    home.spec(
+        "merge.yaml",
+        manual("merge", "after_all: [eu, us]\n", "echo $JOBS_UPSTREAM_RUNS"),
+    );
+    home.spec(
+        "report.yaml",
+        manual("report", "after:\n  - job: merge\n", "true"),
+    );
+    assert_eq!(home.run(&["pause", "report"]).code, 0);
+    let scheduler = ready_scheduler(&home);
+    assert_eq!(home.run(&["run", "eu"]).code, 0);
+    assert_eq!(home.run(&["run", "eu"]).code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(runs_of(&home, "merge", None), 0, "one of two is not all");
+    assert_eq!(home.run(&["run", "us"]).code, 0);
+    wait_until("the fan-in run", 15, || {
+        runs_of(&home, "merge", Some("succeeded")) == 1
+    });
+    wait_until("the paused downstream's record", 15, || {
+        runs_of(&home, "report", Some("skipped")) == 1
+    });
+    assert_eq!(stop(scheduler), 0);
+    let output = std::fs::read_to_string(home.run_dir("merge", 1).join("stdout.log"))
+        .expect("the fan-in's output");
+    assert_eq!(output.trim(), "eu#2,us#1", "the latest success of each");
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'report' AND error_code = 'skipped_paused' AND upstream = 'merge#1'"),
+        1
+    );
+}
+
+#[test]
+fn a_scheduler_killed_right_after_an_upstream_ends_still_runs_the_downstream_once() {
+    let home = TestHome::new();
+    home.spec("extract.yaml", manual("extract", EVERY_SECOND, "true"));
+    home.spec(
+        "transform.yaml",
+        manual("transform", "after:\n  - job: extract\n", "true"),
+    );
+    // The first end the scheduler records is its last act: it dies just after the commit.
+    let mut scheduler = SchedulerStart::new(home.path())
+        .env("JOBS_FAULT", "finish-after-commit=1")
+        .start();
+    let status = crate::common::wait_exit(&mut scheduler, 30);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed at the fault point"
+    );
+    assert!(runs_of(&home, "extract", Some("succeeded")) >= 1);
+    assert_eq!(
+        runs_of(&home, "transform", None),
+        0,
+        "not claimed before the kill"
+    );
+    // The next start claims what the committed end owed, once.
+    let scheduler = SchedulerStart::new(home.path())
+        .env_remove("JOBS_FAULT")
+        .start();
+    wait_until("the downstream run", 15, || {
+        runs_of(&home, "transform", Some("succeeded")) >= 1
+    });
+    assert_eq!(stop(scheduler), 0);
+    assert_eq!(
+        home.count(
+            "SELECT COUNT(*) FROM runs WHERE job_id = 'transform' AND upstream = 'extract#1'"
+        ),
+        1,
+        "exactly one downstream run for the upstream run the kill followed"
+    );
+    // Every upstream success owes exactly one downstream run (those that ended during the stop
+    // are owed still, for the next start), and none became two.
+    assert_eq!(
+        home.count(
+            "SELECT COUNT(*) FROM runs u WHERE u.job_id = 'extract' AND u.status = 'succeeded'
+             AND (SELECT COUNT(*) FROM triggers t WHERE t.job_id = 'transform'
+                  AND t.upstream_job = 'extract' AND t.upstream_seq = u.seq) != 1"
+        ),
+        0
+    );
+    assert_eq!(
+        home.count(
+            "SELECT COUNT(*) FROM (SELECT upstream FROM runs WHERE job_id = 'transform'
+             GROUP BY upstream HAVING COUNT(*) > 1)"
+        ),
+        0
+    );
+}

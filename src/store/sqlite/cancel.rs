@@ -127,6 +127,7 @@ mod tests {
                     overlap: crate::spec::model::Overlap::Skip,
                     replay_of: None,
                     shared: crate::store::SharedLimits::default(),
+                    no_trigger: false,
                 },
                 |_| true,
                 |seq| Ok(((), format!("runs/a/{seq}"))),

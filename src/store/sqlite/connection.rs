@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Error, Result, StoreFault};
 use crate::store::interface::Store;
@@ -55,6 +55,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0011_run_group.sql",
         include_str!("../../../db/migrations/0011_run_group.sql"),
+    ),
+    (
+        "0012_after_triggers.sql",
+        include_str!("../../../db/migrations/0012_after_triggers.sql"),
     ),
 ];
 
@@ -222,6 +226,22 @@ impl SqliteStore {
         if version == known {
             return Ok(());
         }
+        // Foreign keys are off while migrations apply (the setting cannot change inside the
+        // transaction), as SQLite's procedure for rebuilding a table requires: otherwise renaming
+        // a table rewrites, and dropping it cascades into, the tables that refer to it. What they
+        // refer to is checked before the commit instead.
+        self.conn
+            .pragma_update(None, "foreign_keys", "OFF")
+            .map_err(fail)?;
+        let migrated = self.apply_migrations(known);
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(fail)?;
+        migrated
+    }
+
+    fn apply_migrations(&mut self, known: i64) -> Result<()> {
+        let fail = |e| store_error("migrate the store", e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -249,6 +269,17 @@ impl SqliteStore {
                 i64::try_from(index + 1).unwrap_or(i64::MAX),
             )
             .map_err(fail)?;
+        }
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()
+            .map_err(fail)?;
+        if let Some(table) = broken {
+            return Err(Error::Internal {
+                message: format!(
+                    "migrating the store left rows of {table} referring to nothing; nothing was changed"
+                ),
+            });
         }
         tx.commit().map_err(fail)
     }

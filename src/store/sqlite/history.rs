@@ -19,7 +19,7 @@ use crate::store::records::{
 
 pub(super) const RUN_COLUMNS: &str = "job_id, seq, trigger, slot, due_at, claimed_at, started_at, finished_at, status, \
      attempts, exit_code, signal, error_code, message, spec_hash, owner, slot_count, replay_of, run_dir, \
-     owner_start, boot_id, pgid, leader_start, kill_grace_ms, retry_owed, run_group";
+     owner_start, boot_id, pgid, leader_start, kill_grace_ms, retry_owed, run_group, upstream";
 
 impl HistoryStore for SqliteStore {
     fn run_row(&self, job_id: &str, seq: i64) -> Result<Option<RunRow>> {
@@ -185,6 +185,10 @@ impl HistoryStore for SqliteStore {
             conditions.push("seq < ?");
             values.push(before.into());
         }
+        if let Some(upstream) = &filter.upstream {
+            conditions.push("(',' || upstream || ',') LIKE ('%,' || ? || ',%')");
+            values.push(upstream.clone().into());
+        }
         let condition = if conditions.is_empty() {
             String::new()
         } else {
@@ -329,5 +333,6 @@ pub(super) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         kill_grace: unsigned(row, 23)?.map(Duration::from_millis),
         retry_owed: row.get::<_, i64>(24)? != 0,
         group: row.get(25)?,
+        upstream: row.get(26)?,
     })
 }

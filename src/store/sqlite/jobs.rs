@@ -92,6 +92,7 @@ impl JobStore for SqliteStore {
                 outbox::insert(&tx, &owed).map_err(fail)?;
             }
         }
+        super::triggers::rebuild_edges(&tx).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(report)
     }

@@ -10,5 +10,6 @@ mod jobs;
 mod outbox;
 mod owner;
 mod runs;
+mod triggers;
 
 pub use connection::SqliteStore;

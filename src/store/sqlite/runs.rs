@@ -82,8 +82,8 @@ impl RunStore for SqliteStore {
         let (owner_start, boot_id) = claim_identity(request.owner);
         tx.execute(
             "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash, owner,
-                               replay_of, run_dir, owner_start, boot_id, run_group)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                               replay_of, run_dir, owner_start, boot_id, run_group, no_trigger)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 request.job_id,
                 seq,
@@ -100,6 +100,7 @@ impl RunStore for SqliteStore {
                 owner_start,
                 boot_id,
                 request.shared.group.as_ref().map(|(name, _)| name),
+                request.no_trigger,
             ],
         )
         .map_err(fail)?;
@@ -170,10 +171,64 @@ impl RunStore for SqliteStore {
                 }
             }
             let mut seq = next_seq(&tx, record.job_id()).map_err(fail)?;
+            let mut held_by_limit = false;
+            // A triggered run takes its trigger in this transaction: taken already (another tick,
+            // another scheduler), it is not run again. The job's own state and limits decide the
+            // rest: paused or disabled, or full with overlap other than `queue`, the trigger is
+            // recorded skipped; full with `queue`, the run waits.
+            if let TickRecord::Run {
+                job_id,
+                upstream: Some(owed),
+                overlap,
+                max_instances,
+                shared,
+                ..
+            } = record
+            {
+                if !super::triggers::pending(&tx, owed).map_err(fail)? {
+                    results.push((index, TickResult::AlreadyClaimed));
+                    continue;
+                }
+                let state: Option<OperatorState> = tx
+                    .query_row("SELECT state FROM jobs WHERE id = ?1", [job_id], |row| {
+                        row.get(0)
+                    })
+                    .optional()
+                    .map_err(fail)?;
+                let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
+                let full = running >= i64::from(*max_instances);
+                let limit = shared_limit_reached(&tx, shared).map_err(fail)?;
+                let waits = *overlap == Overlap::Queue;
+                let skipped = match state {
+                    Some(OperatorState::Disabled) | None => Some("disabled"),
+                    Some(OperatorState::Paused) => Some("paused"),
+                    Some(OperatorState::Active) if full && !waits => Some("overlap"),
+                    Some(OperatorState::Active) if !waits => {
+                        limit.as_ref().map(LimitReached::reason)
+                    }
+                    Some(OperatorState::Active) => None,
+                };
+                if let Some(reason) = skipped {
+                    tx.execute(
+                        "INSERT INTO runs (job_id, seq, trigger, claimed_at, finished_at, status, owner,
+                                           error_code, message, upstream)
+                         VALUES (?1, ?2, 'after', ?3, ?3, 'skipped', ?4, ?5, ?6, ?7)",
+                        params![job_id, seq, now, owner, format!("skipped_{reason}"),
+                                format!("skipped: triggered by {} while the job was {}", owed.upstreams,
+                                        if reason == "overlap" { "full" } else { reason }),
+                                owed.upstreams],
+                    )
+                    .map_err(fail)?;
+                    super::triggers::take(&tx, owed, seq).map_err(fail)?;
+                    owe_for_run(&tx, job_id, seq, RunEventKind::Ended, now).map_err(fail)?;
+                    results.push((index, TickResult::Refused { seq, reason }));
+                    continue;
+                }
+                held_by_limit = full || limit.is_some();
+            }
             // A limit shared with other jobs is known only here, across every process: full, a
             // slot's run is queued (overlap `queue`) or the slot recorded skipped; a run owed
             // without a slot of its own (a catch-up, a retry) always waits in the queue.
-            let mut held_by_limit = false;
             if let TickRecord::Run {
                 job_id,
                 slot,
@@ -182,6 +237,7 @@ impl RunStore for SqliteStore {
                 shared,
                 overlap,
                 queued,
+                upstream: None,
                 ..
             } = record
                 && !*queued
@@ -204,7 +260,13 @@ impl RunStore for SqliteStore {
                         } else {
                             owe_for_run(&tx, job_id, seq, RunEventKind::Ended, now)
                                 .map_err(fail)?;
-                            results.push((index, TickResult::Refused { seq, limit }));
+                            results.push((
+                                index,
+                                TickResult::Refused {
+                                    seq,
+                                    reason: limit.reason(),
+                                },
+                            ));
                         }
                         continue;
                     }
@@ -244,6 +306,7 @@ impl RunStore for SqliteStore {
                     retry_of,
                     max_instances,
                     shared,
+                    upstream,
                     ..
                 } => {
                     let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
@@ -254,11 +317,12 @@ impl RunStore for SqliteStore {
                     tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
                                            owner, slot_count, first_slot, last_slot, replay_of, owner_start, boot_id,
-                                           run_group)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT DO NOTHING",
+                                           run_group, upstream)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT DO NOTHING",
                         params![job_id, seq, trigger, millis(*slot), millis(*due_at), now, started_at, status, spec_hash,
                                 owner, signed(*count), millis(*first_slot), millis(*last_slot), retry_of, owner_start,
-                                boot_id, shared.group.as_ref().map(|(name, _)| name)],
+                                boot_id, shared.group.as_ref().map(|(name, _)| name),
+                                upstream.as_ref().map(|o| &o.upstreams)],
                     )
                     .map_err(fail)?
                 }
@@ -284,6 +348,13 @@ impl RunStore for SqliteStore {
             if inserted == 0 {
                 results.push((index, TickResult::AlreadyClaimed));
                 continue;
+            }
+            if let TickRecord::Run {
+                upstream: Some(owed),
+                ..
+            } = record
+            {
+                super::triggers::take(&tx, owed, seq).map_err(fail)?;
             }
             match prepared_run {
                 Some(Ok(run_dir)) => {
@@ -516,6 +587,10 @@ impl RunStore for SqliteStore {
         Ok(reaped)
     }
 
+    fn owed_triggers(&self) -> Result<Vec<crate::store::records::OwedTrigger>> {
+        self.read_owed_triggers()
+    }
+
     fn owed_retries(&self) -> Result<Vec<RunRow>> {
         self.select_runs(
             "retry_owed = 1 ORDER BY claimed_at, seq",
@@ -622,8 +697,14 @@ impl SqliteStore {
                 Millis(end.finished_at),
             )
             .map_err(fail)?;
+            // What the end triggers is decided with it: a crash after this commit loses none,
+            // and the key of each trigger makes a second write of the same end owe nothing more.
+            super::triggers::owe_triggers(&tx, job_id, seq, end.status, Millis(end.finished_at))
+                .map_err(fail)?;
         }
-        tx.commit().map_err(fail)
+        tx.commit().map_err(fail)?;
+        crate::fault::point(crate::fault::Point::FinishAfterCommit);
+        Ok(())
     }
 }
 
