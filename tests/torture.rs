@@ -33,8 +33,7 @@ const JOBS: usize = 50;
 const DEFAULT_CYCLES: u32 = 3;
 /// Each point is passed many times a second under this load, so a cycle with faults armed ends within
 /// a second or two; the probabilities spread the deaths over all four points.
-const FAULTS: &str =
-    "claim-before-commit=0.05,event-torn=0.01,receipt-before-rename=0.02,finish-before-commit=0.02";
+const FAULTS: &str = "claim-before-commit=0.05,event-torn=0.01,receipt-before-rename=0.02,finish-before-commit=0.02,finish-after-commit=0.01";
 /// A cycle whose armed faults have not struck by then is ended by an ordinary kill.
 const FAULT_PATIENCE: Duration = Duration::from_secs(10);
 /// What `src/run.rs` calls terminal: every status but queued and running.
@@ -88,6 +87,10 @@ fn spec(index: usize) -> String {
     };
     format!("{head}{body}")
 }
+
+/// A job triggered by every success of `t00`, with no schedule of its own: the chain whose
+/// decisions the kills must neither lose nor double.
+const DOWNSTREAM: &str = "id: t50\nafter:\n  - job: t00\nrun:\n  command: [\"true\"]\n";
 
 /// The jobs in the group `tg`, and the home's config that defines it.
 const GROUPED: [usize; 2] = [4, 9];
@@ -219,6 +222,7 @@ fn fifty_jobs_survive_repeated_kill_9() {
     for index in 0..JOBS {
         home.spec(&format!("t{index:02}.yaml"), spec(index));
     }
+    home.spec("t50.yaml", DOWNSTREAM);
     let mut violations: Vec<String> = Vec::new();
     let (mut plain_kills, mut fault_kills, mut patience_kills) = (0, 0, 0);
     let began = Instant::now();
@@ -329,6 +333,7 @@ fn each_fault_point_is_set_right_by_the_next_command() {
         ("event-torn", Some("interrupted")),
         ("receipt-before-rename", Some("interrupted")),
         ("finish-before-commit", Some("succeeded")),
+        ("finish-after-commit", Some("succeeded")),
     ];
     let mut violations = Vec::new();
     for (point, expected) in cases {
@@ -430,6 +435,43 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
     }
     let grouped_runs = lives.len();
 
+    // The chain: every success of t00 owes t50 exactly one run, written with the end, whatever
+    // the kills; nothing else owes one; each owed run taken became exactly one record of t50; t50
+    // has no run that nothing owed.
+    for (what, sql) in [
+        (
+            "a success of t00 without exactly one decision for t50",
+            "SELECT COUNT(*) FROM runs u WHERE u.job_id = 't00' AND u.status = 'succeeded'
+             AND (SELECT COUNT(*) FROM triggers t WHERE t.job_id = 't50' AND t.upstream_job = 't00'
+                  AND t.upstream_seq = u.seq) != 1",
+        ),
+        (
+            "a trigger of t50 by a run of t00 that did not succeed",
+            "SELECT COUNT(*) FROM triggers t WHERE t.job_id = 't50' AND NOT EXISTS (
+                 SELECT 1 FROM runs u WHERE u.job_id = 't00' AND u.seq = t.upstream_seq
+                 AND u.status = 'succeeded')",
+        ),
+        (
+            "a taken trigger without exactly one record of t50",
+            "SELECT COUNT(*) FROM triggers t WHERE t.job_id = 't50' AND t.state = 'taken'
+             AND (SELECT COUNT(*) FROM runs d WHERE d.job_id = 't50'
+                  AND d.upstream = 't00#' || t.upstream_seq) != 1",
+        ),
+        (
+            "a run of t50 that no trigger owed",
+            "SELECT COUNT(*) FROM runs d WHERE d.job_id = 't50' AND NOT EXISTS (
+                 SELECT 1 FROM triggers t WHERE t.job_id = 't50'
+                 AND d.upstream = 't00#' || t.upstream_seq)",
+        ),
+    ] {
+        let found: i64 = db
+            .query_row(sql, [], |r| r.get(0))
+            .expect("the chain check");
+        if found > 0 {
+            violations.push(format!("{what}: {found}"));
+        }
+    }
+
     let mut statement = db
         .prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
         .expect("prepare");
@@ -456,6 +498,12 @@ fn check(home: &TestHome, violations: &mut Vec<String>) -> Report {
         "the scheduler made progress at all: {by_status}"
     );
     assert!(grouped_runs > 0, "the group's jobs ran at all");
+    let chained: i64 = db
+        .query_row("SELECT COUNT(*) FROM runs WHERE job_id = 't50'", [], |r| {
+            r.get(0)
+        })
+        .expect("count the chain's runs");
+    assert!(chained > 0, "the chain's downstream ran at all");
 
     // Rows with a run directory, with the status the store gives them.
     let mut statement = db

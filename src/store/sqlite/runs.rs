@@ -382,6 +382,14 @@ impl RunStore for SqliteStore {
                     .map_err(fail)?;
                     owe_for_run(&tx, record.job_id(), seq, RunEventKind::Ended, now)
                         .map_err(fail)?;
+                    super::triggers::owe_triggers(
+                        &tx,
+                        record.job_id(),
+                        seq,
+                        RunStatus::Failed,
+                        now,
+                    )
+                    .map_err(fail)?;
                     results.push((index, TickResult::Failed { seq, error }));
                 }
                 None => {
@@ -756,6 +764,7 @@ fn reap(
                 params![run.job_id, run.seq, now, OWNER_GONE],
             )?;
             owe_for_run(tx, &run.job_id, run.seq, RunEventKind::Ended, now)?;
+            super::triggers::owe_triggers(tx, &run.job_id, run.seq, RunStatus::Interrupted, now)?;
             reaped.push((run.job_id, run.seq));
         }
     }
