@@ -29,6 +29,9 @@ pub struct Receipt {
     pub due_at: Option<String>,
     /// For a replay: the run it repeats.
     pub replay_of: Option<i64>,
+    /// For a run triggered by other runs (`after`): those runs, `job#seq` comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
     pub claimed_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -93,6 +96,7 @@ pub struct ClaimFacts<'a> {
     pub slot: Option<DateTime<Utc>>,
     pub due_at: Option<DateTime<Utc>>,
     pub replay_of: Option<i64>,
+    pub upstream: Option<&'a str>,
     pub claimed_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub status: RunStatus,
@@ -117,6 +121,7 @@ impl Receipt {
             slot: claim.slot.map(rfc3339),
             due_at: claim.due_at.map(rfc3339),
             replay_of: claim.replay_of,
+            upstream: claim.upstream.map(str::to_owned),
             claimed_at: rfc3339(claim.claimed_at),
             started_at: claim.started_at.map(rfc3339),
             finished_at: None,

@@ -118,6 +118,7 @@ pub async fn execute(
             slot: plan.slot,
             due_at: plan.due_at,
             replay_of: plan.replay_of,
+            upstream: plan.upstream.as_deref(),
             claimed_at: plan.claimed_at,
             started_at: None,
             status: if plan.queued {

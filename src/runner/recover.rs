@@ -401,6 +401,7 @@ fn new_receipt(home: &Home, run: &RunRow, spec: &JobSpec) -> Receipt {
         slot: run.slot,
         due_at: run.due_at,
         replay_of: run.replay_of,
+        upstream: run.upstream.as_deref(),
         claimed_at: run.claimed_at,
         started_at: run.started_at,
         status: run.status,

@@ -353,6 +353,7 @@ fn a_chain_runs_its_downstream_once_per_upstream_success_with_the_upstream_varia
     )
     .expect("JSON");
     assert_eq!(receipt["trigger"], "after");
+    assert_eq!(receipt["upstream"], "extract#1");
     assert!(
         crate::common::schema("run_receipt").is_valid(&receipt),
         "{receipt:#}"
