@@ -3,10 +3,12 @@
 // live and whose status turns final without a reload, and a job's hostile output shown as text that
 // opens no dialog and makes no element. Prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
 //
-//   node dashboard.mjs BASE_URL LIVE_JOB HOSTILE_JOB BUSY_JOB SCREENSHOT_DIR
+//   node dashboard.mjs BASE_URL LIVE_JOB HOSTILE_JOB BUSY_JOB SCREENSHOT_DIR GO_FILE
+// (the live job waits for GO_FILE before it prints, so its output comes after the page is drawn)
+import { writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
-const [base, liveJob, hostileJob, busyJob, shots] = process.argv.slice(2);
+const [base, liveJob, hostileJob, busyJob, shots, goFile] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 function check(condition, what) {
@@ -82,6 +84,7 @@ try {
   await page.evaluate(() => {
     window.notReloaded = true;
   });
+  writeFileSync(goFile, "");
   await page.waitForFunction(
     (n) => document.querySelectorAll("#events tbody tr.stdout").length > n,
     drawn,

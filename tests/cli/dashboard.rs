@@ -35,7 +35,7 @@ fn dashboard_home() -> TestHome {
     home.spec("hostile.yaml", HOSTILE);
     home.spec(
         "ticker.yaml",
-        "id: ticker\ndescription: prints a line every half second\nrun:\n  shell: \"for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.5; done\"\n",
+        "id: ticker\ndescription: prints a line every half second\nrun:\n  shell: \"while test ! -e go; do sleep 0.1; done; for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.5; done\"\n",
     );
     assert_eq!(home.run(&["run", "hostile"]).code, 1);
     home
@@ -109,6 +109,7 @@ fn the_dashboard_in_a_real_browser_shows_jobs_live_output_and_escaped_markup() {
         .arg(format!("http://127.0.0.1:{port}"))
         .args(["ticker", "hostile", "flaky"])
         .arg(&shots)
+        .arg(home.path().join("go"))
         .env("CHROMIUM", chromium)
         .output()
         .expect("run node");
@@ -180,6 +181,7 @@ fn a_runs_events_stream_live_until_it_ends_then_the_stream_closes() {
     let home = dashboard_home();
     let (mut serve, port) = crate::server::serve(&home, &[]);
     let mut ticker = start_ticker(&home);
+    std::fs::write(home.path().join("go"), "").expect("let the ticker go");
     let started = std::time::Instant::now();
     let stream = raw_get(
         port,
