@@ -89,8 +89,11 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
 pub fn event_lines(ctx: &Ctx, id: &str, seq: i64) -> Result<String> {
     // The job must exist before its id names a path.
     let catalog = ctx.catalog_with_runs(Some(id))?;
-    let dir = crate::artifacts::rundir::job_dir(&ctx.home, id).join(seq.to_string());
-    if !dir.join(EVENTS_FILE).exists() {
+    let job_dir = crate::artifacts::rundir::job_dir(&ctx.home, id);
+    let dir = job_dir.join(seq.to_string());
+    // A link where a directory `jobs` made should be names no run: nothing is read through it.
+    let real = |d: &Path| crate::artifacts::rundir::ensure_real_dir(d).is_ok();
+    if !real(&job_dir) || !real(&dir) || !dir.join(EVENTS_FILE).exists() {
         return Err(super::replay::not_a_run(&*catalog.store, id, seq));
     }
     let lines = EventReader::new(&dir).read_new()?;
