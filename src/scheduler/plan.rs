@@ -124,8 +124,8 @@ impl TickPlan {
         self.claims.is_empty() && self.cursors.is_empty() && self.catchups_done.is_empty()
     }
 
-    /// A plan of nothing at `now`: what records claimed outside the planner (triggered runs) are
-    /// committed and applied with.
+    /// A plan of nothing at `now`: where a tick's plan starts, and what records claimed outside the
+    /// planner (triggered runs) are committed and applied with.
     pub fn empty(now: DateTime<Utc>) -> Self {
         Self {
             now,
@@ -150,15 +150,7 @@ impl TickPlan {
 /// Plans a tick: the owed retries first, then every job whose wake time has come by `now + ahead`, in
 /// deadline order. Runs planned earlier in the tick count against `max_instances` for what follows.
 pub fn plan_tick(input: &TickInput<'_>) -> TickPlan {
-    let mut plan = TickPlan {
-        now: input.now,
-        claims: Vec::new(),
-        cursors: Vec::new(),
-        catchups_done: Vec::new(),
-        hold: Vec::new(),
-        notes: Vec::new(),
-        next_deadline: None,
-    };
+    let mut plan = TickPlan::empty(input.now);
     let mut in_flight = input.in_flight.clone();
     plan_retries(input, &mut in_flight, &mut plan);
     // A group with a run in flight is busy for every job in it, as a job's own run makes the job
