@@ -147,6 +147,12 @@ impl Catalog {
         }
         announce_invalid_config(store.as_mut(), home, &config, &in_force.config, now);
         let groups = in_force.config.group_names();
+        let last_good = |id: &str| -> Option<Vec<String>> {
+            let row = known.get(id)?;
+            let upstreams: crate::triggers::Upstreams =
+                serde_json::from_str(row.spec_json.as_deref()?).ok()?;
+            Some(upstreams.jobs())
+        };
         let files = load_dir_with(
             &home.jobs_dir(),
             now,
@@ -154,6 +160,7 @@ impl Catalog {
             &trusted,
             &crate::spec::relations::Known {
                 groups: Some(&groups),
+                in_force: Some(&last_good),
             },
         )?;
         let sync = match store.sync_specs(

@@ -3,6 +3,8 @@
 //! status; the store records the decisions in the transaction that records the upstream's end.
 //! Must not read the store, the disk or the clock.
 
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
 use serde::Serialize;
 
 use crate::run::RunStatus;
@@ -85,6 +87,15 @@ impl Upstreams {
             after_all: spec.after_all.clone(),
         }
     }
+
+    /// Every job named, through `after:` and `after_all:` alike.
+    pub fn jobs(&self) -> Vec<String> {
+        self.after
+            .iter()
+            .map(|a| a.job.clone())
+            .chain(self.after_all.iter().cloned())
+            .collect()
+    }
 }
 
 /// Whether the fan-in of `after_all` is complete with the upstream successes `have` (job ids).
@@ -118,6 +129,126 @@ pub fn dot(jobs: &[(String, &'static str)], edges: &[Edge]) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// The jobs that trigger each other in a cycle: the strongly connected components of the graph
+/// `upstreams` (each job to the jobs it runs after; names that are no key are left out) that hold
+/// more than one job, or one job that runs after itself. Each component sorted, the components by
+/// their first job. Linear in jobs and edges (Tarjan's algorithm, without recursion: a chain of
+/// thousands of jobs must not overflow the stack), so a large graph is checked as fast as a small one.
+pub fn cycles(upstreams: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    let names: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+    let index_of: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let next: Vec<Vec<usize>> = upstreams
+        .values()
+        .map(|ups| ups.iter().filter_map(|u| index_of.get(u.as_str()).copied()).collect())
+        .collect();
+    const UNSEEN: usize = usize::MAX;
+    let mut order = vec![UNSEEN; names.len()];
+    let mut low = vec![0usize; names.len()];
+    let mut on_stack = vec![false; names.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut found: Vec<Vec<String>> = Vec::new();
+    let mut counter = 0usize;
+    for root in 0..names.len() {
+        if order[root] != UNSEEN {
+            continue;
+        }
+        // The depth-first walk: (node, index of its next edge to follow).
+        let mut walk: Vec<(usize, usize)> = vec![(root, 0)];
+        order[root] = counter;
+        low[root] = counter;
+        counter += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&(node, edge)) = walk.last() {
+            if let Some(&to) = next[node].get(edge) {
+                if let Some(top) = walk.last_mut() {
+                    top.1 += 1;
+                }
+                if order[to] == UNSEEN {
+                    order[to] = counter;
+                    low[to] = counter;
+                    counter += 1;
+                    stack.push(to);
+                    on_stack[to] = true;
+                    walk.push((to, 0));
+                } else if on_stack[to] {
+                    low[node] = low[node].min(order[to]);
+                }
+                continue;
+            }
+            walk.pop();
+            if let Some(&(parent, _)) = walk.last() {
+                low[parent] = low[parent].min(low[node]);
+            }
+            if low[node] != order[node] {
+                continue;
+            }
+            let mut component: Vec<String> = Vec::new();
+            while let Some(member) = stack.pop() {
+                on_stack[member] = false;
+                component.push(names[member].to_owned());
+                if member == node {
+                    break;
+                }
+            }
+            if component.len() > 1 || next[node].contains(&node) {
+                component.sort();
+                found.push(component);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A shortest cycle through the first job of `component` (one of [`cycles`]), from that job back
+/// to it, each job triggering the next: the example a problem shows. Breadth first, inside the
+/// component only.
+pub fn example_cycle(upstreams: &BTreeMap<String, Vec<String>>, component: &[String]) -> Vec<String> {
+    let Some(start) = component.first() else {
+        return Vec::new();
+    };
+    let inside: HashSet<&str> = component.iter().map(String::as_str).collect();
+    let mut came_from: HashMap<&str, &str> = HashMap::new();
+    let mut queue: VecDeque<&str> = VecDeque::from([start.as_str()]);
+    while let Some(job) = queue.pop_front() {
+        for up in upstreams.get(job).into_iter().flatten() {
+            let up = up.as_str();
+            if up == start.as_str() {
+                // start runs after ... after job, which runs after start; arrows read as triggers.
+                let mut path = vec![start.clone(), job.to_owned()];
+                let mut at = job;
+                while let Some(&from) = came_from.get(at) {
+                    path.push(from.to_owned());
+                    at = from;
+                }
+                if at != start.as_str() {
+                    path.push(start.clone());
+                }
+                return path;
+            }
+            if inside.contains(up) && !came_from.contains_key(up) {
+                came_from.insert(up, job);
+                queue.push_back(up);
+            }
+        }
+    }
+    vec![start.clone(), start.clone()]
+}
+
+/// A cycle as a reader takes it in: `a -> b -> a`, with the middle of a long one left out so a
+/// ring of thousands of jobs gives a line, not a page.
+pub fn describe_cycle(path: &[String]) -> String {
+    const SHOWN: usize = 10;
+    if path.len() <= SHOWN {
+        return path.join(" -> ");
+    }
+    let head = path[..SHOWN / 2].join(" -> ");
+    let tail = path[path.len() - SHOWN / 2..].join(" -> ");
+    let left_out = path.len() - SHOWN;
+    format!("{head} -> ... {left_out} more ... -> {tail}")
 }
 
 #[cfg(test)]
@@ -169,5 +300,51 @@ mod tests {
         let after_all = ["eu".to_owned(), "us".to_owned()];
         assert!(!fan_in_complete(&after_all, ["eu"]));
         assert!(fan_in_complete(&after_all, ["us", "eu", "other"]));
+    }
+
+    fn graph(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(job, ups)| ((*job).to_owned(), ups.iter().map(|u| (*u).to_owned()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn cycles_are_the_components_that_loop_and_every_job_on_one_is_named() {
+        // b is on two cycles (a-b and b-c); d runs after the cycle but is on none; e runs after itself.
+        let g = graph(&[
+            ("a", &["b"]),
+            ("b", &["a", "c"]),
+            ("c", &["b"]),
+            ("d", &["a"]),
+            ("e", &["e"]),
+            ("f", &["gone"]),
+        ]);
+        assert_eq!(
+            cycles(&g),
+            vec![vec!["a".to_owned(), "b".into(), "c".into()], vec!["e".to_owned()]]
+        );
+        let abc = ["a".to_owned(), "b".into(), "c".into()];
+        assert_eq!(example_cycle(&g, &abc), ["a", "b", "a"]);
+        assert_eq!(example_cycle(&g, &["e".to_owned()]), ["e", "e"]);
+        assert!(cycles(&graph(&[("x", &["y"]), ("y", &[])])).is_empty());
+    }
+
+    #[test]
+    fn a_ring_of_thousands_is_one_component_with_a_short_description() {
+        let n = 5000;
+        let g: BTreeMap<String, Vec<String>> = (0..n)
+            .map(|i| (format!("j{i:05}"), vec![format!("j{:05}", (i + 1) % n)]))
+            .collect();
+        let found = cycles(&g);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].len(), n);
+        let path = example_cycle(&g, &found[0]);
+        assert_eq!(path.len(), n + 1);
+        // The last job runs after j00000, so j00000 triggers it first.
+        assert_eq!(path[1], format!("j{:05}", n - 1));
+        let line = describe_cycle(&path);
+        assert!(line.len() < 200, "{line}");
+        assert!(line.contains("4991 more"), "{line}");
     }
 }

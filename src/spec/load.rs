@@ -108,7 +108,10 @@ pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
         now,
         &Defaults::default(),
         &|_, _| None,
-        &super::relations::Known { groups: None },
+        &super::relations::Known {
+            groups: None,
+            in_force: None,
+        },
     )
 }
 

@@ -1,7 +1,8 @@
 //! The checks that need every spec of a directory (and the home's config) at once: an upstream that
 //! is no job, a cycle of triggers (through `after:` and `after_all:` alike), a group the config does
 //! not define. A spec that breaks one becomes invalid with positioned problems, so a cycle never
-//! loads; its last good version stays in force, as for any invalid spec. Must not read the store.
+//! loads; its last good version stays in force, as for any invalid spec, and the cycle check counts
+//! those versions in. Must not read the store: what is in force comes in through [`Known`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -9,11 +10,19 @@ use super::load::SpecFile;
 use super::problem::Problem;
 use super::yaml;
 
-/// What the home's config defines that specs may name: its groups, when it is known (`None` when
-/// a directory is checked on its own, away from any home).
+/// What the home defines that specs are checked against: its config's groups, and the jobs
+/// already in force. Each is `None` when a directory is checked on its own, away from any home.
 pub struct Known<'a> {
     pub groups: Option<&'a BTreeSet<String>>,
+    /// For a job whose file does not load, the upstreams of its last good version, which stays in
+    /// force: a new spec that closes a cycle through it must be refused as if the file were valid.
+    pub in_force: Option<InForce<'a>>,
 }
+
+/// The upstream jobs of the version of `id` in force, when there is one.
+pub type InForce<'a> = &'a (dyn Fn(&str) -> Option<Vec<String>> + Sync);
+
+type Found = Vec<(String, &'static str, String)>;
 
 /// Checks `files` against each other, turning each spec that breaks a rule into its problems.
 pub fn check(files: &mut [SpecFile], known: &Known<'_>) {
@@ -32,7 +41,7 @@ pub fn check(files: &mut [SpecFile], known: &Known<'_>) {
         }
         edges.insert(spec.id.clone(), out);
     }
-    let mut problems: HashMap<String, Vec<(String, &'static str, String)>> = HashMap::new();
+    let mut problems: HashMap<String, Found> = HashMap::new();
     for (job, upstreams) in &edges {
         for (pointer, upstream) in upstreams {
             if !ids.contains(upstream) {
@@ -46,21 +55,12 @@ pub fn check(files: &mut [SpecFile], known: &Known<'_>) {
             }
         }
     }
-    for cycle in cycles(&edges) {
-        let path = cycle
-            .iter()
-            .map(|(job, _)| job.as_str())
-            .chain(cycle.first().map(|(job, _)| job.as_str()))
-            .collect::<Vec<_>>()
-            .join(" -> ");
-        for (job, pointer) in &cycle {
-            problems.entry(job.clone()).or_default().push((
-                pointer.clone(),
-                "trigger_cycle",
-                format!("the jobs trigger each other in a cycle ({path}), which would never end; break it"),
-            ));
-        }
-    }
+    let invalid: Vec<&str> = files
+        .iter()
+        .filter(|f| f.outcome.is_err())
+        .filter_map(|f| f.stem_id.as_deref())
+        .collect();
+    check_cycles(&edges, &invalid, known, &mut problems);
     if let Some(groups) = known.groups {
         for file in files.iter() {
             let Ok(loaded) = &file.outcome else { continue };
@@ -90,66 +90,70 @@ pub fn check(files: &mut [SpecFile], known: &Known<'_>) {
     }
 }
 
-/// The cycles among `edges`, each as the jobs on it with the pointer of the edge leaving each, every
-/// cycle once (found from its smallest job id).
-fn cycles(edges: &BTreeMap<String, Vec<(String, String)>>) -> Vec<Vec<(String, String)>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Open,
-        Done,
+/// Flags every valid spec on a cycle of the graph that would be in force: the valid specs' edges
+/// (`edges`), and for the jobs whose file does not load (`invalid`) and each spec refused here,
+/// the edges of its last good version. Refusing a spec puts its last good version back in force,
+/// which may close another cycle, so the check runs again until a pass refuses nothing (each pass
+/// refuses at least one more spec, so it ends).
+fn check_cycles(
+    edges: &BTreeMap<String, Vec<(String, String)>>,
+    invalid: &[&str],
+    known: &Known<'_>,
+    problems: &mut HashMap<String, Found>,
+) {
+    let last_good = |id: &str| -> Vec<String> {
+        known
+            .in_force
+            .and_then(|in_force| in_force(id))
+            .unwrap_or_default()
+    };
+    let mut graph: BTreeMap<String, Vec<String>> = edges
+        .iter()
+        .map(|(job, out)| (job.clone(), out.iter().map(|(_, up)| up.clone()).collect()))
+        .collect();
+    for id in invalid {
+        graph.insert((*id).to_owned(), last_good(id));
     }
-    let mut marks: HashMap<&str, Mark> = HashMap::new();
-    let mut found: Vec<Vec<(String, String)>> = Vec::new();
-    let mut seen_cycles: BTreeSet<Vec<String>> = BTreeSet::new();
-    // Depth first, without recursion (a chain of thousands of jobs must not overflow the stack): a
-    // stack of (job, index of the next edge to follow), and the path of (job, pointer) that led here.
-    for start in edges.keys() {
-        if marks.contains_key(start.as_str()) {
-            continue;
-        }
-        let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
-        let mut path: Vec<(&str, &str)> = Vec::new();
-        marks.insert(start.as_str(), Mark::Open);
-        while let Some(&(job, next)) = stack.last() {
-            let outgoing = edges.get(job).map(Vec::as_slice).unwrap_or_default();
-            let Some((pointer, upstream)) = outgoing.get(next) else {
-                marks.insert(job, Mark::Done);
-                stack.pop();
-                path.pop();
-                continue;
-            };
-            if let Some(top) = stack.last_mut() {
-                top.1 += 1;
-            }
-            match marks.get(upstream.as_str()) {
-                Some(Mark::Open) => {
-                    // `upstream` is on the current path: the cycle is from it to here.
-                    let mut cycle: Vec<(String, String)> = Vec::new();
-                    let from = path
-                        .iter()
-                        .position(|(j, _)| *j == upstream.as_str())
-                        .unwrap_or(path.len());
-                    for (j, p) in &path[from..] {
-                        cycle.push(((*j).to_owned(), (*p).to_owned()));
-                    }
-                    cycle.push((job.to_owned(), pointer.clone()));
-                    let mut key: Vec<String> = cycle.iter().map(|(j, _)| j.clone()).collect();
-                    key.sort();
-                    if seen_cycles.insert(key) {
-                        found.push(cycle);
-                    }
+    let mut refused: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let mut newly: Vec<String> = Vec::new();
+        for component in crate::triggers::cycles(&graph) {
+            let example = crate::triggers::describe_cycle(&crate::triggers::example_cycle(
+                &graph, &component,
+            ));
+            let members: BTreeSet<&str> = component.iter().map(String::as_str).collect();
+            let size = component.len();
+            for job in &component {
+                if refused.contains(job) {
+                    continue;
                 }
-                Some(Mark::Done) => {}
-                None if edges.contains_key(upstream.as_str()) => {
-                    path.push((job, pointer.as_str()));
-                    marks.insert(upstream.as_str(), Mark::Open);
-                    stack.push((upstream.as_str(), 0));
+                let Some(out) = edges.get(job) else { continue };
+                for (pointer, upstream) in out {
+                    if !members.contains(upstream.as_str()) {
+                        continue;
+                    }
+                    // A valid spec never runs after itself (its own check refuses that), so
+                    // every cycle here has two jobs or more.
+                    let message = format!(
+                        "the jobs trigger each other in a cycle of {size} ({example}), which would never end; break it"
+                    );
+                    problems.entry(job.clone()).or_default().push((
+                        pointer.clone(),
+                        "trigger_cycle",
+                        message,
+                    ));
                 }
-                None => {}
+                newly.push(job.clone());
             }
         }
+        if newly.is_empty() {
+            return;
+        }
+        for job in newly {
+            graph.insert(job.clone(), last_good(&job));
+            refused.insert(job);
+        }
     }
-    found
 }
 
 /// Positions `problems` in the file at `path` (read again: these are rare, and the loader keeps no

@@ -184,7 +184,7 @@ fn cycles_unknown_upstreams_and_self_triggers_are_refused_with_positions_and_gra
     let checked = home.run(&["validate"]);
     assert_eq!(checked.code, 4, "{}", checked.stdout);
     for expected in [
-        "jobs/ping.yaml:3:5: /after/0/job: the jobs trigger each other in a cycle (ping -> pong -> ping)",
+        "jobs/ping.yaml:3:5: /after/0/job: the jobs trigger each other in a cycle of 2 (ping -> pong -> ping)",
         "jobs/pong.yaml:2:13: /after_all/0: the jobs trigger each other in a cycle",
         "jobs/lost.yaml:3:5: /after/0/job: there is no job \"nowhere\"",
         "jobs/selfish.yaml:3:5: /after/0/job: \"selfish\" cannot run after itself",
@@ -260,6 +260,48 @@ fn cycles_unknown_upstreams_and_self_triggers_are_refused_with_positions_and_gra
         dot.stdout
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
+}
+
+#[test]
+fn a_cycle_closed_through_the_last_good_version_of_an_invalid_spec_never_loads() {
+    let home = TestHome::new();
+    let job = |id: &str, after: &str| format!("id: {id}\n{after}run:\n  command: [\"true\"]\n");
+    home.spec("a.yaml", job("a", "after:\n  - job: b\n"));
+    home.spec("b.yaml", job("b", ""));
+    home.spec("c.yaml", job("c", "after:\n  - job: a\n"));
+    let (list, _) = home.json(&["list"]);
+    assert_eq!(list["ok"], true, "{list}");
+    // a breaks (its last good version, after b, stays in force) and b now runs after c, which runs
+    // after a: the loop b -> a -> c -> b would be live through a's stored version.
+    home.spec("a.yaml", "id: a\nafter:\n  - job: b\nrun:\n  command: 3\n");
+    home.spec("b.yaml", job("b", "after:\n  - job: c\n"));
+    let (list, _) = home.json(&["list"]);
+    let problem = |id: &str| {
+        list["data"]["jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["id"] == id))
+            .map(|j| j["problems"][0]["message"].clone())
+    };
+    // Both new specs on the loop are refused (b and c keep their last good versions, which are
+    // not a loop); a keeps its own problem.
+    for id in ["b", "c"] {
+        assert_eq!(
+            problem(id),
+            Some(serde_json::json!(
+                "the jobs trigger each other in a cycle of 3 (a -> c -> b -> a), which would never end; break it"
+            )),
+            "{list}"
+        );
+    }
+    assert_eq!(
+        problem("a"),
+        Some(serde_json::json!("expected a list, found the number 3"))
+    );
+    // The graph in force is the last good versions' chain b -> a -> c, with no edge back to b.
+    let graph = home.run(&["graph"]);
+    assert!(graph.stdout.contains("b -> a  (on succeeded)"), "{}", graph.stdout);
+    assert!(graph.stdout.contains("a -> c  (on succeeded)"), "{}", graph.stdout);
+    assert!(!graph.stdout.contains("c -> b"), "{}", graph.stdout);
 }
 
 /// A scheduler in `home`, once it has started (owns the home and its store): a command run
