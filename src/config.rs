@@ -58,6 +58,14 @@ impl HomeConfig {
         }
     }
 
+    /// Each group's `max_running`, as the planner judges a group full.
+    pub fn group_limits(&self) -> std::collections::BTreeMap<String, u32> {
+        self.groups
+            .iter()
+            .map(|(name, limit)| (name.clone(), limit.max_running))
+            .collect()
+    }
+
     /// The names of the groups specs may join.
     pub fn group_names(&self) -> std::collections::BTreeSet<String> {
         self.groups.keys().cloned().collect()

@@ -141,7 +141,11 @@ pub fn cycles(upstreams: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
     let index_of: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let next: Vec<Vec<usize>> = upstreams
         .values()
-        .map(|ups| ups.iter().filter_map(|u| index_of.get(u.as_str()).copied()).collect())
+        .map(|ups| {
+            ups.iter()
+                .filter_map(|u| index_of.get(u.as_str()).copied())
+                .collect()
+        })
         .collect();
     const UNSEEN: usize = usize::MAX;
     let mut order = vec![UNSEEN; names.len()];
@@ -206,7 +210,10 @@ pub fn cycles(upstreams: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
 /// A shortest cycle through the first job of `component` (one of [`cycles`]), from that job back
 /// to it, each job triggering the next: the example a problem shows. Breadth first, inside the
 /// component only.
-pub fn example_cycle(upstreams: &BTreeMap<String, Vec<String>>, component: &[String]) -> Vec<String> {
+pub fn example_cycle(
+    upstreams: &BTreeMap<String, Vec<String>>,
+    component: &[String],
+) -> Vec<String> {
     let Some(start) = component.first() else {
         return Vec::new();
     };
@@ -305,7 +312,12 @@ mod tests {
     fn graph(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
         pairs
             .iter()
-            .map(|(job, ups)| ((*job).to_owned(), ups.iter().map(|u| (*u).to_owned()).collect()))
+            .map(|(job, ups)| {
+                (
+                    (*job).to_owned(),
+                    ups.iter().map(|u| (*u).to_owned()).collect(),
+                )
+            })
             .collect()
     }
 
@@ -322,7 +334,10 @@ mod tests {
         ]);
         assert_eq!(
             cycles(&g),
-            vec![vec!["a".to_owned(), "b".into(), "c".into()], vec!["e".to_owned()]]
+            vec![
+                vec!["a".to_owned(), "b".into(), "c".into()],
+                vec!["e".to_owned()]
+            ]
         );
         let abc = ["a".to_owned(), "b".into(), "c".into()];
         assert_eq!(example_cycle(&g, &abc), ["a", "b", "a"]);

@@ -479,6 +479,7 @@ impl Daemon {
         };
         let paused = self.paused_slots();
         let now = self.clock.now();
+        let groups = self.config.group_limits();
         let plan = plan::plan_tick(&TickInput {
             jobs: &self.jobs,
             in_flight: &in_flight,
@@ -486,6 +487,7 @@ impl Daemon {
             paused: &paused,
             now,
             ahead: ahead(),
+            groups: &groups,
         });
         self.jobs.hold(&plan);
         self.claim_triggered();

@@ -96,6 +96,7 @@ pub fn dry_run(home: &Home, clock: &Arc<dyn Clock>) -> Result<DryRun> {
         paused: &paused,
         now,
         ahead: TimeDelta::zero(),
+        groups: &catalog.in_force.group_limits(),
     });
     let planned = catalog
         .jobs

@@ -5,7 +5,7 @@
 //! transaction, the supervisor starts the runs); `scheduler --dry-run` renders the same plan. The
 //! decisions about a job's due slots are `policy`'s; this layer applies them to every job due.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -53,6 +53,8 @@ pub struct TickInput<'a> {
     /// How long before its due time a slot may be claimed: [`CLAIM_AHEAD`] for the loop, zero for a
     /// dry run (which judges what is due now).
     pub ahead: TimeDelta,
+    /// The limit of each group of the config (`max_running`); a group missing here has none.
+    pub groups: &'a BTreeMap<String, u32>,
 }
 
 /// What a tick does: its claims are committed in one store transaction.
@@ -153,13 +155,24 @@ pub fn plan_tick(input: &TickInput<'_>) -> TickPlan {
     let mut plan = TickPlan::empty(input.now);
     let mut in_flight = input.in_flight.clone();
     plan_retries(input, &mut in_flight, &mut plan);
-    // A group with a run in flight is busy for every job in it, as a job's own run makes the job
-    // busy: its slots are judged when due, so the run in flight has had its chance to end (and the
-    // group then goes to whichever of its jobs ran least recently: the store's order).
-    let busy_groups: std::collections::HashSet<String> = in_flight
-        .iter()
-        .filter(|(_, tally)| tally.running > 0 || tally.queued > 0)
-        .filter_map(|(id, _)| input.jobs.get(id)?.spec.policy.group.clone())
+    // A full group is busy for every job in it, as a job's own run makes the job busy: its slots
+    // are judged when due, so a run in flight has had its chance to end (and the group then goes to
+    // whichever of its jobs ran least recently: the store's order). A group with room is not busy:
+    // its jobs are claimed ahead, on time, like any other.
+    let mut group_load: HashMap<&str, u32> = HashMap::new();
+    for (id, tally) in &in_flight {
+        if let Some(group) = input
+            .jobs
+            .get(id)
+            .and_then(|e| e.spec.policy.group.as_deref())
+        {
+            *group_load.entry(group).or_default() += tally.running + tally.queued;
+        }
+    }
+    let busy_groups: std::collections::HashSet<String> = group_load
+        .into_iter()
+        .filter(|(group, load)| input.groups.get(*group).is_some_and(|max| load >= max))
+        .map(|(group, _)| group.to_owned())
         .collect();
     let horizon = input.now + input.ahead;
     // Jobs past the horizon keep their place in the index: the first of them is a candidate deadline.
@@ -405,6 +418,7 @@ mod tests {
         in_flight: HashMap<String, InFlight>,
         retries: Vec<OwedRetry>,
         paused: HashMap<String, Vec<SlotRange>>,
+        groups: BTreeMap<String, u32>,
     }
 
     impl World {
@@ -422,6 +436,7 @@ mod tests {
                 paused: &self.paused,
                 now,
                 ahead: super::super::jobs::ahead(),
+                groups: &self.groups,
             })
         }
     }
@@ -705,15 +720,26 @@ mod tests {
     }
 
     #[test]
-    fn a_run_in_flight_in_its_group_holds_a_job_until_due_as_its_own_would() {
+    fn a_full_group_holds_its_jobs_until_due_as_their_own_runs_would_and_one_with_room_does_not() {
         let group = "{group: db}";
         let jobs = &mut table([
             ("a", entry("a", "{every: 1m}", group, jan("10:01"))),
             ("b", entry("b", "{every: 1m}", group, jan("10:01"))),
             ("loner", entry("loner", "{every: 1m}", "{}", jan("10:01"))),
         ]);
-        // `a` has a run in flight: both jobs of the group wait until due, the job outside it does not.
-        let busy = World::default().running("a", 1, 0);
+        // With room for two, `a`'s run in flight holds `a` alone; `b` is claimed ahead, on time.
+        let mut roomy = World::default().running("a", 1, 0);
+        roomy.groups.insert("db".into(), 2);
+        let plan = roomy.plan(jobs, jan("10:00:59.800"));
+        assert_eq!(plan.hold, ["a"], "{plan:?}");
+        assert_eq!(
+            whats(&plan, "b"),
+            [&What::Slots(Decision::Fire(one(jan("10:01"))))]
+        );
+        // With room for one, `a`'s run fills the group: both jobs of it wait until due, the job
+        // outside it does not.
+        let mut busy = World::default().running("a", 1, 0);
+        busy.groups.insert("db".into(), 1);
         let plan = busy.plan(jobs, jan("10:00:59.800"));
         let mut held = plan.hold.clone();
         held.sort();
@@ -967,6 +993,7 @@ mod tests {
             paused: &HashMap::new(),
             now: jan("10:00:59.800"),
             ahead: TimeDelta::zero(),
+            groups: &BTreeMap::new(),
         });
         assert!(plan.is_empty() && plan.hold.is_empty(), "{plan:?}");
     }

@@ -299,8 +299,16 @@ fn a_cycle_closed_through_the_last_good_version_of_an_invalid_spec_never_loads()
     );
     // The graph in force is the last good versions' chain b -> a -> c, with no edge back to b.
     let graph = home.run(&["graph"]);
-    assert!(graph.stdout.contains("b -> a  (on succeeded)"), "{}", graph.stdout);
-    assert!(graph.stdout.contains("a -> c  (on succeeded)"), "{}", graph.stdout);
+    assert!(
+        graph.stdout.contains("b -> a  (on succeeded)"),
+        "{}",
+        graph.stdout
+    );
+    assert!(
+        graph.stdout.contains("a -> c  (on succeeded)"),
+        "{}",
+        graph.stdout
+    );
     assert!(!graph.stdout.contains("c -> b"), "{}", graph.stdout);
 }
 

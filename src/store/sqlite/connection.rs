@@ -60,6 +60,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_after_triggers.sql",
         include_str!("../../../db/migrations/0012_after_triggers.sql"),
     ),
+    (
+        "0013_running_by_group.sql",
+        include_str!("../../../db/migrations/0013_running_by_group.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before giving up. Writers hold the lock

@@ -459,7 +459,11 @@ impl RunStore for SqliteStore {
             }
             OperatorState::Active | OperatorState::Paused => {}
         }
-        reap(&tx, Some(job_id), is_alive, Millis(now)).map_err(fail)?;
+        // A run waiting on a shared limit waits behind the other jobs' runs queued before it, so
+        // it must see theirs settled if their owners died.
+        let shares = shared.group.is_some() || shared.home.is_some();
+        let reap_of = if shares { None } else { Some(job_id) };
+        reap(&tx, reap_of, is_alive, Millis(now)).map_err(fail)?;
         let (running, _) = active_counts(&tx, job_id).map_err(fail)?;
         let oldest: Option<i64> = tx
             .query_row(
@@ -470,7 +474,8 @@ impl RunStore for SqliteStore {
             .map_err(fail)?;
         let limited = running < i64::from(max_instances)
             && oldest == Some(seq)
-            && shared_limit_reached(&tx, shared).map_err(fail)?.is_some();
+            && (shared_limit_reached(&tx, shared).map_err(fail)?.is_some()
+                || queued_before(&tx, job_id, seq, shared).map_err(fail)?);
         if running >= i64::from(max_instances) || oldest != Some(seq) || limited {
             // The reaping above may have settled dead runs: keep that.
             tx.commit().map_err(fail)?;
@@ -834,6 +839,40 @@ fn shared_limit_reached(
     Ok(None)
 }
 
+/// Whether another job's run waits on the same shared limit as `job_id#seq` and was queued
+/// before it: a freed place goes to the runs in the order they were queued, not to whichever polls
+/// first. Only a run at the head of its own job's queue, with no run of its job running, counts:
+/// one waiting on its own `max_instances` must not hold the place of the others.
+fn queued_before(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    seq: i64,
+    shared: &SharedLimits,
+) -> rusqlite::Result<bool> {
+    let mut scopes: Vec<Option<&str>> = Vec::new();
+    if let Some((group, _)) = &shared.group {
+        scopes.push(Some(group.as_str()));
+    }
+    if shared.home.is_some() {
+        scopes.push(None);
+    }
+    let mut ahead = tx.prepare_cached(
+        "SELECT EXISTS (
+             SELECT 1 FROM runs me, runs o
+             WHERE me.job_id = ?1 AND me.seq = ?2 AND o.status = 'queued' AND o.job_id != me.job_id
+               AND (?3 IS NULL OR o.run_group = ?3)
+               AND (o.claimed_at < me.claimed_at OR (o.claimed_at = me.claimed_at AND o.job_id < me.job_id))
+               AND NOT EXISTS (SELECT 1 FROM runs q WHERE q.job_id = o.job_id AND q.status = 'queued' AND q.seq < o.seq)
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job_id = o.job_id AND r.status = 'running'))",
+    )?;
+    for scope in scopes {
+        if ahead.query_row(params![job_id, seq, scope], |row| row.get::<_, bool>(0))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn limit_error(job_id: &str, limit: LimitReached) -> Error {
     match limit {
         LimitReached::Group { name, running, max } => Error::GroupFull {
@@ -869,4 +908,84 @@ fn active_counts(tx: &Transaction<'_>, job_id: &str) -> rusqlite::Result<(i64, i
         [job_id],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::interface::Store;
+    use crate::store::records::{ClaimRequest, Claimed};
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).unwrap_or_default()
+    }
+
+    fn group() -> SharedLimits {
+        SharedLimits {
+            group: Some(("db".into(), 1)),
+            home: None,
+        }
+    }
+
+    fn claim(store: &mut SqliteStore, job: &str, ms: i64) -> Claimed {
+        let store: &mut dyn Store = store;
+        let (claimed, ()) = store
+            .claim_with(
+                &ClaimRequest {
+                    job_id: job,
+                    trigger: Trigger::Manual,
+                    slot: None,
+                    due_at: None,
+                    spec_hash: "h",
+                    owner: "1@h",
+                    now: at(ms),
+                    max_instances: 1,
+                    overlap: crate::spec::model::Overlap::Queue,
+                    replay_of: None,
+                    shared: group(),
+                    no_trigger: true,
+                },
+                |_| true,
+                |seq| Ok(((), format!("runs/{job}/{seq}"))),
+            )
+            .unwrap_or_else(|e| panic!("claim {job}: {e}"));
+        claimed
+    }
+
+    #[test]
+    fn a_freed_group_place_goes_to_the_run_queued_first_whichever_polls_first() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store =
+            SqliteStore::open(&dir.path().join("jobs.sqlite3")).unwrap_or_else(|e| panic!("{e}"));
+        for job in ["a", "b", "c"] {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO jobs (id, spec_path, spec_hash, state, created_at, updated_at)
+                     VALUES (?1, 'jobs/x.yaml', 'h', 'active', 0, 0)",
+                    [job],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(matches!(claim(&mut store, "a", 0), Claimed::Running(1)));
+        assert!(matches!(claim(&mut store, "b", 10), Claimed::Queued(1)));
+        assert!(matches!(claim(&mut store, "c", 20), Claimed::Queued(1)));
+        let start = |store: &mut SqliteStore, job: &str| {
+            store
+                .start_queued(job, 1, 1, &group(), &|_| true, at(40))
+                .unwrap_or_else(|e| panic!("start {job}: {e}"))
+        };
+        assert_eq!(start(&mut store, "c"), QueuedStart::Waiting);
+        store
+            .conn
+            .execute(
+                "UPDATE runs SET status = 'succeeded' WHERE job_id = 'a'",
+                [],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        // c asks first once the place is free, but b was queued before it.
+        assert_eq!(start(&mut store, "c"), QueuedStart::Waiting);
+        assert_eq!(start(&mut store, "b"), QueuedStart::Started);
+        assert_eq!(start(&mut store, "c"), QueuedStart::Waiting);
+    }
 }

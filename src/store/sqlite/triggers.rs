@@ -35,7 +35,9 @@ pub(super) fn rebuild_edges(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 fn drop_cycles(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     let mut graph: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut read = tx.prepare_cached("SELECT downstream, upstream FROM trigger_edges")?;
-    let rows = read.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let rows = read.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
     for row in rows {
         let (down, up) = row?;
         graph.entry(up.clone()).or_default();
@@ -43,11 +45,13 @@ fn drop_cycles(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     }
     drop(read);
     for component in crate::triggers::cycles(&graph) {
-        let path = crate::triggers::describe_cycle(&crate::triggers::example_cycle(&graph, &component));
+        let path =
+            crate::triggers::describe_cycle(&crate::triggers::example_cycle(&graph, &component));
         tracing::warn!(
             "the specs in force trigger each other in a cycle ({path}); its triggers are off until a spec breaks it"
         );
-        let members: std::collections::HashSet<&str> = component.iter().map(String::as_str).collect();
+        let members: std::collections::HashSet<&str> =
+            component.iter().map(String::as_str).collect();
         for down in &component {
             for up in graph.get(down).into_iter().flatten() {
                 if members.contains(up.as_str()) {
