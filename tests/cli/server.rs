@@ -466,3 +466,74 @@ fn a_client_that_never_finishes_its_request_is_let_go() {
     // And it still answers everyone else.
     assert_eq!(get(port, "/healthz", None).0, 200);
 }
+
+/// Replaces the file at `path` with a FIFO, as a hostile or careless hand might: whoever opens it to
+/// read waits for a writer that never comes.
+pub(crate) fn plant_fifo(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+}
+
+#[test]
+fn a_fifo_planted_in_a_run_directory_holds_no_request_and_no_exit() {
+    // doomed#1 is left running by an owner killed with SIGKILL: the first read settles it.
+    let home = crate::common::killed_run();
+    home.spec("j.yaml", "id: j\nrun:\n  shell: \"echo hi\"\n");
+    assert_eq!(home.run(&["run", "j"]).code, 0);
+    for name in [
+        "events.jsonl",
+        "stdout.log",
+        "summary.md",
+        "run_receipt.json",
+    ] {
+        plant_fifo(&home.run_dir("j", 1).join(name));
+    }
+    for name in ["events.jsonl", "run_receipt.json"] {
+        plant_fifo(&home.run_dir("doomed", 1).join(name));
+    }
+    let (serve, port) = serve(&home, &[]);
+    let started = std::time::Instant::now();
+
+    // Settling the dead run reads its events and receipt: refused, so it is settled on what the
+    // store knows.
+    let (status, body) = get(port, "/api/jobs/doomed/runs/1", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body)["data"]["run"]["status"],
+        "interrupted",
+        "{body}"
+    );
+    // The page is drawn without what it cannot read.
+    let (status, html) = get(port, "/jobs/j/runs/1", None);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("succeeded"), "{html}");
+    // The events themselves are an error, and say why.
+    let (status, body) = get(port, "/api/jobs/j/runs/1/events", None);
+    assert_eq!(status, 500, "{body}");
+    let error = &json(&body)["error"];
+    assert_eq!(error["code"], "io_error", "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a regular file")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    // No thread is left waiting on a FIFO, so the server exits at once.
+    let stopping = std::time::Instant::now();
+    assert_eq!(stop(serve), 0);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "exited after {:?}",
+        stopping.elapsed()
+    );
+}
