@@ -515,7 +515,10 @@ pub(super) async fn run_page(
         .unwrap_or_default();
     let events = events.unwrap_or_default();
     let run = &doc.run;
-    let active = matches!(run.status.as_str(), "queued" | "running");
+    // The store's record decides, not the events: a run can end without a `run_finished` line (a
+    // skipped or missed slot has no events at all), and a page that called it live would follow it
+    // for good.
+    let live = matches!(run.status.as_str(), "queued" | "running");
     page(
         status,
         &RunPage {
@@ -560,7 +563,7 @@ pub(super) async fn run_page(
             summary: summary.ok().flatten(),
             receipt: receipt.and_then(|r| serde_json::to_string_pretty(&r).ok()),
             events: events.lines.iter().map(|l| event_row(l)).collect(),
-            live: active || !events.finished,
+            live,
             stream_url: format!("/api/jobs/{id}/runs/{seq}/events?from={}", events.offset),
             run_url: format!("/api/jobs/{id}/runs/{seq}"),
             offset: events.offset,

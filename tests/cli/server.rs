@@ -537,3 +537,120 @@ fn a_fifo_planted_in_a_run_directory_holds_no_request_and_no_exit() {
         stopping.elapsed()
     );
 }
+
+/// A request for the live event stream of `path`, sent; the connection to read it from.
+fn stream_request(port: u16, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    stream
+}
+
+/// Reads `stream` into `read` until it closes or `until` has arrived, for at most `seconds`; whether
+/// it closed.
+fn read_stream(
+    stream: &mut TcpStream,
+    read: &mut String,
+    until: Option<&str>,
+    seconds: u64,
+) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut buffer = [0_u8; 4096];
+    loop {
+        if until.is_some_and(|text| read.contains(text)) || std::time::Instant::now() >= deadline {
+            return false;
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(n) => read.push_str(&String::from_utf8_lossy(&buffer[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn runs_that_ended_without_a_finished_event_are_not_live_and_their_streams_end() {
+    // doomed#1's owner was killed; the scheduler's start settles it.
+    let home = crate::common::killed_run();
+    home.spec(
+        "p.yaml",
+        format!("id: p\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
+    );
+    assert_eq!(home.run(&["pause", "p"]).code, 0);
+    let scheduler = SchedulerStart::new(home.path()).start();
+    wait_until("a slot skipped while paused", 15, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'p' AND status = 'skipped'") >= 1
+    });
+    assert_eq!(stop(scheduler), 0);
+    assert_eq!(home.run_row("doomed", 1).0, "interrupted");
+    // As if the settling could not write its end into the events (a full disk, say).
+    let events = home.run_dir("doomed", 1).join("events.jsonl");
+    let kept: String = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .filter(|line| !line.contains("\"run_finished\""))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&events, kept).expect("rewrite the events");
+    let skipped = home.count("SELECT MIN(seq) FROM runs WHERE job_id = 'p' AND status = 'skipped'");
+    let (_serve, port) = serve(&home, &[]);
+    for run in [format!("p/runs/{skipped}"), "doomed/runs/1".to_owned()] {
+        let (status, html) = get(port, &format!("/jobs/{run}"), None);
+        assert_eq!(status, 200, "{run}: {html}");
+        assert!(html.contains("data-live=\"false\""), "{run}: {html}");
+        let mut stream = stream_request(port, &format!("/api/jobs/{run}/events"));
+        let mut said = String::new();
+        let closed = read_stream(&mut stream, &mut said, None, 10);
+        assert!(closed, "{run}: the stream is still open: {said}");
+        assert!(said.contains("event: end"), "{run}: {said}");
+    }
+}
+
+#[test]
+fn a_stream_ends_when_its_run_is_settled_after_its_owner_died() {
+    let home = TestHome::new();
+    home.spec(
+        "m.yaml",
+        "id: m\nrun:\n  shell: \"echo $$ > shell.pid; echo started; sleep 30\"\n",
+    );
+    let mut owner = KillOnDrop(home.command(&["run", "m"]).spawn().expect("run m"));
+    wait_until("m#1 running", 10, || {
+        home.path().join("shell.pid").exists()
+            && std::fs::read_to_string(home.run_dir("m", 1).join("events.jsonl"))
+                .is_ok_and(|events| events.contains("\"attempt_started\""))
+    });
+    let (_serve, port) = serve(&home, &[]);
+    let mut stream = stream_request(port, "/api/jobs/m/runs/1/events");
+    let mut said = String::new();
+    assert!(
+        !read_stream(&mut stream, &mut said, Some("attempt_started"), 10),
+        "the stream of a running run stays open: {said}"
+    );
+    // The owner dies without a word; nothing but the stream's own look at the store will notice.
+    owner.kill().expect("SIGKILL the owner");
+    owner.wait().expect("reap");
+    let shell: i32 = std::fs::read_to_string(home.path().join("shell.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(shell).expect("pid"),
+        rustix::process::Signal::KILL,
+    );
+    let closed = read_stream(&mut stream, &mut said, None, 10);
+    assert!(closed, "the stream is still open: {said}");
+    assert!(said.contains("event: end"), "{said}");
+    assert_eq!(home.run_row("m", 1).0, "interrupted");
+}
