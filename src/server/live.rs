@@ -2,7 +2,8 @@
 //! `events.jsonl` is sent once as it is written (`event: event`), then `event: end` after the run's
 //! last line (its `run_finished`, or whatever was written once the store records the run as ended),
 //! and the stream closes. Bounded: a cap on streams open at once, a lifetime after which
-//! the browser reconnects where it left off (`Last-Event-ID` is a byte offset into the file).
+//! the browser reconnects where it left off (`Last-Event-ID` is a byte offset into the file). A
+//! server that stops closes its streams at once, without `end`: the browser reconnects the same way.
 //! Must not hold a store connection or a request slot while it waits for more.
 
 use std::collections::VecDeque;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use super::http::{AppState, blocking};
@@ -49,6 +50,7 @@ pub(super) fn follow(state: &AppState, id: String, seq: i64, from: u64) -> Respo
         settled: false,
         next_check: Instant::now(),
         until: Instant::now() + LIFETIME,
+        stopping: state.stopping.clone(),
         _permit: permit,
     };
     let stream = futures_util::stream::unfold(follow, |mut follow| async move {
@@ -71,6 +73,8 @@ struct Follow {
     settled: bool,
     next_check: Instant,
     until: Instant,
+    /// The server's stop: the stream closes, so that its connection can.
+    stopping: watch::Receiver<bool>,
     /// Held while the stream is open: its place among [`STREAMS`].
     _permit: OwnedSemaphorePermit,
 }
@@ -82,7 +86,7 @@ impl Follow {
             if let Some(event) = self.queue.pop_front() {
                 return Some(event);
             }
-            if self.ended || Instant::now() >= self.until {
+            if self.ended || Instant::now() >= self.until || *self.stopping.borrow() {
                 return None;
             }
             // Asked before the read below: a run's files are written before the store records its
@@ -124,7 +128,13 @@ impl Follow {
                 self.end();
             }
             if self.queue.is_empty() {
-                tokio::time::sleep(POLL).await;
+                let stopping = &mut self.stopping;
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => {}
+                    // The guard it returns is dropped at once; the loop's top sees the stop. (A
+                    // sender gone disables this branch rather than waking the loop for good.)
+                    Ok(_) = stopping.wait_for(|stop| *stop) => {}
+                }
             }
         }
     }

@@ -654,3 +654,45 @@ fn a_stream_ends_when_its_run_is_settled_after_its_owner_died() {
     assert!(said.contains("event: end"), "{said}");
     assert_eq!(home.run_row("m", 1).0, "interrupted");
 }
+
+#[test]
+fn a_stop_ends_live_streams_cleanly_and_does_not_wait_long_for_anyone() {
+    let home = TestHome::new();
+    home.spec(
+        "w.yaml",
+        "id: w\nrun:\n  shell: \"echo started; while test ! -e go; do sleep 0.1; done\"\n",
+    );
+    let mut run = KillOnDrop(home.command(&["run", "w"]).spawn().expect("run w"));
+    wait_until("w#1 running", 10, || {
+        std::fs::read_to_string(home.run_dir("w", 1).join("events.jsonl"))
+            .is_ok_and(|events| events.contains("\"attempt_started\""))
+    });
+    let (serve, port) = serve(&home, &[]);
+    let mut stream = stream_request(port, "/api/jobs/w/runs/1/events");
+    let mut said = String::new();
+    assert!(
+        !read_stream(&mut stream, &mut said, Some("attempt_started"), 10),
+        "the stream of a running run stays open: {said}"
+    );
+    // A client that connected and asked nothing does not hold the stop either.
+    let _idle = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let stopping = std::time::Instant::now();
+    crate::common::signal(&serve, rustix::process::Signal::TERM);
+    let closed = read_stream(&mut stream, &mut said, None, 10);
+    assert!(closed, "the stream is still open after the stop: {said}");
+    // The response was finished, not cut: its body's last chunk was sent.
+    assert!(said.ends_with("\r\n0\r\n\r\n"), "{said:?}");
+    assert!(
+        !said.contains("event: end"),
+        "the run has not ended: {said}"
+    );
+    let mut serve = serve;
+    assert_eq!(crate::common::wait_exit(&mut serve, 10).code(), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(7),
+        "exited after {:?}",
+        stopping.elapsed()
+    );
+    std::fs::write(home.path().join("go"), "").expect("let the run end");
+    assert!(crate::common::wait_exit(&mut run, 10).success());
+}
