@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::extract::Page;
 use super::http::{AppState, blocking};
 use super::source::{Answer, Artifact, Route};
 use crate::clock::relative;
@@ -368,8 +369,8 @@ pub(super) struct JobQuery {
 
 pub(super) async fn job_page(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<JobQuery>,
+    Page(Path(id)): Page<Path<String>>,
+    Page(Query(query)): Page<Query<JobQuery>>,
 ) -> Response {
     let (status, doc) = match fetch(&state, Route::Job { id: id.clone() }).await {
         Ok(found) => found,
@@ -481,7 +482,7 @@ pub(super) async fn job_page(
 
 pub(super) async fn run_page(
     State(state): State<AppState>,
-    Path((id, seq)): Path<(String, i64)>,
+    Page(Path((id, seq))): Page<Path<(String, i64)>>,
 ) -> Response {
     let route = Route::Run {
         id: id.clone(),
@@ -573,7 +574,7 @@ pub(super) async fn run_page(
 }
 
 /// `/assets/<name>`: the stylesheet and the script, from the binary.
-pub(super) async fn asset(Path(name): Path<String>) -> Response {
+pub(super) async fn asset(Page(Path(name)): Page<Path<String>>) -> Response {
     let (body, kind) = match name.as_str() {
         "dashboard.css" => (
             include_str!("../../assets/dashboard.css"),

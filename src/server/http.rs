@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::access::{Listen, authorized};
 use super::dashboard;
+use super::extract::Api;
 use super::source::{Answer, Route, Source};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -311,7 +312,7 @@ async fn jobs(State(state): State<AppState>) -> Response {
     answer(state, Route::Jobs).await
 }
 
-async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn job(State(state): State<AppState>, Api(Path(id)): Api<Path<String>>) -> Response {
     answer(state, Route::Job { id }).await
 }
 
@@ -324,8 +325,8 @@ struct RunsQuery {
 
 async fn runs(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<RunsQuery>,
+    Api(Path(id)): Api<Path<String>>,
+    Api(Query(query)): Api<Query<RunsQuery>>,
 ) -> Response {
     let statuses = query
         .status
@@ -349,7 +350,10 @@ async fn runs(
     .await
 }
 
-async fn run(State(state): State<AppState>, Path((id, seq)): Path<(String, i64)>) -> Response {
+async fn run(
+    State(state): State<AppState>,
+    Api(Path((id, seq))): Api<Path<(String, i64)>>,
+) -> Response {
     answer(state, Route::Run { id, seq }).await
 }
 
@@ -363,8 +367,8 @@ struct EventsQuery {
 /// browser's `EventSource` does), a live stream until the run ends.
 async fn events(
     State(state): State<AppState>,
-    Path((id, seq)): Path<(String, i64)>,
-    Query(query): Query<EventsQuery>,
+    Api(Path((id, seq))): Api<Path<(String, i64)>>,
+    Api(Query(query)): Api<Query<EventsQuery>>,
     headers: HeaderMap,
 ) -> Response {
     let wants_stream = headers

@@ -696,3 +696,102 @@ fn a_stop_ends_live_streams_cleanly_and_does_not_wait_long_for_anyone() {
     std::fs::write(home.path().join("go"), "").expect("let the run end");
     assert!(crate::common::wait_exit(&mut run, 10).success());
 }
+
+/// A GET's whole answer, its head's names lowercased.
+fn answer_of(port: u16, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn a_path_or_query_that_does_not_fit_is_a_bad_request_in_the_routes_own_kind() {
+    let home = TestHome::new();
+    home.spec("report.yaml", "id: report\nrun:\n  command: [\"true\"]\n");
+    assert_eq!(home.run(&["run", "report"]).code, 0);
+    let (_serve, port) = serve(&home, &[]);
+    // What every other API error looks like, to compare with.
+    let (_, usage) = get(port, "/api/jobs/report/runs?status=nonsense", None);
+    let usage = json(&usage);
+    let keys = |v: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    for (path, said) in [
+        (
+            "/api/jobs/report/runs/notanumber",
+            "`notanumber` in the path is not a whole number",
+        ),
+        (
+            "/api/jobs/report/runs/notanumber/events",
+            "`notanumber` in the path",
+        ),
+        (
+            "/api/jobs/report/runs?limit=abc",
+            "the query does not fit the route: limit",
+        ),
+        (
+            "/api/jobs/report/runs?before=x",
+            "the query does not fit the route: before",
+        ),
+        (
+            "/api/jobs/report/runs/1/events?from=-1",
+            "the query does not fit the route: from",
+        ),
+    ] {
+        let (head, body) = answer_of(port, path);
+        assert!(head.starts_with("http/1.1 400"), "{path}: {head}\n{body}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{path}: {head}"
+        );
+        let answer = json(&body);
+        assert_eq!(answer["ok"], false, "{path}: {body}");
+        assert_eq!(answer["error"]["code"], "bad_request", "{path}: {body}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(said), "{path}: {message}");
+        assert!(answer["error"]["hint"].is_string(), "{path}: {body}");
+        assert_eq!(keys(&answer), keys(&usage), "{path}: {body}");
+        assert_eq!(
+            keys(&answer["error"]),
+            keys(&usage["error"]),
+            "{path}: {body}"
+        );
+    }
+    // A page answers with an error page, as its other errors do.
+    for (path, said) in [
+        (
+            "/jobs/report/runs/notanumber",
+            "`notanumber` in the path is not a whole number",
+        ),
+        (
+            "/jobs/report?before=abc",
+            "the query does not fit the route: before",
+        ),
+    ] {
+        let (head, body) = answer_of(port, path);
+        assert!(head.starts_with("http/1.1 400"), "{path}: {head}\n{body}");
+        assert!(head.contains("content-type: text/html"), "{path}: {head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{path}: {head}"
+        );
+        assert!(body.contains("<h1>bad request</h1>"), "{path}: {body}");
+        assert!(body.contains(said), "{path}: {body}");
+    }
+}
