@@ -33,6 +33,11 @@ pub enum Error {
     Usage {
         message: String,
     },
+    /// An HTTP request whose path or query does not fit its route (a run number that is not a
+    /// number, `?limit=abc`).
+    BadRequest {
+        message: String,
+    },
     JobNotFound {
         id: String,
         close: Vec<String>,
@@ -222,6 +227,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Usage { .. } => "usage",
+            Self::BadRequest { .. } => "bad_request",
             Self::JobNotFound { .. } => "job_not_found",
             Self::RunNotFound { .. }
             | Self::NotARun { .. }
@@ -253,7 +259,7 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage { .. } | Self::NotAHome { .. } => exit::USAGE,
+            Self::Usage { .. } | Self::BadRequest { .. } | Self::NotAHome { .. } => exit::USAGE,
             Self::JobNotFound { .. }
             | Self::RunNotFound { .. }
             | Self::NotARun { .. }
@@ -287,6 +293,9 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Usage { .. } => Some("run `jobs --help` for usage".into()),
+            Self::BadRequest { .. } => Some(
+                "the README's table of the HTTP API says what each route takes".into(),
+            ),
             Self::JobNotFound { close, .. } if !close.is_empty() => {
                 Some(format!("did you mean: {}?", close.join(", ")))
             }
@@ -379,7 +388,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Usage { message } => write!(f, "{message}"),
+            Self::Usage { message } | Self::BadRequest { message } => write!(f, "{message}"),
             Self::JobNotFound { id, .. } => write!(f, "no job with id `{id}`"),
             Self::RunNotFound { id, seq } => write!(f, "job `{id}` has no run {seq}"),
             Self::NoRunInFlight { id } => write!(
@@ -530,6 +539,13 @@ mod tests {
                     message: "x".into(),
                 },
                 "usage",
+                2,
+            ),
+            (
+                Error::BadRequest {
+                    message: "x".into(),
+                },
+                "bad_request",
                 2,
             ),
             (

@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use std::os::unix::fs::OpenOptionsExt;
-
-use super::rundir::{link_refused, no_follow, open_append, open_read};
+use super::rundir::{open_append, open_read, open_regular};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::run::{RunEnd, RunStatus, Trigger};
@@ -211,16 +209,12 @@ impl EventLog {
         };
         // Read and cut through one descriptor opened without following links, so the file cut is the
         // file checked and a planted link never lets us shorten something outside the home.
-        let read = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(no_follow())
-            .open(path)
-            .map_err(|e| link_refused(path, e))
-            .and_then(|mut file| {
+        let read = open_regular(std::fs::OpenOptions::new().read(true).write(true), path).and_then(
+            |mut file| {
                 let mut bytes = Vec::new();
                 io::Read::read_to_end(&mut file, &mut bytes).map(|_| (file, bytes))
-            });
+            },
+        );
         let next_seq = match read {
             Ok((file, bytes)) => {
                 let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);

@@ -188,7 +188,11 @@ impl Receipt {
     }
 
     pub fn read(dir: &Path) -> std::io::Result<Self> {
-        let bytes = std::fs::read(dir.join(super::rundir::RECEIPT_FILE))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut super::rundir::open_read(&dir.join(super::rundir::RECEIPT_FILE))?,
+            &mut bytes,
+        )?;
         serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }

@@ -160,40 +160,66 @@ pub fn no_follow() -> i32 {
     i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(i32::MAX)
 }
 
-/// Explains a failed no-follow open: ELOOP means the file is a symbolic link.
+/// Explains a failed no-follow open: ELOOP means the file is a symbolic link; ENXIO (a FIFO opened
+/// to write with no reader) that something other than a regular file stands there.
 pub fn link_refused(path: &Path, source: io::Error) -> io::Error {
-    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-    if is_link {
-        io::Error::new(
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => io::Error::new(
             source.kind(),
             "it is a symbolic link; jobs never writes through a link under the home",
-        )
-    } else {
-        source
+        ),
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => not_regular(),
+        _ => source,
     }
 }
 
-/// Opens an existing file under the home for reading without following a link.
-pub fn open_read(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(no_follow())
-        .open(path)
-        .map_err(|e| link_refused(path, e))
+fn not_regular() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "it is not a regular file (a FIFO, a directory, a device); jobs reads and writes only regular files under the home",
+    )
 }
 
-/// Opens an artifact for appending, creating it owner-only, never through a link.
-pub fn open_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(no_follow())
+/// Opens `path` with `options`, without following a link, and only if it is a regular file. A FIFO
+/// planted where an artifact should be would otherwise hold the thread that opens it (an open to read
+/// waits for a writer, one to write for a reader, a read for data) for as long as no one comes: a
+/// server's blocking thread, and with it the process's exit. So the open does not wait (`O_NONBLOCK`),
+/// the descriptor is checked, and then made blocking again for the reads and writes that follow.
+pub fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let file = options
+        .custom_flags(no_follow() | non_blocking())
         .open(path)
-        .map_err(|source| Error::ArtifactWrite {
-            path: path.to_owned(),
-            source: link_refused(path, source),
-        })
+        .map_err(|e| link_refused(path, e))?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
+/// `O_NONBLOCK`, for [`open_regular`].
+fn non_blocking() -> i32 {
+    // As for `no_follow`: a small positive constant.
+    i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0)
+}
+
+/// Opens an existing regular file under the home for reading, without following a link.
+pub fn open_read(path: &Path) -> io::Result<File> {
+    open_regular(OpenOptions::new().read(true), path)
+}
+
+/// Opens an artifact for appending, creating it owner-only, never through a link and only if it is
+/// a regular file.
+pub fn open_append(path: &Path) -> Result<File> {
+    open_regular(
+        OpenOptions::new().append(true).create(true).mode(0o600),
+        path,
+    )
+    .map_err(|source| Error::ArtifactWrite {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Checks that `dir` (a directory `jobs` made below `runs/` or `db/`) is a real directory, not a link:
@@ -225,14 +251,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(no_follow())
-        .open(&temp)
-        .map_err(|e| fail(link_refused(&temp, e)))?;
+    let mut file = open_regular(
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600),
+        &temp,
+    )
+    .map_err(fail)?;
     io::Write::write_all(&mut file, bytes).map_err(fail)?;
     if durable {
         file.sync_all().map_err(fail)?;
@@ -282,6 +309,58 @@ mod tests {
         for id in ["../x", "a/b", "", ".."] {
             assert!(RunDir::create(root.path(), id, 1).is_err(), "{id:?}");
         }
+    }
+
+    fn fifo(path: &Path) {
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .expect("mkfifo");
+    }
+
+    #[test]
+    fn a_fifo_where_a_file_should_be_is_refused_at_once_for_reading_and_writing() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("events.jsonl");
+        fifo(&path);
+        // Without O_NONBLOCK, each of these would wait for the other end for good.
+        let read = open_read(&path).expect_err("a FIFO is not read");
+        assert_eq!(read.kind(), io::ErrorKind::InvalidInput, "{read}");
+        assert!(read.to_string().contains("not a regular file"), "{read}");
+        let append = open_append(&path).expect_err("a FIFO is not appended to");
+        assert!(
+            append.to_string().contains("not a regular file"),
+            "{append}"
+        );
+        fifo(&root.path().join(".r.json.tmp"));
+        let atomic = write_atomic(&root.path().join("r.json"), b"x", false).expect_err("refused");
+        assert!(
+            atomic.to_string().contains("not a regular file"),
+            "{atomic}"
+        );
+        let dir = open_read(root.path()).expect_err("a directory is not read as a file");
+        assert_eq!(dir.kind(), io::ErrorKind::InvalidInput, "{dir}");
+    }
+
+    #[test]
+    fn a_regular_file_opens_as_ever_and_blocking() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("summary.md");
+        fs::write(&path, "text").expect("write");
+        let mut file = open_read(&path).expect("open");
+        let flags = rustix::fs::fcntl_getfl(&file).expect("flags");
+        assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
+        let mut text = String::new();
+        io::Read::read_to_string(&mut file, &mut text).expect("read");
+        assert_eq!(text, "text");
+        assert_eq!(
+            open_read(&root.path().join("nope"))
+                .expect_err("missing")
+                .kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -340,6 +340,20 @@ impl Source for HomeSource {
         super::tail::events_from(&dir, offset)
     }
 
+    fn run_status(&self, id: &str, seq: i64) -> Result<Option<RunStatus>> {
+        let store = crate::store::open(&self.home.db_path())?;
+        let Some(run) = store.run_row(id, seq)? else {
+            return Ok(None);
+        };
+        if !run.status.is_active() || crate::runner::recover::run_is_alive(&self.home, &run) {
+            return Ok(Some(run.status));
+        }
+        // Its owner is gone: settled as any read settles it, the store then has its end.
+        drop(store);
+        let catalog = self.ctx().catalog_with_runs(Some(id))?;
+        Ok(catalog.store.run_row(id, seq)?.map(|run| run.status))
+    }
+
     fn gauges(&self) -> Result<Gauges> {
         let mut cached = match self.gauges.lock() {
             Ok(cached) => cached,

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::extract::Page;
 use super::http::{AppState, blocking};
 use super::source::{Answer, Artifact, Route};
 use crate::clock::relative;
@@ -368,8 +369,8 @@ pub(super) struct JobQuery {
 
 pub(super) async fn job_page(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<JobQuery>,
+    Page(Path(id)): Page<Path<String>>,
+    Page(Query(query)): Page<Query<JobQuery>>,
 ) -> Response {
     let (status, doc) = match fetch(&state, Route::Job { id: id.clone() }).await {
         Ok(found) => found,
@@ -481,7 +482,7 @@ pub(super) async fn job_page(
 
 pub(super) async fn run_page(
     State(state): State<AppState>,
-    Path((id, seq)): Path<(String, i64)>,
+    Page(Path((id, seq))): Page<Path<(String, i64)>>,
 ) -> Response {
     let route = Route::Run {
         id: id.clone(),
@@ -515,7 +516,10 @@ pub(super) async fn run_page(
         .unwrap_or_default();
     let events = events.unwrap_or_default();
     let run = &doc.run;
-    let active = matches!(run.status.as_str(), "queued" | "running");
+    // The store's record decides, not the events: a run can end without a `run_finished` line (a
+    // skipped or missed slot has no events at all), and a page that called it live would follow it
+    // for good.
+    let live = matches!(run.status.as_str(), "queued" | "running");
     page(
         status,
         &RunPage {
@@ -560,7 +564,7 @@ pub(super) async fn run_page(
             summary: summary.ok().flatten(),
             receipt: receipt.and_then(|r| serde_json::to_string_pretty(&r).ok()),
             events: events.lines.iter().map(|l| event_row(l)).collect(),
-            live: active || !events.finished,
+            live,
             stream_url: format!("/api/jobs/{id}/runs/{seq}/events?from={}", events.offset),
             run_url: format!("/api/jobs/{id}/runs/{seq}"),
             offset: events.offset,
@@ -570,7 +574,7 @@ pub(super) async fn run_page(
 }
 
 /// `/assets/<name>`: the stylesheet and the script, from the binary.
-pub(super) async fn asset(Path(name): Path<String>) -> Response {
+pub(super) async fn asset(Page(Path(name)): Page<Path<String>>) -> Response {
     let (body, kind) = match name.as_str() {
         "dashboard.css" => (
             include_str!("../../assets/dashboard.css"),

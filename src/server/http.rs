@@ -1,6 +1,6 @@
 //! The server itself: axum on the runtime it is started from, its routes (`/metrics`, `/healthz`,
 //! `/readyz`, `/api/...`, the dashboard's pages), the token check, a cap on requests in flight and a
-//! time limit on each.
+//! time limit on each, and a stop that lets the responses in flight finish, within a bound.
 //! Read-only: every route answers from its [`Source`] on a blocking thread. Must not hold anything the
 //! scheduler's loop waits for.
 
@@ -15,11 +15,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::access::{Listen, authorized};
 use super::dashboard;
+use super::extract::Api;
 use super::source::{Answer, Route, Source};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -40,6 +41,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most a request's head may hold; the server reads no bodies.
 const HEAD_BYTES: usize = 16 * 1024;
 
+/// The longest a stop waits for the connections open to finish the responses they are sending (a live
+/// stream is told to end at once); what is left then is cut.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// The most runs one page of `/api/jobs/<id>/runs` lists.
 const MAX_LIMIT: u32 = 1000;
 
@@ -51,6 +56,8 @@ pub(super) struct AppState {
     slots: Arc<Semaphore>,
     /// Places for live event streams, apart from `slots`: a stream outlives its request.
     pub(super) streams: Arc<Semaphore>,
+    /// Turns true when the server stops: a live stream then ends, so its connection can close.
+    pub(super) stopping: watch::Receiver<bool>,
 }
 
 /// A server that runs until [`Server::stop`].
@@ -75,16 +82,18 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| Error::Internal {
             message: format!("the listening socket has no address: {e}"),
         })?;
+        let (stopping, stop_seen) = watch::channel(false);
         let state = AppState {
             source,
             metrics,
             token: listen.token.as_deref().map(Arc::from),
             slots: Arc::new(Semaphore::new(IN_FLIGHT)),
             streams: Arc::new(Semaphore::new(super::live::STREAMS)),
+            stopping: stop_seen,
         };
         let router = router(state);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(accept(listener, router, stopped));
+        let task = tokio::spawn(accept(listener, router, stopped, stopping));
         tracing::info!(address = %addr, "listening on http://{addr}");
         Ok(Self {
             addr,
@@ -97,25 +106,31 @@ impl Server {
         self.addr
     }
 
-    /// Stops accepting, lets the requests in flight finish (each is bounded), and returns.
+    /// Stops accepting, ends the live streams, lets the responses in flight finish for up to
+    /// [`STOP_GRACE`], and returns; never later than just after it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = tokio::time::timeout(REQUEST_TIMEOUT, &mut self.task).await;
+        let bound = STOP_GRACE + Duration::from_secs(1);
+        if tokio::time::timeout(bound, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
     }
 }
 
 /// Accepts connections until told to stop, each served on a task of its own, at most
 /// [`CONNECTIONS`] at once (one more is closed at once); at the stop, each connection finishes the
-/// request it is answering, within [`REQUEST_TIMEOUT`].
+/// response it is sending and closes, and this returns once all have, or after [`STOP_GRACE`]: so
+/// the process does not exit in the middle of a response, nor wait long for a slow one.
 async fn accept(
     listener: tokio::net::TcpListener,
     router: Router,
     mut stopped: oneshot::Receiver<()>,
+    stopping: watch::Sender<bool>,
 ) {
     let places = Arc::new(Semaphore::new(CONNECTIONS));
-    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let stop_seen = stopping.subscribe();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -151,13 +166,25 @@ async fn accept(
                     let _ = stop_seen.wait_for(|stop| *stop).await;
                 } => {
                     connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, connection).await;
+                    let _ = tokio::time::timeout(STOP_GRACE, connection).await;
                 }
             }
             drop(place);
         });
     }
+    drop(listener);
     let _ = stopping.send(true);
+    // Every connection holds a place until it is done: all places free, all are.
+    let all = u32::try_from(CONNECTIONS).unwrap_or(u32::MAX);
+    if tokio::time::timeout(STOP_GRACE, places.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some connections were still answering {} s after the stop; they are cut",
+            STOP_GRACE.as_secs()
+        );
+    }
 }
 
 fn router(state: AppState) -> Router {
@@ -285,7 +312,7 @@ async fn jobs(State(state): State<AppState>) -> Response {
     answer(state, Route::Jobs).await
 }
 
-async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn job(State(state): State<AppState>, Api(Path(id)): Api<Path<String>>) -> Response {
     answer(state, Route::Job { id }).await
 }
 
@@ -298,8 +325,8 @@ struct RunsQuery {
 
 async fn runs(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<RunsQuery>,
+    Api(Path(id)): Api<Path<String>>,
+    Api(Query(query)): Api<Query<RunsQuery>>,
 ) -> Response {
     let statuses = query
         .status
@@ -323,7 +350,10 @@ async fn runs(
     .await
 }
 
-async fn run(State(state): State<AppState>, Path((id, seq)): Path<(String, i64)>) -> Response {
+async fn run(
+    State(state): State<AppState>,
+    Api(Path((id, seq))): Api<Path<(String, i64)>>,
+) -> Response {
     answer(state, Route::Run { id, seq }).await
 }
 
@@ -337,8 +367,8 @@ struct EventsQuery {
 /// browser's `EventSource` does), a live stream until the run ends.
 async fn events(
     State(state): State<AppState>,
-    Path((id, seq)): Path<(String, i64)>,
-    Query(query): Query<EventsQuery>,
+    Api(Path((id, seq))): Api<Path<(String, i64)>>,
+    Api(Query(query)): Api<Query<EventsQuery>>,
     headers: HeaderMap,
 ) -> Response {
     let wants_stream = headers

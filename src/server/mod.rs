@@ -2,6 +2,7 @@
 
 pub mod access;
 mod dashboard;
+mod extract;
 pub mod http;
 mod live;
 pub mod source;

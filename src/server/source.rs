@@ -5,6 +5,7 @@
 
 use crate::error::Result;
 use crate::metrics::Gauges;
+use crate::run::RunStatus;
 
 /// A read route of the JSON API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +68,12 @@ pub trait Source: Send + Sync + 'static {
     /// The event lines of run `id#seq` written from `offset` on. The server asked for the run by
     /// [`Route::Run`] first, so `id` names a job.
     fn events_from(&self, id: &str, seq: i64, offset: u64) -> Result<EventChunk>;
+
+    /// The status of run `id#seq` as the store has it now, a run whose owner died settled first;
+    /// `None` when there is no such run (any more). What decides whether a run is live: its
+    /// `events.jsonl` may never get a `run_finished` line (a skipped or missed slot has no events, a
+    /// settled run's directory may be unwritable), but its record always ends.
+    fn run_status(&self, id: &str, seq: i64) -> Result<Option<RunStatus>>;
 
     /// The home as the store has it now, for `/metrics`.
     fn gauges(&self) -> Result<Gauges>;

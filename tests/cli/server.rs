@@ -466,3 +466,332 @@ fn a_client_that_never_finishes_its_request_is_let_go() {
     // And it still answers everyone else.
     assert_eq!(get(port, "/healthz", None).0, 200);
 }
+
+/// Replaces the file at `path` with a FIFO, as a hostile or careless hand might: whoever opens it to
+/// read waits for a writer that never comes.
+pub(crate) fn plant_fifo(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+}
+
+#[test]
+fn a_fifo_planted_in_a_run_directory_holds_no_request_and_no_exit() {
+    // doomed#1 is left running by an owner killed with SIGKILL: the first read settles it.
+    let home = crate::common::killed_run();
+    home.spec("j.yaml", "id: j\nrun:\n  shell: \"echo hi\"\n");
+    assert_eq!(home.run(&["run", "j"]).code, 0);
+    for name in [
+        "events.jsonl",
+        "stdout.log",
+        "summary.md",
+        "run_receipt.json",
+    ] {
+        plant_fifo(&home.run_dir("j", 1).join(name));
+    }
+    for name in ["events.jsonl", "run_receipt.json"] {
+        plant_fifo(&home.run_dir("doomed", 1).join(name));
+    }
+    let (serve, port) = serve(&home, &[]);
+    let started = std::time::Instant::now();
+
+    // Settling the dead run reads its events and receipt: refused, so it is settled on what the
+    // store knows.
+    let (status, body) = get(port, "/api/jobs/doomed/runs/1", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body)["data"]["run"]["status"],
+        "interrupted",
+        "{body}"
+    );
+    // The page is drawn without what it cannot read.
+    let (status, html) = get(port, "/jobs/j/runs/1", None);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("succeeded"), "{html}");
+    // The events themselves are an error, and say why.
+    let (status, body) = get(port, "/api/jobs/j/runs/1/events", None);
+    assert_eq!(status, 500, "{body}");
+    let error = &json(&body)["error"];
+    assert_eq!(error["code"], "io_error", "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a regular file")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    // No thread is left waiting on a FIFO, so the server exits at once.
+    let stopping = std::time::Instant::now();
+    assert_eq!(stop(serve), 0);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "exited after {:?}",
+        stopping.elapsed()
+    );
+}
+
+/// A request for the live event stream of `path`, sent; the connection to read it from.
+fn stream_request(port: u16, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    stream
+}
+
+/// Reads `stream` into `read` until it closes or `until` has arrived, for at most `seconds`; whether
+/// it closed.
+fn read_stream(
+    stream: &mut TcpStream,
+    read: &mut String,
+    until: Option<&str>,
+    seconds: u64,
+) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut buffer = [0_u8; 4096];
+    loop {
+        if until.is_some_and(|text| read.contains(text)) || std::time::Instant::now() >= deadline {
+            return false;
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(n) => read.push_str(&String::from_utf8_lossy(&buffer[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn runs_that_ended_without_a_finished_event_are_not_live_and_their_streams_end() {
+    // doomed#1's owner was killed; the scheduler's start settles it.
+    let home = crate::common::killed_run();
+    home.spec(
+        "p.yaml",
+        format!("id: p\n{EVERY_SECOND}run:\n  command: [\"true\"]\n"),
+    );
+    assert_eq!(home.run(&["pause", "p"]).code, 0);
+    let scheduler = SchedulerStart::new(home.path()).start();
+    wait_until("a slot skipped while paused", 15, || {
+        home.count("SELECT COUNT(*) FROM runs WHERE job_id = 'p' AND status = 'skipped'") >= 1
+    });
+    assert_eq!(stop(scheduler), 0);
+    assert_eq!(home.run_row("doomed", 1).0, "interrupted");
+    // As if the settling could not write its end into the events (a full disk, say).
+    let events = home.run_dir("doomed", 1).join("events.jsonl");
+    let kept: String = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .filter(|line| !line.contains("\"run_finished\""))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&events, kept).expect("rewrite the events");
+    let skipped = home.count("SELECT MIN(seq) FROM runs WHERE job_id = 'p' AND status = 'skipped'");
+    let (_serve, port) = serve(&home, &[]);
+    for run in [format!("p/runs/{skipped}"), "doomed/runs/1".to_owned()] {
+        let (status, html) = get(port, &format!("/jobs/{run}"), None);
+        assert_eq!(status, 200, "{run}: {html}");
+        assert!(html.contains("data-live=\"false\""), "{run}: {html}");
+        let mut stream = stream_request(port, &format!("/api/jobs/{run}/events"));
+        let mut said = String::new();
+        let closed = read_stream(&mut stream, &mut said, None, 10);
+        assert!(closed, "{run}: the stream is still open: {said}");
+        assert!(said.contains("event: end"), "{run}: {said}");
+    }
+}
+
+#[test]
+fn a_stream_ends_when_its_run_is_settled_after_its_owner_died() {
+    let home = TestHome::new();
+    home.spec(
+        "m.yaml",
+        "id: m\nrun:\n  shell: \"echo $$ > shell.pid; echo started; sleep 30\"\n",
+    );
+    let mut owner = KillOnDrop(home.command(&["run", "m"]).spawn().expect("run m"));
+    wait_until("m#1 running", 10, || {
+        home.path().join("shell.pid").exists()
+            && std::fs::read_to_string(home.run_dir("m", 1).join("events.jsonl"))
+                .is_ok_and(|events| events.contains("\"attempt_started\""))
+    });
+    let (_serve, port) = serve(&home, &[]);
+    let mut stream = stream_request(port, "/api/jobs/m/runs/1/events");
+    let mut said = String::new();
+    assert!(
+        !read_stream(&mut stream, &mut said, Some("attempt_started"), 10),
+        "the stream of a running run stays open: {said}"
+    );
+    // The owner dies without a word; nothing but the stream's own look at the store will notice.
+    owner.kill().expect("SIGKILL the owner");
+    owner.wait().expect("reap");
+    let shell: i32 = std::fs::read_to_string(home.path().join("shell.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(shell).expect("pid"),
+        rustix::process::Signal::KILL,
+    );
+    let closed = read_stream(&mut stream, &mut said, None, 10);
+    assert!(closed, "the stream is still open: {said}");
+    assert!(said.contains("event: end"), "{said}");
+    assert_eq!(home.run_row("m", 1).0, "interrupted");
+}
+
+#[test]
+fn a_stop_ends_live_streams_cleanly_and_does_not_wait_long_for_anyone() {
+    let home = TestHome::new();
+    home.spec(
+        "w.yaml",
+        "id: w\nrun:\n  shell: \"echo started; while test ! -e go; do sleep 0.1; done\"\n",
+    );
+    let mut run = KillOnDrop(home.command(&["run", "w"]).spawn().expect("run w"));
+    wait_until("w#1 running", 10, || {
+        std::fs::read_to_string(home.run_dir("w", 1).join("events.jsonl"))
+            .is_ok_and(|events| events.contains("\"attempt_started\""))
+    });
+    let (serve, port) = serve(&home, &[]);
+    let mut stream = stream_request(port, "/api/jobs/w/runs/1/events");
+    let mut said = String::new();
+    assert!(
+        !read_stream(&mut stream, &mut said, Some("attempt_started"), 10),
+        "the stream of a running run stays open: {said}"
+    );
+    // A client that connected and asked nothing does not hold the stop either.
+    let _idle = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let stopping = std::time::Instant::now();
+    crate::common::signal(&serve, rustix::process::Signal::TERM);
+    let closed = read_stream(&mut stream, &mut said, None, 10);
+    assert!(closed, "the stream is still open after the stop: {said}");
+    // The response was finished, not cut: its body's last chunk was sent.
+    assert!(said.ends_with("\r\n0\r\n\r\n"), "{said:?}");
+    assert!(
+        !said.contains("event: end"),
+        "the run has not ended: {said}"
+    );
+    let mut serve = serve;
+    assert_eq!(crate::common::wait_exit(&mut serve, 10).code(), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(7),
+        "exited after {:?}",
+        stopping.elapsed()
+    );
+    std::fs::write(home.path().join("go"), "").expect("let the run end");
+    assert!(crate::common::wait_exit(&mut run, 10).success());
+}
+
+/// A GET's whole answer, its head's names lowercased.
+fn answer_of(port: u16, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn a_path_or_query_that_does_not_fit_is_a_bad_request_in_the_routes_own_kind() {
+    let home = TestHome::new();
+    home.spec("report.yaml", "id: report\nrun:\n  command: [\"true\"]\n");
+    assert_eq!(home.run(&["run", "report"]).code, 0);
+    let (_serve, port) = serve(&home, &[]);
+    // What every other API error looks like, to compare with.
+    let (_, usage) = get(port, "/api/jobs/report/runs?status=nonsense", None);
+    let usage = json(&usage);
+    let keys = |v: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    for (path, said) in [
+        (
+            "/api/jobs/report/runs/notanumber",
+            "`notanumber` in the path is not a whole number",
+        ),
+        (
+            "/api/jobs/report/runs/notanumber/events",
+            "`notanumber` in the path",
+        ),
+        (
+            "/api/jobs/report/runs?limit=abc",
+            "the query does not fit the route: limit",
+        ),
+        (
+            "/api/jobs/report/runs?before=x",
+            "the query does not fit the route: before",
+        ),
+        (
+            "/api/jobs/report/runs/1/events?from=-1",
+            "the query does not fit the route: from",
+        ),
+    ] {
+        let (head, body) = answer_of(port, path);
+        assert!(head.starts_with("http/1.1 400"), "{path}: {head}\n{body}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{path}: {head}"
+        );
+        let answer = json(&body);
+        assert_eq!(answer["ok"], false, "{path}: {body}");
+        assert_eq!(answer["error"]["code"], "bad_request", "{path}: {body}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(said), "{path}: {message}");
+        assert!(answer["error"]["hint"].is_string(), "{path}: {body}");
+        assert_eq!(keys(&answer), keys(&usage), "{path}: {body}");
+        assert_eq!(
+            keys(&answer["error"]),
+            keys(&usage["error"]),
+            "{path}: {body}"
+        );
+    }
+    // A page answers with an error page, as its other errors do.
+    for (path, said) in [
+        (
+            "/jobs/report/runs/notanumber",
+            "`notanumber` in the path is not a whole number",
+        ),
+        (
+            "/jobs/report?before=abc",
+            "the query does not fit the route: before",
+        ),
+    ] {
+        let (head, body) = answer_of(port, path);
+        assert!(head.starts_with("http/1.1 400"), "{path}: {head}\n{body}");
+        assert!(head.contains("content-type: text/html"), "{path}: {head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{path}: {head}"
+        );
+        assert!(body.contains("<h1>bad request</h1>"), "{path}: {body}");
+        assert!(body.contains(said), "{path}: {body}");
+    }
+}
