@@ -305,6 +305,16 @@ pub fn open(path: &Path) -> Result<Box<dyn Store>> {
     Ok(Box::new(super::sqlite::SqliteStore::open(path)?))
 }
 
+/// Opens the PostgreSQL store at `url` (`password`: the content of `store_password_file`, when the
+/// config names one), bringing its schema up to date.
+pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Box<dyn Store>> {
+    let config = super::postgres::url::config(url, password)?;
+    Ok(Box::new(super::postgres::PgStore::open(
+        &config,
+        &super::postgres::url::masked(url),
+    )?))
+}
+
 /// Whether a `prepare` failed because the number's directory exists already: the claim then takes the
 /// next number.
 pub(super) fn number_taken(error: &Error) -> bool {

@@ -3,13 +3,15 @@
 //! one transaction, and read-then-write decisions take the write lock first.
 
 mod interface;
+mod postgres;
 mod records;
 mod sqlite;
 
 pub use interface::{
     CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, OutboxStore, OwnerStore, Prepare,
-    RunStore, Store, blocking, call, open,
+    RunStore, Store, blocking, call, open, open_postgres,
 };
+pub use postgres::url as postgres_url;
 pub use records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryState, DeliveryTry,
     DueNotification, HISTORY_COUNT_CAP, HistoryFilter, JobRow, KeptConfig, LastEnds, LimitReached,

@@ -75,7 +75,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const BUSY_TIMEOUT_ENV: &str = "JOBS_BUSY_TIMEOUT";
 
 /// The busy timeout in effect: `JOBS_BUSY_TIMEOUT` when set and valid, else 30 s.
-fn busy_timeout() -> Duration {
+pub(in crate::store) fn busy_timeout() -> Duration {
     configured_busy_timeout().unwrap_or(BUSY_TIMEOUT)
 }
 

@@ -13,3 +13,4 @@ mod runs;
 mod triggers;
 
 pub use connection::SqliteStore;
+pub(in crate::store) use connection::busy_timeout;

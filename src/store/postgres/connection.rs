@@ -1,0 +1,175 @@
+//! The PostgreSQL store's connection: opening it from a URL (the password from the environment or a
+//! file, never the command line), the embedded migrations applied in one transaction under an
+//! advisory lock, the write lock every read-then-write transaction takes, PostgreSQL's errors as the
+//! store's, and the whole-store operations (data version; a backup is PostgreSQL's own tools' job).
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{Client, Transaction};
+
+use crate::error::{Error, Result, StoreFault};
+use crate::store::interface::Store;
+
+/// The migrations in `db/postgres/`, in order. Migration N (1-based) brings `schema_version` to N.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_schema.sql",
+    include_str!("../../../db/postgres/0001_schema.sql"),
+)];
+
+/// The advisory lock keys of this store: one for migrations, one that every write transaction takes.
+/// Arbitrary numbers, fixed for ever (two versions of `jobs` must take the same locks).
+const MIGRATE_LOCK: i64 = 0x6a6f_6273_0001;
+const WRITE_LOCK: i64 = 0x6a6f_6273_0002;
+
+/// How long a statement waits for a lock before the store reports itself busy, as SQLite's busy
+/// timeout does (and `JOBS_BUSY_TIMEOUT` overrides both).
+fn lock_timeout() -> Duration {
+    super::super::sqlite::busy_timeout()
+}
+
+/// The store in a PostgreSQL database, shared by processes on any number of hosts.
+///
+/// Every transaction that reads before it writes first takes one advisory lock for the whole store
+/// ([`PgStore::write`]): the same single-writer rule the SQLite store has, so each decision (a claim
+/// under `max_instances`, a group's count, a state change) is judged against what no one else can
+/// change meanwhile, whatever the isolation level. Writers hold it for milliseconds; readers never
+/// wait for it.
+pub struct PgStore {
+    /// Behind a `RefCell` because the interface reads through `&self` and the client needs `&mut`;
+    /// the store is used by one caller at a time (`Send`, not `Sync`).
+    pub(super) client: RefCell<Client>,
+}
+
+/// PostgreSQL's error as the store's: a lock not granted within the timeout is
+/// [`Error::StoreBusy`]; a lost connection says the database is unreachable.
+pub(super) fn pg_error(action: impl Into<String>, source: postgres::Error) -> Error {
+    let action = action.into();
+    if let Some(code) = source.code()
+        && (*code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED)
+    {
+        return Error::StoreBusy {
+            action,
+            waited: lock_timeout(),
+        };
+    }
+    let fault = match source.code() {
+        Some(code) if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED => {
+            StoreFault::Damaged
+        }
+        _ => StoreFault::Other,
+    };
+    Error::Store {
+        action,
+        fault,
+        source: Box::new(source),
+    }
+}
+
+impl PgStore {
+    /// Connects with `config` (parsed from the store URL, the password filled in), and brings the
+    /// schema up to date. `shown` is the URL with any password masked, for errors.
+    pub fn open(config: &postgres::Config, shown: &str) -> Result<Self> {
+        let mut config = config.clone();
+        config.application_name("jobs");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let client = super::tls::connect(&config, shown)?;
+        let mut store = Self {
+            client: RefCell::new(client),
+        };
+        let timeout = lock_timeout().as_millis();
+        store
+            .client
+            .get_mut()
+            .batch_execute(&format!(
+                "SET lock_timeout = {timeout}; SET statement_timeout = 0; SET TIME ZONE 'UTC'"
+            ))
+            .map_err(|e| pg_error(format!("configure the session with the store {shown}"), e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// A transaction holding the store's write lock (see [`PgStore`]).
+    pub(super) fn write(&mut self) -> std::result::Result<Transaction<'_>, postgres::Error> {
+        let mut tx = self.client.get_mut().transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        Ok(tx)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let fail = |e| pg_error("migrate the store", e);
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        let client = self.client.get_mut();
+        let mut tx = client.transaction().map_err(fail)?;
+        // Two processes starting on an empty database at once: the second waits here, then finds the
+        // schema made.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+            .map_err(fail)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .map_err(fail)?;
+        let version: i64 = tx
+            .query_opt("SELECT version FROM schema_version", &[])
+            .map_err(fail)?
+            .map(|row| row.get(0))
+            .unwrap_or(0);
+        if version > known {
+            return Err(Error::StoreTooNew {
+                found: version,
+                known,
+            });
+        }
+        for (index, (name, sql)) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            tx.batch_execute(sql)
+                .map_err(|e| pg_error(format!("apply migration {name}"), e))?;
+            let reached = i64::try_from(index + 1).unwrap_or(i64::MAX);
+            tx.execute("DELETE FROM schema_version", &[])
+                .map_err(fail)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&reached],
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+}
+
+impl Store for PgStore {
+    /// The newest transaction id the database has handed out, from this session's snapshot: it moves
+    /// whenever anyone commits (to any table, which only ever makes a caller read again).
+    fn data_version(&self) -> Result<i64> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_one(
+                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+                &[],
+            )
+            .map_err(|e| pg_error("read the store's data version", e))?;
+        Ok(row.get(0))
+    }
+
+    fn backup_to(&self, path: &Path) -> Result<()> {
+        Err(Error::Usage {
+            message: format!(
+                "the store is a PostgreSQL database: back it up with pg_dump (or the database's own backups), not into {}",
+                path.display()
+            ),
+        })
+    }
+}
+
+/// What an operation not yet ported to this backend answers (removed once the port lands).
+pub(super) fn not_yet(operation: &str) -> Error {
+    Error::Internal {
+        message: format!("{operation} is not available on a PostgreSQL store yet"),
+    }
+}

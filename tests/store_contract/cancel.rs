@@ -1,0 +1,1 @@
+//! The cancel part of the store's contract.

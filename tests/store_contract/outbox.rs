@@ -1,0 +1,1 @@
+//! The outbox part of the store's contract.

@@ -1,0 +1,1 @@
+//! The owner part of the store's contract.

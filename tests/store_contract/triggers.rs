@@ -1,0 +1,1 @@
+//! The triggers part of the store's contract.
