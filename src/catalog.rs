@@ -102,7 +102,9 @@ impl Catalog {
     pub fn open(home: &Home, now: DateTime<Utc>) -> Result<Self> {
         // A store missing under a running scheduler was deleted from under it: a new one here would
         // know nothing of the runs in flight, and a manual run could start beside them.
-        if !home.db_path().exists()
+        let location = store::locate(home)?;
+        if matches!(location, store::Location::Sqlite(_))
+            && !home.db_path().exists()
             && let Some(owner) = crate::scheduler::lock::OwnerLock::holder(home)
         {
             return Err(Error::StoreMissing {
@@ -110,7 +112,7 @@ impl Catalog {
                 owner,
             });
         }
-        let mut store = store::open(&home.db_path())?;
+        let mut store = store::open_at(location)?;
         let version = store.data_version()?;
         let rows = store.job_rows()?;
         // A file whose content the store already checked (same hash, same loader) is not parsed again.

@@ -35,6 +35,11 @@ pub struct HomeConfig {
     pub groups: std::collections::BTreeMap<String, GroupLimit>,
     /// Runs of the whole home in flight at once.
     pub max_running: Option<u32>,
+    /// A PostgreSQL URL: the store of this home (shared with other homes and hosts) instead of
+    /// `db/jobs.sqlite3`.
+    pub store: Option<String>,
+    /// The file holding the store's password (owner-only), relative to the home.
+    pub store_password_file: Option<PathBuf>,
 }
 
 /// One group of `groups:`.
@@ -97,6 +102,10 @@ struct Wire {
     groups: std::collections::BTreeMap<String, GroupLimit>,
     #[serde(default)]
     max_running: Option<u32>,
+    #[serde(default)]
+    store: Option<String>,
+    #[serde(default)]
+    store_password_file: Option<PathBuf>,
 }
 
 /// The events a home notifier hears when its `on:` is left out: all of the home's.
@@ -297,6 +306,8 @@ fn load_bytes(bytes: &[u8]) -> Result<HomeConfig, Vec<Problem>> {
         server: wire.server,
         groups: wire.groups,
         max_running: wire.max_running,
+        store: wire.store,
+        store_password_file: wire.store_password_file,
     })
 }
 

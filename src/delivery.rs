@@ -83,7 +83,7 @@ impl Courier {
         clock: Arc<dyn Clock>,
         heartbeat: Option<HttpUrl>,
     ) -> Result<Self> {
-        let store = crate::store::open(&home.db_path())?;
+        let store = crate::store::open_home(home)?;
         let (tx, rx) = mpsc::channel();
         let mut engine = Engine::new(store, by, clock, home, tx.clone(), rx);
         engine.heartbeat = heartbeat;
@@ -156,7 +156,7 @@ impl Abandon {
 
 impl OwnCourier {
     pub fn start(home: &Home, by: &str, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = crate::store::open(&home.db_path())?;
+        let store = crate::store::open_home(home)?;
         let (tx, rx) = mpsc::channel();
         let mut engine = Engine::new(store, by.to_owned(), clock, home, tx.clone(), rx);
         let thread = std::thread::Builder::new()

@@ -6,11 +6,27 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
+    /// The store named by `--store` or `JOBS_STORE`, over the config's `store:`.
+    store: Option<String>,
 }
 
 impl Home {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            store: None,
+        }
+    }
+
+    /// This home with its store named from outside it (`--store`, `JOBS_STORE`).
+    pub fn with_store(mut self, store: Option<String>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The store named from outside the home, if any.
+    pub fn store_override(&self) -> Option<&str> {
+        self.store.as_deref()
     }
 
     pub fn root(&self) -> &Path {

@@ -21,6 +21,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "JOBS_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
 
+    /// The store: a PostgreSQL URL, with no password in it (give that in PGPASSWORD or the config's
+    /// store_password_file) [default: JOBS_STORE, then the config's store:, then db/jobs.sqlite3]
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+
     /// Print one JSON document to stdout instead of human output
     #[arg(long, global = true)]
     pub json: bool,

@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, path: &Path, force: bool) -> Result<Report> {
             path: path.to_owned(),
         });
     }
-    let store = store::open(&ctx.home.db_path())?;
+    let store = store::open_home(&ctx.home)?;
     store.backup_to(path)?;
     let view = BackupView {
         path: path.display().to_string(),

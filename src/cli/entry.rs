@@ -50,6 +50,13 @@ pub fn run() -> ExitCode {
             return ExitCode::from(error.exit_code());
         }
     };
+    let home = match store_named(cli.store.as_deref()) {
+        Ok(store) => home.with_store(store),
+        Err(error) => {
+            out.error(&error);
+            return ExitCode::from(error.exit_code());
+        }
+    };
     if needs_home(&cli.command) && !home.exists() {
         let error = Error::NotAHome {
             path: home.root().to_path_buf(),
@@ -325,4 +332,21 @@ fn init_tracing(verbose: u8, daemon: bool, json: bool) {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init()
     };
+}
+
+/// The store named from outside the home: `--store`, else `JOBS_STORE`. A password in the flag is
+/// refused, since every user of the machine can read a command line (`ps`).
+fn store_named(flag: Option<&str>) -> Result<Option<String>> {
+    if let Some(url) = flag {
+        let masked = crate::store::postgres_url::masked(url);
+        if masked != url {
+            return Err(Error::Usage {
+                message: format!(
+                    "--store {masked} has a password in it, which any user can read on the command line; give it in PGPASSWORD or the config's store_password_file"
+                ),
+            });
+        }
+        return Ok(Some(url.to_owned()));
+    }
+    Ok(std::env::var("JOBS_STORE").ok().filter(|url| !url.is_empty()))
 }

@@ -126,7 +126,7 @@ impl HomeSource {
     }
 
     fn read_gauges(&self) -> Result<Gauges> {
-        let store = crate::store::open(&self.home.db_path())?;
+        let store = crate::store::open_home(&self.home)?;
         let mut in_flight: HashMap<String, u64> = HashMap::new();
         for run in store.active_runs()? {
             *in_flight.entry(run.job_id).or_default() += 1;
@@ -341,7 +341,7 @@ impl Source for HomeSource {
     }
 
     fn run_status(&self, id: &str, seq: i64) -> Result<Option<RunStatus>> {
-        let store = crate::store::open(&self.home.db_path())?;
+        let store = crate::store::open_home(&self.home)?;
         let Some(run) = store.run_row(id, seq)? else {
             return Ok(None);
         };
@@ -370,7 +370,7 @@ impl Source for HomeSource {
     }
 
     fn ready(&self) -> std::result::Result<(), String> {
-        let store = crate::store::open(&self.home.db_path()).map_err(|e| e.to_string())?;
+        let store = crate::store::open_home(&self.home).map_err(|e| e.to_string())?;
         let owner = store.owner().map_err(|e| e.to_string())?;
         let Some(me) = &self.scheduler else {
             return Ok(());

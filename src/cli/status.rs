@@ -35,6 +35,7 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     let failures = catalog.store.recent_failures(5)?;
     let scheduler = SchedulerView::new(holder.as_deref(), owner.as_ref(), now);
     let mut view = StatusView::new(&catalog, scheduler, &in_flight, &failures, now);
+    view.store = crate::store::locate(&ctx.home)?.shown(&ctx.home);
     view.notifications = NotificationsView {
         counts: catalog.store.outbox_counts()?,
         recent_given_up: catalog.store.given_up(GIVEN_UP_SHOWN)?,
@@ -53,6 +54,8 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
 #[derive(Serialize)]
 struct StatusView<'a> {
     scheduler: SchedulerView<'a>,
+    /// Where the store is: the home's file, or a PostgreSQL URL with its password masked.
+    store: String,
     /// How many jobs are in each state.
     jobs: BTreeMap<&'static str, usize>,
     in_flight: Vec<RunEntry<'a>>,
@@ -223,6 +226,7 @@ impl<'a> StatusView<'a> {
             .collect();
         Self {
             scheduler,
+            store: String::new(),
             jobs,
             in_flight: in_flight.iter().map(RunEntry::new).collect(),
             next_slots,
@@ -241,6 +245,7 @@ impl<'a> StatusView<'a> {
 impl View for StatusView<'_> {
     fn render(&self, out: &Output) -> String {
         let mut human = self.scheduler.render(out, self.now);
+        human.push_str(&format!("store: {}\n", self.store));
         human.push_str(&format!(
             "jobs: {}\n",
             self.jobs

@@ -156,8 +156,9 @@ pub async fn run(
 ) -> Result<Summary> {
     let me = owner();
     let _lock = OwnerLock::acquire(&home, &me)?;
-    let mut store = crate::store::open(&home.db_path())?;
-    let store_identity = StoreIdentity::of(&home.db_path())?;
+    let location = crate::store::locate(&home)?;
+    let mut store = crate::store::open_at(location.clone())?;
+    let store_identity = StoreIdentity::of(&location)?;
     let previous = store.owner()?;
     store.claim_owner(&me, env!("CARGO_PKG_VERSION"))?;
     take_over_leases(&mut *store, previous.as_ref());

@@ -54,7 +54,7 @@ pub struct PlannedJob {
 /// lock while it looks, so it fails the same way when a scheduler runs.
 pub fn dry_run(home: &Home, clock: &Arc<dyn Clock>) -> Result<DryRun> {
     let _lock = OwnerLock::acquire(home, &owner())?;
-    let store = crate::store::open(&home.db_path())?;
+    let store = crate::store::open_home(home)?;
     let now = clock.now();
     let orphaned = orphaned_runs(&*store, home)?;
     let set_aside = unknown_run_dirs(&*store, home)?;

@@ -101,32 +101,35 @@ fn read_owner_name(path: &Path) -> String {
 /// its path is no longer that one: deleted (`rm -rf db/`) or replaced (a restore over a live store).
 /// Writing on into an unlinked file would lose every record while the scheduler looks healthy.
 pub struct StoreIdentity {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
+    /// The SQLite file and its device and inode; `None` for a PostgreSQL store, which no file names.
+    file: Option<(PathBuf, u64, u64)>,
 }
 
 impl StoreIdentity {
-    pub fn of(path: &Path) -> Result<Self> {
+    pub fn of(location: &crate::store::Location) -> Result<Self> {
+        let crate::store::Location::Sqlite(path) = location else {
+            return Ok(Self { file: None });
+        };
         let meta = std::fs::metadata(path).map_err(|e| Error::io("inspect the store", path, e))?;
         Ok(Self {
-            path: path.to_owned(),
-            dev: meta.dev(),
-            ino: meta.ino(),
+            file: Some((path.to_owned(), meta.dev(), meta.ino())),
         })
     }
 
     /// `Ok` while the path still names the file opened; `store_replaced` otherwise.
     pub fn check(&self) -> Result<()> {
-        let what = match std::fs::metadata(&self.path) {
-            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => return Ok(()),
+        let Some((path, dev, ino)) = &self.file else {
+            return Ok(());
+        };
+        let what = match std::fs::metadata(path) {
+            Ok(meta) if meta.dev() == *dev && meta.ino() == *ino => return Ok(()),
             Ok(_) => "replaced by another file",
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => "deleted",
             // Another failure to look (a permission change, say) proves nothing either way.
             Err(_) => return Ok(()),
         };
         Err(Error::StoreReplaced {
-            path: self.path.clone(),
+            path: path.clone(),
             what,
         })
     }

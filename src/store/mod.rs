@@ -3,6 +3,7 @@
 //! one transaction, and read-then-write decisions take the write lock first.
 
 mod interface;
+mod location;
 mod postgres;
 mod records;
 mod sqlite;
@@ -11,6 +12,7 @@ pub use interface::{
     CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, OutboxStore, OwnerStore, Prepare,
     RunStore, Store, blocking, call, open, open_postgres,
 };
+pub use location::{Location, locate, open_at, open_home};
 pub use postgres::url as postgres_url;
 pub use records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryState, DeliveryTry,

@@ -28,18 +28,20 @@ pub fn masked(url: &str) -> String {
         None => authority.to_owned(),
     };
     // A password may also ride in the query (`?password=...`).
-    let shown_tail = tail
-        .split('&')
-        .map(|part| {
-            let (key, _) = part.split_once('=').unwrap_or((part, ""));
-            if key.trim_start_matches('?') == "password" {
-                format!("{key}=***")
-            } else {
-                part.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&");
+    let shown_tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query = query
+                .split('&')
+                .map(|part| match part.split_once('=') {
+                    Some(("password", _)) => "password=***".to_owned(),
+                    _ => part.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            format!("{path}?{query}")
+        }
+        None => tail.to_owned(),
+    };
     format!("{scheme}://{shown_authority}{shown_tail}")
 }
 
