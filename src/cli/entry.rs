@@ -348,5 +348,7 @@ fn store_named(flag: Option<&str>) -> Result<Option<String>> {
         }
         return Ok(Some(url.to_owned()));
     }
-    Ok(std::env::var("JOBS_STORE").ok().filter(|url| !url.is_empty()))
+    Ok(std::env::var("JOBS_STORE")
+        .ok()
+        .filter(|url| !url.is_empty()))
 }

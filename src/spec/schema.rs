@@ -202,6 +202,19 @@ fn schema_problem(
                 json_kind(instance)
             ),
         ),
+        // A store URL may carry a password: it is shown masked, never as written.
+        ValidationErrorKind::Pattern { .. } | ValidationErrorKind::Not { .. }
+            if field == "/store" =>
+        {
+            let url = instance.as_str().unwrap_or_default();
+            (
+                pointer.clone(),
+                format!(
+                    "{} is not a PostgreSQL URL without a password (postgres://USER@HOST:PORT/DATABASE); give the password in store_password_file or PGPASSWORD",
+                    crate::store::postgres_url::masked(url)
+                ),
+            )
+        }
         ValidationErrorKind::Pattern { .. } => (pointer.clone(), pattern_message(&field, instance)),
         ValidationErrorKind::Enum { options } => (
             pointer,
@@ -277,6 +290,8 @@ fn expected_type(pointer: &str) -> &'static str {
         "" | "/schedule" | "/run" | "/policy" | "/retry" | "/retention" | "/run/env"
         | "/run/limits" => "a mapping",
         "/run/command" | "/tags" | "/retry/retry_on" | "/notify" => "a list",
+        // The config's: the home's `max_running`, and each group's.
+        _ if pointer.ends_with("/max_running") => "a whole number",
         _ => "text",
     }
 }

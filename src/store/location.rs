@@ -41,7 +41,7 @@ pub fn locate(home: &Home) -> Result<Location> {
     let config = crate::config::load(home);
     let (from_config, password_file) = match &config.outcome {
         Ok(config) => (config.store.clone(), config.store_password_file.clone()),
-        Err(problems) if names_a_store(config.source.as_deref()) => {
+        Err(problems) if names_a_store(home) => {
             let first = problems.first().map(|p| p.located()).unwrap_or_default();
             return Err(Error::Usage {
                 message: format!(
@@ -89,9 +89,10 @@ pub fn open_at(location: Location) -> Result<Box<dyn Store>> {
 
 /// Whether the text of an invalid config has a top-level `store` key: then the store cannot be
 /// known, and guessing the home's SQLite file could split the jobs' history in two.
-fn names_a_store(source: Option<&str>) -> bool {
-    source.is_some_and(|text| {
-        text.lines()
+fn names_a_store(home: &Home) -> bool {
+    crate::spec::yaml::read_limited(&home.config_path()).is_ok_and(|bytes| {
+        String::from_utf8_lossy(&bytes)
+            .lines()
             .any(|line| line.starts_with("store:") || line.starts_with("store_password_file:"))
     })
 }
@@ -117,10 +118,7 @@ fn read_password(file: &std::path::Path) -> Result<String> {
         });
     }
     let mut text = String::new();
-    opened
-        .take(4096)
-        .read_to_string(&mut text)
-        .map_err(io)?;
+    opened.take(4096).read_to_string(&mut text).map_err(io)?;
     let password = text.trim_end_matches(['\n', '\r']);
     if password.is_empty() || password.contains('\n') {
         return Err(Error::Usage {

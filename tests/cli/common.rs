@@ -65,6 +65,7 @@ impl TestHome {
             .arg(self.path())
             .args(args)
             .env_remove("JOBS_HOME")
+            .env_remove("JOBS_STORE")
             .env("NO_COLOR", "1")
             .output()
             .expect("run jobs");
@@ -107,6 +108,7 @@ impl TestHome {
             .arg(self.path())
             .args(args)
             .env_remove("JOBS_HOME")
+            .env_remove("JOBS_STORE")
             .env("NO_COLOR", "1");
         command
     }
@@ -396,6 +398,7 @@ impl SchedulerStart {
             .args(["scheduler", "--shutdown-grace", &self.grace])
             .args(&self.args)
             .env_remove("JOBS_HOME")
+            .env_remove("JOBS_STORE")
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null());
         for (key, value) in &self.envs {

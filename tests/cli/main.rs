@@ -24,6 +24,7 @@ mod notify;
 mod orchestration;
 mod orphans;
 mod output_limits;
+mod pg_store;
 #[path = "../support/receiver.rs"]
 mod receiver;
 mod runbooks;

@@ -1,0 +1,190 @@
+//! A home whose store is a PostgreSQL database: how the store is named (and a password never on
+//! the command line or on the screen), a bad store refused by every command, and the real binary's
+//! runs, history and scheduler on the database `.ci/postgres` starts (`JOBS_TEST_PG_URL`).
+
+use std::time::{Duration, Instant};
+
+use crate::common::{TestHome, manual_spec, start_scheduler, stop};
+
+/// A new empty database on the test server, and its URL; `None` (the test skips) without a
+/// server, unless `JOBS_TEST_STRICT` is set.
+fn fresh_database() -> Option<String> {
+    let admin = match std::env::var("JOBS_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var_os("JOBS_TEST_STRICT").is_some() => {
+            panic!("JOBS_TEST_STRICT is set but JOBS_TEST_PG_URL names no PostgreSQL server")
+        }
+        _ => {
+            eprintln!("skipped: JOBS_TEST_PG_URL names no PostgreSQL server");
+            return None;
+        }
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "jobs_cli_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut client =
+        postgres::Client::connect(&admin, postgres::NoTls).expect("connect to the test server");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create a database");
+    let (before, query) = admin.split_once('?').unwrap_or((&admin, ""));
+    let base = before.rsplit_once('/').map_or(before, |(base, _)| base);
+    Some(if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    })
+}
+
+#[test]
+fn a_password_on_the_command_line_is_refused_and_never_shown() {
+    let home = TestHome::new();
+    home.spec("a.yaml", manual_spec("a"));
+    let out = home.run(&[
+        "--store",
+        "postgres://jobs:s3cretpw@127.0.0.1:1/jobs",
+        "list",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("has a password in it"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("s3cretpw"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("postgres://jobs:***@127.0.0.1:1/jobs"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_bad_store_refuses_every_command_rather_than_open_another() {
+    let home = TestHome::new();
+    home.spec("a.yaml", manual_spec("a"));
+    // Not a PostgreSQL URL.
+    let out = home.run(&["--store", "mysql://db/jobs", "list"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not a PostgreSQL URL"),
+        "{}",
+        out.stderr
+    );
+    // A server that is not there: a store error, with the password given by the environment
+    // masked nowhere because it never appears.
+    let out = home
+        .command(&[
+            "--store",
+            "postgres://jobs@127.0.0.1:1/jobs?connect_timeout=2",
+            "run",
+            "a",
+        ])
+        .env("PGPASSWORD", "s3cretpw")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("connect to the store postgres://jobs@127.0.0.1:1/jobs"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cretpw"), "{stderr}");
+    assert!(
+        !home.path().join("db/jobs.sqlite3").exists(),
+        "no SQLite store made instead"
+    );
+    // The config names the store, but is invalid elsewhere: refused, not a guess.
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "store: postgres://jobs@127.0.0.1:1/jobs\nmax_running: zero\n",
+    )
+    .expect("config");
+    let out = home.run(&["list"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("config.yaml names a store but is invalid"),
+        "{}",
+        out.stderr
+    );
+    // A password in the config's URL is a problem of the config, with its position.
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "store: postgres://jobs:pw@127.0.0.1:1/jobs\n",
+    )
+    .expect("config");
+    let out = home.run(&["validate"]);
+    assert_eq!(out.code, 4, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("config.yaml:1:1: /store: postgres://jobs:***@127.0.0.1:1/jobs is not"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(":pw@"), "{}", out.stdout);
+}
+
+#[test]
+fn two_homes_share_one_database_runs_history_and_status() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (TestHome::new(), TestHome::new());
+    for home in [&a, &b] {
+        home.spec("report.yaml", manual_spec("report"));
+    }
+    let ran = a.run(&["--store", &url, "run", "report"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    assert!(
+        !a.path().join("db/jobs.sqlite3").exists(),
+        "the runs went to PostgreSQL"
+    );
+    // The other home sees the run, by the environment's name for the store.
+    let history = b
+        .command(&["--json", "history", "report"])
+        .env("JOBS_STORE", &url)
+        .output()
+        .expect("history");
+    let doc: serde_json::Value = serde_json::from_slice(&history.stdout).expect("json");
+    assert_eq!(doc["data"]["runs"][0]["seq"], 1, "{doc}");
+    assert_eq!(doc["data"]["runs"][0]["status"], "succeeded", "{doc}");
+    // A second run from the other home takes the next number.
+    let ran = b.run(&["--store", &url, "run", "report"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let (doc, _) = a.json(&["--store", &url, "history", "report"]);
+    assert_eq!(doc["data"]["runs"][0]["seq"], 2, "{doc}");
+    let (status, _) = a.json(&["--store", &url, "status"]);
+    assert_eq!(status["data"]["store"], serde_json::json!(url), "{status}");
+}
+
+#[test]
+fn the_scheduler_runs_a_job_every_second_on_postgresql_with_every_slot_once() {
+    let Some(url) = fresh_database() else { return };
+    let home = TestHome::new();
+    home.spec(
+        "tick.yaml",
+        "id: tick\nschedule: {every: 1s}\nrun:\n  command: [\"true\"]\n",
+    );
+    let scheduler = start_scheduler(&home, &[("JOBS_STORE", &url)]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut runs = Vec::new();
+    while Instant::now() < deadline {
+        let (doc, _) = home.json(&["--store", &url, "history", "tick", "--status", "succeeded"]);
+        runs = doc["data"]["runs"].as_array().cloned().unwrap_or_default();
+        if runs.len() >= 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(stop(scheduler), 0);
+    assert!(runs.len() >= 4, "{runs:?}");
+    let mut slots: Vec<&str> = runs.iter().filter_map(|r| r["slot"].as_str()).collect();
+    let all = slots.len();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), all, "no slot twice: {runs:?}");
+    assert!(!home.path().join("db/jobs.sqlite3").exists());
+}
