@@ -655,20 +655,10 @@ impl RunStore for PgStore {
     }
 
     fn owed_retries(&self) -> Result<Vec<RunRow>> {
-        let fail = |e| pg_error("read the retries owed", e);
-        self.client
-            .borrow_mut()
-            .query(
-                &format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE retry_owed = 1 ORDER BY claimed_at, seq"
-                ),
-                &[],
-            )
-            .map_err(fail)?
-            .iter()
-            .map(run_row)
-            .collect::<PgResult<_>>()
-            .map_err(fail)
+        self.select_runs(
+            "retry_owed = 1 ORDER BY claimed_at, seq",
+            "read the retries owed",
+        )
     }
 
     fn delete_runs(&mut self, job_id: &str, seqs: &[i64]) -> Result<usize> {
