@@ -227,6 +227,14 @@ fn history_filters_newest_first_and_counts_all_that_match() {
         );
         assert_eq!(
             page(HistoryFilter {
+                upstream: Some("a#1".to_owned()),
+                ..all.clone()
+            }),
+            (vec![], 0),
+            "{name}: no run here was triggered"
+        );
+        assert_eq!(
+            page(HistoryFilter {
                 since: Some(at(2_000)),
                 ..all
             }),
