@@ -33,7 +33,8 @@ fn other_command(id: &str) -> String {
 const BROKEN: &str = "id: c\nschedule: {every: banana}\nrun:\n  command: [\"true\"]\n";
 
 #[test]
-fn a_sync_adds_new_jobs_updates_changed_ones_keeps_a_broken_ones_last_good_version_and_marks_gone_ones_removed() {
+fn a_sync_adds_new_jobs_updates_changed_ones_keeps_a_broken_ones_last_good_version_and_marks_gone_ones_removed()
+ {
     for mut fresh in backends() {
         let name = fresh.name;
         let first = sync(
