@@ -6,8 +6,8 @@ use jobs::artifacts::RunDir;
 use jobs::run::{RunEnd, RunStatus, Trigger};
 use jobs::spec::model::Overlap;
 use jobs::store::{
-    AttemptProcess, ClaimRequest, Claimed, IsAlive, Prepare, QueuedStart, RunRow, SharedLimits,
-    StateChange, Store, TickRecord, TickResult,
+    AttemptProcess, ClaimRequest, Claimed, IsAlive, OwedTrigger, Prepare, QueuedStart, RunRow,
+    SharedLimits, StateChange, Store, TickRecord, TickResult,
 };
 
 use crate::support::{Fresh, at, backends, claim, minutely, sync};
@@ -1015,5 +1015,118 @@ fn a_delete_never_takes_a_run_in_flight() {
             .delete_runs("a", &[1, 2])
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(deleted, 1, "{name}: #1 went before");
+    }
+}
+
+fn after(id: &str, upstream: &str) -> String {
+    format!("id: {id}\nafter:\n  - job: {upstream}\nrun:\n  command: [\"true\"]\n")
+}
+
+/// The run a tick makes of a trigger owed.
+fn triggered(owed: &OwedTrigger) -> TickRecord {
+    TickRecord::Run {
+        job_id: owed.job_id.clone(),
+        trigger: Trigger::After,
+        slot: None,
+        due_at: None,
+        first_slot: None,
+        last_slot: None,
+        count: 1,
+        spec_hash: "h".into(),
+        queued: false,
+        retry_of: None,
+        max_instances: 1,
+        shared: SharedLimits::default(),
+        overlap: Overlap::Skip,
+        upstream: Some(owed.clone()),
+    }
+}
+
+fn owed_triggers(fresh: &Fresh) -> Vec<OwedTrigger> {
+    fresh
+        .store
+        .owed_triggers()
+        .unwrap_or_else(|e| panic!("{}: {e}", fresh.name))
+}
+
+#[test]
+fn an_upstream_end_owes_one_triggered_run_taken_once_and_a_paused_job_records_it_skipped() {
+    for mut fresh in backends() {
+        let name = fresh.name;
+        sync(
+            &mut fresh,
+            &[("up", &minutely("up")), ("down", &after("down", "up"))],
+            at(0),
+        );
+        let up = claim(
+            fresh.store.as_mut(),
+            "up",
+            "1@h",
+            at(1_000),
+            1,
+            Overlap::Skip,
+        );
+        assert_eq!(up, Ok(Claimed::Running(1)), "{name}");
+        for _ in 0..2 {
+            finish(&mut fresh, "up", 1, 2_000);
+        }
+        let owed = owed_triggers(&fresh);
+        assert_eq!(
+            owed.iter()
+                .map(|o| (o.job_id.as_str(), o.upstream_job.as_str(), o.upstream_seq))
+                .collect::<Vec<_>>(),
+            [("down", "up", 1)],
+            "{name}: one trigger, however often the end is written"
+        );
+        let first = tick(&mut fresh, &[triggered(&owed[0])], at(3_000));
+        assert_eq!(recorded(&first[0]), Some((1, false)), "{name}: {first:?}");
+        let down = run(&fresh, "down", 1);
+        assert_eq!(
+            (down.trigger, down.upstream.as_deref()),
+            (Trigger::After, Some("up#1")),
+            "{name}"
+        );
+        let again = tick(&mut fresh, &[triggered(&owed[0])], at(4_000));
+        assert!(
+            matches!(again[0], TickResult::AlreadyClaimed),
+            "{name}: {again:?}"
+        );
+        assert!(owed_triggers(&fresh).is_empty(), "{name}");
+
+        fresh
+            .store
+            .change_state("down", StateChange::Pause, "me@h", None, at(5_000))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let up = claim(
+            fresh.store.as_mut(),
+            "up",
+            "1@h",
+            at(6_000),
+            1,
+            Overlap::Skip,
+        );
+        assert_eq!(up, Ok(Claimed::Running(2)), "{name}");
+        finish(&mut fresh, "up", 2, 7_000);
+        let owed = owed_triggers(&fresh);
+        assert_eq!(owed.len(), 1, "{name}: {owed:?}");
+        let paused = tick(&mut fresh, &[triggered(&owed[0])], at(8_000));
+        assert!(
+            matches!(
+                paused[0],
+                TickResult::Refused {
+                    seq: 3,
+                    reason: "paused"
+                }
+            ),
+            "{name}: {paused:?}"
+        );
+        // (#2 was spent by the tick that found the trigger taken.)
+        let skipped = run(&fresh, "down", 3);
+        assert_eq!(
+            (skipped.status, skipped.error_code.as_deref()),
+            (RunStatus::Skipped, Some("skipped_paused")),
+            "{name}"
+        );
+        assert!(owed_triggers(&fresh).is_empty(), "{name}: the skip took it");
     }
 }
