@@ -10,7 +10,7 @@ use jobs::store::{
     SharedLimits, StateChange, Store, TickRecord, TickResult,
 };
 
-use crate::support::{Fresh, at, backends, claim, minutely, sync};
+use crate::support::{Fresh, at, backends, claim, minutely, raw_sql, sync, with_database};
 
 /// A `prepare` that makes nothing and stores `runs/<job>/<seq>`.
 macro_rules! made {
@@ -1128,5 +1128,90 @@ fn an_upstream_end_owes_one_triggered_run_taken_once_and_a_paused_job_records_it
             "{name}"
         );
         assert!(owed_triggers(&fresh).is_empty(), "{name}: the skip took it");
+    }
+}
+
+/// A connection of its own to `fresh`'s store, as another process on the home (or another host)
+/// has.
+fn another_store(fresh: &Fresh) -> Box<dyn Store> {
+    if fresh.name == "postgres" {
+        let database = raw_sql(fresh, "SELECT current_database()")
+            .first()
+            .and_then(|row| row.first().cloned().flatten())
+            .unwrap_or_else(|| panic!("postgres: no current database"));
+        let admin = std::env::var("JOBS_TEST_PG_URL")
+            .unwrap_or_else(|e| panic!("postgres: JOBS_TEST_PG_URL: {e}"));
+        jobs::store::open_postgres(&with_database(&admin, &database), None)
+            .unwrap_or_else(|e| panic!("postgres: open {database} again: {e}"))
+    } else {
+        jobs::store::open(&fresh.dir.path().join("jobs.sqlite3"))
+            .unwrap_or_else(|e| panic!("sqlite: open again: {e}"))
+    }
+}
+
+#[test]
+fn claims_from_several_connections_at_once_keep_max_instances_and_never_share_a_number_or_a_slot() {
+    const CLAIMERS: usize = 4;
+    for mut fresh in backends() {
+        let name = fresh.name;
+        sync(&mut fresh, &[("a", &minutely("a"))], at(0));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(CLAIMERS));
+        let claimers: Vec<_> = (0..CLAIMERS)
+            .map(|i| {
+                let mut store = another_store(&fresh);
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    let ms = 1_000 + i64::try_from(i).unwrap_or_default();
+                    let claimed = claim(store.as_mut(), "a", "1@h", at(ms), 2, Overlap::Skip);
+                    // Every claim is in before any tick: a run the tick queues would refuse them.
+                    start.wait();
+                    let ticked = store
+                        .commit_tick(
+                            &[slot_run("a", at(60_000))],
+                            &[],
+                            &[],
+                            "1@h",
+                            at(ms),
+                            made!(),
+                        )
+                        .map(|results| results.iter().map(recorded).collect::<Vec<_>>())
+                        .map_err(|e| e.to_string());
+                    (claimed, ticked)
+                })
+            })
+            .collect();
+        let mut granted = Vec::new();
+        let mut slot_runs = Vec::new();
+        for claimer in claimers {
+            let (claimed, ticked) = claimer
+                .join()
+                .unwrap_or_else(|_| panic!("{name}: a claimer panicked"));
+            match claimed {
+                Ok(Claimed::Running(seq)) => granted.push(seq),
+                Ok(other) => panic!("{name}: {other:?}"),
+                Err(e) => assert!(e.starts_with("max_instances_reached"), "{name}: {e}"),
+            }
+            let ticked = ticked.unwrap_or_else(|e| panic!("{name}: {e}"));
+            slot_runs.extend(ticked.into_iter().flatten());
+        }
+        assert_eq!(granted.len(), 2, "{name}: {granted:?}");
+        assert_eq!(
+            slot_runs.len(),
+            1,
+            "{name}: the slot is recorded once: {slot_runs:?}"
+        );
+        let mut numbers: Vec<i64> = granted
+            .iter()
+            .copied()
+            .chain(slot_runs.iter().map(|(seq, _)| *seq))
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 3, "{name}: {granted:?} {slot_runs:?}");
+        assert!(
+            slot_runs.iter().all(|(_, queued)| *queued),
+            "{name}: both instances were taken, so the slot's run waits: {slot_runs:?}"
+        );
     }
 }
