@@ -564,7 +564,10 @@ impl RunStore for PgStore {
         if processes.is_empty() {
             return Ok(());
         }
-        self.unsynced("record the processes of runs", |tx| {
+        // Durable, unlike in SQLite: there, a power cut that loses the record ended the processes it
+        // names, as they ran on the same machine; here the database may be on another host, and a
+        // crash of it alone would leave the processes running with no record of their group.
+        self.durable("record the processes of runs", |tx| {
             for p in processes {
                 tx.execute(
                     "UPDATE runs SET pgid = $3, leader_start = $4, boot_id = COALESCE(boot_id, $5), kill_grace_ms = $6
@@ -691,9 +694,9 @@ impl RunStore for PgStore {
 impl PgStore {
     /// One write transaction committed without waiting for its WAL to reach the disk
     /// (`synchronous_commit = off` for it alone): for records that the next durable commit carries
-    /// anyway, and whose loss to a crash of the database costs nothing (a start time written again
-    /// at the run's end; a process group that the same crash ended, if the runner's host went too).
-    /// The database stays consistent: such a commit is lost whole or kept whole.
+    /// anyway, and whose loss to a crash of the database costs nothing (a start time, written again
+    /// with the run's end). The database stays consistent: such a commit is lost whole or kept
+    /// whole.
     fn unsynced(
         &mut self,
         what: &str,
@@ -703,6 +706,18 @@ impl PgStore {
         let mut tx = self.write().map_err(fail)?;
         tx.batch_execute("SET LOCAL synchronous_commit = off")
             .map_err(fail)?;
+        write(&mut tx).map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
+
+    /// One write transaction, committed as durably as any other.
+    fn durable(
+        &mut self,
+        what: &str,
+        write: impl FnOnce(&mut Transaction<'_>) -> PgResult<()>,
+    ) -> Result<()> {
+        let fail = |e| pg_error(what, e);
+        let mut tx = self.write().map_err(fail)?;
         write(&mut tx).map_err(fail)?;
         tx.commit().map_err(fail)
     }
