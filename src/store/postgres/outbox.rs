@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use postgres::Transaction;
+use postgres::types::{FromSql, Type, accepts};
 
 use super::column::{Millis, instant, millis, signed};
 use super::connection::{PgStore, pg_error};
@@ -246,10 +247,27 @@ type DueRow = (
     u32,
 );
 
-/// An integer column as the unsigned type a record holds; one that does not fit (negative, or too
-/// big) is read as 0 rather than failing the read.
-fn unsigned<T: TryFrom<i64> + Default>(n: i64) -> T {
+/// A count that cannot be negative, read as the unsigned type a record holds (a count out of its
+/// range is read as 0, as the SQLite store reads it).
+fn count<T: TryFrom<i64> + Default>(n: i64) -> T {
     T::try_from(n).unwrap_or_default()
+}
+
+/// A BIGINT column read as the narrower or unsigned type a record holds: a value that does not fit
+/// is an error, never a wrapped or clamped number, as the SQLite store's checked reads refuse it.
+struct Fits<T>(T);
+
+impl<'a, T: TryFrom<i64>> FromSql<'a> for Fits<T> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let n = i64::from_sql(ty, raw)?;
+        T::try_from(n)
+            .map(Self)
+            .map_err(|_| format!("{n} is out of range for {}", std::any::type_name::<T>()).into())
+    }
+    accepts!(INT8);
 }
 
 impl OutboxStore for PgStore {
@@ -359,7 +377,7 @@ impl OutboxStore for PgStore {
                 row.try_get(3).map_err(fail)?,
                 endpoint,
                 row.try_get(5).map_err(fail)?,
-                unsigned(row.try_get::<_, i64>(6).map_err(fail)?),
+                row.try_get::<_, Fits<u32>>(6).map_err(fail)?.0,
             ));
         }
         let mut taken = Vec::new();
@@ -515,11 +533,9 @@ impl OutboxStore for PgStore {
                             "notify_failed"
                         },
                         at: row.try_get::<_, Millis>(1)?.0,
-                        http_status: row
-                            .try_get::<_, Option<i64>>(2)?
-                            .and_then(|s| u16::try_from(s).ok()),
+                        http_status: row.try_get::<_, Option<Fits<u16>>>(2)?.map(|s| s.0),
                         detail: row.try_get(3)?,
-                        took_ms: unsigned(row.try_get::<_, i64>(4)?),
+                        took_ms: row.try_get::<_, Fits<u64>>(4)?.0,
                         by: row.try_get(5)?,
                     })
                 })
@@ -539,7 +555,7 @@ impl OutboxStore for PgStore {
             )
             .and_then(|row| row.try_get(0))
             .map_err(|e| pg_error(format!("read the notifications of {job_id}#{seq}"), e))?;
-        Ok(unsigned(n))
+        Ok(count(n))
     }
 
     fn given_up(&self, limit: usize) -> Result<Vec<NotificationRecord>> {
@@ -574,8 +590,8 @@ impl OutboxStore for PgStore {
             )
             .and_then(|row| {
                 Ok(OutboxCounts {
-                    pending: unsigned(row.try_get::<_, i64>(0)?),
-                    given_up: unsigned(row.try_get::<_, i64>(1)?),
+                    pending: count(row.try_get::<_, i64>(0)?),
+                    given_up: count(row.try_get::<_, i64>(1)?),
                 })
             })
             .map_err(|e| pg_error("count the outbox", e))
