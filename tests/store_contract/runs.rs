@@ -1215,3 +1215,49 @@ fn claims_from_several_connections_at_once_keep_max_instances_and_never_share_a_
         );
     }
 }
+
+#[test]
+fn a_runs_start_and_end_are_owed_once_however_often_written_and_outlive_its_delete_while_owed() {
+    for mut fresh in backends() {
+        let name = fresh.name;
+        let spec = "id: a\nrun:\n  command: [\"true\"]\nnotify:\n  - webhook: http://a.example/hook\n    on: [started, failed]\n";
+        sync(&mut fresh, &[("a", spec)], at(0));
+        assert_eq!(
+            Claim::manual("a", at(1_000)).granted(&mut fresh),
+            Claimed::Running(1),
+            "{name}"
+        );
+        for ms in [1_100, 1_200] {
+            fresh
+                .store
+                .record_starts(&[("a".into(), 1, at(ms))])
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for _ in 0..2 {
+            fresh
+                .store
+                .finish_run("a", 1, &end(RunStatus::Failed, 2_000))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let events = |fresh: &Fresh| -> Vec<String> {
+            fresh
+                .store
+                .notifications_of_run("a", 1)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .into_iter()
+                .map(|n| n.event)
+                .collect()
+        };
+        assert_eq!(events(&fresh), ["started", "failed"], "{name}");
+        let deleted = fresh
+            .store
+            .delete_runs("a", &[1])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(deleted, 1, "{name}");
+        assert_eq!(
+            events(&fresh),
+            ["started", "failed"],
+            "{name}: still owed, they are delivered all the same"
+        );
+    }
+}
