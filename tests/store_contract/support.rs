@@ -158,3 +158,55 @@ pub fn claim(
         .map(|(claimed, ())| claimed)
         .map_err(|e| format!("{}: {e}", e.code()))
 }
+
+/// Runs one SQL statement straight on `fresh`'s database, past the store (to plant what an older
+/// version might have left, or to read a table the interface does not show), and returns its rows
+/// with every value as text (NULL as `None`). Write it in the dialect both backends share.
+pub fn raw_sql(fresh: &Fresh, sql: &str) -> Vec<Vec<Option<String>>> {
+    match &fresh.database {
+        Some((admin, name)) => {
+            let url = with_database(admin, name);
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect to {name}: {e}"));
+            client
+                .simple_query(sql)
+                .unwrap_or_else(|e| panic!("postgres: {sql}: {e}"))
+                .into_iter()
+                .filter_map(|message| match message {
+                    postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_owned))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()
+        }
+        None => {
+            let conn = rusqlite::Connection::open(fresh.dir.path().join("jobs.sqlite3"))
+                .unwrap_or_else(|e| panic!("open sqlite: {e}"));
+            let mut statement = conn
+                .prepare(sql)
+                .unwrap_or_else(|e| panic!("sqlite: {sql}: {e}"));
+            let width = statement.column_count();
+            let mut rows = statement.raw_query();
+            let mut all = Vec::new();
+            while let Some(row) = rows.next().unwrap_or_else(|e| panic!("sqlite: {sql}: {e}")) {
+                all.push(
+                    (0..width)
+                        .map(|i| match row.get_ref(i) {
+                            Ok(rusqlite::types::ValueRef::Null) | Err(_) => None,
+                            Ok(rusqlite::types::ValueRef::Integer(n)) => Some(n.to_string()),
+                            Ok(rusqlite::types::ValueRef::Real(x)) => Some(x.to_string()),
+                            Ok(
+                                rusqlite::types::ValueRef::Text(t)
+                                | rusqlite::types::ValueRef::Blob(t),
+                            ) => Some(String::from_utf8_lossy(t).into_owned()),
+                        })
+                        .collect(),
+                );
+            }
+            all
+        }
+    }
+}

@@ -1,37 +1,106 @@
-//! The scheduler that owns the store, on PostgreSQL.
+//! The `scheduler_owner` row on PostgreSQL: who runs the scheduler of this home, since when, and its
+//! last heartbeat. Its times are the database server's clock, never the caller's: processes on
+//! several hosts share the row, and only the server's clock is the same for all of them.
 
-#![allow(
-    unused_variables,
-    unused_imports,
-    dead_code,
-    reason = "a stub until the port lands"
-)]
+use postgres::Transaction;
 
-use std::collections::HashMap;
-use std::path::Path;
+use super::column::Millis;
+use super::connection::{PgStore, pg_error};
+use crate::error::{Error, Result};
+use crate::store::interface::OwnerStore;
+use crate::store::records::Owner;
 
-use chrono::{DateTime, Utc};
+/// The store's clock, in milliseconds. `clock_timestamp()`, not `now()`: `now()` is when the
+/// transaction began, which may be a lock wait ago.
+const STORE_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
-use super::connection::{PgStore, not_yet};
-use crate::error::Result;
-use crate::notifier::fanout::Outgoing;
-use crate::run::{RunEnd, RunStatus};
-use crate::spec::SpecFile;
-use crate::spec::model::NotifierSpec;
-use crate::store::interface::*;
-use crate::store::records::*;
+/// The pid and host of an owner written `pid@host`, as the row keeps them.
+fn pid_and_host(owner: &str) -> Result<(i64, &str)> {
+    owner
+        .split_once('@')
+        .and_then(|(pid, host)| Some((pid.parse().ok()?, host)))
+        .ok_or_else(|| Error::Internal {
+            message: format!("the scheduler owner `{owner}` is not pid@host"),
+        })
+}
+
+impl PgStore {
+    /// Runs `write` in a transaction holding the write lock, and commits it.
+    fn owner_write<T>(
+        &mut self,
+        action: &str,
+        write: impl FnOnce(&mut Transaction<'_>) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let fail = |e| pg_error(action.to_owned(), e);
+        let mut tx = self.write().map_err(fail)?;
+        let done = write(&mut tx).map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(done)
+    }
+}
 
 impl OwnerStore for PgStore {
     fn claim_owner(&mut self, owner: &str, version: &str) -> Result<()> {
-        Err(not_yet("claim_owner"))
+        let (pid, host) = pid_and_host(owner)?;
+        // The clock is read once, so that a new owner starts and was last seen at the same instant.
+        self.owner_write("record the scheduler owner", |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO scheduler_owner (id, pid, host, version, started_at, heartbeat_at)
+                     SELECT 1, $1, $2, $3, clock.now, clock.now FROM (SELECT {STORE_NOW} AS now) AS clock
+                     ON CONFLICT (id) DO UPDATE SET pid = EXCLUDED.pid, host = EXCLUDED.host,
+                         version = EXCLUDED.version, started_at = EXCLUDED.started_at,
+                         heartbeat_at = EXCLUDED.heartbeat_at"
+                ),
+                &[&pid, &host, &version],
+            )
+        })?;
+        Ok(())
     }
+
     fn heartbeat(&mut self, owner: &str) -> Result<bool> {
-        Err(not_yet("heartbeat"))
+        let (pid, host) = pid_and_host(owner)?;
+        let renewed = self.owner_write("record the scheduler heartbeat", |tx| {
+            tx.execute(
+                &format!(
+                    "UPDATE scheduler_owner SET heartbeat_at = {STORE_NOW} WHERE pid = $1 AND host = $2"
+                ),
+                &[&pid, &host],
+            )
+        })?;
+        Ok(renewed > 0)
     }
+
     fn release_owner(&mut self, owner: &str) -> Result<()> {
-        Err(not_yet("release_owner"))
+        let (pid, host) = pid_and_host(owner)?;
+        self.owner_write("clear the scheduler owner", |tx| {
+            tx.execute(
+                "DELETE FROM scheduler_owner WHERE pid = $1 AND host = $2",
+                &[&pid, &host],
+            )
+        })?;
+        Ok(())
     }
+
     fn owner(&self) -> Result<Option<Owner>> {
-        Err(not_yet("owner"))
+        let fail = |e| pg_error("read the scheduler owner", e);
+        self.client
+            .borrow_mut()
+            .query_opt(
+                "SELECT pid, host, version, started_at, heartbeat_at FROM scheduler_owner WHERE id = 1",
+                &[],
+            )
+            .map_err(fail)?
+            .map(|r| {
+                Ok(Owner {
+                    pid: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    version: r.try_get(2)?,
+                    started_at: r.try_get::<_, Millis>(3)?.0,
+                    heartbeat_at: r.try_get::<_, Millis>(4)?.0,
+                })
+            })
+            .transpose()
+            .map_err(fail)
     }
 }
