@@ -149,13 +149,13 @@ fn two_homes_share_one_database_runs_history_and_status() {
         .output()
         .expect("history");
     let doc: serde_json::Value = serde_json::from_slice(&history.stdout).expect("json");
-    assert_eq!(doc["data"]["runs"][0]["seq"], 1, "{doc}");
-    assert_eq!(doc["data"]["runs"][0]["status"], "succeeded", "{doc}");
+    assert_eq!(doc["data"]["entries"][0]["run"], 1, "{doc}");
+    assert_eq!(doc["data"]["entries"][0]["status"], "succeeded", "{doc}");
     // A second run from the other home takes the next number.
     let ran = b.run(&["--store", &url, "run", "report"]);
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
     let (doc, _) = a.json(&["--store", &url, "history", "report"]);
-    assert_eq!(doc["data"]["runs"][0]["seq"], 2, "{doc}");
+    assert_eq!(doc["data"]["entries"][0]["run"], 2, "{doc}");
     let (status, _) = a.json(&["--store", &url, "status"]);
     assert_eq!(status["data"]["store"], serde_json::json!(url), "{status}");
 }
@@ -173,7 +173,7 @@ fn the_scheduler_runs_a_job_every_second_on_postgresql_with_every_slot_once() {
     let mut runs = Vec::new();
     while Instant::now() < deadline {
         let (doc, _) = home.json(&["--store", &url, "history", "tick", "--status", "succeeded"]);
-        runs = doc["data"]["runs"].as_array().cloned().unwrap_or_default();
+        runs = doc["data"]["entries"].as_array().cloned().unwrap_or_default();
         if runs.len() >= 4 {
             break;
         }

@@ -20,64 +20,70 @@ impl CancelStore for PgStore {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Requested>> {
-        let fail = |e| pg_error("record the cancel request", e);
-        // Under the write lock, so that a run's status (and any earlier request) cannot change
-        // between reading it here and recording the request.
-        let mut tx = self.write().map_err(fail)?;
-        let mut answers = Vec::with_capacity(runs.len());
-        for (job_id, seq) in runs {
-            let status: Option<RunStatus> = tx
-                .query_opt(
-                    "SELECT status FROM runs WHERE job_id = $1 AND seq = $2",
-                    &[job_id, seq],
-                )
-                .map_err(fail)?
-                .map(|row| row.try_get(0))
-                .transpose()
-                .map_err(fail)?;
-            if !status.is_some_and(RunStatus::is_active) {
-                answers.push(Requested::NotInFlight(status));
-                continue;
-            }
-            if let Some(earlier) = read_request(&mut tx, job_id, *seq).map_err(fail)? {
-                answers.push(Requested::Already(earlier));
-                continue;
-            }
-            tx.execute(
-                "INSERT INTO cancel_requests (job_id, seq, requested_at, requested_by, reason)
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("record the cancel request", e);
+            // Under the write lock, so that a run's status (and any earlier request) cannot change
+            // between reading it here and recording the request.
+            let mut tx = self.write().map_err(fail)?;
+            let mut answers = Vec::with_capacity(runs.len());
+            for (job_id, seq) in runs {
+                let status: Option<RunStatus> = tx
+                    .query_opt(
+                        "SELECT status FROM runs WHERE job_id = $1 AND seq = $2",
+                        &[job_id, seq],
+                    )
+                    .map_err(fail)?
+                    .map(|row| row.try_get(0))
+                    .transpose()
+                    .map_err(fail)?;
+                if !status.is_some_and(RunStatus::is_active) {
+                    answers.push(Requested::NotInFlight(status));
+                    continue;
+                }
+                if let Some(earlier) = read_request(&mut tx, job_id, *seq).map_err(fail)? {
+                    answers.push(Requested::Already(earlier));
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO cancel_requests (job_id, seq, requested_at, requested_by, reason)
                  VALUES ($1, $2, $3, $4, $5)",
-                &[job_id, seq, &Millis(now), &by, &reason],
-            )
-            .map_err(fail)?;
-            answers.push(Requested::New);
-        }
-        tx.commit().map_err(fail)?;
-        Ok(answers)
+                    &[job_id, seq, &Millis(now), &by, &reason],
+                )
+                .map_err(fail)?;
+                answers.push(Requested::New);
+            }
+            tx.commit().map_err(fail)?;
+            Ok(answers)
+        })
     }
 
     fn cancels_for_owner(&self, owner: &str) -> Result<Vec<(String, i64)>> {
-        let fail = |e| pg_error("read the cancel requests", e);
-        // The planner starts from the few runs in flight (the status index), not from every request
-        // ever made; no join order has to be forced as on SQLite.
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT r.job_id, r.seq FROM runs r
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("read the cancel requests", e);
+            // The planner starts from the few runs in flight (the status index), not from every request
+            // ever made; no join order has to be forced as on SQLite.
+            let rows = self
+                .client
+                .borrow_mut()
+                .query(
+                    "SELECT r.job_id, r.seq FROM runs r
                  JOIN cancel_requests c ON c.job_id = r.job_id AND c.seq = r.seq
                  WHERE r.status IN ('queued', 'running') AND r.owner = $1",
-                &[&owner],
-            )
-            .map_err(fail)?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(fail)
+                    &[&owner],
+                )
+                .map_err(fail)?;
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(fail)
+        })
     }
 
     fn cancel_request(&self, job_id: &str, seq: i64) -> Result<Option<CancelRequest>> {
-        read_request(&mut *self.client.borrow_mut(), job_id, seq)
-            .map_err(|e| pg_error(format!("read the cancel request of {job_id}#{seq}"), e))
+        super::connection::in_place(|| {
+            read_request(&mut **self.client.borrow_mut(), job_id, seq)
+                .map_err(|e| pg_error(format!("read the cancel request of {job_id}#{seq}"), e))
+        })
     }
 }
 

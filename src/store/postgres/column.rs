@@ -1,5 +1,4 @@
 //! How the interface's values sit in PostgreSQL columns: instants as milliseconds since the epoch
-#![allow(dead_code, reason = "used once the port lands")]
 //! (BIGINT, as in SQLite, so both stores agree to the millisecond), states and modes as the words
 //! the schema's CHECK constraints name (TEXT), every integer BIGINT. The only place these
 //! conversions are written for this backend.

@@ -40,7 +40,53 @@ fn lock_timeout() -> Duration {
 pub struct PgStore {
     /// Behind a `RefCell` because the interface reads through `&self` and the client needs `&mut`;
     /// the store is used by one caller at a time (`Send`, not `Sync`).
-    pub(super) client: RefCell<Client>,
+    pub(super) client: RefCell<Conn>,
+}
+
+/// The connection's client. Each of its calls blocks on a runtime of its own, which tokio refuses
+/// on a thread that drives async tasks: every operation of the store runs through [`in_place`], and
+/// so does closing the client when the store is dropped, wherever that happens.
+pub(super) struct Conn(Option<Client>);
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        match &self.0 {
+            Some(client) => client,
+            None => unreachable!("the client is taken only when the store is dropped"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        match &mut self.0 {
+            Some(client) => client,
+            None => unreachable!("the client is taken only when the store is dropped"),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            in_place(move || drop(client));
+        }
+    }
+}
+
+/// Runs `f`, which blocks on the database, from wherever the store is called: on a thread that
+/// drives async tasks (the interface asks for a blocking thread, but a caller that runs a store
+/// call inline in async code must get a slow call, not a panic), tokio is told first, so that it
+/// moves its other tasks elsewhere while this one blocks.
+pub(super) fn in_place<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 /// PostgreSQL's error as the store's: a lock not granted within the timeout is
@@ -77,19 +123,23 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let client = super::tls::connect(&config, shown)?;
+        let client = in_place(|| super::tls::connect(&config, shown))?;
         let mut store = Self {
-            client: RefCell::new(client),
+            client: RefCell::new(Conn(Some(client))),
         };
         let timeout = lock_timeout().as_millis();
-        store
-            .client
-            .get_mut()
-            .batch_execute(&format!(
-                "SET lock_timeout = {timeout}; SET statement_timeout = 0; SET TIME ZONE 'UTC'"
-            ))
-            .map_err(|e| pg_error(format!("configure the session with the store {shown}"), e))?;
-        store.migrate()?;
+        in_place(|| {
+            store
+                .client
+                .get_mut()
+                .batch_execute(&format!(
+                    "SET lock_timeout = {timeout}; SET statement_timeout = 0; SET TIME ZONE 'UTC'"
+                ))
+                .map_err(|e| {
+                    pg_error(format!("configure the session with the store {shown}"), e)
+                })?;
+            store.migrate()
+        })?;
         Ok(store)
     }
 
@@ -146,30 +196,27 @@ impl Store for PgStore {
     /// The newest transaction id the database has handed out, from this session's snapshot: it moves
     /// whenever anyone commits (to any table, which only ever makes a caller read again).
     fn data_version(&self) -> Result<i64> {
-        let row = self
-            .client
-            .borrow_mut()
-            .query_one(
-                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
-                &[],
-            )
-            .map_err(|e| pg_error("read the store's data version", e))?;
-        Ok(row.get(0))
+        super::connection::in_place(|| {
+            let row = self
+                .client
+                .borrow_mut()
+                .query_one(
+                    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+                    &[],
+                )
+                .map_err(|e| pg_error("read the store's data version", e))?;
+            Ok(row.get(0))
+        })
     }
 
     fn backup_to(&self, path: &Path) -> Result<()> {
-        Err(Error::Usage {
-            message: format!(
-                "the store is a PostgreSQL database: back it up with pg_dump (or the database's own backups), not into {}",
-                path.display()
-            ),
+        super::connection::in_place(|| {
+            Err(Error::Usage {
+                message: format!(
+                    "the store is a PostgreSQL database: back it up with pg_dump (or the database's own backups), not into {}",
+                    path.display()
+                ),
+            })
         })
-    }
-}
-
-/// What an operation not yet ported to this backend answers (removed once the port lands).
-pub(super) fn not_yet(operation: &str) -> Error {
-    Error::Internal {
-        message: format!("{operation} is not available on a PostgreSQL store yet"),
     }
 }

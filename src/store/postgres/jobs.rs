@@ -71,78 +71,88 @@ impl JobStore for PgStore {
         notifiers: &[NotifierSpec],
         now: DateTime<Utc>,
     ) -> Result<SyncReport> {
-        let fail = |e| pg_error("sync the specs into the store", e);
-        // A plain read first: most syncs change nothing and need no write lock.
-        let state = read_sync_state(&mut *self.client.borrow_mut()).map_err(fail)?;
-        if plan(&state, files, display_path).is_empty() {
-            return Ok(SyncReport::default());
-        }
-        let mut tx = self.write().map_err(fail)?;
-        // Plan again under the write lock: another process may have synced in between.
-        let changes = plan(
-            &read_sync_state(&mut tx).map_err(fail)?,
-            files,
-            display_path,
-        );
-        let mut report = SyncReport::default();
-        for change in changes {
-            apply(&mut tx, &change, Millis(now), &mut report).map_err(fail)?;
-            if let Some(owed) = announce_invalid(&change, notifiers, now) {
-                outbox::insert(&mut tx, &owed).map_err(fail)?;
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("sync the specs into the store", e);
+            // A plain read first: most syncs change nothing and need no write lock.
+            let state = read_sync_state(&mut **self.client.borrow_mut()).map_err(fail)?;
+            if plan(&state, files, display_path).is_empty() {
+                return Ok(SyncReport::default());
             }
-        }
-        super::triggers::rebuild_edges(&mut tx).map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        Ok(report)
+            let mut tx = self.write().map_err(fail)?;
+            // Plan again under the write lock: another process may have synced in between.
+            let changes = plan(
+                &read_sync_state(&mut tx).map_err(fail)?,
+                files,
+                display_path,
+            );
+            let mut report = SyncReport::default();
+            for change in changes {
+                apply(&mut tx, &change, Millis(now), &mut report).map_err(fail)?;
+                if let Some(owed) = announce_invalid(&change, notifiers, now) {
+                    outbox::insert(&mut tx, &owed).map_err(fail)?;
+                }
+            }
+            super::triggers::rebuild_edges(&mut tx).map_err(fail)?;
+            tx.commit().map_err(fail)?;
+            Ok(report)
+        })
     }
 
     fn run_counters(&self) -> Result<Vec<(String, i64)>> {
-        let rows = self
-            .client
-            .borrow_mut()
-            .query("SELECT id, run_counter FROM jobs", &[])
-            .map_err(|e| pg_error("read the jobs' run counters", e))?;
-        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        super::connection::in_place(|| {
+            let rows = self
+                .client
+                .borrow_mut()
+                .query("SELECT id, run_counter FROM jobs", &[])
+                .map_err(|e| pg_error("read the jobs' run counters", e))?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
     }
 
     fn raise_run_counter(&mut self, job_id: &str, seq: i64) -> Result<()> {
-        // One statement whose condition is judged on the row as it stands when updated, so it never
-        // lowers a counter another process raised meanwhile; the write lock keeps the store's
-        // single-writer order.
-        let fail = |e| pg_error(format!("raise the run counter of {job_id}"), e);
-        let mut tx = self.write().map_err(fail)?;
-        tx.execute(
-            "UPDATE jobs SET run_counter = $2 WHERE id = $1 AND run_counter < $2",
-            &[&job_id, &seq],
-        )
-        .map_err(fail)?;
-        tx.commit().map_err(fail)
+        super::connection::in_place(|| {
+            // One statement whose condition is judged on the row as it stands when updated, so it never
+            // lowers a counter another process raised meanwhile; the write lock keeps the store's
+            // single-writer order.
+            let fail = |e| pg_error(format!("raise the run counter of {job_id}"), e);
+            let mut tx = self.write().map_err(fail)?;
+            tx.execute(
+                "UPDATE jobs SET run_counter = $2 WHERE id = $1 AND run_counter < $2",
+                &[&job_id, &seq],
+            )
+            .map_err(fail)?;
+            tx.commit().map_err(fail)
+        })
     }
 
     fn job_rows(&self) -> Result<Vec<JobRow>> {
-        let fail = |e| pg_error("read the jobs", e);
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), &[])
-            .map_err(fail)?;
-        rows.iter()
-            .map(job_row)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(fail)
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("read the jobs", e);
+            let rows = self
+                .client
+                .borrow_mut()
+                .query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), &[])
+                .map_err(fail)?;
+            rows.iter()
+                .map(job_row)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(fail)
+        })
     }
 
     fn job_row(&self, id: &str) -> Result<Option<JobRow>> {
-        let fail = |e| pg_error(format!("read job {id}"), e);
-        let row = self
-            .client
-            .borrow_mut()
-            .query_opt(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
-                &[&id],
-            )
-            .map_err(fail)?;
-        row.as_ref().map(job_row).transpose().map_err(fail)
+        super::connection::in_place(|| {
+            let fail = |e| pg_error(format!("read job {id}"), e);
+            let row = self
+                .client
+                .borrow_mut()
+                .query_opt(
+                    &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
+                    &[&id],
+                )
+                .map_err(fail)?;
+            row.as_ref().map(job_row).transpose().map_err(fail)
+        })
     }
 
     fn change_state(
@@ -153,20 +163,21 @@ impl JobStore for PgStore {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<OperatorState> {
-        let fail = |e| pg_error(format!("change the state of {id}"), e);
-        let mut tx = self.write().map_err(fail)?;
-        let before: OperatorState = tx
-            .query_one("SELECT state FROM jobs WHERE id = $1", &[&id])
-            .and_then(|row| row.try_get(0))
-            .map_err(fail)?;
-        if !change.changes(before) {
-            // Only a pause owes slots: resuming a job that is not paused would make up the slots
-            // skipped in an earlier pause (still recorded as skipped) a second time, so it does
-            // nothing; pausing again (or disabling again) would overwrite who, when and why.
-            // Dropping the transaction rolls it back, with the lock.
-            return Ok(before);
-        }
-        let sql = match change {
+        super::connection::in_place(|| {
+            let fail = |e| pg_error(format!("change the state of {id}"), e);
+            let mut tx = self.write().map_err(fail)?;
+            let before: OperatorState = tx
+                .query_one("SELECT state FROM jobs WHERE id = $1", &[&id])
+                .and_then(|row| row.try_get(0))
+                .map_err(fail)?;
+            if !change.changes(before) {
+                // Only a pause owes slots: resuming a job that is not paused would make up the slots
+                // skipped in an earlier pause (still recorded as skipped) a second time, so it does
+                // nothing; pausing again (or disabling again) would overwrite who, when and why.
+                // Dropping the transaction rolls it back, with the lock.
+                return Ok(before);
+            }
+            let sql = match change {
             StateChange::Pause => {
                 "UPDATE jobs SET state = 'paused', paused_at = CASE WHEN state = 'paused' THEN paused_at ELSE $4 END,
                      catchup = NULL, state_by = $2, state_reason = $3, state_at = $4 WHERE id = $1"
@@ -185,33 +196,36 @@ impl JobStore for PgStore {
                      catchup = NULL, paused_at = NULL, state_by = $2, state_reason = $3, state_at = $4 WHERE id = $1"
             }
         };
-        let now = Millis(now);
-        match change {
-            StateChange::Resume { catchup } => {
-                let catchup = catchup_column(catchup);
-                tx.execute(sql, &[&id, &by, &reason, &now, &catchup])
+            let now = Millis(now);
+            match change {
+                StateChange::Resume { catchup } => {
+                    let catchup = catchup_column(catchup);
+                    tx.execute(sql, &[&id, &by, &reason, &now, &catchup])
+                }
+                _ => tx.execute(sql, &[&id, &by, &reason, &now]),
             }
-            _ => tx.execute(sql, &[&id, &by, &reason, &now]),
-        }
-        .map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        Ok(before)
+            .map_err(fail)?;
+            tx.commit().map_err(fail)?;
+            Ok(before)
+        })
     }
 
     fn set_next_slots(&mut self, slots: &[(String, Option<DateTime<Utc>>)]) -> Result<()> {
-        if slots.is_empty() {
-            return Ok(());
-        }
-        let fail = |e| pg_error("record the next slots", e);
-        let mut tx = self.write().map_err(fail)?;
-        let statement = tx
-            .prepare("UPDATE jobs SET next_slot = $2 WHERE id = $1")
-            .map_err(fail)?;
-        for (id, slot) in slots {
-            tx.execute(&statement, &[id, &millis(*slot)])
+        super::connection::in_place(|| {
+            if slots.is_empty() {
+                return Ok(());
+            }
+            let fail = |e| pg_error("record the next slots", e);
+            let mut tx = self.write().map_err(fail)?;
+            let statement = tx
+                .prepare("UPDATE jobs SET next_slot = $2 WHERE id = $1")
                 .map_err(fail)?;
-        }
-        tx.commit().map_err(fail)
+            for (id, slot) in slots {
+                tx.execute(&statement, &[id, &millis(*slot)])
+                    .map_err(fail)?;
+            }
+            tx.commit().map_err(fail)
+        })
     }
 }
 

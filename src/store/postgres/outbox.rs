@@ -272,30 +272,34 @@ impl<'a, T: TryFrom<i64>> FromSql<'a> for Fits<T> {
 
 impl OutboxStore for PgStore {
     fn enqueue(&mut self, notifications: &[Outgoing]) -> Result<()> {
-        if notifications.is_empty() {
-            return Ok(());
-        }
-        let fail = |e| pg_error("write notifications to the outbox", e);
-        let mut tx = self.write().map_err(fail)?;
-        insert(&mut tx, notifications).map_err(fail)?;
-        tx.commit().map_err(fail)
+        super::connection::in_place(|| {
+            if notifications.is_empty() {
+                return Ok(());
+            }
+            let fail = |e| pg_error("write notifications to the outbox", e);
+            let mut tx = self.write().map_err(fail)?;
+            insert(&mut tx, notifications).map_err(fail)?;
+            tx.commit().map_err(fail)
+        })
     }
 
     fn config_turned_invalid(&mut self, hash: &str, notifications: &[Outgoing]) -> Result<bool> {
-        let fail = |e| pg_error("record the invalid config", e);
-        let mut tx = self.write().map_err(fail)?;
-        let changed = tx
-            .execute(
-                "INSERT INTO config_invalid (id, hash) VALUES (1, $1)
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("record the invalid config", e);
+            let mut tx = self.write().map_err(fail)?;
+            let changed = tx
+                .execute(
+                    "INSERT INTO config_invalid (id, hash) VALUES (1, $1)
                  ON CONFLICT (id) DO UPDATE SET hash = $1 WHERE config_invalid.hash <> $1",
-                &[&hash],
-            )
-            .map_err(fail)?;
-        if changed > 0 {
-            insert(&mut tx, notifications).map_err(fail)?;
-        }
-        tx.commit().map_err(fail)?;
-        Ok(changed > 0)
+                    &[&hash],
+                )
+                .map_err(fail)?;
+            if changed > 0 {
+                insert(&mut tx, notifications).map_err(fail)?;
+            }
+            tx.commit().map_err(fail)?;
+            Ok(changed > 0)
+        })
     }
 
     fn take_due(
@@ -307,18 +311,19 @@ impl OutboxStore for PgStore {
         per_endpoint: usize,
         admit: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Vec<DueNotification>> {
-        let fail = |e| pg_error("take notifications from the outbox", e);
-        let now = Millis(now);
-        let (job, seq) = match run {
-            Some((job, seq)) => (Some(job), Some(seq)),
-            None => (None, None),
-        };
-        // Due: pending, its time come, no live lease, and nothing owed before it for the same run
-        // to the same endpoint still pending. A run's notifications reach one endpoint in the order
-        // owed: a healthchecks check that heard a run's end before its start would wait for an end
-        // that never comes.
-        let due = format!(
-            "FROM notifications n
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("take notifications from the outbox", e);
+            let now = Millis(now);
+            let (job, seq) = match run {
+                Some((job, seq)) => (Some(job), Some(seq)),
+                None => (None, None),
+            };
+            // Due: pending, its time come, no live lease, and nothing owed before it for the same run
+            // to the same endpoint still pending. A run's notifications reach one endpoint in the order
+            // owed: a healthchecks check that heard a run's end before its start would wait for an end
+            // that never comes.
+            let due = format!(
+                "FROM notifications n
              WHERE n.state = 'pending' AND n.next_try_at <= $1
                AND (n.lease_until IS NULL OR n.lease_until <= $1)
                AND ($2::text IS NULL OR (n.job_id = $2 AND n.seq = $3))
@@ -326,27 +331,27 @@ impl OutboxStore for PgStore {
                    SELECT 1 FROM notifications e
                    WHERE e.job_id = n.job_id AND e.seq = n.seq AND e.state = 'pending'
                      AND e.endpoint = n.endpoint AND ({}) < ({OWED_ORDER}))",
-            owed_order("e")
-        );
-        // A plain read first: most of the time nothing is due, and no write lock is needed.
-        let any: bool = self
-            .client
-            .borrow_mut()
-            .query_one(
-                &format!("SELECT EXISTS (SELECT 1 {due})"),
-                &[&now, &job, &seq],
-            )
-            .and_then(|row| row.try_get(0))
-            .map_err(fail)?;
-        if !any {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.write().map_err(fail)?;
-        // At most `per_endpoint` of each endpoint, oldest first, read until `limit` are admitted: a
-        // backlog behind one hung endpoint takes a few places of the read, never all of them, so
-        // every other endpoint's notifications are still seen and taken.
-        let per_endpoint = i64::try_from(per_endpoint.max(1)).unwrap_or(i64::MAX);
-        let read = tx
+                owed_order("e")
+            );
+            // A plain read first: most of the time nothing is due, and no write lock is needed.
+            let any: bool = self
+                .client
+                .borrow_mut()
+                .query_one(
+                    &format!("SELECT EXISTS (SELECT 1 {due})"),
+                    &[&now, &job, &seq],
+                )
+                .and_then(|row| row.try_get(0))
+                .map_err(fail)?;
+            if !any {
+                return Ok(Vec::new());
+            }
+            let mut tx = self.write().map_err(fail)?;
+            // At most `per_endpoint` of each endpoint, oldest first, read until `limit` are admitted: a
+            // backlog behind one hung endpoint takes a few places of the read, never all of them, so
+            // every other endpoint's notifications are still seen and taken.
+            let per_endpoint = i64::try_from(per_endpoint.max(1)).unwrap_or(i64::MAX);
+            let read = tx
             .query(
                 &format!(
                     "SELECT delivery_id, job_id, seq, notifier, endpoint, body, tries FROM (
@@ -361,40 +366,40 @@ impl OutboxStore for PgStore {
                 &[&now, &job, &seq, &per_endpoint],
             )
             .map_err(fail)?;
-        let mut rows: Vec<DueRow> = Vec::new();
-        for row in &read {
-            if rows.len() >= limit {
-                break;
+            let mut rows: Vec<DueRow> = Vec::new();
+            for row in &read {
+                if rows.len() >= limit {
+                    break;
+                }
+                let endpoint: String = row.try_get(4).map_err(fail)?;
+                if !admit(&endpoint) {
+                    continue;
+                }
+                rows.push((
+                    row.try_get(0).map_err(fail)?,
+                    row.try_get(1).map_err(fail)?,
+                    row.try_get(2).map_err(fail)?,
+                    row.try_get(3).map_err(fail)?,
+                    endpoint,
+                    row.try_get(5).map_err(fail)?,
+                    row.try_get::<_, Fits<u32>>(6).map_err(fail)?.0,
+                ));
             }
-            let endpoint: String = row.try_get(4).map_err(fail)?;
-            if !admit(&endpoint) {
-                continue;
-            }
-            rows.push((
-                row.try_get(0).map_err(fail)?,
-                row.try_get(1).map_err(fail)?,
-                row.try_get(2).map_err(fail)?,
-                row.try_get(3).map_err(fail)?,
-                endpoint,
-                row.try_get(5).map_err(fail)?,
-                row.try_get::<_, Fits<u32>>(6).map_err(fail)?.0,
-            ));
-        }
-        let mut taken = Vec::new();
-        for (delivery_id, job_id, seq, notifier, endpoint, body, tries) in rows {
-            let parsed = serde_json::from_str::<NotifierSpec>(&notifier)
-                .map_err(|e| e.to_string())
-                .and_then(|n| {
-                    serde_json::from_str::<Notification>(&body)
-                        .map(|b| (n, b))
-                        .map_err(|e| e.to_string())
-                });
-            let (notifier, body) = match parsed {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    // Written by another version and unreadable by this one: given up, saying
-                    // why, rather than tried for ever.
-                    tx.execute(
+            let mut taken = Vec::new();
+            for (delivery_id, job_id, seq, notifier, endpoint, body, tries) in rows {
+                let parsed = serde_json::from_str::<NotifierSpec>(&notifier)
+                    .map_err(|e| e.to_string())
+                    .and_then(|n| {
+                        serde_json::from_str::<Notification>(&body)
+                            .map(|b| (n, b))
+                            .map_err(|e| e.to_string())
+                    });
+                let (notifier, body) = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        // Written by another version and unreadable by this one: given up, saying
+                        // why, rather than tried for ever.
+                        tx.execute(
                         "UPDATE notifications SET state = 'given_up', done_at = $2, last_error = $3
                          WHERE delivery_id = $1",
                         &[
@@ -404,45 +409,47 @@ impl OutboxStore for PgStore {
                         ],
                     )
                     .map_err(fail)?;
-                    continue;
-                }
-            };
-            let lease = Duration::from_std(notifier.timeout.as_duration())
-                .unwrap_or(Duration::zero())
-                + LEASE_MARGIN;
-            tx.execute(
+                        continue;
+                    }
+                };
+                let lease = Duration::from_std(notifier.timeout.as_duration())
+                    .unwrap_or(Duration::zero())
+                    + LEASE_MARGIN;
+                tx.execute(
                 "UPDATE notifications SET leased_by = $2, lease_until = $3 WHERE delivery_id = $1",
                 &[&delivery_id, &by, &Millis(now.0 + lease)],
             )
             .map_err(fail)?;
-            taken.push(DueNotification {
-                delivery_id,
-                run: job_id.zip(seq),
-                notifier,
-                endpoint,
-                body,
-                tries,
-            });
-        }
-        tx.commit().map_err(fail)?;
-        Ok(taken)
+                taken.push(DueNotification {
+                    delivery_id,
+                    run: job_id.zip(seq),
+                    notifier,
+                    endpoint,
+                    body,
+                    tries,
+                });
+            }
+            tx.commit().map_err(fail)?;
+            Ok(taken)
+        })
     }
 
     fn record_try(&mut self, delivery_id: &str, by: &str, tried: &DeliveryTry) -> Result<()> {
-        let fail = |e| pg_error(format!("record a try of notification {delivery_id}"), e);
-        let mut tx = self.write().map_err(fail)?;
-        let tries: Option<i64> = tx
-            .query_opt(
-                "SELECT tries FROM notifications WHERE delivery_id = $1",
-                &[&delivery_id],
-            )
-            .map_err(fail)?
-            .map(|row| row.try_get(0))
-            .transpose()
-            .map_err(fail)?;
-        // Gone meanwhile (retention deleted its run's records): nothing to record it against.
-        let Some(tries) = tries else { return Ok(()) };
-        tx.execute(
+        super::connection::in_place(|| {
+            let fail = |e| pg_error(format!("record a try of notification {delivery_id}"), e);
+            let mut tx = self.write().map_err(fail)?;
+            let tries: Option<i64> = tx
+                .query_opt(
+                    "SELECT tries FROM notifications WHERE delivery_id = $1",
+                    &[&delivery_id],
+                )
+                .map_err(fail)?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .map_err(fail)?;
+            // Gone meanwhile (retention deleted its run's records): nothing to record it against.
+            let Some(tries) = tries else { return Ok(()) };
+            tx.execute(
             "INSERT INTO notification_tries (delivery_id, try, at, ok, http_status, detail, took_ms, by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
@@ -457,14 +464,14 @@ impl OutboxStore for PgStore {
             ],
         )
         .map_err(fail)?;
-        let state = match (tried.delivered, tried.next_try_at) {
-            (true, _) => DeliveryState::Delivered,
-            (false, Some(_)) => DeliveryState::Pending,
-            (false, None) => DeliveryState::GivenUp,
-        };
-        // Delivered stays delivered, and a lease another process took meanwhile stays its own.
-        tx.execute(
-            "UPDATE notifications SET tries = tries + 1,
+            let state = match (tried.delivered, tried.next_try_at) {
+                (true, _) => DeliveryState::Delivered,
+                (false, Some(_)) => DeliveryState::Pending,
+                (false, None) => DeliveryState::GivenUp,
+            };
+            // Delivered stays delivered, and a lease another process took meanwhile stays its own.
+            tx.execute(
+                "UPDATE notifications SET tries = tries + 1,
                  state = CASE WHEN state = 'delivered' THEN 'delivered' ELSE $2 END,
                  next_try_at = COALESCE($3, next_try_at),
                  done_at = CASE WHEN $3::bigint IS NULL THEN COALESCE(done_at, $4) ELSE done_at END,
@@ -472,81 +479,87 @@ impl OutboxStore for PgStore {
                  leased_by = CASE WHEN leased_by = $7 THEN NULL ELSE leased_by END,
                  lease_until = CASE WHEN leased_by = $7 THEN NULL ELSE lease_until END
              WHERE delivery_id = $1",
-            &[
-                &delivery_id,
-                &state.as_str(),
-                &millis(tried.next_try_at),
-                &Millis(tried.at),
-                &tried.delivered,
-                &tried.detail,
-                &by,
-            ],
-        )
-        .map_err(fail)?;
-        tx.commit().map_err(fail)
+                &[
+                    &delivery_id,
+                    &state.as_str(),
+                    &millis(tried.next_try_at),
+                    &Millis(tried.at),
+                    &tried.delivered,
+                    &tried.detail,
+                    &by,
+                ],
+            )
+            .map_err(fail)?;
+            tx.commit().map_err(fail)
+        })
     }
 
     fn release_leases(&mut self, by: &str) -> Result<()> {
-        let fail = |e| pg_error("give back the outbox's leases", e);
-        let mut tx = self.write().map_err(fail)?;
-        tx.execute(
-            "UPDATE notifications SET leased_by = NULL, lease_until = NULL
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("give back the outbox's leases", e);
+            let mut tx = self.write().map_err(fail)?;
+            tx.execute(
+                "UPDATE notifications SET leased_by = NULL, lease_until = NULL
              WHERE leased_by = $1 AND state = 'pending'",
-            &[&by],
-        )
-        .map_err(fail)?;
-        tx.commit().map_err(fail)
+                &[&by],
+            )
+            .map_err(fail)?;
+            tx.commit().map_err(fail)
+        })
     }
 
     fn notifications_of_run(&self, job_id: &str, seq: i64) -> Result<Vec<NotificationRecord>> {
-        let fail = |e| pg_error(format!("read the notifications of {job_id}#{seq}"), e);
-        let mut client = self.client.borrow_mut();
-        let mut records: Vec<NotificationRecord> = client
-            .query(
-                &format!(
+        super::connection::in_place(|| {
+            let fail = |e| pg_error(format!("read the notifications of {job_id}#{seq}"), e);
+            let mut client = self.client.borrow_mut();
+            let mut records: Vec<NotificationRecord> = client
+                .query(
+                    &format!(
                     "SELECT {RECORD_COLUMNS} FROM notifications n WHERE n.job_id = $1 AND n.seq = $2
                      ORDER BY {OWED_ORDER}"
                 ),
-                &[&job_id, &seq],
-            )
-            .map_err(fail)?
-            .iter()
-            .map(record_row)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(fail)?;
-        let tries = client
-            .prepare(
-                "SELECT ok, at, http_status, detail, took_ms, by FROM notification_tries
-                 WHERE delivery_id = $1 ORDER BY try",
-            )
-            .map_err(fail)?;
-        for record in &mut records {
-            record.tries = client
-                .query(&tries, &[&record.delivery_id])
+                    &[&job_id, &seq],
+                )
                 .map_err(fail)?
                 .iter()
-                .map(|row| {
-                    Ok(TryRecord {
-                        event: if row.try_get::<_, i64>(0)? != 0 {
-                            "notify_sent"
-                        } else {
-                            "notify_failed"
-                        },
-                        at: row.try_get::<_, Millis>(1)?.0,
-                        http_status: row.try_get::<_, Option<Fits<u16>>>(2)?.map(|s| s.0),
-                        detail: row.try_get(3)?,
-                        took_ms: row.try_get::<_, Fits<u64>>(4)?.0,
-                        by: row.try_get(5)?,
-                    })
-                })
-                .collect::<std::result::Result<_, postgres::Error>>()
+                .map(record_row)
+                .collect::<std::result::Result<_, _>>()
                 .map_err(fail)?;
-        }
-        Ok(records)
+            let tries = client
+                .prepare(
+                    "SELECT ok, at, http_status, detail, took_ms, by FROM notification_tries
+                 WHERE delivery_id = $1 ORDER BY try",
+                )
+                .map_err(fail)?;
+            for record in &mut records {
+                record.tries = client
+                    .query(&tries, &[&record.delivery_id])
+                    .map_err(fail)?
+                    .iter()
+                    .map(|row| {
+                        Ok(TryRecord {
+                            event: if row.try_get::<_, i64>(0)? != 0 {
+                                "notify_sent"
+                            } else {
+                                "notify_failed"
+                            },
+                            at: row.try_get::<_, Millis>(1)?.0,
+                            http_status: row.try_get::<_, Option<Fits<u16>>>(2)?.map(|s| s.0),
+                            detail: row.try_get(3)?,
+                            took_ms: row.try_get::<_, Fits<u64>>(4)?.0,
+                            by: row.try_get(5)?,
+                        })
+                    })
+                    .collect::<std::result::Result<_, postgres::Error>>()
+                    .map_err(fail)?;
+            }
+            Ok(records)
+        })
     }
 
     fn pending_of_run(&self, job_id: &str, seq: i64) -> Result<u64> {
-        let n: i64 = self
+        super::connection::in_place(|| {
+            let n: i64 = self
             .client
             .borrow_mut()
             .query_one(
@@ -555,13 +568,15 @@ impl OutboxStore for PgStore {
             )
             .and_then(|row| row.try_get(0))
             .map_err(|e| pg_error(format!("read the notifications of {job_id}#{seq}"), e))?;
-        Ok(count(n))
+            Ok(count(n))
+        })
     }
 
     fn given_up(&self, limit: usize) -> Result<Vec<NotificationRecord>> {
-        let fail = |e| pg_error("read the notifications given up", e);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.client
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("read the notifications given up", e);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            self.client
             .borrow_mut()
             .query(
                 &format!(
@@ -577,37 +592,42 @@ impl OutboxStore for PgStore {
             .map(record_row)
             .collect::<std::result::Result<_, _>>()
             .map_err(fail)
+        })
     }
 
     fn outbox_counts(&self) -> Result<OutboxCounts> {
-        self.client
-            .borrow_mut()
-            .query_one(
-                // Each count from its partial index, not a scan of every notification ever owed.
-                "SELECT (SELECT COUNT(*) FROM notifications WHERE state = 'pending'),
+        super::connection::in_place(|| {
+            self.client
+                .borrow_mut()
+                .query_one(
+                    // Each count from its partial index, not a scan of every notification ever owed.
+                    "SELECT (SELECT COUNT(*) FROM notifications WHERE state = 'pending'),
                         (SELECT COUNT(*) FROM notifications WHERE state = 'given_up')",
-                &[],
-            )
-            .and_then(|row| {
-                Ok(OutboxCounts {
-                    pending: count(row.try_get::<_, i64>(0)?),
-                    given_up: count(row.try_get::<_, i64>(1)?),
+                    &[],
+                )
+                .and_then(|row| {
+                    Ok(OutboxCounts {
+                        pending: count(row.try_get::<_, i64>(0)?),
+                        given_up: count(row.try_get::<_, i64>(1)?),
+                    })
                 })
-            })
-            .map_err(|e| pg_error("count the outbox", e))
+                .map_err(|e| pg_error("count the outbox", e))
+        })
     }
 
     fn forget_home_events(&mut self, before: DateTime<Utc>) -> Result<usize> {
-        let fail = |e| pg_error("delete old home event notifications", e);
-        let mut tx = self.write().map_err(fail)?;
-        let gone = tx
-            .execute(
-                "DELETE FROM notifications
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("delete old home event notifications", e);
+            let mut tx = self.write().map_err(fail)?;
+            let gone = tx
+                .execute(
+                    "DELETE FROM notifications
                  WHERE job_id IS NULL AND state <> 'pending' AND done_at < $1",
-                &[&Millis(before)],
-            )
-            .map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        Ok(usize::try_from(gone).unwrap_or(usize::MAX))
+                    &[&Millis(before)],
+                )
+                .map_err(fail)?;
+            tx.commit().map_err(fail)?;
+            Ok(usize::try_from(gone).unwrap_or(usize::MAX))
+        })
     }
 }

@@ -41,9 +41,10 @@ impl PgStore {
 
 impl OwnerStore for PgStore {
     fn claim_owner(&mut self, owner: &str, version: &str) -> Result<()> {
-        let (pid, host) = pid_and_host(owner)?;
-        // The clock is read once, so that a new owner starts and was last seen at the same instant.
-        self.owner_write("record the scheduler owner", |tx| {
+        super::connection::in_place(|| {
+            let (pid, host) = pid_and_host(owner)?;
+            // The clock is read once, so that a new owner starts and was last seen at the same instant.
+            self.owner_write("record the scheduler owner", |tx| {
             tx.execute(
                 &format!(
                     "INSERT INTO scheduler_owner (id, pid, host, version, started_at, heartbeat_at)
@@ -55,12 +56,14 @@ impl OwnerStore for PgStore {
                 &[&pid, &host, &version],
             )
         })?;
-        Ok(())
+            Ok(())
+        })
     }
 
     fn heartbeat(&mut self, owner: &str) -> Result<bool> {
-        let (pid, host) = pid_and_host(owner)?;
-        let renewed = self.owner_write("record the scheduler heartbeat", |tx| {
+        super::connection::in_place(|| {
+            let (pid, host) = pid_and_host(owner)?;
+            let renewed = self.owner_write("record the scheduler heartbeat", |tx| {
             tx.execute(
                 &format!(
                     "UPDATE scheduler_owner SET heartbeat_at = {STORE_NOW} WHERE pid = $1 AND host = $2"
@@ -68,23 +71,27 @@ impl OwnerStore for PgStore {
                 &[&pid, &host],
             )
         })?;
-        Ok(renewed > 0)
+            Ok(renewed > 0)
+        })
     }
 
     fn release_owner(&mut self, owner: &str) -> Result<()> {
-        let (pid, host) = pid_and_host(owner)?;
-        self.owner_write("clear the scheduler owner", |tx| {
-            tx.execute(
-                "DELETE FROM scheduler_owner WHERE pid = $1 AND host = $2",
-                &[&pid, &host],
-            )
-        })?;
-        Ok(())
+        super::connection::in_place(|| {
+            let (pid, host) = pid_and_host(owner)?;
+            self.owner_write("clear the scheduler owner", |tx| {
+                tx.execute(
+                    "DELETE FROM scheduler_owner WHERE pid = $1 AND host = $2",
+                    &[&pid, &host],
+                )
+            })?;
+            Ok(())
+        })
     }
 
     fn owner(&self) -> Result<Option<Owner>> {
-        let fail = |e| pg_error("read the scheduler owner", e);
-        self.client
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("read the scheduler owner", e);
+            self.client
             .borrow_mut()
             .query_opt(
                 "SELECT pid, host, version, started_at, heartbeat_at FROM scheduler_owner WHERE id = 1",
@@ -102,5 +109,6 @@ impl OwnerStore for PgStore {
             })
             .transpose()
             .map_err(fail)
+        })
     }
 }

@@ -49,45 +49,46 @@ impl RunStore for PgStore {
         is_alive: IsAlive<'_>,
         prepare: Prepare<'_>,
     ) -> Result<Claimed> {
-        let fail = |e| pg_error(format!("claim a run of {}", request.job_id), e);
-        let mut tx = self.write().map_err(fail)?;
-        reap(&mut tx, Some(request.job_id), is_alive, Millis(request.now)).map_err(fail)?;
-        let (running, queued) = active_counts(&mut tx, request.job_id).map_err(fail)?;
-        let max = i64::from(request.max_instances);
-        let mut queue = running >= max || queued > 0;
-        if queue && (request.overlap != Overlap::Queue || queued > 0) {
-            return Err(Error::MaxInstancesReached {
-                id: request.job_id.to_owned(),
-                running,
-                max: request.max_instances,
-            });
-        }
-        if let Some(limit) = shared_limit_reached(&mut tx, &request.shared).map_err(fail)? {
-            if request.overlap != Overlap::Queue {
-                return Err(limit_error(request.job_id, limit));
+        super::connection::in_place(|| {
+            let fail = |e| pg_error(format!("claim a run of {}", request.job_id), e);
+            let mut tx = self.write().map_err(fail)?;
+            reap(&mut tx, Some(request.job_id), is_alive, Millis(request.now)).map_err(fail)?;
+            let (running, queued) = active_counts(&mut tx, request.job_id).map_err(fail)?;
+            let max = i64::from(request.max_instances);
+            let mut queue = running >= max || queued > 0;
+            if queue && (request.overlap != Overlap::Queue || queued > 0) {
+                return Err(Error::MaxInstancesReached {
+                    id: request.job_id.to_owned(),
+                    running,
+                    max: request.max_instances,
+                });
             }
-            queue = true;
-        }
-        let mut skipped = 0;
-        let (seq, run_dir) = loop {
-            let seq = next_seq(&mut tx, request.job_id).map_err(fail)?;
-            match prepare(request.job_id, seq) {
-                Ok(prepared) => break (seq, prepared),
-                // The number's directory is there already (the store was restored from an older
-                // backup, or a claim's transaction failed after its directory was made): that
-                // number stays spent, and the claim moves on to the next.
-                Err(e) if number_taken(&e) && skipped < MAX_SKIPPED_SEQS => skipped += 1,
-                Err(e) => return Err(e),
+            if let Some(limit) = shared_limit_reached(&mut tx, &request.shared).map_err(fail)? {
+                if request.overlap != Overlap::Queue {
+                    return Err(limit_error(request.job_id, limit));
+                }
+                queue = true;
             }
-        };
-        // No start time at the claim: it is written when the command is spawned (`record_starts`).
-        let status = if queue {
-            RunStatus::Queued
-        } else {
-            RunStatus::Running
-        };
-        let (owner_start, boot_id) = claim_identity(request.owner);
-        tx.execute(
+            let mut skipped = 0;
+            let (seq, run_dir) = loop {
+                let seq = next_seq(&mut tx, request.job_id).map_err(fail)?;
+                match prepare(request.job_id, seq) {
+                    Ok(prepared) => break (seq, prepared),
+                    // The number's directory is there already (the store was restored from an older
+                    // backup, or a claim's transaction failed after its directory was made): that
+                    // number stays spent, and the claim moves on to the next.
+                    Err(e) if number_taken(&e) && skipped < MAX_SKIPPED_SEQS => skipped += 1,
+                    Err(e) => return Err(e),
+                }
+            };
+            // No start time at the claim: it is written when the command is spawned (`record_starts`).
+            let status = if queue {
+                RunStatus::Queued
+            } else {
+                RunStatus::Running
+            };
+            let (owner_start, boot_id) = claim_identity(request.owner);
+            tx.execute(
             "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash, owner,
                                replay_of, run_dir, owner_start, boot_id, run_group, no_trigger)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
@@ -111,14 +112,15 @@ impl RunStore for PgStore {
             ],
         )
         .map_err(fail)?;
-        crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
-        tx.commit().map_err(fail)?;
-        let claimed = if queue {
-            Claimed::Queued(seq)
-        } else {
-            Claimed::Running(seq)
-        };
-        Ok(claimed)
+            crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
+            tx.commit().map_err(fail)?;
+            let claimed = if queue {
+                Claimed::Queued(seq)
+            } else {
+                Claimed::Running(seq)
+            };
+            Ok(claimed)
+        })
     }
 
     fn commit_tick(
@@ -130,111 +132,113 @@ impl RunStore for PgStore {
         now: DateTime<Utc>,
         prepare: Prepare<'_>,
     ) -> Result<Vec<TickResult>> {
-        let now = Millis(now);
-        let fail = |e| pg_error("record the scheduler's claims", e);
-        let mut tx = self.write().map_err(fail)?;
-        let mut results = Vec::with_capacity(records.len());
-        let (owner_start, boot_id) = claim_identity(owner);
-        for index in fair_order(&mut tx, records).map_err(fail)? {
-            let record = &records[index];
-            // The retry an interrupted run is owed is claimed once: taking it clears the debt in
-            // this very transaction, so any later claim of it (another tick, another scheduler)
-            // finds nothing to take.
-            if let TickRecord::Run {
-                job_id,
-                retry_of: Some(of),
-                ..
-            } = record
-            {
-                let taken = tx
+        super::connection::in_place(|| {
+            let now = Millis(now);
+            let fail = |e| pg_error("record the scheduler's claims", e);
+            let mut tx = self.write().map_err(fail)?;
+            let mut results = Vec::with_capacity(records.len());
+            let (owner_start, boot_id) = claim_identity(owner);
+            for index in fair_order(&mut tx, records).map_err(fail)? {
+                let record = &records[index];
+                // The retry an interrupted run is owed is claimed once: taking it clears the debt in
+                // this very transaction, so any later claim of it (another tick, another scheduler)
+                // finds nothing to take.
+                if let TickRecord::Run {
+                    job_id,
+                    retry_of: Some(of),
+                    ..
+                } = record
+                {
+                    let taken = tx
                     .execute(
                         "UPDATE runs SET retry_owed = 0 WHERE job_id = $1 AND seq = $2 AND retry_owed = 1",
                         &[job_id, of],
                     )
                     .map_err(fail)?;
-                if taken == 0 {
-                    results.push((index, TickResult::AlreadyClaimed));
-                    continue;
-                }
-            }
-            // A slot recorded already is looked for before anything is written: a violated unique
-            // index would abort the whole transaction, and with it the tick's other records.
-            if let TickRecord::Run {
-                job_id,
-                slot: Some(slot),
-                ..
-            } = record
-                && slot_taken(&mut tx, job_id, *slot).map_err(fail)?
-            {
-                results.push((index, TickResult::AlreadyClaimed));
-                continue;
-            }
-            let mut seq = next_seq(&mut tx, record.job_id()).map_err(fail)?;
-            let mut held_by_limit = false;
-            // A triggered run takes its trigger in this transaction, so a trigger taken already
-            // (by another tick or scheduler) is not run twice. The job's own state and limits decide
-            // the rest: paused or disabled, or full with an overlap other than `queue`, the trigger
-            // is recorded skipped; full with `queue`, the run waits.
-            if let TickRecord::Run {
-                job_id,
-                upstream: Some(owed),
-                overlap,
-                max_instances,
-                shared,
-                ..
-            } = record
-            {
-                if !super::triggers::pending(&mut tx, owed).map_err(fail)? {
-                    results.push((index, TickResult::AlreadyClaimed));
-                    continue;
-                }
-                let state: Option<OperatorState> = tx
-                    .query_opt("SELECT state FROM jobs WHERE id = $1", &[job_id])
-                    .map_err(fail)?
-                    .map(|row| row.try_get(0))
-                    .transpose()
-                    .map_err(fail)?;
-                let (running, _) = active_counts(&mut tx, job_id).map_err(fail)?;
-                let full = running >= i64::from(*max_instances);
-                let limit = shared_limit_reached(&mut tx, shared).map_err(fail)?;
-                let waits = *overlap == Overlap::Queue;
-                let skipped = match state {
-                    Some(OperatorState::Disabled) | None => Some("disabled"),
-                    Some(OperatorState::Paused) => Some("paused"),
-                    Some(OperatorState::Active) if full && !waits => Some("overlap"),
-                    Some(OperatorState::Active) if !waits => {
-                        limit.as_ref().map(LimitReached::reason)
+                    if taken == 0 {
+                        results.push((index, TickResult::AlreadyClaimed));
+                        continue;
                     }
-                    Some(OperatorState::Active) => None,
-                };
-                if let Some(reason) = skipped {
-                    refuse_trigger(&mut tx, job_id, seq, owed, reason, owner, now).map_err(fail)?;
-                    results.push((index, TickResult::Refused { seq, reason }));
+                }
+                // A slot recorded already is looked for before anything is written: a violated unique
+                // index would abort the whole transaction, and with it the tick's other records.
+                if let TickRecord::Run {
+                    job_id,
+                    slot: Some(slot),
+                    ..
+                } = record
+                    && slot_taken(&mut tx, job_id, *slot).map_err(fail)?
+                {
+                    results.push((index, TickResult::AlreadyClaimed));
                     continue;
                 }
-                held_by_limit = full || limit.is_some();
-            }
-            // A limit shared with other jobs can only be judged here, across every process: when
-            // it is full, a slot's run waits in the queue (overlap `queue`) or its slot is recorded
-            // skipped; a run owed without a slot of its own (a catch-up, a retry) always waits.
-            if let TickRecord::Run {
-                job_id,
-                slot,
-                first_slot,
-                count,
-                shared,
-                overlap,
-                queued,
-                upstream: None,
-                ..
-            } = record
-                && !*queued
-                && let Some(limit) = shared_limit_reached(&mut tx, shared).map_err(fail)?
-            {
-                match slot {
-                    Some(slot) if *overlap != Overlap::Queue => {
-                        let first = first_slot.unwrap_or(*slot);
-                        let inserted = tx
+                let mut seq = next_seq(&mut tx, record.job_id()).map_err(fail)?;
+                let mut held_by_limit = false;
+                // A triggered run takes its trigger in this transaction, so a trigger taken already
+                // (by another tick or scheduler) is not run twice. The job's own state and limits decide
+                // the rest: paused or disabled, or full with an overlap other than `queue`, the trigger
+                // is recorded skipped; full with `queue`, the run waits.
+                if let TickRecord::Run {
+                    job_id,
+                    upstream: Some(owed),
+                    overlap,
+                    max_instances,
+                    shared,
+                    ..
+                } = record
+                {
+                    if !super::triggers::pending(&mut tx, owed).map_err(fail)? {
+                        results.push((index, TickResult::AlreadyClaimed));
+                        continue;
+                    }
+                    let state: Option<OperatorState> = tx
+                        .query_opt("SELECT state FROM jobs WHERE id = $1", &[job_id])
+                        .map_err(fail)?
+                        .map(|row| row.try_get(0))
+                        .transpose()
+                        .map_err(fail)?;
+                    let (running, _) = active_counts(&mut tx, job_id).map_err(fail)?;
+                    let full = running >= i64::from(*max_instances);
+                    let limit = shared_limit_reached(&mut tx, shared).map_err(fail)?;
+                    let waits = *overlap == Overlap::Queue;
+                    let skipped = match state {
+                        Some(OperatorState::Disabled) | None => Some("disabled"),
+                        Some(OperatorState::Paused) => Some("paused"),
+                        Some(OperatorState::Active) if full && !waits => Some("overlap"),
+                        Some(OperatorState::Active) if !waits => {
+                            limit.as_ref().map(LimitReached::reason)
+                        }
+                        Some(OperatorState::Active) => None,
+                    };
+                    if let Some(reason) = skipped {
+                        refuse_trigger(&mut tx, job_id, seq, owed, reason, owner, now)
+                            .map_err(fail)?;
+                        results.push((index, TickResult::Refused { seq, reason }));
+                        continue;
+                    }
+                    held_by_limit = full || limit.is_some();
+                }
+                // A limit shared with other jobs can only be judged here, across every process: when
+                // it is full, a slot's run waits in the queue (overlap `queue`) or its slot is recorded
+                // skipped; a run owed without a slot of its own (a catch-up, a retry) always waits.
+                if let TickRecord::Run {
+                    job_id,
+                    slot,
+                    first_slot,
+                    count,
+                    shared,
+                    overlap,
+                    queued,
+                    upstream: None,
+                    ..
+                } = record
+                    && !*queued
+                    && let Some(limit) = shared_limit_reached(&mut tx, shared).map_err(fail)?
+                {
+                    match slot {
+                        Some(slot) if *overlap != Overlap::Queue => {
+                            let first = first_slot.unwrap_or(*slot);
+                            let inserted = tx
                             .execute(
                                 "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
                                                    first_slot, last_slot, error_code, message)
@@ -253,44 +257,44 @@ impl RunStore for PgStore {
                                 ],
                             )
                             .map_err(fail)?;
-                        if inserted == 0 {
-                            results.push((index, TickResult::AlreadyClaimed));
-                        } else {
-                            owe_for_run(&mut tx, job_id, seq, RunEventKind::Ended, now)
-                                .map_err(fail)?;
-                            results.push((
-                                index,
-                                TickResult::Refused {
-                                    seq,
-                                    reason: limit.reason(),
-                                },
-                            ));
+                            if inserted == 0 {
+                                results.push((index, TickResult::AlreadyClaimed));
+                            } else {
+                                owe_for_run(&mut tx, job_id, seq, RunEventKind::Ended, now)
+                                    .map_err(fail)?;
+                                results.push((
+                                    index,
+                                    TickResult::Refused {
+                                        seq,
+                                        reason: limit.reason(),
+                                    },
+                                ));
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    _ => held_by_limit = true,
-                }
-            }
-            // The run's directory is made before its row, under the same write lock; a number
-            // whose directory is there already is stepped over, never reused.
-            let mut prepared_run = None;
-            if matches!(record, TickRecord::Run { .. }) {
-                let mut skipped = 0;
-                loop {
-                    match prepare(record.job_id(), seq) {
-                        Err(e) if number_taken(&e) && skipped < MAX_SKIPPED_SEQS => {
-                            skipped += 1;
-                            seq = next_seq(&mut tx, record.job_id()).map_err(fail)?;
-                        }
-                        made => {
-                            prepared_run = Some(made);
-                            break;
-                        }
+                        _ => held_by_limit = true,
                     }
                 }
-            }
-            let mut queue_run = false;
-            let inserted = match record {
+                // The run's directory is made before its row, under the same write lock; a number
+                // whose directory is there already is stepped over, never reused.
+                let mut prepared_run = None;
+                if matches!(record, TickRecord::Run { .. }) {
+                    let mut skipped = 0;
+                    loop {
+                        match prepare(record.job_id(), seq) {
+                            Err(e) if number_taken(&e) && skipped < MAX_SKIPPED_SEQS => {
+                                skipped += 1;
+                                seq = next_seq(&mut tx, record.job_id()).map_err(fail)?;
+                            }
+                            made => {
+                                prepared_run = Some(made);
+                                break;
+                            }
+                        }
+                    }
+                }
+                let mut queue_run = false;
+                let inserted = match record {
                 TickRecord::Run {
                     job_id,
                     trigger,
@@ -391,37 +395,37 @@ impl RunStore for PgStore {
                     )
                     .map_err(fail)?,
             };
-            if inserted == 0 {
-                results.push((index, TickResult::AlreadyClaimed));
-                continue;
-            }
-            if let TickRecord::Run {
-                upstream: Some(owed),
-                ..
-            } = record
-            {
-                super::triggers::take(&mut tx, owed, seq).map_err(fail)?;
-            }
-            match prepared_run {
-                Some(Ok(run_dir)) => {
-                    tx.execute(
-                        "UPDATE runs SET run_dir = $3 WHERE job_id = $1 AND seq = $2",
-                        &[&record.job_id(), &seq, &run_dir],
-                    )
-                    .map_err(fail)?;
-                    results.push((
-                        index,
-                        TickResult::Recorded {
-                            seq,
-                            prepared: Some(()),
-                            queued: queue_run,
-                        },
-                    ));
+                if inserted == 0 {
+                    results.push((index, TickResult::AlreadyClaimed));
+                    continue;
                 }
-                Some(Err(error)) => {
-                    // A job whose run directory cannot be written fails that run alone; the
-                    // others' claims still land.
-                    tx.execute(
+                if let TickRecord::Run {
+                    upstream: Some(owed),
+                    ..
+                } = record
+                {
+                    super::triggers::take(&mut tx, owed, seq).map_err(fail)?;
+                }
+                match prepared_run {
+                    Some(Ok(run_dir)) => {
+                        tx.execute(
+                            "UPDATE runs SET run_dir = $3 WHERE job_id = $1 AND seq = $2",
+                            &[&record.job_id(), &seq, &run_dir],
+                        )
+                        .map_err(fail)?;
+                        results.push((
+                            index,
+                            TickResult::Recorded {
+                                seq,
+                                prepared: Some(()),
+                                queued: queue_run,
+                            },
+                        ));
+                    }
+                    Some(Err(error)) => {
+                        // A job whose run directory cannot be written fails that run alone; the
+                        // others' claims still land.
+                        tx.execute(
                         "UPDATE runs SET status = 'failed', finished_at = $3, error_code = $4, message = $5
                          WHERE job_id = $1 AND seq = $2",
                         &[
@@ -433,51 +437,52 @@ impl RunStore for PgStore {
                         ],
                     )
                     .map_err(fail)?;
-                    owe_for_run(&mut tx, record.job_id(), seq, RunEventKind::Ended, now)
-                        .map_err(fail)?;
-                    super::triggers::owe_triggers(
-                        &mut tx,
-                        record.job_id(),
-                        seq,
-                        RunStatus::Failed,
-                        now,
-                    )
-                    .map_err(fail)?;
-                    results.push((index, TickResult::Failed { seq, error }));
-                }
-                None => {
-                    // A skipped or missed slot ends as it is recorded.
-                    owe_for_run(&mut tx, record.job_id(), seq, RunEventKind::Ended, now)
-                        .map_err(fail)?;
-                    results.push((
-                        index,
-                        TickResult::Recorded {
+                        owe_for_run(&mut tx, record.job_id(), seq, RunEventKind::Ended, now)
+                            .map_err(fail)?;
+                        super::triggers::owe_triggers(
+                            &mut tx,
+                            record.job_id(),
                             seq,
-                            prepared: None,
-                            queued: false,
-                        },
-                    ));
+                            RunStatus::Failed,
+                            now,
+                        )
+                        .map_err(fail)?;
+                        results.push((index, TickResult::Failed { seq, error }));
+                    }
+                    None => {
+                        // A skipped or missed slot ends as it is recorded.
+                        owe_for_run(&mut tx, record.job_id(), seq, RunEventKind::Ended, now)
+                            .map_err(fail)?;
+                        results.push((
+                            index,
+                            TickResult::Recorded {
+                                seq,
+                                prepared: None,
+                                queued: false,
+                            },
+                        ));
+                    }
                 }
             }
-        }
-        for (id, slot) in next_slots {
-            tx.execute(
-                "UPDATE jobs SET next_slot = $2 WHERE id = $1",
-                &[id, &millis(*slot)],
-            )
-            .map_err(fail)?;
-        }
-        for id in catchups_done {
-            tx.execute(
-                "UPDATE jobs SET catchup = NULL, paused_at = NULL WHERE id = $1",
-                &[id],
-            )
-            .map_err(fail)?;
-        }
-        crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
-        tx.commit().map_err(fail)?;
-        results.sort_by_key(|(index, _)| *index);
-        Ok(results.into_iter().map(|(_, result)| result).collect())
+            for (id, slot) in next_slots {
+                tx.execute(
+                    "UPDATE jobs SET next_slot = $2 WHERE id = $1",
+                    &[id, &millis(*slot)],
+                )
+                .map_err(fail)?;
+            }
+            for id in catchups_done {
+                tx.execute(
+                    "UPDATE jobs SET catchup = NULL, paused_at = NULL WHERE id = $1",
+                    &[id],
+                )
+                .map_err(fail)?;
+            }
+            crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
+            tx.commit().map_err(fail)?;
+            results.sort_by_key(|(index, _)| *index);
+            Ok(results.into_iter().map(|(_, result)| result).collect())
+        })
     }
 
     fn start_queued(
@@ -489,64 +494,67 @@ impl RunStore for PgStore {
         is_alive: IsAlive<'_>,
         now: DateTime<Utc>,
     ) -> Result<QueuedStart> {
-        let fail = |e| pg_error(format!("start queued run {job_id}#{seq}"), e);
-        let mut tx = self.write().map_err(fail)?;
-        let row = tx
-            .query_one(
-                "SELECT jobs.state, runs.trigger FROM runs JOIN jobs ON jobs.id = runs.job_id
+        super::connection::in_place(|| {
+            let fail = |e| pg_error(format!("start queued run {job_id}#{seq}"), e);
+            let mut tx = self.write().map_err(fail)?;
+            let row = tx
+                .query_one(
+                    "SELECT jobs.state, runs.trigger FROM runs JOIN jobs ON jobs.id = runs.job_id
                  WHERE runs.job_id = $1 AND runs.seq = $2",
-                &[&job_id, &seq],
-            )
-            .map_err(fail)?;
-        let state: OperatorState = row.try_get(0).map_err(fail)?;
-        let trigger: Trigger = row.try_get(1).map_err(fail)?;
-        let scheduled = !matches!(trigger, Trigger::Manual | Trigger::Replay);
-        match state {
-            OperatorState::Disabled => return Ok(QueuedStart::Dropped { reason: "disabled" }),
-            OperatorState::Paused if scheduled => {
-                return Ok(QueuedStart::Dropped { reason: "paused" });
+                    &[&job_id, &seq],
+                )
+                .map_err(fail)?;
+            let state: OperatorState = row.try_get(0).map_err(fail)?;
+            let trigger: Trigger = row.try_get(1).map_err(fail)?;
+            let scheduled = !matches!(trigger, Trigger::Manual | Trigger::Replay);
+            match state {
+                OperatorState::Disabled => return Ok(QueuedStart::Dropped { reason: "disabled" }),
+                OperatorState::Paused if scheduled => {
+                    return Ok(QueuedStart::Dropped { reason: "paused" });
+                }
+                OperatorState::Active | OperatorState::Paused => {}
             }
-            OperatorState::Active | OperatorState::Paused => {}
-        }
-        // A run held by a shared limit waits behind other jobs' runs queued before it, so those
-        // must be settled first if their owners died, or a dead run would hold the place for ever.
-        let shares = shared.group.is_some() || shared.home.is_some();
-        let reap_of = if shares { None } else { Some(job_id) };
-        reap(&mut tx, reap_of, is_alive, Millis(now)).map_err(fail)?;
-        let (running, _) = active_counts(&mut tx, job_id).map_err(fail)?;
-        let oldest: Option<i64> = tx
-            .query_one(
-                "SELECT MIN(seq) FROM runs WHERE job_id = $1 AND status = 'queued'",
-                &[&job_id],
-            )
-            .map_err(fail)?
-            .try_get(0)
-            .map_err(fail)?;
-        let limited = running < i64::from(max_instances)
-            && oldest == Some(seq)
-            && (shared_limit_reached(&mut tx, shared)
+            // A run held by a shared limit waits behind other jobs' runs queued before it, so those
+            // must be settled first if their owners died, or a dead run would hold the place for ever.
+            let shares = shared.group.is_some() || shared.home.is_some();
+            let reap_of = if shares { None } else { Some(job_id) };
+            reap(&mut tx, reap_of, is_alive, Millis(now)).map_err(fail)?;
+            let (running, _) = active_counts(&mut tx, job_id).map_err(fail)?;
+            let oldest: Option<i64> = tx
+                .query_one(
+                    "SELECT MIN(seq) FROM runs WHERE job_id = $1 AND status = 'queued'",
+                    &[&job_id],
+                )
                 .map_err(fail)?
-                .is_some()
-                || queued_before(&mut tx, job_id, seq, shared).map_err(fail)?);
-        if running >= i64::from(max_instances) || oldest != Some(seq) || limited {
-            // Whatever the reaping above settled stays settled.
-            tx.commit().map_err(fail)?;
-            return Ok(QueuedStart::Waiting);
-        }
-        tx.execute(
+                .try_get(0)
+                .map_err(fail)?;
+            let limited = running < i64::from(max_instances)
+                && oldest == Some(seq)
+                && (shared_limit_reached(&mut tx, shared)
+                    .map_err(fail)?
+                    .is_some()
+                    || queued_before(&mut tx, job_id, seq, shared).map_err(fail)?);
+            if running >= i64::from(max_instances) || oldest != Some(seq) || limited {
+                // Whatever the reaping above settled stays settled.
+                tx.commit().map_err(fail)?;
+                return Ok(QueuedStart::Waiting);
+            }
+            tx.execute(
             "UPDATE runs SET status = 'running' WHERE job_id = $1 AND seq = $2 AND status = 'queued'",
             &[&job_id, &seq],
         )
         .map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        Ok(QueuedStart::Started)
+            tx.commit().map_err(fail)?;
+            Ok(QueuedStart::Started)
+        })
     }
 
     fn record_starts(&mut self, starts: &[(String, i64, DateTime<Utc>)]) -> Result<()> {
-        if starts.is_empty() {
-            return Ok(());
-        }
-        self.unsynced("record when runs started", |tx| {
+        super::connection::in_place(|| {
+            if starts.is_empty() {
+                return Ok(());
+            }
+            self.unsynced("record when runs started", |tx| {
             for (job_id, seq, at) in starts {
                 let written = tx.execute(
                     "UPDATE runs SET started_at = $3 WHERE job_id = $1 AND seq = $2 AND started_at IS NULL",
@@ -558,16 +566,18 @@ impl RunStore for PgStore {
             }
             Ok(())
         })
+        })
     }
 
     fn record_processes(&mut self, processes: &[AttemptProcess]) -> Result<()> {
-        if processes.is_empty() {
-            return Ok(());
-        }
-        // Durable, unlike in SQLite: there, a power cut that loses the record ended the processes it
-        // names, as they ran on the same machine; here the database may be on another host, and a
-        // crash of it alone would leave the processes running with no record of their group.
-        self.durable("record the processes of runs", |tx| {
+        super::connection::in_place(|| {
+            if processes.is_empty() {
+                return Ok(());
+            }
+            // Durable, unlike in SQLite: there, a power cut that loses the record ended the processes it
+            // names, as they ran on the same machine; here the database may be on another host, and a
+            // crash of it alone would leave the processes running with no record of their group.
+            self.durable("record the processes of runs", |tx| {
             for p in processes {
                 tx.execute(
                     "UPDATE runs SET pgid = $3, leader_start = $4, boot_id = COALESCE(boot_id, $5), kill_grace_ms = $6
@@ -584,46 +594,51 @@ impl RunStore for PgStore {
             }
             Ok(())
         })
+        })
     }
 
     fn finish_run(&mut self, job_id: &str, seq: i64, end: &RunEnd) -> Result<()> {
-        self.record_end(job_id, seq, end, "")
+        super::connection::in_place(|| self.record_end(job_id, seq, end, ""))
     }
 
     fn finish_orphaned(&mut self, job_id: &str, seq: i64, end: &RunEnd) -> Result<()> {
-        let owes =
-            format!(", retry_owed = CASE WHEN $3 = 'interrupted' THEN {OWES_RETRY} ELSE 0 END");
-        self.record_end(job_id, seq, end, &owes)
+        super::connection::in_place(|| {
+            let owes =
+                format!(", retry_owed = CASE WHEN $3 = 'interrupted' THEN {OWES_RETRY} ELSE 0 END");
+            self.record_end(job_id, seq, end, &owes)
+        })
     }
 
     fn release_unstarted(&mut self, job_id: &str, seq: i64) -> Result<bool> {
-        let fail = |e| pg_error(format!("release the claim of {job_id}#{seq}"), e);
-        let mut tx = self.write().map_err(fail)?;
-        let slot: Option<Millis> = tx
-            .query_opt(
-                "SELECT slot FROM runs WHERE job_id = $1 AND seq = $2 AND trigger = 'schedule'
+        super::connection::in_place(|| {
+            let fail = |e| pg_error(format!("release the claim of {job_id}#{seq}"), e);
+            let mut tx = self.write().map_err(fail)?;
+            let slot: Option<Millis> = tx
+                .query_opt(
+                    "SELECT slot FROM runs WHERE job_id = $1 AND seq = $2 AND trigger = 'schedule'
                    AND status IN ('running', 'queued') AND slot IS NOT NULL",
-                &[&job_id, &seq],
-            )
-            .map_err(fail)?
-            .map(|row| row.try_get(0))
-            .transpose()
-            .map_err(fail)?;
-        let Some(slot) = slot else {
-            return Ok(false);
-        };
-        tx.execute(
+                    &[&job_id, &seq],
+                )
+                .map_err(fail)?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .map_err(fail)?;
+            let Some(slot) = slot else {
+                return Ok(false);
+            };
+            tx.execute(
             "UPDATE jobs SET next_slot = $2 WHERE id = $1 AND next_slot IS NOT NULL AND next_slot > $2",
             &[&job_id, &slot],
         )
         .map_err(fail)?;
-        tx.execute(
-            "DELETE FROM runs WHERE job_id = $1 AND seq = $2",
-            &[&job_id, &seq],
-        )
-        .map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        Ok(true)
+            tx.execute(
+                "DELETE FROM runs WHERE job_id = $1 AND seq = $2",
+                &[&job_id, &seq],
+            )
+            .map_err(fail)?;
+            tx.commit().map_err(fail)?;
+            Ok(true)
+        })
     }
 
     fn reap_dead_runs(
@@ -632,62 +647,68 @@ impl RunStore for PgStore {
         is_alive: IsAlive<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>> {
-        let fail = |e| pg_error("check runs in flight", e);
-        // Most of the time nothing is in flight: a plain read first spares the write lock.
-        let active: i64 = self
-            .client
-            .get_mut()
-            .query_one(
-                "SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')",
-                &[],
-            )
-            .map_err(fail)?
-            .try_get(0)
-            .map_err(fail)?;
-        if active == 0 {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.write().map_err(fail)?;
-        let reaped = reap(&mut tx, job_id, is_alive, Millis(now)).map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        Ok(reaped)
+        super::connection::in_place(|| {
+            let fail = |e| pg_error("check runs in flight", e);
+            // Most of the time nothing is in flight: a plain read first spares the write lock.
+            let active: i64 = self
+                .client
+                .get_mut()
+                .query_one(
+                    "SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')",
+                    &[],
+                )
+                .map_err(fail)?
+                .try_get(0)
+                .map_err(fail)?;
+            if active == 0 {
+                return Ok(Vec::new());
+            }
+            let mut tx = self.write().map_err(fail)?;
+            let reaped = reap(&mut tx, job_id, is_alive, Millis(now)).map_err(fail)?;
+            tx.commit().map_err(fail)?;
+            Ok(reaped)
+        })
     }
 
     fn owed_triggers(&self) -> Result<Vec<OwedTrigger>> {
-        self.read_owed_triggers()
+        super::connection::in_place(|| self.read_owed_triggers())
     }
 
     fn owed_retries(&self) -> Result<Vec<RunRow>> {
-        self.select_runs(
-            "retry_owed = 1 ORDER BY claimed_at, seq",
-            "read the retries owed",
-        )
+        super::connection::in_place(|| {
+            self.select_runs(
+                "retry_owed = 1 ORDER BY claimed_at, seq",
+                "read the retries owed",
+            )
+        })
     }
 
     fn delete_runs(&mut self, job_id: &str, seqs: &[i64]) -> Result<usize> {
-        let fail = |e| pg_error(format!("delete runs of {job_id}"), e);
-        let mut tx = self.write().map_err(fail)?;
-        let mut deleted = 0;
-        for seq in seqs {
-            let gone = tx
+        super::connection::in_place(|| {
+            let fail = |e| pg_error(format!("delete runs of {job_id}"), e);
+            let mut tx = self.write().map_err(fail)?;
+            let mut deleted = 0;
+            for seq in seqs {
+                let gone = tx
                 .execute(
                     "DELETE FROM runs WHERE job_id = $1 AND seq = $2 AND status NOT IN ('queued', 'running')",
                     &[&job_id, seq],
                 )
                 .map_err(fail)?;
-            if gone > 0 {
-                // A run's notifications delivered (or given up) go with it; one still owed is
-                // delivered all the same.
-                tx.execute(
+                if gone > 0 {
+                    // A run's notifications delivered (or given up) go with it; one still owed is
+                    // delivered all the same.
+                    tx.execute(
                     "DELETE FROM notifications WHERE job_id = $1 AND seq = $2 AND state != 'pending'",
                     &[&job_id, seq],
                 )
                 .map_err(fail)?;
+                }
+                deleted += usize::try_from(gone).unwrap_or(usize::MAX);
             }
-            deleted += usize::try_from(gone).unwrap_or(usize::MAX);
-        }
-        tx.commit().map_err(fail)?;
-        Ok(deleted)
+            tx.commit().map_err(fail)?;
+            Ok(deleted)
+        })
     }
 }
 
