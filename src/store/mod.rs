@@ -7,6 +7,7 @@ mod location;
 mod postgres;
 mod records;
 mod sqlite;
+mod sync;
 
 pub use interface::{
     CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, OutboxStore, OwnerStore, Prepare,

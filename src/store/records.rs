@@ -173,6 +173,36 @@ impl RunRow {
         })
     }
 
+    /// The run as a notification reports it, from its record. No env value is in a record.
+    pub fn facts(&self) -> crate::notifier::RunFacts {
+        let duration_ms = match (self.started_at, self.finished_at) {
+            (Some(start), Some(end)) => Some((end - start).num_milliseconds().max(0)),
+            _ => None,
+        };
+        crate::notifier::RunFacts {
+            job_id: self.job_id.clone(),
+            run: self.seq,
+            status: self.status,
+            trigger: self.trigger,
+            slot: self.slot,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_ms,
+            exit_code: self.exit_code,
+            signal: self.signal,
+            error: self
+                .error_code
+                .clone()
+                .map(|code| crate::notifier::ErrorFacts {
+                    code,
+                    message: self.message.clone().unwrap_or_default(),
+                }),
+            attempts: self.attempts,
+            run_dir: self.run_dir.clone(),
+            output: Vec::new(),
+        }
+    }
+
     /// The leader of the latest attempt's process group, as recorded when it started.
     pub fn leader_identity(&self) -> Option<Identity> {
         Some(Identity {
@@ -244,6 +274,48 @@ impl LimitReached {
             Self::Group { .. } => "group",
             Self::Home { .. } => "max_running",
         }
+    }
+
+    /// The message a slot skipped for it is recorded with.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Group { name, running, max } => format!(
+                "skipped: group {name} had {running} run(s) in flight, its max_running is {max}"
+            ),
+            Self::Home { running, max } => {
+                format!(
+                    "skipped: the home had {running} run(s) in flight, its max_running is {max}"
+                )
+            }
+        }
+    }
+
+    /// The error a manual claim refused by it fails with (`group_full`).
+    pub fn into_error(self, job_id: &str) -> Error {
+        let (group, running, max) = match self {
+            Self::Group { name, running, max } => (Some(name), running, max),
+            Self::Home { running, max } => (None, running, max),
+        };
+        Error::GroupFull {
+            id: job_id.to_owned(),
+            group,
+            running,
+            max,
+        }
+    }
+}
+
+/// The owner start time and boot to record with a claim by `owner`. A run is always claimed by the
+/// process that runs it, so the identity is this process's; an owner naming another pid (a test, a
+/// benchmark) gets none, and its liveness is judged by the run's lock alone.
+pub(crate) fn claim_identity(owner: &str) -> (Option<i64>, Option<String>) {
+    let ours = owner
+        .split_once('@')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    match Identity::own().filter(|_| ours) {
+        Some(own) => (i64::try_from(own.start).ok(), Some(own.boot)),
+        None => (None, None),
     }
 }
 

@@ -173,7 +173,10 @@ fn the_scheduler_runs_a_job_every_second_on_postgresql_with_every_slot_once() {
     let mut runs = Vec::new();
     while Instant::now() < deadline {
         let (doc, _) = home.json(&["--store", &url, "history", "tick", "--status", "succeeded"]);
-        runs = doc["data"]["entries"].as_array().cloned().unwrap_or_default();
+        runs = doc["data"]["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if runs.len() >= 4 {
             break;
         }

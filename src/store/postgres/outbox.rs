@@ -15,8 +15,8 @@ use super::column::{Millis, instant, millis, signed};
 use super::connection::{PgStore, pg_error};
 use super::history::{RUN_COLUMNS, run_row};
 use crate::error::Result;
+use crate::notifier::Notification;
 use crate::notifier::fanout::{self, Outgoing, RunEvent};
-use crate::notifier::{ErrorFacts, Notification, RunFacts};
 use crate::run::RunStatus;
 use crate::spec::model::NotifierSpec;
 use crate::store::interface::OutboxStore;
@@ -92,13 +92,7 @@ pub(super) fn owe_for_run(
             previous_failed: run.status == RunStatus::Succeeded && previous_failed(tx, &run)?,
         },
     };
-    let owed = fanout::for_run(
-        event,
-        &run_facts(&run),
-        &notifiers,
-        &crate::run::host(),
-        now.0,
-    );
+    let owed = fanout::for_run(event, &run.facts(), &notifiers, &crate::run::host(), now.0);
     insert(tx, &owed)
 }
 
@@ -118,33 +112,6 @@ fn previous_failed(
         .map(|row| row.try_get(0))
         .transpose()?;
     Ok(status.is_some_and(|s| s != RunStatus::Succeeded))
-}
-
-/// The facts of a run as a notification reports them, from its record. No env value is in a record.
-fn run_facts(run: &RunRow) -> RunFacts {
-    let duration_ms = match (run.started_at, run.finished_at) {
-        (Some(start), Some(end)) => Some((end - start).num_milliseconds().max(0)),
-        _ => None,
-    };
-    RunFacts {
-        job_id: run.job_id.clone(),
-        run: run.seq,
-        status: run.status,
-        trigger: run.trigger,
-        slot: run.slot,
-        started_at: run.started_at,
-        finished_at: run.finished_at,
-        duration_ms,
-        exit_code: run.exit_code,
-        signal: run.signal,
-        error: run.error_code.clone().map(|code| ErrorFacts {
-            code,
-            message: run.message.clone().unwrap_or_default(),
-        }),
-        attempts: run.attempts,
-        run_dir: run.run_dir.clone(),
-        output: Vec::new(),
-    }
 }
 
 /// Writes `owed` to the outbox, inside the caller's transaction; a delivery id owed already is left

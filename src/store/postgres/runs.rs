@@ -17,7 +17,6 @@ use super::connection::{PgStore, pg_error};
 use super::history::{RUN_COLUMNS, run_row};
 use super::outbox::{RunEventKind, owe_for_run};
 use crate::error::{Error, Result};
-use crate::process::Identity;
 use crate::run::{RunEnd, RunStatus, Trigger};
 use crate::spec::model::Overlap;
 use crate::store::interface::{IsAlive, Prepare, RunStore, number_taken};
@@ -27,20 +26,6 @@ use crate::store::records::{
 };
 
 type PgResult<T> = std::result::Result<T, postgres::Error>;
-
-/// The owner start time and boot to record with a claim by `owner`. A run is always claimed by the
-/// process that runs it, so the identity is this process's; an owner naming another pid (a test, a
-/// benchmark) gets none, and its liveness is judged by the run's lock alone.
-fn claim_identity(owner: &str) -> (Option<i64>, Option<String>) {
-    let ours = owner
-        .split_once('@')
-        .and_then(|(pid, _)| pid.parse::<u32>().ok())
-        .is_some_and(|pid| pid == std::process::id());
-    match Identity::own().filter(|_| ours) {
-        Some(own) => (i64::try_from(own.start).ok(), Some(own.boot)),
-        None => (None, None),
-    }
-}
 
 impl RunStore for PgStore {
     fn claim(
@@ -65,7 +50,7 @@ impl RunStore for PgStore {
             }
             if let Some(limit) = shared_limit_reached(&mut tx, &request.shared).map_err(fail)? {
                 if request.overlap != Overlap::Queue {
-                    return Err(limit_error(request.job_id, limit));
+                    return Err(limit.into_error(request.job_id));
                 }
                 queue = true;
             }
@@ -87,7 +72,7 @@ impl RunStore for PgStore {
             } else {
                 RunStatus::Running
             };
-            let (owner_start, boot_id) = claim_identity(request.owner);
+            let (owner_start, boot_id) = crate::store::records::claim_identity(request.owner);
             tx.execute(
             "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash, owner,
                                replay_of, run_dir, owner_start, boot_id, run_group, no_trigger)
@@ -137,7 +122,7 @@ impl RunStore for PgStore {
             let fail = |e| pg_error("record the scheduler's claims", e);
             let mut tx = self.write().map_err(fail)?;
             let mut results = Vec::with_capacity(records.len());
-            let (owner_start, boot_id) = claim_identity(owner);
+            let (owner_start, boot_id) = crate::store::records::claim_identity(owner);
             for index in fair_order(&mut tx, records).map_err(fail)? {
                 let record = &records[index];
                 // The retry an interrupted run is owed is claimed once: taking it clears the debt in
@@ -253,7 +238,7 @@ impl RunStore for PgStore {
                                     &signed(*count),
                                     &Millis(first),
                                     &format!("skipped_{}", limit.reason()),
-                                    &limit_message(&limit),
+                                    &limit.message(),
                                 ],
                             )
                             .map_err(fail)?;
@@ -1004,34 +989,6 @@ fn queued_before(
         }
     }
     Ok(false)
-}
-
-fn limit_error(job_id: &str, limit: LimitReached) -> Error {
-    match limit {
-        LimitReached::Group { name, running, max } => Error::GroupFull {
-            id: job_id.to_owned(),
-            group: Some(name),
-            running,
-            max,
-        },
-        LimitReached::Home { running, max } => Error::GroupFull {
-            id: job_id.to_owned(),
-            group: None,
-            running,
-            max,
-        },
-    }
-}
-
-fn limit_message(limit: &LimitReached) -> String {
-    match limit {
-        LimitReached::Group { name, running, max } => format!(
-            "skipped: group {name} had {running} run(s) in flight, its max_running is {max}"
-        ),
-        LimitReached::Home { running, max } => {
-            format!("skipped: the home had {running} run(s) in flight, its max_running is {max}")
-        }
-    }
 }
 
 /// How many runs of the job are running, and how many queued.

@@ -1,6 +1,6 @@
 //! The `jobs` table: syncing loaded spec files into it, the operator's state, and reading it back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
@@ -10,53 +10,13 @@ use super::column::{Millis, catchup_column, instant, millis};
 use super::connection::{SqliteStore, store_error};
 use super::outbox;
 use crate::error::Result;
-use crate::notifier::fanout::{self, Outgoing};
-use crate::notifier::{Event, HomeFacts, problems_message};
 use crate::policy::Catchup;
 use crate::spec::SpecFile;
 use crate::spec::load::loader_fingerprint;
 use crate::spec::model::NotifierSpec;
 use crate::store::interface::JobStore;
 use crate::store::records::{JobRow, OperatorState, StateChange, SyncReport};
-
-/// One change a sync makes to the `jobs` table.
-#[derive(Debug, Clone, PartialEq)]
-enum Change {
-    Insert {
-        id: String,
-        path: String,
-        hash: String,
-        spec: Option<String>,
-        problems: Option<String>,
-    },
-    Good {
-        id: String,
-        path: String,
-        hash: String,
-        spec: String,
-        schedule_changed: bool,
-    },
-    Invalid {
-        id: String,
-        path: String,
-        hash: String,
-        problems: String,
-    },
-    Removed {
-        id: String,
-    },
-}
-
-/// The columns a sync compares against.
-struct SyncState {
-    spec_path: String,
-    spec_hash: String,
-    good_hash: Option<String>,
-    checked_by: Option<String>,
-    spec_json: Option<String>,
-    invalid: bool,
-    present: bool,
-}
+use crate::store::sync::{Change, SyncState, announce_invalid, plan};
 
 const JOB_COLUMNS: &str = "id, spec_path, spec_hash, spec_json, load_error, present, state, state_reason, \
      state_by, state_at, next_slot, last_slot, schedule_changed_at, run_counter, created_at, updated_at, removed_at, \
@@ -268,146 +228,6 @@ fn read_sync_state(conn: &rusqlite::Connection) -> rusqlite::Result<HashMap<Stri
         ))
     })?;
     rows.collect()
-}
-
-/// Pure: the changes that bring `rows` in line with `files`. The first file of an id wins, so a
-/// duplicate (`a.yaml` beside `a.yml`) never disturbs the job.
-fn plan(
-    rows: &HashMap<String, SyncState>,
-    files: &[SpecFile],
-    display_path: &dyn Fn(&SpecFile) -> String,
-) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let mut seen = HashSet::new();
-    for file in files {
-        let Some(id) = &file.stem_id else { continue };
-        if !seen.insert(id.as_str()) {
-            continue;
-        }
-        let path = display_path(file);
-        let row = rows.get(id);
-        match (&file.outcome, row) {
-            (Ok(loaded), None) => changes.push(Change::Insert {
-                id: id.clone(),
-                path,
-                hash: file.hash.clone(),
-                spec: Some(loaded.json().to_string()),
-                problems: None,
-            }),
-            (Ok(loaded), Some(row)) => {
-                let unchanged = row.good_hash.as_deref() == Some(file.hash.as_str())
-                    && row.spec_hash == file.hash
-                    && !row.invalid
-                    && row.present
-                    && row.spec_path == path
-                    && row.checked_by.as_deref() == Some(loader_fingerprint());
-                if !unchanged {
-                    let old_spec: Option<Value> = row
-                        .spec_json
-                        .as_deref()
-                        .and_then(|t| serde_json::from_str(t).ok());
-                    let old_schedule = old_spec
-                        .as_ref()
-                        .map(|s| s.get("schedule").unwrap_or(&Value::Null));
-                    changes.push(Change::Good {
-                        id: id.clone(),
-                        path,
-                        hash: file.hash.clone(),
-                        spec: loaded.json().to_string(),
-                        schedule_changed: old_schedule
-                            != Some(
-                                &serde_json::to_value(&loaded.spec.schedule).unwrap_or_default(),
-                            ),
-                    });
-                }
-            }
-            (Err(problems), row) => {
-                let problems = serde_json::to_string(problems).unwrap_or_else(|_| "[]".into());
-                match row {
-                    None => changes.push(Change::Insert {
-                        id: id.clone(),
-                        path,
-                        hash: file.hash.clone(),
-                        spec: None,
-                        problems: Some(problems),
-                    }),
-                    Some(row)
-                        if row.spec_hash != file.hash
-                            || !row.invalid
-                            || !row.present
-                            || row.spec_path != path =>
-                    {
-                        changes.push(Change::Invalid {
-                            id: id.clone(),
-                            path,
-                            hash: file.hash.clone(),
-                            problems,
-                        });
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-    }
-    let mut gone: Vec<&String> = rows
-        .iter()
-        .filter(|(id, row)| row.present && !seen.contains(id.as_str()))
-        .map(|(id, _)| id)
-        .collect();
-    gone.sort();
-    changes.extend(
-        gone.into_iter()
-            .map(|id| Change::Removed { id: id.clone() }),
-    );
-    changes
-}
-
-/// What a change that finds a spec invalid owes the home's notifiers (`spec_invalid`), once per
-/// version of the file (its path and content hash name the occurrence).
-fn announce_invalid(
-    change: &Change,
-    notifiers: &[NotifierSpec],
-    now: DateTime<Utc>,
-) -> Option<Vec<Outgoing>> {
-    let (id, path, hash, problems) = match change {
-        Change::Insert {
-            id,
-            path,
-            hash,
-            problems: Some(problems),
-            ..
-        }
-        | Change::Invalid {
-            id,
-            path,
-            hash,
-            problems,
-        } => (id, path, hash, problems),
-        _ => return None,
-    };
-    if notifiers.is_empty() {
-        return None;
-    }
-    let problems = serde_json::from_str::<Vec<Value>>(problems).unwrap_or_default();
-    let message = problems_message(problems.iter().filter_map(|p| {
-        Some((
-            p.get("line").and_then(Value::as_u64),
-            p.get("message")?.as_str()?,
-        ))
-    }));
-    let facts = HomeFacts {
-        job_id: Some(id.clone()),
-        path: Some(path.clone()),
-        message: Some(message),
-    };
-    Some(fanout::for_home(
-        Event::SpecInvalid,
-        &facts,
-        &format!("{path}:{hash}"),
-        notifiers,
-        &crate::run::host(),
-        now,
-    ))
 }
 
 fn apply(
