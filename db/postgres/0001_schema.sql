@@ -187,3 +187,12 @@ CREATE TABLE triggers (
 );
 
 CREATE INDEX triggers_pending ON triggers (created_at) WHERE state = 'pending';
+
+-- The hosts whose processes use the store, and when each last opened it or renewed a scheduler's
+-- heartbeat. Until node heartbeats decide which host's runs are alive, a run in flight is judged by
+-- its owner's pid on this host: a second host would take the first one's runs for dead. So a store
+-- used from one host in the last ten minutes is refused to any other.
+CREATE TABLE store_hosts (
+    host    TEXT PRIMARY KEY,
+    seen_at BIGINT NOT NULL
+);

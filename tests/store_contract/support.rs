@@ -210,3 +210,11 @@ pub fn raw_sql(fresh: &Fresh, sql: &str) -> Vec<Vec<Option<String>>> {
         }
     }
 }
+
+/// The URL of `fresh`'s database, for a PostgreSQL store.
+pub fn database_url(fresh: &Fresh) -> Option<String> {
+    fresh
+        .database
+        .as_ref()
+        .map(|(admin, name)| with_database(admin, name))
+}

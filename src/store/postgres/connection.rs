@@ -10,6 +10,7 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::{Client, Transaction};
 
+use super::owner::STORE_NOW;
 use crate::error::{Error, Result, StoreFault};
 use crate::store::interface::Store;
 
@@ -138,7 +139,8 @@ impl PgStore {
                 .map_err(|e| {
                     pg_error(format!("configure the session with the store {shown}"), e)
                 })?;
-            store.migrate()
+            store.migrate()?;
+            store.claim_host(shown)
         })?;
         Ok(store)
     }
@@ -148,6 +150,35 @@ impl PgStore {
         let mut tx = self.client.get_mut().transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
         Ok(tx)
+    }
+
+    /// Records this host as the store's, unless another host used it within [`HOST_IN_USE_MS`]
+    /// (see `store_hosts` in the schema): several hosts are refused until node heartbeats decide
+    /// whose runs are alive.
+    fn claim_host(&mut self, shown: &str) -> Result<()> {
+        let fail = |e| pg_error("record this host in the store", e);
+        let mut tx = self.write().map_err(fail)?;
+        let here = crate::run::host();
+        let other = tx
+            .query_opt(
+                &format!(
+                    "SELECT host, {STORE_NOW} - seen_at FROM store_hosts
+                     WHERE host <> $1 AND seen_at > {STORE_NOW} - $2 ORDER BY seen_at DESC LIMIT 1"
+                ),
+                &[&here, &HOST_IN_USE_MS],
+            )
+            .map_err(fail)?;
+        if let Some(row) = other {
+            let (host, age_ms): (String, i64) = (row.get(0), row.get(1));
+            return Err(Error::Usage {
+                message: format!(
+                    "the store {shown} is in use from host {host} (seen {}s ago), and one PostgreSQL store serves the processes of one host for now: a second host would take the first one's runs for dead; use it from {host}, or if that host is gone for good, DELETE FROM store_hosts WHERE host = '{host}'",
+                    age_ms / 1000
+                ),
+            });
+        }
+        seen_here(&mut tx).map_err(fail)?;
+        tx.commit().map_err(fail)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -190,6 +221,22 @@ impl PgStore {
         }
         tx.commit().map_err(fail)
     }
+}
+
+/// How recently another host must have used the store for this one to be refused: ten minutes,
+/// far longer than a scheduler's heartbeat interval, so a live scheduler's host never lapses.
+const HOST_IN_USE_MS: i64 = 10 * 60 * 1000;
+
+/// Records that this host used the store just now, inside the caller's transaction.
+pub(super) fn seen_here(tx: &mut Transaction<'_>) -> std::result::Result<(), postgres::Error> {
+    tx.execute(
+        &format!(
+            "INSERT INTO store_hosts (host, seen_at) VALUES ($1, {STORE_NOW})
+             ON CONFLICT (host) DO UPDATE SET seen_at = excluded.seen_at"
+        ),
+        &[&crate::run::host()],
+    )?;
+    Ok(())
 }
 
 impl Store for PgStore {

@@ -12,7 +12,7 @@ use crate::store::records::Owner;
 
 /// The store's clock, in milliseconds. `clock_timestamp()`, not `now()`: `now()` is when the
 /// transaction began, which may be a lock wait ago.
-const STORE_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(super) const STORE_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The pid and host of an owner written `pid@host`, as the row keeps them.
 fn pid_and_host(owner: &str) -> Result<(i64, &str)> {
@@ -64,13 +64,14 @@ impl OwnerStore for PgStore {
         super::connection::in_place(|| {
             let (pid, host) = pid_and_host(owner)?;
             let renewed = self.owner_write("record the scheduler heartbeat", |tx| {
-            tx.execute(
-                &format!(
-                    "UPDATE scheduler_owner SET heartbeat_at = {STORE_NOW} WHERE pid = $1 AND host = $2"
-                ),
-                &[&pid, &host],
-            )
-        })?;
+                super::connection::seen_here(tx)?;
+                tx.execute(
+                    &format!(
+                        "UPDATE scheduler_owner SET heartbeat_at = {STORE_NOW} WHERE pid = $1 AND host = $2"
+                    ),
+                    &[&pid, &host],
+                )
+            })?;
             Ok(renewed > 0)
         })
     }
