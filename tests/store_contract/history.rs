@@ -600,3 +600,37 @@ fn the_kept_config_is_the_last_version_kept_until_forgotten() {
         store.keep_config(None, at(5_000)).expect("forget again");
     }
 }
+
+#[test]
+fn the_upstream_filter_finds_a_whole_run_name_and_no_pattern() {
+    for mut fresh in backends() {
+        sync(&mut fresh, &[("down", &minutely("down"))], at(0));
+        crate::support::raw_sql(
+            &fresh,
+            "INSERT INTO runs (job_id, seq, trigger, claimed_at, status, owner, upstream)
+             VALUES ('down', 1, 'after', 0, 'succeeded', '1@h', 'eu#3,a_b#1')",
+        );
+        let name = fresh.name;
+        let found = |upstream: &str| {
+            let filter = HistoryFilter {
+                job_id: None,
+                statuses: Vec::new(),
+                since: None,
+                before: None,
+                upstream: Some(upstream.to_owned()),
+                limit: 10,
+            };
+            let (runs, total) = fresh
+                .store
+                .history(&filter)
+                .unwrap_or_else(|e| panic!("{name}: history: {e}"));
+            (runs.len(), total)
+        };
+        assert_eq!(found("a_b#1"), (1, 1), "{name}");
+        assert_eq!(found("eu#3"), (1, 1), "{name}");
+        // `_` is a character of the id, not a wildcard; and part of a name is no name.
+        assert_eq!(found("axb#1"), (0, 0), "{name}");
+        assert_eq!(found("A_B#1"), (0, 0), "{name}");
+        assert_eq!(found("b#1"), (0, 0), "{name}");
+    }
+}

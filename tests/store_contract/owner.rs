@@ -84,7 +84,9 @@ fn a_postgresql_store_used_from_another_host_lately_is_refused_to_this_one() {
             "INSERT INTO store_hosts (host, seen_at)
              VALUES ('elsewhere', (extract(epoch from clock_timestamp()) * 1000)::bigint - 5000)",
         );
-        let refused = jobs::store::open_postgres(&url, None).err().map(|e| e.to_string());
+        let refused = jobs::store::open_postgres(&url, None)
+            .err()
+            .map(|e| e.to_string());
         let refused = refused.unwrap_or_else(|| panic!("a second host was let in"));
         assert!(
             refused.contains("is in use from host elsewhere (seen 5s ago)"),

@@ -186,7 +186,9 @@ impl HistoryStore for SqliteStore {
             values.push(before.into());
         }
         if let Some(upstream) = &filter.upstream {
-            conditions.push("(',' || upstream || ',') LIKE ('%,' || ? || ',%')");
+            // A whole `job#seq` among the comma-separated upstreams, found as text: LIKE would take
+            // the `_` of a job id for any character (and ignore case), so `a_b#1` would find `axb#1`.
+            conditions.push("instr(',' || upstream || ',', ',' || ? || ',') > 0");
             values.push(upstream.clone().into());
         }
         let condition = if conditions.is_empty() {
