@@ -252,6 +252,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Move the store: `store copy --to URL` copies this home's SQLite store into an empty PostgreSQL one
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Check a job's notifiers: send each a test notification now and say how it went
     Notify {
         #[command(subcommand)]
@@ -348,6 +353,18 @@ fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("not an RFC 3339 time such as 2026-03-08T00:00:00Z: {e}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy this home's SQLite store (jobs, runs, history, notifications) into an empty PostgreSQL
+    /// store, then point the home at it with store: in config.yaml. The SQLite store is left as it
+    /// was; stop the scheduler first
+    Copy {
+        /// The PostgreSQL store, with no password in it (PGPASSWORD or the config's store_password_file)
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use super::Ctx;
-use super::args::{CatchupArg, Cli, ColorChoice, Command, LogFormat, NotifyCommand};
+use super::args::{CatchupArg, Cli, ColorChoice, Command, LogFormat, NotifyCommand, StoreCommand};
 use super::output::{Output, Report};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result, exit};
@@ -191,6 +191,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::Notify {
             command: NotifyCommand::Test { id },
         } => super::notify::test(ctx, &id),
+        Command::Store {
+            command: StoreCommand::Copy { to },
+        } => super::store_copy::run(ctx, &to),
         Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
             Err(Error::Internal {
                 message: "a command without a home reached the dispatch of home commands".into(),
@@ -334,21 +337,26 @@ fn init_tracing(verbose: u8, daemon: bool, json: bool) {
     };
 }
 
-/// The store named from outside the home: `--store`, else `JOBS_STORE`. A password in the flag is
-/// refused, since every user of the machine can read a command line (`ps`).
+/// The store named from outside the home: `--store`, else `JOBS_STORE`.
 fn store_named(flag: Option<&str>) -> Result<Option<String>> {
     if let Some(url) = flag {
-        let masked = crate::store::postgres_url::masked(url);
-        if masked != url {
-            return Err(Error::Usage {
-                message: format!(
-                    "--store {masked} has a password in it, which any user can read on the command line; give it in PGPASSWORD or the config's store_password_file"
-                ),
-            });
-        }
+        refuse_password_in_flag("--store", url)?;
         return Ok(Some(url.to_owned()));
     }
     Ok(std::env::var("JOBS_STORE")
         .ok()
         .filter(|url| !url.is_empty()))
+}
+
+/// A password in a flag is refused, since every user of the machine can read a command line (`ps`).
+pub(super) fn refuse_password_in_flag(flag: &str, url: &str) -> Result<()> {
+    let masked = crate::store::postgres_url::masked(url);
+    if masked == url {
+        return Ok(());
+    }
+    Err(Error::Usage {
+        message: format!(
+            "{flag} {masked} has a password in it, which any user can read on the command line; give it in PGPASSWORD or the config's store_password_file"
+        ),
+    })
 }

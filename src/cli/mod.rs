@@ -26,6 +26,7 @@ mod shell_init;
 mod show;
 mod show_run;
 mod status;
+mod store_copy;
 mod tail;
 mod validate;
 

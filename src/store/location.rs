@@ -87,6 +87,46 @@ pub fn open_at(location: Location) -> Result<Box<dyn Store>> {
     }
 }
 
+/// Copies `home`'s own SQLite store into the empty PostgreSQL store at `url` (its password from
+/// `PGPASSWORD`, or the file the config names), leaving the SQLite store as it was.
+pub fn copy_home_to(home: &Home, url: &str) -> Result<super::copy::Copied> {
+    let Location::Sqlite(path) = locate(home)? else {
+        return Err(Error::Usage {
+            message: "this home's store is PostgreSQL already; store copy moves a home's own SQLite store (run it without --store, JOBS_STORE or store:)".into(),
+        });
+    };
+    if !path.is_file() {
+        return Err(Error::Usage {
+            message: format!(
+                "{} does not exist: there is nothing to copy",
+                home.display_path(&path)
+            ),
+        });
+    }
+    if !is_postgres(url) {
+        return Err(Error::Usage {
+            message: format!(
+                "--to {} is not a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE)",
+                masked(url)
+            ),
+        });
+    }
+    let password_file = match &crate::config::load(home).outcome {
+        Ok(config) => config
+            .store_password_file
+            .clone()
+            .map(|file| home.root().join(file)),
+        Err(_) => None,
+    };
+    let password = password_file.as_deref().map(read_password).transpose()?;
+    let config = super::postgres::url::config(url, password.as_deref())?;
+    let mut target = super::postgres::PgStore::open(&config, &masked(url))?;
+    // The SQLite store is brought to this version's schema first, so that its columns are the
+    // PostgreSQL schema's.
+    drop(open(&path)?);
+    super::copy::sqlite_to_postgres(&path, &mut target)
+}
+
 /// Whether the text of an invalid config has a top-level `store` key: then the store cannot be
 /// known, and guessing the home's SQLite file could split the jobs' history in two.
 fn names_a_store(home: &Home) -> bool {

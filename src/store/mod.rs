@@ -2,6 +2,7 @@
 //! values that cross it (`records`), and its SQLite implementation (`sqlite`). Every state change is
 //! one transaction, and read-then-write decisions take the write lock first.
 
+mod copy;
 mod interface;
 mod location;
 mod postgres;
@@ -9,11 +10,12 @@ mod records;
 mod sqlite;
 mod sync;
 
+pub use copy::Copied;
 pub use interface::{
     CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, OutboxStore, OwnerStore, Prepare,
     RunStore, Store, blocking, call, open, open_postgres,
 };
-pub use location::{Location, locate, open_at, open_home};
+pub use location::{Location, copy_home_to, locate, open_at, open_home};
 pub use postgres::url as postgres_url;
 pub use records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryState, DeliveryTry,

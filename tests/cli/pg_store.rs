@@ -191,3 +191,57 @@ fn the_scheduler_runs_a_job_every_second_on_postgresql_with_every_slot_once() {
     assert_eq!(slots.len(), all, "no slot twice: {runs:?}");
     assert!(!home.path().join("db/jobs.sqlite3").exists());
 }
+
+#[test]
+fn store_copy_moves_a_homes_jobs_and_history_into_an_empty_database_once() {
+    let home = TestHome::new();
+    home.spec("report.yaml", manual_spec("report"));
+    home.spec(
+        "nightly.yaml",
+        "id: nightly\nschedule: {every: 1h}\nrun:\n  command: [\"true\"]\n",
+    );
+    for _ in 0..2 {
+        let ran = home.run(&["run", "report"]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+    }
+    assert_eq!(home.run(&["pause", "nightly"]).code, 0);
+    let refused = home.run(&["store", "copy", "--to", "postgres://jobs:pw@127.0.0.1:1/x"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(!refused.stderr.contains(":pw@"), "{}", refused.stderr);
+    let Some(url) = fresh_database() else { return };
+    let (copied, code) = home.json(&["store", "copy", "--to", &url]);
+    assert_eq!(code, 0, "{copied}");
+    let rows = |table: &str| {
+        copied["data"]["tables"]
+            .as_array()
+            .and_then(|t| t.iter().find(|e| e["table"] == table))
+            .map(|e| e["rows"].clone())
+    };
+    assert_eq!(rows("jobs"), Some(serde_json::json!(2)), "{copied}");
+    assert_eq!(rows("runs"), Some(serde_json::json!(2)), "{copied}");
+    // The copy is the store: same runs, same numbers, same operator state; the next run is #3.
+    let (history, _) = home.json(&["--store", &url, "history", "report"]);
+    let seqs: Vec<i64> = history["data"]["entries"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|r| r["run"].as_i64()).collect())
+        .unwrap_or_default();
+    assert_eq!(seqs, [2, 1], "{history}");
+    let (list, _) = home.json(&["--store", &url, "list"]);
+    let nightly = list["data"]["jobs"]
+        .as_array()
+        .and_then(|j| j.iter().find(|j| j["id"] == "nightly"))
+        .map(|j| j["state"].clone());
+    assert_eq!(nightly, Some(serde_json::json!("paused")), "{list}");
+    let ran = home.run(&["--store", &url, "--json", "run", "report"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
+    assert_eq!(doc["data"]["jobs_run"][0]["run"], 3, "{doc}");
+    // A second copy would merge two histories: refused, and the copy stays as it was.
+    let again = home.run(&["store", "copy", "--to", &url]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already has 2 job(s)"),
+        "{}",
+        again.stderr
+    );
+}

@@ -81,7 +81,7 @@ impl Drop for Conn {
 /// drives async tasks (the interface asks for a blocking thread, but a caller that runs a store
 /// call inline in async code must get a slow call, not a panic), tokio is told first, so that it
 /// moves its other tasks elsewhere while this one blocks.
-pub(super) fn in_place<R>(f: impl FnOnce() -> R) -> R {
+pub(in crate::store) fn in_place<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
@@ -92,7 +92,7 @@ pub(super) fn in_place<R>(f: impl FnOnce() -> R) -> R {
 
 /// PostgreSQL's error as the store's: a lock not granted within the timeout is
 /// [`Error::StoreBusy`]; a lost connection says the database is unreachable.
-pub(super) fn pg_error(action: impl Into<String>, source: postgres::Error) -> Error {
+pub(in crate::store) fn pg_error(action: impl Into<String>, source: postgres::Error) -> Error {
     let action = action.into();
     if let Some(code) = source.code()
         && (*code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED)
@@ -146,7 +146,9 @@ impl PgStore {
     }
 
     /// A transaction holding the store's write lock (see [`PgStore`]).
-    pub(super) fn write(&mut self) -> std::result::Result<Transaction<'_>, postgres::Error> {
+    pub(in crate::store) fn write(
+        &mut self,
+    ) -> std::result::Result<Transaction<'_>, postgres::Error> {
         let mut tx = self.client.get_mut().transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
         Ok(tx)

@@ -16,3 +16,4 @@ mod triggers;
 pub mod url;
 
 pub use connection::PgStore;
+pub(in crate::store) use connection::{in_place, pg_error};

@@ -103,7 +103,7 @@ pub struct SqliteStore {
 /// SQLite's error as the store's: another process holding the write lock past the busy timeout is
 /// [`Error::StoreBusy`], which says so instead of blaming the file system; a damaged file says so,
 /// for its hint.
-pub(super) fn store_error(action: impl Into<String>, source: rusqlite::Error) -> Error {
+pub(in crate::store) fn store_error(action: impl Into<String>, source: rusqlite::Error) -> Error {
     let code = source.sqlite_error_code();
     if code == Some(ErrorCode::DatabaseBusy) {
         return Error::StoreBusy {

@@ -13,4 +13,4 @@ mod runs;
 mod triggers;
 
 pub use connection::SqliteStore;
-pub(in crate::store) use connection::busy_timeout;
+pub(in crate::store) use connection::{busy_timeout, store_error};
