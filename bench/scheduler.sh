@@ -8,6 +8,7 @@
 #             skipped. Every run writes its full artifacts (receipt, events, summary, logs). With
 #             `listen` as the fourth argument the scheduler also serves on a loopback port and
 #             /metrics is scraped every second meanwhile, for comparing against the figures without.
+#             With JOBS_STORE set to an empty PostgreSQL database, the store is that database.
 # Usage: bench/scheduler.sh [startup|lateness|all] [N] [S] [listen]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,7 +74,7 @@ if [[ $what == lateness || $what == all ]]; then
   kill -TERM "$pid"
   wait "$pid" || true
   python3 - "$home" "$jobs_n" "$seconds" "$listen" <<'PY'
-import glob, json, sqlite3, sys
+import glob, json, os, sqlite3, subprocess, sys
 from datetime import datetime
 home, jobs, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 served = ", serving with a scrape every second" if sys.argv[4] == "listen" else ""
@@ -86,8 +87,15 @@ for path in glob.glob(f"{home}/runs/*/*/run_receipt.json"):
     if receipt["trigger"] == "schedule" and receipt["attempts"]:
         late.append((t(receipt["attempts"][0]["started_at"]) - t(receipt["slot"])).total_seconds() * 1000)
 late.sort()
-con = sqlite3.connect(f"{home}/db/jobs.sqlite3")
-other = dict(con.execute("SELECT status, SUM(slot_count) FROM runs GROUP BY status").fetchall())
+counts = "SELECT status, SUM(slot_count) FROM runs GROUP BY status"
+if os.environ.get("JOBS_STORE"):
+    out = subprocess.run(["psql", os.environ["JOBS_STORE"], "-At", "-F", " ", "-c", counts],
+                         check=True, capture_output=True, text=True).stdout
+    other = {status: int(n) for status, n in (line.split() for line in out.splitlines() if line)}
+    served += ", PostgreSQL store"
+else:
+    con = sqlite3.connect(f"{home}/db/jobs.sqlite3")
+    other = dict(con.execute(counts).fetchall())
 def pct(p):
     return round(late[min(len(late) - 1, int(len(late) * p))]) if late else None
 print(f"lateness, {jobs} jobs every second for {seconds} s{served}: {len(late)} runs, "
