@@ -75,7 +75,12 @@ pub fn run() -> ExitCode {
             ExitCode::from(report.error.as_ref().map_or(exit::OK, Error::exit_code))
         }
         Err(error) => {
-            let error = error.naming_store(&ctx.home.db_path());
+            // A SQLite store's errors name its file (the hints speak of it); a PostgreSQL store's
+            // name its URL already.
+            let error = match crate::store::locate(&ctx.home) {
+                Ok(crate::store::Location::Postgres { .. }) => error,
+                _ => error.naming_store(&ctx.home.db_path()),
+            };
             ctx.out.error(&error);
             ExitCode::from(error.exit_code())
         }
@@ -350,10 +355,10 @@ fn store_named(flag: Option<&str>) -> Result<Option<String>> {
 
 /// A password in a flag is refused, since every user of the machine can read a command line (`ps`).
 pub(super) fn refuse_password_in_flag(flag: &str, url: &str) -> Result<()> {
-    let masked = crate::store::postgres_url::masked(url);
-    if masked == url {
+    if !crate::store::postgres_url::has_password(url) {
         return Ok(());
     }
+    let masked = crate::store::postgres_url::masked(url);
     Err(Error::Usage {
         message: format!(
             "{flag} {masked} has a password in it, which any user can read on the command line; give it in PGPASSWORD or the config's store_password_file"

@@ -14,7 +14,7 @@ use crate::schedule::{self, MAX_FIRST_SLOT_DAYS};
 /// The revision of the checks the schema cannot express (`semantic_problems`). Raise it whenever a
 /// check is added or tightened: the fingerprint changes with it, so specs an older loader accepted are
 /// checked again, both files the store would trust and the last good versions it keeps.
-pub(super) const RULES_REVISION: u32 = 4;
+pub(super) const RULES_REVISION: u32 = 5;
 
 /// The ids `jobs` accepts, as in the schema: `^[a-z0-9][a-z0-9_-]{0,62}$`.
 pub fn is_valid_id(id: &str) -> bool {
@@ -68,6 +68,23 @@ pub(super) fn semantic_problems(
             if name.contains('\0') || value.as_str().is_some_and(|v| v.contains('\0')) {
                 nul_at(format!("/run/env/{}", escape_pointer(name)));
             }
+        }
+    }
+
+    // Nor can any other text of a spec hold one: PostgreSQL's JSON refuses it, so one such spec
+    // would stop the sync of the whole home there. Said once per place, here or above.
+    let mut elsewhere = Vec::new();
+    nul_pointers(json, String::new(), &mut elsewhere);
+    for pointer in elsewhere {
+        let covered = ["/run/shell", "/run/cwd", "/run/command/", "/run/env/"]
+            .iter()
+            .any(|above| pointer == *above || pointer.starts_with(above));
+        if !covered {
+            out.push((
+                pointer,
+                "nul_byte",
+                "contains a NUL character, which no text of a spec may hold".into(),
+            ));
         }
     }
 
@@ -530,4 +547,27 @@ fn has_duration_shape(text: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'd' | b'h' | b'm' | b's'))
         && text.bytes().next().is_some_and(|b| b.is_ascii_digit())
+}
+
+/// The pointers of every string (and key) in `value` that holds a NUL. Recursive: the loader has
+/// refused anything nested past its limit before this runs.
+fn nul_pointers(value: &Value, at: String, out: &mut Vec<String>) {
+    match value {
+        Value::String(text) if text.contains('\0') => out.push(at),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                nul_pointers(item, format!("{at}/{i}"), out);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields {
+                let pointer = format!("{at}/{}", escape_pointer(key));
+                if key.contains('\0') {
+                    out.push(pointer.clone());
+                }
+                nul_pointers(item, pointer, out);
+            }
+        }
+        _ => {}
+    }
 }

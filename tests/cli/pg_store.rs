@@ -245,3 +245,27 @@ fn store_copy_moves_a_homes_jobs_and_history_into_an_empty_database_once() {
         again.stderr
     );
 }
+
+#[test]
+fn a_nul_in_any_text_of_a_spec_is_its_problem_and_never_the_homes() {
+    let home = TestHome::new();
+    home.spec("fine.yaml", manual_spec("fine"));
+    home.spec(
+        "hostile.yaml",
+        "id: hostile\ndescription: \"a \\u0000 b\"\nrun:\n  command: [\"true\"]\n",
+    );
+    let checked = home.run(&["validate"]);
+    assert_eq!(checked.code, 4, "{}", checked.stdout);
+    assert!(
+        checked
+            .stdout
+            .contains("jobs/hostile.yaml:2:1: /description: contains a NUL character"),
+        "{}",
+        checked.stdout
+    );
+    let Some(url) = fresh_database() else { return };
+    let ran = home.run(&["--store", &url, "run", "fine"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let (list, code) = home.json(&["--store", &url, "list"]);
+    assert_eq!(code, 0, "{list}");
+}

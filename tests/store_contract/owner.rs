@@ -101,3 +101,27 @@ fn a_postgresql_store_used_from_another_host_lately_is_refused_to_this_one() {
             .unwrap_or_else(|e| panic!("the other host is long gone: {e}"));
     }
 }
+
+#[test]
+fn a_postgresql_store_connects_again_after_its_connection_is_cut() {
+    for fresh in crate::support::backends() {
+        if crate::support::database_url(&fresh).is_none() {
+            continue;
+        }
+        assert!(fresh.store.job_rows().is_ok());
+        crate::support::raw_sql(
+            &fresh,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The call that finds the connection gone may fail; the store is back by the next one.
+        let first = fresh.store.job_rows();
+        let second = fresh.store.job_rows();
+        assert!(
+            second.is_ok(),
+            "first: {first:?}, second: {:?}",
+            second.as_ref().err().map(ToString::to_string)
+        );
+    }
+}

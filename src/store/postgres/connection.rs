@@ -47,7 +47,37 @@ pub struct PgStore {
 /// The connection's client. Each of its calls blocks on a runtime of its own, which tokio refuses
 /// on a thread that drives async tasks: every operation of the store runs through [`in_place`], and
 /// so does closing the client when the store is dropped, wherever that happens.
-pub(super) struct Conn(Option<Client>);
+/// A lost connection (the server restarted, a network cut, an administrator's terminate) is made
+/// again on the next use: the call that finds the client closed gets a fresh one, so a scheduler
+/// goes on after the database comes back instead of failing every tick for ever.
+pub(super) struct Conn(Option<Client>, Reconnect);
+
+/// What connecting again takes.
+pub(super) struct Reconnect {
+    config: postgres::Config,
+    shown: String,
+}
+
+impl Reconnect {
+    fn connect(&self) -> Result<Client> {
+        let mut client = super::tls::connect(&self.config, &self.shown)?;
+        client.batch_execute(&session_settings()).map_err(|e| {
+            pg_error(
+                format!("configure the session with the store {}", self.shown),
+                e,
+            )
+        })?;
+        Ok(client)
+    }
+}
+
+/// The settings of every session: a lock waited for past the busy timeout is `store_busy`.
+fn session_settings() -> String {
+    format!(
+        "SET lock_timeout = {}; SET statement_timeout = 0; SET TIME ZONE 'UTC'",
+        lock_timeout().as_millis()
+    )
+}
 
 impl std::ops::Deref for Conn {
     type Target = Client;
@@ -62,6 +92,23 @@ impl std::ops::Deref for Conn {
 
 impl std::ops::DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut Client {
+        if self.0.as_ref().is_some_and(Client::is_closed) {
+            match self.1.connect() {
+                Ok(client) => {
+                    tracing::warn!(
+                        "the connection to the store {} was lost; connected again",
+                        self.1.shown
+                    );
+                    self.0 = Some(client);
+                }
+                // The closed client stays: this call fails with "connection closed", the next
+                // tries again.
+                Err(e) => tracing::warn!(
+                    "the store {} cannot be reached again yet: {e}",
+                    self.1.shown
+                ),
+            }
+        }
         match &mut self.0 {
             Some(client) => client,
             None => unreachable!("the client is taken only when the store is dropped"),
@@ -108,10 +155,23 @@ pub(in crate::store) fn pg_error(action: impl Into<String>, source: postgres::Er
         }
         _ => StoreFault::Other,
     };
+    // The driver's own text is often just "db error": the server's message (or the cause below a
+    // connection error, such as "connection refused") is what tells the operator anything.
+    let detail = match source.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => std::error::Error::source(&source)
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    };
+    let text = if detail.is_empty() {
+        source.to_string()
+    } else {
+        format!("{source}: {detail}")
+    };
     Error::Store {
         action,
         fault,
-        source: Box::new(source),
+        source: text.into(),
     }
 }
 
@@ -124,21 +184,15 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let client = in_place(|| super::tls::connect(&config, shown))?;
-        let mut store = Self {
-            client: RefCell::new(Conn(Some(client))),
+        let again = Reconnect {
+            config,
+            shown: shown.to_owned(),
         };
-        let timeout = lock_timeout().as_millis();
+        let client = in_place(|| again.connect())?;
+        let mut store = Self {
+            client: RefCell::new(Conn(Some(client), again)),
+        };
         in_place(|| {
-            store
-                .client
-                .get_mut()
-                .batch_execute(&format!(
-                    "SET lock_timeout = {timeout}; SET statement_timeout = 0; SET TIME ZONE 'UTC'"
-                ))
-                .map_err(|e| {
-                    pg_error(format!("configure the session with the store {shown}"), e)
-                })?;
             store.migrate()?;
             store.claim_host(shown)
         })?;

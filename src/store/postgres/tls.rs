@@ -10,8 +10,40 @@ use rustls_platform_verifier::BuilderVerifierExt;
 
 use crate::error::{Error, Result};
 
-/// Connects as `config` says, TLS included.
+/// How long a connection may take, its start-up exchange included: the driver's connect timeout
+/// covers the TCP connect only, and a server that accepts and never answers would hold every
+/// command for ever.
+const CONNECT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connects as `config` says, TLS included, within [`CONNECT_DEADLINE`]. The attempt runs on a
+/// thread of its own so that it can be given up; one given up ends when the server does.
 pub(super) fn connect(config: &postgres::Config, shown: &str) -> Result<Client> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let (config, owned_shown) = (config.clone(), shown.to_owned());
+    std::thread::Builder::new()
+        .name("store-connect".into())
+        .spawn(move || {
+            let _ = sender.send(connect_now(&config, &owned_shown));
+        })
+        .map_err(|e| Error::Internal {
+            message: format!("start a thread to connect to the store: {e}"),
+        })?;
+    receiver
+        .recv_timeout(CONNECT_DEADLINE)
+        .unwrap_or_else(|_| {
+            Err(Error::Store {
+                action: format!("connect to the store {shown}"),
+                fault: crate::error::StoreFault::Other,
+                source: format!(
+                    "no answer within {} s of the connection; is it a PostgreSQL server, and is it overloaded?",
+                    CONNECT_DEADLINE.as_secs()
+                )
+                .into(),
+            })
+        })
+}
+
+fn connect_now(config: &postgres::Config, shown: &str) -> Result<Client> {
     let fail = |e| super::connection::pg_error(format!("connect to the store {shown}"), e);
     if config.get_ssl_mode() == SslMode::Disable {
         return config.connect(NoTls).map_err(fail);
