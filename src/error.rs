@@ -92,6 +92,25 @@ pub enum Error {
         action: String,
         waited: std::time::Duration,
     },
+    /// A tick's claims were refused because this node no longer holds the leadership in `term`:
+    /// another node was elected while this one could not renew its lease.
+    NotLeader {
+        node: String,
+        term: i64,
+    },
+    /// No node leads the shared store (none is elected, or the leader's lease ran out): nothing is
+    /// being claimed.
+    NoLeader {
+        /// The node whose lease ran out, and how long ago (by the store's clock), if one held it.
+        last: Option<(String, i64)>,
+        nodes: usize,
+    },
+    /// A node of a shared store by this name is alive (its heartbeat is recent): names are unique.
+    NodeNameTaken {
+        node: String,
+        owner: String,
+        seen_ms: i64,
+    },
     /// The store was written by a newer `jobs` whose schema this one does not know.
     StoreTooNew {
         found: i64,
@@ -237,6 +256,9 @@ impl Error {
             Self::InvalidSpecs { .. } | Self::InvalidSpec { .. } => "job_invalid_spec",
             Self::Store { .. } | Self::StoreTooNew { .. } => "store_error",
             Self::StoreBusy { .. } => "store_busy",
+            Self::NotLeader { .. } => "not_leader",
+            Self::NoLeader { .. } => "no_leader",
+            Self::NodeNameTaken { .. } => "node_name_taken",
             Self::Io { .. } => "io_error",
             Self::RunsFailed { .. } => "run_failed",
             Self::NotifyFailed { .. } => "notify_failed",
@@ -280,7 +302,10 @@ impl Error {
             | Self::SchedulerAlreadyRunning { .. }
             | Self::SchedulerNotRunning
             | Self::SchedulerUnresponsive { .. }
-            | Self::CancelPending { .. } => exit::CONFLICT,
+            | Self::CancelPending { .. }
+            | Self::NotLeader { .. }
+            | Self::NoLeader { .. }
+            | Self::NodeNameTaken { .. } => exit::CONFLICT,
             Self::JobRemoved { .. } => exit::NOT_FOUND,
             Self::ArtifactWrite { .. } | Self::StoreReplaced { .. } | Self::StoreMissing { .. } => {
                 exit::STORE_OR_IO
@@ -328,6 +353,18 @@ impl Error {
             Self::StoreTooNew { .. } => {
                 Some("upgrade jobs, or restore a backup of the store".into())
             }
+            Self::NotLeader { .. } => Some(
+                "the node that leads now claims the slots; `jobsctl status` names it".into(),
+            ),
+            Self::NoLeader { nodes: 0, .. } => Some(
+                "no scheduler runs on this store: start `jobsctl scheduler` on a node".into(),
+            ),
+            Self::NoLeader { .. } => Some(
+                "a node whose jobs/ and config.yaml differ from the catalog never leads: see each node's spec_hash in `jobsctl status`; otherwise an election follows within a lease".into(),
+            ),
+            Self::NodeNameTaken { .. } => Some(
+                "give this scheduler another name with --node, or stop the one that has it; a node that died gives its name up once its heartbeat is older than its lease".into(),
+            ),
             Self::Io { .. } => Some("check that the path exists and is readable".into()),
             Self::NotifyFailed { .. } => Some(
                 "each failed notifier's line says why; fix its URL or command in the spec (or in config.yaml's defaults), then test again".into(),
@@ -435,6 +472,30 @@ impl fmt::Display for Error {
                 f,
                 "failed to {action}: the store is busy, another process has held its write lock for over {} s",
                 waited.as_secs_f64()
+            ),
+            Self::NotLeader { node, term } => write!(
+                f,
+                "node {node} no longer leads the store (its term {term} has ended): nothing was claimed"
+            ),
+            Self::NoLeader {
+                last: Some((node, ago_ms)),
+                nodes,
+            } => write!(
+                f,
+                "no node leads the store: the lease of {node} ran out {:.1} s ago ({nodes} node(s) alive)",
+                *ago_ms as f64 / 1000.0
+            ),
+            Self::NoLeader { last: None, nodes } => {
+                write!(f, "no node leads the store ({nodes} node(s) alive)")
+            }
+            Self::NodeNameTaken {
+                node,
+                owner,
+                seen_ms,
+            } => write!(
+                f,
+                "a node named {node} is alive ({owner}, heartbeat {:.1} s ago)",
+                *seen_ms as f64 / 1000.0
             ),
             Self::StoreTooNew { found, known } => write!(
                 f,

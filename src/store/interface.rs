@@ -42,14 +42,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::records::{
-    AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryTry, DueNotification,
-    HistoryFilter, JobRow, KeptConfig, LastEnds, NotificationRecord, OperatorState, OutboxCounts,
-    Owner, QueuedStart, Requested, RetainedRun, RunRow, RunStats, StateChange, SyncReport,
-    TickRecord, TickResult,
+    AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryTry, DueNotification, Fence,
+    HistoryFilter, JobRow, KeptConfig, LastEnds, LeaderRow, Lease, NodeBeat, NodeRow,
+    NotificationRecord, OperatorState, OutboxCounts, Owner, QueuedStart, Requested, RetainedRun,
+    RunRow, RunStats, StateChange, SyncReport, TickRecord, TickResult,
 };
 use crate::error::{Error, Result};
 use crate::notifier::fanout::Outgoing;
@@ -70,7 +71,15 @@ pub type Prepare<'a> = &'a mut dyn FnMut(&str, i64) -> Result<String>;
 /// The whole store. `Send`, so that it can move to a blocking thread; not `Sync`: one caller at a time
 /// (share it behind a `Mutex`).
 pub trait Store:
-    JobStore + RunStore + HistoryStore + CancelStore + OwnerStore + ConfigStore + OutboxStore + Send
+    JobStore
+    + RunStore
+    + HistoryStore
+    + CancelStore
+    + OwnerStore
+    + NodeStore
+    + ConfigStore
+    + OutboxStore
+    + Send
 {
     /// A number that changes whenever another process commits to the store (never for this one's own
     /// commits): a cheap way to learn that what was read may be stale. Only equality means anything.
@@ -297,6 +306,64 @@ pub trait OwnerStore {
     fn release_owner(&mut self, owner: &str) -> Result<()>;
 
     fn owner(&self) -> Result<Option<Owner>>;
+}
+
+/// The schedulers of a store several hosts share, and which one of them leads: plans the ticks and
+/// claims the slots. Leadership is a lease on the store's clock, so that hosts whose clocks disagree
+/// still agree on who leads; every term is new, and a tick is committed only under the term that
+/// planned it ([`NodeStore::fence`]). A store of one host (SQLite, under the home's lock) has one
+/// node, the scheduler that holds the lock: it always leads, and has no rows to show.
+pub trait NodeStore {
+    /// Records `beat.node` as a live node run by `beat.owner`, in one transaction. A row of that
+    /// name whose heartbeat is younger than `live_for` and whose owner is another process is a live
+    /// node: `Error::NodeNameTaken`. Returns the previous owner of the name, when the row was
+    /// another process's (a node that died or stopped), so that the caller can take over what it
+    /// left.
+    fn join_node(&mut self, beat: &NodeBeat, live_for: Duration) -> Result<Option<String>>;
+
+    /// Renews the node's heartbeat, and the last sign of life of every run in flight it owns, by the
+    /// store's clock, in one transaction. Returns whether the row is still `beat.owner`'s.
+    fn node_heartbeat(&mut self, beat: &NodeBeat) -> Result<bool>;
+
+    /// Renews the last sign of life of the runs in flight `owner` owns (by the store's clock),
+    /// promising that they are stopped before `dead_after` passes without another: what a process
+    /// that runs runs and is no node (a manual run) does instead of a heartbeat.
+    fn renew_runs(&mut self, owner: &str, dead_after: Duration) -> Result<()>;
+
+    /// Removes the node's row (only if `owner` still holds it): a node that stops cleanly leaves no
+    /// heartbeat for others to wait on.
+    fn leave_node(&mut self, node: &str, owner: &str) -> Result<()>;
+
+    /// Every node, by name.
+    fn nodes(&self) -> Result<Vec<NodeRow>>;
+
+    /// Takes or renews the leadership for `node`, in one transaction, by the store's clock: renews
+    /// it for `lease` when `node` holds it in `term`; else elects `node` in a new term when the
+    /// leadership is free (resigned, or its lease run out) and `spec_hash` is the catalog's (or
+    /// the catalog has none yet, which this election then records). `None`: another node leads,
+    /// or this one's specs differ from the catalog's.
+    fn lead(
+        &mut self,
+        node: &str,
+        term: Option<i64>,
+        lease: Duration,
+        spec_hash: &str,
+    ) -> Result<Option<Lease>>;
+
+    /// Gives the leadership up at once (only if `node` holds it in `term`): the next node to ask is
+    /// elected without waiting for the lease to run out.
+    fn resign(&mut self, node: &str, term: i64) -> Result<()>;
+
+    /// The leadership, if any node holds or held it.
+    fn leader(&self) -> Result<Option<LeaderRow>>;
+
+    /// The fingerprint of the specs the leader last synced into the store: the catalog's.
+    fn catalog_hash(&self) -> Result<Option<String>>;
+
+    /// From now on, this handle commits a tick's claims (`commit_tick`) only while `fence` holds
+    /// the leadership, checked inside the claim's transaction (`Error::NotLeader` otherwise).
+    /// `None` lifts the check (a store of one host).
+    fn fence(&mut self, fence: Option<Fence>);
 }
 
 /// Opens the store at `path` (SQLite, the only backend today), creating it if needed and bringing its

@@ -160,6 +160,10 @@ pub struct RunRow {
     pub group: Option<String>,
     /// For a triggered run: the upstream run(s), `job#seq`, comma-separated.
     pub upstream: Option<String>,
+    /// Whether its owner has given no sign of life for longer than it promised (by the store's
+    /// clock): what decides about a run owned on another host, whose process cannot be looked at
+    /// from here. Always false in a store of one host.
+    pub owner_silent: bool,
 }
 
 impl RunRow {
@@ -543,6 +547,72 @@ pub struct Owner {
     pub version: String,
     pub started_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
+}
+
+/// How long a run's owner may stay silent before a process on another host takes the run for dead,
+/// when the owner promised nothing (a manual run): as long as Kubernetes waits before it evicts the
+/// pods of a node it lost. The PostgreSQL store's run columns spell the same number.
+pub const DEFAULT_DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A scheduler of a store shared by several hosts, as its row in `nodes` says (times: the store's
+/// clock).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeRow {
+    pub node: String,
+    /// `pid@host` of the scheduler that holds the name.
+    pub owner: String,
+    pub version: String,
+    pub labels: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// How long the node may stay silent before its runs are taken for dead: its own promise, kept
+    /// by stopping them itself first.
+    pub dead_after_ms: i64,
+    pub runs_in_flight: i64,
+    /// The fingerprint of the specs and config in its home, as last loaded.
+    pub spec_hash: Option<String>,
+    /// How old its heartbeat is by the store's clock.
+    pub heartbeat_age_ms: i64,
+}
+
+/// What a node says of itself when it joins, and with every heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeBeat {
+    pub node: String,
+    pub owner: String,
+    pub version: String,
+    pub labels: Vec<String>,
+    pub dead_after_ms: i64,
+    pub runs_in_flight: i64,
+    pub spec_hash: Option<String>,
+}
+
+/// The leadership as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaderRow {
+    pub node: String,
+    pub term: i64,
+    pub elected_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// How long the lease has left by the store's clock; zero or less once it ran out (a leader
+    /// that died, or stopped renewing, without resigning).
+    pub remaining_ms: i64,
+}
+
+/// A lease held: the term it was granted in, and whether this call granted it (an election) or
+/// renewed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub term: i64,
+    pub elected: bool,
+}
+
+/// The leadership a tick's claims are made under: the store commits them only while `node` holds
+/// the lease in `term`, so a leader that slept through its lease claims nothing when it wakes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub node: String,
+    pub term: i64,
 }
 
 /// A config text that passed every check, and its content hash: the home's last good `config.yaml`.

@@ -6,6 +6,7 @@
 mod cancel;
 mod history;
 mod jobs;
+mod nodes;
 mod outbox;
 mod owner;
 mod runs;

@@ -71,38 +71,6 @@ fn the_owner_row_is_renewed_and_released_only_by_its_owner() {
 }
 
 #[test]
-fn a_postgresql_store_used_from_another_host_lately_is_refused_to_this_one() {
-    for fresh in crate::support::backends() {
-        let Some(url) = crate::support::database_url(&fresh) else {
-            continue;
-        };
-        // This host opened it: opening again is fine.
-        jobs::store::open_postgres(&url, None)
-            .unwrap_or_else(|e| panic!("reopen from the same host: {e}"));
-        crate::support::raw_sql(
-            &fresh,
-            "INSERT INTO store_hosts (host, seen_at)
-             VALUES ('elsewhere', (extract(epoch from clock_timestamp()) * 1000)::bigint - 5000)",
-        );
-        let refused = jobs::store::open_postgres(&url, None)
-            .err()
-            .map(|e| e.to_string());
-        let refused = refused.unwrap_or_else(|| panic!("a second host was let in"));
-        assert!(
-            refused.contains("is in use from host elsewhere (seen 5s ago)"),
-            "{refused}"
-        );
-        // Long gone (eleven minutes): this host may take the store.
-        crate::support::raw_sql(
-            &fresh,
-            "UPDATE store_hosts SET seen_at = seen_at - 660000 WHERE host = 'elsewhere'",
-        );
-        jobs::store::open_postgres(&url, None)
-            .unwrap_or_else(|e| panic!("the other host is long gone: {e}"));
-    }
-}
-
-#[test]
 fn a_postgresql_store_connects_again_after_its_connection_is_cut() {
     for fresh in crate::support::backends() {
         if crate::support::database_url(&fresh).is_none() {

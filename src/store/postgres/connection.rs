@@ -10,15 +10,20 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::{Client, Transaction};
 
-use super::owner::STORE_NOW;
 use crate::error::{Error, Result, StoreFault};
 use crate::store::interface::Store;
 
 /// The migrations in `db/postgres/`, in order. Migration N (1-based) brings `schema_version` to N.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_schema.sql",
-    include_str!("../../../db/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_schema.sql",
+        include_str!("../../../db/postgres/0001_schema.sql"),
+    ),
+    (
+        "0002_cluster.sql",
+        include_str!("../../../db/postgres/0002_cluster.sql"),
+    ),
+];
 
 /// The advisory lock keys of this store: one for migrations, one that every write transaction takes.
 /// Arbitrary numbers, fixed for ever (two versions of `jobs` must take the same locks).
@@ -42,6 +47,11 @@ pub struct PgStore {
     /// Behind a `RefCell` because the interface reads through `&self` and the client needs `&mut`;
     /// the store is used by one caller at a time (`Send`, not `Sync`).
     pub(super) client: RefCell<Conn>,
+    /// The leadership this handle's tick commits must hold (see `NodeStore::fence`).
+    pub(super) fence: Option<crate::store::records::Fence>,
+    /// How many changes this handle counted itself: they are taken off the store's count, so that
+    /// a process's own commits never make it read again.
+    own_changes: i64,
 }
 
 /// The connection's client. Each of its calls blocks on a runtime of its own, which tokio refuses
@@ -74,7 +84,7 @@ impl Reconnect {
 /// The settings of every session: a lock waited for past the busy timeout is `store_busy`.
 fn session_settings() -> String {
     format!(
-        "SET lock_timeout = {}; SET statement_timeout = 0; SET TIME ZONE 'UTC'",
+        "SET lock_timeout = {}; SET statement_timeout = 0; SET TIME ZONE 'UTC'; SET client_min_messages = warning",
         lock_timeout().as_millis()
     )
 }
@@ -191,50 +201,34 @@ impl PgStore {
         let client = in_place(|| again.connect())?;
         let mut store = Self {
             client: RefCell::new(Conn(Some(client), again)),
+            fence: None,
+            own_changes: 0,
         };
-        in_place(|| {
-            store.migrate()?;
-            store.claim_host(shown)
-        })?;
+        in_place(|| store.migrate())?;
         Ok(store)
     }
 
     /// A transaction holding the store's write lock (see [`PgStore`]).
+    /// Every transaction through it counts as a change others may need to read again (see
+    /// [`Store::data_version`]), except those of [`PgStore::write_quietly`].
     pub(in crate::store) fn write(
+        &mut self,
+    ) -> std::result::Result<Transaction<'_>, postgres::Error> {
+        self.own_changes += 1;
+        let mut tx = self.client.get_mut().transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        tx.execute("UPDATE data_version SET n = n + 1 WHERE id = 1", &[])?;
+        Ok(tx)
+    }
+
+    /// A transaction holding the write lock that changes nothing another process reloads for:
+    /// heartbeats, leases and signs of life, which several nodes write every few seconds.
+    pub(in crate::store) fn write_quietly(
         &mut self,
     ) -> std::result::Result<Transaction<'_>, postgres::Error> {
         let mut tx = self.client.get_mut().transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
         Ok(tx)
-    }
-
-    /// Records this host as the store's, unless another host used it within [`HOST_IN_USE_MS`]
-    /// (see `store_hosts` in the schema): several hosts are refused until node heartbeats decide
-    /// whose runs are alive.
-    fn claim_host(&mut self, shown: &str) -> Result<()> {
-        let fail = |e| pg_error("record this host in the store", e);
-        let mut tx = self.write().map_err(fail)?;
-        let here = crate::run::host();
-        let other = tx
-            .query_opt(
-                &format!(
-                    "SELECT host, {STORE_NOW} - seen_at FROM store_hosts
-                     WHERE host <> $1 AND seen_at > {STORE_NOW} - $2 ORDER BY seen_at DESC LIMIT 1"
-                ),
-                &[&here, &HOST_IN_USE_MS],
-            )
-            .map_err(fail)?;
-        if let Some(row) = other {
-            let (host, age_ms): (String, i64) = (row.get(0), row.get(1));
-            return Err(Error::Usage {
-                message: format!(
-                    "the store {shown} is in use from host {host} (seen {}s ago), and one PostgreSQL store serves the processes of one host for now: a second host would take the first one's runs for dead; use it from {host}, or if that host is gone for good, DELETE FROM store_hosts WHERE host = '{host}'",
-                    age_ms / 1000
-                ),
-            });
-        }
-        seen_here(&mut tx).map_err(fail)?;
-        tx.commit().map_err(fail)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -279,36 +273,18 @@ impl PgStore {
     }
 }
 
-/// How recently another host must have used the store for this one to be refused: ten minutes,
-/// far longer than a scheduler's heartbeat interval, so a live scheduler's host never lapses.
-const HOST_IN_USE_MS: i64 = 10 * 60 * 1000;
-
-/// Records that this host used the store just now, inside the caller's transaction.
-pub(super) fn seen_here(tx: &mut Transaction<'_>) -> std::result::Result<(), postgres::Error> {
-    tx.execute(
-        &format!(
-            "INSERT INTO store_hosts (host, seen_at) VALUES ($1, {STORE_NOW})
-             ON CONFLICT (host) DO UPDATE SET seen_at = excluded.seen_at"
-        ),
-        &[&crate::run::host()],
-    )?;
-    Ok(())
-}
-
 impl Store for PgStore {
-    /// The newest transaction id the database has handed out, from this session's snapshot: it moves
-    /// whenever anyone commits (to any table, which only ever makes a caller read again).
+    /// The count of write transactions (`data_version.n`, bumped by every one but the heartbeats'),
+    /// less this handle's own. A transaction of ours that rolled back makes it move once more than
+    /// it should, which only makes the caller read again.
     fn data_version(&self) -> Result<i64> {
         super::connection::in_place(|| {
             let row = self
                 .client
                 .borrow_mut()
-                .query_one(
-                    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
-                    &[],
-                )
+                .query_one("SELECT n FROM data_version WHERE id = 1", &[])
                 .map_err(|e| pg_error("read the store's data version", e))?;
-            Ok(row.get(0))
+            Ok(row.get::<_, i64>(0) - self.own_changes)
         })
     }
 

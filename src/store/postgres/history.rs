@@ -20,7 +20,8 @@ use crate::store::records::{
 /// The columns [`run_row`] reads, in its order.
 pub(super) const RUN_COLUMNS: &str = "job_id, seq, trigger, slot, due_at, claimed_at, started_at, finished_at, status, \
      attempts, exit_code, signal, error_code, message, spec_hash, owner, slot_count, replay_of, run_dir, \
-     owner_start, boot_id, pgid, leader_start, kill_grace_ms, retry_owed, run_group, upstream";
+     owner_start, boot_id, pgid, leader_start, kill_grace_ms, retry_owed, run_group, upstream, \
+     COALESCE(seen_at, claimed_at) < (extract(epoch from clock_timestamp()) * 1000)::bigint - COALESCE(dead_after_ms, 300000)";
 
 /// An integer of a BIGINT column as the narrower or unsigned type a record holds. A value that does
 /// not fit is an error, never a wrapped or clamped number: the SQLite store's checked conversions
@@ -79,6 +80,8 @@ pub(super) fn run_row(row: &postgres::Row) -> std::result::Result<RunRow, postgr
         retry_owed: row.try_get::<_, i64>(24)? != 0,
         group: row.try_get(25)?,
         upstream: row.try_get(26)?,
+        // The default is `DEFAULT_DEAD_AFTER` (records), for a run whose owner promised nothing.
+        owner_silent: row.try_get(27)?,
     })
 }
 

@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod history;
 mod jobs;
+mod nodes;
 mod outbox;
 mod owner;
 mod runs;

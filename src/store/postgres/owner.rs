@@ -32,7 +32,7 @@ impl PgStore {
         write: impl FnOnce(&mut Transaction<'_>) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
         let fail = |e| pg_error(action.to_owned(), e);
-        let mut tx = self.write().map_err(fail)?;
+        let mut tx = self.write_quietly().map_err(fail)?;
         let done = write(&mut tx).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(done)
@@ -64,7 +64,6 @@ impl OwnerStore for PgStore {
         super::connection::in_place(|| {
             let (pid, host) = pid_and_host(owner)?;
             let renewed = self.owner_write("record the scheduler heartbeat", |tx| {
-                super::connection::seen_here(tx)?;
                 tx.execute(
                     &format!(
                         "UPDATE scheduler_owner SET heartbeat_at = {STORE_NOW} WHERE pid = $1 AND host = $2"

@@ -120,7 +120,15 @@ impl RunStore for PgStore {
         super::connection::in_place(|| {
             let now = Millis(now);
             let fail = |e| pg_error("record the scheduler's claims", e);
+            let fence = self.fence.clone();
             let mut tx = self.write().map_err(fail)?;
+            // A leader that slept through its lease (a pause, a partition) wakes up here with a term
+            // that has ended: it claims nothing.
+            if let Some(refused) =
+                super::nodes::check_fence(&mut tx, fence.as_ref()).map_err(fail)?
+            {
+                return Err(refused);
+            }
             let mut results = Vec::with_capacity(records.len());
             let (owner_start, boot_id) = crate::store::records::claim_identity(owner);
             for index in fair_order(&mut tx, records).map_err(fail)? {

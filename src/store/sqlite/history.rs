@@ -336,5 +336,6 @@ pub(super) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         retry_owed: row.get::<_, i64>(24)? != 0,
         group: row.get(25)?,
         upstream: row.get(26)?,
+        owner_silent: false,
     })
 }

@@ -1,0 +1,60 @@
+//! Nodes and leadership in a SQLite store: a store of one host, owned by the scheduler that holds the
+//! home's lock. That scheduler is the one node and always leads; there are no rows to keep, and
+//! nothing to fence, since no second scheduler can claim from this store while the lock is held.
+
+use std::time::Duration;
+
+use super::connection::SqliteStore;
+use crate::error::Result;
+use crate::store::interface::NodeStore;
+use crate::store::records::{Fence, LeaderRow, Lease, NodeBeat, NodeRow};
+
+impl NodeStore for SqliteStore {
+    fn join_node(&mut self, _beat: &NodeBeat, _live_for: Duration) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    fn node_heartbeat(&mut self, _beat: &NodeBeat) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn renew_runs(&mut self, _owner: &str, _dead_after: Duration) -> Result<()> {
+        // No process on another host judges these runs: their owner's lock and pid say it all.
+        Ok(())
+    }
+
+    fn leave_node(&mut self, _node: &str, _owner: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRow>> {
+        Ok(Vec::new())
+    }
+
+    fn lead(
+        &mut self,
+        _node: &str,
+        term: Option<i64>,
+        _lease: Duration,
+        _spec_hash: &str,
+    ) -> Result<Option<Lease>> {
+        Ok(Some(Lease {
+            term: term.unwrap_or(1),
+            elected: term.is_none(),
+        }))
+    }
+
+    fn resign(&mut self, _node: &str, _term: i64) -> Result<()> {
+        Ok(())
+    }
+
+    fn leader(&self) -> Result<Option<LeaderRow>> {
+        Ok(None)
+    }
+
+    fn catalog_hash(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    fn fence(&mut self, _fence: Option<Fence>) {}
+}
