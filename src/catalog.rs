@@ -27,6 +27,13 @@ pub struct Catalog {
     pub sync: SyncReport,
 }
 
+/// Whether the store is one host's or several schedulers share it.
+#[derive(Clone, Copy)]
+enum LocationKind {
+    OneHost,
+    Shared,
+}
+
 /// The effective state of a job, as `jobsctl list` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -98,8 +105,20 @@ impl Job {
 }
 
 impl Catalog {
-    /// Loads `jobs/`, syncs it into the store and merges the two.
+    /// Loads `jobs/`, syncs it into the store and merges the two. A store several schedulers share
+    /// is synced only while this home's files are the catalog's (see [`fingerprint`]): the leader's
+    /// files are the specs, and a command run in a home whose files differ shows the catalog
+    /// without changing it.
     pub fn open(home: &Home, now: DateTime<Utc>) -> Result<Self> {
+        Self::open_as(home, now, false)
+    }
+
+    /// As [`Catalog::open`], for the scheduler that leads: its files become the catalog.
+    pub fn open_leading(home: &Home, now: DateTime<Utc>) -> Result<Self> {
+        Self::open_as(home, now, true)
+    }
+
+    fn open_as(home: &Home, now: DateTime<Utc>, leading: bool) -> Result<Self> {
         // A store missing under a running scheduler was deleted from under it: a new one here would
         // know nothing of the runs in flight, and a manual run could start beside them.
         let location = store::locate(home)?;
@@ -112,6 +131,10 @@ impl Catalog {
                 owner,
             });
         }
+        let location_kind = match &location {
+            store::Location::Sqlite(_) => LocationKind::OneHost,
+            store::Location::Postgres { .. } => LocationKind::Shared,
+        };
         let mut store = store::open_at(location)?;
         let version = store.data_version()?;
         let rows = store.job_rows()?;
@@ -165,22 +188,35 @@ impl Catalog {
                 in_force: Some(&last_good),
             },
         )?;
-        let sync = match store.sync_specs(
-            &files,
-            &|f| home.display_path(&f.path),
-            &in_force.config.notify,
-            now,
-        ) {
-            Ok(sync) => sync,
-            // Another process holds the write lock: the command goes on with the store as it is, and
-            // the next command (or the scheduler's next rescan) records the change.
-            Err(e) if e.is_busy() => {
-                tracing::warn!(
-                    "spec changes not recorded in the store yet (another process holds its write lock); showing the store as it was: {e}"
-                );
-                SyncReport::default()
+        let drifted = if matches!(location_kind, LocationKind::Shared) && !leading {
+            let mine = fingerprint(home)?;
+            store.catalog_hash()?.filter(|catalog| *catalog != mine)
+        } else {
+            None
+        };
+        let sync = if let Some(catalog) = drifted {
+            tracing::warn!(
+                "this home's specs differ from the catalog the leader synced ({catalog}); showing the catalog, unchanged: make jobs/ and config.yaml the same on every node"
+            );
+            SyncReport::default()
+        } else {
+            match store.sync_specs(
+                &files,
+                &|f| home.display_path(&f.path),
+                &in_force.config.notify,
+                now,
+            ) {
+                Ok(sync) => sync,
+                // Another process holds the write lock: the command goes on with the store as it is, and
+                // the next command (or the scheduler's next rescan) records the change.
+                Err(e) if e.is_busy() => {
+                    tracing::warn!(
+                        "spec changes not recorded in the store yet (another process holds its write lock); showing the store as it was: {e}"
+                    );
+                    SyncReport::default()
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         // Rows read before the sync are stale if it wrote, or if another process committed meanwhile.
         let rows = if sync.is_empty() && store.data_version()? == version {
@@ -327,4 +363,43 @@ fn announce_invalid_config(
     if let Err(e) = store.config_turned_invalid(hash, &owed) {
         tracing::warn!("the invalid config is not recorded in the store yet: {e}");
     }
+}
+
+/// The fingerprint of a home's specs and config: which files `jobs/` holds (by name) and what is in
+/// each, with `config.yaml`. Two homes with the same files have the same fingerprint, whatever
+/// their paths; a store several schedulers share keeps the leader's, so that a node whose files
+/// differ never leads. Read straight from the files (as the loader reads them: regular files only,
+/// bounded), without parsing them; an unreadable file counts by its error, so it differs from any
+/// readable content.
+pub fn fingerprint(home: &Home) -> Result<String> {
+    let dir = home.jobs_dir();
+    let mut names = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("read the spec directory", &dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if crate::spec::load::is_spec_file_name(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("read the spec directory", &dir, e)),
+    }
+    names.sort();
+    let content = |path: &std::path::Path| match crate::spec::yaml::read_limited(path) {
+        Ok(bytes) => crate::digest::content_hash(&bytes),
+        Err(problem) => format!("unreadable: {}", problem.message),
+    };
+    let mut parts = Vec::with_capacity(names.len() + 1);
+    for name in &names {
+        parts.push(format!("{name}\0{}\n", content(&dir.join(name))));
+    }
+    let config = home.config_path();
+    if config.exists() {
+        parts.push(format!("config.yaml\0{}\n", content(&config)));
+    }
+    let bytes: Vec<&[u8]> = parts.iter().map(String::as_bytes).collect();
+    Ok(format!("{:016x}", crate::digest::fnv1a(&bytes)))
 }

@@ -150,6 +150,19 @@ pub enum Command {
         /// other machines can reach)
         #[arg(long, value_name = "FILE", requires = "listen")]
         token_file: Option<PathBuf>,
+        /// With a PostgreSQL store: this scheduler's node name, unique among the live nodes of the
+        /// store (by default the host name)
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// With a PostgreSQL store: how long a leader's lease lasts on the database's clock; it is
+        /// renewed every third of it, and a failover takes at most about this long
+        #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+        lease: crate::duration::SpecDuration,
+        /// With a PostgreSQL store: how long this node may fail to renew its heartbeat before other
+        /// nodes take its runs for dead (it stops them itself a lease before that); at least twice
+        /// the lease
+        #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+        node_dead_after: crate::duration::SpecDuration,
     },
     /// Serve a home's dashboard, /metrics, health and JSON API, read-only, without running its jobs
     Serve {

@@ -171,10 +171,18 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             shutdown_grace,
             listen,
             token_file,
+            node,
+            lease,
+            node_dead_after,
             ..
         } => {
             let listen = super::serve::listen_from(ctx, listen, token_file)?;
-            super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration(), listen)
+            let cluster = crate::scheduler::ClusterOptions::new(
+                node,
+                lease.as_duration(),
+                node_dead_after.as_duration(),
+            )?;
+            super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration(), listen, cluster)
         }
         Command::Serve { listen, token_file } => {
             let listen = super::serve::listen_from(ctx, listen, token_file)?.ok_or_else(|| {

@@ -291,7 +291,23 @@ fn cancel(tx: &watch::Sender<Option<RunStatus>>) -> bool {
 /// How often a process running runs checks the store for requests to cancel them.
 const CANCEL_POLL: Duration = Duration::from_millis(250);
 
-/// Carries out `jobsctl cancel` (from any process) for the runs this process owns: when the store
+/// How often a manual run tells a store shared by several hosts that its runs are alive.
+const SIGN_OF_LIFE_EVERY: Duration = Duration::from_secs(10);
+
+/// Renews the sign of life of this process's runs, so that a process on another host does not take
+/// them for dead (see `store::DEFAULT_DEAD_AFTER`). A failure is only logged: the next try may pass.
+fn renew_sign_of_life(store: &Arc<Mutex<Box<dyn Store>>>, me: &str) {
+    let renewed = store
+        .lock()
+        .ok()
+        .map(|mut s| s.renew_runs(me, crate::store::DEFAULT_DEAD_AFTER));
+    if let Some(Err(e)) = renewed {
+        tracing::warn!("{e}");
+    }
+}
+
+/// Carries out `jobsctl cancel` (from any process) for the runs this process owns, and renews
+/// their sign of life: when the store
 /// changed (`PRAGMA data_version`, a cheap read), the requests for our runs in flight are read and
 /// their runs stopped. Runs until the runtime ends.
 async fn watch_cancel_requests(store: Arc<Mutex<Box<dyn Store>>>, me: String, stops: Stops) {
@@ -299,8 +315,13 @@ async fn watch_cancel_requests(store: Arc<Mutex<Box<dyn Store>>>, me: String, st
         |store: &Arc<Mutex<Box<dyn Store>>>| store.lock().ok().and_then(|s| s.data_version().ok());
     let mut seen = version(&store);
     let mut poll = tokio::time::interval(CANCEL_POLL);
+    let mut renewed = tokio::time::Instant::now();
     loop {
         poll.tick().await;
+        if renewed.elapsed() >= SIGN_OF_LIFE_EVERY {
+            renewed = tokio::time::Instant::now();
+            renew_sign_of_life(&store, &me);
+        }
         let now = version(&store);
         if now == seen {
             continue;

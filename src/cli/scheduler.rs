@@ -22,6 +22,7 @@ pub fn run(
     dry_run: bool,
     shutdown_grace: Duration,
     listen: Option<crate::server::Listen>,
+    cluster: crate::scheduler::ClusterOptions,
 ) -> Result<Report> {
     if dry_run {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -40,6 +41,7 @@ pub fn run(
     let options = Options {
         shutdown_grace,
         server,
+        cluster,
         ..Options::default()
     };
     let home = ctx.home.clone();

@@ -74,6 +74,11 @@ pub struct RunControl {
     /// Becomes true when the owner is shutting down: a scheduled run that has not started by then never
     /// starts, and gives its slot back to be judged by the next scheduler.
     pub hold: Option<watch::Receiver<bool>>,
+    /// For a node of a shared store: until when the leadership it claimed the run under lasts here
+    /// (`None` once it ended). A run claimed ahead whose slot comes after that never starts and
+    /// gives its slot back: the node may have slept through its lease (a pause, a partition) while
+    /// another node took over, and a start that late is no start on time.
+    pub lease: Option<watch::Receiver<Option<std::time::Instant>>>,
 }
 
 /// A run's command started at `at`; with `process`, an attempt's process group started, to be recorded
@@ -95,6 +100,9 @@ pub struct RunOutcome {
     pub run_dir: PathBuf,
     /// The run never started and gave its slot back (its owner shut down first): it has no record.
     pub released: bool,
+    /// The store could not record its end (the database was unreachable): its owner must write
+    /// `end` again until it is, since no one else settles a run whose owner lives.
+    pub unrecorded: bool,
 }
 
 pub async fn execute(
@@ -226,8 +234,9 @@ pub async fn execute(
             }
         }
     }
-    // The owner began to shut down before the slot came: the run never starts.
-    if held(&plan.control) {
+    // The owner began to shut down before the slot came, or its leadership ran out: the run never
+    // starts.
+    if held(&plan.control) || lease_lapsed(&plan.control) {
         if let Some(outcome) = release(&plan, &store, &clock).await {
             return outcome;
         }
@@ -628,6 +637,15 @@ fn held(control: &RunControl) -> bool {
     control.hold.as_ref().is_some_and(|hold| *hold.borrow())
 }
 
+/// Whether the leadership the run was claimed under has run out here (see [`RunControl::lease`]).
+fn lease_lapsed(control: &RunControl) -> bool {
+    control.lease.as_ref().is_some_and(|lease| {
+        lease
+            .borrow()
+            .is_none_or(|until| std::time::Instant::now() >= until)
+    })
+}
+
 /// Resolves once the owner begins to shut down; never, for an owner that does not hold runs back.
 async fn wait_for_hold(control: &RunControl) {
     let Some(hold) = control.hold.as_ref() else {
@@ -723,6 +741,7 @@ async fn release(
         },
         run_dir: plan.run_dir.path().to_owned(),
         released: true,
+        unrecorded: false,
     })
 }
 
@@ -838,23 +857,38 @@ async fn finish(
             {
                 tracing::error!(run = %run_name(&job_id, seq), "{e}");
             }
-            if let Ok(mut store) = store.lock()
-                && let Err(e) = store.finish_run(&job_id, seq, &recorded)
-            {
-                tracing::error!(run = %run_name(&job_id, seq), "{e}");
+            let recorded = store
+                .lock()
+                .map_err(|_| "the store lock was poisoned".to_owned())
+                .and_then(|mut store| {
+                    store
+                        .finish_run(&job_id, seq, &recorded)
+                        .map_err(|e| e.to_string())
+                });
+            match recorded {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(run = %run_name(&job_id, seq), "{e}");
+                    false
+                }
             }
         })
         .await
     };
-    if let Err(e) = written {
-        tracing::error!(run = %run_name(&plan.job_id, plan.seq), "recording the end of the run failed: {e}");
-    }
+    let unrecorded = match written {
+        Ok(recorded) => !recorded,
+        Err(e) => {
+            tracing::error!(run = %run_name(&plan.job_id, plan.seq), "recording the end of the run failed: {e}");
+            true
+        }
+    };
     RunOutcome {
         job_id: plan.job_id.clone(),
         seq: plan.seq,
         end,
         run_dir: dir.to_owned(),
         released: false,
+        unrecorded,
     }
 }
 

@@ -33,9 +33,18 @@ const DEFAULT_KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 /// settled, so that no claim counts a job's instances as free while a command of it still runs.
 pub fn run_is_alive(home: &Home, run: &RunRow) -> bool {
     owner_is_alive(home, run)
-        || run
-            .leader_identity()
-            .is_some_and(|leader| !remaining(&leader).is_empty())
+        || (!owned_elsewhere(run)
+            && run
+                .leader_identity()
+                .is_some_and(|leader| !remaining(&leader).is_empty()))
+}
+
+/// Whether the run's owner runs on another host (a store several hosts share): its lock, its pid
+/// and its processes are that host's, and nothing here can look at them.
+fn owned_elsewhere(run: &RunRow) -> bool {
+    run.owner
+        .split_once('@')
+        .is_some_and(|(_, host)| host != crate::run::host())
 }
 
 /// Whether the process that owns the run is still there. Its run lock says so when the lock file is
@@ -43,7 +52,14 @@ pub fn run_is_alive(home: &Home, run: &RunRow) -> bool {
 /// missing lock file or run directory (deleted under a running run) proves nothing: then the owner's
 /// recorded identity decides (its pid, with the start time and boot recorded at the claim, so that a
 /// pid handed out again is not taken for the owner).
+///
+/// An owner on another host is alive as long as it renews the run's sign of life in the store within
+/// what it promised (`node_dead_after`), judged by the store's clock. Its node stops the run itself
+/// before that promise runs out, so a run taken for dead here has no process left there.
 pub fn owner_is_alive(home: &Home, run: &RunRow) -> bool {
+    if owned_elsewhere(run) {
+        return !run.owner_silent;
+    }
     if let Some(dir) = run.run_dir.as_deref()
         && let Ok(lock) = open_read(&resolve(home, dir).join(LOCK_FILE))
     {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::cluster::{ClusterOptions, Leadership, Node};
 use super::commit::{self, Claimed};
 use super::jobs::{Jobs, ahead};
 use super::lock::{OwnerLock, StoreIdentity};
@@ -45,6 +46,8 @@ pub struct Options {
     pub store_poll: Duration,
     /// The HTTP server to run beside the loop (`--listen`), if any.
     pub server: Option<ServerSetup>,
+    /// How this scheduler takes part in a store several hosts share (PostgreSQL).
+    pub cluster: ClusterOptions,
 }
 
 /// Where the scheduler's HTTP server listens and what it answers from.
@@ -69,6 +72,7 @@ impl Default for Options {
             rescan_every: Duration::from_secs(30),
             store_poll: Duration::from_millis(250),
             server: None,
+            cluster: ClusterOptions::default(),
         }
     }
 }
@@ -145,6 +149,9 @@ struct Daemon {
     /// The slots of the scheduled runs started and not ended yet: how late each started is known at
     /// its end.
     slots: HashMap<(String, i64), DateTime<Utc>>,
+    /// This scheduler as a node of a store several hosts share; `None` for a store of one host,
+    /// whose scheduler (the holder of the home's lock) always leads.
+    node: Option<Node>,
 }
 
 /// Runs the scheduler of `home` until `shutdown` resolves.
@@ -159,12 +166,31 @@ pub async fn run(
     let location = crate::store::locate(&home)?;
     let mut store = crate::store::open_at(location.clone())?;
     let store_identity = StoreIdentity::of(&location)?;
-    let previous = store.owner()?;
-    store.claim_owner(&me, env!("CARGO_PKG_VERSION"))?;
-    take_over_leases(&mut *store, previous.as_ref());
+    let mut node = match &location {
+        crate::store::Location::Postgres { .. } => {
+            Some(join(&mut *store, &home, &me, &options.cluster)?)
+        }
+        crate::store::Location::Sqlite(_) => {
+            let previous = store.owner()?;
+            store.claim_owner(&me, env!("CARGO_PKG_VERSION"))?;
+            take_over_leases(&mut *store, previous.as_ref());
+            None
+        }
+    };
     let interrupted = settle_at_start(&mut *store, &home, &clock)?;
+    // Only the leader syncs its specs into a shared store: a node asks for the lease before it loads.
+    if let Some(node) = &mut node {
+        elect_at_start(&mut *store, node, &me)?;
+    }
     let store = Arc::new(Mutex::new(store));
-    let first = reload(&home, &store, clock.now(), None)?;
+    let first = if node
+        .as_ref()
+        .is_none_or(|n| n.leads(std::time::Instant::now()))
+    {
+        reload(&home, &store, clock.now(), None)?
+    } else {
+        super::reload::follower(&home, &store)?
+    };
     // The watch starts once the specs are loaded: the first load is not a change.
     let courier = Courier::start(
         &home,
@@ -217,8 +243,13 @@ pub async fn run(
         started_at,
         metrics,
         slots: HashMap::new(),
+        node,
     };
     daemon.parts.server = server;
+    if let Some(node) = &daemon.node {
+        let until = node.leads_until();
+        daemon.parts.supervisor.set_lease(until);
+    }
     daemon.take_owed_retries();
     daemon.log_start();
     daemon.announce(Event::SchedulerStarted, None);
@@ -243,6 +274,39 @@ pub async fn run(
         runs_started: daemon.parts.supervisor.started(),
         interrupted_at_shutdown,
     })
+}
+
+/// Joins a shared store as a node: its name must not be a live node's.
+fn join(store: &mut dyn Store, home: &Home, me: &str, options: &ClusterOptions) -> Result<Node> {
+    let node = Node::new(
+        options.clone(),
+        me.to_owned(),
+        crate::catalog::fingerprint(home)?,
+        std::time::Instant::now(),
+    );
+    if let Some(previous) = store.join_node(&node.beat(0), options.lease)? {
+        tracing::info!(node = %node.name, previous = %previous, "took over the name of a node that stopped");
+    }
+    tracing::info!(node = %node.name, lease = ?options.lease, node_dead_after = ?options.dead_after, "joined the store as a node");
+    Ok(node)
+}
+
+/// The first lease call of a node, before its first load. A node that is elected here is the
+/// scheduler `status` names.
+fn elect_at_start(store: &mut dyn Store, node: &mut Node, me: &str) -> Result<()> {
+    let sent = std::time::Instant::now();
+    let answer = store.lead(&node.name, None, node.options.lease, &node.spec_hash)?;
+    if let Leadership::Elected(term) = node.lease_answered(sent, answer) {
+        store.fence(Some(crate::store::Fence {
+            node: node.name.clone(),
+            term,
+        }));
+        store.claim_owner(me, env!("CARGO_PKG_VERSION"))?;
+        tracing::info!(node = %node.name, term, "elected leader");
+    } else {
+        tracing::info!(node = %node.name, "another node leads; following");
+    }
+    Ok(())
 }
 
 /// A scheduler that died (we hold the home's lock, so it is gone) leaves the notifications it was
@@ -281,14 +345,18 @@ impl Daemon {
     /// The loop: every wake-up is one named step, until shutdown or a fatal error.
     async fn run_loop(&mut self, options: &Options, shutdown: &mut Shutdown) {
         let mut store_poll = tokio::time::interval(options.store_poll);
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
+        let mut heartbeat = tokio::time::interval(
+            self.node
+                .as_ref()
+                .map_or(Duration::from_secs(2), |n| n.options.renew_every()),
+        );
         loop {
             let sleep = self.time_to_next_deadline();
             tokio::select! {
                 () = tokio::time::sleep(sleep) => self.plan_and_commit_tick(),
                 why = self.parts.watch.changed() => self.reload_and_deliver_cancels(why),
                 _ = store_poll.tick() => self.poll_store(),
-                _ = heartbeat.tick() => self.heartbeat(),
+                _ = heartbeat.tick() => self.renew(),
                 Some(finished) = self.parts.supervisor.next_finished() => self.reap_finished(finished),
                 () = shutdown.requested(1) => break,
             }
@@ -316,8 +384,23 @@ impl Daemon {
         );
     }
 
-    /// Rebuilds the job table from the specs and the store.
+    /// Whether this scheduler plans and claims now: always with a store of one host; as a node,
+    /// while its lease lasts.
+    fn leads(&self) -> bool {
+        self.node
+            .as_ref()
+            .is_none_or(|n| n.leads(std::time::Instant::now()))
+    }
+
+    /// Rebuilds the job table from the specs and the store; a node that does not lead only reads
+    /// its files' fingerprint (it never syncs them).
     fn reload(&mut self) -> Result<()> {
+        if let Some(node) = &mut self.node {
+            node.spec_hash = crate::catalog::fingerprint(&self.home)?;
+        }
+        if !self.leads() {
+            return Ok(());
+        }
         // Loading the specs opens the store too: all of it off the async workers.
         let reloaded = crate::store::blocking(|| {
             reload(&self.home, &self.store, self.clock.now(), Some(&self.jobs))
@@ -416,6 +499,10 @@ impl Daemon {
     fn poll_store(&mut self) {
         let version = self.with_store(|s| s.data_version());
         match version {
+            Ok(version) if version != self.data_version && !self.leads() => {
+                self.data_version = version;
+                self.parts.supervisor.deliver_cancels();
+            }
             Ok(version) if version != self.data_version => {
                 self.reload_and_deliver_cancels("a store change");
             }
@@ -441,14 +528,140 @@ impl Daemon {
         }
     }
 
-    fn heartbeat(&mut self) {
+    /// The heartbeat: the owner row's of a store of one host; a node's, with its lease. Ends the
+    /// store could not record before are written again first.
+    fn renew(&mut self) {
         if !self.store_still_ours() {
+            return;
+        }
+        self.parts.supervisor.record_owed_ends();
+        if self.node.is_some() {
+            self.beat_as_node();
+            self.renew_lease();
             return;
         }
         let me = self.me.clone();
         if let Err(e) = self.with_store(|s| s.heartbeat(&me)) {
             tracing::error!("{e}");
         }
+    }
+
+    /// Renews the node's heartbeat and its runs' sign of life. A node that has not been able to for
+    /// its promise less a lease stops its runs, before any other node could take them for dead.
+    fn beat_as_node(&mut self) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        let beat = node.beat(self.parts.supervisor.in_flight_count());
+        let sent = std::time::Instant::now();
+        match crate::store::call(&self.store, |s| s.node_heartbeat(&beat)) {
+            Ok(true) => node.beat_taken(sent),
+            Ok(false) => {
+                // Silent for longer than a lease, the name was taken by a new process: this one
+                // is no longer the node, and stops.
+                tracing::error!(node = %node.name, "another process took this node's name while its heartbeat was late; stopping");
+                self.fatal = Some(Error::NodeNameTaken {
+                    node: node.name.clone(),
+                    owner: "another process".into(),
+                    seen_ms: 0,
+                });
+            }
+            Err(e) => {
+                tracing::error!(node = %node.name, "cannot renew this node's heartbeat: {e}");
+                if node.must_fence(std::time::Instant::now()) {
+                    tracing::error!(
+                        node = %node.name,
+                        runs = self.parts.supervisor.in_flight_count(),
+                        "the heartbeat has failed for too long: stopping this node's runs before other nodes take them for dead"
+                    );
+                    self.parts
+                        .supervisor
+                        .stop_all(crate::run::RunStatus::Interrupted);
+                }
+            }
+        }
+    }
+
+    /// Renews the lease, or asks for it: a node elected syncs its specs and starts planning; a node
+    /// whose term ended stops planning (its runs in flight go on to their end).
+    fn renew_lease(&mut self) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        let (name, term, lease, hash) = (
+            node.name.clone(),
+            node.term(),
+            node.options.lease,
+            node.spec_hash.clone(),
+        );
+        let sent = std::time::Instant::now();
+        let me = self.me.clone();
+        let answer = crate::store::call(&self.store, |s| {
+            let lease = s.lead(&name, term, lease, &hash)?;
+            // The leader is the scheduler the owner row (and so `status`) names.
+            if lease.is_some() {
+                s.heartbeat(&me)?;
+            }
+            Ok(lease)
+        });
+        let change = match answer {
+            Ok(answer) => node.lease_answered(sent, answer),
+            Err(e) => {
+                tracing::error!(node = %name, "cannot renew the lease: {e}");
+                if node.term().is_some() && !node.leads(std::time::Instant::now()) {
+                    node.step_down()
+                        .map_or(Leadership::Follower, Leadership::Lost)
+                } else {
+                    Leadership::Renewed
+                }
+            }
+        };
+        let until = node.leads_until();
+        self.parts.supervisor.set_lease(until);
+        match change {
+            Leadership::Elected(term) => self.became_leader(term),
+            Leadership::Lost(term) => self.lost_leadership(term),
+            Leadership::Renewed | Leadership::Follower => {}
+        }
+    }
+
+    /// Elected in `term`: claims are fenced by it, the owner row names this scheduler, and the
+    /// specs are synced and the job table built from the store's cursors, as a start would.
+    fn became_leader(&mut self, term: i64) {
+        let Some(name) = self.node.as_ref().map(|n| n.name.clone()) else {
+            return;
+        };
+        let me = self.me.clone();
+        let fenced = self.with_store(|s| {
+            s.fence(Some(crate::store::Fence {
+                node: name.clone(),
+                term,
+            }));
+            s.claim_owner(&me, env!("CARGO_PKG_VERSION"))
+        });
+        if let Err(e) = fenced {
+            tracing::error!("{e}");
+        }
+        tracing::info!(node = %name, term, "elected leader");
+        if let Err(e) = self.reload() {
+            tracing::error!("loading the specs as the new leader failed: {e}");
+        }
+        self.last_reap = tokio::time::Instant::now() - REAP_EVERY;
+        self.settle_dead_runs();
+    }
+
+    /// The term ended: nothing more is planned or claimed here until this node is elected again.
+    fn lost_leadership(&mut self, term: i64) {
+        let name = self
+            .node
+            .as_ref()
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        tracing::warn!(node = %name, term, "no longer the leader: planning stops here, the runs in flight go on");
+        self.jobs = Jobs::default();
+        self.retries.clear();
+        self.triggers.clear();
+        self.downstream.clear();
     }
 
     /// How long until the job table's next deadline (owed retries are due at once), at most
@@ -471,7 +684,7 @@ impl Daemon {
 
     /// The tick: plans what is due, commits the plan in one transaction, then applies it.
     fn plan_and_commit_tick(&mut self) {
-        if !self.store_still_ours() {
+        if !self.store_still_ours() || !self.leads() {
             return;
         }
         self.settle_dead_runs();
@@ -746,6 +959,7 @@ impl Daemon {
     /// The one shutdown path: stops claiming, lets the supervisor wind the runs down within `grace`,
     /// then gives up the home. Returns how many runs were stopped at shutdown.
     async fn shut_down(&mut self, grace: Duration, shutdown: &mut Shutdown) -> usize {
+        self.resign();
         let (jobs, retention) = (&self.jobs, &self.parts.retention);
         let stopped = self
             .parts
@@ -762,11 +976,43 @@ impl Daemon {
         if let Some(courier) = self.parts.courier.take() {
             crate::store::blocking(|| courier.stop(COURIER_GRACE));
         }
+        self.parts.supervisor.record_owed_ends();
         let _ = self.with_store(|store| store.release_owner(&self.me));
+        if let Some(node) = &self.node {
+            let (name, me) = (node.name.clone(), self.me.clone());
+            if let Err(e) = self.with_store(|s| s.leave_node(&name, &me)) {
+                tracing::warn!("this node's row stays until its heartbeat is old: {e}");
+            }
+        }
         if let Some(server) = self.parts.server.take() {
             server.stop().await;
         }
         stopped
+    }
+}
+
+impl Daemon {
+    /// A leader that stops hands the leadership over at once: the next node to ask is elected
+    /// without waiting for the lease to run out, while this one winds its runs down.
+    fn resign(&mut self) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        let name = node.name.clone();
+        let Some(term) = node.step_down() else {
+            return;
+        };
+        let me = self.me.clone();
+        let resigned = crate::store::call(&self.store, |s| {
+            s.resign(&name, term)?;
+            s.release_owner(&me)
+        });
+        match resigned {
+            Ok(()) => tracing::info!(node = %name, term, "resigned the leadership"),
+            Err(e) => {
+                tracing::warn!(node = %name, "the leadership passes when its lease runs out: {e}")
+            }
+        }
     }
 }
 

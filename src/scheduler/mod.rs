@@ -3,6 +3,7 @@
 //! due (planned purely, committed in one transaction, carried out by the run supervisor), hot reload
 //! of specs, and one shutdown path.
 
+pub mod cluster;
 mod commit;
 pub mod daemon;
 pub mod dry_run;
@@ -17,6 +18,7 @@ mod slot_log;
 mod supervisor;
 pub mod watch;
 
+pub use cluster::ClusterOptions;
 pub use daemon::{Options, ServerSetup, run};
 pub use dry_run::{DryRun, dry_run};
 pub use shutdown::Shutdown;

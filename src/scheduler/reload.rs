@@ -72,7 +72,7 @@ pub fn reload(
     // Read before loading: a commit by another process from here on triggers one more reload rather
     // than going unseen. (Our own commits never change it.)
     let data_version = locked()?.data_version()?;
-    let catalog = Catalog::open(home, now)?;
+    let catalog = Catalog::open_leading(home, now)?;
     let census = log_problems(&catalog, previous.is_none());
     for id in &catalog.sync.rescheduled {
         tracing::info!(job = %id, "schedule changed; its slots since the last one recorded are judged");
@@ -108,6 +108,23 @@ pub fn reload(
         census,
         data_version,
         config: catalog.in_force,
+    })
+}
+
+/// What a node that does not lead starts with: no jobs (it plans nothing and syncs nothing), the
+/// config in force for what it does run (its courier), and the store's data version.
+pub fn follower(home: &Home, store: &Mutex<Box<dyn Store>>) -> Result<Reloaded> {
+    let store = store.lock().map_err(|_| Error::Internal {
+        message: "the store lock was poisoned".into(),
+    })?;
+    let kept = store.kept_config()?;
+    let in_force = crate::config::in_force(&crate::config::load(home), kept.as_ref());
+    Ok(Reloaded {
+        jobs: Jobs::default(),
+        downstream: HashMap::new(),
+        census: Census::default(),
+        data_version: store.data_version()?,
+        config: in_force.config,
     })
 }
 

@@ -14,7 +14,7 @@ use super::shutdown::Shutdown;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::policy::InFlight;
-use crate::run::{RunStatus, run_name};
+use crate::run::{RunEnd, RunStatus, run_name};
 use crate::runner::execute;
 use crate::runner::execute::{RunControl, RunOutcome, RunPlan, Started};
 use crate::store::{RunRow, Store};
@@ -35,6 +35,12 @@ pub struct Supervisor {
     /// Set at shutdown: runs that have not started by then never do.
     hold: watch::Sender<bool>,
     started: usize,
+    /// For a node of a shared store: until when its leadership lasts here, for the runs it claims
+    /// ahead (see `RunControl::lease`).
+    lease: Option<watch::Sender<Option<std::time::Instant>>>,
+    /// Ends of runs the store could not record when they ended: written again until it takes them
+    /// (no other process settles a run whose owner is alive).
+    ends_owed: Vec<(String, i64, RunEnd)>,
 }
 
 impl Supervisor {
@@ -50,6 +56,8 @@ impl Supervisor {
             starts,
             hold: watch::Sender::new(false),
             started: 0,
+            lease: None,
+            ends_owed: Vec::new(),
         }
     }
 
@@ -69,6 +77,7 @@ impl Supervisor {
         plan.control = RunControl {
             starts: Some(self.starts_tx.clone()),
             hold: Some(self.hold.subscribe()),
+            lease: self.lease.as_ref().map(watch::Sender::subscribe),
         };
         let (stop_tx, stop) = watch::channel(None);
         self.stops.insert((plan.job_id.clone(), plan.seq), stop_tx);
@@ -80,6 +89,30 @@ impl Supervisor {
             stop,
         ));
         self.started += 1;
+    }
+
+    /// Until when this node's leadership lasts (`None`: it does not lead): the runs it claimed
+    /// ahead start only within it. Called only by a node of a shared store.
+    pub fn set_lease(&mut self, until: Option<std::time::Instant>) {
+        match &self.lease {
+            Some(lease) => {
+                lease.send_replace(until);
+            }
+            None => self.lease = Some(watch::Sender::new(until)),
+        }
+    }
+
+    /// How many of the runs this scheduler started are still in flight.
+    pub fn in_flight_count(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Stops every run in flight, recorded as `status`: a node that can no longer tell the store
+    /// its runs are alive stops them before other nodes could take them for dead.
+    pub fn stop_all(&mut self, status: RunStatus) {
+        for stop in self.stops.values() {
+            let _ = stop.send(Some(status));
+        }
     }
 
     /// Overlap `replace`: stops the oldest run of the job that this scheduler started.
@@ -170,11 +203,35 @@ impl Supervisor {
         match finished {
             Ok(outcome) => {
                 self.stops.remove(&(outcome.job_id.clone(), outcome.seq));
+                if outcome.unrecorded {
+                    self.ends_owed
+                        .push((outcome.job_id.clone(), outcome.seq, outcome.end.clone()));
+                }
                 (!outcome.released).then_some(outcome)
             }
             Err(e) => {
                 tracing::error!("a run task failed: {e}");
                 None
+            }
+        }
+    }
+
+    /// Writes the ends the store could not record before, oldest first; those it still refuses wait
+    /// for the next try.
+    pub fn record_owed_ends(&mut self) {
+        if self.ends_owed.is_empty() {
+            return;
+        }
+        let owed = std::mem::take(&mut self.ends_owed);
+        for (job_id, seq, end) in owed {
+            match self.with_store(|s| s.finish_run(&job_id, seq, &end)) {
+                Ok(()) => {
+                    tracing::info!(run = %run_name(&job_id, seq), status = %end.status, "the run's end is recorded at last");
+                }
+                Err(e) => {
+                    tracing::warn!(run = %run_name(&job_id, seq), "its end is still not recorded: {e}");
+                    self.ends_owed.push((job_id, seq, end));
+                }
             }
         }
     }
