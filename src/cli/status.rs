@@ -1,6 +1,7 @@
 //! `jobsctl status`: whether a scheduler is running, what is in flight, what comes next, what is broken.
 //! Exits 0 when a live scheduler holds the lock, 5 when none does or when its heartbeat is over 60 s
-//! old (`scheduler_unresponsive`).
+//! old (`scheduler_unresponsive`). With a store several schedulers share, it shows the leader and
+//! every node, and exits 0 while some node holds a live lease, 5 (`no_leader`) when none does.
 
 use std::collections::BTreeMap;
 
@@ -35,12 +36,18 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     let failures = catalog.store.recent_failures(5)?;
     let scheduler = SchedulerView::new(holder.as_deref(), owner.as_ref(), now);
     let mut view = StatusView::new(&catalog, scheduler, &in_flight, &failures, now);
-    view.store = crate::store::locate(&ctx.home)?.shown(&ctx.home);
+    let location = crate::store::locate(&ctx.home)?;
+    view.store = location.shown(&ctx.home);
+    if matches!(location, crate::store::Location::Postgres { .. }) {
+        view.cluster = Some(ClusterView::read(&*catalog.store, &ctx.home)?);
+    }
     view.notifications = NotificationsView {
         counts: catalog.store.outbox_counts()?,
         recent_given_up: catalog.store.given_up(GIVEN_UP_SHOWN)?,
     };
     let error = match (&holder, &view.scheduler.detail) {
+        // A shared store runs as long as some node leads it, wherever that is.
+        _ if view.cluster.is_some() => view.cluster.as_ref().and_then(ClusterView::no_leader),
         (None, _) => Some(Error::SchedulerNotRunning),
         (Some(holder), Some(detail)) if !detail.responsive => Some(Error::SchedulerUnresponsive {
             owner: holder.clone(),
@@ -63,6 +70,9 @@ struct StatusView<'a> {
     spec_problems: Vec<SpecProblems<'a>>,
     last_failures: Vec<RunEntry<'a>>,
     notifications: NotificationsView,
+    /// A store several schedulers share: its leader and nodes.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterView>,
     /// Active jobs with a next slot beyond those shown.
     #[serde(skip)]
     later: usize,
@@ -236,8 +246,139 @@ impl<'a> StatusView<'a> {
                 counts: OutboxCounts::default(),
                 recent_given_up: Vec::new(),
             },
+            cluster: None,
             later,
             now,
+        }
+    }
+}
+
+/// The nodes of a shared store and its leader, as the store has them, with this home's spec
+/// fingerprint beside the catalog's.
+#[derive(Serialize)]
+struct ClusterView {
+    leader: Option<crate::store::LeaderRow>,
+    nodes: Vec<NodeView>,
+    /// The fingerprint of the specs the leader synced.
+    catalog_hash: Option<String>,
+    /// This home's, and whether it differs from the catalog's (its node then never leads).
+    home_spec_hash: String,
+    home_drift: bool,
+}
+
+#[derive(Serialize)]
+struct NodeView {
+    node: String,
+    leader: bool,
+    labels: Vec<String>,
+    #[serde(serialize_with = "ser::instant")]
+    heartbeat_at: DateTime<Utc>,
+    heartbeat_age_s: f64,
+    /// Silent for longer than it promised: its runs are taken for dead.
+    dead: bool,
+    runs_in_flight: i64,
+    spec_hash: Option<String>,
+    /// Its specs differ from the catalog's.
+    drift: bool,
+    owner: String,
+    version: String,
+}
+
+impl ClusterView {
+    fn read(store: &dyn crate::store::Store, home: &crate::home::Home) -> Result<Self> {
+        let leader = store.leader()?;
+        let catalog_hash = store.catalog_hash()?;
+        let leads = |name: &str| {
+            leader
+                .as_ref()
+                .is_some_and(|l| l.node == name && l.remaining_ms > 0)
+        };
+        let drifts = |hash: Option<&str>| catalog_hash.as_deref().is_some_and(|c| Some(c) != hash);
+        let nodes = store
+            .nodes()?
+            .into_iter()
+            .map(|n| NodeView {
+                leader: leads(&n.node),
+                drift: drifts(n.spec_hash.as_deref()),
+                dead: n.heartbeat_age_ms > n.dead_after_ms,
+                heartbeat_age_s: n.heartbeat_age_ms as f64 / 1000.0,
+                node: n.node,
+                labels: n.labels,
+                heartbeat_at: n.heartbeat_at,
+                runs_in_flight: n.runs_in_flight,
+                spec_hash: n.spec_hash,
+                owner: n.owner,
+                version: n.version,
+            })
+            .collect();
+        let home_spec_hash = crate::catalog::fingerprint(home)?;
+        Ok(Self {
+            home_drift: drifts(Some(&home_spec_hash)),
+            home_spec_hash,
+            leader,
+            nodes,
+            catalog_hash,
+        })
+    }
+
+    /// `no_leader` when no node holds a live lease.
+    fn no_leader(&self) -> Option<Error> {
+        let alive = self.nodes.iter().filter(|n| !n.dead).count();
+        match &self.leader {
+            Some(l) if l.remaining_ms > 0 => None,
+            Some(l) => Some(Error::NoLeader {
+                last: Some((l.node.clone(), -l.remaining_ms)),
+                nodes: alive,
+            }),
+            None => Some(Error::NoLeader {
+                last: None,
+                nodes: alive,
+            }),
+        }
+    }
+
+    fn render(&self, human: &mut String) {
+        match &self.leader {
+            Some(l) if l.remaining_ms > 0 => human.push_str(&format!(
+                "leader: {} (term {}, lease {:.1} s left)\n",
+                l.node,
+                l.term,
+                l.remaining_ms as f64 / 1000.0
+            )),
+            Some(l) => human.push_str(&format!(
+                "leader: none (the lease of {} ran out {:.1} s ago)\n",
+                l.node,
+                -l.remaining_ms as f64 / 1000.0
+            )),
+            None => human.push_str("leader: none\n"),
+        }
+        human.push_str(&format!("nodes: {}\n", self.nodes.len()));
+        for n in &self.nodes {
+            let mut notes = Vec::new();
+            if n.leader {
+                notes.push("leader".to_owned());
+            }
+            if n.dead {
+                notes.push("dead".to_owned());
+            }
+            if n.drift {
+                notes.push("specs differ from the catalog".to_owned());
+            }
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", notes.join(", "))
+            };
+            human.push_str(&format!(
+                "  {} {}, heartbeat {:.1} s ago, {} run(s) in flight{notes}\n",
+                escape_controls(&n.node),
+                escape_controls(&n.owner),
+                n.heartbeat_age_s,
+                n.runs_in_flight
+            ));
+        }
+        if self.home_drift {
+            human.push_str("this home's specs differ from the catalog: its node never leads, and commands here do not sync them\n");
         }
     }
 }
@@ -246,6 +387,9 @@ impl View for StatusView<'_> {
     fn render(&self, out: &Output) -> String {
         let mut human = self.scheduler.render(out, self.now);
         human.push_str(&format!("store: {}\n", self.store));
+        if let Some(cluster) = &self.cluster {
+            cluster.render(&mut human);
+        }
         human.push_str(&format!(
             "jobs: {}\n",
             self.jobs
