@@ -4,41 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{TestHome, manual_spec, start_scheduler, stop};
-
-/// A new empty database on the test server, and its URL; `None` (the test skips) without a
-/// server, unless `JOBS_TEST_STRICT` is set.
-fn fresh_database() -> Option<String> {
-    let admin = match std::env::var("JOBS_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ if std::env::var_os("JOBS_TEST_STRICT").is_some() => {
-            panic!("JOBS_TEST_STRICT is set but JOBS_TEST_PG_URL names no PostgreSQL server")
-        }
-        _ => {
-            eprintln!("skipped: JOBS_TEST_PG_URL names no PostgreSQL server");
-            return None;
-        }
-    };
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = format!(
-        "jobs_cli_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut client =
-        postgres::Client::connect(&admin, postgres::NoTls).expect("connect to the test server");
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create a database");
-    let (before, query) = admin.split_once('?').unwrap_or((&admin, ""));
-    let base = before.rsplit_once('/').map_or(before, |(base, _)| base);
-    Some(if query.is_empty() {
-        format!("{base}/{name}")
-    } else {
-        format!("{base}/{name}?{query}")
-    })
-}
+use crate::common::{
+    TestHome, fresh_pg_database as fresh_database, manual_spec, start_scheduler, stop,
+};
 
 #[test]
 fn a_password_on_the_command_line_is_refused_and_never_shown() {

@@ -1,0 +1,402 @@
+//! Cluster torture: three schedulers (three homes with the same specs, one PostgreSQL database,
+//! `--lease 2s`) run jobs due every second while the leader is killed with SIGKILL (and started
+//! again) or frozen with SIGSTOP for longer than its lease (and let wake), round after round. What
+//! must hold afterwards: no (job, slot) twice, no two processes of a `max_instances: 1` job alive
+//! at once (from the processes' own start and end times), every slot of every job accounted for,
+//! nothing left in flight, the slots right after each failover started within two leases, and the
+//! runs spread over more than one node.
+//!
+//! Needs the PostgreSQL server `JOBS_TEST_PG_URL` names (`.ci/postgres`); skipped without one unless
+//! `JOBS_TEST_STRICT` is set. `JOBS_CLUSTER_ROUNDS` sets the number of kill-and-freeze rounds (2 by
+//! default, so that `cargo test` stays quick).
+
+#![expect(
+    clippy::expect_used,
+    reason = "a test helper that cannot set up must fail the test loudly"
+)]
+
+#[expect(
+    dead_code,
+    reason = "the cluster test needs only part of the shared builder"
+)]
+#[path = "cli/common.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use serde_json::Value;
+
+use common::{KillOnDrop, SchedulerStart, TestHome, fresh_pg_database, signal, wait_exit};
+
+const LEASE_MS: i64 = 2_000;
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+
+/// Appends the process's own start and end (nanoseconds since the epoch) to the log it is given,
+/// also when it is stopped with SIGTERM, as a dead owner's leftovers are.
+const PROBE: &str = r#"#!/bin/sh
+log="$1"
+echo "$JOBS_JOB_ID $JOBS_RUN_SEQ start $(date +%s%N) $$" >> "$log"
+trap 'echo "$JOBS_JOB_ID $JOBS_RUN_SEQ end $(date +%s%N) $$" >> "$log"; exit 143' TERM INT
+sleep "$2" &
+wait $!
+echo "$JOBS_JOB_ID $JOBS_RUN_SEQ end $(date +%s%N) $$" >> "$log"
+"#;
+
+/// Three jobs due every second, each of one instance: short, slower than its period (its slots
+/// overlap and are skipped), and instant.
+fn specs(probe: &Path, log: &Path) -> Vec<(&'static str, String)> {
+    let job = |id: &str, sleep: &str| {
+        format!(
+            "id: {id}\nschedule:\n  every: 1s\nrun:\n  command: [\"{}\", \"{}\", \"{sleep}\"]\n  kill_grace: 1s\npolicy:\n  max_instances: 1\n  overlap: skip\n",
+            probe.display(),
+            log.display()
+        )
+    };
+    vec![
+        ("short", job("short", "0.3")),
+        ("slow", job("slow", "1.5")),
+        ("instant", job("instant", "0")),
+    ]
+}
+
+struct Node {
+    name: &'static str,
+    home: TestHome,
+    process: Option<KillOnDrop>,
+    /// Every pid this node's schedulers had, for telling which node owned a run.
+    pids: Vec<u32>,
+}
+
+fn start(node: &mut Node, url: &str) {
+    // A node killed a moment ago keeps its name until its heartbeat is a lease old: a start that
+    // comes too early is refused (`node_name_taken`) and tried again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut child = SchedulerStart::new(node.home.path())
+            .append()
+            .env("JOBS_STORE", url)
+            .args(&[
+                "--node",
+                node.name,
+                "--lease",
+                "2s",
+                "--node-dead-after",
+                "4s",
+            ])
+            .start();
+        let started = Instant::now();
+        let mut refused = false;
+        while started.elapsed() < Duration::from_millis(1500) {
+            if child.try_wait().expect("poll").is_some() {
+                refused = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !refused {
+            node.pids.push(child.id());
+            node.process = Some(child);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} could not start: {}",
+            node.name,
+            log(&node.home)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn log(home: &TestHome) -> String {
+    std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
+}
+
+/// The node that holds a live lease, as `status` shows it from the first home.
+fn leader(nodes: &[Node], url: &str) -> Option<usize> {
+    let out = nodes[0]
+        .home
+        .command(&["--json", "status"])
+        .env("JOBS_STORE", url)
+        .output()
+        .expect("status");
+    let doc: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let leader = &doc["data"]["leader"];
+    if leader["remaining_ms"].as_i64()? <= 0 {
+        return None;
+    }
+    let name = leader["node"].as_str()?;
+    nodes.iter().position(|n| n.name == name)
+}
+
+fn wait_for_leader(nodes: &[Node], url: &str, not: Option<usize>) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(at) = leader(nodes, url)
+            && Some(at) != not
+        {
+            return at;
+        }
+        assert!(Instant::now() < deadline, "no new leader within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn query(url: &str, sql: &str) -> Vec<postgres::Row> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    client.query(sql, &[]).expect("query")
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms")
+}
+
+#[test]
+fn three_nodes_survive_their_leader_killed_and_frozen() {
+    let Some(url) = fresh_pg_database() else {
+        return;
+    };
+    let rounds: u32 = std::env::var("JOBS_CLUSTER_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
+    let shared = tempfile::tempdir().expect("tempdir");
+    let probe = shared.path().join("probe.sh");
+    let processes = shared.path().join("processes.log");
+    std::fs::write(&probe, PROBE).expect("probe");
+    std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let mut nodes: Vec<Node> = NODES
+        .iter()
+        .map(|name| {
+            let home = TestHome::new();
+            for (id, spec) in specs(&probe, &processes) {
+                home.spec(&format!("{id}.yaml"), spec);
+            }
+            Node {
+                name,
+                home,
+                process: None,
+                pids: Vec::new(),
+            }
+        })
+        .collect();
+    for node in &mut nodes {
+        start(node, &url);
+    }
+    let mut current = wait_for_leader(&nodes, &url, None);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // (when the leader went, how) for each failover.
+    let mut failovers: Vec<(i64, &str)> = Vec::new();
+    for round in 0..rounds * 2 {
+        let at = now_ms();
+        let child = nodes[current].process.as_mut().expect("running");
+        if round % 2 == 0 {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            nodes[current].process = None;
+            failovers.push((at, "killed"));
+            let next = wait_for_leader(&nodes, &url, Some(current));
+            start(&mut nodes[current], &url);
+            current = next;
+        } else {
+            signal(child, Signal::STOP);
+            failovers.push((at, "frozen"));
+            let next = wait_for_leader(&nodes, &url, Some(current));
+            // Frozen for longer than its lease, then woken with a term that has ended.
+            let frozen_for = Duration::from_millis(3_500).saturating_sub(Duration::from_millis(
+                u64::try_from(now_ms() - at).unwrap_or(0),
+            ));
+            std::thread::sleep(frozen_for);
+            signal(
+                nodes[current].process.as_ref().expect("frozen"),
+                Signal::CONT,
+            );
+            current = next;
+        }
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    for node in &mut nodes {
+        if let Some(child) = node.process.as_ref() {
+            signal(child, Signal::TERM);
+        }
+    }
+    for node in &mut nodes {
+        if let Some(mut child) = node.process.take() {
+            let status = wait_exit(&mut child, 30);
+            assert_eq!(status.code(), Some(0), "{}: {}", node.name, log(&node.home));
+        }
+    }
+    // Runs of a node killed last are settled by whoever looks next.
+    let status = nodes[0]
+        .home
+        .command(&["status"])
+        .env("JOBS_STORE", &url)
+        .output()
+        .expect("status");
+    assert!(status.status.code().is_some(), "status ran");
+
+    let mut violations = Vec::new();
+    // 1. No (job, slot) twice, a catch-up's range included.
+    let mut covered: BTreeMap<String, Vec<(i64, i64, String)>> = BTreeMap::new();
+    for row in query(
+        &url,
+        "SELECT job_id, COALESCE(first_slot, slot), COALESCE(last_slot, slot), status, owner, started_at, trigger
+         FROM runs WHERE slot IS NOT NULL ORDER BY job_id, 2",
+    ) {
+        let (job, first, last, status): (String, i64, i64, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        covered.entry(job).or_default().push((first, last, status));
+    }
+    for (job, ranges) in &covered {
+        for pair in ranges.windows(2) {
+            if pair[1].0 <= pair[0].1 {
+                violations.push(format!(
+                    "{job}: slots {:?} and {:?} overlap",
+                    pair[0], pair[1]
+                ));
+            }
+        }
+    }
+    // 2. Every slot between the first and the last accounted for: run, skipped or missed.
+    for (job, ranges) in &covered {
+        let slots: BTreeSet<i64> = ranges
+            .iter()
+            .flat_map(|(first, last, _)| (*first..=*last).step_by(1000))
+            .collect();
+        let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
+            violations.push(format!("{job}: never ran"));
+            continue;
+        };
+        for slot in (*first..=*last).step_by(1000) {
+            if !slots.contains(&slot) {
+                violations.push(format!("{job}: slot {slot} has no record"));
+            }
+        }
+    }
+    // 3. Nothing left in flight.
+    let left = query(
+        &url,
+        "SELECT job_id || '#' || seq || ' ' || status FROM runs WHERE status IN ('queued', 'running')",
+    );
+    for row in left {
+        violations.push(format!("left in flight: {}", row.get::<_, String>(0)));
+    }
+    // 4. No two processes of one job alive at once, by their own clocks.
+    let text = std::fs::read_to_string(&processes).expect("processes log");
+    let mut spans: BTreeMap<(String, i64), (Option<i64>, Option<i64>)> = BTreeMap::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let [job, seq, what, ns, _pid] = parts[..] else {
+            violations.push(format!("torn probe line {line:?}"));
+            continue;
+        };
+        let key = (job.to_owned(), seq.parse().expect("seq"));
+        let at: i64 = ns.parse().expect("ns");
+        let span = spans.entry(key).or_default();
+        match what {
+            "start" => span.0 = Some(at),
+            _ => span.1 = Some(at),
+        }
+    }
+    let mut by_job: BTreeMap<&str, Vec<(i64, i64, i64)>> = BTreeMap::new();
+    for ((job, seq), (start, end)) in &spans {
+        match (start, end) {
+            (Some(start), Some(end)) => by_job.entry(job).or_default().push((*start, *end, *seq)),
+            _ => violations.push(format!(
+                "{job}#{seq}: its process has no start or no end: {start:?} {end:?}"
+            )),
+        }
+    }
+    for (job, mut lives) in by_job {
+        lives.sort_unstable();
+        for pair in lives.windows(2) {
+            if pair[1].0 < pair[0].1 {
+                violations.push(format!(
+                    "{job}: run {} started {} ms before run {} ended",
+                    pair[1].2,
+                    (pair[0].1 - pair[1].0) / 1_000_000,
+                    pair[0].2
+                ));
+            }
+        }
+    }
+    // 5. The first slot each new leader started after a failover, within two leases of its slot.
+    for (at, how) in &failovers {
+        let first = query(
+            &url,
+            &format!(
+                "SELECT job_id, seq, slot, started_at FROM runs
+                 WHERE started_at IS NOT NULL AND slot IS NOT NULL AND slot > {at}
+                 ORDER BY slot, started_at LIMIT 3"
+            ),
+        );
+        if first.is_empty() {
+            violations.push(format!(
+                "nothing started after the leader was {how} at {at}"
+            ));
+        }
+        for row in first {
+            let (job, seq, slot, started): (String, i64, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            eprintln!(
+                "after the leader was {how}: {job}#{seq} started {} ms after its slot",
+                started - slot
+            );
+            if started - slot >= 2 * LEASE_MS {
+                violations.push(format!(
+                    "{job}#{seq}: started {} ms after its slot, after the leader was {how}",
+                    started - slot
+                ));
+            }
+        }
+    }
+    // 6. The runs spread over more than one node.
+    let owners: BTreeSet<String> = query(
+        &url,
+        "SELECT DISTINCT owner FROM runs WHERE started_at IS NOT NULL",
+    )
+    .iter()
+    .map(|row| row.get(0))
+    .collect();
+    let ran_on: BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| {
+            n.pids
+                .iter()
+                .any(|pid| owners.iter().any(|o| o.starts_with(&format!("{pid}@"))))
+        })
+        .map(|n| n.name)
+        .collect();
+    if ran_on.len() < 2 {
+        violations.push(format!("every run ran on {ran_on:?}"));
+    }
+    let runs = spans.len();
+    eprintln!(
+        "{runs} processes over {} slots of {} jobs, on {ran_on:?}; failovers {failovers:?}",
+        covered.values().map(Vec::len).sum::<usize>(),
+        covered.len()
+    );
+    assert!(runs > 20, "only {runs} processes ran");
+    assert!(
+        violations.is_empty(),
+        "{} violation(s) after {failovers:?}:\n{}\n\n{}",
+        violations.len(),
+        violations.join("\n"),
+        nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.name, log(&n.home)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
