@@ -512,6 +512,7 @@ mod tests {
             retry_owed: false,
             group: None,
             upstream: None,
+            owner_silent: false,
         }
     }
 
