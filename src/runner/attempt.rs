@@ -162,6 +162,12 @@ pub async fn run_attempt(
     if let Err((code, message)) = spec.setup.configure(&mut command) {
         return failed(code, message);
     }
+    // The store's password is the scheduler's, never a job's: a run inherits the environment, and
+    // any command of any spec could read the database's password from it.
+    command.env_remove("PGPASSWORD");
+    if std::env::var("JOBS_STORE").is_ok_and(|url| crate::store::postgres_url::has_password(&url)) {
+        command.env_remove("JOBS_STORE");
+    }
     command
         .args(args)
         .current_dir(&spec.cwd)

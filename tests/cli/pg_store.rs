@@ -237,3 +237,29 @@ fn a_nul_in_any_text_of_a_spec_is_its_problem_and_never_the_homes() {
     let (list, code) = home.json(&["--store", &url, "list"]);
     assert_eq!(code, 0, "{list}");
 }
+
+#[test]
+fn a_run_never_inherits_the_stores_password() {
+    let Some(url) = fresh_database() else { return };
+    let home = TestHome::new();
+    home.spec(
+        "peek.yaml",
+        "id: peek\nrun:\n  shell: 'echo \"password=${PGPASSWORD-unset} store=${JOBS_STORE-unset}\"'\n",
+    );
+    // The server trusts loopback connections, so a password in the environment is ignored by it.
+    let with_secret = url.replacen("://jobs@", "://jobs:hunter2@", 1);
+    let ran = home
+        .command(&["run", "peek"])
+        .env("JOBS_STORE", &with_secret)
+        .env("PGPASSWORD", "hunter2")
+        .output()
+        .expect("run");
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let out = std::fs::read_to_string(home.run_dir("peek", 1).join("stdout.log")).expect("log");
+    assert_eq!(out, "password=unset store=unset\n");
+}
