@@ -14,6 +14,7 @@ pub(crate) mod error;
 pub(crate) mod fault;
 pub mod home;
 pub mod metrics;
+pub(crate) mod mirror;
 pub mod notifier;
 pub mod policy;
 pub(crate) mod process;

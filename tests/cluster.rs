@@ -3,8 +3,8 @@
 //! again) or frozen with SIGSTOP for longer than its lease (and let wake), round after round. What
 //! must hold afterwards: no (job, slot) twice, no two processes of a `max_instances: 1` job alive
 //! at once (from the processes' own start and end times), every slot of every job accounted for,
-//! nothing left in flight, the slots right after each failover started within two leases, and the
-//! runs spread over more than one node.
+//! nothing left in flight, the slots right after each failover started within two leases, the
+//! runs spread over more than one node, and a run executed on one node read by `tail` from another.
 //!
 //! Needs the PostgreSQL server `JOBS_TEST_PG_URL` names (`.ci/postgres`); skipped without one unless
 //! `JOBS_TEST_STRICT` is set. `JOBS_CLUSTER_ROUNDS` sets the number of kill-and-freeze rounds (2 by
@@ -380,6 +380,43 @@ fn three_nodes_survive_their_leader_killed_and_frozen() {
         .collect();
     if ran_on.len() < 2 {
         violations.push(format!("every run ran on {ran_on:?}"));
+    }
+    // 7. A run executed on one node, tailed from another node's home: its events come from the
+    //    store's mirror, since its directory is on the node that ran it.
+    let ran = query(
+        &url,
+        "SELECT job_id, seq, node FROM runs WHERE status = 'succeeded' AND node IS NOT NULL
+         ORDER BY seq DESC LIMIT 1",
+    );
+    match ran.first() {
+        None => violations.push("no succeeded run names its node".into()),
+        Some(row) => {
+            let (job, seq, node): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
+            let reader = nodes.iter().find(|n| n.name != node).expect("another node");
+            assert!(
+                !reader.home.run_dir(&job, seq).exists(),
+                "{job}#{seq} ran on {node}, not in {}'s home",
+                reader.name
+            );
+            let tail = reader
+                .home
+                .command(&["tail", &job, "--run", &seq.to_string()])
+                .env("JOBS_STORE", &url)
+                .output()
+                .expect("tail");
+            let text = String::from_utf8_lossy(&tail.stdout);
+            if tail.status.code() != Some(0)
+                || !text.contains(&format!("> {job}#{seq} started"))
+                || !text.contains(&format!("= {job}#{seq} succeeded"))
+            {
+                violations.push(format!(
+                    "tail of {job}#{seq} (ran on {node}) from {}: exit {:?}\n{text}{}",
+                    reader.name,
+                    tail.status.code(),
+                    String::from_utf8_lossy(&tail.stderr)
+                ));
+            }
+        }
     }
     let runs = spans.len();
     eprintln!(

@@ -513,6 +513,7 @@ mod tests {
             group: None,
             upstream: None,
             owner_silent: false,
+            node: None,
         }
     }
 

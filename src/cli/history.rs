@@ -142,6 +142,9 @@ pub struct RunEntry<'a> {
     /// For a triggered run: the upstream run(s) that triggered it, `job#seq` comma-separated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<&'a str>,
+    /// On a store several schedulers share: the node whose scheduler ran it (none for a manual run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<&'a str>,
     pub error: Option<RunError<'a>>,
     /// The run's message, with or without an error code (`history` shows it either way).
     #[serde(skip)]
@@ -179,6 +182,7 @@ impl<'a> RunEntry<'a> {
             run_dir: row.run_dir.as_deref(),
             group: row.group.as_deref(),
             upstream: row.upstream.as_deref(),
+            node: row.node.as_deref(),
             error: row.error_code.as_deref().map(|code| RunError {
                 code,
                 message: row.message.as_deref(),

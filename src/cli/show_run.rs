@@ -76,6 +76,9 @@ impl View for RunDetail<'_> {
             (None, None) => {}
         }
         lines.push(("attempts", run.attempts.to_string()));
+        if let Some(node) = run.node {
+            lines.push(("node", safe(node)));
+        }
         if let Some(error) = &run.error {
             let text = match error.message {
                 Some(message) => format!("{}: {}", error.code, message),

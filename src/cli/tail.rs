@@ -35,6 +35,20 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
         out: ctx.out,
         raw: ctx.out.json,
     };
+    let follow = args.follow || args.forever;
+    // A run executed on another node of a shared store: its directory is there, its events are
+    // mirrored here.
+    if let Some(seq) = elsewhere(&*catalog.store, id, args.run, &job_dir)? {
+        if args.forever {
+            return Err(Error::Usage {
+                message: format!(
+                    "{} ran on another node: `tail --forever` follows the runs of this node's own directory; tail it with -f, or from its node",
+                    run_name(id, seq)
+                ),
+            });
+        }
+        return follow_mirrored(&mut printer, &*catalog.store, id, seq, follow);
+    }
     let start = match args.run {
         Some(seq) => {
             if !job_dir.join(seq.to_string()).join(EVENTS_FILE).exists() {
@@ -53,7 +67,6 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
             active.or_else(|| latest_seq(&job_dir))
         }
     };
-    let follow = args.follow || args.forever;
     let Some(mut seq) = start else {
         if !follow {
             return Ok(quiet(format!("{id} has no runs yet\n")));
@@ -83,6 +96,104 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
         }
     }
     follow_from(&mut printer, id, &job_dir, seq, args.forever)
+}
+
+/// The run to read from the store's mirror: the one asked for, or else the oldest in flight (or the
+/// latest), when the store mirrors runs and this home has no directory for it.
+fn elsewhere(
+    store: &dyn crate::store::Store,
+    id: &str,
+    run: Option<i64>,
+    job_dir: &Path,
+) -> Result<Option<i64>> {
+    if !store.mirrors() {
+        return Ok(None);
+    }
+    let seq = match run {
+        Some(seq) => seq,
+        None => {
+            let active = store
+                .active_runs()?
+                .into_iter()
+                .find(|r| r.job_id == id)
+                .map(|r| r.seq);
+            let latest = || -> Result<Option<i64>> {
+                let filter = crate::store::HistoryFilter {
+                    job_id: Some(id.to_owned()),
+                    // Skipped and missed slots are records without events.
+                    statuses: vec![
+                        RunStatus::Succeeded,
+                        RunStatus::Failed,
+                        RunStatus::TimedOut,
+                        RunStatus::Cancelled,
+                        RunStatus::Interrupted,
+                    ],
+                    limit: 1,
+                    ..crate::store::HistoryFilter::default()
+                };
+                Ok(store.history(&filter)?.0.first().map(|r| r.seq))
+            };
+            match active.map_or_else(latest, |seq| Ok(Some(seq)))? {
+                Some(seq) => seq,
+                None => return Ok(None),
+            }
+        }
+    };
+    let local = job_dir.join(seq.to_string()).join(EVENTS_FILE).exists();
+    Ok((!local && store.run_exists(id, seq)?).then_some(seq))
+}
+
+/// How often a mirrored run is read again while it is followed.
+const MIRROR_POLL: Duration = Duration::from_millis(250);
+
+/// Prints a run's mirrored events; with `follow`, until `run_finished`, or until the store records
+/// the run's end (its owner died, or its last lines were never mirrored).
+fn follow_mirrored(
+    printer: &mut Printer,
+    store: &dyn crate::store::Store,
+    id: &str,
+    seq: i64,
+    follow: bool,
+) -> Result<Report> {
+    let mut after = 0;
+    let mut ended_before = false;
+    loop {
+        for (n, line) in store.mirrored_events(id, seq, after)? {
+            after = n;
+            printer.print(&line);
+            if let Ok(event) = serde_json::from_str::<Event>(&line)
+                && let EventKind::RunFinished { status, .. } = event.kind
+            {
+                let error = (status != RunStatus::Succeeded).then_some(Error::RunsFailed {
+                    failed: 1,
+                    total: 1,
+                });
+                return Ok(Report::streamed(String::new()).with_error(error));
+            }
+        }
+        if !follow {
+            return Ok(quiet(String::new()));
+        }
+        // Ended in the store with no run_finished mirrored: one more read (its last lines may be on
+        // their way), then say so.
+        let ended = store
+            .run_row(id, seq)?
+            .is_none_or(|row| !row.status.is_active());
+        if ended && ended_before {
+            printer.note(&format!(
+                "{} ended without its run_finished event reaching the store",
+                run_name(id, seq)
+            ));
+            return Ok(
+                Report::streamed(String::new()).with_error(Some(Error::RunsFailed {
+                    failed: 1,
+                    total: 1,
+                })),
+            );
+        }
+        ended_before = ended;
+        std::thread::sleep(if ended { MIRROR_POLL * 4 } else { MIRROR_POLL });
+    }
 }
 
 /// A run's event lines as written (whole lines only): what the HTTP API answers for a run's events.

@@ -75,10 +75,13 @@ pub struct RunControl {
     /// starts, and gives its slot back to be judged by the next scheduler.
     pub hold: Option<watch::Receiver<bool>>,
     /// For a node of a shared store: until when the leadership it claimed the run under lasts here
-    /// (`None` once it ended). A run claimed ahead whose slot comes after that never starts and
-    /// gives its slot back: the node may have slept through its lease (a pause, a partition) while
+    /// (`None` once it ended). A run claimed ahead whose slot comes after that never starts and is
+    /// recorded interrupted: the node may have slept through its lease (a pause, a partition) while
     /// another node took over, and a start that late is no start on time.
     pub lease: Option<watch::Receiver<Option<std::time::Instant>>>,
+    /// For a store several hosts share: where the run's final receipt is mirrored (its events are
+    /// mirrored by its observer).
+    pub mirror: Option<crate::mirror::MirrorTx>,
 }
 
 /// A run's command started at `at`; with `process`, an attempt's process group started, to be recorded
@@ -234,9 +237,28 @@ pub async fn execute(
             }
         }
     }
-    // The owner began to shut down before the slot came, or its leadership ran out: the run never
-    // starts.
-    if held(&plan.control) || lease_lapsed(&plan.control) {
+    // The node's leadership ran out before the slot came (it may have slept through its lease while
+    // another node took over): the run never starts, and its slot is recorded as interrupted rather
+    // than given back, since the leader now plans from a cursor past it.
+    if lease_lapsed(&plan.control) {
+        receipt.error_code = Some("not_leader".into());
+        receipt.message = Some(
+            "not started: its node's leadership ran out before its slot (another node leads now)"
+                .into(),
+        );
+        return finish_unstarted(
+            &plan,
+            &store,
+            &clock,
+            &mut receipt,
+            Some(&events),
+            RunStatus::Interrupted,
+            artifact_error,
+        )
+        .await;
+    }
+    // The owner began to shut down before the slot came: the run never starts.
+    if held(&plan.control) {
         if let Some(outcome) = release(&plan, &store, &clock).await {
             return outcome;
         }
@@ -805,8 +827,10 @@ async fn finish(
         Some(attempt) => attempt.message.clone(),
         None => receipt.message.clone(),
     };
+    let reason_set = last.is_none() && receipt.error_code.is_some();
     if matches!(status, RunStatus::Cancelled | RunStatus::Interrupted)
         && last.as_ref().is_none_or(|a| a.status != status)
+        && !reason_set
     {
         let (code, text) = stop_reason(status);
         error_code = Some(code.into());
@@ -875,6 +899,9 @@ async fn finish(
         })
         .await
     };
+    if let Some(mirror) = &plan.control.mirror {
+        mirror.receipt(&plan.job_id, plan.seq, &receipt);
+    }
     let unrecorded = match written {
         Ok(recorded) => !recorded,
         Err(e) => {

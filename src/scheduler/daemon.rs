@@ -114,6 +114,9 @@ struct Components {
     courier: Option<Courier>,
     /// `/metrics`, health and the JSON API (`--listen`); stopped last, so it can be watched to the end.
     server: Option<Server>,
+    /// Mirrors the runs' events and receipts into a store several hosts share; stopped after the
+    /// supervisor, so the last lines of the runs stopped at shutdown are written.
+    mirror: Option<crate::mirror::Mirror>,
 }
 
 struct Daemon {
@@ -208,6 +211,7 @@ pub async fn run(
         slot_log: SlotLog::new(home.clone(), Arc::clone(&clock)),
         courier,
         server: None,
+        mirror: crate::mirror::Mirror::start(&location)?,
     };
     let started_at = clock.now();
     let metrics = Arc::new(Metrics::new());
@@ -246,6 +250,10 @@ pub async fn run(
         node,
     };
     daemon.parts.server = server;
+    if let Some(mirror) = &daemon.parts.mirror {
+        let sender = mirror.sender();
+        daemon.parts.supervisor.mirror_to(sender);
+    }
     if let Some(node) = &daemon.node {
         let until = node.leads_until();
         daemon.parts.supervisor.set_lease(until);
@@ -643,11 +651,14 @@ impl Daemon {
             tracing::error!("{e}");
         }
         tracing::info!(node = %name, term, "elected leader");
+        // The runs of a leader that died are settled first: its claims made ahead of their slots
+        // give their slots back (moving the cursors in the store), and the table is then built
+        // from those cursors.
+        self.last_reap = tokio::time::Instant::now() - REAP_EVERY;
+        self.settle_dead_runs();
         if let Err(e) = self.reload() {
             tracing::error!("loading the specs as the new leader failed: {e}");
         }
-        self.last_reap = tokio::time::Instant::now() - REAP_EVERY;
-        self.settle_dead_runs();
     }
 
     /// The term ended: nothing more is planned or claimed here until this node is elected again.
@@ -973,6 +984,9 @@ impl Daemon {
             None => "stopped on request".to_owned(),
         };
         self.announce(Event::SchedulerStopped, Some(why));
+        if let Some(mirror) = self.parts.mirror.take() {
+            crate::store::blocking(|| mirror.stop());
+        }
         if let Some(courier) = self.parts.courier.take() {
             crate::store::blocking(|| courier.stop(COURIER_GRACE));
         }

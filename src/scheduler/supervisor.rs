@@ -38,6 +38,8 @@ pub struct Supervisor {
     /// For a node of a shared store: until when its leadership lasts here, for the runs it claims
     /// ahead (see `RunControl::lease`).
     lease: Option<watch::Sender<Option<std::time::Instant>>>,
+    /// For a store several hosts share: where the runs' events and receipts are mirrored.
+    mirror: Option<crate::mirror::MirrorTx>,
     /// Ends of runs the store could not record when they ended: written again until it takes them
     /// (no other process settles a run whose owner is alive).
     ends_owed: Vec<(String, i64, RunEnd)>,
@@ -57,6 +59,7 @@ impl Supervisor {
             hold: watch::Sender::new(false),
             started: 0,
             lease: None,
+            mirror: None,
             ends_owed: Vec::new(),
         }
     }
@@ -78,6 +81,7 @@ impl Supervisor {
             starts: Some(self.starts_tx.clone()),
             hold: Some(self.hold.subscribe()),
             lease: self.lease.as_ref().map(watch::Sender::subscribe),
+            mirror: self.mirror.clone(),
         };
         let (stop_tx, stop) = watch::channel(None);
         self.stops.insert((plan.job_id.clone(), plan.seq), stop_tx);
@@ -85,7 +89,7 @@ impl Supervisor {
             plan,
             Arc::clone(&self.store),
             Arc::clone(&self.clock),
-            None,
+            self.mirror.as_ref().map(crate::mirror::MirrorTx::observer),
             stop,
         ));
         self.started += 1;
@@ -100,6 +104,12 @@ impl Supervisor {
             }
             None => self.lease = Some(watch::Sender::new(until)),
         }
+    }
+
+    /// Mirrors the events and receipts of the runs started from now on (a store several hosts
+    /// share).
+    pub fn mirror_to(&mut self, mirror: crate::mirror::MirrorTx) {
+        self.mirror = Some(mirror);
     }
 
     /// How many of the runs this scheduler started are still in flight.

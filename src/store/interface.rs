@@ -77,6 +77,7 @@ pub trait Store:
     + CancelStore
     + OwnerStore
     + NodeStore
+    + MirrorStore
     + ConfigStore
     + OutboxStore
     + Send
@@ -364,6 +365,29 @@ pub trait NodeStore {
     /// the leadership, checked inside the claim's transaction (`Error::NotLeader` otherwise).
     /// `None` lifts the check (a store of one host).
     fn fence(&mut self, fence: Option<Fence>);
+}
+
+/// What runs leave in their directories, mirrored into a store several hosts share, so that a run
+/// executed on one node can be read from any other (`tail`, `show`). A store of one host mirrors
+/// nothing: every run's directory is on this host.
+pub trait MirrorStore {
+    /// Records event lines (`(job, run, the event's seq, the line)`) and receipts (`(job, run, the
+    /// receipt's JSON)`) in one transaction: a line already recorded is kept, a receipt replaces the
+    /// one before. Lines and receipts of a run deleted meanwhile are dropped.
+    fn mirror(
+        &mut self,
+        events: &[(String, i64, i64, String)],
+        receipts: &[(String, i64, String)],
+    ) -> Result<()>;
+
+    /// Whether this store mirrors anything (false for a store of one host).
+    fn mirrors(&self) -> bool;
+
+    /// The run's mirrored event lines after the event `after` (0: all), in order.
+    fn mirrored_events(&self, job_id: &str, seq: i64, after: i64) -> Result<Vec<(i64, String)>>;
+
+    /// The run's mirrored receipt, if any.
+    fn mirrored_receipt(&self, job_id: &str, seq: i64) -> Result<Option<String>>;
 }
 
 /// Opens the store at `path` (SQLite, the only backend today), creating it if needed and bringing its

@@ -12,8 +12,8 @@ mod sync;
 
 pub use copy::Copied;
 pub use interface::{
-    CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, NodeStore, OutboxStore, OwnerStore,
-    Prepare, RunStore, Store, blocking, call, open, open_postgres,
+    CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, MirrorStore, NodeStore, OutboxStore,
+    OwnerStore, Prepare, RunStore, Store, blocking, call, open, open_postgres,
 };
 pub use location::{Location, copy_home_to, locate, open_at, open_home};
 pub use postgres::url as postgres_url;

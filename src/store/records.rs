@@ -164,6 +164,9 @@ pub struct RunRow {
     /// clock): what decides about a run owned on another host, whose process cannot be looked at
     /// from here. Always false in a store of one host.
     pub owner_silent: bool,
+    /// The node of a shared store whose scheduler claimed and ran it (`None` for a manual run, and in
+    /// a store of one host).
+    pub node: Option<String>,
 }
 
 impl RunRow {

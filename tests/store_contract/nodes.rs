@@ -303,3 +303,74 @@ fn a_run_owned_on_another_host_is_silent_only_once_its_owner_stops_renewing_it()
         assert!(!row(store).owner_silent);
     }
 }
+
+#[test]
+fn a_shared_store_mirrors_a_runs_events_and_receipt_until_the_run_is_deleted() {
+    for mut fresh in backends() {
+        sync(&mut fresh, &[("tick", &minutely("tick"))], at(0));
+        let name = fresh.name;
+        let store = fresh.store.as_mut();
+        tick(store, &[slot_run("tick", 60_000)], "1@h", 59_000).expect("claim");
+        let line = |n: i64| (String::from("tick"), 1, n, format!("{{\"seq\":{n}}}"));
+        store
+            .mirror(
+                &[line(1), line(2), ("ghost".into(), 9, 1, "{}".into())],
+                &[("tick".into(), 1, "{\"v\":1}".into())],
+            )
+            .expect("mirror");
+        // A line mirrored twice keeps its first text; a newer receipt replaces the older.
+        store
+            .mirror(
+                &[
+                    (String::from("tick"), 1, 2, "{\"again\":true}".into()),
+                    line(3),
+                ],
+                &[("tick".into(), 1, "{\"v\":2}".into())],
+            )
+            .expect("mirror again");
+        let events = store.mirrored_events("tick", 1, 1).expect("read");
+        let receipt = store.mirrored_receipt("tick", 1).expect("read");
+        if !store.mirrors() {
+            assert_eq!(name, "sqlite");
+            assert!(
+                events.is_empty() && receipt.is_none(),
+                "{name} mirrors nothing"
+            );
+            continue;
+        }
+        assert_eq!(
+            events,
+            [(2, "{\"seq\":2}".to_owned()), (3, "{\"seq\":3}".to_owned())],
+            "{name}: after event 1, in order"
+        );
+        assert_eq!(receipt.as_deref(), Some("{\"v\":2}"));
+        assert!(
+            store
+                .mirrored_events("ghost", 9, 0)
+                .expect("read")
+                .is_empty(),
+            "no such run"
+        );
+        let end = jobs::run::RunEnd {
+            status: jobs::run::RunStatus::Succeeded,
+            attempts: 1,
+            exit_code: Some(0),
+            signal: None,
+            error_code: None,
+            message: None,
+            started_at: None,
+            finished_at: at(61_000),
+            duration_ms: 0,
+        };
+        store.finish_run("tick", 1, &end).expect("finish");
+        assert_eq!(store.delete_runs("tick", &[1]).expect("delete"), 1);
+        assert!(
+            store
+                .mirrored_events("tick", 1, 0)
+                .expect("read")
+                .is_empty(),
+            "gone with the run"
+        );
+        assert_eq!(store.mirrored_receipt("tick", 1).expect("read"), None);
+    }
+}

@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_cluster.sql",
         include_str!("../../../db/postgres/0002_cluster.sql"),
     ),
+    (
+        "0003_mirror.sql",
+        include_str!("../../../db/postgres/0003_mirror.sql"),
+    ),
 ];
 
 /// The advisory lock keys of this store: one for migrations, one that every write transaction takes.

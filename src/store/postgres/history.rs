@@ -21,7 +21,7 @@ use crate::store::records::{
 pub(super) const RUN_COLUMNS: &str = "job_id, seq, trigger, slot, due_at, claimed_at, started_at, finished_at, status, \
      attempts, exit_code, signal, error_code, message, spec_hash, owner, slot_count, replay_of, run_dir, \
      owner_start, boot_id, pgid, leader_start, kill_grace_ms, retry_owed, run_group, upstream, \
-     COALESCE(seen_at, claimed_at) < (extract(epoch from clock_timestamp()) * 1000)::bigint - COALESCE(dead_after_ms, 300000)";
+     COALESCE(seen_at, claimed_at) < (extract(epoch from clock_timestamp()) * 1000)::bigint - COALESCE(dead_after_ms, 300000), node";
 
 /// An integer of a BIGINT column as the narrower or unsigned type a record holds. A value that does
 /// not fit is an error, never a wrapped or clamped number: the SQLite store's checked conversions
@@ -82,6 +82,7 @@ pub(super) fn run_row(row: &postgres::Row) -> std::result::Result<RunRow, postgr
         upstream: row.try_get(26)?,
         // The default is `DEFAULT_DEAD_AFTER` (records), for a run whose owner promised nothing.
         owner_silent: row.try_get(27)?,
+        node: row.try_get(28)?,
     })
 }
 

@@ -10,7 +10,7 @@ use super::column::Millis;
 use super::connection::{PgStore, in_place, pg_error};
 use super::owner::STORE_NOW;
 use crate::error::{Error, Result};
-use crate::store::interface::NodeStore;
+use crate::store::interface::{MirrorStore, NodeStore};
 use crate::store::records::{Fence, LeaderRow, Lease, NodeBeat, NodeRow};
 
 fn millis(d: Duration) -> i64 {
@@ -356,4 +356,85 @@ fn record_catalog(
         &[&spec_hash, &node],
     )?;
     Ok(())
+}
+
+impl MirrorStore for PgStore {
+    fn mirror(
+        &mut self,
+        events: &[(String, i64, i64, String)],
+        receipts: &[(String, i64, String)],
+    ) -> Result<()> {
+        if events.is_empty() && receipts.is_empty() {
+            return Ok(());
+        }
+        in_place(|| {
+            let fail = |e| pg_error("mirror run artifacts into the store", e);
+            // No write lock: these rows decide nothing, and each insert stands on its own.
+            let mut tx = self.client.get_mut().transaction().map_err(fail)?;
+            let (jobs, seqs, ns, lines): (Vec<&str>, Vec<i64>, Vec<i64>, Vec<&str>) =
+                events.iter().fold(
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+                    |(mut j, mut s, mut n, mut l), (job, seq, at, line)| {
+                        j.push(job.as_str());
+                        s.push(*seq);
+                        n.push(*at);
+                        l.push(line.as_str());
+                        (j, s, n, l)
+                    },
+                );
+            if !jobs.is_empty() {
+                tx.execute(
+                    "INSERT INTO run_events (job_id, seq, n, line)
+                     SELECT e.job_id, e.seq, e.n, e.line
+                     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS e (job_id, seq, n, line)
+                     JOIN runs r ON r.job_id = e.job_id AND r.seq = e.seq
+                     ON CONFLICT DO NOTHING",
+                    &[&jobs, &seqs, &ns, &lines],
+                )
+                .map_err(fail)?;
+            }
+            for (job, seq, receipt) in receipts {
+                tx.execute(
+                    "INSERT INTO run_receipts (job_id, seq, receipt)
+                     SELECT job_id, seq, $3 FROM runs WHERE job_id = $1 AND seq = $2
+                     ON CONFLICT (job_id, seq) DO UPDATE SET receipt = EXCLUDED.receipt",
+                    &[job, seq, receipt],
+                )
+                .map_err(fail)?;
+            }
+            tx.commit().map_err(fail)
+        })
+    }
+
+    fn mirrors(&self) -> bool {
+        true
+    }
+
+    fn mirrored_events(&self, job_id: &str, seq: i64, after: i64) -> Result<Vec<(i64, String)>> {
+        in_place(|| {
+            let rows = self
+                .client
+                .borrow_mut()
+                .query(
+                    "SELECT n, line FROM run_events WHERE job_id = $1 AND seq = $2 AND n > $3 ORDER BY n",
+                    &[&job_id, &seq, &after],
+                )
+                .map_err(|e| pg_error(format!("read the events of {job_id}#{seq}"), e))?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn mirrored_receipt(&self, job_id: &str, seq: i64) -> Result<Option<String>> {
+        in_place(|| {
+            Ok(self
+                .client
+                .borrow_mut()
+                .query_opt(
+                    "SELECT receipt FROM run_receipts WHERE job_id = $1 AND seq = $2",
+                    &[&job_id, &seq],
+                )
+                .map_err(|e| pg_error(format!("read the receipt of {job_id}#{seq}"), e))?
+                .map(|row| row.get(0)))
+        })
+    }
 }

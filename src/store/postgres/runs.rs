@@ -457,12 +457,42 @@ impl RunStore for PgStore {
                     }
                 }
             }
-            for (id, slot) in next_slots {
+            // One statement for every job's cursor: a round trip per job would cost a tick of 200
+            // jobs 200 round trips to the database.
+            let (ids, slots): (Vec<&str>, Vec<Option<i64>>) = next_slots
+                .iter()
+                .map(|(id, slot)| (id.as_str(), slot.map(|at| at.timestamp_millis())))
+                .unzip();
+            if !ids.is_empty() {
                 tx.execute(
-                    "UPDATE jobs SET next_slot = $2 WHERE id = $1",
-                    &[id, &millis(*slot)],
+                    "UPDATE jobs SET next_slot = u.slot
+                     FROM unnest($1::text[], $2::bigint[]) AS u (id, slot) WHERE jobs.id = u.id",
+                    &[&ids, &slots],
                 )
                 .map_err(fail)?;
+            }
+            // The node that leads claims the runs and runs them: `history` names it.
+            if let Some(fence) = &fence {
+                let (jobs, seqs): (Vec<&str>, Vec<i64>) = results
+                    .iter()
+                    .filter_map(|(index, result)| match result {
+                        TickResult::Recorded {
+                            seq,
+                            prepared: Some(_),
+                            ..
+                        } => Some((records[*index].job_id(), *seq)),
+                        _ => None,
+                    })
+                    .unzip();
+                if !jobs.is_empty() {
+                    tx.execute(
+                        "UPDATE runs SET node = $1
+                         FROM unnest($2::text[], $3::bigint[]) AS u (job_id, seq)
+                         WHERE runs.job_id = u.job_id AND runs.seq = u.seq",
+                        &[&fence.node, &jobs, &seqs],
+                    )
+                    .map_err(fail)?;
+                }
             }
             for id in catchups_done {
                 tx.execute(

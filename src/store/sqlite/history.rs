@@ -337,5 +337,6 @@ pub(super) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         group: row.get(25)?,
         upstream: row.get(26)?,
         owner_silent: false,
+        node: None,
     })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::connection::SqliteStore;
 use crate::error::Result;
-use crate::store::interface::NodeStore;
+use crate::store::interface::{MirrorStore, NodeStore};
 use crate::store::records::{Fence, LeaderRow, Lease, NodeBeat, NodeRow};
 
 impl NodeStore for SqliteStore {
@@ -57,4 +57,26 @@ impl NodeStore for SqliteStore {
     }
 
     fn fence(&mut self, _fence: Option<Fence>) {}
+}
+
+impl MirrorStore for SqliteStore {
+    fn mirror(
+        &mut self,
+        _events: &[(String, i64, i64, String)],
+        _receipts: &[(String, i64, String)],
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn mirrors(&self) -> bool {
+        false
+    }
+
+    fn mirrored_events(&self, _job_id: &str, _seq: i64, _after: i64) -> Result<Vec<(i64, String)>> {
+        Ok(Vec::new())
+    }
+
+    fn mirrored_receipt(&self, _job_id: &str, _seq: i64) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
