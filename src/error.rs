@@ -209,6 +209,8 @@ pub enum StoreFault {
     Damaged,
     /// Anything else (a full disk, a read-only file system, a bug).
     Other,
+    /// A PostgreSQL store's server failed or could not be reached.
+    Database,
 }
 
 impl Error {
@@ -317,7 +319,7 @@ impl Error {
     /// What the operator can do about it, when there is something useful to say.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Usage { .. } => Some("run `jobs --help` for usage".into()),
+            Self::Usage { .. } => Some("run `jobsctl --help` for usage".into()),
             Self::BadRequest { .. } => Some(
                 "the README's table of the HTTP API says what each route takes".into(),
             ),
@@ -343,6 +345,12 @@ impl Error {
             } => {
                 Some("the store is damaged: stop the scheduler and restore a backup (see runbooks/backup-restore.md)".into())
             }
+            Self::Store {
+                fault: StoreFault::Database,
+                ..
+            } => Some(
+                "check that the PostgreSQL server the store's URL names (see `jobsctl status`, or the config's store:) is up and reachable, and that its user may write; the message above is the server's".into(),
+            ),
             Self::Store { .. } => Some(
                 "check that db/ under JOBS_HOME is writable and not on a network file system"
                     .into(),

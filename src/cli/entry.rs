@@ -338,14 +338,21 @@ fn init_tracing(verbose: u8, daemon: bool, json: bool) {
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The database driver logs every statement with its parameters at debug level, spec texts and
+    // their `env:` values among them: it is heard at info and above only, whatever -v asks.
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("tokio_postgres", tracing::Level::INFO)
+        .with_target("postgres", tracing::Level::INFO);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(targets);
     let _ = if json {
-        builder.json().try_init()
+        registry.with(layer.json()).try_init()
     } else {
-        builder
-            .with_ansi(std::io::stderr().is_terminal())
+        registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
             .try_init()
     };
 }

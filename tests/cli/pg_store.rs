@@ -62,6 +62,11 @@ fn a_bad_store_refuses_every_command_rather_than_open_another() {
         "{stderr}"
     );
     assert!(!stderr.contains("s3cretpw"), "{stderr}");
+    // The hint speaks of the server, not of a file under db/.
+    assert!(
+        stderr.contains("check that the PostgreSQL server") && !stderr.contains("db/ under"),
+        "{stderr}"
+    );
     assert!(
         !home.path().join("db/jobs.sqlite3").exists(),
         "no SQLite store made instead"
@@ -262,4 +267,27 @@ fn a_run_never_inherits_the_stores_password() {
     );
     let out = std::fs::read_to_string(home.run_dir("peek", 1).join("stdout.log")).expect("log");
     assert_eq!(out, "password=unset store=unset\n");
+}
+
+#[test]
+fn the_most_verbose_log_never_shows_the_drivers_statements_and_their_parameters() {
+    let Some(url) = fresh_database() else { return };
+    let home = TestHome::new();
+    home.spec(
+        "secret.yaml",
+        "id: secret\nrun:\n  command: [\"true\"]\n  env:\n    API_TOKEN: tok-7f3a9c\n",
+    );
+    let out = home.run(&["--store", &url, "-vvv", "list"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("TRACE") || out.stderr.contains("DEBUG"),
+        "-vvv logs: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("tok-7f3a9c"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("executing statement"),
+        "{}",
+        out.stderr
+    );
 }

@@ -167,7 +167,7 @@ pub(in crate::store) fn pg_error(action: impl Into<String>, source: postgres::Er
         Some(code) if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED => {
             StoreFault::Damaged
         }
-        _ => StoreFault::Other,
+        _ => StoreFault::Database,
     };
     // The driver's own text is often just "db error": the server's message (or the cause below a
     // connection error, such as "connection refused") is what tells the operator anything.

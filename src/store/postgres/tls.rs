@@ -33,7 +33,7 @@ pub(super) fn connect(config: &postgres::Config, shown: &str) -> Result<Client> 
         .unwrap_or_else(|_| {
             Err(Error::Store {
                 action: format!("connect to the store {shown}"),
-                fault: crate::error::StoreFault::Other,
+                fault: crate::error::StoreFault::Database,
                 source: format!(
                     "no answer within {} s of the connection; is it a PostgreSQL server, and is it overloaded?",
                     CONNECT_DEADLINE.as_secs()
