@@ -437,3 +437,131 @@ fn three_nodes_survive_their_leader_killed_and_frozen() {
             .join("\n")
     );
 }
+
+/// `status --json` from `home`: the document and the exit code.
+fn status(home: &TestHome, url: &str) -> (Value, i32) {
+    let out = home
+        .command(&["--json", "status"])
+        .env("JOBS_STORE", url)
+        .output()
+        .expect("status");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (doc, out.status.code().unwrap_or(-1))
+}
+
+fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {seconds} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_node_whose_specs_differ_never_leads_and_a_cancel_reaches_the_node_that_runs_the_run() {
+    let Some(url) = fresh_pg_database() else {
+        return;
+    };
+    let long = "id: long\nschedule:\n  every: 1s\nrun:\n  command: [\"sleep\", \"60\"]\n";
+    let mut a = Node {
+        name: "na",
+        home: TestHome::new(),
+        process: None,
+        pids: Vec::new(),
+    };
+    let mut b = Node {
+        name: "nb",
+        home: TestHome::new(),
+        process: None,
+        pids: Vec::new(),
+    };
+    a.home.spec("long.yaml", long);
+    // b's files are stale: another command.
+    b.home
+        .spec("long.yaml", long.replace("\"60\"", "\"61\""))
+        .spec("extra.yaml", "id: extra\nrun:\n  command: [\"true\"]\n");
+    start(&mut a, &url);
+    wait_for("a leads", 20, || {
+        status(&a.home, &url).0["data"]["leader"]["node"] == "na"
+    });
+    start(&mut b, &url);
+    wait_for("b's heartbeat", 20, || {
+        status(&a.home, &url).0["data"]["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 2)
+    });
+    let (doc, code) = status(&b.home, &url);
+    assert_eq!(code, 0, "a leads: {doc}");
+    let nodes = doc["data"]["nodes"].as_array().expect("nodes");
+    let of = |name: &str| nodes.iter().find(|n| n["node"] == name).expect("node");
+    assert_eq!(of("na")["leader"], true, "{doc}");
+    assert_eq!(of("na")["drift"], false, "{doc}");
+    assert_eq!(of("nb")["drift"], true, "{doc}");
+    assert_eq!(doc["data"]["home_drift"], true, "{doc}");
+    // A command in b's home shows the catalog without syncing b's files into it.
+    let (list, _) = b.home.json(&["--store", &url, "list"]);
+    let ids: Vec<&str> = list["data"]["jobs"]
+        .as_array()
+        .map(|jobs| jobs.iter().filter_map(|j| j["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["long"], "{list}");
+
+    // A run of `long` executes on a; a cancel from b's home reaches it there.
+    wait_for("a run of long in flight", 20, || {
+        status(&b.home, &url).0["data"]["in_flight"]
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|r| r["status"] == "running"))
+    });
+    let cancel = b
+        .home
+        .command(&["cancel", "long", "--all", "--reason", "from the other node"])
+        .env("JOBS_STORE", &url)
+        .output()
+        .expect("cancel");
+    assert_eq!(
+        cancel.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&cancel.stdout),
+        String::from_utf8_lossy(&cancel.stderr)
+    );
+    let rows = query(
+        &url,
+        "SELECT status, message FROM runs WHERE job_id = 'long' AND status = 'cancelled'",
+    );
+    assert!(!rows.is_empty(), "the run on a was cancelled");
+    assert!(
+        rows.iter().any(|r| r
+            .get::<_, Option<String>>(1)
+            .is_some_and(|m| m.contains("from the other node"))),
+        "the reason is recorded"
+    );
+
+    // The leader stops: b cannot take over with stale files, so no node leads.
+    signal(a.process.as_ref().expect("a"), Signal::TERM);
+    let mut child = a.process.take().expect("a");
+    assert_eq!(
+        wait_exit(&mut child, 30).code(),
+        Some(0),
+        "{}",
+        log(&a.home)
+    );
+    std::thread::sleep(Duration::from_millis(3_000));
+    let (doc, code) = status(&b.home, &url);
+    assert_eq!(code, 5, "{doc}");
+    assert_eq!(doc["error"]["code"], "no_leader", "{doc}");
+    // Its files made the catalog's, b is elected within a lease.
+    b.home.spec("long.yaml", long).remove_spec("extra.yaml");
+    wait_for("b leads once its files are the catalog's", 20, || {
+        let (doc, code) = status(&b.home, &url);
+        code == 0 && doc["data"]["leader"]["node"] == "nb"
+    });
+    signal(b.process.as_ref().expect("b"), Signal::TERM);
+    let mut child = b.process.take().expect("b");
+    assert_eq!(
+        wait_exit(&mut child, 30).code(),
+        Some(0),
+        "{}",
+        log(&b.home)
+    );
+}
