@@ -78,6 +78,17 @@ impl MirrorTx {
     }
 }
 
+/// `observer` (a manual run's live output), and the mirror's too when there is one.
+pub fn observing(observer: Option<Observer>, mirror: Option<&MirrorTx>) -> Option<Observer> {
+    match (observer, mirror.map(MirrorTx::observer)) {
+        (Some(first), Some(second)) => Some(Box::new(move |event: &Event| {
+            first(event);
+            second(event);
+        })),
+        (first, second) => first.or(second),
+    }
+}
+
 /// The mirror's thread.
 pub struct Mirror {
     tx: MirrorTx,

@@ -114,6 +114,7 @@ pub fn run_targets(
             stops.clone(),
         ));
         let courier = own_courier(&home, &me, &clock);
+        let mirror = start_mirror(&home);
         let mut results: Vec<(String, TargetResult)> = Vec::new();
         let mut pending = Vec::new();
         for target in targets {
@@ -123,7 +124,7 @@ pub fn run_targets(
                 results.push((target.id, TargetResult::NotRun));
                 continue;
             }
-            let plan = match claim_target(&store, &home, &target, &me, clock.now()) {
+            let mut plan = match claim_target(&store, &home, &target, &me, clock.now()) {
                 Ok(plan) => plan,
                 Err(e) => {
                     results.push((target.id, TargetResult::Refused(e)));
@@ -134,7 +135,12 @@ pub fn run_targets(
             if let Some(courier) = &courier {
                 courier.deliver_for(&id, plan.seq);
             }
-            let observer = (!out.json).then(|| live_output(&id, several));
+            let sender = mirror.as_ref().map(crate::mirror::Mirror::sender);
+            let observer = crate::mirror::observing(
+                (!out.json).then(|| live_output(&id, several)),
+                sender.as_ref(),
+            );
+            plan.control.mirror = sender;
             let stop = stops.register(&id, plan.seq);
             let run = execute(plan, Arc::clone(&store), Arc::clone(&clock), observer, stop);
             if sequential {
@@ -153,9 +159,26 @@ pub fn run_targets(
             results.push((id, outcome));
         }
         finish_delivery(courier, stop_signal()).await;
+        if let Some(mirror) = mirror {
+            crate::store::blocking(|| mirror.stop());
+        }
         results
     });
     Ok(results)
+}
+
+/// The mirror of this process's runs into a store several hosts share, when the home's store is
+/// one. Best effort: without it the runs go on, readable from their directories on this host.
+fn start_mirror(home: &Home) -> Option<crate::mirror::Mirror> {
+    let started =
+        crate::store::locate(home).and_then(|location| crate::mirror::Mirror::start(&location));
+    match started {
+        Ok(mirror) => mirror,
+        Err(e) => {
+            tracing::warn!("this run's events are not mirrored into the store: {e}");
+            None
+        }
+    }
 }
 
 /// How long a manual run goes on delivering its own notifications when no scheduler runs.
@@ -846,8 +869,16 @@ pub fn exec_detached(ctx: &Ctx, id: &str, force: bool) -> Result<Report> {
             plan.owner.clone(),
             stops,
         ));
-        let outcome = execute(plan, store, clock, None, stop).await;
+        let mirror = start_mirror(&home);
+        let mut plan = plan;
+        let sender = mirror.as_ref().map(crate::mirror::Mirror::sender);
+        let observer = crate::mirror::observing(None, sender.as_ref());
+        plan.control.mirror = sender;
+        let outcome = execute(plan, store, clock, observer, stop).await;
         finish_delivery(courier, detached_stop_signal()).await;
+        if let Some(mirror) = mirror {
+            crate::store::blocking(|| mirror.stop());
+        }
         outcome
     });
     let error = (outcome.end.status != RunStatus::Succeeded).then_some(Error::RunsFailed {

@@ -124,6 +124,15 @@ fn two_homes_share_one_database_runs_history_and_status() {
     let doc: serde_json::Value = serde_json::from_slice(&history.stdout).expect("json");
     assert_eq!(doc["data"]["entries"][0]["run"], 1, "{doc}");
     assert_eq!(doc["data"]["entries"][0]["status"], "succeeded", "{doc}");
+    // Its directory is in the first home; the other home tails it from the store's mirror.
+    assert!(!b.run_dir("report", 1).exists());
+    let tail = b.run(&["--store", &url, "tail", "report", "--run", "1"]);
+    assert_eq!(tail.code, 0, "{}{}", tail.stdout, tail.stderr);
+    assert!(
+        tail.stdout.contains("> report#1 started") && tail.stdout.contains("= report#1 succeeded"),
+        "{}",
+        tail.stdout
+    );
     // A second run from the other home takes the next number.
     let ran = b.run(&["--store", &url, "run", "report"]);
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
