@@ -36,7 +36,10 @@ const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
 /// Appends the process's own start and end (nanoseconds since the epoch) to the log it is given,
 /// also when it is stopped with SIGTERM, as a dead owner's leftovers are.
+/// Its stderr goes nowhere: a run whose scheduler was killed writes into a pipe no one reads, and
+/// the shell's "Terminated" notice there would end it by SIGPIPE before it logs its end.
 const PROBE: &str = r#"#!/bin/sh
+exec 2>/dev/null
 log="$1"
 echo "$JOBS_JOB_ID $JOBS_RUN_SEQ start $(date +%s%N) $$" >> "$log"
 trap 'echo "$JOBS_JOB_ID $JOBS_RUN_SEQ end $(date +%s%N) $$" >> "$log"; exit 143' TERM INT

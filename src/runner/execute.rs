@@ -240,26 +240,17 @@ pub async fn execute(
     // The node's leadership ran out before the slot came (it may have slept through its lease while
     // another node took over): the run never starts, and its slot is recorded as interrupted rather
     // than given back, since the leader now plans from a cursor past it.
-    if lease_lapsed(&plan.control) {
-        receipt.error_code = Some("not_leader".into());
-        receipt.message = Some(
-            "not started: its node's leadership ran out before its slot (another node leads now)"
-                .into(),
-        );
-        return finish_unstarted(
-            &plan,
-            &store,
-            &clock,
-            &mut receipt,
-            Some(&events),
-            RunStatus::Interrupted,
-            artifact_error,
-        )
-        .await;
-    }
-    // The owner began to shut down before the slot came: the run never starts.
-    if held(&plan.control) {
-        if let Some(outcome) = release(&plan, &store, &clock).await {
+    // The owner began to shut down before the slot came: the run never starts, and gives its slot
+    // back when it can.
+    let lapsed = lease_lapsed(&plan.control);
+    if lapsed || held(&plan.control) {
+        if lapsed {
+            receipt.error_code = Some("not_leader".into());
+            receipt.message = Some(
+                "not started: its node's leadership ran out before its slot (another node leads now)"
+                    .into(),
+            );
+        } else if let Some(outcome) = release(&plan, &store, &clock).await {
             return outcome;
         }
         return finish_unstarted(

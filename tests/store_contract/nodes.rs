@@ -5,11 +5,9 @@
 
 use std::time::Duration;
 
-use jobs::run::Trigger;
-use jobs::spec::model::Overlap;
-use jobs::store::{Fence, Lease, NodeBeat, SharedLimits, Store, TickRecord, TickResult};
+use jobs::store::{Fence, Lease, NodeBeat, Store, TickRecord, TickResult};
 
-use crate::support::{Fresh, at, backends, database_url, minutely, raw_sql, sync};
+use crate::support::{Fresh, at, backends, database_url, minutely, raw_sql, slot_run, sync};
 
 const LEASE: Duration = Duration::from_secs(10);
 
@@ -34,26 +32,6 @@ fn beat(node: &str, owner: &str) -> NodeBeat {
         dead_after_ms: 300_000,
         runs_in_flight: 2,
         spec_hash: Some("f".into()),
-    }
-}
-
-/// A scheduled run of `job`'s slot at `ms`.
-fn slot_run(job: &str, ms: i64) -> TickRecord {
-    TickRecord::Run {
-        job_id: job.into(),
-        trigger: Trigger::Schedule,
-        slot: Some(at(ms)),
-        due_at: Some(at(ms)),
-        first_slot: None,
-        last_slot: None,
-        count: 1,
-        spec_hash: "h".into(),
-        queued: false,
-        retry_of: None,
-        max_instances: 1,
-        shared: SharedLimits::default(),
-        overlap: Overlap::Skip,
-        upstream: None,
     }
 }
 
@@ -156,7 +134,7 @@ fn a_lease_that_ran_out_goes_to_the_next_node_and_its_term_claims_nothing() {
             node: "a".into(),
             term: first.term,
         }));
-        let results = tick(a, &[slot_run("tick", 60_000)], "1@h", 59_000).expect("a leads");
+        let results = tick(a, &[slot_run("tick", at(60_000))], "1@h", 59_000).expect("a leads");
         assert!(
             matches!(results[0], TickResult::Recorded { .. }),
             "{results:?}"
@@ -165,21 +143,22 @@ fn a_lease_that_ran_out_goes_to_the_next_node_and_its_term_claims_nothing() {
         // a stops renewing (a pause, a partition) and its lease runs out by the store's clock.
         raw_sql(&fresh, "UPDATE leader SET expires_at = expires_at - 20000");
         let a = fresh.store.as_mut();
-        let refused = tick(a, &[slot_run("tick", 120_000)], "1@h", 119_000).expect_err("no lease");
+        let refused =
+            tick(a, &[slot_run("tick", at(120_000))], "1@h", 119_000).expect_err("no lease");
         assert!(refused.starts_with("not_leader: "), "{refused}");
         let next = lead(b.as_mut(), "b", None, "f").expect("b takes over");
         assert!(next.term > first.term);
         // a wakes: its term is gone, so neither a renewal nor a tick under it is granted.
         assert_eq!(lead(a, "a", Some(first.term), "f"), None);
         let refused =
-            tick(a, &[slot_run("tick", 120_000)], "1@h", 119_000).expect_err("stale term");
+            tick(a, &[slot_run("tick", at(120_000))], "1@h", 119_000).expect_err("stale term");
         assert!(refused.starts_with("not_leader: "), "{refused}");
         b.fence(Some(Fence {
             node: "b".into(),
             term: next.term,
         }));
         let results =
-            tick(b.as_mut(), &[slot_run("tick", 120_000)], "2@h", 119_000).expect("b leads");
+            tick(b.as_mut(), &[slot_run("tick", at(120_000))], "2@h", 119_000).expect("b leads");
         assert!(
             matches!(results[0], TickResult::Recorded { seq: 2, .. }),
             "{results:?}"
@@ -280,7 +259,13 @@ fn a_run_owned_on_another_host_is_silent_only_once_its_owner_stops_renewing_it()
         }
         sync(&mut fresh, &[("tick", &minutely("tick"))], at(0));
         let store = fresh.store.as_mut();
-        tick(store, &[slot_run("tick", 60_000)], "9@elsewhere", 59_000).expect("claim");
+        tick(
+            store,
+            &[slot_run("tick", at(60_000))],
+            "9@elsewhere",
+            59_000,
+        )
+        .expect("claim");
         let row = |store: &dyn Store| store.run_row("tick", 1).expect("read").expect("there");
         // Claimed at 59 s after the epoch: a claim time long past, and no sign of life yet.
         assert!(row(store).owner_silent, "never renewed, claimed long ago");
@@ -310,7 +295,7 @@ fn a_shared_store_mirrors_a_runs_events_and_receipt_until_the_run_is_deleted() {
         sync(&mut fresh, &[("tick", &minutely("tick"))], at(0));
         let name = fresh.name;
         let store = fresh.store.as_mut();
-        tick(store, &[slot_run("tick", 60_000)], "1@h", 59_000).expect("claim");
+        tick(store, &[slot_run("tick", at(60_000))], "1@h", 59_000).expect("claim");
         let line = |n: i64| (String::from("tick"), 1, n, format!("{{\"seq\":{n}}}"));
         store
             .mirror(

@@ -10,7 +10,9 @@ use jobs::store::{
     SharedLimits, StateChange, Store, TickRecord, TickResult,
 };
 
-use crate::support::{Fresh, at, backends, claim, minutely, raw_sql, sync, with_database};
+use crate::support::{
+    Fresh, at, backends, claim, minutely, raw_sql, slot_run, sync, with_database,
+};
 
 /// A `prepare` that makes nothing and stores `runs/<job>/<seq>`.
 macro_rules! made {
@@ -91,26 +93,6 @@ fn group(max: u32) -> SharedLimits {
     SharedLimits {
         group: Some(("db".into(), max)),
         home: None,
-    }
-}
-
-/// A scheduled run of `job`'s `slot` as a tick records it.
-fn slot_run(job: &str, slot: DateTime<Utc>) -> TickRecord {
-    TickRecord::Run {
-        job_id: job.into(),
-        trigger: Trigger::Schedule,
-        slot: Some(slot),
-        due_at: Some(slot),
-        first_slot: None,
-        last_slot: None,
-        count: 1,
-        spec_hash: "h".into(),
-        queued: false,
-        retry_of: None,
-        max_instances: 1,
-        shared: SharedLimits::default(),
-        overlap: Overlap::Skip,
-        upstream: None,
     }
 }
 

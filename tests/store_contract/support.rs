@@ -218,3 +218,23 @@ pub fn database_url(fresh: &Fresh) -> Option<String> {
         .as_ref()
         .map(|(admin, name)| with_database(admin, name))
 }
+
+/// A scheduled run of `job`'s `slot` as a tick records it.
+pub fn slot_run(job: &str, slot: DateTime<Utc>) -> jobs::store::TickRecord {
+    jobs::store::TickRecord::Run {
+        job_id: job.into(),
+        trigger: jobs::run::Trigger::Schedule,
+        slot: Some(slot),
+        due_at: Some(slot),
+        first_slot: None,
+        last_slot: None,
+        count: 1,
+        spec_hash: "h".into(),
+        queued: false,
+        retry_of: None,
+        max_instances: 1,
+        shared: SharedLimits::default(),
+        overlap: jobs::spec::model::Overlap::Skip,
+        upstream: None,
+    }
+}

@@ -225,6 +225,19 @@ impl PgStore {
         Ok(tx)
     }
 
+    /// Runs `write` in a transaction of [`PgStore::write_quietly`], and commits it.
+    pub(super) fn quiet_write<T>(
+        &mut self,
+        action: &str,
+        write: impl FnOnce(&mut Transaction<'_>) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let fail = |e| pg_error(action.to_owned(), e);
+        let mut tx = self.write_quietly().map_err(fail)?;
+        let done = write(&mut tx).map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(done)
+    }
+
     /// A transaction holding the write lock that changes nothing another process reloads for:
     /// heartbeats, leases and signs of life, which several nodes write every few seconds.
     pub(in crate::store) fn write_quietly(

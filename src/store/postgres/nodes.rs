@@ -17,21 +17,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-impl PgStore {
-    /// Runs `write` in a transaction holding the write lock, and commits it.
-    fn node_write<T>(
-        &mut self,
-        action: &str,
-        write: impl FnOnce(&mut Transaction<'_>) -> std::result::Result<T, postgres::Error>,
-    ) -> Result<T> {
-        let fail = |e| pg_error(action.to_owned(), e);
-        let mut tx = self.write_quietly().map_err(fail)?;
-        let done = write(&mut tx).map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        Ok(done)
-    }
-}
-
 /// Inside a tick's transaction: whether `fence` still leads, its lease not run out by the store's
 /// clock. The caller holds the write lock, which every election takes too, so no other node can be
 /// elected before this transaction commits.
@@ -84,7 +69,7 @@ impl NodeStore for PgStore {
     fn join_node(&mut self, beat: &NodeBeat, live_for: Duration) -> Result<Option<String>> {
         in_place(|| {
             let live_ms = millis(live_for);
-            let found = self.node_write("record this node", |tx| {
+            let found = self.quiet_write("record this node", |tx| {
                 let before = tx.query_opt(
                     &format!(
                         "SELECT owner, {STORE_NOW} - heartbeat_at FROM nodes WHERE name = $1 FOR UPDATE"
@@ -133,7 +118,7 @@ impl NodeStore for PgStore {
 
     fn node_heartbeat(&mut self, beat: &NodeBeat) -> Result<bool> {
         in_place(|| {
-            self.node_write("renew this node's heartbeat", |tx| {
+            self.quiet_write("renew this node's heartbeat", |tx| {
                 let renewed = tx.execute(
                     &format!(
                         "UPDATE nodes SET heartbeat_at = {STORE_NOW}, labels = $3, dead_after_ms = $4,
@@ -160,7 +145,7 @@ impl NodeStore for PgStore {
     fn renew_runs(&mut self, owner: &str, dead_after: Duration) -> Result<()> {
         in_place(|| {
             let promise = millis(dead_after);
-            self.node_write("renew the runs' sign of life", |tx| {
+            self.quiet_write("renew the runs' sign of life", |tx| {
                 renew_owned(tx, owner, promise)
             })?;
             Ok(())
@@ -169,7 +154,7 @@ impl NodeStore for PgStore {
 
     fn leave_node(&mut self, node: &str, owner: &str) -> Result<()> {
         in_place(|| {
-            self.node_write("remove this node", |tx| {
+            self.quiet_write("remove this node", |tx| {
                 tx.execute(
                     "DELETE FROM nodes WHERE name = $1 AND owner = $2",
                     &[&node, &owner],
@@ -209,7 +194,7 @@ impl NodeStore for PgStore {
     ) -> Result<Option<Lease>> {
         in_place(|| {
             let lease_ms = millis(lease);
-            self.node_write("take or renew the leadership", |tx| {
+            self.quiet_write("take or renew the leadership", |tx| {
                 if let Some(term) = term {
                     // The row is ours as long as no one was elected after it: a lease that ran out
                     // while no other node asked is renewed (its claims were refused meanwhile).
@@ -271,7 +256,7 @@ impl NodeStore for PgStore {
 
     fn resign(&mut self, node: &str, term: i64) -> Result<()> {
         in_place(|| {
-            self.node_write("resign the leadership", |tx| {
+            self.quiet_write("resign the leadership", |tx| {
                 tx.execute(
                     "DELETE FROM leader WHERE id = 1 AND node = $1 AND term = $2",
                     &[&node, &term],

@@ -2,8 +2,6 @@
 //! last heartbeat. Its times are the database server's clock, never the caller's: processes on
 //! several hosts share the row, and only the server's clock is the same for all of them.
 
-use postgres::Transaction;
-
 use super::column::Millis;
 use super::connection::{PgStore, pg_error};
 use crate::error::{Error, Result};
@@ -24,27 +22,12 @@ fn pid_and_host(owner: &str) -> Result<(i64, &str)> {
         })
 }
 
-impl PgStore {
-    /// Runs `write` in a transaction holding the write lock, and commits it.
-    fn owner_write<T>(
-        &mut self,
-        action: &str,
-        write: impl FnOnce(&mut Transaction<'_>) -> std::result::Result<T, postgres::Error>,
-    ) -> Result<T> {
-        let fail = |e| pg_error(action.to_owned(), e);
-        let mut tx = self.write_quietly().map_err(fail)?;
-        let done = write(&mut tx).map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        Ok(done)
-    }
-}
-
 impl OwnerStore for PgStore {
     fn claim_owner(&mut self, owner: &str, version: &str) -> Result<()> {
         super::connection::in_place(|| {
             let (pid, host) = pid_and_host(owner)?;
             // The clock is read once, so that a new owner starts and was last seen at the same instant.
-            self.owner_write("record the scheduler owner", |tx| {
+            self.quiet_write("record the scheduler owner", |tx| {
             tx.execute(
                 &format!(
                     "INSERT INTO scheduler_owner (id, pid, host, version, started_at, heartbeat_at)
@@ -63,7 +46,7 @@ impl OwnerStore for PgStore {
     fn heartbeat(&mut self, owner: &str) -> Result<bool> {
         super::connection::in_place(|| {
             let (pid, host) = pid_and_host(owner)?;
-            let renewed = self.owner_write("record the scheduler heartbeat", |tx| {
+            let renewed = self.quiet_write("record the scheduler heartbeat", |tx| {
                 tx.execute(
                     &format!(
                         "UPDATE scheduler_owner SET heartbeat_at = {STORE_NOW} WHERE pid = $1 AND host = $2"
@@ -78,7 +61,7 @@ impl OwnerStore for PgStore {
     fn release_owner(&mut self, owner: &str) -> Result<()> {
         super::connection::in_place(|| {
             let (pid, host) = pid_and_host(owner)?;
-            self.owner_write("clear the scheduler owner", |tx| {
+            self.quiet_write("clear the scheduler owner", |tx| {
                 tx.execute(
                     "DELETE FROM scheduler_owner WHERE pid = $1 AND host = $2",
                     &[&pid, &host],
