@@ -368,7 +368,7 @@ impl Error {
                 "no scheduler runs on this store: start `jobsctl scheduler` on a node".into(),
             ),
             Self::NoLeader { .. } => Some(
-                "a node whose jobs/ and config.yaml differ from the catalog never leads: see each node's spec_hash in `jobsctl status`; otherwise an election follows within a lease".into(),
+                "a node whose jobs/ and config.yaml differ from the catalog never leads: see each node's spec_hash in `jobsctl status` and runbooks/cluster.md; otherwise an election follows within a lease".into(),
             ),
             Self::NodeNameTaken { .. } => Some(
                 "give this scheduler another name with --node, or stop the one that has it; a node that died gives its name up once its heartbeat is older than its lease".into(),

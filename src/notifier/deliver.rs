@@ -309,6 +309,10 @@ pub fn command(
         return Outcome::failed("the notifier command is empty", false);
     };
     let mut command = Command::new(program);
+    // The store's password is the scheduler's, never a notifier's (see `store::store_secrets`).
+    for name in crate::store::store_secrets() {
+        command.env_remove(name);
+    }
     command
         .args(args)
         .current_dir(cwd)

@@ -164,9 +164,8 @@ pub async fn run_attempt(
     }
     // The store's password is the scheduler's, never a job's: a run inherits the environment, and
     // any command of any spec could read the database's password from it.
-    command.env_remove("PGPASSWORD");
-    if std::env::var("JOBS_STORE").is_ok_and(|url| crate::store::postgres_url::has_password(&url)) {
-        command.env_remove("JOBS_STORE");
+    for name in crate::store::store_secrets() {
+        command.env_remove(name);
     }
     command
         .args(args)

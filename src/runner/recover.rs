@@ -97,6 +97,12 @@ pub fn reconcile_runs(
         if job.is_some_and(|id| id != run.job_id) {
             continue;
         }
+        // Its directory and processes are on its owner's host: nothing here is its to repair or
+        // stop (a path or pid of this host would name something else). The store alone records
+        // its end, below.
+        if owned_elsewhere(&run) {
+            continue;
+        }
         let Some(stored) = &run.run_dir else {
             stop_processes(&run, None, store);
             continue;

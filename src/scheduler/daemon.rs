@@ -269,7 +269,18 @@ pub async fn run(
     let grace = if daemon.fatal.is_some() {
         Duration::ZERO
     } else {
-        options.shutdown_grace
+        daemon.node.as_ref().map_or(options.shutdown_grace, |node| {
+            // The heartbeat stops with the loop: runs still winding down past the node's promise
+            // would be taken for dead elsewhere, and run twice.
+            let most = node.options.dead_after.saturating_sub(node.options.lease);
+            if options.shutdown_grace > most {
+                tracing::warn!(
+                    grace = ?options.shutdown_grace,
+                    "the shutdown grace is cut to {most:?}: a node's runs must end before its heartbeat is old enough for other nodes to take them for dead (raise --node-dead-after for a longer grace)"
+                );
+            }
+            options.shutdown_grace.min(most)
+        })
     };
     let interrupted_at_shutdown = daemon.shut_down(grace, &mut shutdown).await;
     if let Some(error) = daemon.fatal.take() {
@@ -292,7 +303,17 @@ fn join(store: &mut dyn Store, home: &Home, me: &str, options: &ClusterOptions) 
         crate::catalog::fingerprint(home)?,
         std::time::Instant::now(),
     );
-    if let Some(previous) = store.join_node(&node.beat(0), options.lease)? {
+    // A scheduler of this host whose pid is gone has died: its name is free at once, so that a
+    // node restarted right after a crash (systemd's Restart=) is not refused for a lease.
+    let gone = |owner: &str| {
+        owner.split_once('@').is_some_and(|(pid, host)| {
+            host == crate::run::host()
+                && pid
+                    .parse::<u32>()
+                    .is_ok_and(|pid| crate::process::Identity::of(pid).is_none())
+        })
+    };
+    if let Some(previous) = store.join_node(&node.beat(0), options.lease, &gone)? {
         tracing::info!(node = %node.name, previous = %previous, "took over the name of a node that stopped");
     }
     tracing::info!(node = %node.name, lease = ?options.lease, node_dead_after = ?options.dead_after, "joined the store as a node");
@@ -422,11 +443,26 @@ impl Daemon {
         }
         self.config = reloaded.config;
         self.downstream = reloaded.downstream;
+        self.publish_catalog();
         // Another process may have settled an interrupted run whose retry is owed, or ended a run
         // that triggers one of ours.
         self.take_owed_retries();
         self.take_owed_triggers();
         Ok(())
+    }
+
+    /// A leader's specs just synced are the catalog's from now on.
+    fn publish_catalog(&self) {
+        let Some(node) = &self.node else {
+            return;
+        };
+        let Some(term) = node.term() else {
+            return;
+        };
+        let (name, hash) = (node.name.clone(), node.spec_hash.clone());
+        if let Err(e) = self.with_store(|s| s.publish_catalog(&name, term, &hash)) {
+            tracing::warn!("the catalog's fingerprint follows at the next renewal: {e}");
+        }
     }
 
     /// Interrupted runs are retried once, as a new run linked to them, when their job retries
@@ -545,7 +581,10 @@ impl Daemon {
         self.parts.supervisor.record_owed_ends();
         if self.node.is_some() {
             self.beat_as_node();
-            self.renew_lease();
+            // A node whose name was taken over stops: it asks for no lease on its way out.
+            if self.fatal.is_none() {
+                self.renew_lease();
+            }
             return;
         }
         let me = self.me.clone();

@@ -317,10 +317,16 @@ pub trait OwnerStore {
 pub trait NodeStore {
     /// Records `beat.node` as a live node run by `beat.owner`, in one transaction. A row of that
     /// name whose heartbeat is younger than `live_for` and whose owner is another process is a live
-    /// node: `Error::NodeNameTaken`. Returns the previous owner of the name, when the row was
-    /// another process's (a node that died or stopped), so that the caller can take over what it
-    /// left.
-    fn join_node(&mut self, beat: &NodeBeat, live_for: Duration) -> Result<Option<String>>;
+    /// node: `Error::NodeNameTaken`, unless `gone` says that owner is gone for sure (a process of
+    /// this host whose pid is no more: a node restarted at once after a crash). Returns the
+    /// previous owner of the name, when the row was another process's (a node that died or
+    /// stopped), so that the caller can take over what it left.
+    fn join_node(
+        &mut self,
+        beat: &NodeBeat,
+        live_for: Duration,
+        gone: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<String>>;
 
     /// Renews the node's heartbeat, and the last sign of life of every run in flight it owns, by the
     /// store's clock, in one transaction. Returns whether the row is still `beat.owner`'s.
@@ -360,6 +366,11 @@ pub trait NodeStore {
 
     /// The fingerprint of the specs the leader last synced into the store: the catalog's.
     fn catalog_hash(&self) -> Result<Option<String>>;
+
+    /// Records `spec_hash` as the catalog's, right after the leader synced its specs (only while
+    /// `node` leads in `term`), so that the catalog follows the sync at once rather than at the
+    /// next renewal.
+    fn publish_catalog(&mut self, node: &str, term: i64, spec_hash: &str) -> Result<()>;
 
     /// From now on, this handle commits a tick's claims (`commit_tick`) only while `fence` holds
     /// the leadership, checked inside the claim's transaction (`Error::NotLeader` otherwise).

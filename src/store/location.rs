@@ -170,3 +170,14 @@ fn read_password(file: &std::path::Path) -> Result<String> {
     }
     Ok(password.to_owned())
 }
+
+/// The environment variables of this process that a command it starts (a run, a notifier) must not
+/// inherit: the store's password, and the store's URL when a password is written into it. Any
+/// command of any spec could read them otherwise.
+pub fn store_secrets() -> Vec<&'static str> {
+    let mut secret = vec!["PGPASSWORD"];
+    if std::env::var("JOBS_STORE").is_ok_and(|url| super::postgres::url::has_password(&url)) {
+        secret.push("JOBS_STORE");
+    }
+    secret
+}

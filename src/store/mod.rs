@@ -15,7 +15,7 @@ pub use interface::{
     CancelStore, ConfigStore, HistoryStore, IsAlive, JobStore, MirrorStore, NodeStore, OutboxStore,
     OwnerStore, Prepare, RunStore, Store, blocking, call, open, open_postgres,
 };
-pub use location::{Location, copy_home_to, locate, open_at, open_home};
+pub use location::{Location, copy_home_to, locate, open_at, open_home, store_secrets};
 pub use postgres::url as postgres_url;
 pub use records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DEFAULT_DEAD_AFTER, DeliveryState,

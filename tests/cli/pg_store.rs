@@ -258,7 +258,7 @@ fn a_run_never_inherits_the_stores_password() {
     let home = TestHome::new();
     home.spec(
         "peek.yaml",
-        "id: peek\nrun:\n  shell: 'echo \"password=${PGPASSWORD-unset} store=${JOBS_STORE-unset}\"'\n",
+        "id: peek\nrun:\n  shell: 'echo \"password=${PGPASSWORD-unset} store=${JOBS_STORE-unset}\"'\nnotify:\n  - command: [sh, -c, 'echo \"password=${PGPASSWORD-unset} store=${JOBS_STORE-unset}\" > \"$JOBS_HOME_FOR_TEST/notified.txt\"']\n    on: [succeeded]\n",
     );
     // The server trusts loopback connections, so a password in the environment is ignored by it.
     let with_secret = url.replacen("://jobs@", "://jobs:hunter2@", 1);
@@ -266,6 +266,7 @@ fn a_run_never_inherits_the_stores_password() {
         .command(&["run", "peek"])
         .env("JOBS_STORE", &with_secret)
         .env("PGPASSWORD", "hunter2")
+        .env("JOBS_HOME_FOR_TEST", home.path())
         .output()
         .expect("run");
     assert_eq!(
@@ -276,6 +277,9 @@ fn a_run_never_inherits_the_stores_password() {
     );
     let out = std::fs::read_to_string(home.run_dir("peek", 1).join("stdout.log")).expect("log");
     assert_eq!(out, "password=unset store=unset\n");
+    // Nor does a notifier's command, which the run's own process delivers when no scheduler runs.
+    let notified = std::fs::read_to_string(home.path().join("notified.txt")).expect("notified");
+    assert_eq!(notified, "password=unset store=unset\n");
 }
 
 #[test]

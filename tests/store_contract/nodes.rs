@@ -70,7 +70,9 @@ fn a_store_of_one_host_has_one_node_that_always_leads() {
             })
         );
         assert_eq!(
-            store.join_node(&beat("here", "1@h"), LEASE).expect("join"),
+            store
+                .join_node(&beat("here", "1@h"), LEASE, &|_| false)
+                .expect("join"),
             None
         );
         assert!(store.nodes().expect("nodes").is_empty());
@@ -210,14 +212,31 @@ fn a_live_node_name_is_refused_to_a_second_process_and_freed_when_its_heartbeat_
             continue;
         };
         let a = fresh.store.as_mut();
-        assert_eq!(a.join_node(&beat("n1", "1@h"), LEASE).expect("join"), None);
+        assert_eq!(
+            a.join_node(&beat("n1", "1@h"), LEASE, &|_| false)
+                .expect("join"),
+            None
+        );
         let refused = b
-            .join_node(&beat("n1", "2@h"), LEASE)
+            .join_node(&beat("n1", "2@h"), LEASE, &|_| false)
             .expect_err("the name is alive");
         assert_eq!(refused.code(), "node_name_taken", "{refused}");
         assert!(refused.to_string().contains("1@h"), "{refused}");
+        // An owner the caller knows is gone (a dead pid of this host) gives the name up at once.
+        let taken = b
+            .join_node(&beat("n1", "3@h"), LEASE, &|owner| owner == "1@h")
+            .expect("the owner is gone");
+        assert_eq!(taken.as_deref(), Some("1@h"));
+        let a = fresh.store.as_mut();
+        // 1@h was not really gone in this test: it takes its name back the same way.
+        a.join_node(&beat("n1", "1@h"), LEASE, &|owner| owner == "3@h")
+            .expect("back");
         // The same process joining again (a restart of its store handle) is no second node.
-        assert_eq!(a.join_node(&beat("n1", "1@h"), LEASE).expect("again"), None);
+        assert_eq!(
+            a.join_node(&beat("n1", "1@h"), LEASE, &|_| false)
+                .expect("again"),
+            None
+        );
         assert!(a.node_heartbeat(&beat("n1", "1@h")).expect("beat"));
 
         let nodes = b.nodes().expect("nodes");
@@ -236,7 +255,7 @@ fn a_live_node_name_is_refused_to_a_second_process_and_freed_when_its_heartbeat_
             "UPDATE nodes SET heartbeat_at = heartbeat_at - 20000",
         );
         let previous = b
-            .join_node(&beat("n1", "2@h"), LEASE)
+            .join_node(&beat("n1", "2@h"), LEASE, &|_| false)
             .expect("an old heartbeat frees the name");
         assert_eq!(previous.as_deref(), Some("1@h"));
         let a = fresh.store.as_mut();
@@ -278,7 +297,7 @@ fn a_run_owned_on_another_host_is_silent_only_once_its_owner_stops_renewing_it()
         assert!(row(store).owner_silent, "silent past its promise");
         // A node's heartbeat renews its runs too.
         store
-            .join_node(&beat("far", "9@elsewhere"), LEASE)
+            .join_node(&beat("far", "9@elsewhere"), LEASE, &|_| false)
             .expect("join");
         assert!(
             store

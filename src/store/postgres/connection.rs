@@ -85,13 +85,21 @@ impl Reconnect {
     }
 }
 
-/// The settings of every session: a lock waited for past the busy timeout is `store_busy`.
+/// The settings of every session: a lock waited for past the busy timeout is `store_busy`; a
+/// transaction left open while its client says nothing (a process frozen, a network cut in the
+/// middle of it) is ended by the server after [`IDLE_IN_TRANSACTION`], so the store's write lock it
+/// holds cannot stall every other node for longer.
 fn session_settings() -> String {
     format!(
-        "SET lock_timeout = {}; SET statement_timeout = 0; SET TIME ZONE 'UTC'; SET client_min_messages = warning",
-        lock_timeout().as_millis()
+        "SET lock_timeout = {}; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = {}; SET TIME ZONE 'UTC'; SET client_min_messages = warning",
+        lock_timeout().as_millis(),
+        IDLE_IN_TRANSACTION.as_millis()
     )
 }
+
+/// How long the server keeps a transaction whose client has gone quiet: a transaction of this
+/// store sends its statements back to back, so any pause this long means the client is gone.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
 
 impl std::ops::Deref for Conn {
     type Target = Client;
@@ -198,6 +206,15 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        // A server that vanished (a host lost, a network cut) is noticed within seconds, not after
+        // the kernel's retransmissions (about 15 minutes): the calls fail, and a node that cannot
+        // renew its heartbeat stops its runs in time.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(10));
         let again = Reconnect {
             config,
             shown: shown.to_owned(),
@@ -262,7 +279,9 @@ impl PgStore {
         let version: i64 = tx
             .query_opt("SELECT version FROM schema_version", &[])
             .map_err(fail)?
-            .map(|row| row.get(0))
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(fail)?
             .unwrap_or(0);
         if version > known {
             return Err(Error::StoreTooNew {
@@ -301,7 +320,10 @@ impl Store for PgStore {
                 .borrow_mut()
                 .query_one("SELECT n FROM data_version WHERE id = 1", &[])
                 .map_err(|e| pg_error("read the store's data version", e))?;
-            Ok(row.get::<_, i64>(0) - self.own_changes)
+            let n: i64 = row
+                .try_get(0)
+                .map_err(|e| pg_error("read the store's data version", e))?;
+            Ok(n - self.own_changes)
         })
     }
 

@@ -66,7 +66,12 @@ fn node_row(row: &postgres::Row) -> std::result::Result<NodeRow, postgres::Error
 }
 
 impl NodeStore for PgStore {
-    fn join_node(&mut self, beat: &NodeBeat, live_for: Duration) -> Result<Option<String>> {
+    fn join_node(
+        &mut self,
+        beat: &NodeBeat,
+        live_for: Duration,
+        gone: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<String>> {
         in_place(|| {
             let live_ms = millis(live_for);
             let found = self.quiet_write("record this node", |tx| {
@@ -77,8 +82,8 @@ impl NodeStore for PgStore {
                     &[&beat.node],
                 )?;
                 if let Some(row) = &before {
-                    let (owner, age): (String, i64) = (row.get(0), row.get(1));
-                    if owner != beat.owner && age < live_ms {
+                    let (owner, age): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+                    if owner != beat.owner && age < live_ms && !gone(&owner) {
                         return Ok(Err((owner, age)));
                     }
                 }
@@ -104,9 +109,8 @@ impl NodeStore for PgStore {
                         &beat.spec_hash,
                     ],
                 )?;
-                Ok(Ok(before
-                    .map(|row| row.get::<_, String>(0))
-                    .filter(|owner| *owner != beat.owner)))
+                let previous = before.map(|row| row.try_get::<_, String>(0)).transpose()?;
+                Ok(Ok(previous.filter(|owner| *owner != beat.owner)))
             })?;
             found.map_err(|(owner, seen_ms)| Error::NodeNameTaken {
                 node: beat.node.clone(),
@@ -227,7 +231,8 @@ impl NodeStore for PgStore {
                 }
                 let catalog: Option<String> = tx
                     .query_opt("SELECT spec_hash FROM catalog WHERE id = 1", &[])?
-                    .map(|row| row.get(0));
+                    .map(|row| row.try_get(0))
+                    .transpose()?;
                 // A node whose files differ from what the leaders synced never leads: a failover
                 // to a host with stale or empty files must not roll the specs back.
                 if catalog.as_deref().is_some_and(|c| c != spec_hash) {
@@ -247,7 +252,7 @@ impl NodeStore for PgStore {
                 };
                 record_catalog(tx, node, spec_hash)?;
                 Ok(Some(Lease {
-                    term: row.get(0),
+                    term: row.try_get(0)?,
                     elected: true,
                 }))
             })
@@ -295,12 +300,31 @@ impl NodeStore for PgStore {
 
     fn catalog_hash(&self) -> Result<Option<String>> {
         in_place(|| {
-            Ok(self
-                .client
+            let fail = |e| pg_error("read the catalog's fingerprint", e);
+            self.client
                 .borrow_mut()
                 .query_opt("SELECT spec_hash FROM catalog WHERE id = 1", &[])
-                .map_err(|e| pg_error("read the catalog's fingerprint", e))?
-                .map(|row| row.get(0)))
+                .map_err(fail)?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .map_err(fail)
+        })
+    }
+
+    fn publish_catalog(&mut self, node: &str, term: i64, spec_hash: &str) -> Result<()> {
+        in_place(|| {
+            self.quiet_write("record the catalog's fingerprint", |tx| {
+                let leads = tx
+                    .query_opt(
+                        "SELECT 1 FROM leader WHERE id = 1 AND node = $1 AND term = $2",
+                        &[&node, &term],
+                    )?
+                    .is_some();
+                if leads {
+                    record_catalog(tx, node, spec_hash)?;
+                }
+                Ok(())
+            })
         })
     }
 
@@ -405,21 +429,26 @@ impl MirrorStore for PgStore {
                     &[&job_id, &seq, &after],
                 )
                 .map_err(|e| pg_error(format!("read the events of {job_id}#{seq}"), e))?;
-            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<std::result::Result<_, postgres::Error>>()
+                .map_err(|e| pg_error(format!("read the events of {job_id}#{seq}"), e))
         })
     }
 
     fn mirrored_receipt(&self, job_id: &str, seq: i64) -> Result<Option<String>> {
         in_place(|| {
-            Ok(self
-                .client
+            let fail = |e| pg_error(format!("read the receipt of {job_id}#{seq}"), e);
+            self.client
                 .borrow_mut()
                 .query_opt(
                     "SELECT receipt FROM run_receipts WHERE job_id = $1 AND seq = $2",
                     &[&job_id, &seq],
                 )
-                .map_err(|e| pg_error(format!("read the receipt of {job_id}#{seq}"), e))?
-                .map(|row| row.get(0)))
+                .map_err(fail)?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .map_err(fail)
         })
     }
 }

@@ -10,7 +10,12 @@ use crate::store::interface::{MirrorStore, NodeStore};
 use crate::store::records::{Fence, LeaderRow, Lease, NodeBeat, NodeRow};
 
 impl NodeStore for SqliteStore {
-    fn join_node(&mut self, _beat: &NodeBeat, _live_for: Duration) -> Result<Option<String>> {
+    fn join_node(
+        &mut self,
+        _beat: &NodeBeat,
+        _live_for: Duration,
+        _gone: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<String>> {
         Ok(None)
     }
 
@@ -54,6 +59,10 @@ impl NodeStore for SqliteStore {
 
     fn catalog_hash(&self) -> Result<Option<String>> {
         Ok(None)
+    }
+
+    fn publish_catalog(&mut self, _node: &str, _term: i64, _spec_hash: &str) -> Result<()> {
+        Ok(())
     }
 
     fn fence(&mut self, _fence: Option<Fence>) {}
