@@ -18,6 +18,7 @@ pub(crate) mod mirror;
 pub mod notifier;
 pub mod policy;
 pub(crate) mod process;
+pub(crate) mod reaper;
 pub(crate) mod retention;
 pub mod run;
 pub(crate) mod runner;

@@ -568,3 +568,40 @@ fn a_node_whose_specs_differ_never_leads_and_a_cancel_reaches_the_node_that_runs
         log(&b.home)
     );
 }
+
+#[test]
+fn the_runs_of_a_node_killed_outright_are_stopped_by_its_reaper() {
+    let Some(url) = fresh_pg_database() else {
+        return;
+    };
+    let mut node = Node {
+        name: "nr",
+        home: TestHome::new(),
+        process: None,
+        pids: Vec::new(),
+    };
+    node.home.spec(
+        "long.yaml",
+        "id: long\nschedule:\n  every: 1s\nrun:\n  command: [\"sleep\", \"60\"]\n",
+    );
+    start(&mut node, &url);
+    let mut group = None;
+    wait_for("the run's process group recorded", 20, || {
+        group = query(
+            &url,
+            "SELECT pgid FROM runs WHERE job_id = 'long' AND status = 'running' AND pgid IS NOT NULL",
+        )
+        .first()
+        .map(|row| row.get::<_, i64>(0));
+        group.is_some()
+    });
+    let pid = i32::try_from(group.expect("group")).expect("pid");
+    assert!(common::process_alive(pid), "the run's command runs");
+    let mut child = node.process.take().expect("running");
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // No command of this home runs meanwhile: only the reaper can stop the process.
+    wait_for("the killed node's run stopped by its reaper", 10, || {
+        !common::process_alive(pid)
+    });
+}

@@ -309,6 +309,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: InitShell,
     },
+    /// A scheduler's reaper: stops its runs' processes if it dies (started by the scheduler)
+    #[command(name = "__reaper", hide = true)]
+    Reaper,
     /// The background side of `jobsctl run --detach`
     #[command(name = "__exec", hide = true)]
     Exec {

@@ -108,6 +108,7 @@ fn run_without_home(cli: &Cli) -> Option<ExitCode> {
         Command::Completions { shell } => super::completions::run(*shell, &out),
         Command::Man { dir } => super::man::run(dir.as_deref(), &out),
         Command::ShellInit { shell } => super::shell_init::run(*shell, &out),
+        Command::Reaper => crate::reaper::run().map(|()| Report::streamed(String::new())),
         _ => return None,
     };
     Some(match outcome {
@@ -207,11 +208,12 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
         Command::Store {
             command: StoreCommand::Copy { to },
         } => super::store_copy::run(ctx, &to),
-        Command::Completions { .. } | Command::Man { .. } | Command::ShellInit { .. } => {
-            Err(Error::Internal {
-                message: "a command without a home reached the dispatch of home commands".into(),
-            })
-        }
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::ShellInit { .. }
+        | Command::Reaper => Err(Error::Internal {
+            message: "a command without a home reached the dispatch of home commands".into(),
+        }),
         Command::Tail {
             id,
             run,

@@ -254,6 +254,12 @@ pub async fn run(
         let sender = mirror.sender();
         daemon.parts.supervisor.mirror_to(sender);
     }
+    // A node's runs must end with it even when it is killed outright: another host would retry them
+    // once its promise has passed.
+    if daemon.node.is_some() {
+        let reaper = crate::reaper::Reaper::start()?;
+        daemon.parts.supervisor.reap_with(reaper);
+    }
     if let Some(node) = &daemon.node {
         let until = node.leads_until();
         daemon.parts.supervisor.set_lease(until);
@@ -1022,6 +1028,9 @@ impl Daemon {
             Some(error) => format!("stopped on an error: {error}"),
             None => "stopped on request".to_owned(),
         };
+        if let Some(reaper) = self.parts.supervisor.take_reaper() {
+            crate::store::blocking(|| reaper.stop());
+        }
         self.announce(Event::SchedulerStopped, Some(why));
         if let Some(mirror) = self.parts.mirror.take() {
             crate::store::blocking(|| mirror.stop());

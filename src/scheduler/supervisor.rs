@@ -40,6 +40,9 @@ pub struct Supervisor {
     lease: Option<watch::Sender<Option<std::time::Instant>>>,
     /// For a store several hosts share: where the runs' events and receipts are mirrored.
     mirror: Option<crate::mirror::MirrorTx>,
+    /// For a node of a shared store: the reaper that stops the runs' processes should this
+    /// scheduler die outright.
+    reaper: Option<crate::reaper::Reaper>,
     /// Ends of runs the store could not record when they ended: written again until it takes them
     /// (no other process settles a run whose owner is alive).
     ends_owed: Vec<(String, i64, RunEnd)>,
@@ -60,6 +63,7 @@ impl Supervisor {
             started: 0,
             lease: None,
             mirror: None,
+            reaper: None,
             ends_owed: Vec::new(),
         }
     }
@@ -110,6 +114,16 @@ impl Supervisor {
     /// share).
     pub fn mirror_to(&mut self, mirror: crate::mirror::MirrorTx) {
         self.mirror = Some(mirror);
+    }
+
+    /// Tells `reaper` of every process group started from now on.
+    pub fn reap_with(&mut self, reaper: crate::reaper::Reaper) {
+        self.reaper = Some(reaper);
+    }
+
+    /// The reaper, to be told goodbye once the runs are over.
+    pub fn take_reaper(&mut self) -> Option<crate::reaper::Reaper> {
+        self.reaper.take()
     }
 
     /// How many of the runs this scheduler started are still in flight.
@@ -257,6 +271,11 @@ impl Supervisor {
             match started.process {
                 Some(process) => processes.push(process),
                 None => batch.push((started.job_id, started.seq, started.at)),
+            }
+        }
+        if let Some(reaper) = &mut self.reaper {
+            for process in &processes {
+                reaper.watch(process);
             }
         }
         let recorded = self.with_store(|s| {
