@@ -552,6 +552,20 @@ pub struct Owner {
     pub heartbeat_at: DateTime<Utc>,
 }
 
+/// Slots of a tick that did not become a run, recorded as one row standing for `first..=last`
+/// (`status` skipped or missed), with why: what both backends insert for a skipped or missed record
+/// and for a slot refused by a full shared limit.
+pub(in crate::store) struct SlotRecord<'a> {
+    pub job_id: &'a str,
+    pub seq: i64,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    pub count: u64,
+    pub status: &'static str,
+    pub error_code: &'a str,
+    pub message: &'a str,
+}
+
 /// How long a run's owner may stay silent before a process on another host takes the run for dead,
 /// when the owner promised nothing (a manual run): as long as Kubernetes waits before it evicts the
 /// pods of a node it lost. The PostgreSQL store's run columns spell the same number.

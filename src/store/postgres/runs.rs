@@ -22,7 +22,7 @@ use crate::spec::model::Overlap;
 use crate::store::interface::{IsAlive, Prepare, RunStore, number_taken};
 use crate::store::records::{
     AttemptProcess, ClaimRequest, Claimed, LimitReached, OWNER_GONE, OperatorState, OwedTrigger,
-    QueuedStart, RunRow, SharedLimits, TickRecord, TickResult,
+    QueuedStart, RunRow, SharedLimits, SlotRecord, TickRecord, TickResult,
 };
 
 type PgResult<T> = std::result::Result<T, postgres::Error>;
@@ -230,26 +230,20 @@ impl RunStore for PgStore {
                 {
                     match slot {
                         Some(slot) if *overlap != Overlap::Queue => {
-                            let first = first_slot.unwrap_or(*slot);
-                            let inserted = tx
-                            .execute(
-                                "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
-                                                   first_slot, last_slot, error_code, message)
-                                 VALUES ($1, $2, 'schedule', $3, $4, $4, 'skipped', $5, $6, $7, $3, $8, $9)
-                                 ON CONFLICT DO NOTHING",
-                                &[
-                                    job_id,
-                                    &seq,
-                                    &Millis(*slot),
-                                    &now,
-                                    &owner,
-                                    &signed(*count),
-                                    &Millis(first),
-                                    &format!("skipped_{}", limit.reason()),
-                                    &limit.message(),
-                                ],
-                            )
-                            .map_err(fail)?;
+                            let code = format!("skipped_{}", limit.reason());
+                            let message = limit.message();
+                            let record = SlotRecord {
+                                job_id,
+                                seq,
+                                first: first_slot.unwrap_or(*slot),
+                                last: *slot,
+                                count: *count,
+                                status: "skipped",
+                                error_code: &code,
+                                message: &message,
+                            };
+                            let inserted =
+                                insert_slots(&mut tx, &record, owner, now).map_err(fail)?;
                             if inserted == 0 {
                                 results.push((index, TickResult::AlreadyClaimed));
                             } else {
@@ -288,28 +282,29 @@ impl RunStore for PgStore {
                 }
                 let mut queue_run = false;
                 let inserted = match record {
-                TickRecord::Run {
-                    job_id,
-                    trigger,
-                    slot,
-                    due_at,
-                    first_slot,
-                    last_slot,
-                    count,
-                    spec_hash,
-                    queued,
-                    retry_of,
-                    max_instances,
-                    shared,
-                    upstream,
-                    ..
-                } => {
-                    let (running, _) = active_counts(&mut tx, job_id).map_err(fail)?;
-                    queue_run = *queued || held_by_limit || running >= i64::from(*max_instances);
-                    // No start time yet: a run claimed ahead of its slot starts when it is due, and
-                    // the real start is written when its command is spawned (`record_starts`).
-                    let status = if queue_run { "queued" } else { "running" };
-                    tx.execute(
+                    TickRecord::Run {
+                        job_id,
+                        trigger,
+                        slot,
+                        due_at,
+                        first_slot,
+                        last_slot,
+                        count,
+                        spec_hash,
+                        queued,
+                        retry_of,
+                        max_instances,
+                        shared,
+                        upstream,
+                        ..
+                    } => {
+                        let (running, _) = active_counts(&mut tx, job_id).map_err(fail)?;
+                        queue_run =
+                            *queued || held_by_limit || running >= i64::from(*max_instances);
+                        // No start time yet: a run claimed ahead of its slot starts when it is due, and
+                        // the real start is written when its command is spawned (`record_starts`).
+                        let status = if queue_run { "queued" } else { "running" };
+                        tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
                                            owner, slot_count, first_slot, last_slot, replay_of, owner_start, boot_id,
                                            run_group, upstream)
@@ -337,57 +332,48 @@ impl RunStore for PgStore {
                         ],
                     )
                     .map_err(fail)?
-                }
-                TickRecord::Skipped {
-                    job_id,
-                    first_slot,
-                    last_slot,
-                    count,
-                    reason,
-                } => tx
-                    .execute(
-                        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
-                                           first_slot, last_slot, error_code, message)
-                         VALUES ($1, $2, 'schedule', $3, $4, $4, 'skipped', $5, $6, $7, $3, $8, $9)
-                         ON CONFLICT DO NOTHING",
-                        &[
+                    }
+                    TickRecord::Skipped {
+                        job_id,
+                        first_slot,
+                        last_slot,
+                        count,
+                        reason,
+                    } => {
+                        let (code, message) =
+                            (format!("skipped_{reason}"), format!("skipped: {reason}"));
+                        let record = SlotRecord {
                             job_id,
-                            &seq,
-                            &Millis(*last_slot),
-                            &now,
-                            &owner,
-                            &signed(*count),
-                            &Millis(*first_slot),
-                            &format!("skipped_{reason}"),
-                            &format!("skipped: {reason}"),
-                        ],
-                    )
-                    .map_err(fail)?,
-                TickRecord::Missed {
-                    job_id,
-                    first_slot,
-                    last_slot,
-                    count,
-                    message,
-                } => tx
-                    .execute(
-                        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
-                                           first_slot, last_slot, error_code, message)
-                         VALUES ($1, $2, 'schedule', $3, $4, $4, 'missed', $5, $6, $7, $3, 'misfire', $8)
-                         ON CONFLICT DO NOTHING",
-                        &[
+                            seq,
+                            first: *first_slot,
+                            last: *last_slot,
+                            count: *count,
+                            status: "skipped",
+                            error_code: &code,
+                            message: &message,
+                        };
+                        insert_slots(&mut tx, &record, owner, now).map_err(fail)?
+                    }
+                    TickRecord::Missed {
+                        job_id,
+                        first_slot,
+                        last_slot,
+                        count,
+                        message,
+                    } => {
+                        let record = SlotRecord {
                             job_id,
-                            &seq,
-                            &Millis(*last_slot),
-                            &now,
-                            &owner,
-                            &signed(*count),
-                            &Millis(*first_slot),
+                            seq,
+                            first: *first_slot,
+                            last: *last_slot,
+                            count: *count,
+                            status: "missed",
+                            error_code: "misfire",
                             message,
-                        ],
-                    )
-                    .map_err(fail)?,
-            };
+                        };
+                        insert_slots(&mut tx, &record, owner, now).map_err(fail)?
+                    }
+                };
                 if inserted == 0 {
                     results.push((index, TickResult::AlreadyClaimed));
                     continue;
@@ -1037,4 +1023,31 @@ fn active_counts(tx: &mut Transaction<'_>, job_id: &str) -> PgResult<(i64, i64)>
         &[&job_id],
     )?;
     Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Inserts a record of slots that did not become a run; 0 when its slot has a record already.
+fn insert_slots(
+    tx: &mut Transaction<'_>,
+    record: &SlotRecord<'_>,
+    owner: &str,
+    now: Millis,
+) -> std::result::Result<u64, postgres::Error> {
+    tx.execute(
+        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
+                           first_slot, last_slot, error_code, message)
+         VALUES ($1, $2, 'schedule', $3, $4, $4, $5, $6, $7, $8, $3, $9, $10)
+         ON CONFLICT DO NOTHING",
+        &[
+            &record.job_id,
+            &record.seq,
+            &Millis(record.last),
+            &now,
+            &record.status,
+            &owner,
+            &signed(record.count),
+            &Millis(record.first),
+            &record.error_code,
+            &record.message,
+        ],
+    )
 }

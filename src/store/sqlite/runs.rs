@@ -15,7 +15,7 @@ use crate::spec::model::Overlap;
 use crate::store::interface::{IsAlive, Prepare, RunStore, number_taken};
 use crate::store::records::{
     AttemptProcess, ClaimRequest, Claimed, LimitReached, OWNER_GONE, OperatorState, QueuedStart,
-    RunRow, SharedLimits, TickRecord, TickResult,
+    RunRow, SharedLimits, SlotRecord, TickRecord, TickResult,
 };
 
 impl RunStore for SqliteStore {
@@ -230,16 +230,19 @@ impl RunStore for SqliteStore {
             {
                 match slot {
                     Some(slot) if *overlap != Overlap::Queue => {
-                        let first = first_slot.unwrap_or(*slot);
-                        let inserted = tx
-                            .execute(
-                                "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
-                                                   first_slot, last_slot, error_code, message)
-                                 VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, 'skipped', ?5, ?6, ?7, ?3, ?8, ?9) ON CONFLICT DO NOTHING",
-                                params![job_id, seq, Millis(*slot), now, owner, signed(*count), Millis(first),
-                                        format!("skipped_{}", limit.reason()), limit.message()],
-                            )
-                            .map_err(fail)?;
+                        let code = format!("skipped_{}", limit.reason());
+                        let message = limit.message();
+                        let record = SlotRecord {
+                            job_id,
+                            seq,
+                            first: first_slot.unwrap_or(*slot),
+                            last: *slot,
+                            count: *count,
+                            status: "skipped",
+                            error_code: &code,
+                            message: &message,
+                        };
+                        let inserted = insert_slots(&tx, &record, owner, now).map_err(fail)?;
                         if inserted == 0 {
                             results.push((index, TickResult::AlreadyClaimed));
                         } else {
@@ -298,7 +301,11 @@ impl RunStore for SqliteStore {
                     queue_run = *queued || held_by_limit || running >= i64::from(*max_instances);
                     // No start time yet: a run claimed ahead of its slot starts when it is due, and its
                     // real start is recorded when the command is spawned (`record_starts`).
-                    let (status, started_at) = if queue_run { ("queued", None::<Millis>) } else { ("running", None) };
+                    let (status, started_at) = if queue_run {
+                        ("queued", None::<Millis>)
+                    } else {
+                        ("running", None)
+                    };
                     tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
                                            owner, slot_count, first_slot, last_slot, replay_of, owner_start, boot_id,
@@ -311,24 +318,46 @@ impl RunStore for SqliteStore {
                     )
                     .map_err(fail)?
                 }
-                TickRecord::Skipped { job_id, first_slot, last_slot, count, reason } => tx
-                    .execute(
-                        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
-                                           first_slot, last_slot, error_code, message)
-                         VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, 'skipped', ?5, ?6, ?7, ?3, ?8, ?9) ON CONFLICT DO NOTHING",
-                        params![job_id, seq, Millis(*last_slot), now, owner, signed(*count), Millis(*first_slot),
-                                format!("skipped_{reason}"), format!("skipped: {reason}")],
-                    )
-                    .map_err(fail)?,
-                TickRecord::Missed { job_id, first_slot, last_slot, count, message } => tx
-                    .execute(
-                        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
-                                           first_slot, last_slot, error_code, message)
-                         VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, 'missed', ?5, ?6, ?7, ?3, 'misfire', ?8) ON CONFLICT DO NOTHING",
-                        params![job_id, seq, Millis(*last_slot), now, owner, signed(*count), Millis(*first_slot),
-                                message],
-                    )
-                    .map_err(fail)?,
+                TickRecord::Skipped {
+                    job_id,
+                    first_slot,
+                    last_slot,
+                    count,
+                    reason,
+                } => {
+                    let (code, message) =
+                        (format!("skipped_{reason}"), format!("skipped: {reason}"));
+                    let record = SlotRecord {
+                        job_id,
+                        seq,
+                        first: *first_slot,
+                        last: *last_slot,
+                        count: *count,
+                        status: "skipped",
+                        error_code: &code,
+                        message: &message,
+                    };
+                    insert_slots(&tx, &record, owner, now).map_err(fail)?
+                }
+                TickRecord::Missed {
+                    job_id,
+                    first_slot,
+                    last_slot,
+                    count,
+                    message,
+                } => {
+                    let record = SlotRecord {
+                        job_id,
+                        seq,
+                        first: *first_slot,
+                        last: *last_slot,
+                        count: *count,
+                        status: "missed",
+                        error_code: "misfire",
+                        message,
+                    };
+                    insert_slots(&tx, &record, owner, now).map_err(fail)?
+                }
             };
             if inserted == 0 {
                 results.push((index, TickResult::AlreadyClaimed));
@@ -864,6 +893,32 @@ fn active_counts(tx: &Transaction<'_>, job_id: &str) -> rusqlite::Result<(i64, i
          FROM runs WHERE job_id = ?1 AND status IN ('queued', 'running')",
         [job_id],
         |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+}
+
+/// Inserts a record of slots that did not become a run; 0 when its slot has a record already.
+fn insert_slots(
+    tx: &Transaction<'_>,
+    record: &SlotRecord<'_>,
+    owner: &str,
+    now: Millis,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO runs (job_id, seq, trigger, slot, claimed_at, finished_at, status, owner, slot_count,
+                           first_slot, last_slot, error_code, message)
+         VALUES (?1, ?2, 'schedule', ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?3, ?9, ?10) ON CONFLICT DO NOTHING",
+        params![
+            record.job_id,
+            record.seq,
+            Millis(record.last),
+            now,
+            record.status,
+            owner,
+            signed(record.count),
+            Millis(record.first),
+            record.error_code,
+            record.message
+        ],
     )
 }
 
