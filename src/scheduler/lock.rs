@@ -23,7 +23,7 @@ impl OwnerLock {
     pub fn acquire(home: &Home, me: &str) -> Result<Self> {
         let root = home.root();
         let dir = File::open(root).map_err(|e| Error::io("open the home", root, e))?;
-        // `jobsctl status` takes the lock for an instant to see whether a scheduler holds it, and a child
+        // `jobsctl status` takes a shared lock for an instant to see whether a scheduler holds it, and a child
         // between fork and exec holds a copy for an instant too: only a lock held for longer than a
         // few such instants is another scheduler.
         let mut tries = 0;
@@ -73,7 +73,11 @@ impl OwnerLock {
     /// The `pid@host` of the live scheduler of `home`, if one holds it.
     pub fn holder(home: &Home) -> Option<String> {
         let dir = File::open(home.root()).ok()?;
-        match dir.try_lock() {
+        // A shared lock for the probe: an exclusive one, held for the probe's instant, made a second
+        // command probing at that instant believe a scheduler owned the home (two `jobsctl run` of a
+        // new home, one refused with `store_replaced`). Only the scheduler's exclusive lock blocks
+        // this, and the scheduler's own `acquire` waits out a probe's instant.
+        match dir.try_lock_shared() {
             Err(TryLockError::WouldBlock) => Some(read_owner_name(&home.scheduler_lock_path())),
             _ => None,
         }
