@@ -22,6 +22,19 @@ pub const MAX_SLOTS_PER_TICK: usize = 10_000;
 /// due, not ahead, and so always a little after its due time.
 pub const MIN_MISFIRE_GRACE: Duration = Duration::from_secs(1);
 
+/// Whether a slot due at `due` is too late to start at `now` under `grace` (never less than
+/// [`MIN_MISFIRE_GRACE`]). Also what a node's worker asks of a run it takes from a shared store's
+/// queue long after its claim (every node was down meanwhile): such a slot is missed, not run late.
+pub fn past_misfire_grace(grace: &Limit, due: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    match grace {
+        Limit::Unlimited => false,
+        Limit::Within(grace) => {
+            let grace = grace.as_duration().max(MIN_MISFIRE_GRACE);
+            now - due > chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::MAX)
+        }
+    }
+}
+
 /// The operator's state of a job, as far as the scheduler cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operator {
@@ -214,13 +227,7 @@ fn fires_of(
         return Vec::new();
     };
     let count = due.len() as u64;
-    let late = |due: DateTime<Utc>| match input.policy.misfire_grace {
-        Limit::Unlimited => false,
-        Limit::Within(grace) => {
-            let grace = grace.as_duration().max(MIN_MISFIRE_GRACE);
-            now - due > chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::MAX)
-        }
-    };
+    let late = |due: DateTime<Utc>| past_misfire_grace(&input.policy.misfire_grace, due, now);
     let mut fires = Vec::new();
     if input.policy.coalesce {
         if late(last_due) {

@@ -74,21 +74,28 @@ struct Node {
 }
 
 fn start(node: &mut Node, url: &str) {
+    start_with(node, url, &[]);
+}
+
+/// As [`start`], with more of the scheduler's options.
+fn start_with(node: &mut Node, url: &str, extra: &[&str]) {
     // A node killed a moment ago keeps its name until its heartbeat is a lease old: a start that
     // comes too early is refused (`node_name_taken`) and tried again.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        let mut args = vec![
+            "--node",
+            node.name,
+            "--lease",
+            "2s",
+            "--node-dead-after",
+            "4s",
+        ];
+        args.extend_from_slice(extra);
         let mut child = SchedulerStart::new(node.home.path())
             .append()
             .env("JOBS_STORE", url)
-            .args(&[
-                "--node",
-                node.name,
-                "--lease",
-                "2s",
-                "--node-dead-after",
-                "4s",
-            ])
+            .args(&args)
             .start();
         let started = Instant::now();
         let mut refused = false;
@@ -509,13 +516,21 @@ fn a_node_whose_specs_differ_never_leads_and_a_cancel_reaches_the_node_that_runs
         .unwrap_or_default();
     assert_eq!(ids, ["long"], "{list}");
 
-    // A run of `long` executes on a; a cancel from b's home reaches it there.
+    // A run of `long` executes on one node (b works too, with the spec the run was claimed
+    // with, whatever its files say); a cancel from the other node's home reaches it there.
+    let mut ran_on = String::new();
     wait_for("a run of long in flight", 20, || {
-        status(&b.home, &url).0["data"]["in_flight"]
-            .as_array()
-            .is_some_and(|runs| runs.iter().any(|r| r["status"] == "running"))
+        ran_on = query(
+            &url,
+            "SELECT node FROM runs WHERE job_id = 'long' AND status = 'running' AND started_at IS NOT NULL",
+        )
+        .first()
+        .and_then(|row| row.get::<_, Option<String>>(0))
+        .unwrap_or_default();
+        !ran_on.is_empty()
     });
-    let cancel = b
+    let other = if ran_on == "na" { &b } else { &a };
+    let cancel = other
         .home
         .command(&["cancel", "long", "--all", "--reason", "from the other node"])
         .env("JOBS_STORE", &url)
@@ -604,4 +619,210 @@ fn the_runs_of_a_node_killed_outright_are_stopped_by_its_reaper() {
     wait_for("the killed node's run stopped by its reaper", 10, || {
         !common::process_alive(pid)
     });
+}
+
+/// Spans `(start, end, seq)` in ns of each job's processes, as the probe logged them.
+fn spans(log: &Path) -> BTreeMap<(String, i64), (Option<i64>, Option<i64>)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut spans: BTreeMap<(String, i64), (Option<i64>, Option<i64>)> = BTreeMap::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let [job, seq, what, ns, _pid] = parts[..] else {
+            panic!("torn probe line {line:?}");
+        };
+        let span = spans
+            .entry((job.to_owned(), seq.parse().expect("seq")))
+            .or_default();
+        let at = Some(ns.parse().expect("ns"));
+        if what == "start" {
+            span.0 = at;
+        } else {
+            span.1 = at;
+        }
+    }
+    spans
+}
+
+#[test]
+fn every_node_works_within_its_labels_and_its_limit_of_runs() {
+    let Some(url) = fresh_pg_database() else {
+        return;
+    };
+    let shared = tempfile::tempdir().expect("tempdir");
+    let probe = shared.path().join("probe.sh");
+    let processes = shared.path().join("processes.log");
+    std::fs::write(&probe, PROBE).expect("probe");
+    std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let command = |sleep: &str| {
+        format!(
+            "[\"{}\", \"{}\", \"{sleep}\"]",
+            probe.display(),
+            processes.display()
+        )
+    };
+    // `wide` keeps about two runs in flight; `gpu` runs only where the label is.
+    let wide = format!(
+        "id: wide\nschedule:\n  every: 1s\nrun:\n  command: {}\npolicy:\n  max_instances: 3\n",
+        command("1.8")
+    );
+    let gpu = format!(
+        "id: gpu\nschedule:\n  every: 1s\nrun:\n  command: {}\n  nodes: [gpu]\n",
+        command("0")
+    );
+    let mut nodes: Vec<Node> = ["plain", "gpu"]
+        .iter()
+        .map(|name| {
+            let home = TestHome::new();
+            home.spec("wide.yaml", &wide);
+            home.spec("gpu.yaml", &gpu);
+            Node {
+                name,
+                home,
+                process: None,
+                pids: Vec::new(),
+            }
+        })
+        .collect();
+    start_with(&mut nodes[0], &url, &["--max-runs", "1"]);
+    start_with(&mut nodes[1], &url, &["--labels", "gpu", "--max-runs", "2"]);
+    wait_for_leader(&nodes, &url, None);
+    std::thread::sleep(Duration::from_secs(8));
+    let (doc, code) = status(&nodes[0].home, &url);
+    assert_eq!(code, 0, "{doc}");
+    let labels: BTreeMap<String, Value> = doc["data"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap_or("").to_owned(),
+                n["labels"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels.get("gpu"),
+        Some(&serde_json::json!(["gpu"])),
+        "{doc}"
+    );
+    assert_eq!(labels.get("plain"), Some(&serde_json::json!([])), "{doc}");
+    for node in &nodes {
+        signal(node.process.as_ref().expect("running"), Signal::TERM);
+    }
+    for node in &mut nodes {
+        let mut child = node.process.take().expect("running");
+        let status = wait_exit(&mut child, 30);
+        assert_eq!(status.code(), Some(0), "{}: {}", node.name, log(&node.home));
+    }
+    let logs = || {
+        nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.name, log(&n.home)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let ran: BTreeMap<(String, i64), String> = query(
+        &url,
+        "SELECT job_id, seq, node FROM runs WHERE started_at IS NOT NULL",
+    )
+    .iter()
+    .map(|row| {
+        (
+            (row.get(0), row.get(1)),
+            row.get::<_, Option<String>>(2).unwrap_or_default(),
+        )
+    })
+    .collect();
+    let on = |job: &str, node: &str| {
+        ran.iter()
+            .filter(|((j, _), n)| j == job && n.as_str() == node)
+            .count()
+    };
+    assert!(on("gpu", "gpu") >= 4, "{ran:?}\n{}", logs());
+    assert_eq!(
+        on("gpu", "plain"),
+        0,
+        "a run asking for gpu ran without it: {ran:?}"
+    );
+    assert!(
+        on("wide", "plain") >= 1 && on("wide", "gpu") >= 1,
+        "wide ran on both nodes: {ran:?}\n{}",
+        logs()
+    );
+    let left = query(
+        &url,
+        "SELECT job_id || '#' || seq || ' ' || status || ' ' || owner FROM runs WHERE status IN ('queued', 'running')",
+    );
+    assert!(
+        left.is_empty(),
+        "left in flight: {:?}",
+        left.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    );
+    // A run executed on one node, read and replayed from the other node's home: its events and
+    // receipt come from the store's mirror.
+    let (job, seq) = ran
+        .iter()
+        .find(|((job, _), node)| job == "gpu" && node.as_str() == "gpu")
+        .map(|((job, seq), _)| (job.clone(), *seq))
+        .expect("a gpu run");
+    let reader = &nodes[0].home;
+    assert!(
+        !reader.run_dir(&job, seq).exists(),
+        "not in the plain node's home"
+    );
+    let (_server, port) = common::serve(reader, &["--store", &url]);
+    let (code, body) = common::get(port, &format!("/api/jobs/{job}/runs/{seq}/events"), None);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.lines().any(|l| l.contains("\"run_finished\"")),
+        "the mirrored events, to their end: {body}"
+    );
+    let replay = reader
+        .command(&["--json", "replay", &job, "--run", &seq.to_string()])
+        .env("JOBS_STORE", &url)
+        .output()
+        .expect("replay");
+    let text = String::from_utf8_lossy(&replay.stdout);
+    assert_eq!(
+        replay.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let replayed = query(
+        &url,
+        &format!(
+            "SELECT COUNT(*) FROM runs WHERE job_id = '{job}' AND trigger = 'replay' AND replay_of = {seq}"
+        ),
+    );
+    assert_eq!(replayed[0].get::<_, i64>(0), 1, "{text}");
+    // No node ever had more processes alive than its --max-runs, by the processes' own clocks.
+    let spans = spans(&processes);
+    for (node, most) in [("plain", 1), ("gpu", 2)] {
+        let mut edges: Vec<(i64, i32)> = Vec::new();
+        for (key, (start, end)) in &spans {
+            if ran.get(key).map(String::as_str) != Some(node) {
+                continue;
+            }
+            let (Some(start), Some(end)) = (start, end) else {
+                panic!("{key:?} has no start or no end");
+            };
+            edges.push((*start, 1));
+            edges.push((*end, -1));
+        }
+        // An end before a start at the same instant: touching spans do not overlap.
+        edges.sort_unstable();
+        let (mut alive, mut peak) = (0, 0);
+        for (_, step) in edges {
+            alive += step;
+            peak = peak.max(alive);
+        }
+        assert!(
+            peak <= most,
+            "{node} had {peak} runs at once, past --max-runs {most}"
+        );
+    }
 }

@@ -163,6 +163,14 @@ pub enum Command {
         /// the lease
         #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
         node_dead_after: crate::duration::SpecDuration,
+        /// With a PostgreSQL store: this node's labels, comma-separated (e.g. gpu,eu); a job whose
+        /// spec names labels in run.nodes runs only on nodes with all of them
+        #[arg(long, value_name = "LABELS", value_delimiter = ',')]
+        labels: Vec<String>,
+        /// With a PostgreSQL store: at most this many runs at once on this node (by default no
+        /// limit); runs beyond it wait in the queue for this node or another
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_runs: Option<u32>,
     },
     /// Serve a home's dashboard, /metrics, health and JSON API, read-only, without running its jobs
     Serve {

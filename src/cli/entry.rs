@@ -175,6 +175,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
             node,
             lease,
             node_dead_after,
+            labels,
+            max_runs,
             ..
         } => {
             let listen = super::serve::listen_from(ctx, listen, token_file)?;
@@ -182,7 +184,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Report> {
                 node,
                 lease.as_duration(),
                 node_dead_after.as_duration(),
-            )?;
+            )?
+            .with_work(labels, max_runs)?;
             super::scheduler::run(ctx, dry_run, shutdown_grace.as_duration(), listen, cluster)
         }
         Command::Serve { listen, token_file } => {

@@ -18,9 +18,19 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
     let catalog = Catalog::open(&ctx.home, now)?;
     let (job, spec) = catalog.runnable(id, force)?;
     let dir = crate::artifacts::rundir::run_path(&ctx.home, id, seq);
-    let receipt = match Receipt::read(&dir) {
-        Ok(receipt) => receipt,
-        Err(_) => return Err(not_a_run(&*catalog.store, id, seq)),
+    // A run executed on another node of a shared store has its receipt in the store's mirror. Its
+    // working directory is a path of that node's home: the replay here works in this home's
+    // `run.cwd` instead, and only the command and the environment's names are compared.
+    let (receipt, elsewhere) = match Receipt::read(&dir) {
+        Ok(receipt) => (receipt, false),
+        Err(_) => match catalog
+            .store
+            .mirrored_receipt(id, seq)?
+            .and_then(|json| serde_json::from_str::<Receipt>(&json).ok())
+        {
+            Some(receipt) => (receipt, true),
+            None => return Err(not_a_run(&*catalog.store, id, seq)),
+        },
     };
 
     let run = &spec.run;
@@ -29,7 +39,7 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
     if receipt.command.argv != run.command || receipt.command.shell != run.shell {
         changed.push("command");
     }
-    if std::path::Path::new(&receipt.cwd) != cwd_now {
+    if !elsewhere && std::path::Path::new(&receipt.cwd) != cwd_now {
         changed.push("cwd");
     }
     if receipt.env_names != run.env.keys().cloned().collect::<Vec<_>>() {
@@ -46,7 +56,9 @@ pub fn run(ctx: &Ctx, id: &str, seq: i64, force: bool) -> Result<Report> {
     let mut replayed = spec.clone();
     replayed.run.command = receipt.command.argv.clone();
     replayed.run.shell = receipt.command.shell.clone();
-    replayed.run.cwd = receipt.cwd.clone();
+    if !elsewhere {
+        replayed.run.cwd = receipt.cwd.clone();
+    }
     // Values are never recorded: the original's names take their values from the spec as it is now.
     replayed.run.env = run
         .env

@@ -115,6 +115,43 @@ impl HomeSource {
 
     /// The directory of run `id#seq`, when it is one `jobs` made: a job id that could name another
     /// path, or a link where a directory should be, has none.
+    /// The events of a run executed on another node of a shared store, from its mirror; `offset`
+    /// counts the run's events there rather than bytes (a run's events are read from one place or
+    /// the other, never both).
+    fn mirrored_events_from(&self, id: &str, seq: i64, offset: u64) -> Result<EventChunk> {
+        let nothing = EventChunk {
+            offset,
+            ..EventChunk::default()
+        };
+        if !crate::spec::checks::is_valid_id(id) || seq < 1 {
+            return Ok(nothing);
+        }
+        let store = crate::store::open_home(&self.home)?;
+        if !store.mirrors() {
+            return Ok(nothing);
+        }
+        let after = i64::try_from(offset).unwrap_or(i64::MAX);
+        let events = store.mirrored_events(id, seq, after)?;
+        let is_end = |line: &str| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|event| event["type"] == "run_finished")
+        };
+        let Some(&(last, _)) = events.last() else {
+            // Nothing new: the run may have ended at `offset` (a stream resumed after its end).
+            let before = store.mirrored_events(id, seq, after.saturating_sub(1))?;
+            return Ok(EventChunk {
+                finished: after > 0 && before.last().is_some_and(|(_, line)| is_end(line)),
+                ..nothing
+            });
+        };
+        let finished = events.iter().any(|(_, line)| is_end(line));
+        Ok(EventChunk {
+            lines: events.into_iter().map(|(_, line)| line).collect(),
+            offset: u64::try_from(last).unwrap_or(offset),
+            finished,
+        })
+    }
+
     fn run_dir(&self, id: &str, seq: i64) -> Option<std::path::PathBuf> {
         if !crate::spec::checks::is_valid_id(id) || seq < 1 {
             return None;
@@ -313,7 +350,13 @@ impl Source for HomeSource {
             Artifact::Summary => crate::artifacts::rundir::SUMMARY_FILE,
         };
         let Some(dir) = self.run_dir(id, seq) else {
-            return Ok(None);
+            // Executed on another node of a shared store: its receipt is in the store's mirror
+            // (its summary is not).
+            if which != Artifact::Receipt || !crate::spec::checks::is_valid_id(id) {
+                return Ok(None);
+            }
+            let store = crate::store::open_home(&self.home)?;
+            return store.mirrored_receipt(id, seq);
         };
         let path = dir.join(name);
         let file = match crate::artifacts::rundir::open_read(&path) {
@@ -332,10 +375,7 @@ impl Source for HomeSource {
 
     fn events_from(&self, id: &str, seq: i64, offset: u64) -> Result<EventChunk> {
         let Some(dir) = self.run_dir(id, seq) else {
-            return Ok(EventChunk {
-                offset,
-                ..EventChunk::default()
-            });
+            return self.mirrored_events_from(id, seq, offset);
         };
         super::tail::events_from(&dir, offset)
     }

@@ -205,7 +205,15 @@ pub fn event_lines(ctx: &Ctx, id: &str, seq: i64) -> Result<String> {
     // A link where a directory `jobs` made should be names no run: nothing is read through it.
     let real = |d: &Path| crate::artifacts::rundir::ensure_real_dir(d).is_ok();
     if !real(&job_dir) || !real(&dir) || !dir.join(EVENTS_FILE).exists() {
-        return Err(super::replay::not_a_run(&*catalog.store, id, seq));
+        // Executed on another node of a shared store: its events are in the store's mirror.
+        let mirrored = catalog.store.mirrored_events(id, seq, 0)?;
+        if mirrored.is_empty() {
+            return Err(super::replay::not_a_run(&*catalog.store, id, seq));
+        }
+        return Ok(mirrored
+            .into_iter()
+            .map(|(_, line)| format!("{line}\n"))
+            .collect());
     }
     let lines = EventReader::new(&dir).read_new()?;
     Ok(lines.iter().map(|line| format!("{line}\n")).collect())

@@ -91,6 +91,7 @@ pub fn claim_run(
         slot_count: of.slot_count,
         claimed_at: now,
         queued: matches!(claimed, Claimed::Queued(_)),
+        from_queue: false,
         shared: request.shared.clone(),
         upstream: None,
         spec: spec.clone(),

@@ -52,6 +52,9 @@ pub struct RunPlan {
     pub claimed_at: DateTime<Utc>,
     /// The claim put the run in the queue: it starts when an instance frees up.
     pub queued: bool,
+    /// Taken by this node's worker from a shared store's queue: a run that cannot start here
+    /// (shutdown, a heartbeat too old) goes back to the queue for another node.
+    pub from_queue: bool,
     /// The limits shared with other jobs the run was claimed under; a queued run waits for them too.
     pub shared: crate::store::SharedLimits,
     /// For a triggered run: the upstream run(s), `job#seq`, comma-separated.
@@ -74,11 +77,11 @@ pub struct RunControl {
     /// Becomes true when the owner is shutting down: a scheduled run that has not started by then never
     /// starts, and gives its slot back to be judged by the next scheduler.
     pub hold: Option<watch::Receiver<bool>>,
-    /// For a node of a shared store: until when the leadership it claimed the run under lasts here
-    /// (`None` once it ended). A run claimed ahead whose slot comes after that never starts and is
-    /// recorded interrupted: the node may have slept through its lease (a pause, a partition) while
-    /// another node took over, and a start that late is no start on time.
-    pub lease: Option<watch::Receiver<Option<std::time::Instant>>>,
+    /// For a node of a shared store: until when its last heartbeat vouches for it (`None`: never). A
+    /// run taken from the queue whose slot comes after that never starts here and goes back to the
+    /// queue: the node may have slept (a pause, a partition) while other nodes went on, and another
+    /// node starts it at once rather than this one late.
+    pub alive_until: Option<watch::Receiver<Option<std::time::Instant>>>,
     /// For a store several hosts share: where the run's final receipt is mirrored (its events are
     /// mirrored by its observer).
     pub mirror: Option<crate::mirror::MirrorTx>,
@@ -201,6 +204,15 @@ pub async fn execute(
             trigger: plan.trigger,
         });
         if let Some(status) = wait_in_queue(&plan, &store, &clock, &mut receipt, &mut stop).await {
+            // Still waiting when its node shuts down: taken from a shared store's queue, it goes
+            // back there, to wait on another node.
+            if plan.from_queue
+                && status == RunStatus::Interrupted
+                && held(&plan.control)
+                && let Some(outcome) = give_back(&plan, &store, &clock).await
+            {
+                return outcome;
+            }
             return finish_unstarted(
                 &plan,
                 &store,
@@ -237,21 +249,20 @@ pub async fn execute(
             }
         }
     }
-    // The node's leadership ran out before the slot came (it may have slept through its lease while
-    // another node took over): the run never starts, and its slot is recorded as interrupted rather
-    // than given back, since the leader now plans from a cursor past it.
-    // The owner began to shut down before the slot came: the run never starts, and gives its slot
-    // back when it can.
-    let lapsed = lease_lapsed(&plan.control);
+    // The owner began to shut down before the slot came, or its node's last heartbeat is too old to
+    // vouch for it (it may have slept while others went on): the run never starts here, and gives
+    // its slot (or, taken from the queue, itself) back when it can.
+    let lapsed = heartbeat_lapsed(&plan.control);
     if lapsed || held(&plan.control) {
+        if let Some(outcome) = give_back(&plan, &store, &clock).await {
+            return outcome;
+        }
         if lapsed {
-            receipt.error_code = Some("not_leader".into());
+            receipt.error_code = Some("node_silent".into());
             receipt.message = Some(
-                "not started: its node's leadership ran out before its slot (another node leads now)"
+                "not started: its node's heartbeat was too old at its slot, and the store could not take the run back"
                     .into(),
             );
-        } else if let Some(outcome) = release(&plan, &store, &clock).await {
-            return outcome;
         }
         return finish_unstarted(
             &plan,
@@ -651,9 +662,9 @@ fn held(control: &RunControl) -> bool {
 }
 
 /// Whether the leadership the run was claimed under has run out here (see [`RunControl::lease`]).
-fn lease_lapsed(control: &RunControl) -> bool {
-    control.lease.as_ref().is_some_and(|lease| {
-        lease
+fn heartbeat_lapsed(control: &RunControl) -> bool {
+    control.alive_until.as_ref().is_some_and(|until| {
+        until
             .borrow()
             .is_none_or(|until| std::time::Instant::now() >= until)
     })
@@ -704,6 +715,70 @@ fn record_start(
     }))
 }
 
+/// Gives back a run that never started: taken from a shared store's queue, to the queue; else its
+/// slot, if it has one (see [`release`]).
+async fn give_back(
+    plan: &RunPlan,
+    store: &SharedStore,
+    clock: &Arc<dyn Clock>,
+) -> Option<RunOutcome> {
+    if !plan.from_queue {
+        return release(plan, store, clock).await;
+    }
+    let dir = plan.run_dir.path().to_owned();
+    let (shared, job_id, seq, owner) = (
+        Arc::clone(store),
+        plan.job_id.clone(),
+        plan.seq,
+        plan.owner.clone(),
+    );
+    // The directory goes first: the run may come back to this node, whose next directory of it
+    // must not find this one in the way.
+    let given = tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(path = %dir.display(), "cannot remove the run directory of a run given back: {e}");
+            return false;
+        }
+        match shared.lock().map(|mut s| s.hand_back(&job_id, seq, &owner)) {
+            Ok(Ok(given)) => given,
+            Ok(Err(e)) => {
+                tracing::error!(run = %run_name(&job_id, seq), "{e}");
+                false
+            }
+            Err(_) => false,
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !given {
+        return None;
+    }
+    tracing::info!(run = %run_name(&plan.job_id, plan.seq), "not started here; given back to the queue for another node");
+    Some(unstarted_outcome(plan, clock))
+}
+
+/// What the owner hears of a run that never started and left no record of its own here.
+fn unstarted_outcome(plan: &RunPlan, clock: &Arc<dyn Clock>) -> RunOutcome {
+    RunOutcome {
+        job_id: plan.job_id.clone(),
+        seq: plan.seq,
+        end: RunEnd {
+            status: RunStatus::Interrupted,
+            attempts: 0,
+            exit_code: None,
+            signal: None,
+            error_code: None,
+            message: None,
+            started_at: None,
+            finished_at: clock.now(),
+            duration_ms: 0,
+        },
+        run_dir: plan.run_dir.path().to_owned(),
+        released: true,
+        unrecorded: false,
+    }
+}
+
 /// Gives back the slot of a scheduled run that never started: its directory goes first, then its row,
 /// and the job's pending slot moves back to it, so the next scheduler judges the slot afresh instead
 /// of it ending as a run that never ran. `None` when it cannot be (not a scheduled run with a slot,
@@ -738,24 +813,7 @@ async fn release(
         return None;
     }
     tracing::info!(run = %run_name(&plan.job_id, plan.seq), "not started before shutdown; its slot is judged again at the next start");
-    Some(RunOutcome {
-        job_id: plan.job_id.clone(),
-        seq: plan.seq,
-        end: RunEnd {
-            status: RunStatus::Interrupted,
-            attempts: 0,
-            exit_code: None,
-            signal: None,
-            error_code: None,
-            message: None,
-            started_at: None,
-            finished_at: clock.now(),
-            duration_ms: 0,
-        },
-        run_dir: plan.run_dir.path().to_owned(),
-        released: true,
-        unrecorded: false,
-    })
+    Some(unstarted_outcome(plan, clock))
 }
 
 /// The delay before attempt `after + 1`: `backoff` doubled for each attempt after the first, at most

@@ -57,6 +57,11 @@ fn owned_elsewhere(run: &RunRow) -> bool {
 /// what it promised (`node_dead_after`), judged by the store's clock. Its node stops the run itself
 /// before that promise runs out, so a run taken for dead here has no process left there.
 pub fn owner_is_alive(home: &Home, run: &RunRow) -> bool {
+    // Waiting in a shared store's queue for a node to take it: no one owns it yet, and no one may
+    // settle it (the node that takes it runs it, whenever that is).
+    if run.owner == crate::store::NO_OWNER {
+        return true;
+    }
     if owned_elsewhere(run) {
         return !run.owner_silent;
     }

@@ -24,6 +24,10 @@ pub struct ClusterOptions {
     pub node: Option<String>,
     pub lease: Duration,
     pub dead_after: Duration,
+    /// `--labels`: what the node offers the jobs that ask for labels (`run.nodes`).
+    pub labels: Vec<String>,
+    /// `--max-runs`: how many runs the node executes at once (`None`: no limit).
+    pub max_runs: Option<u32>,
 }
 
 impl Default for ClusterOptions {
@@ -32,8 +36,18 @@ impl Default for ClusterOptions {
             node: None,
             lease: Duration::from_secs(10),
             dead_after: Duration::from_secs(300),
+            labels: Vec::new(),
+            max_runs: None,
         }
     }
+}
+
+/// Whether `label` is one a spec's `run.nodes` may name (the job schema's rule).
+fn is_label(label: &str) -> bool {
+    (1..=64).contains(&label.len())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:=-".contains(c))
 }
 
 impl ClusterOptions {
@@ -71,7 +85,25 @@ impl ClusterOptions {
             node,
             lease,
             dead_after,
+            ..Self::default()
         })
+    }
+
+    /// With the node's labels and its limit of runs at once, checked.
+    pub fn with_work(mut self, labels: Vec<String>, max_runs: Option<u32>) -> Result<Self> {
+        if let Some(bad) = labels.iter().find(|l| !is_label(l)) {
+            return Err(Error::Usage {
+                message: format!(
+                    "--labels: {bad:?} is not a label: give 1 to 64 letters, digits or any of _ . : = -"
+                ),
+            });
+        }
+        let mut labels = labels;
+        labels.sort();
+        labels.dedup();
+        self.labels = labels;
+        self.max_runs = max_runs;
+        Ok(self)
     }
 
     /// The node's name: `--node`, else the host name.
@@ -145,11 +177,6 @@ impl Node {
         self.term.is_some() && self.leads_until.is_some_and(|until| now < until)
     }
 
-    /// Until when the node may take itself for the leader, if it leads.
-    pub fn leads_until(&self) -> Option<Instant> {
-        self.term.and(self.leads_until)
-    }
-
     /// Takes in the answer to a lease call sent at `sent`. A failed call changes nothing by itself:
     /// the lease runs out on its own time, and [`Node::leads`] says so.
     pub fn lease_answered(&mut self, sent: Instant, answer: Option<Lease>) -> Leadership {
@@ -179,6 +206,22 @@ impl Node {
         self.term.take()
     }
 
+    /// Until when the node's last heartbeat the store took vouches for it: a lease after it was
+    /// sent. A run taken from the queue starts only before then; a node that slept past it gives
+    /// its runs back rather than start them late.
+    pub fn alive_until(&self) -> Instant {
+        self.beat_sent + self.options.lease
+    }
+
+    /// How many more runs the node may take now, with `running` in flight (see `--max-runs`).
+    pub fn room(&self, running: usize) -> usize {
+        self.options.max_runs.map_or(usize::MAX, |most| {
+            usize::try_from(most)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(running)
+        })
+    }
+
     /// A heartbeat sent at `sent` was taken.
     pub fn beat_taken(&mut self, sent: Instant) {
         self.beat_sent = sent;
@@ -204,7 +247,7 @@ impl Node {
             node: self.name.clone(),
             owner: self.owner.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            labels: Vec::new(),
+            labels: self.options.labels.clone(),
             dead_after_ms: i64::try_from(self.options.dead_after.as_millis()).unwrap_or(i64::MAX),
             runs_in_flight: i64::try_from(runs_in_flight).unwrap_or(i64::MAX),
             spec_hash: Some(self.spec_hash.clone()),

@@ -232,6 +232,7 @@ pub fn run_plan(record: TickRecord, claimed: Claimed<'_>) -> Option<RunPlan> {
         slot_count: count,
         claimed_at: now,
         queued,
+        from_queue: false,
         shared,
         upstream: upstream.map(|owed| owed.upstreams),
         spec: spec.clone(),

@@ -117,6 +117,8 @@ struct Components {
     /// Mirrors the runs' events and receipts into a store several hosts share; stopped after the
     /// supervisor, so the last lines of the runs stopped at shutdown are written.
     mirror: Option<crate::mirror::Mirror>,
+    /// Raised when runs are queued for the nodes of a shared store: this node's worker looks at once.
+    work: Option<Arc<tokio::sync::Notify>>,
 }
 
 struct Daemon {
@@ -157,6 +159,14 @@ struct Daemon {
     node: Option<Node>,
 }
 
+/// Resolves when runs are queued for the nodes; never without a queue to listen to.
+async fn work_queued(work: Option<&tokio::sync::Notify>) {
+    match work {
+        Some(work) => work.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs the scheduler of `home` until `shutdown` resolves.
 pub async fn run(
     home: Home,
@@ -185,6 +195,11 @@ pub async fn run(
     if let Some(node) = &mut node {
         elect_at_start(&mut *store, node, &me)?;
     }
+    let work = if node.is_some() {
+        store.work_signal()?
+    } else {
+        None
+    };
     let store = Arc::new(Mutex::new(store));
     let first = if node
         .as_ref()
@@ -212,6 +227,7 @@ pub async fn run(
         courier,
         server: None,
         mirror: crate::mirror::Mirror::start(&location)?,
+        work,
     };
     let started_at = clock.now();
     let metrics = Arc::new(Metrics::new());
@@ -261,8 +277,8 @@ pub async fn run(
         daemon.parts.supervisor.reap_with(reaper);
     }
     if let Some(node) = &daemon.node {
-        let until = node.leads_until();
-        daemon.parts.supervisor.set_lease(until);
+        let until = node.alive_until();
+        daemon.parts.supervisor.set_alive_until(Some(until));
     }
     daemon.take_owed_retries();
     daemon.log_start();
@@ -385,10 +401,14 @@ impl Daemon {
                 .as_ref()
                 .map_or(Duration::from_secs(2), |n| n.options.renew_every()),
         );
+        let mut work_poll = tokio::time::interval(super::worker::POLL_EVERY);
+        let work = self.parts.work.clone();
         loop {
             let sleep = self.time_to_next_deadline();
             tokio::select! {
                 () = tokio::time::sleep(sleep) => self.plan_and_commit_tick(),
+                () = work_queued(work.as_deref()) => self.take_work(),
+                _ = work_poll.tick(), if work.is_some() => self.take_work(),
                 why = self.parts.watch.changed() => self.reload_and_deliver_cancels(why),
                 _ = store_poll.tick() => self.poll_store(),
                 _ = heartbeat.tick() => self.renew(),
@@ -404,6 +424,79 @@ impl Daemon {
     /// One call of the store, off the async workers (see [`crate::store::call`]).
     fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
         crate::store::call(&self.store, f)
+    }
+
+    /// As a node of a shared store: takes the queued runs this node may execute, as many as its
+    /// `--max-runs` leaves room for, and starts them. A node whose last heartbeat no longer vouches
+    /// for it takes nothing (it could not keep what it took alive in others' eyes).
+    fn take_work(&mut self) {
+        let Some(node) = self.node.as_ref() else {
+            return;
+        };
+        let (name, labels, dead_after) = (
+            node.name.clone(),
+            node.options.labels.clone(),
+            node.options.dead_after,
+        );
+        if std::time::Instant::now() >= node.alive_until() || !self.store_still_ours() {
+            return;
+        }
+        loop {
+            let running = self.parts.supervisor.in_flight_count();
+            let room = self
+                .node
+                .as_ref()
+                .map_or(0, |n| n.room(running))
+                .min(super::worker::TAKE_BATCH);
+            if room == 0 {
+                return;
+            }
+            let take = crate::store::Take {
+                owner: &self.me,
+                node: &name,
+                labels: &labels,
+                limit: room,
+                dead_after,
+                now: self.clock.now(),
+            };
+            let taken = self.with_store(|store| super::worker::take(store, &self.home, &take));
+            let taken = match taken {
+                Ok(taken) => taken,
+                Err(e) => {
+                    tracing::error!("taking runs from the queue failed: {e}");
+                    return;
+                }
+            };
+            let count = taken.len();
+            let now = self.clock.now();
+            for (run, dir) in taken {
+                let slot = run.row.slot;
+                let key = (run.row.job_id.clone(), run.row.seq);
+                match super::worker::plan(run, dir, &self.me, &self.home, &self.config, now) {
+                    Ok(plan) => {
+                        if let Some(slot) = slot {
+                            self.slots.insert(key, slot);
+                        }
+                        self.parts.supervisor.start(plan);
+                    }
+                    Err(ended) => {
+                        let (dir, end) = *ended;
+                        tracing::warn!(run = %crate::run::run_name(&key.0, key.1), "not started: {}", end.message.as_deref().unwrap_or("-"));
+                        let _ = std::fs::remove_dir_all(dir.path());
+                        if let Err(e) = self.with_store(|s| s.finish_run(&key.0, key.1, &end)) {
+                            tracing::error!("{e}");
+                        }
+                    }
+                }
+            }
+            // A cancel asked for while a run waited in the queue is this node's to deliver now.
+            if count > 0 {
+                self.parts.supervisor.deliver_cancels();
+            }
+            if count < room {
+                return;
+            }
+        }
     }
 
     fn log_start(&self) {
@@ -434,6 +527,11 @@ impl Daemon {
             node.spec_hash = crate::catalog::fingerprint(&self.home)?;
         }
         if !self.leads() {
+            // What it runs follows the config the leader synced (its groups' limits, say).
+            let store = &self.store;
+            let home = &self.home;
+            let followed = crate::store::blocking(|| super::reload::follower(home, store))?;
+            self.config = followed.config;
             return Ok(());
         }
         // Loading the specs opens the store too: all of it off the async workers.
@@ -608,7 +706,12 @@ impl Daemon {
         let beat = node.beat(self.parts.supervisor.in_flight_count());
         let sent = std::time::Instant::now();
         match crate::store::call(&self.store, |s| s.node_heartbeat(&beat)) {
-            Ok(true) => node.beat_taken(sent),
+            Ok(true) => {
+                node.beat_taken(sent);
+                self.parts
+                    .supervisor
+                    .set_alive_until(Some(node.alive_until()));
+            }
             Ok(false) => {
                 // Silent for longer than a lease, the name was taken by a new process: this one
                 // is no longer the node, and stops.
@@ -669,8 +772,6 @@ impl Daemon {
                 }
             }
         };
-        let until = node.leads_until();
-        self.parts.supervisor.set_lease(until);
         match change {
             Leadership::Elected(term) => self.became_leader(term),
             Leadership::Lost(term) => self.lost_leadership(term),
@@ -825,8 +926,14 @@ impl Daemon {
         plan: &TickPlan,
         records: &[TickRecord],
     ) -> Option<Vec<TickResult<RunDir>>> {
+        // A node claims for whichever node's worker takes the run (its own included).
+        let owner = if self.node.is_some() {
+            crate::store::NO_OWNER
+        } else {
+            self.me.as_str()
+        };
         let committed =
-            self.with_store(|store| commit::commit(store, &self.home, &self.me, plan, records));
+            self.with_store(|store| commit::commit(store, &self.home, owner, plan, records));
         match committed {
             Ok(results) => {
                 self.retry_at = None;
@@ -854,10 +961,59 @@ impl Daemon {
         self.wake_courier();
         // Replace stops the oldest run only once the new one is safely claimed.
         for id in plan.replaced() {
-            self.parts.supervisor.stop_oldest(id);
+            self.replace_oldest(id);
         }
         for (record, result) in records.into_iter().zip(results) {
             self.carry_out(record, result, plan.now);
+        }
+    }
+
+    /// Overlap `replace`: stops the job's oldest run. On a shared store it may run on any node: one
+    /// of this node's is stopped here, another node's is asked to stop through the store (its node
+    /// delivers the request as it would a `jobsctl cancel`).
+    fn replace_oldest(&mut self, job_id: &str) {
+        if self.node.is_none() {
+            self.parts.supervisor.stop_oldest(job_id);
+            return;
+        }
+        let oldest = self.with_store(|s| s.active_runs()).map(|active| {
+            active
+                .into_iter()
+                .filter(|run| {
+                    run.job_id == job_id
+                        && run.status == crate::run::RunStatus::Running
+                        && run.owner != crate::store::NO_OWNER
+                })
+                .map(|run| run.seq)
+                .min()
+        });
+        let seq = match oldest {
+            Ok(Some(seq)) => seq,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!("cannot find the run to replace: {e}");
+                return;
+            }
+        };
+        if self.parts.supervisor.replace_run(job_id, seq) {
+            return;
+        }
+        let now = self.clock.now();
+        let asked = self.with_store(|s| {
+            s.request_cancel(
+                &[(job_id.to_owned(), seq)],
+                "scheduler",
+                Some("replaced by a newer run (overlap replace)"),
+                now,
+            )
+        });
+        match asked {
+            Ok(_) => {
+                tracing::info!(run = %run_name(job_id, seq), "replaced by a newer run; its node is asked to stop it")
+            }
+            Err(e) => {
+                tracing::error!(run = %run_name(job_id, seq), "cannot ask its node to stop it for a newer run: {e}")
+            }
         }
     }
 
@@ -891,6 +1047,11 @@ impl Daemon {
             } => (seq, prepared, queued),
         };
         let Some(run_dir) = prepared else {
+            if matches!(record, TickRecord::Run { .. }) {
+                // Claimed for the nodes: a worker (this node's, or another's) takes it.
+                tracing::info!(run = %run_name(record.job_id(), seq), queued, "run claimed for the nodes");
+                return;
+            }
             self.count_slots(&record);
             self.parts.slot_log.record(&record, seq);
             return;
@@ -1045,6 +1206,7 @@ impl Daemon {
             if let Err(e) = self.with_store(|s| s.leave_node(&name, &me)) {
                 tracing::warn!("this node's row stays until its heartbeat is old: {e}");
             }
+            self.release_if_last(node.options.lease);
         }
         if let Some(server) = self.parts.server.take() {
             server.stop().await;
@@ -1054,6 +1216,34 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// The last node of a cluster to stop gives back the scheduled slots no node took (the claims
+    /// its leader made ahead, the runs given back at shutdown): the next leader judges them afresh.
+    /// While another node lives, they stay for its worker, which starts them on time.
+    fn release_if_last(&self, lease: Duration) {
+        let fresh = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let others = self.with_store(|s| s.nodes()).map(|nodes| {
+            nodes
+                .iter()
+                .any(|n| n.owner != self.me && n.heartbeat_age_ms < fresh)
+        });
+        match others {
+            Ok(true) => {}
+            Ok(false) => match self.with_store(|s| s.release_untaken()) {
+                Ok(released) if !released.is_empty() => tracing::info!(
+                    count = released.len(),
+                    "no other node is alive: the slots no node took are given back, for the next leader to judge"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("the runs no node took wait in the queue for the next node: {e}")
+                }
+            },
+            Err(e) => {
+                tracing::warn!("the runs no node took wait in the queue for the next node: {e}")
+            }
+        }
+    }
+
     /// A leader that stops hands the leadership over at once: the next node to ask is elected
     /// without waiting for the lease to run out, while this one winds its runs down.
     fn resign(&mut self) {

@@ -17,6 +17,7 @@ pub mod shutdown;
 mod slot_log;
 mod supervisor;
 pub mod watch;
+mod worker;
 
 pub use cluster::ClusterOptions;
 pub use daemon::{Options, ServerSetup, run};

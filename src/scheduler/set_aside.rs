@@ -108,6 +108,29 @@ pub fn set_aside_unknown_dirs(
     Ok(moved)
 }
 
+/// Moves one run directory the store does not know to `runs/<job>/.orphaned/`: what a node's
+/// worker finds in the way of a run it took from a shared store (left by a store this home used
+/// before, say). A directory whose lock is held belongs to a live run and stays.
+pub fn set_aside_one(home: &Home, job_id: &str, seq: i64) -> Result<PathBuf> {
+    let dir = job_dir(home, job_id).join(seq.to_string());
+    let refuse = |why: &str| crate::error::Error::ArtifactWrite {
+        path: dir.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, why.to_owned()),
+    };
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(refuse("not a directory"));
+    }
+    if crate::artifacts::RunDir::is_locked(&dir) {
+        return Err(refuse("a live run holds it"));
+    }
+    let aside = set_aside_root(home, job_id);
+    std::fs::create_dir_all(&aside).map_err(|e| crate::error::Error::io("create", &aside, e))?;
+    let target = free_name(&aside, seq);
+    std::fs::rename(&dir, &target).map_err(|e| crate::error::Error::io("move aside", &dir, e))?;
+    tracing::warn!(from = %dir.display(), to = %target.display(), "a run directory the store does not know was in the way of a run taken from the queue; set aside");
+    Ok(target)
+}
+
 /// `<aside>/<seq>`, or `<seq>.2`, `<seq>.3`... when an earlier restore set aside a directory of the
 /// same number.
 fn free_name(aside: &Path, seq: i64) -> PathBuf {

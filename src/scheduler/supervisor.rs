@@ -35,9 +35,9 @@ pub struct Supervisor {
     /// Set at shutdown: runs that have not started by then never do.
     hold: watch::Sender<bool>,
     started: usize,
-    /// For a node of a shared store: until when its leadership lasts here, for the runs it claims
-    /// ahead (see `RunControl::lease`).
-    lease: Option<watch::Sender<Option<std::time::Instant>>>,
+    /// For a node of a shared store: until when its last heartbeat vouches for it, for the runs it
+    /// took from the queue (see `RunControl::alive_until`).
+    alive_until: Option<watch::Sender<Option<std::time::Instant>>>,
     /// For a store several hosts share: where the runs' events and receipts are mirrored.
     mirror: Option<crate::mirror::MirrorTx>,
     /// For a node of a shared store: the reaper that stops the runs' processes should this
@@ -61,7 +61,7 @@ impl Supervisor {
             starts,
             hold: watch::Sender::new(false),
             started: 0,
-            lease: None,
+            alive_until: None,
             mirror: None,
             reaper: None,
             ends_owed: Vec::new(),
@@ -84,7 +84,7 @@ impl Supervisor {
         plan.control = RunControl {
             starts: Some(self.starts_tx.clone()),
             hold: Some(self.hold.subscribe()),
-            lease: self.lease.as_ref().map(watch::Sender::subscribe),
+            alive_until: self.alive_until.as_ref().map(watch::Sender::subscribe),
             mirror: self.mirror.clone(),
         };
         let (stop_tx, stop) = watch::channel(None);
@@ -99,14 +99,14 @@ impl Supervisor {
         self.started += 1;
     }
 
-    /// Until when this node's leadership lasts (`None`: it does not lead): the runs it claimed
-    /// ahead start only within it. Called only by a node of a shared store.
-    pub fn set_lease(&mut self, until: Option<std::time::Instant>) {
-        match &self.lease {
-            Some(lease) => {
-                lease.send_replace(until);
+    /// Until when this node's last heartbeat vouches for it: the runs it took from the queue start
+    /// only within it. Called only by a node of a shared store.
+    pub fn set_alive_until(&mut self, until: Option<std::time::Instant>) {
+        match &self.alive_until {
+            Some(alive) => {
+                alive.send_replace(until);
             }
-            None => self.lease = Some(watch::Sender::new(until)),
+            None => self.alive_until = Some(watch::Sender::new(until)),
         }
     }
 
@@ -153,6 +153,17 @@ impl Supervisor {
             tracing::info!(run = %run_name(job_id, seq), "replaced by a newer run");
             let _ = stop.send(Some(RunStatus::Cancelled));
         }
+    }
+
+    /// Stops one run of this scheduler as replaced by a newer one; false when it is not this
+    /// scheduler's.
+    pub fn replace_run(&mut self, job_id: &str, seq: i64) -> bool {
+        let Some(stop) = self.stops.get(&(job_id.to_owned(), seq)) else {
+            return false;
+        };
+        tracing::info!(run = %run_name(job_id, seq), "replaced by a newer run");
+        let _ = stop.send(Some(RunStatus::Cancelled));
+        true
     }
 
     /// Stops the runs of this scheduler that someone asked to cancel (`jobsctl cancel`, from any

@@ -169,6 +169,9 @@ pub struct RunSpec {
     /// What becomes of processes an attempt leaves in its group when its main process exits.
     #[serde(default)]
     pub leftovers: Leftovers,
+    /// On a shared store, the labels a node needs (all of them) to execute the job's runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 /// Resource limits set on each attempt's process (and inherited by what it starts).

@@ -50,7 +50,7 @@ use super::records::{
     AttemptProcess, CancelRequest, ClaimRequest, Claimed, DeliveryTry, DueNotification, Fence,
     HistoryFilter, JobRow, KeptConfig, LastEnds, LeaderRow, Lease, NodeBeat, NodeRow,
     NotificationRecord, OperatorState, OutboxCounts, Owner, QueuedStart, Requested, RetainedRun,
-    RunRow, RunStats, StateChange, SyncReport, TickRecord, TickResult,
+    RunRow, RunStats, StateChange, SyncReport, Take, TakenRun, TickRecord, TickResult,
 };
 use crate::error::{Error, Result};
 use crate::notifier::fanout::Outgoing;
@@ -77,6 +77,7 @@ pub trait Store:
     + CancelStore
     + OwnerStore
     + NodeStore
+    + QueueStore
     + MirrorStore
     + ConfigStore
     + OutboxStore
@@ -376,6 +377,35 @@ pub trait NodeStore {
     /// the leadership, checked inside the claim's transaction (`Error::NotLeader` otherwise).
     /// `None` lifts the check (a store of one host).
     fn fence(&mut self, fence: Option<Fence>);
+}
+
+/// The runs a shared store's leader claimed for any node to execute, and the workers that take them.
+/// A store of one host has no such queue: its one scheduler executes what it claims.
+pub trait QueueStore {
+    /// Takes up to `take.limit` runs no node has taken yet (owner [`crate::store::NO_OWNER`]) whose
+    /// spec's `run.nodes` the node's labels satisfy, soonest due first, in one transaction that
+    /// skips the rows another worker is taking at that moment (so two workers never take one run).
+    /// `prepare` makes each run's directory on this node before the run is recorded as the
+    /// worker's; a run whose directory cannot be made is recorded failed with that error.
+    fn take_runs(&mut self, take: &Take<'_>, prepare: Prepare<'_>) -> Result<Vec<TakenRun>>;
+
+    /// Gives a run `owner` took but never started back to the queue (its directory on this node is
+    /// the caller's to remove), for another node to take: what a node shutting down, or one that
+    /// could not renew its heartbeat in time, does with the runs still waiting for their slot.
+    /// Returns whether the run was `owner`'s and unstarted.
+    fn hand_back(&mut self, job_id: &str, seq: i64, owner: &str) -> Result<bool>;
+
+    /// Gives back the slots of the scheduled runs no node has taken, in one transaction (their rows
+    /// go, and each job's pending slot moves back to the earliest of them): what the last node of a
+    /// cluster to stop does, so that the next leader judges those slots afresh (misfire grace,
+    /// coalesce) rather than a node starting them whenever it comes. Other runs waiting for a node
+    /// (retries, triggered and queued runs) stay for the next one. Returns the runs given back.
+    fn release_untaken(&mut self) -> Result<Vec<(String, i64)>>;
+
+    /// A signal raised whenever runs are queued for the nodes (PostgreSQL's LISTEN/NOTIFY, on a
+    /// connection of its own), so that idle workers take them at once; `None` for a store of one
+    /// host. Polling stays the fallback: a lost notification only delays a run to the next poll.
+    fn work_signal(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>>;
 }
 
 /// What runs leave in their directories, mirrored into a store several hosts share, so that a run

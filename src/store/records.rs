@@ -738,3 +738,37 @@ pub struct OutboxCounts {
     pub pending: u64,
     pub given_up: u64,
 }
+
+/// The owner of a run the leader of a shared store claimed for any node to execute: no process owns
+/// it until a node's worker takes it (`QueueStore::take_runs`). Such a run is never settled as dead.
+pub const NO_OWNER: &str = "";
+
+/// What a node's worker asks of the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Take<'a> {
+    /// `pid@host` of the scheduler that takes them, and its node's name.
+    pub owner: &'a str,
+    pub node: &'a str,
+    /// The node's labels: a run whose spec asks for labels (`run.nodes`) is taken only by a node
+    /// with every one of them.
+    pub labels: &'a [String],
+    /// At most this many runs.
+    pub limit: usize,
+    /// The node's promise: its runs are taken for dead only after this long without a sign of life.
+    pub dead_after: Duration,
+    /// When it takes them: the end of a run whose directory cannot be made is recorded at this.
+    pub now: DateTime<Utc>,
+}
+
+/// A run a worker took from the queue: its row (now owned by the worker, with the directory
+/// `prepare` made), what the row's other columns say of the slots it stands for, and the spec it
+/// was claimed with.
+#[derive(Debug, Clone)]
+pub struct TakenRun {
+    pub row: RunRow,
+    pub first_slot: Option<DateTime<Utc>>,
+    pub last_slot: Option<DateTime<Utc>>,
+    /// `None` when the version it was claimed with is no longer the job's good one and was not
+    /// stored with it (a store written by an older `jobs`).
+    pub spec_json: Option<String>,
+}

@@ -33,7 +33,8 @@ fn maximal() -> Value {
             "kill_grace": "5s",
             "max_log_size": "64MiB",
             "limits": { "nofile": 256, "as": "512MiB", "cpu": "1m" },
-            "leftovers": "keep"
+            "leftovers": "keep",
+            "nodes": ["gpu", "eu"]
         },
         "after": [{ "job": "extract", "on": ["succeeded", "failed"] }],
         "after_all": ["extract-eu", "extract-us"],

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::{SchedulerStart, TestHome, stop, wait_until};
-use crate::server::{get, port_in};
+use crate::common::{get, port_in};
 
 const EVERY_SECOND: &str = "schedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n";
 
@@ -132,7 +132,7 @@ fn the_dashboard_in_a_real_browser_shows_jobs_live_output_and_escaped_markup() {
 #[test]
 fn pages_escape_what_jobs_wrote_and_forbid_inline_scripts() {
     let home = dashboard_home();
-    let (mut serve, port) = crate::server::serve(&home, &[]);
+    let (mut serve, port) = crate::common::serve(&home, &[]);
     let (status, html) = get(port, "/jobs/hostile", None);
     assert_eq!(status, 200, "{html}");
     assert!(
@@ -179,7 +179,7 @@ fn pages_escape_what_jobs_wrote_and_forbid_inline_scripts() {
 #[test]
 fn a_runs_events_stream_live_until_it_ends_then_the_stream_closes() {
     let home = dashboard_home();
-    let (mut serve, port) = crate::server::serve(&home, &[]);
+    let (mut serve, port) = crate::common::serve(&home, &[]);
     let mut ticker = start_ticker(&home);
     std::fs::write(home.path().join("go"), "").expect("let the ticker go");
     let started = std::time::Instant::now();

@@ -9,105 +9,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{KillOnDrop, SchedulerStart, TestHome, stop, wait_until};
+use crate::common::{
+    KillOnDrop, SchedulerStart, TestHome, get, get_on, port_in, serve, spawn_serve, stop,
+    wait_until,
+};
 
 const EVERY_SECOND: &str = "schedule:\n  cron: \"* * * * * *\"\n  timezone: UTC\n";
 
-/// A GET of `path` at `port`: the status code and the body.
-pub(crate) fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
-    get_on(stream, path, token)
-}
-
-fn get_on(mut stream: TcpStream, path: &str, token: Option<&str>) -> (u16, String) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).expect("read the answer");
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// The port the process logged it listens on (`listening on http://127.0.0.1:PORT`).
-pub(crate) fn port_in(log: &std::path::Path) -> u16 {
-    let mut port = 0;
-    wait_until("the server to listen", 15, || {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        port = text
-            .split("listening on http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| {
-                rest.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0);
-        port != 0
-    });
-    port
-}
-
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// `jobsctl serve` on a port of its own choosing in `home`, its stderr in `serve.log`.
-pub(crate) fn serve(home: &TestHome, args: &[&str]) -> (KillOnDrop, u16) {
-    spawn_serve(home, &[&["--listen", "127.0.0.1:0"], args].concat())
-}
-
-/// `jobsctl serve ARGS` in `home`, and the port it says it listens on.
-fn spawn_serve(home: &TestHome, args: &[&str]) -> (KillOnDrop, u16) {
-    let log = home.path().join("serve.log");
-    let child = home
-        .command(&[&["serve"], args].concat())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start jobsctl serve");
-    let child = KillOnDrop(child);
-    let port = port_in(&log);
-    (child, port)
 }
 
 /// `promtool check metrics` on `text`: `None` when it has no complaint, else what it said. Fails the

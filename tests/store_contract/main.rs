@@ -9,6 +9,7 @@ mod jobs;
 mod nodes;
 mod outbox;
 mod owner;
+mod queue;
 mod runs;
 mod support;
 mod triggers;

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_mirror.sql",
         include_str!("../../../db/postgres/0003_mirror.sql"),
     ),
+    (
+        "0004_workers.sql",
+        include_str!("../../../db/postgres/0004_workers.sql"),
+    ),
 ];
 
 /// The advisory lock keys of this store: one for migrations, one that every write transaction takes.
@@ -64,16 +68,22 @@ pub struct PgStore {
 /// A lost connection (the server restarted, a network cut, an administrator's terminate) is made
 /// again on the next use: the call that finds the client closed gets a fresh one, so a scheduler
 /// goes on after the database comes back instead of failing every tick for ever.
-pub(super) struct Conn(Option<Client>, Reconnect);
+pub(super) struct Conn(Option<Client>, pub(super) Reconnect);
 
 /// What connecting again takes.
+#[derive(Clone)]
 pub(super) struct Reconnect {
     config: postgres::Config,
     shown: String,
 }
 
 impl Reconnect {
-    fn connect(&self) -> Result<Client> {
+    /// The store's URL with any password masked.
+    pub(super) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub(super) fn connect(&self) -> Result<Client> {
         let mut client = super::tls::connect(&self.config, &self.shown)?;
         client.batch_execute(&session_settings()).map_err(|e| {
             pg_error(

@@ -11,6 +11,7 @@ mod jobs;
 mod nodes;
 mod outbox;
 mod owner;
+mod queue;
 mod runs;
 mod tls;
 mod triggers;

@@ -21,8 +21,8 @@ use crate::run::{RunEnd, RunStatus, Trigger};
 use crate::spec::model::Overlap;
 use crate::store::interface::{IsAlive, Prepare, RunStore, number_taken};
 use crate::store::records::{
-    AttemptProcess, ClaimRequest, Claimed, LimitReached, OWNER_GONE, OperatorState, OwedTrigger,
-    QueuedStart, RunRow, SharedLimits, SlotRecord, TickRecord, TickResult,
+    AttemptProcess, ClaimRequest, Claimed, LimitReached, NO_OWNER, OWNER_GONE, OperatorState,
+    OwedTrigger, QueuedStart, RunRow, SharedLimits, SlotRecord, TickRecord, TickResult,
 };
 
 type PgResult<T> = std::result::Result<T, postgres::Error>;
@@ -131,6 +131,10 @@ impl RunStore for PgStore {
             }
             let mut results = Vec::with_capacity(records.len());
             let (owner_start, boot_id) = crate::store::records::claim_identity(owner);
+            // The leader of several nodes claims its runs for whichever node's worker takes them:
+            // no directory is made here, and the workers are woken once the claims are committed.
+            let for_workers = owner == NO_OWNER;
+            let mut queued_for_workers = false;
             for index in fair_order(&mut tx, records).map_err(fail)? {
                 let record = &records[index];
                 // The retry an interrupted run is owed is claimed once: taking it clears the debt in
@@ -265,7 +269,7 @@ impl RunStore for PgStore {
                 // The run's directory is made before its row, under the same write lock; a number
                 // whose directory is there already is stepped over, never reused.
                 let mut prepared_run = None;
-                if matches!(record, TickRecord::Run { .. }) {
+                if matches!(record, TickRecord::Run { .. }) && !for_workers {
                     let mut skipped = 0;
                     loop {
                         match prepare(record.job_id(), seq) {
@@ -307,8 +311,9 @@ impl RunStore for PgStore {
                         tx.execute(
                         "INSERT INTO runs (job_id, seq, trigger, slot, due_at, claimed_at, started_at, status, spec_hash,
                                            owner, slot_count, first_slot, last_slot, replay_of, owner_start, boot_id,
-                                           run_group, upstream)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                                           run_group, upstream, spec_json)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                                 (SELECT spec_json FROM jobs WHERE id = $1 AND good_hash = $9))
                          ON CONFLICT DO NOTHING",
                         &[
                             job_id,
@@ -428,6 +433,17 @@ impl RunStore for PgStore {
                         .map_err(fail)?;
                         results.push((index, TickResult::Failed { seq, error }));
                     }
+                    None if for_workers && matches!(record, TickRecord::Run { .. }) => {
+                        queued_for_workers = true;
+                        results.push((
+                            index,
+                            TickResult::Recorded {
+                                seq,
+                                prepared: None,
+                                queued: queue_run,
+                            },
+                        ));
+                    }
                     None => {
                         // A skipped or missed slot ends as it is recorded.
                         owe_for_run(&mut tx, record.job_id(), seq, RunEventKind::Ended, now)
@@ -486,6 +502,11 @@ impl RunStore for PgStore {
                     &[id],
                 )
                 .map_err(fail)?;
+            }
+            if queued_for_workers {
+                // Delivered at the commit, to every node listening (see `QueueStore::work_signal`).
+                tx.execute(&format!("NOTIFY {}", super::queue::WORK_CHANNEL), &[])
+                    .map_err(fail)?;
             }
             crate::fault::point(crate::fault::Point::ClaimBeforeCommit);
             tx.commit().map_err(fail)?;

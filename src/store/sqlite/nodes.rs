@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::connection::SqliteStore;
 use crate::error::Result;
-use crate::store::interface::{MirrorStore, NodeStore};
-use crate::store::records::{Fence, LeaderRow, Lease, NodeBeat, NodeRow};
+use crate::store::interface::{MirrorStore, NodeStore, Prepare, QueueStore};
+use crate::store::records::{Fence, LeaderRow, Lease, NodeBeat, NodeRow, Take, TakenRun};
 
 impl NodeStore for SqliteStore {
     fn join_node(
@@ -86,6 +86,25 @@ impl MirrorStore for SqliteStore {
     }
 
     fn mirrored_receipt(&self, _job_id: &str, _seq: i64) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// The one scheduler executes every run it claims: nothing ever waits here for a node.
+impl QueueStore for SqliteStore {
+    fn take_runs(&mut self, _take: &Take<'_>, _prepare: Prepare<'_>) -> Result<Vec<TakenRun>> {
+        Ok(Vec::new())
+    }
+
+    fn hand_back(&mut self, _job_id: &str, _seq: i64, _owner: &str) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn release_untaken(&mut self) -> Result<Vec<(String, i64)>> {
+        Ok(Vec::new())
+    }
+
+    fn work_signal(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>> {
         Ok(None)
     }
 }
