@@ -3,7 +3,7 @@
 #   throughput: N jobs (default 200) due every second for S seconds (default 30) running `true`,
 #               first with one node, then with three (three homes with the same specs, one
 #               database): runs started per second, the lateness of each run's start against its
-#               slot (p50, p99, max, from the receipts of every home) and the slots missed.
+#               slot (p50, p99, max, from the store's records) and the slots missed.
 #   failover:   three nodes, 50 jobs due every second; the leader is killed with SIGKILL K times
 #               (default 5): the time from the kill to the first claim by the node elected next,
 #               with --lease L (default 2s).
@@ -64,22 +64,19 @@ if [[ $what == throughput || $what == all ]]; then
     kill -TERM "${pids[@]}"
     wait "${pids[@]}" || true
     python3 - "$root" "$jobs_n" "$seconds" "$nodes" "$url" <<'PY'
-import glob, json, subprocess, sys
-from datetime import datetime
+import subprocess, sys
 root, jobs, seconds, nodes, url = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-def t(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def psql(sql):
+    out = subprocess.run(["psql", url, "-At", "-F", " ", "-c", sql], check=True, capture_output=True, text=True).stdout
+    return [line.split() for line in out.splitlines() if line]
+# From the store, not the run directories: retention prunes those while the benchmark runs.
 late, by_node = [], {}
-for path in glob.glob(f"{root}/n*/runs/*/*/run_receipt.json"):
-    receipt = json.load(open(path))
-    if receipt["trigger"] == "schedule" and receipt["attempts"]:
-        late.append((t(receipt["attempts"][0]["started_at"]) - t(receipt["slot"])).total_seconds() * 1000)
-        node = path[len(root) + 1:].split("/")[0]
-        by_node[node] = by_node.get(node, 0) + 1
+for node, slot, started in psql("SELECT COALESCE(node, '-'), slot, started_at FROM runs "
+                                "WHERE trigger = 'schedule' AND slot IS NOT NULL AND started_at IS NOT NULL"):
+    late.append(int(started) - int(slot))
+    by_node[node] = by_node.get(node, 0) + 1
 late.sort()
-out = subprocess.run(["psql", url, "-At", "-F", " ", "-c", "SELECT status, SUM(slot_count) FROM runs GROUP BY status"],
-                     check=True, capture_output=True, text=True).stdout
-counts = {status: int(n) for status, n in (line.split() for line in out.splitlines() if line)}
+counts = {status: int(n) for status, n in psql("SELECT status, SUM(slot_count) FROM runs GROUP BY status")}
 def pct(p):
     return round(late[min(len(late) - 1, int(len(late) * p))]) if late else None
 print(f"throughput, {nodes} node(s), {jobs} jobs every second for {seconds} s: {len(late)} runs "

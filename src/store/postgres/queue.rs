@@ -66,24 +66,6 @@ impl QueueStore for PgStore {
                 let spec_json: Option<String> = row.try_get(31).map_err(fail)?;
                 match prepare(&run.job_id, run.seq) {
                     Ok(dir) => {
-                        tx.execute(
-                            &format!(
-                                "UPDATE runs SET owner = $3, node = $4, run_dir = $5, owner_start = $6,
-                                     boot_id = $7, seen_at = {STORE_NOW}, dead_after_ms = $8
-                                 WHERE job_id = $1 AND seq = $2"
-                            ),
-                            &[
-                                &run.job_id,
-                                &run.seq,
-                                &take.owner,
-                                &take.node,
-                                &dir,
-                                &owner_start,
-                                &boot_id,
-                                &promise,
-                            ],
-                        )
-                        .map_err(fail)?;
                         run.owner = take.owner.to_owned();
                         run.node = Some(take.node.to_owned());
                         run.run_dir = Some(dir);
@@ -127,6 +109,35 @@ impl QueueStore for PgStore {
                         .map_err(fail)?;
                     }
                 }
+            }
+            // One statement for every run taken: a round trip per run would cost a burst of due
+            // runs as many round trips.
+            let jobs: Vec<&str> = taken.iter().map(|t| t.row.job_id.as_str()).collect();
+            let seqs: Vec<i64> = taken.iter().map(|t| t.row.seq).collect();
+            let dirs: Vec<&str> = taken
+                .iter()
+                .map(|t| t.row.run_dir.as_deref().unwrap_or_default())
+                .collect();
+            if !jobs.is_empty() {
+                tx.execute(
+                    &format!(
+                        "UPDATE runs SET owner = $4, node = $5, run_dir = u.dir, owner_start = $6,
+                             boot_id = $7, seen_at = {STORE_NOW}, dead_after_ms = $8
+                         FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u (job_id, seq, dir)
+                         WHERE runs.job_id = u.job_id AND runs.seq = u.seq"
+                    ),
+                    &[
+                        &jobs,
+                        &seqs,
+                        &dirs,
+                        &take.owner,
+                        &take.node,
+                        &owner_start,
+                        &boot_id,
+                        &promise,
+                    ],
+                )
+                .map_err(fail)?;
             }
             tx.commit().map_err(fail)?;
             Ok(taken)
