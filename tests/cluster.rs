@@ -256,44 +256,9 @@ fn three_nodes_survive_their_leader_killed_and_frozen() {
         .expect("status");
     assert!(status.status.code().is_some(), "status ran");
 
-    let mut violations = Vec::new();
-    // 1. No (job, slot) twice, a catch-up's range included.
-    let mut covered: BTreeMap<String, Vec<(i64, i64, String)>> = BTreeMap::new();
-    for row in query(
-        &url,
-        "SELECT job_id, COALESCE(first_slot, slot), COALESCE(last_slot, slot), status, owner, started_at, trigger
-         FROM runs WHERE slot IS NOT NULL ORDER BY job_id, 2",
-    ) {
-        let (job, first, last, status): (String, i64, i64, String) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        covered.entry(job).or_default().push((first, last, status));
-    }
-    for (job, ranges) in &covered {
-        for pair in ranges.windows(2) {
-            if pair[1].0 <= pair[0].1 {
-                violations.push(format!(
-                    "{job}: slots {:?} and {:?} overlap",
-                    pair[0], pair[1]
-                ));
-            }
-        }
-    }
-    // 2. Every slot between the first and the last accounted for: run, skipped or missed.
-    for (job, ranges) in &covered {
-        let slots: BTreeSet<i64> = ranges
-            .iter()
-            .flat_map(|(first, last, _)| (*first..=*last).step_by(1000))
-            .collect();
-        let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
-            violations.push(format!("{job}: never ran"));
-            continue;
-        };
-        for slot in (*first..=*last).step_by(1000) {
-            if !slots.contains(&slot) {
-                violations.push(format!("{job}: slot {slot} has no record"));
-            }
-        }
-    }
+    // 1. No (job, slot) twice, a catch-up's range included; 2. every slot between the first and
+    //    the last accounted for: run, skipped or missed.
+    let (covered, mut violations) = slot_records(&url);
     // 3. Nothing left in flight.
     let left = query(
         &url,
@@ -446,6 +411,52 @@ fn three_nodes_survive_their_leader_killed_and_frozen() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// Each job's slot records: `(first, last, status)`.
+type SlotRanges = BTreeMap<String, Vec<(i64, i64, String)>>;
+
+/// Every job's slot records, `(first, last, status)` by job, and what is wrong with them: a slot
+/// recorded twice (a catch-up's range included), a slot between the first and the last with no
+/// record (run, skipped or missed).
+fn slot_records(url: &str) -> (SlotRanges, Vec<String>) {
+    let mut violations = Vec::new();
+    let mut covered = SlotRanges::new();
+    for row in query(
+        url,
+        "SELECT job_id, COALESCE(first_slot, slot), COALESCE(last_slot, slot), status, owner, started_at, trigger
+         FROM runs WHERE slot IS NOT NULL ORDER BY job_id, 2",
+    ) {
+        let (job, first, last, status): (String, i64, i64, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        covered.entry(job).or_default().push((first, last, status));
+    }
+    for (job, ranges) in &covered {
+        for pair in ranges.windows(2) {
+            if pair[1].0 <= pair[0].1 {
+                violations.push(format!(
+                    "{job}: slots {:?} and {:?} overlap",
+                    pair[0], pair[1]
+                ));
+            }
+        }
+    }
+    for (job, ranges) in &covered {
+        let slots: BTreeSet<i64> = ranges
+            .iter()
+            .flat_map(|(first, last, _)| (*first..=*last).step_by(1000))
+            .collect();
+        let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
+            violations.push(format!("{job}: never ran"));
+            continue;
+        };
+        for slot in (*first..=*last).step_by(1000) {
+            if !slots.contains(&slot) {
+                violations.push(format!("{job}: slot {slot} has no record"));
+            }
+        }
+    }
+    (covered, violations)
 }
 
 /// `status --json` from `home`: the document and the exit code.
@@ -799,12 +810,20 @@ fn every_node_works_within_its_labels_and_its_limit_of_runs() {
         ),
     );
     assert_eq!(replayed[0].get::<_, i64>(0), 1, "{text}");
-    // No node ever had more processes alive than its --max-runs, by the processes' own clocks.
+    // No slot twice, none without a record.
+    let (_, violations) = slot_records(&url);
+    assert!(violations.is_empty(), "{violations:?}\n{}", logs());
+    // No node ever had more processes alive than its --max-runs, and `wide` never more than its
+    // max_instances across the nodes, by the processes' own clocks.
     let spans = spans(&processes);
-    for (node, most) in [("plain", 1), ("gpu", 2)] {
+    for (node, job, most) in [("plain", "", 1), ("gpu", "", 2), ("", "wide", 3)] {
         let mut edges: Vec<(i64, i32)> = Vec::new();
         for (key, (start, end)) in &spans {
-            if ran.get(key).map(String::as_str) != Some(node) {
+            let on_node = ran.get(key).map(String::as_str);
+            if on_node.is_none()
+                || (!node.is_empty() && on_node != Some(node))
+                || (!job.is_empty() && key.0 != job)
+            {
                 continue;
             }
             let (Some(start), Some(end)) = (start, end) else {
@@ -822,7 +841,7 @@ fn every_node_works_within_its_labels_and_its_limit_of_runs() {
         }
         assert!(
             peak <= most,
-            "{node} had {peak} runs at once, past --max-runs {most}"
+            "{node}{job} had {peak} runs at once, past its limit of {most}"
         );
     }
 }

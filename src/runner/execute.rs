@@ -726,11 +726,12 @@ async fn give_back(
         return release(plan, store, clock).await;
     }
     let dir = plan.run_dir.path().to_owned();
-    let (shared, job_id, seq, owner) = (
+    let (shared, job_id, seq, owner, queued) = (
         Arc::clone(store),
         plan.job_id.clone(),
         plan.seq,
         plan.owner.clone(),
+        plan.queued,
     );
     // The directory goes first: the run may come back to this node, whose next directory of it
     // must not find this one in the way.
@@ -739,13 +740,17 @@ async fn give_back(
             tracing::warn!(path = %dir.display(), "cannot remove the run directory of a run given back: {e}");
             return false;
         }
-        match shared.lock().map(|mut s| s.hand_back(&job_id, seq, &owner)) {
-            Ok(Ok(given)) => given,
-            Ok(Err(e)) => {
+        let Ok(mut store) = shared.lock() else {
+            return false;
+        };
+        match store.hand_back(&job_id, seq, &owner, queued) {
+            Ok(given) => given,
+            Err(e) => {
                 tracing::error!(run = %run_name(&job_id, seq), "{e}");
-                false
+                // The store may have taken it back before its answer was lost: then another
+                // node may own it now, and nothing of it is this node's to record.
+                matches!(store.run_row(&job_id, seq), Ok(Some(row)) if row.owner != owner)
             }
-            Err(_) => false,
         }
     })
     .await

@@ -97,6 +97,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// After a failed claim, the loop waits this long before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// After a failed take from the queue, how long a node's worker leaves the queue to the others.
+const TAKE_PAUSE: Duration = Duration::from_secs(5);
+
 /// How long the courier may go on at shutdown delivering what is owed (`scheduler_stopped` among
 /// it); what it cannot deliver stays in the outbox for the next start.
 const COURIER_GRACE: Duration = Duration::from_secs(3);
@@ -157,6 +160,9 @@ struct Daemon {
     /// This scheduler as a node of a store several hosts share; `None` for a store of one host,
     /// whose scheduler (the holder of the home's lock) always leads.
     node: Option<Node>,
+    /// After a failed take (this node cannot make run directories, the store is away), when the
+    /// worker may take again.
+    take_paused_until: Option<std::time::Instant>,
 }
 
 /// Resolves when runs are queued for the nodes; never without a queue to listen to.
@@ -264,6 +270,7 @@ pub async fn run(
         metrics,
         slots: HashMap::new(),
         node,
+        take_paused_until: None,
     };
     daemon.parts.server = server;
     if let Some(mirror) = &daemon.parts.mirror {
@@ -438,7 +445,11 @@ impl Daemon {
             node.options.labels.clone(),
             node.options.dead_after,
         );
-        if std::time::Instant::now() >= node.alive_until() || !self.store_still_ours() {
+        let now = std::time::Instant::now();
+        if now >= node.alive_until()
+            || self.take_paused_until.is_some_and(|until| now < until)
+            || !self.store_still_ours()
+        {
             return;
         }
         loop {
@@ -457,22 +468,25 @@ impl Daemon {
                 labels: &labels,
                 limit: room,
                 dead_after,
-                now: self.clock.now(),
             };
             let taken = self.with_store(|store| super::worker::take(store, &self.home, &take));
             let taken = match taken {
                 Ok(taken) => taken,
                 Err(e) => {
-                    tracing::error!("taking runs from the queue failed: {e}");
+                    // The runs stay in the queue, for another node or for this one a little later.
+                    tracing::error!(
+                        "taking runs from the queue failed: {e}; not taking any for {} s",
+                        TAKE_PAUSE.as_secs()
+                    );
+                    self.take_paused_until = Some(std::time::Instant::now() + TAKE_PAUSE);
                     return;
                 }
             };
             let count = taken.len();
-            let now = self.clock.now();
             for (run, dir) in taken {
                 let slot = run.row.slot;
                 let key = (run.row.job_id.clone(), run.row.seq);
-                match super::worker::plan(run, dir, &self.me, &self.home, &self.config, now) {
+                match super::worker::plan(run, dir, &self.me, &self.home, &self.config) {
                     Ok(plan) => {
                         if let Some(slot) = slot {
                             self.slots.insert(key, slot);
@@ -483,8 +497,11 @@ impl Daemon {
                         let (dir, end) = *ended;
                         tracing::warn!(run = %crate::run::run_name(&key.0, key.1), "not started: {}", end.message.as_deref().unwrap_or("-"));
                         let _ = std::fs::remove_dir_all(dir.path());
+                        // Written again with each heartbeat until the store takes it: a row left
+                        // running here would hold an instance of its job across the cluster.
                         if let Err(e) = self.with_store(|s| s.finish_run(&key.0, key.1, &end)) {
                             tracing::error!("{e}");
+                            self.parts.supervisor.owe_end(key.0, key.1, end);
                         }
                     }
                 }
@@ -970,7 +987,8 @@ impl Daemon {
 
     /// Overlap `replace`: stops the job's oldest run. On a shared store it may run on any node: one
     /// of this node's is stopped here, another node's is asked to stop through the store (its node
-    /// delivers the request as it would a `jobsctl cancel`).
+    /// delivers the request as it would a `jobsctl cancel`), and one no node has taken yet ends
+    /// with the request.
     fn replace_oldest(&mut self, job_id: &str) {
         if self.node.is_none() {
             self.parts.supervisor.stop_oldest(job_id);
@@ -979,11 +997,7 @@ impl Daemon {
         let oldest = self.with_store(|s| s.active_runs()).map(|active| {
             active
                 .into_iter()
-                .filter(|run| {
-                    run.job_id == job_id
-                        && run.status == crate::run::RunStatus::Running
-                        && run.owner != crate::store::NO_OWNER
-                })
+                .filter(|run| run.job_id == job_id && run.status == crate::run::RunStatus::Running)
                 .map(|run| run.seq)
                 .min()
         });
@@ -1206,7 +1220,7 @@ impl Daemon {
             if let Err(e) = self.with_store(|s| s.leave_node(&name, &me)) {
                 tracing::warn!("this node's row stays until its heartbeat is old: {e}");
             }
-            self.release_if_last(node.options.lease);
+            self.release_if_last();
         }
         if let Some(server) = self.parts.server.take() {
             server.stop().await;
@@ -1218,26 +1232,15 @@ impl Daemon {
 impl Daemon {
     /// The last node of a cluster to stop gives back the scheduled slots no node took (the claims
     /// its leader made ahead, the runs given back at shutdown): the next leader judges them afresh.
-    /// While another node lives, they stay for its worker, which starts them on time.
-    fn release_if_last(&self, lease: Duration) {
-        let fresh = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let others = self.with_store(|s| s.nodes()).map(|nodes| {
-            nodes
-                .iter()
-                .any(|n| n.owner != self.me && n.heartbeat_age_ms < fresh)
-        });
-        match others {
-            Ok(true) => {}
-            Ok(false) => match self.with_store(|s| s.release_untaken()) {
-                Ok(released) if !released.is_empty() => tracing::info!(
-                    count = released.len(),
-                    "no other node is alive: the slots no node took are given back, for the next leader to judge"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!("the runs no node took wait in the queue for the next node: {e}")
-                }
-            },
+    /// While another node may live, they stay for its worker, which starts them on time (the store
+    /// decides, in the release's own transaction).
+    fn release_if_last(&self) {
+        match self.with_store(|s| s.release_untaken(&self.me)) {
+            Ok(released) if !released.is_empty() => tracing::info!(
+                count = released.len(),
+                "no other node is alive: the slots no node took are given back, for the next leader to judge"
+            ),
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!("the runs no node took wait in the queue for the next node: {e}")
             }

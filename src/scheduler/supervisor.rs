@@ -155,6 +155,12 @@ impl Supervisor {
         }
     }
 
+    /// An end the store could not record, to write again with each heartbeat (see
+    /// [`Supervisor::record_owed_ends`]).
+    pub fn owe_end(&mut self, job_id: String, seq: i64, end: RunEnd) {
+        self.ends_owed.push((job_id, seq, end));
+    }
+
     /// Stops one run of this scheduler as replaced by a newer one; false when it is not this
     /// scheduler's.
     pub fn replace_run(&mut self, job_id: &str, seq: i64) -> bool {

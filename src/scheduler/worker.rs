@@ -7,8 +7,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use crate::artifacts::RunDir;
 use crate::clock::rfc3339;
 use crate::config::HomeConfig;
@@ -76,13 +74,13 @@ pub fn plan(
     owner: &str,
     home: &Home,
     config: &HomeConfig,
-    now: DateTime<Utc>,
 ) -> std::result::Result<RunPlan, Box<(RunDir, RunEnd)>> {
     let TakenRun {
         row,
         first_slot,
         last_slot,
         spec_json,
+        taken_at: now,
     } = taken;
     let spec: Option<JobSpec> = spec_json
         .as_deref()

@@ -386,21 +386,27 @@ pub trait QueueStore {
     /// spec's `run.nodes` the node's labels satisfy, soonest due first, in one transaction that
     /// skips the rows another worker is taking at that moment (so two workers never take one run).
     /// `prepare` makes each run's directory on this node before the run is recorded as the
-    /// worker's; a run whose directory cannot be made is recorded failed with that error.
+    /// worker's; a run whose directory cannot be made here stays in the queue for another node,
+    /// nothing more is taken, and that error is returned when nothing was.
     fn take_runs(&mut self, take: &Take<'_>, prepare: Prepare<'_>) -> Result<Vec<TakenRun>>;
 
     /// Gives a run `owner` took but never started back to the queue (its directory on this node is
     /// the caller's to remove), for another node to take: what a node shutting down, or one that
     /// could not renew its heartbeat in time, does with the runs still waiting for their slot.
-    /// Returns whether the run was `owner`'s and unstarted.
-    fn hand_back(&mut self, job_id: &str, seq: i64, owner: &str) -> Result<bool>;
+    /// `queued`: the run was taken waiting for an instance, and waits for one again (it may have
+    /// been let through meanwhile without starting). Returns whether the run was `owner`'s and
+    /// unstarted.
+    fn hand_back(&mut self, job_id: &str, seq: i64, owner: &str, queued: bool) -> Result<bool>;
 
-    /// Gives back the slots of the scheduled runs no node has taken, in one transaction (their rows
-    /// go, and each job's pending slot moves back to the earliest of them): what the last node of a
-    /// cluster to stop does, so that the next leader judges those slots afresh (misfire grace,
-    /// coalesce) rather than a node starting them whenever it comes. Other runs waiting for a node
-    /// (retries, triggered and queued runs) stay for the next one. Returns the runs given back.
-    fn release_untaken(&mut self) -> Result<Vec<(String, i64)>>;
+    /// What the last node of a cluster to stop does: when no node but `owner`'s may be alive (every
+    /// other node row's heartbeat is older than its own promise, judged by the store's clock in the
+    /// same transaction), gives back the slots of the scheduled runs no node has taken (their rows
+    /// go, and each job's pending slot moves back to the earliest slot they stood for), so that the
+    /// next leader judges them afresh (misfire grace, coalesce) rather than a node starting them
+    /// whenever it comes. While another node may live, nothing changes: its leader keeps the
+    /// cursors, and its worker takes the runs. Other runs waiting for a node (retries, triggered
+    /// and queued runs) stay for the next one. Returns the runs given back.
+    fn release_untaken(&mut self, owner: &str) -> Result<Vec<(String, i64)>>;
 
     /// A signal raised whenever runs are queued for the nodes (PostgreSQL's LISTEN/NOTIFY, on a
     /// connection of its own), so that idle workers take them at once; `None` for a store of one

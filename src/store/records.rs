@@ -756,8 +756,6 @@ pub struct Take<'a> {
     pub limit: usize,
     /// The node's promise: its runs are taken for dead only after this long without a sign of life.
     pub dead_after: Duration,
-    /// When it takes them: the end of a run whose directory cannot be made is recorded at this.
-    pub now: DateTime<Utc>,
 }
 
 /// A run a worker took from the queue: its row (now owned by the worker, with the directory
@@ -771,4 +769,7 @@ pub struct TakenRun {
     /// `None` when the version it was claimed with is no longer the job's good one and was not
     /// stored with it (a store written by an older `jobs`).
     pub spec_json: Option<String>,
+    /// When it was taken, by the store's clock: what its lateness is judged by (the leader's due
+    /// time and this node's clock need not agree).
+    pub taken_at: DateTime<Utc>,
 }

@@ -1,16 +1,18 @@
 //! The `cancel_requests` table on PostgreSQL: asking for a run in flight to be cancelled, from any
 //! process on any host, and the owner's view of the requests for its runs. The owner carries a
-//! request out; the row stays as the record of who asked and why.
+//! request out (a run still waiting for a node has none, and ends at once); the row stays as the
+//! record of who asked and why.
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
 use super::column::Millis;
 use super::connection::{PgStore, pg_error};
+use super::outbox::{RunEventKind, owe_for_run};
 use crate::error::Result;
 use crate::run::RunStatus;
 use crate::store::interface::CancelStore;
-use crate::store::records::{CancelRequest, Requested};
+use crate::store::records::{CancelRequest, NO_OWNER, Requested};
 
 impl CancelStore for PgStore {
     fn request_cancel(
@@ -50,6 +52,35 @@ impl CancelStore for PgStore {
                     &[job_id, seq, &Millis(now), &by, &reason],
                 )
                 .map_err(fail)?;
+                // Still waiting in a shared store's queue: no node runs it to hear the request, so
+                // it ends here. A worker taking it at this moment holds its row; once that take
+                // commits the row has an owner, and the request waits for that node instead.
+                let request = CancelRequest {
+                    job_id: job_id.clone(),
+                    seq: *seq,
+                    requested_at: now,
+                    by: by.to_owned(),
+                    reason: reason.map(str::to_owned),
+                };
+                let settled = tx
+                    .execute(
+                        "UPDATE runs SET status = 'cancelled', finished_at = $3, error_code = 'cancelled', message = $4
+                         WHERE job_id = $1 AND seq = $2 AND owner = $5 AND status IN ('queued', 'running')",
+                        &[job_id, seq, &Millis(now), &request.message(), &NO_OWNER],
+                    )
+                    .map_err(fail)?;
+                if settled > 0 {
+                    owe_for_run(&mut tx, job_id, *seq, RunEventKind::Ended, Millis(now))
+                        .map_err(fail)?;
+                    super::triggers::owe_triggers(
+                        &mut tx,
+                        job_id,
+                        *seq,
+                        RunStatus::Cancelled,
+                        Millis(now),
+                    )
+                    .map_err(fail)?;
+                }
                 answers.push(Requested::New);
             }
             tx.commit().map_err(fail)?;

@@ -11,10 +11,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use super::column::{Millis, instant};
 use super::connection::{PgStore, Reconnect, in_place, pg_error};
 use super::history::{RUN_COLUMNS, run_row};
-use super::outbox::{RunEventKind, owe_for_run};
 use super::owner::STORE_NOW;
 use crate::error::Result;
-use crate::run::RunStatus;
 use crate::store::interface::{Prepare, QueueStore};
 use crate::store::records::{NO_OWNER, Take, TakenRun};
 
@@ -42,7 +40,7 @@ impl QueueStore for PgStore {
             let rows = tx
                 .query(
                     &format!(
-                        "SELECT {RUN_COLUMNS}, first_slot, last_slot, spec_json FROM runs
+                        "SELECT {RUN_COLUMNS}, first_slot, last_slot, spec_json, {STORE_NOW} FROM runs
                          WHERE owner = $1 AND status IN ('queued', 'running')
                            AND NOT EXISTS (
                                SELECT 1 FROM jsonb_array_elements_text(
@@ -57,13 +55,14 @@ impl QueueStore for PgStore {
                 .map_err(fail)?;
             let (owner_start, boot_id) = crate::store::records::claim_identity(take.owner);
             let promise = i64::try_from(take.dead_after.as_millis()).unwrap_or(i64::MAX);
-            let now = Millis(take.now);
             let mut taken = Vec::with_capacity(rows.len());
+            let mut refused = None;
             for row in &rows {
                 let mut run = run_row(row).map_err(fail)?;
                 let first_slot = instant(row, 29).map_err(fail)?;
                 let last_slot = instant(row, 30).map_err(fail)?;
                 let spec_json: Option<String> = row.try_get(31).map_err(fail)?;
+                let taken_at = row.try_get::<_, Millis>(32).map_err(fail)?.0;
                 match prepare(&run.job_id, run.seq) {
                     Ok(dir) => {
                         run.owner = take.owner.to_owned();
@@ -76,37 +75,14 @@ impl QueueStore for PgStore {
                             first_slot,
                             last_slot,
                             spec_json,
+                            taken_at,
                         });
                     }
-                    // This node cannot write the run's directory: the run fails here, with the
-                    // error, rather than going round the nodes.
+                    // This node cannot write the run's directory (a full disk, say): the run stays
+                    // in the queue for another node, and this one takes nothing more for now.
                     Err(error) => {
-                        tracing::error!(run = %crate::run::run_name(&run.job_id, run.seq), "cannot start: {error}");
-                        tx.execute(
-                            "UPDATE runs SET owner = $3, node = $4, status = 'failed', finished_at = $5,
-                                 error_code = $6, message = $7
-                             WHERE job_id = $1 AND seq = $2",
-                            &[
-                                &run.job_id,
-                                &run.seq,
-                                &take.owner,
-                                &take.node,
-                                &now,
-                                &error.code(),
-                                &error.to_string(),
-                            ],
-                        )
-                        .map_err(fail)?;
-                        owe_for_run(&mut tx, &run.job_id, run.seq, RunEventKind::Ended, now)
-                            .map_err(fail)?;
-                        super::triggers::owe_triggers(
-                            &mut tx,
-                            &run.job_id,
-                            run.seq,
-                            RunStatus::Failed,
-                            now,
-                        )
-                        .map_err(fail)?;
+                        refused = Some(error);
+                        break;
                     }
                 }
             }
@@ -140,11 +116,14 @@ impl QueueStore for PgStore {
                 .map_err(fail)?;
             }
             tx.commit().map_err(fail)?;
-            Ok(taken)
+            match refused {
+                Some(error) if taken.is_empty() => Err(error),
+                _ => Ok(taken),
+            }
         })
     }
 
-    fn hand_back(&mut self, job_id: &str, seq: i64, owner: &str) -> Result<bool> {
+    fn hand_back(&mut self, job_id: &str, seq: i64, owner: &str, queued: bool) -> Result<bool> {
         in_place(|| {
             let fail = |e| {
                 pg_error(
@@ -159,10 +138,11 @@ impl QueueStore for PgStore {
             let given = tx
                 .execute(
                     "UPDATE runs SET owner = $4, node = NULL, run_dir = NULL, owner_start = NULL,
-                         boot_id = NULL, seen_at = NULL
+                         boot_id = NULL, seen_at = NULL,
+                         status = CASE WHEN $5 THEN 'queued' ELSE status END
                      WHERE job_id = $1 AND seq = $2 AND owner = $3 AND started_at IS NULL
                        AND status IN ('queued', 'running')",
-                    &[&job_id, &seq, &owner, &NO_OWNER],
+                    &[&job_id, &seq, &owner, &NO_OWNER, &queued],
                 )
                 .map_err(fail)?;
             if given > 0 {
@@ -174,13 +154,29 @@ impl QueueStore for PgStore {
         })
     }
 
-    fn release_untaken(&mut self) -> Result<Vec<(String, i64)>> {
+    fn release_untaken(&mut self, owner: &str) -> Result<Vec<(String, i64)>> {
         in_place(|| {
             let fail = |e| pg_error("give back the slots no node took", e);
             let mut tx = self.write().map_err(fail)?;
+            // Under the write lock every election and claim takes: no node can start leading, nor
+            // a leader claim, between this look and the release.
+            let others = tx
+                .query_one(
+                    &format!(
+                        "SELECT COUNT(*) FROM nodes
+                         WHERE owner <> $1 AND heartbeat_at > {STORE_NOW} - dead_after_ms"
+                    ),
+                    &[&owner],
+                )
+                .map_err(fail)?
+                .try_get::<_, i64>(0)
+                .map_err(fail)?;
+            if others > 0 {
+                return Ok(Vec::new());
+            }
             let rows = tx
                 .query(
-                    "SELECT job_id, seq, slot FROM runs
+                    "SELECT job_id, seq, COALESCE(first_slot, slot) FROM runs
                      WHERE owner = $1 AND trigger = 'schedule' AND status = 'running'
                        AND slot IS NOT NULL AND started_at IS NULL
                      ORDER BY job_id, slot

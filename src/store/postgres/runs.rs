@@ -915,14 +915,18 @@ fn reap(
     let mut reaped = Vec::new();
     for run in active {
         if !is_alive(&run) {
-            tx.execute(
+            let settled = tx.execute(
                 &format!(
                     "UPDATE runs SET status = 'interrupted', finished_at = $3, error_code = 'owner_gone', message = $4,
                          retry_owed = {OWES_RETRY}
-                     WHERE job_id = $1 AND seq = $2"
+                     WHERE job_id = $1 AND seq = $2 AND owner = $5 AND status IN ('queued', 'running')"
                 ),
-                &[&run.job_id, &run.seq, &now, &OWNER_GONE],
+                &[&run.job_id, &run.seq, &now, &OWNER_GONE, &run.owner],
             )?;
+            // A worker took it (or it ended) since it was read: it is not the dead owner's any more.
+            if settled == 0 {
+                continue;
+            }
             owe_for_run(tx, &run.job_id, run.seq, RunEventKind::Ended, now)?;
             super::triggers::owe_triggers(tx, &run.job_id, run.seq, RunStatus::Interrupted, now)?;
             reaped.push((run.job_id, run.seq));

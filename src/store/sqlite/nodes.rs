@@ -96,11 +96,11 @@ impl QueueStore for SqliteStore {
         Ok(Vec::new())
     }
 
-    fn hand_back(&mut self, _job_id: &str, _seq: i64, _owner: &str) -> Result<bool> {
+    fn hand_back(&mut self, _job_id: &str, _seq: i64, _owner: &str, _queued: bool) -> Result<bool> {
         Ok(false)
     }
 
-    fn release_untaken(&mut self) -> Result<Vec<(String, i64)>> {
+    fn release_untaken(&mut self, _owner: &str) -> Result<Vec<(String, i64)>> {
         Ok(Vec::new())
     }
 
