@@ -93,6 +93,15 @@ pub struct Member {
 /// The processes of group `pgid` that have not ended (zombies are left out: they have ended, and
 /// whether anyone reaps them is not ours to wait for).
 pub fn members(pgid: u32) -> Vec<Member> {
+    // A group with no process at all (the usual end of an attempt) is known from one signal-0
+    // probe, without reading the stat of every process on the machine (a few hundred files on a
+    // busy host, most of a manual run's system calls). Permission refused, or a group that exists,
+    // is looked at in full.
+    if let Some(group) = i32::try_from(pgid).ok().and_then(Pid::from_raw)
+        && rustix::process::test_kill_process_group(group) == Err(rustix::io::Errno::SRCH)
+    {
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -204,6 +213,23 @@ mod tests {
             !elsewhere.is_running(),
             "ticks of another boot match nothing"
         );
+    }
+
+    #[test]
+    fn a_group_is_listed_while_it_has_a_process_and_empty_once_it_has_none() {
+        use std::os::unix::process::CommandExt;
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("start sleep");
+        let pgid = sleeper.id();
+        let found = members(pgid);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].pid, pgid);
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        assert!(members(pgid).is_empty(), "reaped: the group is gone");
     }
 
     #[test]
