@@ -47,3 +47,9 @@ bench-server:
     ./bench/scheduler.sh lateness 200 30 listen
     ./bench/scheduler.sh lateness 200 30
     ./bench/scheduler.sh lateness 200 30 listen
+
+# `jobs` and tokio-cron-scheduler on the same fire-accuracy workload, one after the other (the second
+# also measures the spawn floor): 200 jobs every second for 30 s
+bench-peers:
+    ./bench/scheduler.sh lateness 200 30
+    ./bench/tcs.sh 200 30
