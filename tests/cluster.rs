@@ -718,13 +718,20 @@ fn every_node_works_within_its_labels_and_its_limit_of_runs() {
         "{doc}"
     );
     assert_eq!(labels.get("plain"), Some(&serde_json::json!([])), "{doc}");
-    for node in &nodes {
-        signal(node.process.as_ref().expect("running"), Signal::TERM);
-    }
-    for node in &mut nodes {
+    assert_eq!(doc["data"]["unplaced"], serde_json::json!([]), "{doc}");
+    // The only node with the label leaves: status says that gpu's runs now wait for one.
+    for index in [1, 0] {
+        let node = &mut nodes[index];
         let mut child = node.process.take().expect("running");
-        let status = wait_exit(&mut child, 30);
-        assert_eq!(status.code(), Some(0), "{}: {}", node.name, log(&node.home));
+        signal(&child, Signal::TERM);
+        let exit = wait_exit(&mut child, 30);
+        assert_eq!(exit.code(), Some(0), "{}: {}", node.name, log(&node.home));
+        if index == 1 {
+            wait_for("status to say gpu's runs have no node", 10, || {
+                status(&nodes[0].home, &url).0["data"]["unplaced"]
+                    == serde_json::json!([{ "job_id": "gpu", "labels": ["gpu"] }])
+            });
+        }
     }
     let logs = || {
         nodes

@@ -39,7 +39,11 @@ pub fn run(ctx: &Ctx) -> Result<Report> {
     let location = crate::store::locate(&ctx.home)?;
     view.store = location.shown(&ctx.home);
     if matches!(location, crate::store::Location::Postgres { .. }) {
-        view.cluster = Some(ClusterView::read(&*catalog.store, &ctx.home)?);
+        view.cluster = Some(ClusterView::read(
+            &*catalog.store,
+            &ctx.home,
+            &catalog.jobs,
+        )?);
     }
     view.notifications = NotificationsView {
         counts: catalog.store.outbox_counts()?,
@@ -264,6 +268,14 @@ struct ClusterView {
     /// This home's, and whether it differs from the catalog's (its node then never leads).
     home_spec_hash: String,
     home_drift: bool,
+    /// Active jobs whose `run.nodes` labels no live node has all of: their runs wait in the queue.
+    unplaced: Vec<Unplaced>,
+}
+
+#[derive(Serialize)]
+struct Unplaced {
+    job_id: String,
+    labels: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -285,7 +297,11 @@ struct NodeView {
 }
 
 impl ClusterView {
-    fn read(store: &dyn crate::store::Store, home: &crate::home::Home) -> Result<Self> {
+    fn read(
+        store: &dyn crate::store::Store,
+        home: &crate::home::Home,
+        jobs: &[crate::catalog::Job],
+    ) -> Result<Self> {
         let leader = store.leader()?;
         let catalog_hash = store.catalog_hash()?;
         let leads = |name: &str| {
@@ -310,6 +326,22 @@ impl ClusterView {
                 owner: n.owner,
                 version: n.version,
             })
+            .collect::<Vec<NodeView>>();
+        let placeable = |wanted: &[String]| {
+            nodes
+                .iter()
+                .any(|n| !n.dead && wanted.iter().all(|label| n.labels.contains(label)))
+        };
+        let unplaced = jobs
+            .iter()
+            .filter(|job| job.state() == crate::catalog::JobState::Active)
+            .filter_map(|job| {
+                let wanted = &job.spec.as_ref()?.run.nodes;
+                (!wanted.is_empty() && !placeable(wanted)).then(|| Unplaced {
+                    job_id: job.id().to_owned(),
+                    labels: wanted.clone(),
+                })
+            })
             .collect();
         let home_spec_hash = crate::catalog::fingerprint(home)?;
         Ok(Self {
@@ -318,6 +350,7 @@ impl ClusterView {
             leader,
             nodes,
             catalog_hash,
+            unplaced,
         })
     }
 
@@ -379,6 +412,13 @@ impl ClusterView {
         }
         if self.home_drift {
             human.push_str("this home's specs differ from the catalog: its node never leads, and commands here do not sync them\n");
+        }
+        for job in &self.unplaced {
+            human.push_str(&format!(
+                "warning: no live node has every label {} asks for ({}): its runs wait in the queue\n",
+                escape_controls(&job.job_id),
+                escape_controls(&job.labels.join(", "))
+            ));
         }
     }
 }
