@@ -698,7 +698,29 @@ fn every_node_works_within_its_labels_and_its_limit_of_runs() {
     start_with(&mut nodes[0], &url, &["--max-runs", "1"]);
     start_with(&mut nodes[1], &url, &["--labels", "gpu", "--max-runs", "2"]);
     wait_for_leader(&nodes, &url, None);
+    // From the node that never runs gpu, `tail --forever` follows gpu's runs through the mirror.
+    let tail = nodes[0]
+        .home
+        .command(&["tail", "gpu", "--forever"])
+        .env("JOBS_STORE", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tail --forever");
     std::thread::sleep(Duration::from_secs(8));
+    let mut tail = tail;
+    tail.kill().expect("stop tail");
+    let followed = tail.wait_with_output().expect("tail output");
+    let followed = String::from_utf8_lossy(&followed.stdout);
+    let finished: BTreeSet<&str> = followed
+        .lines()
+        .filter(|l| l.contains(" succeeded"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("gpu#")))
+        .collect();
+    assert!(
+        finished.len() >= 3,
+        "tail --forever followed several runs of another node: {followed}"
+    );
     let (doc, code) = status(&nodes[0].home, &url);
     assert_eq!(code, 0, "{doc}");
     let labels: BTreeMap<String, Value> = doc["data"]["nodes"]

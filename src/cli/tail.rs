@@ -38,14 +38,11 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
     let follow = args.follow || args.forever;
     // A run executed on another node of a shared store: its directory is there, its events are
     // mirrored here.
+    // On such a store, `--forever` follows the job's runs wherever each one runs.
+    let everywhere = args.forever && catalog.store.mirrors();
     if let Some(seq) = elsewhere(&*catalog.store, id, args.run, &job_dir)? {
-        if args.forever {
-            return Err(Error::Usage {
-                message: format!(
-                    "{} ran on another node: `tail --forever` follows the runs of this node's own directory; tail it with -f, or from its node",
-                    run_name(id, seq)
-                ),
-            });
+        if everywhere {
+            return follow_everywhere(&mut printer, &*catalog.store, id, &job_dir, seq);
         }
         return follow_mirrored(&mut printer, &*catalog.store, id, seq, follow);
     }
@@ -72,6 +69,10 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
             return Ok(quiet(format!("{id} has no runs yet\n")));
         }
         printer.note(&format!("{id} has no runs yet; waiting for the next one"));
+        if everywhere {
+            let next = wait_for_any_run(&*catalog.store, id, &job_dir, 0)?;
+            return follow_everywhere(&mut printer, &*catalog.store, id, &job_dir, next);
+        }
         let next = wait_for_run(&job_dir, 0);
         return follow_from(&mut printer, id, &job_dir, next, args.forever);
     };
@@ -95,7 +96,66 @@ pub fn run(ctx: &Ctx, id: &str, args: &TailArgs) -> Result<Report> {
             seq = wait_for_run(&job_dir, seq);
         }
     }
+    if everywhere {
+        return follow_everywhere(&mut printer, &*catalog.store, id, &job_dir, seq);
+    }
     follow_from(&mut printer, id, &job_dir, seq, args.forever)
+}
+
+/// `--forever` on a store several nodes share: follows run `seq`, then every later run of the job
+/// in order, each from this home's directory when it ran here and from the store's mirror when it
+/// ran on another node.
+fn follow_everywhere(
+    printer: &mut Printer,
+    store: &dyn crate::store::Store,
+    id: &str,
+    job_dir: &Path,
+    mut seq: i64,
+) -> Result<Report> {
+    loop {
+        let dir = job_dir.join(seq.to_string());
+        if dir.join(EVENTS_FILE).exists() {
+            follow_run(printer, &dir)?;
+        } else {
+            follow_mirrored(printer, store, id, seq, true)?;
+        }
+        seq = wait_for_any_run(store, id, job_dir, seq)?;
+    }
+}
+
+/// Waits until a run of `id` newer than `after` has events, here or in the store's mirror; returns
+/// the oldest such seq. Skipped and missed slots are records without events, and are passed over.
+fn wait_for_any_run(
+    store: &dyn crate::store::Store,
+    id: &str,
+    job_dir: &Path,
+    after: i64,
+) -> Result<i64> {
+    let filter = crate::store::HistoryFilter {
+        job_id: Some(id.to_owned()),
+        statuses: vec![
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::TimedOut,
+            RunStatus::Cancelled,
+            RunStatus::Interrupted,
+        ],
+        limit: 100,
+        ..crate::store::HistoryFilter::default()
+    };
+    loop {
+        let (rows, _) = store.history(&filter)?;
+        let mut newer: Vec<i64> = rows.iter().map(|r| r.seq).filter(|s| *s > after).collect();
+        newer.sort_unstable();
+        for seq in newer {
+            let here = job_dir.join(seq.to_string()).join(EVENTS_FILE).exists();
+            if here || !store.mirrored_events(id, seq, 0)?.is_empty() {
+                return Ok(seq);
+            }
+        }
+        std::thread::sleep(MIRROR_POLL);
+    }
 }
 
 /// The run to read from the store's mirror: the one asked for, or else the oldest in flight (or the
