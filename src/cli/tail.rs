@@ -217,11 +217,26 @@ fn follow_mirrored(
 ) -> Result<Report> {
     let mut after = 0;
     let mut ended_before = false;
+    let mut output_lines = 0;
     loop {
         for (n, line) in store.mirrored_events(id, seq, after)? {
             after = n;
             printer.print(&line);
-            if let Ok(event) = serde_json::from_str::<Event>(&line)
+            let event = serde_json::from_str::<Event>(&line).ok();
+            if event
+                .as_ref()
+                .is_some_and(|e| matches!(e.kind, EventKind::Output { .. }))
+            {
+                output_lines += 1;
+                // The store keeps a run's first output lines only: say where the rest is.
+                if output_lines == crate::mirror::OUTPUT_LINES_MIRRORED {
+                    printer.note(&format!(
+                        "the store keeps the first {output_lines} output lines of {}: the rest is in its run directory on the node that ran it",
+                        run_name(id, seq)
+                    ));
+                }
+            }
+            if let Some(event) = event
                 && let EventKind::RunFinished { status, .. } = event.kind
             {
                 let error = (status != RunStatus::Succeeded).then_some(Error::RunsFailed {

@@ -143,6 +143,27 @@ fn two_homes_share_one_database_runs_history_and_status() {
 }
 
 #[test]
+fn a_tail_from_another_home_says_where_the_mirrored_output_stops() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (TestHome::new(), TestHome::new());
+    let spec = "id: chatty\nrun:\n  shell: \"seq 1 1200\"\n";
+    a.spec("chatty.yaml", spec);
+    b.spec("chatty.yaml", spec);
+    let ran = a.run(&["--store", &url, "run", "chatty"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let tail = b.run(&["--store", &url, "tail", "chatty", "--run", "1"]);
+    assert_eq!(tail.code, 0, "{}{}", tail.stdout, tail.stderr);
+    assert!(tail.stdout.contains("1000"), "{}", tail.stdout);
+    assert!(!tail.stdout.contains("1001"), "capped: {}", tail.stdout);
+    assert!(
+        tail.stderr
+            .contains("the store keeps the first 1000 output lines of chatty#1"),
+        "{}",
+        tail.stderr
+    );
+}
+
+#[test]
 fn the_scheduler_runs_a_job_every_second_on_postgresql_with_every_slot_once() {
     let Some(url) = fresh_database() else { return };
     let home = TestHome::new();
