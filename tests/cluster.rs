@@ -73,6 +73,22 @@ struct Node {
     pids: Vec<u32>,
 }
 
+impl Node {
+    /// A node not started yet, in a home of its own with these specs (`(id, yaml)`).
+    fn with_specs(name: &'static str, specs: &[(&str, String)]) -> Self {
+        let home = TestHome::new();
+        for (id, spec) in specs {
+            home.spec(&format!("{id}.yaml"), spec);
+        }
+        Self {
+            name,
+            home,
+            process: None,
+            pids: Vec::new(),
+        }
+    }
+}
+
 fn start(node: &mut Node, url: &str) {
     start_with(node, url, &[]);
 }
@@ -187,18 +203,7 @@ fn three_nodes_survive_their_leader_killed_and_frozen() {
         .expect("chmod");
     let mut nodes: Vec<Node> = NODES
         .iter()
-        .map(|name| {
-            let home = TestHome::new();
-            for (id, spec) in specs(&probe, &processes) {
-                home.spec(&format!("{id}.yaml"), spec);
-            }
-            Node {
-                name,
-                home,
-                process: None,
-                pids: Vec::new(),
-            }
-        })
+        .map(|name| Node::with_specs(name, &specs(&probe, &processes)))
         .collect();
     for node in &mut nodes {
         start(node, &url);
@@ -683,17 +688,7 @@ fn every_node_works_within_its_labels_and_its_limit_of_runs() {
     );
     let mut nodes: Vec<Node> = ["plain", "gpu"]
         .iter()
-        .map(|name| {
-            let home = TestHome::new();
-            home.spec("wide.yaml", &wide);
-            home.spec("gpu.yaml", &gpu);
-            Node {
-                name,
-                home,
-                process: None,
-                pids: Vec::new(),
-            }
-        })
+        .map(|name| Node::with_specs(name, &[("wide", wide.clone()), ("gpu", gpu.clone())]))
         .collect();
     start_with(&mut nodes[0], &url, &["--max-runs", "1"]);
     start_with(&mut nodes[1], &url, &["--labels", "gpu", "--max-runs", "2"]);

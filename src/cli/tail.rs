@@ -19,6 +19,15 @@ use crate::run::{RunStatus, run_name};
 
 /// The longest a follower waits without a file-system event before looking again.
 const POLL: Duration = Duration::from_millis(50);
+
+/// The ends of runs that have events (skipped and missed slots are records without any).
+const ENDED_WITH_EVENTS: [RunStatus; 5] = [
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::TimedOut,
+    RunStatus::Cancelled,
+    RunStatus::Interrupted,
+];
 /// How often a follower checks that the run it follows still has a live owner.
 const OWNER_CHECK: Duration = Duration::from_secs(1);
 
@@ -133,14 +142,7 @@ fn wait_for_any_run(
 ) -> Result<i64> {
     let filter = crate::store::HistoryFilter {
         job_id: Some(id.to_owned()),
-        statuses: vec![
-            RunStatus::Running,
-            RunStatus::Succeeded,
-            RunStatus::Failed,
-            RunStatus::TimedOut,
-            RunStatus::Cancelled,
-            RunStatus::Interrupted,
-        ],
+        statuses: [&[RunStatus::Running][..], &ENDED_WITH_EVENTS].concat(),
         limit: 100,
         ..crate::store::HistoryFilter::default()
     };
@@ -181,13 +183,7 @@ fn elsewhere(
                 let filter = crate::store::HistoryFilter {
                     job_id: Some(id.to_owned()),
                     // Skipped and missed slots are records without events.
-                    statuses: vec![
-                        RunStatus::Succeeded,
-                        RunStatus::Failed,
-                        RunStatus::TimedOut,
-                        RunStatus::Cancelled,
-                        RunStatus::Interrupted,
-                    ],
+                    statuses: ENDED_WITH_EVENTS.to_vec(),
                     limit: 1,
                     ..crate::store::HistoryFilter::default()
                 };

@@ -189,16 +189,7 @@ impl QueueStore for PgStore {
                 let (job_id, seq): (String, i64) =
                     (row.try_get(0).map_err(fail)?, row.try_get(1).map_err(fail)?);
                 let slot: Millis = row.try_get(2).map_err(fail)?;
-                tx.execute(
-                    "UPDATE jobs SET next_slot = $2 WHERE id = $1 AND next_slot IS NOT NULL AND next_slot > $2",
-                    &[&job_id, &slot],
-                )
-                .map_err(fail)?;
-                tx.execute(
-                    "DELETE FROM runs WHERE job_id = $1 AND seq = $2",
-                    &[&job_id, &seq],
-                )
-                .map_err(fail)?;
+                super::runs::give_slot_back(&mut tx, &job_id, seq, slot).map_err(fail)?;
                 released.push((job_id, seq));
             }
             tx.commit().map_err(fail)?;

@@ -656,16 +656,7 @@ impl RunStore for PgStore {
             let Some(slot) = slot else {
                 return Ok(false);
             };
-            tx.execute(
-            "UPDATE jobs SET next_slot = $2 WHERE id = $1 AND next_slot IS NOT NULL AND next_slot > $2",
-            &[&job_id, &slot],
-        )
-        .map_err(fail)?;
-            tx.execute(
-                "DELETE FROM runs WHERE job_id = $1 AND seq = $2",
-                &[&job_id, &seq],
-            )
-            .map_err(fail)?;
+            give_slot_back(&mut tx, job_id, seq, slot).map_err(fail)?;
             tx.commit().map_err(fail)?;
             Ok(true)
         })
@@ -894,6 +885,25 @@ const OWES_RETRY: &str = "(replay_of IS NULL AND EXISTS (
         AND NOT EXISTS (SELECT 1 FROM cancel_requests AS c WHERE c.job_id = runs.job_id AND c.seq = runs.seq))::int";
 
 /// Marks the active runs (of one job, or all) whose owner is gone as interrupted.
+/// Removes an unstarted claim and moves its job's pending slot back to `slot` (never forward), so
+/// that the next planner judges the slot afresh.
+pub(super) fn give_slot_back(
+    tx: &mut Transaction<'_>,
+    job_id: &str,
+    seq: i64,
+    slot: Millis,
+) -> PgResult<()> {
+    tx.execute(
+        "UPDATE jobs SET next_slot = $2 WHERE id = $1 AND next_slot IS NOT NULL AND next_slot > $2",
+        &[&job_id, &slot],
+    )?;
+    tx.execute(
+        "DELETE FROM runs WHERE job_id = $1 AND seq = $2",
+        &[&job_id, &seq],
+    )?;
+    Ok(())
+}
+
 fn reap(
     tx: &mut Transaction<'_>,
     job_id: Option<&str>,
