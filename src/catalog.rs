@@ -403,3 +403,75 @@ pub fn fingerprint(home: &Home) -> Result<String> {
     let bytes: Vec<&[u8]> = parts.iter().map(String::as_bytes).collect();
     Ok(format!("{:016x}", crate::digest::fnv1a(&bytes)))
 }
+
+/// A stamp of what `jobs/` and `config.yaml` hold, from their metadata alone (each entry's name,
+/// inode, size, and modification and change times to the nanosecond): equal stamps mean nothing
+/// was written, renamed, replaced or added in between, without reading a file. What the scheduler's
+/// periodic rescan looks at before it reads every spec again (the file watcher reports writes as
+/// they happen; the rescan is there for what it misses). `None` when the directory cannot be
+/// listed: then the files are read.
+pub fn stamp(home: &Home) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = home.jobs_dir();
+    let mut entries: Vec<(std::ffi::OsString, std::fs::Metadata)> = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(listing) => {
+            for entry in listing {
+                let entry = entry.ok()?;
+                let meta = std::fs::symlink_metadata(entry.path()).ok()?;
+                entries.push((entry.file_name(), meta));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Ok(meta) = std::fs::symlink_metadata(home.config_path()) {
+        entries.push(("\0config.yaml".into(), meta));
+    }
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(entries.len());
+    for (name, meta) in &entries {
+        let mut part = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec();
+        for n in [
+            meta.ino(),
+            meta.size(),
+            meta.mtime().cast_unsigned(),
+            meta.mtime_nsec().cast_unsigned(),
+            meta.ctime().cast_unsigned(),
+            meta.ctime_nsec().cast_unsigned(),
+        ] {
+            part.extend_from_slice(&n.to_le_bytes());
+        }
+        parts.push(part);
+    }
+    let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    Some(crate::digest::fnv1a(&slices))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stamp_moves_with_every_write_rename_and_new_file_and_only_then() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path());
+        std::fs::create_dir_all(home.jobs_dir()).expect("jobs/");
+        let spec = home.jobs_dir().join("a.yaml");
+        std::fs::write(&spec, "id: a\n").expect("write");
+        let first = stamp(&home).expect("a stamp");
+        assert_eq!(stamp(&home), Some(first), "nothing changed");
+        // Same size, new content: the times move.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&spec, "id: b\n").expect("rewrite");
+        let rewritten = stamp(&home).expect("a stamp");
+        assert_ne!(rewritten, first);
+        std::fs::rename(&spec, home.jobs_dir().join("b.yaml")).expect("rename");
+        let renamed = stamp(&home).expect("a stamp");
+        assert_ne!(renamed, rewritten);
+        std::fs::write(home.config_path(), "notify: []\n").expect("config");
+        let configured = stamp(&home).expect("a stamp");
+        assert_ne!(configured, renamed);
+        assert_eq!(stamp(&home), Some(configured));
+    }
+}

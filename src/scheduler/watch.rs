@@ -12,6 +12,9 @@ use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
+/// Why [`SpecWatch::changed`] resolved when nothing reported a change: the periodic rescan.
+pub const RESCAN: &str = "periodic rescan";
+
 /// How long the watcher waits for a burst of events (an editor's save) to settle.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -70,7 +73,7 @@ impl SpecWatch {
         tokio::select! {
             Some(()) = events => "spec change",
             Some(()) = config => "config change",
-            _ = self.rescan.tick() => "periodic rescan",
+            _ = self.rescan.tick() => RESCAN,
         }
     }
 }
