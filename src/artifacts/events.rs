@@ -41,9 +41,15 @@ pub enum EventKind {
     /// The run waits for an instance of its job to free up (overlap `queue`).
     RunQueued {
         trigger: Trigger,
+        /// For a run another job's run triggered: that run (or those, for a fan-in), `job#seq`
+        /// comma-separated, so the events alone say why the run started.
+        #[serde(default)]
+        upstream: Option<String>,
     },
     RunStarted {
         trigger: Trigger,
+        #[serde(default)]
+        upstream: Option<String>,
         slot: Option<String>,
         max_attempts: u32,
     },
@@ -333,6 +339,7 @@ mod tests {
         let events = log(&path);
         events.emit(EventKind::RunStarted {
             trigger: Trigger::Manual,
+            upstream: None,
             slot: None,
             max_attempts: 1,
         });
@@ -346,7 +353,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            r#"{"seq":1,"ts":"1970-01-01T00:00:00.000Z","job_id":"job","run":3,"type":"run_started","trigger":"manual","slot":null,"max_attempts":1}"#
+            r#"{"seq":1,"ts":"1970-01-01T00:00:00.000Z","job_id":"job","run":3,"type":"run_started","trigger":"manual","upstream":null,"slot":null,"max_attempts":1}"#
         );
         let (read, torn) = read_events(&path).expect("read");
         assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);

@@ -608,17 +608,27 @@ fn describe(event: &Event) -> Described {
         EventKind::OutputTruncated { lines, bytes, .. } => {
             ("!", Style::Yellow, truncation_note(*lines, *bytes))
         }
-        EventKind::RunQueued { trigger } => (
+        EventKind::RunQueued { trigger, upstream } => (
             ">",
             Style::Dim,
-            format!("{run} queued ({})", trigger.as_str()),
+            format!(
+                "{run} queued ({}{})",
+                trigger.as_str(),
+                upstream_note(upstream.as_deref())
+            ),
         ),
-        EventKind::RunStarted { trigger, slot, .. } => (
+        EventKind::RunStarted {
+            trigger,
+            upstream,
+            slot,
+            ..
+        } => (
             ">",
             Style::Bold,
             format!(
-                "{run} started ({}{})",
+                "{run} started ({}{}{})",
                 trigger.as_str(),
+                upstream_note(upstream.as_deref()),
                 slot.as_ref()
                     .map(|s| format!(", slot {s}"))
                     .unwrap_or_default()
@@ -793,6 +803,11 @@ pub fn output_line(event: &Event, prefix: &str) -> Option<(Stream, String)> {
         }
         _ => None,
     }
+}
+
+/// `, after extract#41` for a triggered run, nothing otherwise.
+fn upstream_note(upstream: Option<&str>) -> String {
+    upstream.map(|u| format!(", after {u}")).unwrap_or_default()
 }
 
 fn truncation_note(lines: u64, bytes: u64) -> String {

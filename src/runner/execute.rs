@@ -202,6 +202,7 @@ pub async fn execute(
     if plan.queued {
         events.emit(EventKind::RunQueued {
             trigger: plan.trigger,
+            upstream: plan.upstream.clone(),
         });
         if let Some(status) = wait_in_queue(&plan, &store, &clock, &mut receipt, &mut stop).await {
             // Still waiting when its node shuts down: taken from a shared store's queue, it goes
@@ -284,6 +285,7 @@ pub async fn execute(
     receipt.status = RunStatus::Running;
     events.emit(EventKind::RunStarted {
         trigger: plan.trigger,
+        upstream: plan.upstream.clone(),
         slot: plan.slot.map(rfc3339),
         max_attempts: spec.retry.max_attempts,
     });

@@ -408,6 +408,25 @@ fn a_chain_runs_its_downstream_once_per_upstream_success_with_the_upstream_varia
         crate::common::schema("run_receipt").is_valid(&receipt),
         "{receipt:#}"
     );
+    // The events alone say why the run started, and the line still fits the event schema.
+    let started = home
+        .events("transform", 1)
+        .into_iter()
+        .find(|e| e["type"] == "run_started")
+        .expect("a run_started event");
+    assert_eq!(started["trigger"], "after");
+    assert_eq!(started["upstream"], "extract#1");
+    assert!(
+        crate::common::schema("event").is_valid(&started),
+        "{started:#}"
+    );
+    let tail = home.run(&["tail", "transform"]);
+    assert_eq!(tail.code, 0, "{}", tail.stderr);
+    assert!(
+        tail.stdout.contains("started (after, after extract#1"),
+        "{}",
+        tail.stdout
+    );
     // What a run triggered, from the upstream's side.
     let (triggered, _) = home.json(&["history", "--upstream", "extract#2"]);
     let jobs: Vec<&str> = triggered["data"]["entries"]
