@@ -336,6 +336,7 @@ impl Source for HomeSource {
                 })
             }
             Route::Run { id, seq } => super::show_run::run(&ctx, id, *seq),
+            Route::Graph => super::graph::run(&ctx, false),
             Route::Events { id, seq } => match super::tail::event_lines(&ctx, id, *seq) {
                 Ok(lines) => return Answer::Lines(lines),
                 Err(e) => Err(e),

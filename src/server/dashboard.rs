@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::extract::Page;
 use super::http::{AppState, blocking};
+use super::layout::{self, Drawing};
 use super::source::{Answer, Artifact, Route};
 use crate::clock::relative;
 
@@ -97,6 +98,43 @@ struct JobDoc {
     policy: Value,
     retry: Value,
     retention: Value,
+    upstream: Vec<EdgeDoc>,
+    downstream: Vec<EdgeDoc>,
+}
+
+/// `jobsctl --json graph`: the jobs on some edge, and the edges.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GraphDoc {
+    nodes: Vec<NodeDoc>,
+    edges: Vec<EdgeDoc>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NodeDoc {
+    id: String,
+    state: String,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct EdgeDoc {
+    from: String,
+    to: String,
+    on: Vec<String>,
+    all: bool,
+}
+
+impl EdgeDoc {
+    /// When the edge triggers, in words.
+    fn when(&self) -> String {
+        if self.all {
+            "once every job of its after_all succeeded".into()
+        } else {
+            format!("on {}", self.on.join(", "))
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -230,6 +268,18 @@ struct JobPage {
     runs: Vec<RunRow>,
     total: String,
     older: Option<String>,
+    /// The jobs whose runs trigger this one's, and those this one's runs trigger: (job, when).
+    upstream: Vec<(String, String)>,
+    downstream: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/graph.html")]
+struct GraphPage {
+    title: String,
+    drawing: Drawing,
+    /// The edges as text too: (upstream, downstream, when).
+    edges: Vec<(String, String, String)>,
 }
 
 struct RunRow {
@@ -475,7 +525,55 @@ pub(super) async fn job_page(
             runs: history.entries.iter().map(|r| run_row(r, now)).collect(),
             total,
             older,
+            upstream: job
+                .upstream
+                .iter()
+                .map(|e| (e.from.clone(), e.when()))
+                .collect(),
+            downstream: job
+                .downstream
+                .iter()
+                .map(|e| (e.to.clone(), e.when()))
+                .collect(),
             id,
+        },
+    )
+}
+
+pub(super) async fn graph_page(State(state): State<AppState>) -> Response {
+    let (status, doc) = match fetch(&state, Route::Graph).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let doc: GraphDoc = serde_json::from_value(doc).unwrap_or_default();
+    let jobs: Vec<layout::Job> = doc
+        .nodes
+        .iter()
+        .map(|n| layout::Job {
+            id: n.id.clone(),
+            state: n.state.clone(),
+        })
+        .collect();
+    let links: Vec<layout::Link> = doc
+        .edges
+        .iter()
+        .map(|e| layout::Link {
+            from: e.from.clone(),
+            to: e.to.clone(),
+            on: e.on.clone(),
+            all: e.all,
+        })
+        .collect();
+    page(
+        status,
+        &GraphPage {
+            title: "graph".into(),
+            drawing: layout::lay_out(&jobs, &links),
+            edges: doc
+                .edges
+                .iter()
+                .map(|e| (e.from.clone(), e.to.clone(), e.when()))
+                .collect(),
         },
     )
 }

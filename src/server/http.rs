@@ -197,7 +197,9 @@ fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/runs/{seq}", get(run))
         .route("/api/jobs/{id}/runs/{seq}/events", get(events))
         .route("/api/overview", get(overview))
+        .route("/api/graph", get(graph))
         .route("/", get(dashboard::jobs_page))
+        .route("/graph", get(dashboard::graph_page))
         .route("/jobs/{id}", get(dashboard::job_page))
         .route("/jobs/{id}/runs/{seq}", get(dashboard::run_page))
         .route("/assets/{name}", get(dashboard::asset))
@@ -306,6 +308,10 @@ async fn answer(state: AppState, route: Route) -> Response {
 
 async fn overview(State(state): State<AppState>) -> Response {
     answer(state, Route::Overview).await
+}
+
+async fn graph(State(state): State<AppState>) -> Response {
+    answer(state, Route::Graph).await
 }
 
 async fn jobs(State(state): State<AppState>) -> Response {

@@ -4,6 +4,7 @@ pub mod access;
 mod dashboard;
 mod extract;
 pub mod http;
+mod layout;
 mod live;
 pub mod source;
 

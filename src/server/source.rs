@@ -28,6 +28,8 @@ pub enum Route {
     Run { id: String, seq: i64 },
     /// `/api/jobs/<id>/runs/<n>/events`: the run's `events.jsonl`, whole lines as written.
     Events { id: String, seq: i64 },
+    /// `/api/graph`: as `jobsctl --json graph`, which jobs' runs trigger which.
+    Graph,
 }
 
 /// What a route answers.

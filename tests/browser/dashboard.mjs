@@ -1,6 +1,6 @@
 // Drives the system's Chromium through the dashboard of a home that tests/cli/dashboard.rs set up,
-// and checks what a person would see: the job list, a job page, a run page whose output appears
-// live and whose status turns final without a reload, and a job's hostile output shown as text that
+// and checks what a person would see: the job list, a job page, the graph of jobs triggering jobs,
+// a run page whose output appears live and whose status turns final without a reload, and a job's hostile output shown as text that
 // opens no dialog and makes no element. Prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
 //
 //   node dashboard.mjs BASE_URL LIVE_JOB HOSTILE_JOB BUSY_JOB SCREENSHOT_DIR GO_FILE
@@ -75,6 +75,29 @@ try {
   report.checks.push("history filter");
   await page.goto(base + "/jobs/" + busyJob, { waitUntil: "load" });
   await page.screenshot({ path: shots + "/job.png", fullPage: true });
+
+  // The graph: reached from the header, a box per job on an edge, a curve per edge, and a box that
+  // leads to its job's page.
+  await page.click("#graph-link");
+  await page.waitForURL(/\/graph$/);
+  const boxes = await page.$$eval("#graph a.node", (nodes) => nodes.map((n) => n.dataset.job));
+  check(boxes.includes(busyJob) && boxes.includes("notice"), "the graph draws both ends of the edge: " + boxes);
+  const curves = await page.$$eval("#graph path.edge", (paths) =>
+    paths.map((p) => [p.dataset.from, p.dataset.to, p.getTotalLength() > 0]),
+  );
+  check(
+    curves.some(([from, to, drawn]) => from === busyJob && to === "notice" && drawn),
+    "the graph draws the edge: " + JSON.stringify(curves),
+  );
+  const [upstreamBox, downstreamBox] = await Promise.all(
+    [busyJob, "notice"].map((job) => page.locator(`#graph a.node[data-job="${job}"] rect`).boundingBox()),
+  );
+  check(upstreamBox.x + upstreamBox.width <= downstreamBox.x, "the upstream is drawn left of its downstream");
+  await page.screenshot({ path: shots + "/graph.png", fullPage: true });
+  await page.click(`#graph a.node[data-job="notice"]`);
+  await page.waitForURL(/\/jobs\/notice$/);
+  check((await page.textContent(".upstream")).includes(busyJob), "the job page names its upstream");
+  report.checks.push("graph");
 
   // The live run: lines written after the page was drawn appear, then the final status.
   const runUrl = base + "/jobs/" + liveJob + "/runs/1";

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: the scheduler of a home serves it on a loopback port, and
 //! Debian's Chromium, driven by `tests/browser/dashboard.mjs` (playwright-core), looks at the job
-//! list, a job page, a run whose output appears live and then ends without a reload, and a job that
-//! prints markup. Also the pages' answers over plain HTTP: escaping, the content policy, 404s.
+//! list, a job page, the graph of jobs triggering jobs, a run whose output appears live and then
+//! ends without a reload, and a job that prints markup. Also the pages' answers over plain HTTP:
+//! escaping, the content policy, the graph's boxes and curves, 404s.
 //!
 //! Needs `node`, Chromium and `npm ci` in `tests/browser` (`.ci/run` sees to all three); without them
 //! the browser test skips, and fails under `JOBS_TEST_STRICT`. With `JOBS_UPDATE_SCREENSHOTS=1` the
@@ -33,6 +34,10 @@ fn dashboard_home() -> TestHome {
         ),
     );
     home.spec("hostile.yaml", HOSTILE);
+    home.spec(
+        "notice.yaml",
+        "id: notice\ndescription: runs after each failure of flaky\nafter:\n  - job: flaky\n    on: [failed]\nrun:\n  command: [\"true\"]\n",
+    );
     home.spec(
         "ticker.yaml",
         "id: ticker\ndescription: prints a line every half second\nrun:\n  shell: \"while test ! -e go; do sleep 0.1; done; for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.5; done\"\n",
@@ -121,7 +126,7 @@ fn the_dashboard_in_a_real_browser_shows_jobs_live_output_and_escaped_markup() {
     );
     let report: serde_json::Value = serde_json::from_str(said.trim()).expect("the report");
     assert_eq!(report["ok"], true, "{report:#}");
-    for shot in ["jobs.png", "job.png", "run.png"] {
+    for shot in ["jobs.png", "job.png", "run.png", "graph.png"] {
         let bytes = std::fs::read(shots.join(shot)).expect("a screenshot");
         assert!(bytes.starts_with(b"\x89PNG"), "{shot} is a PNG");
     }
@@ -173,6 +178,106 @@ fn pages_escape_what_jobs_wrote_and_forbid_inline_scripts() {
         let (status, _) = get(port, path, None);
         assert_eq!(status, 404, "{path}");
     }
+    serve.kill().expect("stop serve");
+}
+
+#[test]
+fn the_graph_page_draws_each_job_and_edge_and_the_job_page_links_them() {
+    let home = TestHome::new();
+    home.spec("extract.yaml", crate::common::manual_spec("extract"));
+    home.spec("extract-eu.yaml", crate::common::manual_spec("extract-eu"));
+    home.spec(
+        "transform.yaml",
+        "id: transform\nafter:\n  - job: extract\nrun:\n  command: [\"true\"]\n",
+    );
+    home.spec(
+        "alert.yaml",
+        "id: alert\nafter:\n  - job: transform\n    on: [failed, timed_out]\nrun:\n  command: [\"true\"]\n",
+    );
+    home.spec(
+        "merge.yaml",
+        "id: merge\nafter_all: [extract, extract-eu]\nrun:\n  command: [\"true\"]\n",
+    );
+    home.spec("alone.yaml", crate::common::manual_spec("alone"));
+    let (mut serve, port) = crate::common::serve(&home, &[]);
+    let (status, api) = get(port, "/api/graph", None);
+    assert_eq!(status, 200, "{api}");
+    let api: serde_json::Value = serde_json::from_str(&api).expect("JSON");
+    assert_eq!(
+        api["data"]["edges"].as_array().map(Vec::len),
+        Some(4),
+        "{api:#}"
+    );
+
+    let (status, html) = get(port, "/graph", None);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("<svg class=\"graph\""), "{html}");
+    // A box per job on an edge (a job on none is not drawn), a curve per edge.
+    for job in ["extract", "extract-eu", "transform", "alert", "merge"] {
+        assert_eq!(
+            html.matches(&format!(
+                "<a href=\"/jobs/{job}\" class=\"node active\" data-job=\"{job}\">"
+            ))
+            .count(),
+            1,
+            "{job}: {html}"
+        );
+    }
+    assert!(!html.contains("data-job=\"alone\""), "{html}");
+    assert_eq!(html.matches("<path class=\"edge").count(), 4, "{html}");
+    assert_eq!(
+        html.matches("<path class=\"edge all\"").count(),
+        2,
+        "{html}"
+    );
+    assert!(html.contains(">failed, timed_out</text>"), "{html}");
+    // Columns follow the chain: extract left of transform left of alert.
+    let x_of = |job: &str| -> u32 {
+        let start = html
+            .find(&format!("data-job=\"{job}\">"))
+            .expect("the job's box");
+        let rect = &html[start..];
+        let at = rect.find("<rect x=\"").expect("its rect") + 9;
+        rect[at..]
+            .split('"')
+            .next()
+            .and_then(|x| x.parse().ok())
+            .expect("a number")
+    };
+    assert!(x_of("extract") < x_of("transform") && x_of("transform") < x_of("alert"));
+    assert!(html.contains("<table class=\"edges\""));
+    let head = raw_head(port, "/graph");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+
+    // The job page names its upstream and downstream jobs as links.
+    let (_, page) = get(port, "/jobs/transform", None);
+    assert!(
+        page.contains(
+            "<dd class=\"upstream\"><a href=\"/jobs/extract\">extract</a> (on succeeded)</dd>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "<dd class=\"downstream\"><a href=\"/jobs/alert\">alert</a> (on failed, timed_out)</dd>"
+        ),
+        "{page}"
+    );
+    serve.kill().expect("stop serve");
+}
+
+#[test]
+fn a_graph_page_with_no_edges_says_so() {
+    let home = TestHome::new();
+    home.spec("alone.yaml", crate::common::manual_spec("alone"));
+    let (mut serve, port) = crate::common::serve(&home, &[]);
+    let (status, html) = get(port, "/graph", None);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("No job is triggered by another"), "{html}");
+    assert!(!html.contains("<svg"), "{html}");
     serve.kill().expect("stop serve");
 }
 
