@@ -110,15 +110,23 @@ impl Catalog {
     /// files are the specs, and a command run in a home whose files differ shows the catalog
     /// without changing it.
     pub fn open(home: &Home, now: DateTime<Utc>) -> Result<Self> {
-        Self::open_as(home, now, false)
+        Self::open_as(home, now, false, &mut || {})
     }
 
     /// As [`Catalog::open`], for the scheduler that leads: its files become the catalog.
-    pub fn open_leading(home: &Home, now: DateTime<Utc>) -> Result<Self> {
-        Self::open_as(home, now, true)
+    /// `synced` is called once the sync has written into the store, before the jobs are read back:
+    /// the scheduler reads its own connection's data version there, so the catalog's commit,
+    /// made through a connection of its own, does not read as another process's change.
+    pub fn open_leading(home: &Home, now: DateTime<Utc>, synced: &mut dyn FnMut()) -> Result<Self> {
+        Self::open_as(home, now, true, synced)
     }
 
-    fn open_as(home: &Home, now: DateTime<Utc>, leading: bool) -> Result<Self> {
+    fn open_as(
+        home: &Home,
+        now: DateTime<Utc>,
+        leading: bool,
+        synced: &mut dyn FnMut(),
+    ) -> Result<Self> {
         // A store missing under a running scheduler was deleted from under it: a new one here would
         // know nothing of the runs in flight, and a manual run could start beside them.
         let location = store::locate(home)?;
@@ -178,10 +186,12 @@ impl Catalog {
                 serde_json::from_str(row.spec_json.as_deref()?).ok()?;
             Some(upstreams.jobs())
         };
+        let stamps = crate::spec::stamps::Stamps::read(&home.spec_stamps_path());
         let files = load_dir_with(
             &home.jobs_dir(),
             now,
             &in_force.config.defaults,
+            &stamps,
             &trusted,
             &crate::spec::relations::Known {
                 groups: Some(&groups),
@@ -198,6 +208,12 @@ impl Catalog {
             tracing::warn!(
                 "this home's specs differ from the catalog the leader synced ({catalog}); showing the catalog, unchanged: make jobs/ and config.yaml the same on every node"
             );
+            SyncReport::default()
+        } else if store.data_version()? == version
+            && !store::would_change(&rows, &files, &|f| home.display_path(&f.path))
+        {
+            // The rows just read are the store as it stands, and they already match every file:
+            // the sync would read them all again to find nothing to do.
             SyncReport::default()
         } else {
             match store.sync_specs(
@@ -218,6 +234,9 @@ impl Catalog {
                 Err(e) => return Err(e),
             }
         };
+        if !sync.is_empty() {
+            synced();
+        }
         // Rows read before the sync are stale if it wrote, or if another process committed meanwhile.
         let rows = if sync.is_empty() && store.data_version()? == version {
             rows
@@ -418,7 +437,9 @@ pub fn stamp(home: &Home) -> Option<u64> {
         Ok(listing) => {
             for entry in listing {
                 let entry = entry.ok()?;
-                let meta = std::fs::symlink_metadata(entry.path()).ok()?;
+                // Relative to the open directory and without following a link, as
+                // `symlink_metadata` of the whole path would, but without walking the path again.
+                let meta = entry.metadata().ok()?;
                 entries.push((entry.file_name(), meta));
             }
         }

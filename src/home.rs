@@ -53,6 +53,11 @@ impl Home {
     }
 
     /// Held (flock) by the one running scheduler.
+    /// The spec files' stamp cache (`spec::stamps`).
+    pub fn spec_stamps_path(&self) -> PathBuf {
+        self.db_dir().join("spec-stamps")
+    }
+
     pub fn scheduler_lock_path(&self) -> PathBuf {
         self.db_dir().join("scheduler.lock")
     }

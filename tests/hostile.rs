@@ -678,7 +678,7 @@ fn load_here(path: &Path) -> jobs::spec::SpecFile {
     load_file(path, now())
 }
 
-fn check_in_process(name: &str, result: &Result<jobs::spec::LoadedSpec, Vec<Problem>>) {
+fn check_in_process<T>(name: &str, result: &Result<T, Vec<Problem>>) {
     if let Err(problems) = result {
         assert_library_problems_well_formed(name, problems);
         for problem in problems {

@@ -11,6 +11,7 @@ use crate::config::{self, CONFIG_FILE, ConfigFile};
 use crate::error::{Error, Result};
 use crate::spec::load::{load_dir_with, load_file_with};
 use crate::spec::relations::Known;
+use crate::spec::stamps::Stamps;
 use crate::spec::{Defaults, Problem};
 
 pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
@@ -45,6 +46,7 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
             &ctx.home.jobs_dir(),
             now,
             &defaults,
+            &Stamps::none(),
             &|_, _| None,
             &home_known,
         )? {
@@ -59,7 +61,9 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Report> {
                 } else {
                     &alone
                 };
-                for file in load_dir_with(path, now, &defaults, &|_, _| None, known)? {
+                for file in
+                    load_dir_with(path, now, &defaults, &Stamps::none(), &|_, _| None, known)?
+                {
                     files.push((file.path.display().to_string(), Checked::spec(&file)));
                 }
             } else if path.file_name().is_some_and(|name| name == CONFIG_FILE) {

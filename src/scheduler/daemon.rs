@@ -209,7 +209,9 @@ pub async fn run(
         None
     };
     let store = Arc::new(Mutex::new(store));
+    let pass = std::time::Instant::now();
     let spec_stamp = crate::catalog::stamp(&home);
+    let pass = pass.elapsed();
     let first = if node
         .as_ref()
         .is_none_or(|n| n.leads(std::time::Instant::now()))
@@ -277,6 +279,7 @@ pub async fn run(
         spec_stamp,
     };
     daemon.parts.server = server;
+    daemon.parts.watch.pace(pass);
     if let Some(mirror) = &daemon.parts.mirror {
         let sender = mirror.sender();
         daemon.parts.supervisor.mirror_to(sender);
@@ -660,9 +663,16 @@ impl Daemon {
         // changed by their metadata: at 100,000 jobs, reading them all every 30 s cost a sixth of
         // a core. The stamp is taken before the reload, so a change made while it reads is seen
         // at the next rescan.
+        let pass = std::time::Instant::now();
         let stamp = crate::catalog::stamp(&self.home);
+        self.parts.watch.pace(pass.elapsed());
         let unchanged = why == super::watch::RESCAN && stamp.is_some() && stamp == self.spec_stamp;
-        let reloaded = if unchanged { Ok(()) } else { self.reload() };
+        let reloaded = if unchanged {
+            Ok(())
+        } else {
+            tracing::debug!("reading the specs again after {why}");
+            self.reload()
+        };
         self.parts.supervisor.deliver_cancels();
         match reloaded {
             Ok(()) => self.spec_stamp = stamp,

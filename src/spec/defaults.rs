@@ -33,9 +33,13 @@ impl Defaults {
     /// The content hash a spec file of these `bytes` has under these defaults: the file's own hash
     /// when there are none, so homes without a config keep the hashes they always had.
     pub fn spec_hash(&self, bytes: &[u8]) -> String {
-        let own = content_hash(bytes);
+        self.spec_hash_of(&content_hash(bytes))
+    }
+
+    /// As [`Defaults::spec_hash`], from the hash of the file's own bytes.
+    pub fn spec_hash_of(&self, own: &str) -> String {
         if self.hash.is_empty() {
-            own
+            own.to_owned()
         } else {
             content_hash(format!("{own} with defaults {}", self.hash).as_bytes())
         }

@@ -19,7 +19,8 @@ pub use super::problem::Problem;
 use super::problem::problem_at;
 pub use super::schema::JOB_SCHEMA;
 use super::schema::{Document, implausible_spec, schema_problems};
-use super::yaml::{self, locate_problem, read_limited};
+use super::stamps::{Stamp, Stamps};
+use super::yaml::{self, locate_problem, read_limited_stamped, stat_readable};
 use crate::digest::content_hash;
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
@@ -47,7 +48,10 @@ pub struct SpecFile {
     /// The id the file name implies, when the name is a valid id.
     pub stem_id: Option<String>,
     pub hash: String,
-    pub outcome: Result<LoadedSpec, Vec<Problem>>,
+    /// Boxed: a spec is some 700 bytes, and at 100,000 files each move of the list copied them all.
+    pub outcome: Result<Box<LoadedSpec>, Vec<Problem>>,
+    /// The file's stamp and the hash of its own bytes, when it could be read (for the stamp cache).
+    pub seen: Option<(Stamp, String)>,
 }
 
 impl SpecFile {
@@ -107,6 +111,7 @@ pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
         dir,
         now,
         &Defaults::default(),
+        &Stamps::none(),
         &|_, _| None,
         &super::relations::Known {
             groups: None,
@@ -117,11 +122,13 @@ pub fn load_dir(dir: &Path, now: DateTime<Utc>) -> Result<Vec<SpecFile>> {
 
 /// As [`load_dir`], each spec completed by `defaults` (the home's config) before it is checked, and
 /// taken from `trusted` when it knows the file's content; then the specs are checked against each
-/// other and against what the config defines (`known`).
+/// other and against what the config defines (`known`). A file `stamps` knows at its current
+/// metadata is not read at all when `trusted` knows its content; `stamps` is written again after.
 pub fn load_dir_with(
     dir: &Path,
     now: DateTime<Utc>,
     defaults: &Defaults,
+    stamps: &Stamps,
     trusted: Trusted<'_>,
     known: &super::relations::Known<'_>,
 ) -> Result<Vec<SpecFile>> {
@@ -144,7 +151,7 @@ pub fn load_dir_with(
     paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     let mut seen = HashSet::new();
     let mut files = Vec::with_capacity(paths.len());
-    for mut file in load_all(&paths, now, defaults, trusted) {
+    for mut file in load_all(&paths, now, defaults, stamps, trusted) {
         if let Some(id) = &file.stem_id
             && !seen.insert(id.clone())
         {
@@ -161,6 +168,14 @@ pub fn load_dir_with(
         }
         files.push(file);
     }
+    let seen: Vec<(&str, Stamp, &str)> = files
+        .iter()
+        .filter_map(|file| {
+            let (stamp, own) = file.seen.as_ref()?;
+            Some((file.path.file_name()?.to_str()?, *stamp, own.as_str()))
+        })
+        .collect();
+    stamps.save(&seen);
     super::relations::check(&mut files, known);
     Ok(files)
 }
@@ -174,6 +189,7 @@ fn load_all(
     paths: &[PathBuf],
     now: DateTime<Utc>,
     defaults: &Defaults,
+    stamps: &Stamps,
     trusted: Trusted<'_>,
 ) -> Vec<SpecFile> {
     let threads = std::thread::available_parallelism()
@@ -183,7 +199,7 @@ fn load_all(
     if threads < 2 {
         return paths
             .iter()
-            .map(|path| load_file_trusting(path, now, defaults, trusted))
+            .map(|path| load_file_trusting(path, now, defaults, stamps, trusted))
             .collect();
     }
     let chunk = paths.len().div_ceil(threads);
@@ -193,7 +209,7 @@ fn load_all(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|path| load_file_trusting(path, now, defaults, trusted))
+                        .map(|path| load_file_trusting(path, now, defaults, stamps, trusted))
                         .collect::<Vec<_>>()
                 })
             })
@@ -216,13 +232,14 @@ pub fn load_file(path: &Path, now: DateTime<Utc>) -> SpecFile {
 
 /// As [`load_file`], the spec completed by `defaults` before it is checked.
 pub fn load_file_with(path: &Path, now: DateTime<Utc>, defaults: &Defaults) -> SpecFile {
-    load_file_trusting(path, now, defaults, &|_, _| None)
+    load_file_trusting(path, now, defaults, &Stamps::none(), &|_, _| None)
 }
 
 fn load_file_trusting(
     path: &Path,
     now: DateTime<Utc>,
     defaults: &Defaults,
+    stamps: &Stamps,
     trusted: Trusted<'_>,
 ) -> SpecFile {
     let stem_id = path
@@ -230,22 +247,41 @@ fn load_file_trusting(
         .and_then(|s| s.to_str())
         .filter(|s| is_valid_id(s))
         .map(str::to_owned);
-    let bytes = match read_limited(path) {
-        Ok(bytes) => bytes,
+    // Unchanged since the cache saw it, and the store checked that content: nothing to read.
+    if let Some(id) = &stem_id
+        && let Some(name) = path.file_name().and_then(|n| n.to_str())
+        && let Some(meta) = stat_readable(path)
+        && let Some(own) = stamps.own_hash(name, &meta)
+    {
+        let hash = defaults.spec_hash_of(own);
+        if let Some(loaded) = trusted(id, &hash) {
+            return SpecFile {
+                path: path.to_owned(),
+                stem_id,
+                hash,
+                outcome: Ok(Box::new(loaded)),
+                seen: Some((Stamp::of(&meta), own.to_owned())),
+            };
+        }
+    }
+    let (bytes, meta) = match read_limited_stamped(path) {
+        Ok(read) => read,
         Err(problem) => {
             return SpecFile {
                 path: path.to_owned(),
                 stem_id,
                 hash: String::new(),
                 outcome: Err(vec![problem]),
+                seen: None,
             };
         }
     };
-    let hash = defaults.spec_hash(&bytes);
+    let own = content_hash(&bytes);
+    let hash = defaults.spec_hash_of(&own);
     let outcome = match &stem_id {
         Some(id) => match trusted(id, &hash) {
-            Some(loaded) => Ok(loaded),
-            None => load_bytes(&bytes, id, now, defaults),
+            Some(loaded) => Ok(Box::new(loaded)),
+            None => load_bytes(&bytes, id, now, defaults).map(Box::new),
         },
         None => {
             let stem = path
@@ -269,6 +305,7 @@ fn load_file_trusting(
         stem_id,
         hash,
         outcome,
+        seen: Some((Stamp::of(&meta), own)),
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod problem;
 pub mod relations;
 pub(crate) mod schema;
 pub(crate) mod size;
+pub mod stamps;
 pub(crate) mod yaml;
 
 // Durations are shared with the schedule and the command line; they stay reachable here as before.

@@ -16,6 +16,22 @@ use super::problem::{Problem, problem_at};
 pub(super) const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
 pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
+    read_limited_stamped(path).map(|(bytes, _)| bytes)
+}
+
+/// The metadata of `path` (through a link) if it is a regular file a spec may be read from, for a
+/// look at the stamp cache before reading it: the same refusals as [`read_limited`] apply, so a file
+/// the cache knows is never believed where reading it would be refused.
+pub(crate) fn stat_readable(path: &Path) -> Option<fs::Metadata> {
+    let metadata = fs::metadata(path).ok()?;
+    (metadata.is_file()
+        && unsafe_ownership(&metadata, rustix::process::geteuid().is_root()).is_none())
+    .then_some(metadata)
+}
+
+/// As [`read_limited`], with the metadata of the handle read, taken before the read: a write after it
+/// moves the file's times past what is returned, so a stamp made from it never hides a change.
+pub(crate) fn read_limited_stamped(path: &Path) -> Result<(Vec<u8>, fs::Metadata), Problem> {
     use std::os::unix::fs::OpenOptionsExt;
     let unreadable = |e: std::io::Error| {
         problem_at(1, 1, "", "unreadable", format!("cannot read the file: {e}"))
@@ -42,7 +58,8 @@ pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
     if let Some(problem) = unsafe_ownership(&metadata, rustix::process::geteuid().is_root()) {
         return Err(problem);
     }
-    let mut bytes = Vec::new();
+    let mut bytes =
+        Vec::with_capacity(usize::try_from(metadata.len().min(MAX_SPEC_BYTES)).unwrap_or(0) + 1);
     file.take(MAX_SPEC_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
@@ -55,7 +72,7 @@ pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
             "the file is larger than 1 MiB; a job spec should be a few hundred bytes".into(),
         ));
     }
-    Ok(bytes)
+    Ok((bytes, metadata))
 }
 
 fn not_a_regular_file(kind: &fs::FileType) -> Problem {

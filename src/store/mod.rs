@@ -25,3 +25,4 @@ pub use records::{
     RetainedRun, RunRow, RunStats, SharedLimits, StateChange, SyncReport, Take, TakenRun,
     TickRecord, TickResult, TryRecord,
 };
+pub use sync::would_change;

@@ -53,6 +53,35 @@ pub(super) struct SyncState {
     pub present: bool,
 }
 
+/// Whether syncing `files` would change anything in a store whose jobs are `rows` (read with
+/// [`crate::store::JobStore::job_rows`]): the same judgement as the sync's own first look, made on
+/// rows a caller already holds, so an unchanged home is not read from the store twice.
+pub fn would_change(
+    rows: &[crate::store::JobRow],
+    files: &[SpecFile],
+    display_path: &dyn Fn(&SpecFile) -> String,
+) -> bool {
+    let state: HashMap<String, SyncState> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.id.clone(),
+                SyncState {
+                    spec_path: row.spec_path.clone(),
+                    spec_hash: row.spec_hash.clone(),
+                    good_hash: row.good_hash.clone(),
+                    checked_by: row.checked_by.clone(),
+                    // Only a change needs the old spec, and this only asks whether there is one.
+                    spec_json: None,
+                    invalid: row.load_error.is_some(),
+                    present: row.present,
+                },
+            )
+        })
+        .collect();
+    !plan(&state, files, display_path).is_empty()
+}
+
 /// Pure: the changes that bring `rows` in line with `files`. The first file of an id wins, so a
 /// duplicate (`a.yaml` beside `a.yml`) never disturbs the job.
 pub(super) fn plan(

@@ -138,3 +138,59 @@ fn an_unchanged_home_writes_nothing() {
         .expect("row");
     assert_eq!(before, after);
 }
+
+#[test]
+fn a_spec_rewritten_in_place_is_read_again_whatever_the_stamp_cache_says() {
+    let home = TestHome::new();
+    let spec = |word: &str| format!("id: a\ndescription: {word}\nrun:\n  command: [\"true\"]\n");
+    home.spec("a.yaml", spec("first"));
+    // Older than the cache's margin for files changed just before it is written.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let description = |home: &TestHome| {
+        let (list, code) = home.json(&["list"]);
+        assert_eq!(code, 0, "{list}");
+        list["data"]["jobs"][0]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(description(&home), "first");
+    let cache = home.path().join("db/spec-stamps");
+    let kept = std::fs::read_to_string(&cache).expect("the stamp cache is kept");
+    assert!(kept.lines().any(|l| l.starts_with("a.yaml\t")), "{kept}");
+    assert_eq!(description(&home), "first", "from the cache");
+
+    // The same size, and the modification time put back: the change time still moves.
+    let path = home.path().join("jobs/a.yaml");
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    std::fs::write(&path, spec("again")).expect("rewrite");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(modified))
+        .expect("set the mtime back");
+    assert_eq!(description(&home), "again");
+
+    // A cache that is garbage, or a link planted in its place, is no cache: the files are read,
+    // and nothing is written through the link.
+    std::fs::write(&cache, "not a cache\n").expect("garbage");
+    assert_eq!(description(&home), "again");
+    let outside = tempfile::NamedTempFile::new().expect("outside file");
+    std::fs::remove_file(&cache).expect("remove cache");
+    std::os::unix::fs::symlink(outside.path(), &cache).expect("plant a link");
+    assert_eq!(description(&home), "again");
+    assert_eq!(
+        std::fs::read_to_string(outside.path()).expect("outside"),
+        "",
+        "not written through the link"
+    );
+    assert!(
+        !std::fs::symlink_metadata(&cache)
+            .expect("cache")
+            .file_type()
+            .is_symlink(),
+        "the link is replaced by a file of its own"
+    );
+}

@@ -34,14 +34,15 @@ impl JobStore for PgStore {
         super::connection::in_place(|| {
             let fail = |e| pg_error("sync the specs into the store", e);
             // A plain read first: most syncs change nothing and need no write lock.
-            let state = read_sync_state(&mut **self.client.borrow_mut()).map_err(fail)?;
+            // Without the stored specs (only a changed job needs its old one).
+            let state = read_sync_state(&mut **self.client.borrow_mut(), false).map_err(fail)?;
             if plan(&state, files, display_path).is_empty() {
                 return Ok(SyncReport::default());
             }
             let mut tx = self.write().map_err(fail)?;
             // Plan again under the write lock: another process may have synced in between.
             let changes = plan(
-                &read_sync_state(&mut tx).map_err(fail)?,
+                &read_sync_state(&mut tx, true).map_err(fail)?,
                 files,
                 display_path,
             );
@@ -220,12 +221,21 @@ fn job_row(row: &Row) -> std::result::Result<JobRow, postgres::Error> {
     })
 }
 
+/// What the sync compares, each job's stored spec only `with_specs`.
 fn read_sync_state(
     client: &mut impl GenericClient,
+    with_specs: bool,
 ) -> std::result::Result<HashMap<String, SyncState>, postgres::Error> {
+    let spec = if with_specs {
+        "spec_json"
+    } else {
+        "NULL::text"
+    };
     let rows = client.query(
-        "SELECT id, spec_path, spec_hash, good_hash, spec_json, load_error IS NOT NULL, present, checked_by
-         FROM jobs",
+        &format!(
+            "SELECT id, spec_path, spec_hash, good_hash, {spec}, load_error IS NOT NULL, present, checked_by
+             FROM jobs"
+        ),
         &[],
     )?;
     rows.iter()

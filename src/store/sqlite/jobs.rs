@@ -31,8 +31,10 @@ impl JobStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<SyncReport> {
         let fail = |e| store_error("sync the specs into the store", e);
+        // Without the stored specs (only a changed job needs its old one): at 100,000 jobs they are
+        // most of what this read would copy.
         let changes = plan(
-            &read_sync_state(&self.conn).map_err(fail)?,
+            &read_sync_state(&self.conn, false).map_err(fail)?,
             files,
             display_path,
         );
@@ -44,7 +46,11 @@ impl JobStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
         // Plan again under the write lock: another process may have synced in between.
-        let changes = plan(&read_sync_state(&tx).map_err(fail)?, files, display_path);
+        let changes = plan(
+            &read_sync_state(&tx, true).map_err(fail)?,
+            files,
+            display_path,
+        );
         let mut report = SyncReport::default();
         for change in changes {
             apply(&tx, &change, Millis(now), &mut report).map_err(fail)?;
@@ -209,10 +215,15 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
     })
 }
 
-fn read_sync_state(conn: &rusqlite::Connection) -> rusqlite::Result<HashMap<String, SyncState>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, spec_path, spec_hash, good_hash, spec_json, load_error IS NOT NULL, present, checked_by FROM jobs",
-    )?;
+/// What the sync compares, each job's stored spec only `with_specs`.
+fn read_sync_state(
+    conn: &rusqlite::Connection,
+    with_specs: bool,
+) -> rusqlite::Result<HashMap<String, SyncState>> {
+    let spec = if with_specs { "spec_json" } else { "NULL" };
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT id, spec_path, spec_hash, good_hash, {spec}, load_error IS NOT NULL, present, checked_by FROM jobs"
+    ))?;
     let rows = statement.query_map([], |row| {
         Ok((
             row.get::<_, String>(0)?,
