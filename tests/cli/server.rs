@@ -42,6 +42,11 @@ fn the_scheduler_serves_metrics_promtool_reads_and_health() {
         ),
     );
     home.spec("paused.yaml", "id: paused\nrun:\n  command: [\"true\"]\n");
+    // Disabled in its spec, not by an operator: the state is read from the stored spec.
+    home.spec(
+        "off.yaml",
+        "id: off\nenabled: false\nrun:\n  command: [\"true\"]\n",
+    );
     assert_eq!(home.run(&["pause", "paused"]).code, 0);
     let scheduler = SchedulerStart::new(home.path())
         .args(&["--listen", "127.0.0.1:0"])
@@ -62,6 +67,7 @@ fn the_scheduler_serves_metrics_promtool_reads_and_health() {
         "jobs_scheduler_up 1\n",
         "jobs_job_state{job_id=\"paused\",state=\"paused\"} 1\n",
         "jobs_job_state{job_id=\"flip\",state=\"active\"} 1\n",
+        "jobs_job_state{job_id=\"off\",state=\"disabled\"} 1\n",
         "jobs_last_success_timestamp_seconds{job_id=\"flip\"} ",
         "jobs_last_failure_timestamp_seconds{job_id=\"flip\"} ",
         "jobs_next_slot_timestamp_seconds{job_id=\"flip\"} ",
