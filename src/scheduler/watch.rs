@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use notify::event::ModifyKind;
+use notify::event::{MetadataKind, ModifyKind};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
@@ -41,6 +41,19 @@ pub struct SpecWatch {
     rescan: tokio::time::Interval,
     /// The period asked for: the rescan's shortest.
     rescan_every: Duration,
+    /// The watched directory and its identity (device, inode) when the watch began: a directory
+    /// replaced since (removed and made again, or a link moved) is no longer the one watched.
+    dir: std::path::PathBuf,
+    dir_identity: Option<(u64, u64)>,
+    /// The rescan's period while file events come (see [`SpecWatch::pace`]), and when it last ran.
+    stretched: Duration,
+    last_rescan: tokio::time::Instant,
+}
+
+/// A directory's device and inode.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl SpecWatch {
@@ -61,7 +74,12 @@ impl SpecWatch {
         };
         let mut rescan = tokio::time::interval(rescan_every);
         rescan.reset();
+        let dir_identity = identity(dir);
         Self {
+            dir: dir.to_owned(),
+            dir_identity,
+            stretched: rescan_every,
+            last_rescan: tokio::time::Instant::now(),
             _watcher: watcher,
             changes,
             _config_watcher: config_watcher,
@@ -74,38 +92,53 @@ impl SpecWatch {
     /// Sets the rescan's period from how long its metadata pass took (`pass`): the period asked
     /// for while that costs little, longer once the specs are many (at 100,000 files a pass takes
     /// about 0.3 s, so one every 30 s was 1 % of a core while nothing changed). Without file events
-    /// the rescan is the only way changes are seen, and keeps the period asked for.
+    /// (none on this platform, or the directory watched was replaced since) the rescan is the only
+    /// way changes are seen, and keeps the period asked for.
     pub fn pace(&mut self, pass: Duration) {
-        let period = if self.changes.is_some() {
-            pass.saturating_mul(RESCAN_COST_SHARE)
-                .clamp(self.rescan_every, RESCAN_AT_MOST.max(self.rescan_every))
-        } else {
-            self.rescan_every
-        };
-        if period != self.rescan.period() {
-            tracing::debug!("the periodic rescan now runs every {period:?}");
-            self.rescan = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let period = pass
+            .saturating_mul(RESCAN_COST_SHARE)
+            .clamp(self.rescan_every, RESCAN_AT_MOST.max(self.rescan_every));
+        if period != self.stretched {
+            tracing::debug!("while file events come, the periodic rescan runs every {period:?}");
+            self.stretched = period;
         }
+        self.last_rescan = tokio::time::Instant::now();
     }
 
     /// Resolves when the specs should be read again, saying why.
     pub async fn changed(&mut self) -> &'static str {
+        // Whether file events report the directory's changes: a watch was made, and the directory
+        // is still the one it was made on. Looked at every `rescan_every` (one `stat`).
+        let watched = self.changes.is_some() && self.dir_identity.is_some();
+        let (dir, dir_identity) = (&self.dir, self.dir_identity);
+        let events_come = || watched && identity(dir) == dir_identity;
+        let (stretched, last_rescan) = (self.stretched, self.last_rescan);
+        let rescan = &mut self.rescan;
+        let changes = &mut self.changes;
+        let config_changes = &mut self.config_changes;
         let events = async {
-            match self.changes.as_mut() {
+            match changes.as_mut() {
                 Some(changes) => changes.recv().await,
                 None => std::future::pending().await,
             }
         };
         let config = async {
-            match self.config_changes.as_mut() {
+            match config_changes.as_mut() {
                 Some(changes) => changes.recv().await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            Some(()) = events => "spec change",
-            Some(()) = config => "config change",
-            _ = self.rescan.tick() => RESCAN,
+        tokio::pin!(events, config);
+        loop {
+            tokio::select! {
+                Some(()) = &mut events => return "spec change",
+                Some(()) = &mut config => return "config change",
+                _ = rescan.tick() => {
+                    if !events_come() || last_rescan.elapsed() >= stretched {
+                        return RESCAN;
+                    }
+                }
+            }
         }
     }
 }
@@ -175,7 +208,12 @@ pub fn watch(dir: &Path, only: Option<&OsStr>) -> Option<(SpecWatcher, mpsc::Rec
 
 fn is_change(kind: &EventKind) -> bool {
     match kind {
-        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        // A chmod or chown counts (a spec refused for its permissions is fixed by one, and the
+        // periodic rescan may be minutes away); a read's access time does not.
+        EventKind::Access(_)
+        | EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime | MetadataKind::WriteTime,
+        )) => false,
         EventKind::Create(_)
         | EventKind::Modify(_)
         | EventKind::Remove(_)
@@ -186,7 +224,7 @@ fn is_change(kind: &EventKind) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, RenameMode};
+    use notify::event::{AccessKind, CreateKind, DataChange, RenameMode};
 
     use super::*;
 
@@ -197,6 +235,13 @@ mod tests {
             MetadataKind::AccessTime
         ))));
         assert!(is_change(&EventKind::Create(CreateKind::File)));
+        assert!(
+            is_change(&EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any))),
+            "inotify's IN_ATTRIB: a chmod or chown"
+        );
+        assert!(is_change(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::Permissions
+        ))));
         assert!(is_change(&EventKind::Modify(ModifyKind::Data(
             DataChange::Content
         ))));

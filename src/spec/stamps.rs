@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 use crate::artifacts::rundir::{open_read, open_regular};
 use crate::digest::fnv1a;
 
-/// The first line of the file: its kind and format.
-const HEADER: &str = "jobs spec stamps 1";
+/// The first line of the file: its kind and format, then the time its entries are as of.
+const HEADER: &str = "jobs spec stamps 2";
 
-/// A file changed less than this before the cache was written may have changed again within the
-/// file system's clock tick without moving its times: its entry is not believed (Git's "racy"
-/// entries). The cache is written again, and then trusted, once the file is older than this.
+/// A file changed less than this before its metadata was taken may change again within the file
+/// system's clock tick without moving its times: its entry is not believed (Git's "racy" entries).
+/// The cache is written again, and then trusted, once the file is older than this when a load
+/// begins.
 const RACY_SECS: i64 = 2;
 
 /// A file's metadata as far as a change to its content must move it.
@@ -47,6 +48,12 @@ impl Stamp {
     fn changed_secs(&self) -> i64 {
         self.mtime.0.max(self.ctime.0)
     }
+
+    /// Whether the file had not changed for [`RACY_SECS`] when metadata taken after `as_of` was:
+    /// then a later write moves its change time, whatever the clock's tick.
+    fn settled_by(&self, as_of: i64) -> bool {
+        self.changed_secs().saturating_add(RACY_SECS) <= as_of
+    }
 }
 
 /// One file's entry: its stamp and the hash of its own bytes (before any defaults).
@@ -61,8 +68,11 @@ struct Entry {
 pub struct Stamps {
     path: Option<PathBuf>,
     entries: HashMap<String, Entry>,
-    /// When the cache was written (its own modification time, in seconds).
-    written_secs: i64,
+    /// The time the entries read are as of: the start of the load that took their metadata.
+    as_of: i64,
+    /// The start of this load (the clock read before any file is listed): what a cache written
+    /// from it is as of.
+    began: i64,
 }
 
 impl Stamps {
@@ -73,23 +83,26 @@ impl Stamps {
 
     /// Reads the cache at `path`; anything amiss with it (missing, not ours, torn) is an empty one.
     pub fn read(path: &Path) -> Self {
+        // Before anything is listed: every stamp this load takes is from after it. A clock stepped
+        // back makes entries look recent (they are read again), never the other way round.
+        let began = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let mut stamps = Self {
             path: Some(path.to_owned()),
+            began,
             ..Self::default()
         };
         let Ok(mut file) = open_read(path) else {
-            return stamps;
-        };
-        let Ok(meta) = file.metadata() else {
             return stamps;
         };
         let mut text = String::new();
         if file.read_to_string(&mut text).is_err() {
             return stamps;
         }
-        if let Some(entries) = parse(&text) {
+        if let Some((as_of, entries)) = parse(&text) {
             stamps.entries = entries;
-            stamps.written_secs = meta.mtime();
+            stamps.as_of = as_of;
         }
         stamps
     }
@@ -99,8 +112,7 @@ impl Stamps {
     pub fn own_hash(&self, name: &str, meta: &Metadata) -> Option<&str> {
         let entry = self.entries.get(name)?;
         let stamp = Stamp::of(meta);
-        (entry.stamp == stamp && stamp.changed_secs() + RACY_SECS <= self.written_secs)
-            .then_some(entry.own_hash.as_str())
+        (entry.stamp == stamp && stamp.settled_by(self.as_of)).then_some(entry.own_hash.as_str())
     }
 
     /// Writes the cache again when `seen` (each file's name, stamp and own hash, as just loaded)
@@ -113,15 +125,13 @@ impl Stamps {
         let same = seen.len() == self.entries.len()
             && seen.iter().all(|(name, stamp, hash)| {
                 self.entries.get(*name).is_some_and(|e| {
-                    e.stamp == *stamp
-                        && e.own_hash == *hash
-                        && stamp.changed_secs() + RACY_SECS <= self.written_secs
+                    e.stamp == *stamp && e.own_hash == *hash && stamp.settled_by(self.as_of)
                 })
             });
         if same {
             return;
         }
-        if let Err(e) = replace(path, render(seen).as_bytes()) {
+        if let Err(e) = replace(path, render(self.began, seen).as_bytes()) {
             tracing::debug!("the spec stamps were not kept: {e}");
         }
     }
@@ -155,10 +165,9 @@ fn check_of(line: &str) -> String {
     format!("{:016x}", fnv1a(&[line.as_bytes()]))
 }
 
-fn render(seen: &[(&str, Stamp, &str)]) -> String {
+fn render(as_of: i64, seen: &[(&str, Stamp, &str)]) -> String {
     let mut text = String::with_capacity(seen.len() * 96 + 64);
-    text.push_str(HEADER);
-    text.push('\n');
+    text.push_str(&format!("{HEADER} {as_of}\n"));
     let mut count = 0usize;
     for (name, s, hash) in seen {
         // A name the line format cannot hold is simply read every time.
@@ -182,15 +191,20 @@ fn render(seen: &[(&str, Stamp, &str)]) -> String {
 
 /// The entries of a whole cache: `None` unless the header, every line and the closing count agree,
 /// so a file cut short by a crash is never half believed.
-fn parse(text: &str) -> Option<HashMap<String, Entry>> {
+fn parse(text: &str) -> Option<(i64, HashMap<String, Entry>)> {
     let mut lines = text.split_terminator('\n');
-    if lines.next()? != HEADER {
-        return None;
-    }
+    let as_of: i64 = lines
+        .next()?
+        .strip_prefix(HEADER)?
+        .strip_prefix(' ')?
+        .parse()
+        .ok()?;
     let mut entries = HashMap::new();
     for line in lines {
-        if let Some(count) = line.strip_prefix("end ") {
-            return (count.parse::<usize>().ok()? == entries.len()).then_some(entries);
+        // An entry always has tabs, whatever its file is named (`end 1.yaml` included).
+        if !line.contains('\t') {
+            let count = line.strip_prefix("end ")?;
+            return (count.parse::<usize>().ok()? == entries.len()).then_some((as_of, entries));
         }
         let (body, check) = line.rsplit_once('\t')?;
         if check_of(body) != check {
@@ -234,16 +248,29 @@ mod tests {
 
     #[test]
     fn a_cache_reads_back_what_was_written() {
-        let text = render(&[("a.yaml", stamp(10), "00ff"), ("b.yml", stamp(11), "ff00")]);
-        let entries = parse(&text).expect("a whole cache");
+        let text = render(
+            100,
+            &[
+                ("a.yaml", stamp(10), "00ff"),
+                ("end 1.yml", stamp(11), "ff00"),
+            ],
+        );
+        let (as_of, entries) = parse(&text).expect("a whole cache");
+        assert_eq!(as_of, 100);
         assert_eq!(entries.len(), 2);
         assert_eq!(entries["a.yaml"].stamp, stamp(10));
-        assert_eq!(entries["b.yml"].own_hash, "ff00");
+        assert_eq!(
+            entries["end 1.yml"].own_hash, "ff00",
+            "a name like the trailer"
+        );
     }
 
     #[test]
     fn a_cache_cut_short_or_changed_is_not_believed_at_all() {
-        let text = render(&[("a.yaml", stamp(10), "00ff"), ("b.yml", stamp(11), "ff00")]);
+        let text = render(
+            100,
+            &[("a.yaml", stamp(10), "00ff"), ("b.yml", stamp(11), "ff00")],
+        );
         let cut = &text[..text.len() - "end 2\n".len()];
         assert!(parse(cut).is_none(), "no closing count");
         let torn = &text[..text.find("b.yml").expect("second entry") + 8];
@@ -253,12 +280,13 @@ mod tests {
             parse(&text.replacen("00ff", "00fe", 1)).is_none(),
             "a line whose check does not match"
         );
-        assert!(parse(&text.replace(HEADER, "jobs spec stamps 0")).is_none());
+        assert!(parse(&text.replace(HEADER, "jobs spec stamps 1")).is_none());
+        assert!(parse(&text.replace(" 100\n", "\n")).is_none(), "no time");
         assert!(parse("").is_none());
     }
 
     #[test]
-    fn an_entry_is_believed_only_at_the_same_metadata_and_once_old_enough() {
+    fn an_entry_is_believed_only_at_the_same_metadata_and_once_settled_before_its_load() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("a.yaml");
         std::fs::write(&file, "id: a\n").expect("write");
@@ -272,9 +300,10 @@ mod tests {
                 own_hash: "abc".into(),
             },
         );
-        stamps.written_secs = now.changed_secs();
+        // Taken by a load that began when the file had just changed: it may change again unseen.
+        stamps.as_of = now.changed_secs();
         assert_eq!(stamps.own_hash("a.yaml", &meta), None, "racy: just written");
-        stamps.written_secs = now.changed_secs() + RACY_SECS;
+        stamps.as_of = now.changed_secs() + RACY_SECS;
         assert_eq!(stamps.own_hash("a.yaml", &meta), Some("abc"));
         assert_eq!(stamps.own_hash("b.yaml", &meta), None, "another name");
         std::fs::write(&file, "id: b\n").expect("rewrite");
@@ -282,6 +311,26 @@ mod tests {
         if Stamp::of(&changed) != now {
             assert_eq!(stamps.own_hash("a.yaml", &changed), None, "rewritten");
         }
+        // Times at the end of the range never overflow into belief.
+        let far = Stamp {
+            mtime: (i64::MAX, 0),
+            ..now
+        };
+        assert!(!far.settled_by(i64::MAX - 1));
+    }
+
+    #[test]
+    fn a_cache_is_as_of_the_start_of_the_load_that_wrote_it_not_of_its_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("spec-stamps");
+        let mut stamps = Stamps::read(&path);
+        // The load began long before it saved (a slow machine, a suspended command): a file that
+        // changed just before it began stays unbelieved, however late the cache is written.
+        stamps.began = 1_000;
+        stamps.save(&[("a.yaml", stamp(999), "00ff")]);
+        let again = Stamps::read(&path);
+        assert_eq!(again.as_of, 1_000);
+        assert!(!stamp(999).settled_by(again.as_of));
     }
 
     #[test]
