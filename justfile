@@ -21,12 +21,14 @@ contract-conformance:
 runbook-check:
     cargo test --test cli -- runbooks::
 
-# side by side with APScheduler, quick mode (under 2 minutes after the build; the first run also
-# creates the Python venv in target/): writes bench/RESULTS.md and bench/lateness.png
+# side by side with APScheduler and tokio-cron-scheduler, with every goal of the performance issue
+# (100,000 jobs, the scrape, the cluster on a throwaway PostgreSQL, a perf profile), quick mode (about
+# 4 minutes after the build; the first run also creates the Python venv in target/ and builds
+# bench/tcs): writes bench/RESULTS.md and bench/lateness.png
 bench:
     ./bench/run.sh quick
 
-# the same in full mode (about 30 minutes), then the criterion benches of the hot paths, the
+# the same in full mode (about 45 minutes), then the criterion benches of the hot paths, the
 # 10,000-spec loading benchmark and the tail latency check
 bench-full:
     ./bench/run.sh full
