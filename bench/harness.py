@@ -107,12 +107,17 @@ def pct(values, p):
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
-def rss_kib(pid):
+def status_kib(pid, field):
+    """A memory figure of /proc/<pid>/status (`VmRSS`, `VmHWM`), in KiB."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return None
+
+
+def rss_kib(pid):
+    return status_kib(pid, "VmRSS")
 
 
 def spawn_wait(argv):
@@ -646,11 +651,7 @@ def cpu_secs(pid):
 
 
 def hwm_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return None
+    return status_kib(pid, "VmHWM")
 
 
 def scale(cfg):
