@@ -187,7 +187,7 @@ impl Catalog {
             Some(upstreams.jobs())
         };
         let stamps = crate::spec::stamps::Stamps::read(&home.spec_stamps_path());
-        let files = load_dir_with(
+        let mut files = load_dir_with(
             &home.jobs_dir(),
             now,
             &in_force.config.defaults,
@@ -246,7 +246,6 @@ impl Catalog {
         let mut stray_files = Vec::new();
         // Each job's file by position: the outcomes are taken out where they lie rather than moved
         // through a map (at 100,000 files each move of them all copies 80 MB).
-        let mut files = files;
         let mut by_id: HashMap<String, usize> = HashMap::with_capacity(files.len());
         for (i, file) in files.iter().enumerate() {
             // The first file of an id is the job; the loader flagged any later one as a duplicate.

@@ -209,9 +209,7 @@ pub async fn run(
         None
     };
     let store = Arc::new(Mutex::new(store));
-    let pass = std::time::Instant::now();
-    let spec_stamp = crate::catalog::stamp(&home);
-    let pass = pass.elapsed();
+    let (spec_stamp, pass) = timed_stamp(&home);
     let first = if node
         .as_ref()
         .is_none_or(|n| n.leads(std::time::Instant::now()))
@@ -663,9 +661,8 @@ impl Daemon {
         // changed by their metadata: at 100,000 jobs, reading them all every 30 s cost a sixth of
         // a core. The stamp is taken before the reload, so a change made while it reads is seen
         // at the next rescan.
-        let pass = std::time::Instant::now();
-        let stamp = crate::catalog::stamp(&self.home);
-        self.parts.watch.pace(pass.elapsed());
+        let (stamp, pass) = timed_stamp(&self.home);
+        self.parts.watch.pace(pass);
         let unchanged = why == super::watch::RESCAN && stamp.is_some() && stamp == self.spec_stamp;
         let reloaded = if unchanged {
             Ok(())
@@ -1333,4 +1330,12 @@ pub(super) fn slot_ranges(ranges: &[(DateTime<Utc>, DateTime<Utc>)]) -> Vec<Slot
         .iter()
         .map(|&(first, last)| SlotRange { first, last })
         .collect()
+}
+
+/// The specs' metadata stamp (`catalog::stamp`) and how long taking it took, which paces the
+/// periodic rescan.
+fn timed_stamp(home: &Home) -> (Option<u64>, std::time::Duration) {
+    let began = std::time::Instant::now();
+    let stamp = crate::catalog::stamp(home);
+    (stamp, began.elapsed())
 }

@@ -251,6 +251,8 @@ fn load_file_trusting(
     // Unchanged since the cache saw it, and the store checked that content: nothing to read.
     if let Some(id) = &stem_id
         && let Some(name) = path.file_name().and_then(|n| n.to_str())
+        // Only a file the cache knows is worth a `stat` of its own before the read's.
+        && stamps.knows(name)
         && let Some(meta) = stat_readable(path)
         && let Some(own) = stamps.own_hash(name, &meta)
     {

@@ -107,6 +107,11 @@ impl Stamps {
         stamps
     }
 
+    /// Whether the cache has an entry for `name` at all.
+    pub fn knows(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
     /// The hash of `name`'s own bytes, when the cache knows it at exactly this metadata and the entry
     /// is old enough to believe.
     pub fn own_hash(&self, name: &str, meta: &Metadata) -> Option<&str> {
